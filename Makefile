@@ -1,0 +1,62 @@
+# handstep: the README's two commands are `make site` and `make test`.
+# Each sets up what it needs (a .venv, npm packages) once, tracked by stamp files.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SEED   ?= 7
+CONFIG ?= configs/default.yaml
+
+RUN_STAMP  := $(VENV)/.stamp-runtime
+DEV_STAMP  := $(VENV)/.stamp-dev
+NODE_STAMP := node_modules/.stamp
+
+.PHONY: site test serve trace diff docs verify bench lint clean
+
+site: $(RUN_STAMP) $(NODE_STAMP)
+	$(BIN)/handstep build --config $(CONFIG) --out site
+
+test: $(DEV_STAMP) $(NODE_STAMP)
+	$(BIN)/ruff check engine site_build tests
+	$(BIN)/python -m pytest -q
+
+serve: $(RUN_STAMP) $(NODE_STAMP)
+	$(BIN)/handstep serve --config $(CONFIG)
+
+trace: $(RUN_STAMP)
+	$(BIN)/handstep trace --config $(CONFIG) --out build/trace.json
+
+# Default seed vs SEED (exit status 1 from `handstep diff` only means "different").
+diff: $(RUN_STAMP)
+	$(BIN)/handstep trace --config $(CONFIG) --out build/trace-a.json
+	$(BIN)/handstep trace --config $(CONFIG) --seed $(SEED) --out build/trace-seed$(SEED).json
+	$(BIN)/handstep diff build/trace-a.json build/trace-seed$(SEED).json || [ $$? -eq 1 ]
+
+# Regenerate docs/records.md from real traces (a test fails when it is stale).
+docs: $(RUN_STAMP)
+	$(BIN)/python -m engine.docs docs/records.md
+
+bench: $(DEV_STAMP) $(NODE_STAMP)
+	$(BIN)/python -m benchmarks.bench
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check engine site_build tests benchmarks
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml $(RUN_STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf site build .cache test-artifacts .pytest_cache .ruff_cache

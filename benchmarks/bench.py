@@ -1,0 +1,97 @@
+"""`make bench`: the engine's and the site's speed and size figures, each run several times.
+
+Prints a table (median, min, max) and writes it to docs/benchmarks.md with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+SCALE = {"seed": 0, "train_steps": 0,
+         "model": {"vocab": ["<pad>", "<bos>", "<eos>"] + [f"w{i}" for i in range(2045)],
+                   "d_model": 768, "n_heads": 12, "d_ff": 3072, "n_layers": 1, "n_positions": 64, "init_std": 0.02},
+         "data": {"texts": [" ".join(f"w{(i * 37) % 2045}" for i in range(64))]}}
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def child(code: str) -> dict:
+    """Run code in a fresh interpreter that prints one JSON line; adds its peak RSS in MB."""
+    wrapped = code + "\nimport resource, json as _j\nprint(_j.dumps({**RESULT, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    p = subprocess.run([PY, "-c", wrapped], capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def row(name: str, values: list[float], unit: str, target: str = "") -> tuple:
+    scale = 1000 if unit == "ms" else 1
+    v = [x * scale for x in values]
+    return (name, f"{statistics.median(v):.3g}", f"{min(v):.3g}", f"{max(v):.3g}", unit, target)
+
+
+def engine_rows() -> list[tuple]:
+    from engine import run
+    from engine.config import config_from_dict
+
+    rows = []
+    cfg0 = config_from_dict({"train_steps": 0}, "bench")
+    run(cfg0)
+    rows.append(row("engine: one recorded default step (forward, backward, AdamW, re-evaluation)",
+                    timed(lambda: run(cfg0), 20), "ms", "≤ 5 ms"))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(row("`handstep trace` wall time, default config (incl. 200-step run, interpreter start)",
+                        timed(lambda: subprocess.run([PY, "-m", "engine", "trace", "--out", f"{tmp}/t.json"],
+                                                     cwd=ROOT, check=True, capture_output=True), 5), "s"))
+    cfg1000 = config_from_dict({"train_steps": 1000}, "bench")
+    rows.append(row("engine: default config with train_steps 1000", timed(lambda: run(cfg1000), 3), "s", "≤ 3 s"))
+    scale_runs = [child(f"import time\nfrom engine import run\nfrom engine.config import config_from_dict\n"
+                        f"cfg = config_from_dict({SCALE!r}, 'bench')\nt = time.perf_counter(); tr = run(cfg)\n"
+                        f"RESULT = {{'s': time.perf_counter() - t, 'records': len(tr)}}") for _ in range(3)]
+    rows.append(row("engine: GPT-2-small-shaped layer (768, 12 heads, 3072, 64 tokens, vocab 2048), one step",
+                    [r["s"] for r in scale_runs], "s", "≤ 5 s"))
+    rows.append(row("engine: same, peak memory (whole process)", [r["peak_mb"] for r in scale_runs], "MB", "≤ 3000 MB"))
+    return rows
+
+
+def site_rows() -> list[tuple]:
+    path = ROOT / "benchmarks" / "site_bench.py"
+    if not path.exists():
+        return []
+    from benchmarks import site_bench
+
+    return site_bench.rows(row, timed, child, SCALE)
+
+
+def main() -> int:
+    rows = engine_rows() + site_rows()
+    header = ("figure", "median", "min", "max", "unit", "target")
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    text = "\n".join(table)
+    print(text)
+    (ROOT / "docs" / "benchmarks.md").write_text(
+        "# Benchmarks\n\nWritten by `make bench` (each figure run several times: median, min, max).\n\n"
+        f"Machine: {machine}.\n\n{text}\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

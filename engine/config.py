@@ -1,0 +1,250 @@
+"""Configuration: frozen dataclasses, YAML loading, and validation with one-line errors.
+
+A config file may give only the keys it changes; every other key takes the default below,
+which is exactly `configs/default.yaml` (a test keeps the two equal). Every error is a
+`ConfigError` whose message names the file and the key: `configs/x.yaml: model.d_model: ...`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_VOCAB = ("<pad>", "<bos>", "<eos>", "the", "cat", "sat", "on", "mat", "dog", "ran")
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+DECAY_RULES = ("matrices", "all")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line naming the file and key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # Ten words: enough for a sentence and two distractors ("dog", "ran") that never appear,
+    # so the page on embedding gradients can show rows that get a gradient only from the tied output layer.
+    vocab: tuple[str, ...] | None = DEFAULT_VOCAB
+    d_model: int = 16  # small enough to print every row of every matrix on a page
+    n_heads: int = 2  # two heads show that heads differ, head size 8
+    d_ff: int = 64  # GPT-2's 4 x d_model expansion
+    n_layers: int = 1  # one block holds every kind of op; deeper stacks repeat it
+    n_positions: int = 8  # the longest text the position table can hold
+    # GPT-2 uses 0.02, which at d_model 16 makes every attention row within a few % of uniform: nothing
+    # to see. 0.2 gives attention rows that clearly prefer some tokens (weights from about 0.05 to 0.4
+    # in the last row), a starting loss near ln(10) (an unbiased guess over 10 words), and a loss that
+    # visibly drops after one step. 0.3 starts over-confident (loss well above ln 10).
+    init_std: float = 0.2
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    texts: tuple[str, ...] = ("the cat sat on the mat",)  # six words: six next-word predictions
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adamw"  # adamw | adam | sgd, each exactly as torch.optim defines it
+    lr: float = 0.01  # large enough that one step visibly lowers the loss
+    betas: tuple[float, float] = (0.9, 0.999)  # torch's defaults
+    eps: float = 1e-8  # torch's default
+    weight_decay: float = 0.01  # torch AdamW's default
+    decay: str = "matrices"  # only 2-D weights decay, as GPT-2/nanoGPT training does; "all" decays every tensor
+    momentum: float = 0.0  # sgd only
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train_steps: int = 200  # a separate run that records the loss per step
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready dict (lists instead of tuples)."""
+        return _listify(asdict(self))
+
+
+def _listify(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _listify(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_listify(v) for v in obj]
+    return obj
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig}
+TOP_KEYS = ("seed", "model", "data", "optimizer", "train_steps")
+
+
+def load_config(path: str | Path | None = None, seed: int | None = None) -> Config:
+    """Read a YAML config (or the defaults when path is None); `seed` overrides the file's seed."""
+    label = str(path) if path is not None else "<defaults>"
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{label}: file not found (give an existing YAML file, e.g. configs/default.yaml)")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(_yaml_message(label, text, exc)) from None
+        if raw is None:
+            raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: the top level must be a mapping of keys such as seed, model, data")
+    return config_from_dict(raw, label, seed=seed)
+
+
+def _yaml_message(label: str, text: str, exc: yaml.YAMLError) -> str:
+    """`file:LINE: YAML syntax error: problem (context at line N)`, the line clipped to the file's last line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{min(mark.line + 1, max(1, len(text.splitlines())))}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    extra = f" ({context} that starts at line {cmark.line + 1})" if context and cmark is not None else ""
+    return f"{label}{where}: YAML syntax error: {problem}{extra}"
+
+
+def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | None = None) -> Config:
+    """Merge `raw` over the defaults, validate, and return a Config."""
+    err = _errors(label)
+    for key in raw:
+        if key not in TOP_KEYS:
+            err(str(key), f"unknown key (known: {', '.join(TOP_KEYS)})")
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        given = raw.get(name, {})
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            err(name, f"must be a mapping, got {_kind(given)}")
+        known = cls.__dataclass_fields__
+        for key in given:
+            if key not in known:
+                err(f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
+        sections[name] = dict(given)
+
+    cfg_seed = _integer(raw.get("seed", Config.seed), "seed", err, minimum=0)
+    if seed is not None:
+        cfg_seed = _integer(seed, "--seed", err, minimum=0)
+    train_steps = _integer(raw.get("train_steps", Config.train_steps), "train_steps", err, minimum=0)
+    data = _data(sections["data"], err)
+    model = _model(sections["model"], data, err, vocab_given="vocab" in sections["model"] or "texts" not in sections["data"])
+    optimizer = _optimizer(sections["optimizer"], err)
+    return Config(seed=cfg_seed, model=model, data=data, optimizer=optimizer, train_steps=train_steps)
+
+
+def _errors(label: str):
+    def err(key: str, message: str):
+        raise ConfigError(f"{label}: {key}: {message}")
+
+    return err
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _integer(value: Any, key: str, err, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        err(key, f"must be an integer, got {_kind(value)} {value!r}")
+    if value < minimum:
+        err(key, f"must be ≥ {minimum}, got {value}")
+    return value
+
+
+def _number(value: Any, key: str, err) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        err(key, f"must be a number, got {_kind(value)} {value!r}")
+    if not math.isfinite(value):
+        err(key, f"must be finite, got {value}")
+    return float(value)
+
+
+def _data(given: dict[str, Any], err) -> DataConfig:
+    texts = given.get("texts", list(DataConfig.texts))
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts:
+        err("data.texts", "must be a non-empty list of strings")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            err(f"data.texts[{i}]", f"must be a string, got {_kind(t)}")
+        if not t.split():
+            err(f"data.texts[{i}]", "is empty; give at least one word")
+    return DataConfig(texts=tuple(texts))
+
+
+def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> ModelConfig:
+    d = ModelConfig()
+    sizes = {}
+    for key in ("d_model", "n_heads", "d_ff", "n_layers", "n_positions"):
+        sizes[key] = _integer(given.get(key, getattr(d, key)), f"model.{key}", err, minimum=1)
+    if sizes["d_model"] % sizes["n_heads"]:
+        err("model.n_heads", f"{sizes['n_heads']} does not divide d_model {sizes['d_model']}")
+    init_std = _number(given.get("init_std", d.init_std), "model.init_std", err)
+    if init_std <= 0:
+        err("model.init_std", f"must be > 0, got {init_std}")
+
+    vocab = given.get("vocab", list(DEFAULT_VOCAB) if vocab_given else None)
+    words_in_order = [w for t in data.texts for w in t.split()]
+    if vocab is None:
+        vocab = list(SPECIAL_TOKENS) + list(dict.fromkeys(w for w in words_in_order if w not in SPECIAL_TOKENS))
+    if not isinstance(vocab, list) or not all(isinstance(w, str) and w for w in vocab):
+        err("model.vocab", "must be a list of non-empty strings")
+    dupes = sorted({w for w in vocab if vocab.count(w) > 1})
+    if dupes:
+        err("model.vocab", f"duplicate words: {', '.join(dupes)}")
+    for special in ("<pad>", "<bos>"):
+        if special not in vocab:
+            err("model.vocab", f"must contain {special}")
+    missing = list(dict.fromkeys(w for w in words_in_order if w not in vocab))
+    if missing:
+        err("model.vocab", f"missing words used in data.texts: {', '.join(missing)} (add them to the vocab)")
+    for i, t in enumerate(data.texts):
+        n = len(t.split())
+        if n > sizes["n_positions"]:
+            err(f"data.texts[{i}]", f"has {n} words but model.n_positions is {sizes['n_positions']}; shorten it or raise n_positions")
+    return ModelConfig(vocab=tuple(vocab), init_std=init_std, **sizes)
+
+
+def _optimizer(given: dict[str, Any], err) -> OptimizerConfig:
+    d = OptimizerConfig()
+    name = given.get("name", d.name)
+    if name not in OPTIMIZERS:
+        err("optimizer.name", f"unknown optimizer {name!r} (choose one of: {', '.join(OPTIMIZERS)})")
+    lr = _number(given.get("lr", d.lr), "optimizer.lr", err)
+    if lr <= 0:
+        err("optimizer.lr", f"must be > 0, got {lr}")
+    betas = given.get("betas", list(d.betas))
+    if not isinstance(betas, list) or len(betas) != 2:
+        err("optimizer.betas", f"must be a list of two numbers, got {betas!r}")
+    betas = tuple(_number(b, f"optimizer.betas[{i}]", err) for i, b in enumerate(betas))
+    for i, b in enumerate(betas):
+        if not 0 <= b < 1:
+            err(f"optimizer.betas[{i}]", f"must be in [0, 1), got {b}")
+    eps = _number(given.get("eps", d.eps), "optimizer.eps", err)
+    if eps <= 0:
+        err("optimizer.eps", f"must be > 0, got {eps}")
+    wd = _number(given.get("weight_decay", d.weight_decay), "optimizer.weight_decay", err)
+    if wd < 0:
+        err("optimizer.weight_decay", f"must be ≥ 0, got {wd}")
+    decay = given.get("decay", d.decay)
+    if decay not in DECAY_RULES:
+        err("optimizer.decay", f"must be one of: {', '.join(DECAY_RULES)}, got {decay!r}")
+    momentum = _number(given.get("momentum", d.momentum), "optimizer.momentum", err)
+    if momentum < 0:
+        err("optimizer.momentum", f"must be ≥ 0, got {momentum}")
+    return OptimizerConfig(name=name, lr=lr, betas=betas, eps=eps, weight_decay=wd, decay=decay, momentum=momentum)

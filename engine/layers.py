@@ -1,0 +1,152 @@
+"""Forward/backward pairs, each `X_forward` directly above its `X_backward`, in float64 NumPy.
+
+Axis letters used in the shape comments:
+B batch (texts), T tokens (query positions), S key positions, C d_model, H heads,
+D head size (C / H), F d_ff, V vocab, P n_positions, N 3*C (packed Q|K|V).
+No autograd: every backward is the chain rule written out, and the tests check each one
+against finite differences and against PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+GELU_K = math.sqrt(2.0 / math.pi)  # the tanh approximation's constant
+GELU_C = 0.044715
+
+
+def embedding_forward(wte, wpe, ids):
+    tok = wte[ids]  # (B, T, C): row ids[b, t] of the token table
+    pos = wpe[: ids.shape[1]]  # (T, C): one row per position
+    return tok, pos, tok + pos  # (B, T, C) broadcast over the batch
+
+
+def embedding_backward(dout, ids, vocab_size, n_positions):
+    dwte = np.zeros((vocab_size, dout.shape[-1]))  # (V, C)
+    np.add.at(dwte, ids, dout)  # scatter-add: a word used twice receives two rows
+    dwpe = np.zeros((n_positions, dout.shape[-1]))  # (P, C); positions past T get zero
+    dwpe[: ids.shape[1]] = dout.sum(axis=0)  # each position summed over the batch
+    return dwte, dwpe
+
+
+def layernorm_forward(x, w, b, eps):
+    mean = x.mean(axis=-1)  # (B, T)
+    var = ((x - mean[..., None]) ** 2).mean(axis=-1)  # (B, T) biased variance, as torch
+    xhat = (x - mean[..., None]) / np.sqrt(var[..., None] + eps)  # (B, T, C)
+    out = xhat * w + b  # (B, T, C)
+    return mean, var, xhat, out
+
+
+def layernorm_backward(dout, xhat, var, w, eps):
+    dw = (dout * xhat).sum(axis=(0, 1))  # (C,)
+    db = dout.sum(axis=(0, 1))  # (C,)
+    dxhat = dout * w  # (B, T, C)
+    rstd = 1.0 / np.sqrt(var[..., None] + eps)  # (B, T, 1)
+    # The Jacobian of xhat w.r.t. x, applied without building it: subtract the mean of dxhat
+    # (the mean is subtracted in the forward) and the projection on xhat (the variance divides).
+    dx = rstd * (dxhat - dxhat.mean(-1, keepdims=True) - xhat * (dxhat * xhat).mean(-1, keepdims=True))  # (B, T, C)
+    return dxhat, dx, dw, db
+
+
+def linear_forward(x, w, b):
+    return x @ w + b  # (B, T, in) @ (in, out) + (out,): Conv1D layout, as GPT-2
+
+
+def linear_backward(dout, x, w):
+    dx = dout @ w.T  # (B, T, in): the transpose of W carries the gradient back
+    dw = np.einsum("bti,bto->io", x, dout)  # (in, out): summed over batch and tokens
+    db = dout.sum(axis=(0, 1))  # (out,)
+    return dx, dw, db
+
+
+def split_heads(x, n_heads):
+    B, T, C = x.shape
+    return x.reshape(B, T, n_heads, C // n_heads).transpose(0, 2, 1, 3)  # (B, H, T, D)
+
+
+def merge_heads(x):
+    B, H, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * D)  # (B, T, C)
+
+
+def causal_mask(T):
+    return np.tril(np.ones((T, T), dtype=bool))  # (T, S): True where key s <= query t
+
+
+def attention_forward(qkv, n_heads):
+    C = qkv.shape[-1] // 3
+    q, k, v = (split_heads(qkv[..., i * C : (i + 1) * C], n_heads) for i in range(3))  # (B, H, T, D) each
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = q @ k.swapaxes(-1, -2)  # (B, H, T, S)
+    scaled = scores * scale  # (B, H, T, S)
+    masked = np.where(causal_mask(qkv.shape[1]), scaled, -np.inf)  # (B, H, T, S): no peeking ahead
+    weights = softmax_forward(masked)  # (B, H, T, S)
+    context = weights @ v  # (B, H, T, D)
+    return dict(q=q, k=k, v=v, scale=scale, scores=scores, scaled=scaled, masked=masked,
+                weights=weights, context=context, merged=merge_heads(context))
+
+
+def attention_backward(dmerged, a):
+    dcontext = split_heads(dmerged, a["q"].shape[1])  # (B, H, T, D)
+    dweights = dcontext @ a["v"].swapaxes(-1, -2)  # (B, H, T, S)
+    dv = a["weights"].swapaxes(-1, -2) @ dcontext  # (B, H, S, D)
+    dmasked = softmax_backward(dweights, a["weights"])  # (B, H, T, S)
+    dscaled = np.where(causal_mask(dmerged.shape[1]), dmasked, 0.0)  # (B, H, T, S): masked entries had no say
+    dscores = dscaled * a["scale"]  # (B, H, T, S)
+    dq = dscores @ a["k"]  # (B, H, T, D)
+    dk = dscores.swapaxes(-1, -2) @ a["q"]  # (B, H, S, D)
+    dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3C)
+    return dict(context=dcontext, weights=dweights, v=dv, masked=dmasked, scaled=dscaled,
+                scores=dscores, q=dq, k=dk, qkv=dqkv)
+
+
+def softmax_forward(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))  # shift by the row max: same result, no overflow
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward(dout, y):
+    # Jacobian diag(y) - y y^T applied to dout: y * (dout - <dout, y>)
+    return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
+
+
+def gelu_forward(x):
+    return 0.5 * x * (1.0 + np.tanh(GELU_K * (x + GELU_C * x**3)))  # GPT-2's tanh approximation
+
+
+def gelu_backward(dout, x):
+    t = np.tanh(GELU_K * (x + GELU_C * x**3))
+    dt = (1.0 - t**2) * GELU_K * (1.0 + 3.0 * GELU_C * x**2)  # d tanh(u)/dx
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * dt)  # product rule on 0.5 x (1 + t)
+
+
+def logits_forward(x, wte):
+    return x @ wte.T  # (B, T, V): the output layer is the token table, transposed (tied)
+
+
+def logits_backward(dlogits, x, wte):
+    dx = dlogits @ wte  # (B, T, C)
+    dwte = np.einsum("btv,btc->vc", dlogits, x)  # (V, C)
+    return dx, dwte
+
+
+def cross_entropy_forward(logits, targets):
+    valid = targets >= 0  # (B, T): padding carries target -100 and is ignored
+    probs = softmax_forward(logits)  # (B, T, V)
+    safe = np.where(valid, targets, 0)
+    target_logit = np.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]  # (B, T)
+    m = logits.max(axis=-1)
+    logsumexp = m + np.log(np.exp(logits - m[..., None]).sum(axis=-1))  # (B, T)
+    per_token = np.where(valid, logsumexp - target_logit, 0.0)  # (B, T)
+    target_prob = np.where(valid, np.take_along_axis(probs, safe[..., None], axis=-1)[..., 0], 0.0)
+    n = int(valid.sum())
+    return probs, target_prob, per_token, per_token.sum() / n
+
+
+def cross_entropy_backward(probs, targets):
+    valid = targets >= 0
+    onehot = np.zeros_like(probs)
+    np.put_along_axis(onehot, np.where(valid, targets, 0)[..., None], 1.0, axis=-1)
+    return np.where(valid[..., None], (probs - onehot) / valid.sum(), 0.0)  # (B, T, V)

@@ -1,0 +1,71 @@
+"""The independent oracle: Hugging Face GPT2LMHeadModel + torch.optim in float64.
+
+Loads the engine's initial weights through the trace's `index` (HF state_dict keys, same layouts)
+and returns logits, loss, every gradient and the updated parameters, all as NumPy arrays.
+Nothing here imports the engine's model code: only the trace's numbers and config.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
+
+hf_logging.set_verbosity_error()
+torch.set_default_dtype(torch.float64)
+
+
+def hf_model(cfg: dict) -> GPT2LMHeadModel:
+    m = cfg["model"]
+    vocab = m["vocab"]
+    conf = GPT2Config(vocab_size=len(vocab), n_positions=m["n_positions"], n_embd=m["d_model"],
+                      n_layer=m["n_layers"], n_head=m["n_heads"], n_inner=m["d_ff"],
+                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      layer_norm_epsilon=1e-5, bos_token_id=vocab.index("<bos>"),
+                      eos_token_id=vocab.index("<eos>") if "<eos>" in vocab else vocab.index("<bos>"))
+    return GPT2LMHeadModel(conf).to(torch.float64).eval()  # eval: no dropout anywhere
+
+
+def oracle_step(trace) -> dict:
+    """One forward, backward and optimizer step in PyTorch from the trace's initial weights."""
+    cfg = trace.config
+    model = hf_model(cfg)
+    keys = [k for k in trace.index if k.startswith("transformer.")]
+    state = {k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied
+
+    ids = torch.tensor(trace["input_ids"])
+    targets = torch.tensor(trace["targets"])
+    logits = model(input_ids=ids).logits  # (B, T, V), float64
+    # HF's own loss shifts labels and runs in float32: compute cross-entropy here in float64.
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    loss.backward()
+    named = dict(model.named_parameters())
+    grads = {k: named[k].grad.detach().numpy().copy() for k in keys}
+
+    opt = cfg["optimizer"]
+    decay = [p for k, p in named.items() if opt["decay"] == "all" or p.ndim >= 2]
+    no_decay = [p for k, p in named.items() if not (opt["decay"] == "all" or p.ndim >= 2)]
+    groups = [{"params": decay, "weight_decay": opt["weight_decay"]},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if opt["name"] == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+    elif opt["name"] == "adam":
+        optimizer = torch.optim.Adam(groups, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+    else:
+        optimizer = torch.optim.SGD(groups, lr=opt["lr"], momentum=opt["momentum"])
+    optimizer.step()
+    updated = {k: named[k].detach().numpy().copy() for k in keys}
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+        after_loss = F.cross_entropy(after.reshape(-1, after.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    return {"logits": logits.detach().numpy(), "loss": loss.item(), "grads": grads, "updated": updated,
+            "after_loss": after_loss.item(), "keys": keys}
+
+
+def max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0

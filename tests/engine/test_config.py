@@ -1,0 +1,114 @@
+"""Config loading: defaults, partial files, overrides, and one clear line for every kind of bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.config import Config, ConfigError, config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_yaml_equals_builtin_defaults():
+    assert load_config(ROOT / "configs/default.yaml") == config_from_dict({}, "x")
+
+
+def test_partial_config_takes_defaults_and_seed_override(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optimizer:\n  name: sgd\n")
+    cfg = load_config(f, seed=9)
+    assert cfg.optimizer.name == "sgd" and cfg.seed == 9 and cfg.model == Config().model
+
+
+def test_vocab_follows_new_texts_when_omitted(tmp_path):
+    cfg = config_from_dict({"data": {"texts": ["b a b c"]}}, "x")
+    assert cfg.model.vocab == ("<pad>", "<bos>", "<eos>", "b", "a", "c")
+
+
+BAD = [
+    ("seed: 1\nmodel: [unclosed\n", "c.yaml:2: YAML syntax error"),
+    ("colour: red\n", "c.yaml: colour: unknown key"),
+    ("model:\n  depth: 3\n", "c.yaml: model.depth: unknown key"),
+    ("model:\n  d_model: sixteen\n", "c.yaml: model.d_model: must be an integer"),
+    ("model:\n  d_model: 16.0\n", "c.yaml: model.d_model: must be an integer"),
+    ("model:\n  d_model: true\n", "c.yaml: model.d_model: must be an integer"),
+    ("model:\n  d_ff: 0\n", "c.yaml: model.d_ff: must be ≥ 1"),
+    ("model:\n  n_layers: -1\n", "c.yaml: model.n_layers: must be ≥ 1"),
+    ("model:\n  d_model: 24\n  n_heads: 16\n", "c.yaml: model.n_heads: 16 does not divide d_model 24"),
+    ("model:\n  init_std: 0\n", "c.yaml: model.init_std: must be > 0"),
+    ("data:\n  texts: ['the bird sat']\nmodel:\n  vocab: ['<pad>', '<bos>', 'the', 'sat']\n",
+     "c.yaml: model.vocab: missing words used in data.texts: bird"),
+    ("data:\n  texts: ['']\n", "c.yaml: data.texts[0]: is empty"),
+    ("data:\n  texts: []\n", "c.yaml: data.texts: must be a non-empty list"),
+    ("data:\n  texts: ['the cat sat on the mat the cat sat']\n", "c.yaml: data.texts[0]: has 9 words but model.n_positions is 8"),
+    ("optimizer:\n  lr: 0\n", "c.yaml: optimizer.lr: must be > 0"),
+    ("optimizer:\n  lr: -0.1\n", "c.yaml: optimizer.lr: must be > 0"),
+    ("optimizer:\n  betas: [0.9, 1.0]\n", "c.yaml: optimizer.betas[1]: must be in [0, 1)"),
+    ("optimizer:\n  betas: [0.9]\n", "c.yaml: optimizer.betas: must be a list of two numbers"),
+    ("optimizer:\n  eps: 0\n", "c.yaml: optimizer.eps: must be > 0"),
+    ("optimizer:\n  name: lion\n", "c.yaml: optimizer.name: unknown optimizer 'lion'"),
+    ("optimizer:\n  decay: some\n", "c.yaml: optimizer.decay: must be one of"),
+    ("optimizer:\n  weight_decay: -1\n", "c.yaml: optimizer.weight_decay: must be ≥ 0"),
+    ("train_steps: many\n", "c.yaml: train_steps: must be an integer"),
+    ("- just\n- a list\n", "c.yaml: the top level must be a mapping"),
+    ("model:\n  vocab: ['<pad>', '<bos>', 'the', 'the']\ndata:\n  texts: ['the']\n", "c.yaml: model.vocab: duplicate words: the"),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD, ids=[b[1].split(": ", 1)[1][:40] for b in BAD])
+def test_bad_config_gives_one_clear_line(tmp_path, text, expected):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(tmp_path)) and expected in msg, msg
+
+
+def test_missing_file_and_non_utf8(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_config(tmp_path / "nope.yaml")
+    f = tmp_path / "latin.yaml"
+    f.write_bytes(b"seed: 1\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match="latin.yaml: not UTF-8"):
+        load_config(f)
+
+
+def test_cli_bad_config_exit_2_no_traceback(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  d_model: 24\n  n_heads: 16\n")
+    p = subprocess.run([sys.executable, "-m", "engine", "trace", "--config", str(f), "--out", str(tmp_path / "t.json")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"handstep: {f}: model.n_heads: 16 does not divide d_model 24"
+    assert "Traceback" not in p.stderr and not (tmp_path / "t.json").exists()
+
+
+def test_nan_in_training_run_names_record_and_step(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optimizer:\n  name: sgd\n  lr: 1.0e+6\ntrain_steps: 50\n")
+    p = subprocess.run([sys.executable, "-m", "engine", "trace", "--config", str(f), "--out", str(tmp_path / "t.json")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2, p.stderr
+    assert "a NaN or Inf first appeared in record '" in p.stderr and "at step " in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["seed", "model", "data", "optimizer", "train_steps", "extra"]),
+                       st.one_of(st.integers(-3, 3), st.text(max_size=3), st.none(), st.lists(st.integers(), max_size=2),
+                                 st.dictionaries(st.sampled_from(["d_model", "lr", "texts", "name", "zz"]),
+                                                 st.one_of(st.integers(-2, 2), st.text(max_size=2)), max_size=2)),
+                       max_size=3))
+def test_any_input_is_a_config_or_a_clean_error(raw):
+    text = yaml.safe_dump(raw)
+    try:
+        config_from_dict(yaml.safe_load(text) or {}, "c.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("c.yaml: ") and "\n" not in str(exc)
