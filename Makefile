@@ -16,9 +16,13 @@ NODE_STAMP := node_modules/.stamp
 site: $(RUN_STAMP) $(NODE_STAMP)
 	$(BIN)/handstep build --config $(CONFIG) --out site
 
-test: $(DEV_STAMP) $(NODE_STAMP)
-	$(BIN)/ruff check engine site_build tests
+test: $(DEV_STAMP) $(NODE_STAMP) verify
+	$(BIN)/ruff check engine site_build tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# Compare the configured trace with Hugging Face GPT-2 + torch.optim; the site shows the figures.
+verify: $(DEV_STAMP)
+	$(BIN)/python tests/engine/verify_hf.py --config $(CONFIG) --out build/verification.json
 
 serve: $(RUN_STAMP) $(NODE_STAMP)
 	$(BIN)/handstep serve --config $(CONFIG)

@@ -542,3 +542,25 @@ HANDLERS = {
     "adam_m_hat": _adam_hat, "adam_v_hat": _adam_hat, "adamw_update": _adam_update, "adam_update": _adam_update,
     "sgd_buf": _sgd_buf, "sgd_update": _sgd_update,
 }
+
+
+def jacobian(trace: Trace, name: str, row) -> tuple[np.ndarray, str]:
+    """The full Jacobian of one row of a softmax or LayerNorm-normalize record w.r.t. that row's input.
+
+    Returns (J, description) with J[i, j] = d out_i / d in_j. The backward pass never builds this matrix:
+    it applies it to the upstream gradient in O(n) (softmax: y * (g - <g, y>); LayerNorm: the rstd formula).
+    """
+    rec = trace.record(name)
+    row = tuple(int(i) for i in row)
+    if len(row) != rec.value.ndim - 1:
+        raise IndexError(f"jacobian of {name} needs the index of one row: {rec.value.ndim - 1} numbers")
+    if rec.op == "softmax":
+        y = rec.value[row]
+        return np.diag(y) - np.outer(y, y), "diag(y) - y yᵀ"
+    if rec.op == "normalize":
+        xhat = rec.value[row]
+        var = float(trace[rec.inputs[2]][row])
+        n = xhat.size
+        rstd = 1.0 / math.sqrt(var + rec.meta["eps"])
+        return rstd * (np.eye(n) - 1.0 / n - np.outer(xhat, xhat) / n), "(I - 1/C - x̂ x̂ᵀ / C) / √(σ²+ε)"
+    raise KeyError(f"no Jacobian for {name} (op {rec.op}): give a softmax or LayerNorm xhat record")

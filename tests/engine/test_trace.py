@@ -150,3 +150,16 @@ def test_explain_shows_the_real_arithmetic(trace):
     masked = explain(trace, "L0.attn.masked", (0, 0, 1, 4))
     assert masked.result == -np.inf and "hidden" in masked.latex[0]
     assert float(np.dot(x, w)) == pytest.approx(trace["L0.attn.qkv"][0, 2, 5])
+
+
+def test_jacobians_agree_with_the_efficient_backward(trace):
+    from engine.explain import jacobian
+
+    J, _ = jacobian(trace, "L0.attn.weights", (0, 1, 3))
+    g = trace["grad.L0.attn.weights"][0, 1, 3]
+    assert np.allclose(J.T @ g, trace["grad.L0.attn.masked"][0, 1, 3], atol=1e-15)
+    J, _ = jacobian(trace, "ln_f.xhat", (0, 2))
+    g = trace["grad.ln_f.xhat"][0, 2]
+    assert np.allclose(J.T @ g, trace["grad.L0.resid_2"][0, 2], atol=1e-13)
+    with pytest.raises(KeyError):
+        jacobian(trace, "L0.attn.q", (0, 0, 0))

@@ -1,0 +1,42 @@
+"""The whole step in about 20 lines of PyTorch, generated from a trace's config (shown on the summary page,
+run by a test). It loads the initial weights from the site's trace.json and compares with the engine."""
+
+from __future__ import annotations
+
+
+def pytorch_snippet(config: dict, trace_file: str = "trace.json") -> str:
+    m, o = config["model"], config["optimizer"]
+    bos = m["vocab"].index("<bos>")
+    eos = m["vocab"].index("<eos>") if "<eos>" in m["vocab"] else bos
+    decay = "p.ndim >= 2" if o["decay"] == "matrices" else "True"
+    if o["name"] == "sgd":
+        make_opt = f"torch.optim.SGD(groups, lr={o['lr']!r}, momentum={o['momentum']!r})"
+    else:
+        cls = "AdamW" if o["name"] == "adamw" else "Adam"
+        make_opt = f"torch.optim.{cls}(groups, lr={o['lr']!r}, betas={tuple(o['betas'])!r}, eps={o['eps']!r})"
+    return f'''import json, torch, torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+torch.set_default_dtype(torch.float64)
+trace = json.load(open({trace_file!r}))
+rec = {{r["name"]: r for r in trace["records"]}}
+model = GPT2LMHeadModel(GPT2Config(
+    vocab_size={len(m["vocab"])}, n_positions={m["n_positions"]}, n_embd={m["d_model"]}, n_layer={m["n_layers"]},
+    n_head={m["n_heads"]}, n_inner={m["d_ff"]}, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id={bos}, eos_token_id={eos})).eval()
+weights = {{k: torch.tensor(rec[v["initial"]]["value"]) for k, v in trace["index"].items() if k.startswith("transformer.")}}
+model.load_state_dict(weights, strict=False)  # lm_head is tied to transformer.wte
+ids, targets = torch.tensor(rec["input_ids"]["value"]), torch.tensor(rec["targets"]["value"])
+logits = model(input_ids=ids).logits
+loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)  # float64, mean over targets
+loss.backward()
+params = dict(model.named_parameters())
+groups = [{{"params": [p for p in params.values() if {decay}], "weight_decay": {o["weight_decay"]!r}}},
+          {{"params": [p for p in params.values() if not ({decay})], "weight_decay": 0.0}}]
+{make_opt}.step()
+print("loss: torch", loss.item(), "handstep", rec["loss"]["value"])
+for key, names in trace["index"].items():
+    if key in params:
+        diff = (params[key].detach() - torch.tensor(rec[names["updated"]]["value"])).abs().max().item()
+        print(f"{{key:40}} updated, max |torch - handstep| = {{diff:.1e}}")
+'''

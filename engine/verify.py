@@ -1,0 +1,54 @@
+"""Checks that run with every build: finite differences on a sample of every parameter gradient,
+and a digest that ties a verification file (written by `make verify` with PyTorch) to one trace."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from . import model
+from .config import Config
+from .trace import Trace
+
+FD_STEP = 1e-6  # central differences in float64: truncation ~h^2, rounding ~1e-16/h, both far below FD_TOL
+FD_TOL = 1e-7
+
+
+def digest(trace: Trace) -> str:
+    """sha256 over the config and every record's name, shape and value bytes."""
+    h = hashlib.sha256(json.dumps(trace.config, sort_keys=True).encode())
+    for r in trace.records:
+        h.update(r.name.encode() + b"\0" + str(r.shape).encode())
+        h.update(np.ascontiguousarray(r.value, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _noop(*args, **kwargs):
+    pass
+
+
+def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3) -> dict[str, dict]:
+    """For every parameter: the largest-|grad| element plus `per_tensor` seeded random ones, analytic vs central."""
+    params = {name: trace[name].copy() for name, _, _, _ in model.param_specs(cfg)}
+    ids, targets = trace["input_ids"], trace["targets"]
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, p in params.items():
+        grad = trace[f"grad.{name}"]
+        flat = p.reshape(-1)
+        picks = [int(np.argmax(np.abs(grad)))] + [int(i) for i in rng.choice(flat.size, min(per_tensor, flat.size), replace=False)]
+        rows = []
+        for i in dict.fromkeys(picks):
+            old = flat[i]
+            flat[i] = old + FD_STEP
+            up = model.forward(params, ids, targets, cfg, _noop)["loss"]
+            flat[i] = old - FD_STEP
+            down = model.forward(params, ids, targets, cfg, _noop)["loss"]
+            flat[i] = old
+            idx = tuple(int(k) for k in np.unravel_index(i, p.shape))
+            rows.append({"index": idx, "analytic": float(grad[idx]), "numeric": (up - down) / (2 * FD_STEP)})
+        err = max(abs(r["analytic"] - r["numeric"]) for r in rows)
+        out[f"grad.{name}"] = {"checked": rows, "max_abs_err": err, "tol": FD_TOL, "ok": err <= FD_TOL}
+    return out
