@@ -1,0 +1,409 @@
+"""Build the site: config → trace → pages → Jinja → Markdown → KaTeX → layout → site/.
+
+Everything is gathered and checked in memory first (every page, every macro call,
+every formula); only then is anything written, into a temporary directory that is
+swapped in whole. `Builder` keeps the trace and the KaTeX process between builds so
+the dev server rebuilds in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+import engine
+from site_build import output
+from site_build.errors import BuildError
+from site_build.katex import KatexRenderer, katex_dist
+from site_build.macros import MacroError, Macros
+from site_build.markdown import Rendered, make_parser, render_page
+from site_build.mathslots import MathSlots
+from site_build.pages import Page, collect_pages, group_by_section
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE_TITLE = "handstep"
+SEARCH_NEXT = "pagefind.next"  # where the dev server builds the next search index
+# Failures caused by the inputs: reported as one line each, never with a traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    BuildError,
+    engine.ConfigError,
+    *(getattr(engine, name) for name in ("RunError", "TraceError") if hasattr(engine, name)),
+)
+
+
+@dataclass
+class Paths:
+    """Where the inputs live; tests point these at fixture sites."""
+
+    root: Path = ROOT
+    content: Path = ROOT / "content"
+    templates: Path = ROOT / "templates"
+    cache: Path = ROOT / ".cache"
+
+
+@dataclass
+class Report:
+    """What a build did, for the summary line and for tests."""
+
+    out_dir: Path
+    pages: int = 0
+    formulas: int = 0
+    rendered: int = 0
+    cached: int = 0
+    shown: int = 0
+    records: int = 0
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The one line `handstep build` prints."""
+        return (
+            f"built {self.pages} pages, {self.formulas} formulas "
+            f"({self.rendered} rendered, {self.cached} cached), "
+            f"records shown: {self.shown}/{self.records}, "
+            f"{self.seconds:.2f} s -> {_shown_path(self.out_dir)}"
+        )
+
+
+class Builder:
+    """Builds the site; reusable, so `serve` keeps the trace and KaTeX warm."""
+
+    def __init__(self, paths: Paths | None = None) -> None:
+        self.paths = paths or Paths()
+        self.katex = KatexRenderer(self.paths.root, self.paths.cache / "katex.json")
+        self._trace_key: tuple[Any, ...] | None = None
+        self._trace: Any = None
+        self._trace_json: tuple[Any, bytes] | None = None
+        self.background_search = False  # the dev server sets this
+        self._indexer: tuple[Any, Path] | None = None
+
+    def close(self) -> None:
+        """Finish any search indexing, stop KaTeX and save its cache."""
+        self.finish_search()
+        self.katex.close()
+
+    def trace_for(self, config_path: Path, seed: int | None) -> Any:
+        """Load the config and run the engine, unless the same config was just run."""
+        key = (str(config_path), seed, _mtime(config_path))
+        if key != self._trace_key:
+            self._trace = engine.run(engine.load_config(str(config_path), seed=seed))
+            self._trace_key = key
+        return self._trace
+
+    def trace_json(self, trace: Any, scratch: Path) -> bytes:
+        """The trace as the engine saves it, serialised once per trace."""
+        if self._trace_json is None or self._trace_json[0] is not trace:
+            path = scratch / ".trace.json"
+            trace.save(path)
+            self._trace_json = (trace, path.read_bytes())
+            path.unlink()
+        return self._trace_json[1]
+
+    def build(
+        self,
+        config_path: Path,
+        out_dir: Path,
+        seed: int | None = None,
+        require_coverage: bool = False,
+        base_url: str = "",
+    ) -> Report:
+        """Build the whole site into out_dir; raise BuildError (old site untouched) on failure."""
+        self.finish_search()
+        start = time.perf_counter()
+        report = Report(Path(out_dir))
+        clock = _Clock(report.timings)
+        self.katex.start()  # node loads KaTeX while Python computes the trace
+        trace = self.trace_for(Path(config_path), seed)
+        clock.lap("trace")
+        pages, problems = collect_pages(self.paths.content)
+        slots = MathSlots(on_new=self.katex.prefetch)
+        macros = Macros(trace, slots, engine.explain)
+        bodies = render_bodies(pages, macros, slots, _link_map(pages), problems)
+        clock.lap("pages")
+        layouts = render_layouts(self.paths.templates, pages, bodies, base_url)
+        clock.lap("layout")
+        result = self.katex.render_all(set(slots.formulas))
+        slots.check(result.errors)
+        clock.lap("katex")
+        report.shown, report.records = macros.coverage()
+        report.missing = macros.missing()
+        if require_coverage and report.missing:
+            raise BuildError(
+                "content", 0,
+                f"records shown: {report.shown}/{report.records}; no page shows: "
+                + ", ".join(report.missing),
+            )
+        pages_html = {rel: slots.fill(html, result.html) for rel, html in layouts.items()}
+        self.write_site(pages_html, trace, Path(out_dir), clock)
+        self.katex.save_cache()
+        report.pages = len(pages)
+        report.formulas = len(slots.formulas)
+        report.rendered, report.cached = result.rendered, result.cached
+        report.seconds = time.perf_counter() - start
+        return report
+
+
+    def write_site(self, pages_html: dict[str, str], trace: Any, out_dir: Path, clock: _Clock) -> None:
+        """Write everything into a temporary tree, index it, and swap it in as out_dir.
+
+        With `background_search` (the dev server) the previous search index is reused
+        and a fresh one is built after the swap, so a rebuild shows up sooner.
+        """
+        tmp = output.temp_dir_for(out_dir)
+        try:
+            output.write_files(tmp, pages_html)
+            reuse = self.background_search and (out_dir / "pagefind").is_dir()
+            indexer = None if reuse else output.start_pagefind(tmp)  # runs while the rest is written
+            try:
+                output.write_files(tmp, static_files(self.paths.root, self.paths.templates))
+                (tmp / "trace.json").write_bytes(self.trace_json(trace, tmp))
+                if reuse:
+                    shutil.copytree(out_dir / "pagefind", tmp / "pagefind")
+                clock.lap("write")
+            finally:
+                if indexer is not None:
+                    output.wait_pagefind(indexer, tmp)
+            clock.lap("search")
+            output.swap_in(tmp, out_dir)
+        except BaseException:
+            _remove(tmp)
+            raise
+        if reuse:
+            self._indexer = (output.start_pagefind(out_dir, subdir=SEARCH_NEXT), out_dir)
+
+    def finish_search(self) -> None:
+        """Wait for a background search index and move it into place."""
+        if self._indexer is None:
+            return
+        proc, out_dir = self._indexer
+        self._indexer = None
+        try:
+            output.wait_pagefind(proc, out_dir, subdir=SEARCH_NEXT)
+        except BuildError as err:
+            print(str(err), file=sys.stderr)
+            return
+        output.replace_dir(out_dir / SEARCH_NEXT, out_dir / "pagefind")
+
+
+def build(
+    config_path: str | Path,
+    out_dir: str | Path,
+    seed: int | None = None,
+    paths: Paths | None = None,
+    require_coverage: bool = False,
+) -> Report:
+    """Build once and stop the KaTeX process (what `handstep build` does)."""
+    builder = Builder(paths)
+    try:
+        return builder.build(Path(config_path), Path(out_dir), seed, require_coverage)
+    finally:
+        builder.close()
+
+
+# -- pages ---------------------------------------------------------------------
+def content_environment(macros: Macros) -> jinja2.Environment:
+    """Jinja for page bodies: strict about undefined names, HTML-escaping by default."""
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        # `{#id}` is a Markdown heading id, so Jinja comments are `{## ... ##}` here
+        comment_start_string="{##",
+        comment_end_string="##}",
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(macros.globals())
+    env.filters.update(macros.filters())
+    return env
+
+
+def render_bodies(
+    pages: list[Page],
+    macros: Macros,
+    slots: MathSlots,
+    links: dict[str, str],
+    problems: list[tuple[str, int, str]] | None = None,
+) -> dict[str, Rendered]:
+    """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end."""
+    env = content_environment(macros)
+    md = make_parser()
+    out: dict[str, Rendered] = {}
+    problems = list(problems or [])
+    for page in pages:
+        macros.begin_page(page.source, page.body_line)
+        try:
+            text = render_jinja(env, page)
+        except BuildError as err:
+            problems.extend(err.problems)
+            continue
+        rendered = render_page(md, text, slots, page.source, page.body_line - 1, page.body, links)
+        problems.extend(rendered.problems)
+        out[page.source] = rendered
+    if problems:
+        raise BuildError.collect(problems)
+    return out
+
+
+_COMPILED: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code, for fast rebuilds
+
+
+def render_jinja(env: jinja2.Environment, page: Page) -> str:
+    """Render a page body; any error becomes `file:line: message` with the source line."""
+    offset = page.body_line - 1
+    try:
+        key = (page.source, page.body)
+        code = _COMPILED.get(key)
+        if code is None:
+            code = _COMPILED[key] = env.compile(page.body, name=page.source, filename=page.source)
+        template = env.template_class.from_code(env, code, env.globals, None)
+        return template.render()
+    except jinja2.TemplateSyntaxError as err:
+        raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
+    except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback
+        line = _template_line(err, page.source)
+        message = str(err) if isinstance(err, MacroError) else _describe(err)
+        raise BuildError(page.source, offset + line if line else 0, message) from None
+
+
+def _template_line(err: BaseException, source: str) -> int:
+    """The page line of the innermost template frame in the traceback (Jinja rewrites it)."""
+    line = 0
+    for frame, lineno in traceback.walk_tb(err.__traceback__):
+        if frame.f_code.co_filename == source:
+            line = lineno
+    return line
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, jinja2.UndefinedError):
+        return f"undefined name: {err.message}"
+    text = str(err).replace("Macros.", "")
+    return f"{text}" if isinstance(err, TypeError) else f"{type(err).__name__}: {text}"
+
+
+def _link_map(pages: list[Page]) -> dict[str, str]:
+    """`attention.md` and `forward/attention.md` both link to `attention.html`."""
+    links = {}
+    for page in pages:
+        rel = page.source.split("/", 1)[1] if "/" in page.source else page.source
+        links[rel] = page.url
+        links.setdefault(rel.rsplit("/", 1)[-1], page.url)
+    return links
+
+
+# -- layout --------------------------------------------------------------------
+def layout_environment(templates: Path) -> jinja2.Environment:
+    """Jinja for the page layout (templates/)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_layouts(
+    templates: Path, pages: list[Page], bodies: dict[str, Rendered], base_url: str
+) -> dict[str, str]:
+    """Every page and the 404 page inside the layout; {output path: html}."""
+    env = layout_environment(templates)
+    nav = group_by_section(pages)
+    common = {"site_title": SITE_TITLE, "nav": nav, "root": base_url}
+    out = {}
+    try:
+        page_tpl = env.get_template("page.html")
+        for i, page in enumerate(pages):
+            body = bodies[page.source]
+            out[page.url] = page_tpl.render(
+                **common,
+                page=page,
+                current=page.url,
+                body=Markup(body.html),
+                toc=[{"level": h.level, "id": h.id, "html": Markup(h.html)} for h in body.headings],
+                prev=pages[i - 1] if i > 0 else None,
+                next=pages[i + 1] if i + 1 < len(pages) else None,
+            )
+        out["404.html"] = env.get_template("404.html").render(**common, page=None, current="")
+    except jinja2.TemplateNotFound as err:
+        raise BuildError(f"templates/{err.name}", 0, "template not found") from None
+    except jinja2.TemplateError as err:
+        where = getattr(err, "filename", None) or getattr(err, "name", None) or "templates"
+        raise BuildError(_shown_template(where), getattr(err, "lineno", 0) or 0, str(err)) from None
+    return out
+
+
+def static_files(root: Path, templates: Path) -> dict[str, Any]:
+    """CSS/JS from templates/assets, plus KaTeX's CSS and woff2 fonts (same version as the renderer)."""
+    files: dict[str, Any] = {}
+    assets = templates / "assets"
+    if assets.is_dir():
+        for path in sorted(assets.rglob("*")):
+            if path.is_file():
+                files["assets/" + path.relative_to(assets).as_posix()] = path
+    dist = katex_dist(root)
+    files["katex/katex.min.css"] = woff2_only((dist / "katex.min.css").read_text(encoding="utf-8"))
+    for font in sorted((dist / "fonts").glob("*.woff2")):
+        files[f"katex/fonts/{font.name}"] = font
+    return files
+
+
+def woff2_only(css: str) -> str:
+    """Drop KaTeX's woff/ttf fallbacks: every browser that runs KaTeX's CSS reads woff2."""
+    return re.sub(r',url\(fonts/[^)]+\.(?:woff|ttf)\) format\("(?:woff|truetype)"\)', "", css)
+
+
+# -- helpers -------------------------------------------------------------------
+class _Clock:
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.into[name] = now - self.last
+        self.last = now
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path.cwd()).as_posix() or "."
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _shown_template(name: str) -> str:
+    return name if name.startswith("templates") else f"templates/{Path(name).name}"
+
+
+def digest_tree(root: Path) -> str:
+    """SHA-256 over every file path and content under root (for determinism checks)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+

@@ -1,0 +1,191 @@
+"""Markdown to HTML: markdown-it-py with math, attributes, callouts and heading anchors.
+
+Math is not typeset here: each `$…$` / `$$…$$` becomes a placeholder from MathSlots,
+filled after the one KaTeX batch. Links to other pages are written as `page.md` and
+checked; headings h2–h3 get ids and a `#` anchor and feed the "on this page" outline.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.attrs import attrs_block_plugin, attrs_plugin
+from mdit_py_plugins.container import container_plugin
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.front_matter import front_matter_plugin
+
+from site_build.mathslots import MathSlots
+
+CALLOUTS = {"why": "Why?", "check": "Check", "note": "Note"}
+TOC_LEVELS = (2, 3)
+_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
+
+
+@dataclass
+class Heading:
+    """One entry of the "on this page" outline."""
+
+    level: int
+    id: str
+    html: str
+
+
+@dataclass
+class Rendered:
+    """A page body as HTML, its outline and any problems (file, line, message)."""
+
+    html: str
+    headings: list[Heading] = field(default_factory=list)
+    problems: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+def make_parser() -> MarkdownIt:
+    """The one Markdown dialect of the site."""
+    md = MarkdownIt("commonmark", {"html": True})
+    md.enable(["table", "strikethrough"])
+    md.use(front_matter_plugin)
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
+    md.use(attrs_plugin)
+    md.use(attrs_block_plugin)
+    for name in CALLOUTS:
+        container_plugin_named(md, name)
+    md.use(anchors_plugin, min_level=2, max_level=4, permalink=False)
+    for rule in ("math_inline", "math_inline_double", "math_block", "math_block_label"):
+        md.add_render_rule(rule, _render_math)
+    md.add_render_rule("heading_open", _render_heading_open)
+    md.add_render_rule("heading_close", _render_heading_close)
+    md.add_render_rule("link_open", _render_link_open)
+    return md
+
+
+def container_plugin_named(md: MarkdownIt, name: str) -> None:
+    """A `::: name [title]` callout rendered as an <aside>."""
+
+    def render(self: Any, tokens: list[Token], idx: int, _options: Any, _env: Any) -> str:
+        token = tokens[idx]
+        if token.nesting != 1:
+            return "</aside>\n"
+        title = token.info.strip()[len(name) :].strip() or CALLOUTS[name]
+        return f'<aside class="callout callout-{name}"><p class="callout-title">{html.escape(title)}</p>\n'
+
+    container_plugin(md, name, render=render)
+
+
+def render_page(
+    md: MarkdownIt,
+    text: str,
+    slots: MathSlots,
+    source: str,
+    line_offset: int,
+    raw_body: str,
+    links: dict[str, str],
+) -> Rendered:
+    """Render one page body (already through Jinja) to HTML with math placeholders.
+
+    `raw_body` is the page text before Jinja, used to find the source line of a
+    formula; `links` maps linkable `.md` paths to output URLs.
+    """
+    env: dict[str, Any] = {
+        "slots": slots,
+        "source": source,
+        "offset": line_offset,
+        "raw_lines": raw_body.split("\n"),
+        "links": links,
+        "problems": [],
+    }
+    tokens = md.parse(text, env)
+    _attach_lines(tokens)
+    body = md.renderer.render(tokens, md.options, env)
+    return Rendered(body, _outline(md, tokens, env), env["problems"])
+
+
+def _attach_lines(tokens: list[Token]) -> None:
+    """Give inline math and links the (0-based) line they sit on."""
+    for token in tokens:
+        if token.type != "inline" or not token.map or not token.children:
+            continue
+        pos = 0
+        for child in token.children:
+            needle = child.content if child.type.startswith("math") else child.attrGet("href")
+            if needle:
+                found = token.content.find(str(needle), pos)
+                if found >= 0:
+                    pos = found
+            child.meta["line"] = token.map[0] + token.content.count("\n", 0, pos)
+
+
+def _source_line(env: dict[str, Any], needle: str, rendered_line: int) -> int:
+    """File line of `needle` in the raw page, else of the rendered line."""
+    first = needle.strip().split("\n", 1)[0]
+    if first:
+        for i, line in enumerate(env["raw_lines"]):
+            if first in line:
+                return env["offset"] + i + 1
+    return env["offset"] + rendered_line + 1
+
+
+def _token_line(token: Token) -> int:
+    if token.map:
+        return token.map[0]
+    return int(token.meta.get("line", 0))
+
+
+def _render_math(self: Any, tokens: list[Token], idx: int, _options: Any, env: dict[str, Any]) -> str:
+    token = tokens[idx]
+    display = token.type != "math_inline"
+    line = _source_line(env, token.content, _token_line(token))
+    slot = env["slots"].slot(token.content, display, env["source"], line)
+    if token.type in ("math_block", "math_block_label"):
+        return f'<div class="math">{slot}</div>\n'
+    return slot
+
+
+def _render_heading_open(self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
+    env.setdefault("heading_ids", []).append(tokens[idx].attrGet("id"))
+    return self.renderToken(tokens, idx, options, env)
+
+
+def _render_heading_close(self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
+    heading_id = env["heading_ids"].pop()
+    anchor = ""
+    if heading_id:
+        anchor = f' <a class="anchor" href="#{html.escape(str(heading_id))}" aria-label="Link to this section">#</a>'
+    return anchor + self.renderToken(tokens, idx, options, env)
+
+
+def _render_link_open(self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
+    token = tokens[idx]
+    href = str(token.attrGet("href") or "")
+    if href and not _SCHEME_RE.match(href) and not href.startswith("#"):
+        path, _, frag = href.partition("#")
+        if path.endswith(".md"):
+            key = posixpath.normpath(path).lstrip("./")
+            target = env["links"].get(key) or env["links"].get(posixpath.basename(key))
+            if target is None:
+                line = _source_line(env, f"({href}", _token_line(token))
+                env["problems"].append((env["source"], line, f"link to unknown page '{path}'"))
+            else:
+                token.attrSet("href", target + (f"#{frag}" if frag else ""))
+    return self.renderToken(tokens, idx, options, env)
+
+
+def _outline(md: MarkdownIt, tokens: list[Token], env: dict[str, Any]) -> list[Heading]:
+    """h2/h3 headings with their ids and inline HTML (math placeholders included)."""
+    out = []
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and int(token.tag[1]) in TOC_LEVELS and token.attrGet("id"):
+            inline = tokens[i + 1]
+            text = md.renderer.renderInline(inline.children or [], md.options, dict(env, problems=[]))
+            out.append(Heading(int(token.tag[1]), str(token.attrGet("id")), _strip_links(text)))
+    return out
+
+
+def _strip_links(fragment: str) -> str:
+    return re.sub(r"</?a\b[^>]*>", "", fragment)

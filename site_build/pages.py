@@ -1,0 +1,212 @@
+"""Find the Markdown pages under `content/` and read their front matter.
+
+Each page starts with a YAML block between `---` lines (title, description, section,
+order, optional slug). Everything is validated here, with the file and line of each
+problem, before any page is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from site_build.errors import BuildError
+
+SECTIONS = ("Introduction", "Forward pass", "Backward pass", "Optimization", "Reference")
+REQUIRED = {"title": str, "description": str, "section": str, "order": int}
+OPTIONAL = {"slug": str}
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One content page: where it came from, its front matter and its body."""
+
+    source: str  # path shown in error messages, e.g. "content/attention.md"
+    title: str
+    description: str
+    section: str
+    order: int
+    slug: str  # output file is f"{slug}.html"
+    body: str  # Markdown + Jinja, front matter removed
+    body_line: int  # line number in the file of the body's first line
+    order_line: int = 0  # line of `order:`, for duplicate-order errors
+
+    @property
+    def url(self) -> str:
+        """Output path relative to the site root."""
+        return f"{self.slug}.html"
+
+
+def discover_pages(content_dir: Path) -> list[Page]:
+    """Read and validate every `*.md` under content_dir, in site order; raise on any problem."""
+    pages, problems = collect_pages(content_dir)
+    if problems:
+        raise BuildError.collect(problems)
+    return pages
+
+
+def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, str]]]:
+    """Every valid page (site order) and every problem (file, line, message) found.
+
+    Paths in messages are shown relative to content_dir's parent (`content/x.md`).
+    Valid pages are returned even when others are broken, so one build reports all.
+    """
+    content_dir = Path(content_dir)
+    root = content_dir.parent
+    pages: list[Page] = []
+    problems: list[tuple[str, int, str]] = []
+    for path in sorted(content_dir.rglob("*.md")):
+        shown = _display_path(path, root)
+        try:
+            pages.append(read_page(path, shown))
+        except BuildError as err:
+            problems.extend(err.problems)
+    problems.extend(_check_unique(pages))
+    if not pages and not problems:
+        problems.append((_display_path(content_dir, root), 0, "no pages (*.md) found"))
+    return sort_pages(pages), problems
+
+
+def _display_path(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def read_page(path: Path, shown: str) -> Page:
+    """Parse one page file; `shown` is the path used in error messages."""
+    text = decode_utf8(path.read_bytes(), shown)
+    meta, meta_lines, body, body_line = split_front_matter(text, shown)
+    fields = validate_front_matter(meta, meta_lines, shown, default_slug=path.stem)
+    return Page(source=shown, body=body, body_line=body_line, **fields)
+
+
+def decode_utf8(data: bytes, shown: str) -> str:
+    """Decode strictly as UTF-8, naming the line of the first bad byte."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise BuildError(
+            shown, line, f"not valid UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str, int]:
+    """Split `---` YAML `---` from the body; return (meta, key -> line, body, body_line)."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        raise BuildError(
+            shown, 1, "missing front matter: the file must start with a '---' line, "
+            "then title, description, section and order, then '---'"
+        )
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+    if end is None:
+        raise BuildError(shown, 1, "front matter is not closed: add a '---' line after it")
+    block = "\n".join(lines[1:end])
+    try:
+        node = yaml.compose(block, Loader=yaml.SafeLoader)
+        meta = yaml.safe_load(block)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = mark.line + 2 if mark is not None else 2
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BuildError(shown, line, f"front matter is not valid YAML: {problem}") from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise BuildError(shown, 2, "front matter must be a mapping of 'key: value' lines")
+    key_lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            key_lines[str(key_node.value)] = key_node.start_mark.line + 2
+    body = "\n".join(lines[end + 1 :])
+    return meta, key_lines, body, end + 2
+
+
+def validate_front_matter(
+    meta: dict, key_lines: dict[str, int], shown: str, default_slug: str
+) -> dict:
+    """Check keys, types and values; return the Page fields (without body)."""
+    problems = []
+    first_line = min(key_lines.values(), default=2)
+    for key in meta:
+        if key not in REQUIRED and key not in OPTIONAL:
+            known = ", ".join([*REQUIRED, *OPTIONAL])
+            problems.append(
+                (shown, key_lines.get(str(key), first_line), f"unknown front matter key '{key}' (known: {known})")
+            )
+    for key, kind in {**REQUIRED, **OPTIONAL}.items():
+        line = key_lines.get(key, first_line)
+        if key not in meta:
+            if key in REQUIRED:
+                problems.append((shown, first_line, f"front matter is missing '{key}'"))
+            continue
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            problems.append(
+                (shown, line, f"front matter '{key}' must be {_kind_name(kind)}, not {value!r}")
+            )
+        elif kind is str and not value.strip():
+            problems.append((shown, line, f"front matter '{key}' is empty"))
+    section = meta.get("section")
+    if isinstance(section, str) and section not in SECTIONS:
+        problems.append(
+            (shown, key_lines.get("section", first_line),
+             f"unknown section {section!r} (one of: {', '.join(SECTIONS)})")
+        )
+    slug = meta.get("slug", default_slug)
+    if isinstance(slug, str) and not SLUG_RE.match(slug):
+        problems.append(
+            (shown, key_lines.get("slug", 1),
+             f"slug {slug!r} must be lowercase letters, digits and '-' (rename the file or set slug)")
+        )
+    if problems:
+        raise BuildError.collect(problems)
+    return {
+        "title": meta["title"].strip(),
+        "description": meta["description"].strip(),
+        "section": section,
+        "order": meta["order"],
+        "slug": slug,
+        "order_line": key_lines.get("order", first_line),
+    }
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "text", int: "a whole number"}.get(kind, kind.__name__)
+
+
+def _check_unique(pages: list[Page]) -> list[tuple[str, int, str]]:
+    problems = []
+    seen_order: dict[tuple[str, int], Page] = {}
+    seen_slug: dict[str, Page] = {}
+    for page in sorted(pages, key=lambda p: p.source):
+        other = seen_order.setdefault((page.section, page.order), page)
+        if other is not page:
+            problems.append(
+                (page.source, page.order_line, f"order {page.order} in section '{page.section}' "
+                 f"is already used by {other.source}")
+            )
+        other = seen_slug.setdefault(page.slug, page)
+        if other is not page:
+            problems.append(
+                (page.source, 0, f"page name '{page.slug}' is already used by {other.source}")
+            )
+    return problems
+
+
+def sort_pages(pages: list[Page]) -> list[Page]:
+    """Site order: sections in SECTIONS order, then by `order`."""
+    return sorted(pages, key=lambda p: (SECTIONS.index(p.section), p.order, p.slug))
+
+
+def group_by_section(pages: list[Page]) -> list[tuple[str, list[Page]]]:
+    """[(section, pages)] for the sidebar, skipping empty sections."""
+    return [(s, [p for p in pages if p.section == s]) for s in SECTIONS if any(p.section == s for p in pages)]

@@ -1,0 +1,134 @@
+"""HTML for numbers: matrix tables, cells and inline values.
+
+Matrices are plain HTML tables (a KaTeX matrix costs ~20x the bytes). Each cell shows
+4 decimals, keeps the full-precision value in `title` (hover; CSS shows it on focus),
+and is shaded by sign and magnitude through a CSS custom property `--s` in 0..1.
+Past a size, rows and columns are elided numpy-style: the corners and a ⋯ gap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from html import escape
+
+import numpy as np
+
+from site_build.escape import html_text
+
+MINUS = "\u2212"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One displayed axis: its name, the indices shown (None = a ⋯ gap) and labels."""
+
+    name: str
+    shown: list[int | None]
+    labels: list[str]  # label per index of the full axis
+    size: int
+
+
+def elide(indices: list[int], limit: int, edge: int) -> list[int | None]:
+    """Keep all indices up to `limit`, else the first and last `edge` with a gap."""
+    if len(indices) <= limit:
+        return list(indices)
+    return [*indices[:edge], None, *indices[-edge:]]
+
+
+def format_number(x: float | int, digits: int = 4) -> str:
+    """What a reader sees: fixed decimals, a real minus sign, −∞ for masked entries."""
+    if isinstance(x, (int, np.integer)):
+        return str(int(x)).replace("-", MINUS)
+    x = float(x)
+    if math.isinf(x):
+        return MINUS + "∞" if x < 0 else "∞"
+    if math.isnan(x):
+        return "NaN"
+    return f"{x:.{digits}f}".replace("-", MINUS)
+
+
+def full_repr(x: float | int) -> str:
+    """The exact value, as Python would read it back (shortest round-trip repr)."""
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    return repr(float(x))
+
+
+def cell(x: float | int, scale: float) -> str:
+    """One <td>: classes p/n/z/m for positive, negative, zero, masked; `--s` = |x|/scale."""
+    text = format_number(x)
+    if isinstance(x, (int, np.integer)):
+        return f'<td class="i" tabindex="0">{text}</td>'
+    x = float(x)
+    title = full_repr(x)
+    if math.isinf(x) or math.isnan(x):
+        return f'<td class="m" tabindex="0" title="{title}">{text}</td>'
+    share = round(abs(x) / scale, 2) if scale > 0 else 0.0
+    if share == 0:
+        return f'<td class="z" tabindex="0" title="{title}">{text}</td>'
+    kind = "p" if x > 0 else "n"
+    return f'<td class="{kind}" style="--s:{_short(share)}" tabindex="0" title="{title}">{text}</td>'
+
+
+def _short(share: float) -> str:
+    return "1" if share >= 1 else f"{share:.2f}".lstrip("0")
+
+
+def magnitude(values: np.ndarray) -> float:
+    """Largest finite |value|, the 100% of the shading scale."""
+    if values.dtype.kind in "iub":
+        return 0.0
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def table(
+    values: np.ndarray,
+    rows: Axis,
+    cols: Axis,
+    caption: str,
+    record: str,
+    at: tuple[int, ...],
+    corner: str,
+) -> str:
+    """A 2-D table of `values` (indexed [row, col] by full-axis indices), one line of HTML.
+
+    `record` and `at` (the fixed leading index, e.g. batch and head) let scripts map
+    a cell back to its trace element: element = at + (row data-i, column data-j).
+    """
+    picked = values[np.ix_([i for i in rows.shown if i is not None], [j for j in cols.shown if j is not None])]
+    scale = magnitude(picked)
+    at_attr = ",".join(str(i) for i in at)
+    out = [
+        f'<div class="matrix-wrap"><table class="matrix" data-record="{escape(record)}" data-at="{at_attr}">',
+        f"<caption>{caption}</caption>",
+        f'<thead><tr><th class="axes" scope="col">{corner}</th>',
+    ]
+    for j in cols.shown:
+        if j is None:
+            out.append('<th class="gap" scope="col">⋯</th>')
+        else:
+            out.append(f'<th scope="col" data-j="{j}">{html_text(cols.labels[j])}</th>')
+    out.append("</tr></thead><tbody>")
+    for i in rows.shown:
+        if i is None:
+            out.append('<tr class="gap"><th scope="row">⋮</th>')
+            out.extend('<td class="gap">⋱</td>' if j is None else '<td class="gap">⋮</td>' for j in cols.shown)
+            out.append("</tr>")
+            continue
+        out.append(f'<tr data-i="{i}"><th scope="row">{html_text(rows.labels[i])}</th>')
+        for j in cols.shown:
+            out.append('<td class="gap">⋯</td>' if j is None else cell(values[i, j], scale))
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def inline_value(x: float | int, digits: int, record: str, index: tuple[int, ...]) -> str:
+    """A number in running text, highlighted, with the exact value on hover."""
+    at = ",".join(str(i) for i in index)
+    return (
+        f'<span class="value-highlight" data-record="{escape(record)}" data-at="{at}" '
+        f'title="{full_repr(x)}">{format_number(x, digits)}</span>'
+    )

@@ -1,0 +1,285 @@
+"""Whole builds of fixture sites: output, errors with file and line, determinism, swap, search."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import HOSTILE, SMALL, make_site, page
+
+from site_build.build import ROOT, Builder, build, digest_tree
+from site_build.cli import main
+from site_build.errors import BuildError
+
+
+def build_ok(paths, out: Path, config: Path = SMALL):
+    return build(config, out, paths=paths)
+
+
+def build_error(paths, out: Path, config: Path = SMALL) -> list[str]:
+    with pytest.raises(BuildError) as err:
+        build(config, out, paths=paths)
+    return err.value.lines()
+
+
+def test_build_writes_pages_assets_trace_and_search(site, tmp_path):
+    out = tmp_path / "site"
+    report = build_ok(site, out)
+    assert report.pages == 2 and report.formulas > 0
+    for rel in ["index.html", "attention.html", "404.html", "trace.json", "assets/style.css",
+                "assets/site.js", "katex/katex.min.css", "katex/fonts/KaTeX_Main-Regular.woff2",
+                "pagefind/pagefind.js", "pagefind/pagefind-entry.json"]:
+        assert (out / rel).is_file(), rel
+    assert not list((out / "katex" / "fonts").glob("*.ttf"))
+    css = (out / "katex" / "katex.min.css").read_text()
+    assert ".woff2" in css and ".ttf" not in css and '.woff"' not in css and ".woff)" not in css
+    home = (out / "index.html").read_text()
+    assert 'href="attention.html#scores"' in home  # .md links become page links
+    assert '<aside class="callout callout-why"><p class="callout-title">Why a callout?</p>' in home
+    assert 'class="katex' in home and "\ue000" not in home
+    attention = (out / "attention.html").read_text()
+    assert '<a href="attention.html" aria-current="page">Attention</a>' in attention
+    assert '<a class="prev" href="index.html" rel="prev">' in attention
+    assert '<li class="toc-3"><a href="#one-entry">One entry</a></li>' in attention
+    assert '<h2 id="causal-mask">Masked <a class="anchor" href="#causal-mask"' in attention
+    assert "Jinja comment" not in attention
+    assert attention.count('class="calc-step"') == 1 and attention.count('<table class="matrix"') == 3
+    assert "summary" not in report.summary() and "records shown: " in report.summary()
+
+
+def test_every_page_stays_under_40_kb_gzip(site, tmp_path):
+    out = tmp_path / "site"
+    build_ok(site, out)
+    for html in out.glob("*.html"):
+        assert len(gzip.compress(html.read_bytes())) <= 40_000, html.name
+    css = sum(p.stat().st_size for p in (out / "assets").glob("*.css"))
+    assert css <= 40_000
+
+
+def test_two_builds_are_byte_identical(site, tmp_path):
+    build_ok(site, tmp_path / "a")
+    build_ok(site, tmp_path / "b")  # second build: KaTeX from the cache
+    assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
+
+
+def test_rebuild_reuses_trace_and_katex(site, tmp_path):
+    builder = Builder(site)
+    try:
+        first = builder.build(SMALL, tmp_path / "site")
+        (site.content / "index.md").write_text(
+            (site.content / "index.md").read_text() + "\nNew math $z^3$.\n", encoding="utf-8"
+        )
+        second = builder.build(SMALL, tmp_path / "site")
+    finally:
+        builder.close()
+    assert first.rendered > 0 and second.rendered == 1 and second.cached == first.formulas
+    assert "trace" in second.timings and second.timings["trace"] < 0.01
+
+
+def test_hostile_text_is_escaped_everywhere(tmp_path):
+    body = (
+        "Tokens: {% for t in trace.labels.inputs[0] %}{{ token(loop.index0) }} {% endfor %}\n\n"
+        "{{ matrix('wte') }}\n\n"
+        "In LaTeX: $\\text{ {{ trace.labels.inputs[0][1] | tex }} }$ and "
+        "{% for w in trace.labels.vocab %}$\\text{ {{ latex_escape(w) }} }$ {% endfor %}\n\n"
+        "{{ calc('L0.attn.scores', (0, 0, 2, 1)) }}\n"
+    )
+    paths = make_site(tmp_path, {"hostile.md": page(body)})
+    out = tmp_path / "site"
+    build_ok(paths, out, HOSTILE)
+    html = (out / "hostile.html").read_text()
+    assert "<script>" not in html.replace('<script src="assets/site.js" defer></script>', "").replace(
+        "<script>(function(){var d=document.documentElement", "")
+    assert "<p>Tokens: &lt;bos&gt; &lt;script&gt; &amp; $ \\ {} x_1^2</p>" in html
+    assert '<th scope="row">&#60;script&#62;</th>' in html and '<th scope="row">%&#35;&#126;</th>' in html
+    assert "katex-error" not in html
+    # KaTeX typeset the escaped words as text: the characters appear in its output
+    for shown in ["&lt;script&gt;", "&amp;", "$", "\\", "{}", "x_1^2", "%#~"]:
+        assert f">{shown}<" in html or shown in html, shown
+
+
+ERROR_CASES = {
+    "unknown record": (
+        page('Text\n\n{{ matrix("L0.attn.score", head=0) }}\n'),
+        "content/extra.md:9: unknown trace record 'L0.attn.score' (did you mean 'L0.attn.scores'?)",
+    ),
+    "bad index": (
+        page('{{ value("loss") }}\n\nx {{ value("L0.attn.weights", (0, 5, 0, 0)) }}\n'),
+        "content/extra.md:9: bad index (0, 5, 0, 0) for 'L0.attn.weights' with shape 1 × 2 × 6 × 6 "
+        "(batch × heads × tokens × keys): heads index 5 is outside 0..1",
+    ),
+    "bad argument": (
+        page('\n{{ matrix("wte", colz=3) }}\n'),
+        "content/extra.md:8: matrix() got an unexpected keyword argument 'colz'",
+    ),
+    "undefined name": (
+        page("{{ config.model.n_heads }}\n{{ nothing }}\n"),
+        "content/extra.md:8: undefined name: 'nothing' is undefined",
+    ),
+    "template syntax": (
+        page("fine\n{% for x in y %}\n"),
+        "content/extra.md:8: template error: Unexpected end of template. Jinja was looking for the following "
+        "tags: 'endfor' or 'else'. The innermost block that needs to be closed is 'for'.",
+    ),
+    "katex error in markdown": (
+        page("Fine $x$.\n\nBroken $\\frac{a}{$ here.\n"),
+        "content/extra.md:9: KaTeX error: Unexpected end of input in a macro argument, expected '}' "
+        "at end of input: \\frac{a}{",
+    ),
+    "katex error in display math": (
+        page("$$\n\\begin{matrix} a \\end{pmatrix}\n$$\n"),
+        "content/extra.md:8: KaTeX error: Mismatch: \\begin{matrix} matched by \\end{pmatrix} at position 18: "
+        "…egin{matrix} a \\end{pmatrix}",
+    ),
+    "missing front matter": ("# Just a heading\n", "content/extra.md:1: missing front matter: the file must start with "
+                             "a '---' line, then title, description, section and order, then '---'"),
+    "unclosed front matter": ("---\ntitle: x\n", "content/extra.md:1: front matter is not closed: add a '---' line "
+                              "after it"),
+    "bad yaml": (
+        "---\ntitle: x\ndescription: [unclosed\nsection: Reference\norder: 1\n---\nbody\n",
+        "content/extra.md:4: front matter is not valid YAML: expected ',' or ']', but got ':'",
+    ),
+    "missing title": (
+        "---\ndescription: d\nsection: Reference\norder: 1\n---\n",
+        "content/extra.md:2: front matter is missing 'title'",
+    ),
+    "wrong type": (
+        "---\ntitle: t\ndescription: d\nsection: Reference\norder: first\n---\n",
+        "content/extra.md:5: front matter 'order' must be a whole number, not 'first'",
+    ),
+    "unknown section": (
+        "---\ntitle: t\ndescription: d\nsection: Appendix\norder: 1\n---\n",
+        "content/extra.md:4: unknown section 'Appendix' (one of: Introduction, Forward pass, Backward pass, "
+        "Optimization, Reference)",
+    ),
+    "unknown key": (
+        "---\ntitle: t\ndescription: d\nsection: Reference\norder: 1\ntilte: x\n---\n",
+        "content/extra.md:6: unknown front matter key 'tilte' (known: title, description, section, order, slug)",
+    ),
+    "duplicate order": (
+        page("body", section="Forward pass", order=4),
+        "content/extra.md:5: order 4 in section 'Forward pass' is already used by content/attention.md",
+    ),
+    "broken link": (
+        page("See [the page](nowhere.md).\n"),
+        "content/extra.md:7: link to unknown page 'nowhere.md'",
+    ),
+    "not utf-8": (
+        page("fine\n").encode() + b"caf\xe9\n",
+        "content/extra.md:8: not valid UTF-8 (byte 0xe9); save the file as UTF-8",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_errors_name_file_and_line(tmp_path, case):
+    text, expected = ERROR_CASES[case]
+    paths = make_site(tmp_path, {"extra.md": text})
+    assert build_error(paths, tmp_path / "site") == [expected]
+    assert not (tmp_path / "site").exists()
+
+
+def test_all_problems_are_reported_together(tmp_path):
+    paths = make_site(tmp_path, {
+        "a.md": page('{{ matrix("nope") }}', order=1),
+        "b.md": "---\ntitle: b\n---\n",
+    })
+    lines = build_error(paths, tmp_path / "site")
+    assert lines == [
+        "content/a.md:7: unknown trace record 'nope'",
+        "content/b.md:2: front matter is missing 'description'",
+        "content/b.md:2: front matter is missing 'order'",
+        "content/b.md:2: front matter is missing 'section'",
+    ]
+
+
+def test_coverage_can_be_required(site, tmp_path):
+    with pytest.raises(BuildError) as err:
+        build(SMALL, tmp_path / "site", paths=site, require_coverage=True)
+    assert str(err.value).startswith("content: records shown: ")
+    assert "no page shows: wte, wpe" in str(err.value)
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):
+    paths = make_site(tmp_path, {"extra.md": page('{{ value("los") }}\n')})
+    monkeypatch.setattr("site_build.cli.Paths", lambda: paths)
+    code = main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == "content/extra.md:7: unknown trace record 'los' (did you mean 'loss'?)\n"
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_cli_config_error_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {d_model: -3}\n")
+    assert main(["build", "--config", str(bad), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.yaml" in err and "d_model" in err
+
+
+def test_failed_build_leaves_old_site(site, tmp_path):
+    out = tmp_path / "site"
+    build_ok(site, out)
+    before = digest_tree(out)
+    (site.content / "broken.md").write_text(page('{{ matrix("wte", head=0) }}'), encoding="utf-8")
+    build_error(site, out)
+    assert digest_tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "content", "site"]
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from conftest import SMALL, make_site
+from site_build import build, output
+paths = make_site(Path({root!r}) / "inputs")
+def stall(site, *rest):
+    Path({marker!r}).write_text("writing")
+    time.sleep(60)
+output.start_pagefind = stall
+build(SMALL, Path({root!r}) / "site", paths=paths)
+"""
+
+
+def test_killed_build_leaves_old_site(site, tmp_path):
+    out = tmp_path / "site"
+    build_ok(site, out)
+    before = digest_tree(out)
+    marker = tmp_path / "marker"
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path), marker=str(marker))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert proc.poll() is None, "build ended before the kill"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert digest_tree(out) == before
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".site.build-")]
+    assert leftovers, "the killed build should have been writing a temporary tree"
+    build_ok(site, out)  # the next build succeeds and clears the leftover
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site.")]
+
+
+def test_search_index_lists_the_pages(site, tmp_path):
+    out = tmp_path / "site"
+    build_ok(site, out)
+    fragments = list((out / "pagefind" / "fragment").glob("*.pf_fragment"))
+    assert len(fragments) == 2
+    words = set()
+    for frag in fragments:
+        words.add(gzip.decompress(frag.read_bytes()[:]).decode("utf-8", "replace"))
+    assert any("Scores, the mask" in w or "Attention" in w for w in words)
