@@ -13,8 +13,11 @@ NODE_STAMP := node_modules/.stamp
 
 .PHONY: site test serve trace diff docs verify bench lint clean
 
+# The default site must show every record of its trace; other configs report the count.
+COVERAGE = $(if $(filter configs/default.yaml,$(CONFIG)),--require-coverage,)
+
 site: $(RUN_STAMP) $(NODE_STAMP)
-	$(BIN)/handstep build --config $(CONFIG) --out site
+	$(BIN)/handstep build --config $(CONFIG) --out site $(COVERAGE)
 
 test: $(DEV_STAMP) $(NODE_STAMP) verify
 	$(BIN)/ruff check engine site_build tests benchmarks

@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 import engine
 from site_build import output
+from site_build.checks import VERIFICATION_FILE, compute_checks
 from site_build.errors import BuildError
 from site_build.katex import KatexRenderer, katex_dist
 from site_build.macros import MacroError, Macros
@@ -85,6 +86,7 @@ class Builder:
         self.katex = KatexRenderer(self.paths.root, self.paths.cache / "katex.json")
         self._trace_key: tuple[Any, ...] | None = None
         self._trace: Any = None
+        self._checks: Any = None
         self._trace_json: tuple[Any, bytes] | None = None
         self.background_search = False  # the dev server sets this
         self._indexer: tuple[Any, Path] | None = None
@@ -96,9 +98,11 @@ class Builder:
 
     def trace_for(self, config_path: Path, seed: int | None) -> Any:
         """Load the config and run the engine, unless the same config was just run."""
-        key = (str(config_path), seed, _mtime(config_path))
+        key = (str(config_path), seed, _mtime(config_path), _mtime(self.paths.root / VERIFICATION_FILE))
         if key != self._trace_key:
-            self._trace = engine.run(engine.load_config(str(config_path), seed=seed))
+            cfg = engine.load_config(str(config_path), seed=seed)
+            self._trace = engine.run(cfg)
+            self._checks = compute_checks(cfg, self._trace, self.paths.root, str(config_path))
             self._trace_key = key
         return self._trace
 
@@ -129,7 +133,7 @@ class Builder:
         clock.lap("trace")
         pages, problems = collect_pages(self.paths.content)
         slots = MathSlots(on_new=self.katex.prefetch)
-        macros = Macros(trace, slots, engine.explain)
+        macros = Macros(trace, slots, engine.explain, self._checks)
         bodies = render_bodies(pages, macros, slots, _link_map(pages), problems)
         clock.lap("pages")
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url)

@@ -48,8 +48,9 @@ def template_line() -> int:
 class Macros:
     """The macro functions for one build, bound to one trace and one math registry."""
 
-    def __init__(self, trace: Any, math: MathSlots, explain: Callable[..., Any]) -> None:
+    def __init__(self, trace: Any, math: MathSlots, explain: Callable[..., Any], checks: Any = None) -> None:
         self.trace = trace
+        self.checks = checks
         self.math = math
         self.explain = explain
         self.names: list[str] = list(trace.names())
@@ -67,6 +68,10 @@ class Macros:
             "formula": self.formula,
             "shape": self.shape,
             "calc": self.calc,
+            "jacobian": self.jacobian,
+            "pytorch_snippet": self.pytorch_snippet,
+            "check": self.check,
+            "verification": self.verification,
             "record": self.record,
             "token": self.token,
             "latex_escape": latex_escape,
@@ -175,7 +180,7 @@ class Macros:
         caption = self._caption(rec, at, axes, shown, values.shape)
         self._mark(name)
         corner = f"{html_text(axes[0])} ╲ {html_text(axes[1])}"
-        return Markup(tables.table(values, row, col, caption, name, tuple(at), corner))
+        return Markup(tables.table(values, row, col, caption, name, tuple(at), corner) + self._check_line(name))
 
     def vector(
         self,
@@ -207,8 +212,10 @@ class Macros:
         caption = self._caption(rec, at, axes, (_count(axis.shown),), values.shape)
         self._mark(rec.name)
         if axes[0] in LABELLED_AXES:
-            return Markup(tables.table(values[:, None], axis, unit, caption, rec.name, tuple(at), html_text(axes[0])))
-        return Markup(tables.table(values[None, :], unit, axis, caption, rec.name, tuple(at), html_text(axes[0])))
+            html = tables.table(values[:, None], axis, unit, caption, rec.name, tuple(at), html_text(axes[0]))
+        else:
+            html = tables.table(values[None, :], unit, axis, caption, rec.name, tuple(at), html_text(axes[0]))
+        return Markup(html + self._check_line(rec.name))
 
     def value(self, name: str, index: Any = None, digits: int = 4) -> Markup:
         """One element inline, e.g. `value("loss")` or `value("L0.attn.weights", (0, 1, 2, 0))`."""
@@ -263,6 +270,51 @@ class Macros:
         return Markup(
             f'<div class="calc-step" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
         )
+
+    def _check_line(self, name: str) -> str:
+        line = self.checks.line(name) if self.checks is not None else ""
+        return f'<p class="check">{html_text(line)}</p>' if line else ""
+
+    def check(self, name: str) -> Markup:
+        """The check figures of one record as a line of text (finite differences, PyTorch)."""
+        self.record(name)
+        return Markup(self._check_line(name))
+
+    def verification(self) -> Markup:
+        """One sentence: was this build's trace compared with PyTorch, and how closely."""
+        text = self.checks.summary() if self.checks is not None else "not checked against PyTorch in this build"
+        return html_text(text)
+
+    def jacobian(self, name: str, index: Any = None) -> Markup:
+        """The full Jacobian of one softmax or LayerNorm row w.r.t. its input row, as a matrix table."""
+        from engine.explain import jacobian as engine_jacobian
+
+        rec = self.record(name)
+        row = index if isinstance(index, (tuple, list)) else (() if index is None else (index,))
+        if len(row) != rec.value.ndim - 1:
+            raise MacroError(f"jacobian('{name}', index) needs the index of one row: {rec.value.ndim - 1} numbers")
+        try:
+            J, how = engine_jacobian(self.trace, name, row)
+        except (KeyError, IndexError) as err:
+            raise MacroError(str(err).strip("'")) from None
+        axis = rec.axes[-1]
+        size = J.shape[0]
+        labels = self._labels(axis, size, int(row[0]) if rec.axes[0] == "batch" else 0)
+        rows = Axis(axis, list(range(size)), labels, size)
+        cols = Axis(axis, list(range(size)), labels, size)
+        sym = rec.symbol
+        sym_html = self._slot(rf"\partial {sym} / \partial\,\mathrm{{in}}", False)
+        caption = (f'<span class="sym">{sym_html}</span> '
+                   f"Jacobian of one row of <code>{html_text(name)}</code> at {html_text(str(list(row)))}: "
+                   f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), {html_text(how)}</span>')
+        return Markup(tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
+
+    def pytorch_snippet(self, trace_file: str = "trace.json") -> Markup:
+        """About 20 lines of PyTorch that reproduce this step from the site's trace.json."""
+        from engine.snippet import pytorch_snippet
+
+        code = pytorch_snippet(self.trace.config, trace_file)
+        return Markup(f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
 
     def token(self, position: int, batch: int = 0) -> Markup:
         """The input token at a position, escaped for prose."""

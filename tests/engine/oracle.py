@@ -69,3 +69,61 @@ def oracle_step(trace) -> dict:
 
 def max_abs(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
+
+
+def oracle_activations(trace) -> dict:
+    """Intermediate values and their gradients from Hugging Face, captured with hooks, keyed by trace name.
+
+    Forward: embed.out, and per layer ln_1.out, attn.qkv, attn.weights, attn.merged, attn.out, resid_1,
+    ln_2.out, mlp.fc, mlp.gelu, mlp.out, resid_2; then ln_f.out and logits. Backward: grad.<name> for the
+    ones the engine records a gradient of.
+    """
+    cfg = trace.config
+    model = hf_model(cfg)
+    model.config._attn_implementation = "eager"  # returns attention weights
+    keys = [k for k in trace.index if k.startswith("transformer.")]
+    model.load_state_dict({k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}, strict=False)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name, tensor):
+        if tensor.requires_grad:
+            tensor.retain_grad()
+        seen[name] = tensor
+
+    hooks = []
+
+    def on_output(module, name, pick=lambda out: out):
+        hooks.append(module.register_forward_hook(lambda m, i, o: keep(name, pick(o))))
+
+    def on_input(module, name):
+        hooks.append(module.register_forward_pre_hook(lambda m, i: keep(name, i[0])))
+
+    t = model.transformer
+    on_output(t.drop, "embed.out")
+    for i, block in enumerate(t.h):
+        P = f"L{i}."
+        on_output(block.ln_1, P + "ln_1.out")
+        on_output(block.attn.c_attn, P + "attn.qkv")
+        on_input(block.attn.c_proj, P + "attn.merged")
+        on_output(block.attn.c_proj, P + "attn.out")
+        on_input(block.ln_2, P + "resid_1")
+        on_output(block.ln_2, P + "ln_2.out")
+        on_output(block.mlp.c_fc, P + "mlp.fc")
+        on_output(block.mlp.act, P + "mlp.gelu")
+        on_output(block.mlp.c_proj, P + "mlp.out")
+        on_output(block, P + "resid_2", pick=lambda out: out[0] if isinstance(out, tuple) else out)
+    on_output(t.ln_f, "ln_f.out")
+    out = model(input_ids=torch.tensor(trace["input_ids"]), output_attentions=True)
+    for i, att in enumerate(out.attentions):
+        keep(f"L{i}.attn.weights", att)
+    keep("logits", out.logits)
+    targets = torch.tensor(trace["targets"])
+    loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    loss.backward()
+    for h in hooks:
+        h.remove()
+    values = {name: t.detach().numpy().copy() for name, t in seen.items()}
+    for name, t in seen.items():
+        if t.grad is not None and f"grad.{name}" in trace:
+            values[f"grad.{name}"] = t.grad.detach().numpy().copy()
+    return values

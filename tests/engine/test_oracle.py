@@ -108,3 +108,16 @@ def small_configs(draw):
 @given(small_configs())
 def test_random_small_configs_match_huggingface(raw):
     check_against_oracle(raw)
+
+
+@pytest.mark.parametrize("name", ["default", "two_layers", "d24_three_heads", "batch_of_two"])
+def test_intermediate_values_and_their_gradients_match_huggingface(name):
+    """Hooks on the HF modules give every block's intermediate outputs and their gradients."""
+    from oracle import oracle_activations
+
+    trace = run(config_from_dict(VARIANTS[name], "test"))
+    theirs = oracle_activations(trace)
+    L = trace.config["model"]["n_layers"]
+    assert len(theirs) == 3 + 11 * L + 3 + 9 * L  # every hooked value and gradient arrived
+    for key, value in theirs.items():
+        assert max_abs(value, trace[key]) < FORWARD_TOL, key

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from oracle import max_abs, oracle_step  # noqa: E402
+from oracle import max_abs, oracle_activations, oracle_step  # noqa: E402
 
 from engine import load_config, run  # noqa: E402
 from engine.verify import digest  # noqa: E402
@@ -27,6 +27,8 @@ def verification(trace) -> dict:
     o = oracle_step(trace)
     tensors = {"logits": max_abs(o["logits"], trace["logits"]), "loss": abs(o["loss"] - trace["loss"]),
                "after.loss": abs(o["after_loss"] - trace["after.loss"])}
+    for name, value in oracle_activations(trace).items():
+        tensors[name] = max_abs(value, trace[name])
     for key in o["keys"]:
         names = trace.index[key]
         tensors[names["grad"]] = max_abs(o["grads"][key], trace[names["grad"]])
