@@ -151,7 +151,7 @@ class Macros:
         names = " × ".join(axes)
         parts.append(f'<span class="shape">{dims} ({html_text(names)})</span>')
         if shown != full:
-            parts.append(f'<span class="shown">showing {shown[0]} × {shown[1]}</span>')
+            parts.append(f'<span class="shown">showing {" × ".join(str(n) for n in shown)}</span>')
         return " ".join(p for p in parts if p)
 
     # -- macros ------------------------------------------------------------

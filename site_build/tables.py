@@ -1,8 +1,8 @@
 """HTML for numbers: matrix tables, cells and inline values.
 
 Matrices are plain HTML tables (a KaTeX matrix costs ~20x the bytes). Each cell shows
-4 decimals, keeps the full-precision value in `title` (hover; CSS shows it on focus),
-and is shaded by sign and magnitude through a CSS custom property `--s` in 0..1.
+4 decimals and is shaded by sign and magnitude through a class (p1..p9, n1..n9); the
+full-precision value is added on hover/focus by the page script from the page's data.
 Past a size, rows and columns are elided numpy-style: the corners and a ⋯ gap.
 """
 
@@ -56,23 +56,22 @@ def full_repr(x: float | int) -> str:
 
 
 def cell(x: float | int, scale: float) -> str:
-    """One <td>: classes p/n/z/m for positive, negative, zero, masked; `--s` = |x|/scale."""
+    """One <td>: class p1..p9 / n1..n9 (sign, and |x|/scale in ninths), z for zero, m for masked.
+
+    No per-cell title or style: full precision comes from the page's data file on hover/focus
+    (JavaScript) and from the CSV and trace downloads; 17 random digits per cell do not compress,
+    and a page of 3,000 cells must stay under 40 KB gzip.
+    """
     text = format_number(x)
     if isinstance(x, (int, np.integer)):
-        return f'<td class="i" tabindex="0">{text}</td>'
+        return f'<td class="i">{text}</td>'
     x = float(x)
-    title = full_repr(x)
     if math.isinf(x) or math.isnan(x):
-        return f'<td class="m" tabindex="0" title="{title}">{text}</td>'
-    share = round(abs(x) / scale, 2) if scale > 0 else 0.0
-    if share == 0:
-        return f'<td class="z" tabindex="0" title="{title}">{text}</td>'
-    kind = "p" if x > 0 else "n"
-    return f'<td class="{kind}" style="--s:{_short(share)}" tabindex="0" title="{title}">{text}</td>'
-
-
-def _short(share: float) -> str:
-    return "1" if share >= 1 else f"{share:.2f}".lstrip("0")
+        return f'<td class="m">{text}</td>'
+    level = min(9, math.ceil(9 * abs(x) / scale)) if scale > 0 else 0
+    if level == 0:
+        return f'<td class="z">{text}</td>'
+    return f'<td class="{"p" if x > 0 else "n"}{level}">{text}</td>'
 
 
 def magnitude(values: np.ndarray) -> float:

@@ -18,7 +18,7 @@ def macros_for(trace) -> Macros:
 
 
 def cells(html: str) -> list[str]:
-    return re.findall(r"<td class=\"[pnzm]\"[^>]*>([^<]*)</td>", html)
+    return re.findall(r"<td class=\"[pnzm][1-9]?\"[^>]*>([^<]*)</td>", html)
 
 
 def test_matrix_has_caption_labels_and_every_value(small_trace):
@@ -31,16 +31,20 @@ def test_matrix_has_caption_labels_and_every_value(small_trace):
     # row labels are the input tokens, in order
     rows = re.findall(r'<tr data-i="\d+"><th scope="row">([^<]*)</th>', html)
     assert rows == [str(html_text(t)) for t in small_trace.labels["inputs"][0]]
-    # 4 decimals shown, the exact value in title
-    first = float(values[0, 0])
-    assert f'title="{first!r}">{f"{first:.4f}".replace("-", "−")}</td>' in html
+    # 4 decimals shown with a real minus sign, every value in order
+    assert cells(html) == [f"{x:.4f}".replace("-", "−") for x in values.ravel()]
+    # shading: sign, and |x| / max|x| in ninths; the largest entry is level 9
+    big = np.unravel_index(np.argmax(np.abs(values)), values.shape)
+    kind = "p" if values[big] > 0 else "n"
+    assert f'<td class="{kind}9">{f"{values[big]:.4f}".replace("-", "−")}</td>' in html
+    assert "title=" not in html.split("</caption>")[1]  # full precision comes from the page data, not per cell
 
 
 def test_matrix_selects_head_and_batch(small_trace):
     html = str(macros_for(small_trace).matrix("L0.attn.weights", head=1))
-    titles = [float(t) for t in re.findall(r'<td class="[pz]"[^>]*title="([^"]+)"', html)]
+    shown = cells(html)
     expected = small_trace["L0.attn.weights"][0, 1]
-    assert titles == [x for x in expected.ravel() if x != float("-inf")]
+    assert shown == [f"{x:.4f}" for x in expected.ravel()]
     assert 'data-at="0,1"' in html and "head 1" in html
 
 
@@ -48,7 +52,7 @@ def test_masked_entries_show_minus_infinity(small_trace):
     html = str(macros_for(small_trace).matrix("L0.attn.masked", head=0))
     n_masked = int(np.isneginf(small_trace["L0.attn.masked"][0, 0]).sum())
     assert n_masked > 0
-    assert html.count('<td class="m" tabindex="0" title="-inf">−∞</td>') == n_masked
+    assert html.count('<td class="m">−∞</td>') == n_masked
 
 
 def test_matrix_elides_past_the_limit(small_trace):
@@ -136,3 +140,8 @@ def test_latex_escape_covers_every_special_character():
     assert str(html_text('<a href="x">$1 & {b}</a>')) == (
         "&#60;a href=&#34;x&#34;&#62;&#36;1 &#38; &#123;b&#125;&#60;/a&#62;"
     )
+
+
+def test_long_vectors_elide(small_trace):
+    html = str(macros_for(small_trace).vector("L0.mlp.c_fc.bias", limit=8, edge=2))
+    assert "showing 4" in html and len(cells(html)) == 4
