@@ -134,7 +134,11 @@ class Builder:
         pages, problems = collect_pages(self.paths.content)
         slots = MathSlots(on_new=self.katex.prefetch)
         macros = Macros(trace, slots, engine.explain, self._checks)
+        macros.charts.step_links = {p.step: p.url for p in pages if p.step}
         bodies = render_bodies(pages, macros, slots, _link_map(pages), problems)
+        for page in pages:  # the compact architecture map on every step page, current step highlighted
+            if page.step and page.source in bodies:
+                bodies[page.source].html = macros.charts.small_map(page.step) + bodies[page.source].html
         clock.lap("pages")
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url)
         clock.lap("layout")

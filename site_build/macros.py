@@ -17,6 +17,7 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import tables
+from site_build.chart_macros import ChartMacros
 from site_build.escape import html_text, latex_escape, latex_text
 from site_build.mathslots import MathSlots
 from site_build.tables import Axis
@@ -51,6 +52,7 @@ class Macros:
     def __init__(self, trace: Any, math: MathSlots, explain: Callable[..., Any], checks: Any = None) -> None:
         self.trace = trace
         self.checks = checks
+        self.charts = ChartMacros(self)
         self.math = math
         self.explain = explain
         self.names: list[str] = list(trace.names())
@@ -79,6 +81,7 @@ class Macros:
             "text": html_text,
             "trace": self.trace,
             "config": self.trace.config,
+            **self.charts.globals(),
         }
 
     def filters(self) -> dict[str, Callable[..., Any]]:

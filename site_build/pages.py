@@ -13,11 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from site_build.charts import STEP_KEYS
 from site_build.errors import BuildError
 
 SECTIONS = ("Introduction", "Forward pass", "Backward pass", "Optimization", "Reference")
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
-OPTIONAL = {"slug": str}
+OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -34,6 +35,7 @@ class Page:
     body: str  # Markdown + Jinja, front matter removed
     body_line: int  # line number in the file of the body's first line
     order_line: int = 0  # line of `order:`, for duplicate-order errors
+    step: str = ""  # the architecture-map box this page explains (site_build.charts.STEP_KEYS)
 
     @property
     def url(self) -> str:
@@ -167,9 +169,13 @@ def validate_front_matter(
             (shown, key_lines.get("slug", 1),
              f"slug {slug!r} must be lowercase letters, digits and '-' (rename the file or set slug)")
         )
+    step = meta.get("step", "")
+    if isinstance(step, str) and step and step not in STEP_KEYS:
+        problems.append((shown, key_lines.get("step", 1), f"unknown step {step!r} (one of: {', '.join(STEP_KEYS)})"))
     if problems:
         raise BuildError.collect(problems)
     return {
+        "step": step,
         "title": meta["title"].strip(),
         "description": meta["description"].strip(),
         "section": section,

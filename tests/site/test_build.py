@@ -160,7 +160,7 @@ ERROR_CASES = {
     ),
     "unknown key": (
         "---\ntitle: t\ndescription: d\nsection: Reference\norder: 1\ntilte: x\n---\n",
-        "content/extra.md:6: unknown front matter key 'tilte' (known: title, description, section, order, slug)",
+        "content/extra.md:6: unknown front matter key 'tilte' (known: title, description, section, order, slug, step)",
     ),
     "duplicate order": (
         page("body", section="Forward pass", order=4),
