@@ -19,6 +19,7 @@ from .trace import Record, Trace
 
 MAX_TERMS = 24  # past this many terms a sum shows its first and last few around \cdots
 PER_LINE = 4  # terms per line of a long sum, so it fits a phone
+TARGET_NOTE = r"\text{, the target}"
 
 
 @dataclass
@@ -367,7 +368,7 @@ def _ce_backward(ex, rec, ins, index, trace):
     ex.result = (p - hit) / n
     word = trace.labels["vocab"][index[-1]]
     ex.latex.append(rf"{sub(rec, index)} = \dfrac{{p - [v = y]}}{{N}} = \dfrac{{{num(p)} - {hit}}}{{{n}}} = {num(ex.result)}"
-                    rf"\quad (v = {text(word)}{', the target' if hit else ''})")
+                    rf"\quad (v = {text(word)}{TARGET_NOTE if hit else ''})")
     ex.text = "predicted probability minus the one-hot target, over the number of targets"
 
 
@@ -443,10 +444,8 @@ def _embedding_backward(ex, rec, ins, index, trace):
     row, c = index
     if len(ins) == 2:  # token table: every position where this word is the input
         hits = [tuple(int(i) for i in bt) for bt in np.argwhere(ins[1].value == row)]
-        where = f"positions where the input is {text(trace.labels['vocab'][row])}"
     else:
         hits = [(b, row) for b in range(g.value.shape[0])] if row < g.value.shape[1] else []
-        where = f"position {row} of every text"
     vals = [float(g.value[bt + (c,)]) for bt in hits]
     ex.operands = [(g.name, bt + (c,)) for bt in hits]
     ex.result = float(sum(vals))
@@ -454,7 +453,13 @@ def _embedding_backward(ex, rec, ins, index, trace):
         ex.latex.append(rf"{sub(rec, index)} = 0 \quad (\text{{no }}\text{{{'input uses this word' if len(ins) == 2 else 'text is this long'}}})")
     else:
         ex.latex.append(join_sum([par(v) for v in vals], ex.result, sub(rec, index)))
-    ex.text = f"scatter-add over the {len(hits)} " + where.replace(r"\text{", "").replace("}", "")
+    if len(ins) == 2:
+        word = trace.labels["vocab"][row]
+        ex.text = (f"scatter-add: the sum over the {len(hits)} position{'s' if len(hits) != 1 else ''} whose input is {word!r}"
+                   if hits else f"{word!r} is never an input word, so this part of its gradient is zero")
+    else:
+        ex.text = (f"the sum over the {len(hits)} text{'s' if len(hits) != 1 else ''} at position {row}"
+                   if hits else f"no text reaches position {row}, so its gradient is zero")
 
 
 def _l2_grad(ex, rec, ins, index, trace):

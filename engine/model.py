@@ -182,12 +182,16 @@ def layernorm_bwd(rec, ln, dout_name, dout, c, w, x_name, dx_name):
     return dx
 
 
+GRAD_SYMBOLS = {"mlp.gelu": r"\nabla G", "ln_2.out": r"\nabla\mathrm{LN}_2", "attn.merged": r"\nabla Z",
+                "ln_1.out": r"\nabla\mathrm{LN}_1"}
+
+
 def _linear_bwd(rec, x_name, w_name, dout_name, dout, x, w, x_axes, dx_tex):
     """Records grad.<x>, grad.<w>, grad.<b> of `out = x @ w + b` and returns dx."""
     dx, dw, db = L.linear_backward(dout, x, w)
     b_name = w_name[: -len("weight")] + "bias"
     out_axis = {"c_attn": "qkv", "c_fc": "d_ff"}.get(w_name.split(".")[-2], "d_model")
-    rec(f"grad.{x_name}", "matmul", [dout_name, w_name], dx, x_axes, dx_tex, r"\nabla " + x_name.split(".")[-1],
+    rec(f"grad.{x_name}", "matmul", [dout_name, w_name], dx, x_axes, dx_tex, GRAD_SYMBOLS[x_name.split(".", 1)[1]],
         einsum="bto,io->bti")
     rec(f"grad.{w_name}", "matmul", [x_name, dout_name], dw, (x_axes[-1], out_axis),
         r"\tfrac{\partial\mathcal L}{\partial W} = \textstyle\sum_{b,t} x_t^{\top}\,\tfrac{\partial\mathcal L}{\partial\,\mathrm{out}_t}",
