@@ -36,10 +36,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     a, b = load_trace(args.a), load_trace(args.b)
     d = diff_traces(a, b)
     print(format_diff(d, args.a, args.b, limit=0 if args.all else 40))
-    if getattr(args, "html", None):
-        from .diff_html import write_diff_html  # optional view, see docs
-
-        write_diff_html(a, b, d, args.html)
+    on_diff = getattr(args, "on_diff", None)  # `handstep diff --html` (the site builder) adds a view here
+    if on_diff is not None:
+        on_diff(a, b, d)
     return 0 if d.identical else 1
 
 

@@ -23,7 +23,9 @@ import jinja2
 from markupsafe import Markup
 
 import engine
-from site_build import output
+from engine.diff import diff_traces
+from site_build import compare as compare_view
+from site_build import downloads, interact, output
 from site_build.checks import VERIFICATION_FILE, compute_checks
 from site_build.errors import BuildError
 from site_build.katex import KatexRenderer, katex_dist
@@ -51,6 +53,14 @@ class Paths:
     content: Path = ROOT / "content"
     templates: Path = ROOT / "templates"
     cache: Path = ROOT / ".cache"
+
+
+@dataclass(frozen=True)
+class Compare:
+    """The other run of `build --compare`: another config, another seed, or both."""
+
+    config: Path | None = None  # None: the same config as the site
+    seed: int | None = None  # None: the config's own seed
 
 
 @dataclass
@@ -88,6 +98,7 @@ class Builder:
         self._trace: Any = None
         self._checks: Any = None
         self._trace_json: tuple[Any, bytes] | None = None
+        self._other: tuple[Any, Any] | None = None  # (key, trace) of the run compared with
         self.background_search = False  # the dev server sets this
         self._indexer: tuple[Any, Path] | None = None
 
@@ -106,6 +117,14 @@ class Builder:
             self._trace_key = key
         return self._trace
 
+    def other_trace(self, config_path: Path, compare: Compare) -> tuple[Any, str]:
+        """The run to compare with, and where it came from (`configs/x.yaml`)."""
+        path = Path(compare.config) if compare.config else Path(config_path)
+        key = (str(path), compare.seed, _mtime(path))
+        if self._other is None or self._other[0] != key:
+            self._other = (key, engine.run(engine.load_config(str(path), seed=compare.seed)))
+        return self._other[1], _shown_path(path)
+
     def trace_json(self, trace: Any, scratch: Path) -> bytes:
         """The trace as the engine saves it, serialised once per trace."""
         if self._trace_json is None or self._trace_json[0] is not trace:
@@ -122,6 +141,7 @@ class Builder:
         seed: int | None = None,
         require_coverage: bool = False,
         base_url: str = "",
+        compare: Compare | None = None,
     ) -> Report:
         """Build the whole site into out_dir; raise BuildError (old site untouched) on failure."""
         self.finish_search()
@@ -135,12 +155,24 @@ class Builder:
         slots = MathSlots(on_new=self.katex.prefetch)
         macros = Macros(trace, slots, engine.explain, self._checks)
         macros.charts.step_links = {p.step: p.url for p in pages if p.step}
+        extra_pages: dict[str, str] = {}
+        if compare is not None:
+            other, source = self.other_trace(Path(config_path), compare)
+            macros.other, macros.other_label = other, compare_view.run_label(other, source)
+            extra_pages[compare_view.COMPARE_PAGE] = compare_view.summary_html(
+                trace, other, diff_traces(trace, other),
+                compare_view.run_label(trace, _shown_path(Path(config_path))), macros.other_label)
         bodies = render_bodies(pages, macros, slots, _link_map(pages), problems)
         for page in pages:  # the compact architecture map on every step page, current step highlighted
             if page.step and page.source in bodies:
                 bodies[page.source].html = macros.charts.small_map(page.step) + bodies[page.source].html
         clock.lap("pages")
-        layouts = render_layouts(self.paths.templates, pages, bodies, base_url)
+        # click any number: each page's records and their inputs, formulas typeset with the rest
+        data_records = interact.needed(trace, set(macros.shown))
+        for tex, display in sorted(interact.formulas_for(trace, data_records, set(macros.shown))):
+            slots.slot(tex, display, "trace", 0)
+        layouts = render_layouts(self.paths.templates, pages, bodies, base_url,
+                                 interact.pages_with_data(macros.shown, pages), extra_pages)
         clock.lap("layout")
         result = self.katex.render_all(set(slots.formulas))
         slots.check(result.errors)
@@ -153,7 +185,10 @@ class Builder:
                 f"records shown: {report.shown}/{report.records}; no page shows: "
                 + ", ".join(report.missing),
             )
-        pages_html = {rel: slots.fill(html, result.html) for rel, html in layouts.items()}
+        pages_html: dict[str, Any] = {rel: slots.fill(html, result.html) for rel, html in layouts.items()}
+        pages_html.update(interact.data_files(trace, macros.shown, pages, result.html, macros.other))
+        pages_html.update(downloads.csv_files(trace, macros.shown))
+        clock.lap("data")
         self.write_site(pages_html, trace, Path(out_dir), clock)
         self.katex.save_cache()
         report.pages = len(pages)
@@ -325,21 +360,39 @@ def layout_environment(templates: Path) -> jinja2.Environment:
 
 
 def render_layouts(
-    templates: Path, pages: list[Page], bodies: dict[str, Rendered], base_url: str
+    templates: Path,
+    pages: list[Page],
+    bodies: dict[str, Rendered],
+    base_url: str,
+    data_files: dict[str, str] | None = None,
+    extra_pages: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every page and the 404 page inside the layout; {output path: html}."""
+    """Every page and the 404 page inside the layout; {output path: html}.
+
+    `data_files` maps a page to its click-any-number data script; `extra_pages` are
+    generated pages ({url: body html}, e.g. the comparison summary), outside prev/next.
+    """
     env = layout_environment(templates)
     nav = group_by_section(pages)
-    common = {"site_title": SITE_TITLE, "nav": nav, "root": base_url}
+    data_files = data_files or {}
+    extra_pages = extra_pages or {}
+    compare_url = compare_view.COMPARE_PAGE if compare_view.COMPARE_PAGE in extra_pages else ""
+    common = {"site_title": SITE_TITLE, "nav": nav, "root": base_url, "compare_url": compare_url}
     out = {}
     try:
         page_tpl = env.get_template("page.html")
+        for url, html in extra_pages.items():
+            page = Page(source=url, title="Comparing two runs", description="How the numbers of two runs differ.",
+                        section="Reference", order=0, slug=url.removesuffix(".html"), body="", body_line=1)
+            out[url] = page_tpl.render(**common, page=page, current=url, body=Markup(html), toc=[],
+                                       prev=None, next=None, data_file="")
         for i, page in enumerate(pages):
             body = bodies[page.source]
             out[page.url] = page_tpl.render(
                 **common,
                 page=page,
                 current=page.url,
+                data_file=data_files.get(page.url, ""),
                 body=Markup(body.html),
                 toc=[{"level": h.level, "id": h.id, "html": Markup(h.html)} for h in body.headings],
                 prev=pages[i - 1] if i > 0 else None,

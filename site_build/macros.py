@@ -18,6 +18,8 @@ from markupsafe import Markup
 
 from site_build import tables
 from site_build.chart_macros import ChartMacros
+from site_build.compare import compare_block
+from site_build.downloads import csv_path
 from site_build.escape import html_text, latex_escape, latex_text
 from site_build.mathslots import MathSlots
 from site_build.tables import Axis
@@ -59,6 +61,8 @@ class Macros:
         self.shown: dict[str, set[str]] = {}  # record -> pages that show its numbers
         self.source = ""  # page being rendered (for math error locations)
         self.line_offset = 0  # body line 1 is this file line + 1
+        self.other: Any = None  # the other run's trace when comparing (`build --compare`)
+        self.other_label = ""
 
     # -- plumbing ----------------------------------------------------------
     def globals(self) -> dict[str, Any]:
@@ -155,7 +159,27 @@ class Macros:
         parts.append(f'<span class="shape">{dims} ({html_text(names)})</span>')
         if shown != full:
             parts.append(f'<span class="shown">showing {" × ".join(str(n) for n in shown)}</span>')
+        parts.append(f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
+                     f'title="Download all {rec.value.size} values at full precision">CSV</a>')
         return " ".join(p for p in parts if p)
+
+    def _compare(self, rec: Any, batch: int, head: int | None, row: int | None, rows: Axis, cols: Axis,
+                 corner: str, values: np.ndarray, layout: str) -> str:
+        """The other run's values for the same view (only when comparing runs)."""
+        if self.other is None:
+            return ""
+        label = f"Other run ({self.other_label})"
+        if rec.name not in self.other:
+            return compare_block(values, None, rows, cols, corner, label, "not in this run")
+        other = self.other.record(rec.name)
+        if other.value.shape != rec.value.shape:
+            return compare_block(values, None, rows, cols, corner, label,
+                                 f"shape {describe_shape(other.value.shape, other.axes)} there")
+        b, _, _ = self._select(other, batch, head)
+        if row is not None:
+            b = b[row]
+        b = b[:, None] if layout == "col" else (b[None, :] if layout == "row" else b)
+        return compare_block(values, b, rows, cols, corner, label)
 
     # -- macros ------------------------------------------------------------
     def matrix(
@@ -174,7 +198,7 @@ class Macros:
         _check_int("limit", limit, 10**9, name, low=1)
         _check_int("edge", edge, limit + 1, name, low=1)
         if values.ndim == 1:
-            return self._vector(rec, values, axes, at, cols if rows is None else rows, batch, limit, edge)
+            return self._vector(rec, values, axes, at, cols if rows is None else rows, batch, limit, edge, head)
         if values.ndim != 2:
             raise MacroError(_ndim_message(rec, values.ndim))
         row = self._axis(axes[0], values.shape[0], rows, limit, edge, batch, "rows", name)
@@ -183,7 +207,8 @@ class Macros:
         caption = self._caption(rec, at, axes, shown, values.shape)
         self._mark(name)
         corner = f"{html_text(axes[0])} ╲ {html_text(axes[1])}"
-        return Markup(tables.table(values, row, col, caption, name, tuple(at), corner) + self._check_line(name))
+        extra = self._compare(rec, batch, head, None, row, col, corner, values, "")
+        return Markup(tables.table(values, row, col, caption, name, tuple(at), corner) + extra + self._check_line(name))
 
     def vector(
         self,
@@ -206,18 +231,22 @@ class Macros:
             raise MacroError(f"row= needs a 2-D record; '{name}' has axes ({', '.join(rec.axes)})")
         if values.ndim != 1:
             raise MacroError(_ndim_message(rec, values.ndim) + " (vector shows one axis; pass row=)")
-        return self._vector(rec, values, axes, at, cols, batch, limit, edge)
+        return self._vector(rec, values, axes, at, cols, batch, limit, edge, head, row)
 
-    def _vector(self, rec: Any, values: np.ndarray, axes: list[str], at: list[int], pick: Any, batch: int, limit: int, edge: int) -> Markup:
+    def _vector(self, rec: Any, values: np.ndarray, axes: list[str], at: list[int], pick: Any, batch: int, limit: int,
+                edge: int, head: int | None = None, row: int | None = None) -> Markup:
         """A 1-D vector: vertical when its axis has word labels (tokens, vocab), else one row."""
         axis = self._axis(axes[0], values.shape[0], pick, limit, edge, batch, "cols", rec.name)
         unit = Axis("", [0], [""], 1)
         caption = self._caption(rec, at, axes, (_count(axis.shown),), values.shape)
         self._mark(rec.name)
+        corner = html_text(axes[0])
         if axes[0] in LABELLED_AXES:
-            html = tables.table(values[:, None], axis, unit, caption, rec.name, tuple(at), html_text(axes[0]))
+            html = tables.table(values[:, None], axis, unit, caption, rec.name, tuple(at), corner)
+            html += self._compare(rec, batch, head, row, axis, unit, corner, values[:, None], "col")
         else:
-            html = tables.table(values[None, :], unit, axis, caption, rec.name, tuple(at), html_text(axes[0]))
+            html = tables.table(values[None, :], unit, axis, caption, rec.name, tuple(at), corner)
+            html += self._compare(rec, batch, head, row, unit, axis, corner, values[None, :], "row")
         return Markup(html + self._check_line(rec.name))
 
     def value(self, name: str, index: Any = None, digits: int = 4) -> Markup:

@@ -94,7 +94,8 @@ def table(
     """A 2-D table of `values` (indexed [row, col] by full-axis indices), one line of HTML.
 
     `record` and `at` (the fixed leading index, e.g. batch and head) let scripts map
-    a cell back to its trace element: element = at + (row data-i, column data-j).
+    a cell back to its trace element: element = at + (row data-i, column data-j); a
+    vector's unit axis (name "") carries no data-i/data-j.
     """
     picked = values[np.ix_([i for i in rows.shown if i is not None], [j for j in cols.shown if j is not None])]
     scale = magnitude(picked)
@@ -108,7 +109,7 @@ def table(
         if j is None:
             out.append('<th class="gap" scope="col">⋯</th>')
         else:
-            out.append(f'<th scope="col" data-j="{j}">{html_text(cols.labels[j])}</th>')
+            out.append(f'<th scope="col"{_pos("j", j, cols)}>{html_text(cols.labels[j])}</th>')
     out.append("</tr></thead><tbody>")
     for i in rows.shown:
         if i is None:
@@ -116,12 +117,17 @@ def table(
             out.extend('<td class="gap">⋱</td>' if j is None else '<td class="gap">⋮</td>' for j in cols.shown)
             out.append("</tr>")
             continue
-        out.append(f'<tr data-i="{i}"><th scope="row">{html_text(rows.labels[i])}</th>')
+        out.append(f'<tr{_pos("i", i, rows)}><th scope="row">{html_text(rows.labels[i])}</th>')
         for j in cols.shown:
             out.append('<td class="gap">⋯</td>' if j is None else cell(values[i, j], scale))
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _pos(attr: str, index: int, axis: Axis) -> str:
+    """`data-i`/`data-j` for a real axis; none for the unit axis of a vector (it is not in the record)."""
+    return f' data-{attr}="{index}"' if axis.name else ""
 
 
 def inline_value(x: float | int, digits: int, record: str, index: tuple[int, ...]) -> str:

@@ -1,0 +1,156 @@
+"""Click any number: the per-page data that `assets/explain.js` needs to explain a cell.
+
+Typesetting an explanation for each of the site's ~30k cells at build time would cost
+seconds and megabytes, so the build writes, per page, one small script
+`assets/data/<slug>.js` with the records that page shows plus their inputs (values at
+full precision, op, axes, meta, the formula and symbol pre-rendered by KaTeX) and
+where each record is shown. The browser loads it on the first click and recomputes
+the element's arithmetic the way `engine.explain` does. Values travel as base64 float64
+(`encoded`), decoded by the script into exactly the doubles the trace holds. A `<script src>` (not fetch)
+so it also works from a page opened from disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+
+from engine.layers import GELU_C, GELU_K
+
+DATA_DIR = "assets/data"
+
+
+def data_path(slug: str) -> str:
+    """The data script of the page with this slug, relative to the site root."""
+    return f"{DATA_DIR}/{slug}.js"
+
+
+def records_by_page(shown: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Invert `Macros.shown` (record -> pages): page source -> records it shows."""
+    out: dict[str, set[str]] = {}
+    for name, sources in shown.items():
+        for source in sources:
+            out.setdefault(source, set()).add(name)
+    return out
+
+
+def needed(trace: Any, names: set[str]) -> list[str]:
+    """The records shown plus their inputs (what every explanation reads), in trace order."""
+    want = set(names)
+    for name in names:
+        want.update(n for n in trace.record(name).inputs if n in trace)
+    return [r.name for r in trace.records if r.name in want]
+
+
+def formulas_for(trace: Any, names: list[str], shown: set[str]) -> set[tuple[str, bool]]:
+    """The (tex, display) pairs the data files carry: symbols, and formulas of shown records."""
+    out = set()
+    for name in names:
+        rec = trace.record(name)
+        if rec.formula and name in shown:
+            out.add((rec.formula.strip(), True))
+        if rec.symbol:
+            out.add((rec.symbol.strip(), False))
+    return out
+
+
+def encoded(values: np.ndarray, cache: dict[int, str] | None = None) -> str:
+    """Values as base64 of little-endian float64, row-major: exact bits, about half the bytes of
+    decimal repr (gzip makes both ~8 bytes a value) and ~10x faster to write; cached per array."""
+    key = id(values)
+    if cache is not None and key in cache:
+        return cache[key]
+    text = base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+    if cache is not None:
+        cache[key] = text
+    return text
+
+
+def data_script(
+    trace: Any,
+    names: list[str],
+    pages: dict[str, list[str]],
+    titles: dict[str, str],
+    math_html: dict[tuple[str, bool], str],
+    cache: dict[int, str] | None = None,
+    shown: set[str] | None = None,
+    other: Any = None,
+) -> str:
+    """`window.HANDSTEP_DATA = {...};` for one page (names from `needed`).
+
+    Typeset formulas and symbols are listed once in `html` and referenced by position
+    (`f`, `s`; -1 for none); only the records in `shown` (clickable here) carry a formula.
+    """
+    html: list[str] = []
+    slot: dict[str, int] = {}
+
+    def ref(key: tuple[str, bool] | None) -> int:
+        text = math_html.get(key, "") if key else ""
+        if not text:
+            return -1
+        if text not in slot:
+            slot[text] = len(html)
+            html.append(text)
+        return slot[text]
+
+    records = {}
+    for name in names:
+        rec = trace.record(name)
+        clickable = shown is None or name in shown
+        records[name] = {
+            "op": rec.op,
+            "phase": rec.phase,
+            "axes": list(rec.axes),
+            "shape": list(rec.value.shape),
+            "inputs": list(rec.inputs),
+            "meta": rec.meta,
+            "f": ref((rec.formula.strip(), True) if rec.formula and clickable else None),
+            "s": ref((rec.symbol.strip(), False) if rec.symbol else None),
+            "b": encoded(rec.value, cache),
+        }
+        if other is not None and clickable and name in other and other[name].shape == rec.value.shape:
+            records[name]["o"] = encoded(other[name], cache)  # the compared run's values (`build --compare`)
+    where = {name: pages.get(name, []) for name in names}
+    used = sorted({url for urls in where.values() for url in urls})
+    data = {
+        "records": records,
+        "html": html,
+        "pages": where,
+        "titles": {url: titles[url] for url in used},
+        "vocab": [str(w) for w in trace.labels["vocab"]],
+        "gelu": [GELU_K, GELU_C],
+    }
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    # `</script>` or U+2028 in a vocab word must not end or break the script
+    text = text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return f"window.HANDSTEP_DATA={text};\n"
+
+
+def data_files(
+    trace: Any,
+    shown: dict[str, set[str]],
+    pages: list[Any],
+    math_html: dict[tuple[str, bool], str],
+    other: Any = None,
+) -> dict[str, str]:
+    """{site path: script} for every page that shows numbers (with `other`'s values when comparing)."""
+    url_of = {p.source: p.url for p in pages}
+    titles = {p.url: p.title for p in pages}
+    where = {name: sorted(url_of[s] for s in sources if s in url_of) for name, sources in shown.items()}
+    by_page = records_by_page(shown)
+    cache: dict[int, str] = {}  # a record's values are encoded once for all pages
+    out = {}
+    for page in pages:
+        names = by_page.get(page.source)
+        if names:
+            out[data_path(page.slug)] = data_script(trace, needed(trace, names), where, titles, math_html, cache, names, other)
+    return out
+
+
+def pages_with_data(shown: dict[str, set[str]], pages: list[Any]) -> dict[str, str]:
+    """{page url: its data script path} for pages that show numbers."""
+    by_page = records_by_page(shown)
+    return {p.url: data_path(p.slug) for p in pages if by_page.get(p.source)}
