@@ -185,7 +185,7 @@ class Builder:
                 f"records shown: {report.shown}/{report.records}; no page shows: "
                 + ", ".join(report.missing),
             )
-        pages_html: dict[str, Any] = {rel: slots.fill(html, result.html) for rel, html in layouts.items()}
+        pages_html: dict[str, Any] = {rel: search_ignores(slots.fill(html, result.html)) for rel, html in layouts.items()}
         pages_html.update(interact.data_files(trace, macros.shown, pages, result.html, macros.other))
         pages_html.update(downloads.csv_files(trace, macros.shown))
         clock.lap("data")
@@ -420,6 +420,18 @@ def static_files(root: Path, templates: Path) -> dict[str, Any]:
     for font in sorted((dist / "fonts").glob("*.woff2")):
         files[f"katex/fonts/{font.name}"] = font
     return files
+
+
+SEARCH_IGNORED = ('<div class="matrix-wrap"', '<div class="calc-step"', '<span class="katex"', "<svg")
+
+
+def search_ignores(html: str) -> str:
+    """Keep numbers, typeset math and charts out of the search index: people search for words
+    ("softmax", "Jacobian"), and indexing thousands of table cells doubled Pagefind's time."""
+    for start in SEARCH_IGNORED:
+        tag, _, rest = start.partition(" ")
+        html = html.replace(start, f'{tag} data-pagefind-ignore="all"' + (f" {rest}" if rest else ""))
+    return html
 
 
 def woff2_only(css: str) -> str:
