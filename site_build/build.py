@@ -162,7 +162,7 @@ class Builder:
             extra_pages[compare_view.COMPARE_PAGE] = compare_view.summary_html(
                 trace, other, diff_traces(trace, other),
                 compare_view.run_label(trace, _shown_path(Path(config_path))), macros.other_label)
-        bodies = render_bodies(pages, macros, slots, _link_map(pages), problems)
+        bodies = render_bodies(pages, macros, slots, _link_map(pages), problems, self.paths.cache / "jinja")
         for page in pages:  # the compact architecture map on every step page, current step highlighted
             if page.step and page.source in bodies:
                 bodies[page.source].html = macros.charts.small_map(page.step) + bodies[page.source].html
@@ -279,6 +279,7 @@ def render_bodies(
     slots: MathSlots,
     links: dict[str, str],
     problems: list[tuple[str, int, str]] | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Rendered]:
     """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end."""
     env = content_environment(macros)
@@ -288,7 +289,7 @@ def render_bodies(
     for page in pages:
         macros.begin_page(page.source, page.body_line)
         try:
-            text = render_jinja(env, page)
+            text = render_jinja(env, page, cache_dir)
         except BuildError as err:
             problems.extend(err.problems)
             continue
@@ -301,16 +302,37 @@ def render_bodies(
 
 
 _COMPILED: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code, for fast rebuilds
+JINJA_CACHE_VERSION = f"jinja {jinja2.__version__}, handstep 1"  # bump when content_environment() changes
 
 
-def render_jinja(env: jinja2.Environment, page: Page) -> str:
+def compiled_page(env: jinja2.Environment, page: Page, cache_dir: Path | None) -> Any:
+    """The page body compiled by Jinja: from memory, else from the on-disk cache of generated Python
+    source (keyed by the body's hash), else compiled now; generating the source is most of Jinja's cost."""
+    key = (page.source, page.body)
+    code = _COMPILED.get(key)
+    if code is not None:
+        return code
+    digest = hashlib.sha256(f"{JINJA_CACHE_VERSION}\0{page.source}\0{page.body}".encode()).hexdigest()
+    path = cache_dir / f"{digest}.py" if cache_dir is not None else None
+    source = None
+    if path is not None and path.is_file():
+        source = path.read_text(encoding="utf-8")
+    if source is None:
+        source = env.compile(page.body, name=page.source, filename=page.source, raw=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source, encoding="utf-8")
+            tmp.replace(path)
+    code = _COMPILED[key] = compile(source, page.source, "exec")
+    return code
+
+
+def render_jinja(env: jinja2.Environment, page: Page, cache_dir: Path | None = None) -> str:
     """Render a page body; any error becomes `file:line: message` with the source line."""
     offset = page.body_line - 1
     try:
-        key = (page.source, page.body)
-        code = _COMPILED.get(key)
-        if code is None:
-            code = _COMPILED[key] = env.compile(page.body, name=page.source, filename=page.source)
+        code = compiled_page(env, page, cache_dir)
         template = env.template_class.from_code(env, code, env.globals, None)
         return template.render()
     except jinja2.TemplateSyntaxError as err:
