@@ -64,10 +64,13 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train_steps: int = 200  # a separate run that records the loss per step
+    source: str = field(default="", compare=False, repr=False)  # the file it came from, for error messages
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready dict (lists instead of tuples)."""
-        return _listify(asdict(self))
+        """Plain, JSON-ready dict (lists instead of tuples), without `source`: a trace does not depend on paths."""
+        d = _listify(asdict(self))
+        d.pop("source")
+        return d
 
 
 def _listify(obj: Any) -> Any:
@@ -141,7 +144,7 @@ def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | N
     data = _data(sections["data"], err)
     model = _model(sections["model"], data, err, vocab_given="vocab" in sections["model"] or "texts" not in sections["data"])
     optimizer = _optimizer(sections["optimizer"], err)
-    return Config(seed=cfg_seed, model=model, data=data, optimizer=optimizer, train_steps=train_steps)
+    return Config(seed=cfg_seed, model=model, data=data, optimizer=optimizer, train_steps=train_steps, source=label)
 
 
 def _errors(label: str):

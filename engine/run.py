@@ -41,7 +41,10 @@ def labels(cfg: Config, ids: np.ndarray, targets: np.ndarray) -> dict:
 def run(cfg: Config) -> Trace:
     """Run one recorded training step and the training run; return the trace."""
     with np.errstate(all="ignore"):  # a NaN or Inf is reported by name (NonFiniteError), not as a warning
-        return _run(cfg)
+        try:
+            return _run(cfg)
+        except RunError as exc:
+            raise RunError(f"{cfg.source}: {exc}" if cfg.source else str(exc)) from None
 
 
 def _run(cfg: Config) -> Trace:

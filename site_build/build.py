@@ -296,9 +296,29 @@ def render_bodies(
         rendered = render_page(md, text, slots, page.source, page.body_line - 1, page.body, links)
         problems.extend(rendered.problems)
         out[page.source] = rendered
+    problems.extend(missing_anchors(pages, out))
     if problems:
         raise BuildError.collect(problems)
     return out
+
+
+_ID_RE = re.compile(r'\sid="([^"]+)"')
+
+
+def missing_anchors(pages: list[Page], bodies: dict[str, Rendered]) -> list[tuple[str, int, str]]:
+    """Every `#fragment` a page links to must be an id on the target page."""
+    ids: dict[str, set[str]] = {}
+    for p in pages:  # the first page of a URL wins, as links do (a duplicate is reported on its own)
+        if p.source in bodies:
+            ids.setdefault(p.url, set(_ID_RE.findall(bodies[p.source].html)))
+    problems = []
+    for page in pages:
+        for line, target, frag in bodies[page.source].anchors if page.source in bodies else ():
+            url = target or page.url
+            if url in ids and frag not in ids[url]:
+                where = f"on {url.removesuffix('.html')}" if target else "on this page"
+                problems.append((page.source, line, f"link to unknown anchor '#{frag}' {where}"))
+    return problems
 
 
 _COMPILED: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code, for fast rebuilds
@@ -424,8 +444,14 @@ def render_layouts(
     except jinja2.TemplateNotFound as err:
         raise BuildError(f"templates/{err.name}", 0, "template not found") from None
     except jinja2.TemplateError as err:
-        where = getattr(err, "filename", None) or getattr(err, "name", None) or "templates"
-        raise BuildError(_shown_template(where), getattr(err, "lineno", 0) or 0, str(err)) from None
+        where = getattr(err, "filename", None) or getattr(err, "name", None)
+        line = getattr(err, "lineno", 0) or 0
+        if not where:  # a runtime error (undefined name): the innermost template frame says where
+            for frame, lineno in traceback.walk_tb(err.__traceback__):
+                if frame.f_code.co_filename.startswith(str(templates)):
+                    where, line = frame.f_code.co_filename, lineno
+        message = f"undefined name: {err.message}" if isinstance(err, jinja2.UndefinedError) else str(err)
+        raise BuildError(_shown_template(where or "templates"), line, message) from None
     return out
 
 

@@ -52,6 +52,9 @@ def make_parser() -> argparse.ArgumentParser:
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: configs/default.yaml)")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--content", type=Path, default=Paths().content, help="pages directory (default: content/)")
+    parser.add_argument("--templates", type=Path, default=Paths().templates,
+                        help="templates directory (default: templates/)")
 
 
 def _add_diff_html(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +82,7 @@ def _add_diff_html(sub: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     """`handstep build`: one build, one summary line."""
-    builder = Builder(Paths())
+    builder = Builder(Paths(content=args.content, templates=args.templates))
     compare = None
     if args.compare is not None or args.compare_seed is not None:
         compare = Compare(args.compare, args.compare_seed)
@@ -96,7 +99,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """`handstep serve`: the dev server (see site_build.serve)."""
     from site_build.serve import serve
 
-    return serve(args.config, args.out, args.port, args.seed)
+    return serve(args.config, args.out, args.port, args.seed, Paths(content=args.content, templates=args.templates))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

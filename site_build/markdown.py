@@ -44,6 +44,7 @@ class Rendered:
     html: str
     headings: list[Heading] = field(default_factory=list)
     problems: list[tuple[str, int, str]] = field(default_factory=list)
+    anchors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, target url or "", fragment)
 
 
 def make_parser() -> MarkdownIt:
@@ -62,7 +63,36 @@ def make_parser() -> MarkdownIt:
     md.add_render_rule("heading_open", _render_heading_open)
     md.add_render_rule("heading_close", _render_heading_close)
     md.add_render_rule("link_open", _render_link_open)
+    md.core.ruler.before("text_join", "stray_markup", _check_stray_markup)
     return md
+
+
+def _check_stray_markup(state: Any) -> None:
+    """A `$` or `:::` left in plain text is math that never closed or a callout kind that does not exist.
+
+    Runs before text_join, so an escaped `\\$` or a config word written as `&#36;` (text_special) is fine.
+    """
+    env = state.env
+    if "problems" not in env:
+        return
+    for token in state.tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        for child in token.children:
+            if child.type != "text":
+                continue
+            text = child.content
+            if "$" in text:
+                what = "$$" if "$$" in text else "$"
+                line = _source_line(env, text.strip().split("\n", 1)[0], token.map[0] if token.map else 0)
+                env["problems"].append((env["source"], line, f"unclosed math: '{what}' without its closing '{what}' "
+                                        "(write \\$ for a dollar sign)"))
+                return
+        if token.content.startswith(":::"):
+            kind = (token.content[3:].split() or ["(none)"])[0]
+            line = _source_line(env, token.content.split("\n", 1)[0], token.map[0] if token.map else 0)
+            env["problems"].append((env["source"], line, f"unknown callout '{kind}' (one of: {', '.join(CALLOUTS)})"
+                                    if kind not in CALLOUTS else "unclosed callout: add a line ':::' after it"))
 
 
 def container_plugin_named(md: MarkdownIt, name: str) -> None:
@@ -103,7 +133,7 @@ def render_page(
     tokens = md.parse(text, env)
     _attach_lines(tokens)
     body = md.renderer.render(tokens, md.options, env)
-    return Rendered(body, _outline(md, tokens, env), env["problems"])
+    return Rendered(body, _outline(md, tokens, env), env["problems"], env.get("anchors", []))
 
 
 def _attach_lines(tokens: list[Token]) -> None:
@@ -163,16 +193,20 @@ def _render_heading_close(self: Any, tokens: list[Token], idx: int, options: Any
 def _render_link_open(self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
     token = tokens[idx]
     href = str(token.attrGet("href") or "")
-    if href and not _SCHEME_RE.match(href) and not href.startswith("#"):
+    if href.startswith("#") and len(href) > 1:  # an anchor on this page: checked once the page is rendered
+        env.setdefault("anchors", []).append((_source_line(env, f"({href}", _token_line(token)), "", href[1:]))
+    elif href and not _SCHEME_RE.match(href):
         path, _, frag = href.partition("#")
         if path.endswith(".md"):
             key = posixpath.normpath(path).lstrip("./")
             target = env["links"].get(key) or env["links"].get(posixpath.basename(key))
+            line = _source_line(env, f"({href}", _token_line(token))
             if target is None:
-                line = _source_line(env, f"({href}", _token_line(token))
                 env["problems"].append((env["source"], line, f"link to unknown page '{path}'"))
             else:
                 token.attrSet("href", target + (f"#{frag}" if frag else ""))
+                if frag:
+                    env.setdefault("anchors", []).append((line, target, frag))
     return self.renderToken(tokens, idx, options, env)
 
 

@@ -182,9 +182,9 @@ def restart(builder: Builder) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "site_build.cli", *sys.argv[1:]])
 
 
-def serve(config: Path, out: Path, port: int, seed: int | None = None) -> int:
+def serve(config: Path, out: Path, port: int, seed: int | None = None, paths: Paths | None = None) -> int:
     """Build, then serve `out` on 127.0.0.1:port until interrupted."""
-    builder = Builder(Paths())
+    builder = Builder(paths or Paths())
     builder.background_search = True
     state = State()
     rebuild(builder, Path(config), Path(out), seed, state)

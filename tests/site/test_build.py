@@ -208,7 +208,7 @@ def test_coverage_can_be_required(site, tmp_path):
 
 def test_cli_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):
     paths = make_site(tmp_path, {"extra.md": page('{{ value("los") }}\n')})
-    monkeypatch.setattr("site_build.cli.Paths", lambda: paths)
+    monkeypatch.setattr("site_build.cli.Paths", lambda **kw: paths)
     code = main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site")])
     captured = capsys.readouterr()
     assert code == 2

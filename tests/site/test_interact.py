@@ -158,7 +158,6 @@ def test_every_cell_maps_to_its_trace_element(built, default_trace):
         assert text == shown or text == format_number(float(x)), (name, idx, text)
 
 
-@pytest.mark.skipif(NODE is None, reason="needs node")
 def test_explain_js_matches_engine_explain_for_every_op(built, default_trace, tmp_path):
     html = (built / "ops.html").read_text(encoding="utf-8")
     assert 'data-explain="assets/data/ops.js"' in html and "assets/explain.js" in html
