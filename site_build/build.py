@@ -97,7 +97,7 @@ class Builder:
         self._trace_key: tuple[Any, ...] | None = None
         self._trace: Any = None
         self._checks: Any = None
-        self._trace_json: tuple[Any, bytes] | None = None
+        self._trace_json: tuple[Any, dict[str, bytes]] | None = None
         self._other: tuple[Any, Any] | None = None  # (key, trace) of the run compared with
         self.background_search = False  # the dev server sets this
         self._indexer: tuple[Any, Path] | None = None
@@ -125,13 +125,15 @@ class Builder:
             self._other = (key, engine.run(engine.load_config(str(path), seed=compare.seed)))
         return self._other[1], _shown_path(path)
 
-    def trace_json(self, trace: Any, scratch: Path) -> bytes:
-        """The trace as the engine saves it, serialised once per trace."""
+    def trace_files(self, trace: Any, scratch: Path) -> dict[str, bytes]:
+        """The trace as the engine saves it (`trace.json`, plus `trace.bin` for a big trace), serialised once."""
         if self._trace_json is None or self._trace_json[0] is not trace:
-            path = scratch / ".trace.json"
-            trace.save(path)
-            self._trace_json = (trace, path.read_bytes())
-            path.unlink()
+            folder = scratch / ".trace"
+            folder.mkdir()
+            trace.save(folder / "trace.json")
+            files = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+            shutil.rmtree(folder)
+            self._trace_json = (trace, files)
         return self._trace_json[1]
 
     def build(
@@ -211,7 +213,8 @@ class Builder:
             indexer = None if reuse else output.start_pagefind(tmp)  # runs while the rest is written
             try:
                 output.write_files(tmp, static_files(self.paths.root, self.paths.templates))
-                (tmp / "trace.json").write_bytes(self.trace_json(trace, tmp))
+                for name, data in self.trace_files(trace, tmp).items():
+                    (tmp / name).write_bytes(data)
                 if reuse:
                     shutil.copytree(out_dir / "pagefind", tmp / "pagefind")
                 clock.lap("write")

@@ -57,7 +57,15 @@ def _int_text(x: Any) -> str:
 def csv_files(trace: Any, names: set[str] | list[str]) -> dict[str, str]:
     """{site path: CSV text} for every named record, in trace order."""
     wanted = set(names)
-    return {csv_path(r.name): record_csv(r.value, r.axes) for r in trace.records if r.name in wanted}
+    return {csv_path(r.name): record_csv(r.value, r.axes) for r in trace.records
+            if r.name in wanted and has_csv(r.value)}
+
+
+MAX_CSV_VALUES = 262_144  # past this a CSV runs to megabytes and takes seconds to write: the trace file carries the values
+
+
+def has_csv(values: np.ndarray) -> bool:
+    return values.size <= MAX_CSV_VALUES
 
 
 def read_csv(text: str) -> tuple[list[str], np.ndarray]:

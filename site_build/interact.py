@@ -23,6 +23,11 @@ from engine.layers import GELU_C, GELU_K
 DATA_DIR = "assets/data"
 
 
+# A record past this many values is left out of page data (its cells then explain themselves as
+# "too large to ship with this page"); GPT-2-small-shaped tensors hold millions of values.
+MAX_DATA_VALUES = 262_144
+
+
 def data_path(slug: str) -> str:
     """The data script of the page with this slug, relative to the site root."""
     return f"{DATA_DIR}/{slug}.js"
@@ -109,7 +114,7 @@ def data_script(
             "meta": rec.meta,
             "f": ref((rec.formula.strip(), True) if rec.formula and clickable else None),
             "s": ref((rec.symbol.strip(), False) if rec.symbol else None),
-            "b": encoded(rec.value, cache),
+            "b": encoded(rec.value, cache) if rec.value.size <= MAX_DATA_VALUES else None,
         }
         if other is not None and clickable and name in other and other[name].shape == rec.value.shape:
             records[name]["o"] = encoded(other[name], cache)  # the compared run's values (`build --compare`)

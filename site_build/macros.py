@@ -19,7 +19,7 @@ from markupsafe import Markup
 from site_build import tables
 from site_build.chart_macros import ChartMacros
 from site_build.compare import compare_block
-from site_build.downloads import csv_path
+from site_build.downloads import csv_path, has_csv
 from site_build.escape import html_text, latex_escape, latex_text
 from site_build.mathslots import MathSlots
 from site_build.tables import Axis
@@ -27,6 +27,7 @@ from site_build.tables import Axis
 LABELLED_AXES = {"tokens", "keys", "vocab"}
 DEFAULT_LIMIT = 64  # show every row/column up to this many, else elide
 DEFAULT_EDGE = 4  # rows/columns kept at each end when eliding
+MAX_CELLS = 1024  # past this many cells a matrix shows only its corners (the default's largest is 16 × 64)
 
 
 class MacroError(Exception):
@@ -159,8 +160,12 @@ class Macros:
         parts.append(f'<span class="shape">{dims} ({html_text(names)})</span>')
         if shown != full:
             parts.append(f'<span class="shown">showing {" × ".join(str(n) for n in shown)}</span>')
-        parts.append(f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
-                     f'title="Download all {rec.value.size} values at full precision">CSV</a>')
+        if has_csv(rec.value):
+            parts.append(f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
+                         f'title="Download all {rec.value.size} values at full precision">CSV</a>')
+        else:
+            parts.append('<a class="csv" href="trace.json" download '
+                         f'title="{rec.value.size} values: too many for a CSV; they are in the trace file">trace</a>')
         return " ".join(p for p in parts if p)
 
     def _compare(self, rec: Any, batch: int, head: int | None, row: int | None, rows: Axis, cols: Axis,
@@ -203,6 +208,9 @@ class Macros:
             raise MacroError(_ndim_message(rec, values.ndim))
         row = self._axis(axes[0], values.shape[0], rows, limit, edge, batch, "rows", name)
         col = self._axis(axes[1], values.shape[1], cols, limit, edge, batch, "cols", name)
+        if _count(row.shown) * _count(col.shown) > MAX_CELLS:  # a big config: corners only, pages stay small
+            row = self._axis(axes[0], values.shape[0], rows, min(limit, 2 * edge), edge, batch, "rows", name)
+            col = self._axis(axes[1], values.shape[1], cols, min(limit, 2 * edge), edge, batch, "cols", name)
         shown = (_count(row.shown), _count(col.shown))
         caption = self._caption(rec, at, axes, shown, values.shape)
         self._mark(name)
@@ -332,8 +340,10 @@ class Macros:
         axis = rec.axes[-1]
         size = J.shape[0]
         labels = self._labels(axis, size, int(row[0]) if rec.axes[0] == "batch" else 0)
-        rows = Axis(axis, list(range(size)), labels, size)
-        cols = Axis(axis, list(range(size)), labels, size)
+        limit = DEFAULT_LIMIT if size * size <= MAX_CELLS else 2 * DEFAULT_EDGE
+        shown = tables.elide(list(range(size)), limit, DEFAULT_EDGE)
+        rows = Axis(axis, shown, labels, size)
+        cols = Axis(axis, shown, labels, size)
         sym = rec.symbol
         sym_html = self._slot(rf"\partial {sym} / \partial\,\mathrm{{in}}", False)
         caption = (f'<span class="sym">{sym_html}</span> '

@@ -24,6 +24,7 @@
   // -- records: flat values (base64 little-endian float64) with a shape --------
   function vals(r) {
     if (!r.v) {
+      if (!r.b) throw new Error("The values of " + r.name + " are too large to ship with this page; they are in the site's trace.json.");
       var s = atob(r.b), dv = new DataView(new ArrayBuffer(s.length));
       for (var i = 0; i < s.length; i++) dv.setUint8(i, s.charCodeAt(i));
       r.v = [];
@@ -382,7 +383,7 @@
   }
   function exact(c) {  // the full-precision value, from the page's data, on hover and focus
     if (c.title || c.tagName !== "TD") return;
-    load(function () { var k = where(c), r = D.records[k[0]]; if (r) c.title = String(at(r, k[1])); });
+    load(function () { var k = where(c), r = D.records[k[0]]; if (r && r.b) c.title = String(at(r, k[1])); });
   }
 
   function load(done) {
