@@ -30,8 +30,8 @@ from site_build.checks import VERIFICATION_FILE, compute_checks
 from site_build.errors import BuildError
 from site_build.katex import KatexRenderer, katex_dist
 from site_build.macros import MacroError, Macros
-from site_build.markdown import Rendered, make_parser, render_page
-from site_build.mathslots import MathSlots
+from site_build.markdown import Heading, Rendered, make_parser, render_page
+from site_build.mathslots import SLOT_RE, MathSlots
 from site_build.pages import Page, collect_pages, group_by_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +97,8 @@ class Builder:
         self._trace_key: tuple[Any, ...] | None = None
         self._trace: Any = None
         self._checks: Any = None
+        self._page_cache: dict[Any, PageResult] = {}  # unchanged pages are not rendered again (serve)
+        self._generation = 0  # bumped whenever the trace, its checks or the compared run change
         self._trace_json: tuple[Any, dict[str, bytes]] | None = None
         self._other: tuple[Any, Any] | None = None  # (key, trace) of the run compared with
         self.background_search = False  # the dev server sets this
@@ -115,6 +117,8 @@ class Builder:
             self._trace = engine.run(cfg)
             self._checks = compute_checks(cfg, self._trace, self.paths.root, str(config_path))
             self._trace_key = key
+            self._generation += 1
+            self._page_cache.clear()
         return self._trace
 
     def other_trace(self, config_path: Path, compare: Compare) -> tuple[Any, str]:
@@ -123,6 +127,8 @@ class Builder:
         key = (str(path), compare.seed, _mtime(path))
         if self._other is None or self._other[0] != key:
             self._other = (key, engine.run(engine.load_config(str(path), seed=compare.seed)))
+            self._generation += 1
+            self._page_cache.clear()
         return self._other[1], _shown_path(path)
 
     def trace_files(self, trace: Any, scratch: Path) -> dict[str, bytes]:
@@ -164,7 +170,9 @@ class Builder:
             extra_pages[compare_view.COMPARE_PAGE] = compare_view.summary_html(
                 trace, other, diff_traces(trace, other),
                 compare_view.run_label(trace, _shown_path(Path(config_path))), macros.other_label)
-        bodies = render_bodies(pages, macros, slots, _link_map(pages), problems, self.paths.cache / "jinja")
+        context = (self._generation, compare is not None, tuple(sorted(macros.charts.step_links.items())))
+        bodies = render_bodies(pages, macros, slots, _link_map(pages), problems, self.paths.cache / "jinja",
+                               self._page_cache, context)
         for page in pages:  # the compact architecture map on every step page, current step highlighted
             if page.step and page.source in bodies:
                 bodies[page.source].html = macros.charts.small_map(page.step) + bodies[page.source].html
@@ -283,13 +291,25 @@ def render_bodies(
     links: dict[str, str],
     problems: list[tuple[str, int, str]] | None = None,
     cache_dir: Path | None = None,
+    page_cache: dict[Any, PageResult] | None = None,
+    context: Any = None,
 ) -> dict[str, Rendered]:
-    """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end."""
+    """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end.
+
+    With `page_cache` (the dev server), a page whose body, trace and links are unchanged since
+    the last build is not rendered again: its HTML, shown records and formulas are replayed.
+    """
     env = content_environment(macros)
     md = make_parser()
     out: dict[str, Rendered] = {}
     problems = list(problems or [])
+    link_key = tuple(sorted(links.items()))
     for page in pages:
+        key = (page.source, page.body, page.body_line, context, link_key)
+        cached = page_cache.get(key) if page_cache is not None else None
+        if cached is not None:
+            out[page.source] = cached.replay(macros, slots)
+            continue
         macros.begin_page(page.source, page.body_line)
         try:
             text = render_jinja(env, page, cache_dir)
@@ -299,10 +319,44 @@ def render_bodies(
         rendered = render_page(md, text, slots, page.source, page.body_line - 1, page.body, links)
         problems.extend(rendered.problems)
         out[page.source] = rendered
+        if page_cache is not None and not rendered.problems:
+            page_cache[key] = PageResult.capture(rendered, macros, slots, page.source)
     problems.extend(missing_anchors(pages, out))
     if problems:
         raise BuildError.collect(problems)
     return out
+
+
+@dataclass
+class PageResult:
+    """A rendered page in a form that can be replayed into a later build's macros and math slots."""
+
+    source: str
+    rendered: Rendered
+    shown: list[str]  # records whose numbers the page shows
+    formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot it uses
+    slot_of: dict[int, int]  # slot number in the build that rendered it -> index into formulas
+
+    @classmethod
+    def capture(cls, rendered: Rendered, macros: Macros, slots: MathSlots, source: str) -> PageResult:
+        html = [rendered.html, *(h.html for h in rendered.headings)]
+        used = sorted({int(n) for text in html for n in SLOT_RE.findall(text)})
+        formulas = [(slots.formulas[n], *slots.where[n]) for n in used]
+        shown = [name for name, pages in macros.shown.items() if source in pages]
+        kept = Rendered(rendered.html, list(rendered.headings), [], list(rendered.anchors))  # later edits don't leak in
+        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)})
+
+    def replay(self, macros: Macros, slots: MathSlots) -> Rendered:
+        """The page's HTML with its formulas registered anew (slot numbers change between builds)."""
+        new = [slots.slot(tex, display, source, line) for (tex, display), source, line in self.formulas]
+
+        def remap(html: str) -> str:
+            return SLOT_RE.sub(lambda m: new[self.slot_of[int(m.group(1))]], html)
+
+        for name in self.shown:
+            macros.shown.setdefault(name, set()).add(self.source)
+        r = self.rendered
+        return Rendered(remap(r.html), [Heading(h.level, h.id, remap(h.html)) for h in r.headings], [], r.anchors)
 
 
 _ID_RE = re.compile(r'\sid="([^"]+)"')

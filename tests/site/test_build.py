@@ -283,3 +283,34 @@ def test_search_index_lists_the_pages(site, tmp_path):
     for frag in fragments:
         words.add(gzip.decompress(frag.read_bytes()[:]).decode("utf-8", "replace"))
     assert any("Scores, the mask" in w or "Attention" in w for w in words)
+
+
+def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monkeypatch):
+    """The dev server's page cache: an edit re-renders that page; the output equals a clean build."""
+    import importlib
+    import shutil
+
+    from site_build.build import Builder, digest_tree
+
+    build_module = importlib.import_module("site_build.build")
+
+    paths = make_site(tmp_path, {"extra.md": page('{{ matrix("L0.attn.weights", head=0) }}\n\n$x^2$\n')})
+    builder = Builder(paths)
+    try:
+        builder.build(SMALL, tmp_path / "a")
+        extra = paths.content / "extra.md"
+        extra.write_text(extra.read_text().replace("$x^2$", "$y^3$ and {{ value('loss') }}"))
+        rendered = []
+        real = build_module.render_jinja
+        monkeypatch.setattr(build_module, "render_jinja", lambda env, pg, *a: rendered.append(pg.source) or real(env, pg, *a))
+        report = builder.build(SMALL, tmp_path / "a")
+        assert rendered == ["content/extra.md"]  # the untouched pages came from the cache
+    finally:
+        builder.close()
+    fresh = make_site(tmp_path / "fresh")
+    (fresh.content / "extra.md").write_text(extra.read_text())
+    build(SMALL, tmp_path / "b", paths=fresh)
+    for d in ("a", "b"):
+        shutil.rmtree(tmp_path / d / "pagefind")
+    assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
+    assert "y^3" in (tmp_path / "a" / "extra.html").read_text() and report.shown >= 2
