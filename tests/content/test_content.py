@@ -37,9 +37,15 @@ def out(tmp_path_factory):
     return tmp_path_factory.mktemp("sites")
 
 
-def test_default_site_shows_every_record(out):
+@pytest.fixture(scope="module")
+def default_site(out):
     report = build(ROOT / "configs/default.yaml", out / "default", require_coverage=True,
                    paths=Paths(cache=out / "cache"))
+    return report
+
+
+def test_default_site_shows_every_record(out, default_site):
+    report = default_site
     assert report.shown == report.records and report.missing == []
     assert report.pages >= 20
     html = "".join(p.read_text() for p in (out / "default").glob("*.html"))
@@ -75,3 +81,21 @@ def test_varied_configs_build_and_the_words_follow(out, name):
         adamw_page = next(v for k, v in pages.items() if "adamw" in k)
         assert ("torch.optim.Adam" if name == "adam" else "torch.optim.SGD") in text
         assert ("SGD" if name == "sgd-momentum" else "Adam") in adamw_page
+
+
+def test_the_python_snippets_on_the_reference_page_run(out, default_site):
+    """The loader and the PyTorch check shown to readers run against the site's own trace.json."""
+    import html as html_lib
+    import subprocess
+    import sys
+
+    page = (out / "default" / "trace-format.html").read_text()
+    blocks = [html_lib.unescape(b) for b in re.findall(r'<code class="language-python">(.*?)</code>', page, re.S)]
+    runnable = [b for b in blocks if "trace.bin" not in b]  # the big-trace reader needs a trace past 2M values
+    assert len(runnable) >= 2 and any("torch.optim" in b for b in runnable)
+    for code in runnable:
+        p = subprocess.run([sys.executable, "-c", code], cwd=out / "default", capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+    assert "max |torch - handstep| = " in p.stdout
+    diffs = [float(x) for x in re.findall(r"= (\S+)$", p.stdout, re.M)]
+    assert diffs and max(diffs) < 1e-9
