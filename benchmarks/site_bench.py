@@ -27,21 +27,10 @@ SCALE_REPEAT = 3
 SCALE_LIMIT_S = 180
 SCALE_LIMIT_MB = 4000
 
-# `handstep build` as a user runs it, with the KaTeX cache pointed at a scratch directory.
-_BUILD = """
-import sys
-from pathlib import Path
-import site_build.cli as cli
-from site_build.build import Paths
-cache = Path(sys.argv[1])
-cli.Paths = lambda: Paths(cache=cache)
-sys.exit(cli.main(sys.argv[2:]))
-"""
-
-
 def _cli_build(cache: Path, out: Path, config: Path | None = None) -> None:
-    args = ["build", "--out", str(out)] + (["--config", str(config)] if config else [])
-    subprocess.run([PY, "-c", _BUILD, str(cache), *args], cwd=ROOT, check=True, capture_output=True)
+    """`handstep build` as a user runs it, with its cache in a scratch directory."""
+    args = ["build", "--out", str(out), "--cache", str(cache)] + (["--config", str(config)] if config else [])
+    subprocess.run([str(Path(PY).parent / "handstep"), *args], cwd=ROOT, check=True, capture_output=True)
 
 
 def _in_child(child: Callable[[str], dict], cache: Path, out: Path) -> dict:
@@ -171,7 +160,7 @@ def _scale_rows(row: Callable, scale: dict, tmp: Path) -> list[tuple]:
     ]
     name, raw, gz = _sizes(site)["html"]
     out.append(row(f"scale config: largest HTML page ({name}), raw", [raw / 1000], "KB"))
-    out.append(row(f"scale config: largest HTML page ({name}), gzip", [gz / 1000], "KB", "≤ 40 KB"))
+    out.append(row(f"scale config: largest HTML page ({name}), gzip", [gz / 1000], "KB"))
     out.append(row("scale config: trace.json in the site", [(site / "trace.json").stat().st_size / 1e6], "MB"))
     return out
 

@@ -216,15 +216,15 @@ class Builder:
         """
         tmp = output.temp_dir_for(out_dir)
         try:
-            output.write_files(tmp, pages_html)
+            previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
+            output.write_files(tmp, pages_html, previous)
             reuse = self.background_search and (out_dir / "pagefind").is_dir()
             indexer = None if reuse else output.start_pagefind(tmp)  # runs while the rest is written
             try:
-                output.write_files(tmp, static_files(self.paths.root, self.paths.templates))
-                for name, data in self.trace_files(trace, tmp).items():
-                    (tmp / name).write_bytes(data)
+                output.write_files(tmp, static_files(self.paths.root, self.paths.templates), previous)
+                output.write_files(tmp, self.trace_files(trace, tmp), previous)
                 if reuse:
-                    shutil.copytree(out_dir / "pagefind", tmp / "pagefind")
+                    shutil.copytree(out_dir / "pagefind", tmp / "pagefind", copy_function=os.link)
                 clock.lap("write")
             finally:
                 if indexer is not None:

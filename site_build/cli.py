@@ -55,6 +55,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content", type=Path, default=Paths().content, help="pages directory (default: content/)")
     parser.add_argument("--templates", type=Path, default=Paths().templates,
                         help="templates directory (default: templates/)")
+    parser.add_argument("--cache", type=Path, default=Paths().cache,
+                        help="cache of rendered math and compiled pages (default: .cache/)")
 
 
 def _add_diff_html(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +84,7 @@ def _add_diff_html(sub: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     """`handstep build`: one build, one summary line."""
-    builder = Builder(Paths(content=args.content, templates=args.templates))
+    builder = Builder(Paths(content=args.content, templates=args.templates, cache=args.cache))
     compare = None
     if args.compare is not None or args.compare_seed is not None:
         compare = Compare(args.compare, args.compare_seed)
@@ -99,7 +101,8 @@ def run_serve(args: argparse.Namespace) -> int:
     """`handstep serve`: the dev server (see site_build.serve)."""
     from site_build.serve import serve
 
-    return serve(args.config, args.out, args.port, args.seed, Paths(content=args.content, templates=args.templates))
+    return serve(args.config, args.out, args.port, args.seed,
+                 Paths(content=args.content, templates=args.templates, cache=args.cache))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

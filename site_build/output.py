@@ -56,18 +56,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_files(root: Path, files: dict[str, bytes | str | Path]) -> None:
-    """Write {relative path: content or file to copy} under root, in sorted order."""
+def write_files(root: Path, files: dict[str, bytes | str | Path], reuse: Path | None = None) -> None:
+    """Write {relative path: content or file to copy} under root, in sorted order.
+
+    With `reuse` (the site being replaced), a file whose bytes are unchanged is hard-linked from
+    there instead of written again: the old tree is never modified, and a rebuild writes only what changed.
+    """
     for rel in sorted(files):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         content = files[rel]
-        if isinstance(content, Path):
-            shutil.copyfile(content, target)
-        elif isinstance(content, str):
-            target.write_text(content, encoding="utf-8", newline="\n")
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if reuse is not None and _link_if_same(reuse / rel, target, data):
+            continue
+        if isinstance(data, Path):
+            shutil.copyfile(data, target)
         else:
-            target.write_bytes(content)
+            target.write_bytes(data)
+
+
+def _link_if_same(old: Path, target: Path, data: bytes | Path) -> bool:
+    try:
+        if not old.is_file() or old.is_symlink():
+            return False
+        if isinstance(data, Path):
+            same = old.stat().st_size == data.stat().st_size and old.read_bytes() == data.read_bytes()
+        else:
+            same = old.stat().st_size == len(data) and old.read_bytes() == data
+        if same:
+            os.link(old, target)
+        return same
+    except OSError:
+        return False
 
 
 def pagefind_command(site: Path, subdir: str = "pagefind") -> list[str]:

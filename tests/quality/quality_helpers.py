@@ -7,7 +7,6 @@ input (config, page, template) without touching the repository.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import shutil
 import subprocess
@@ -18,20 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOOD_CONFIG = "configs/good.yaml"
 
-# `handstep build` reads content/ and templates/ from the repository. Until the command
-# takes them as options, this runs the real command-line entry point (argument parsing,
-# error printing, exit status) with its input paths pointed at the fixture copy.
-_RUNNER = """
-import sys
-from pathlib import Path
-import site_build.cli as cli
-from site_build.build import Paths
-inputs, cache = Path(sys.argv[1]), Path(sys.argv[2])
-cli.Paths = lambda: Paths(content=inputs / "content", templates=inputs / "templates", cache=cache)
-sys.exit(cli.main(sys.argv[3:]))
-"""
-
-
 def make_inputs(root: Path) -> Path:
     """Copy the fixture content and configs plus the repository's templates under root."""
     root.mkdir(parents=True, exist_ok=True)
@@ -41,21 +26,10 @@ def make_inputs(root: Path) -> Path:
     return root
 
 
-@functools.cache
-def _has_input_options() -> bool:
-    """True once `handstep build` accepts --content and --templates itself."""
-    out = subprocess.run([sys.executable, "-m", "site_build.cli", "build", "--help"],
-                         capture_output=True, text=True, cwd=ROOT).stdout
-    return "--content" in out and "--templates" in out
-
-
 def build_command(inputs: Path, config: str | Path, out: Path, cache: Path, *extra: str) -> list[str]:
     """The argv of one `handstep build` of the site in `inputs` (run it with cwd=inputs)."""
-    args = ["build", "--config", str(config), "--out", str(out), *extra]
-    if _has_input_options():
-        return [sys.executable, "-m", "site_build.cli", *args,
-                "--content", str(inputs / "content"), "--templates", str(inputs / "templates")]
-    return [sys.executable, "-c", _RUNNER, str(inputs), str(cache), *args]
+    return [sys.executable, "-m", "site_build.cli", "build", "--config", str(config), "--out", str(out), *extra,
+            "--content", str(inputs / "content"), "--templates", str(inputs / "templates"), "--cache", str(cache)]
 
 
 def handstep_build(inputs: Path, config: str | Path, out: Path, cache: Path, *extra: str,
