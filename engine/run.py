@@ -113,7 +113,7 @@ def train(params, ids, targets, cfg, rec, axes, before):
             _name_first_non_finite(p, ids, targets, cfg, axes, before_state, t)
         p = new
     rec.add("train.loss", "train_loss", [], np.array(losses), ("step",),
-            r"\mathcal{L}_k = \mathcal{L}(\theta_k),\ k = 0,\dots,K", r"\mathcal{L}_k", steps=cfg.train_steps)
+            r"\mathcal{L}_k = \mathcal{L}(\theta_k),\ k = 0,\dots,K", r"\mathcal{L}", steps=cfg.train_steps)
     rec.add("train.target_prob.before", "train_prob", ["loss.target_prob"], before, ("batch", "tokens"),
             r"p_{\theta_0}(y_t)", r"p_0(y)")
     rec.add("train.target_prob.after", "train_prob", [], fw["target_prob"], ("batch", "tokens"),
