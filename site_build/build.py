@@ -546,14 +546,20 @@ def woff2_only(css: str) -> str:
 
 # -- helpers -------------------------------------------------------------------
 class _Clock:
+    """Times each step; once a build has run for PROGRESS_AFTER seconds (a big config), says what is done."""
+
+    PROGRESS_AFTER = 2.0
+
     def __init__(self, into: dict[str, float]) -> None:
         self.into = into
-        self.last = time.perf_counter()
+        self.start = self.last = time.perf_counter()
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.into[name] = now - self.last
         self.last = now
+        if now - self.start > self.PROGRESS_AFTER:
+            print(f"  {name}: {self.into[name]:.1f} s", flush=True)
 
 
 def _mtime(path: Path) -> float:
