@@ -314,3 +314,20 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
         shutil.rmtree(tmp_path / d / "pagefind")
     assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
     assert "y^3" in (tmp_path / "a" / "extra.html").read_text() and report.shown >= 2
+
+
+def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_path):
+    from site_build.build import _compiled_path, content_environment, finish_compiling, start_compiling
+    from site_build.pages import collect_pages
+
+    paths = make_site(tmp_path, {f"p{i}.md": page(f"Page {i}: {{{{ value('loss') }}}}\n", order=i + 1)
+                                 for i in range(5)})
+    pages, problems = collect_pages(paths.content)
+    assert not problems
+    pool = start_compiling(pages, tmp_path / "jinja")
+    assert pool is not None
+    finish_compiling(pool)
+    env = content_environment()
+    for p in pages:
+        cached = _compiled_path(tmp_path / "jinja", p.source, p.body).read_text(encoding="utf-8")
+        assert cached == env.compile(p.body, name=p.source, filename=p.source, raw=True)
