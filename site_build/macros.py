@@ -77,6 +77,7 @@ class Macros:
             "calc": self.calc,
             "jacobian": self.jacobian,
             "pytorch_snippet": self.pytorch_snippet,
+            "default_config": self.default_config,
             "check": self.check,
             "verification": self.verification,
             "record": self.record,
@@ -350,6 +351,15 @@ class Macros:
                    f"Jacobian of one row of <code>{html_text(name)}</code> at {html_text(str(list(row)))}: "
                    f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), {html_text(how)}</span>')
         return Markup(tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
+
+    def default_config(self) -> Markup:
+        """The built-in defaults (equal to configs/default.yaml) as a YAML block, generated, never typed."""
+        import yaml
+
+        from engine.config import Config
+
+        text = yaml.safe_dump(Config().to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True, width=120)
+        return Markup(f'<pre class="code"><code class="language-yaml">{escape(text)}</code></pre>')
 
     def pytorch_snippet(self, trace_file: str = "trace.json") -> Markup:
         """About 20 lines of PyTorch that reproduce this step from the site's trace.json."""

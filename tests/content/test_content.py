@@ -99,3 +99,13 @@ def test_the_python_snippets_on_the_reference_page_run(out, default_site):
     assert "max |torch - handstep| = " in p.stdout
     diffs = [float(x) for x in re.findall(r"= (\S+)$", p.stdout, re.M)]
     assert diffs and max(diffs) < 1e-9
+
+
+def test_the_defaults_shown_on_the_config_page_are_the_default_file(out, default_site):
+    import html as html_lib
+
+    import yaml
+
+    page = (out / "default" / "config.html").read_text()
+    blocks = [yaml.safe_load(html_lib.unescape(b)) for b in re.findall(r'<code class="language-yaml">(.*?)</code>', page, re.S)]
+    assert yaml.safe_load((ROOT / "configs/default.yaml").read_text()) in blocks
