@@ -436,14 +436,19 @@ def start_compiling(pages: list[Page], cache_dir: Path) -> Any:
         return None
     pool = multiprocessing.get_context("fork").Pool(2)
     todo.sort(key=lambda item: -len(item[1]))  # longest first, so the two workers finish together
-    pool.map_async(_compile_one, todo, chunksize=1)
+    done = pool.map_async(_compile_one, todo, chunksize=1)
     pool.close()
-    return pool
+    return pool, done
 
 
-def finish_compiling(pool: Any) -> None:
-    if pool is not None:
-        pool.join()
+def finish_compiling(compiling: Any, timeout: float = 30.0) -> None:
+    """Wait for the workers, but never hang on them: whatever they did not write, the build compiles itself."""
+    if compiling is None:
+        return
+    pool, done = compiling
+    done.wait(timeout)
+    pool.terminate()
+    pool.join()
 
 
 def _compile_one(item: tuple[str, str, str]) -> None:
