@@ -29,6 +29,18 @@ def _noop(*args, **kwargs):
     pass
 
 
+def central_difference(cfg: Config, params: dict, ids, targets, name: str, i: int, h: float = FD_STEP) -> float:
+    """dLoss/d params[name].flat[i] as (L(θ + h) - L(θ - h)) / 2h, the parameter restored afterwards."""
+    flat = params[name].reshape(-1)
+    old = flat[i]
+    flat[i] = old + h
+    up = model.forward(params, ids, targets, cfg, _noop)["loss"]
+    flat[i] = old - h
+    down = model.forward(params, ids, targets, cfg, _noop)["loss"]
+    flat[i] = old
+    return (up - down) / (2 * h)
+
+
 def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3) -> dict[str, dict]:
     """For every parameter: the largest-|grad| element plus `per_tensor` seeded random ones, analytic vs central."""
     params = {name: trace[name].copy() for name, _, _, _ in model.param_specs(cfg)}
@@ -41,14 +53,9 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3) -> dict[s
         picks = [int(np.argmax(np.abs(grad)))] + [int(i) for i in rng.choice(flat.size, min(per_tensor, flat.size), replace=False)]
         rows = []
         for i in dict.fromkeys(picks):
-            old = flat[i]
-            flat[i] = old + FD_STEP
-            up = model.forward(params, ids, targets, cfg, _noop)["loss"]
-            flat[i] = old - FD_STEP
-            down = model.forward(params, ids, targets, cfg, _noop)["loss"]
-            flat[i] = old
             idx = tuple(int(k) for k in np.unravel_index(i, p.shape))
-            rows.append({"index": idx, "analytic": float(grad[idx]), "numeric": (up - down) / (2 * FD_STEP)})
+            numeric = central_difference(cfg, params, ids, targets, name, i)
+            rows.append({"index": idx, "analytic": float(grad[idx]), "numeric": numeric})
         err = max(abs(r["analytic"] - r["numeric"]) for r in rows)
         out[f"grad.{name}"] = {"checked": rows, "max_abs_err": err, "tol": FD_TOL, "ok": err <= FD_TOL}
     return out

@@ -7,6 +7,7 @@ from engine import layers as L
 from engine import model
 from engine.config import config_from_dict
 from engine.run import tokenize
+from engine.verify import central_difference
 
 H = 1e-6
 
@@ -115,11 +116,5 @@ def test_every_parameter_gradient_matches_central_differences(name):
         # every element on the default config; a sample of 40 per tensor on the others
         idx = range(flat.size) if name == "default" else sample.choice(flat.size, min(40, flat.size), replace=False)
         for i in idx:
-            old = flat[i]
-            flat[i] = old + H
-            up = model.forward(params, ids, targets, cfg, noop)["loss"]
-            flat[i] = old - H
-            down = model.forward(params, ids, targets, cfg, noop)["loss"]
-            flat[i] = old
-            num = (up - down) / (2 * H)
+            num = central_difference(cfg, params, ids, targets, pname, int(i), H)
             assert abs(num - grads[pname].reshape(-1)[i]) < 1e-8, (pname, i, num, grads[pname].reshape(-1)[i])
