@@ -39,11 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SITE_TITLE = "handstep"
 SEARCH_NEXT = "pagefind.next"  # where the dev server builds the next search index
 # Failures caused by the inputs: reported as one line each, never with a traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    BuildError,
-    engine.ConfigError,
-    *(getattr(engine, name) for name in ("RunError", "TraceError") if hasattr(engine, name)),
-)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BuildError, engine.ConfigError, engine.RunError, engine.TraceError)
 
 
 @dataclass

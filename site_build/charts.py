@@ -307,13 +307,13 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
         for sub in ("attn", "mlp"):
             split = y
             diagram.parts.append(f'<circle cx="{_c(cx)}" cy="{_c(split)}" r="2.5" class="ah"/>')
+            diagram.arrow(cx, split, cx, split + 20, act)
+            y = split + 20
+            diagram.box(bl, y, bw, 26, ["LayerNorm ln_1" if sub == "attn" else "LayerNorm ln_2"], "layernorm")
+            y += 26
+            diagram.arrow(cx, y, cx, y + 20, act)
+            y += 20
             if sub == "attn":
-                diagram.arrow(cx, split, cx, split + 20, act)
-                y = split + 20
-                diagram.box(bl, y, bw, 26, ["LayerNorm ln_1"], "layernorm")
-                y += 26
-                diagram.arrow(cx, y, cx, y + 20, act)
-                y += 20
                 diagram.box(bl, y, bw, 34, ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, split into {heads} heads"],
                             "qkv")
                 y += 34
@@ -336,12 +336,6 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
                 diagram.box(bl, y, bw, 34, [f"merge {heads} heads, c_proj", f"{d} \u2192 {d}"], "multihead")
                 y += 34
             else:
-                diagram.arrow(cx, split, cx, split + 20, act)
-                y = split + 20
-                diagram.box(bl, y, bw, 26, ["LayerNorm ln_2"], "layernorm")
-                y += 26
-                diagram.arrow(cx, y, cx, y + 20, act)
-                y += 20
                 diagram.box(bl, y, bw, 34, ["feed-forward up: c_fc, GELU", f"{d} \u2192 {d_ff}"], "feedforward")
                 y += 34
                 diagram.arrow(cx, y, cx, y + 20, _shape(*lead, tokens, d_ff))
