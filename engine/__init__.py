@@ -6,10 +6,11 @@
     trace.save("trace.json"); load_trace("trace.json")
 """
 
+from .budget import BudgetError, Estimate, check_budget, count_values, estimate
 from .config import Config, ConfigError, load_config
 from .explain import Explanation, explain
 from .run import RunError, run
 from .trace import Record, Trace, TraceError, load_trace
 
-__all__ = ["Config", "ConfigError", "Explanation", "Record", "RunError", "Trace", "TraceError",
-           "explain", "load_config", "load_trace", "run"]
+__all__ = ["BudgetError", "Config", "ConfigError", "Estimate", "Explanation", "Record", "RunError", "Trace",
+           "TraceError", "check_budget", "count_values", "estimate", "explain", "load_config", "load_trace", "run"]

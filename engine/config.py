@@ -8,6 +8,7 @@ which is exactly `configs/default.yaml` (a test keeps the two equal). Every erro
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,27 +86,100 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConf
 TOP_KEYS = ("seed", "model", "data", "optimizer", "train_steps")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first = key, line, first
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader plus YAML 1.2 floats (`1e-3` is a number, not a string) and no duplicate keys.
+
+    PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent (`1.0e-3`); a subclass gets its
+    own copy of the resolver table, so yaml.SafeLoader itself is left as it was.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden, as YAML says
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, key_node.start_mark.line + 1, seen[key] + 1)
+                    seen[key] = key_node.start_mark.line
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (4300)
+            raise yaml.constructor.ConstructorError(None, None, "this integer has too many digits",
+                                                    node.start_mark) from None
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # e.g. the date 2024-13-45: a line number, not a traceback
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value ({exc})",
+                                                    node.start_mark) from None
+
+
+# The YAML 1.2 core schema's floats that YAML 1.1 reads as strings: an exponent without a dot or without
+# a sign (1e-3, 3e4, 1E-5, 1.0e5, -2e-1), and a sign before a leading dot (-.5). `.5` and `1.0e-3` were
+# floats already.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$|^[-+]\.[0-9][0-9_]*$"),
+    list("-+0123456789."),
+)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
 def load_config(path: str | Path | None = None, seed: int | None = None) -> Config:
     """Read a YAML config (or the defaults when path is None); `seed` overrides the file's seed."""
     label = str(path) if path is not None else "<defaults>"
     raw: Any = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{label}: file not found (give an existing YAML file, e.g. configs/default.yaml)")
+        text = _read(Path(path), label)
         try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-        try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_Loader)
+        except _DuplicateKey as exc:
+            raise ConfigError(f"{label}:{exc.line}: duplicate key {exc.key!r} (first given at line {exc.first}); "
+                              "keep one") from None
         except yaml.YAMLError as exc:
             raise ConfigError(_yaml_message(label, text, exc)) from None
+        except RecursionError:
+            raise ConfigError(f"{label}: YAML nested too deeply; a config needs two levels") from None
         if raw is None:
             raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: the top level must be a mapping of keys such as seed, model, data")
     return config_from_dict(raw, label, seed=seed)
+
+
+def _read(p: Path, label: str) -> str:
+    """The file's text, or a ConfigError naming what is wrong with the path."""
+    try:
+        if p.is_dir():
+            raise ConfigError(f"{label}: is a directory, not a config file "
+                              "(give a YAML file such as configs/default.yaml)")
+        if not p.exists():
+            raise ConfigError(f"{label}: file not found (give an existing YAML file, e.g. configs/default.yaml)")
+        if not p.is_file():
+            raise ConfigError(f"{label}: is not a regular file (give a YAML file such as configs/default.yaml)")
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except PermissionError:
+        raise ConfigError(f"{label}: cannot be read (permission denied); make it readable "
+                          "or give another file") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror or exc}); give a readable YAML file") from None
 
 
 def _yaml_message(label: str, text: str, exc: yaml.YAMLError) -> str:
@@ -142,7 +216,8 @@ def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | N
         cfg_seed = _integer(seed, "--seed", err, minimum=0)
     train_steps = _integer(raw.get("train_steps", Config.train_steps), "train_steps", err, minimum=0)
     data = _data(sections["data"], err)
-    model = _model(sections["model"], data, err, vocab_given="vocab" in sections["model"] or "texts" not in sections["data"])
+    vocab_given = "vocab" in sections["model"] or "texts" not in sections["data"]
+    model = _model(sections["model"], data, err, vocab_given=vocab_given)
     optimizer = _optimizer(sections["optimizer"], err)
     return Config(seed=cfg_seed, model=model, data=data, optimizer=optimizer, train_steps=train_steps, source=label)
 
@@ -219,7 +294,8 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
     for i, t in enumerate(data.texts):
         n = len(t.split())
         if n > sizes["n_positions"]:
-            err(f"data.texts[{i}]", f"has {n} words but model.n_positions is {sizes['n_positions']}; shorten it or raise n_positions")
+            err(f"data.texts[{i}]",
+                f"has {n} words but model.n_positions is {sizes['n_positions']}; shorten it or raise n_positions")
     return ModelConfig(vocab=tuple(vocab), init_std=init_std, **sizes)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,8 @@ class Trace:
         self.index = index
         self._by_name = {r.name: r for r in records}
         if len(self._by_name) != len(records):
-            raise ValueError("duplicate record names")
+            dupes = [name for name, n in Counter(r.name for r in records).items() if n > 1]
+            raise TraceError(f"duplicate record names: {', '.join(map(repr, dupes))}")
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.record(name).value
@@ -94,7 +96,8 @@ class Recorder:
         if value.ndim != len(axes):
             raise ValueError(f"{name}: {value.ndim} dims but axes {axes}")
         check_finite(name, op, value)
-        self.records.append(Record(name, op, self.phase, tuple(inputs), value.copy(), tuple(axes), formula, symbol, meta))
+        self.records.append(Record(name, op, self.phase, tuple(inputs), value.copy(), tuple(axes), formula, symbol,
+                                   meta))
 
 
 class CheckRecorder(Recorder):
@@ -165,41 +168,251 @@ def save_trace(trace: Trace, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def _decode(v: Any) -> Any:
-    if isinstance(v, list):
-        return [_decode(x) for x in v]
-    if isinstance(v, str):
-        return float(v)
-    return v
+DTYPES = {"int64": np.int64, "float64": np.float64}
+NUMBER_STRINGS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}  # JSON has no infinity or NaN
+MAX_AXES = 32  # NumPy's limit (1.x)
+INT64 = (-(2**63), 2**63)
 
 
 def load_trace(path: str | Path) -> Trace:
-    """Read a trace file written by `save_trace`."""
+    """Read a trace file written by `save_trace`, checking every field: a damaged file is one TraceError line."""
+    label = str(path)
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TraceError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{path}: not a handstep trace ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise TraceError(f"{path}: not a handstep trace (missing format: {FORMAT})")
-    if data.get("version") != VERSION:
-        raise TraceError(f"{path}: trace version {data.get('version')} is not supported (expected {VERSION})")
-    blob = None
-    if data.get("values"):
-        side = path.with_name(data["values"]["file"])
-        if not side.is_file():
-            raise TraceError(f"{path}: its values file {side.name} is missing beside it")
-        blob = np.fromfile(side, dtype="<f8")
-    records = []
-    for rec in data["records"]:
-        dtype = np.int64 if rec["dtype"] == "int64" else np.float64
-        if blob is not None:
-            n = math.prod(rec["shape"])
-            value = blob[rec["offset"] : rec["offset"] + n].reshape(rec["shape"]).astype(dtype)
-        else:
-            value = np.array(_decode(rec["value"]), dtype=dtype).reshape(rec["shape"])
-        records.append(Record(rec["name"], rec["op"], rec["phase"], tuple(rec["inputs"]), value,
-                              tuple(rec["axes"]), rec["formula"], rec["symbol"], rec["meta"]))
+    data = _read_json(path, label)
+    if not isinstance(data, dict):
+        raise TraceError(f"{label}: not a handstep trace (the JSON is {_kind(data)}, not an object)")
+    if data.get("format") != FORMAT:
+        raise TraceError(f"{label}: not a handstep trace (missing format: {FORMAT})")
+    if data.get("version") != VERSION or type(data.get("version")) is not int:
+        raise TraceError(f"{label}: trace version {_clip(data.get('version'))} is not supported (expected {VERSION})")
+    for key, kind in (("config", dict), ("labels", dict), ("index", dict), ("records", list)):
+        if key not in data:
+            raise TraceError(f"{label}: '{key}' is missing; the file is damaged (write it again with handstep trace)")
+        if not isinstance(data[key], kind):
+            want = "an object" if kind is dict else "a list"
+            raise TraceError(f"{label}: '{key}' must be {want}, got {_kind(data[key])}")
+    _check_labels(data["labels"], label)
+    blob = _sidecar(data.get("values"), path, label)
+    records: list[Record] = []
+    first: dict[str, int] = {}
+    for i, rec in enumerate(data["records"]):
+        record = _record(rec, i, label, blob, first)
+        first[record.name] = i
+        records.append(record)
+    _check_index(data["index"], first, label)
     return Trace(data["config"], data["labels"], records, data["index"])
+
+
+def _kind(v: Any) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _read_json(path: Path, label: str) -> Any:
+    try:
+        if path.is_dir():
+            raise TraceError(f"{label}: is a directory, not a trace file (give a .json file written by handstep trace)")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TraceError(f"{label}: file not found") from None
+    except PermissionError:
+        raise TraceError(f"{label}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{label}: not a handstep trace (not UTF-8 text, byte {exc.start})") from None
+    except OSError as exc:
+        raise TraceError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise TraceError(f"{label}: is empty, not a handstep trace (write it again with handstep trace)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"{label}: not a handstep trace ({exc})") from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise TraceError(f"{label}: not a handstep trace (a number has too many digits)") from None
+    except RecursionError:
+        raise TraceError(f"{label}: not a handstep trace (JSON nested too deeply)") from None
+
+
+def _check_labels(labels: dict, label: str) -> None:
+    for key, depth in (("vocab", 1), ("inputs", 2), ("targets", 2)):
+        v = labels.get(key)
+        ok = isinstance(v, list) and all(
+            isinstance(w, str) if depth == 1 else isinstance(w, list) and all(isinstance(x, str) for x in w) for w in v)
+        if not ok:
+            want = "a list of strings" if depth == 1 else "a list of lists of strings"
+            raise TraceError(f"{label}: labels.{key} must be {want}, got {_kind(v)}")
+
+
+def _sidecar(values: Any, path: Path, label: str) -> np.ndarray | None:
+    """The values file's float64s when the JSON names one (`values: {file, dtype}`), else None."""
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise TraceError(f"{label}: 'values' must be null or an object naming the values file, got {_kind(values)}")
+    name = values.get("file")
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise TraceError(f"{label}: values.file must be the name of a file beside the trace, got {_clip(name)}")
+    if values.get("dtype") != "<f8":
+        raise TraceError(f"{label}: values.dtype must be \"<f8\" (little-endian float64), got {values.get('dtype')!r}")
+    side = path.with_name(name)
+    if side.is_dir():
+        raise TraceError(f"{label}: its values file {name} is a directory")
+    if not side.is_file():
+        raise TraceError(f"{label}: its values file {name} is missing beside it")
+    try:
+        size = side.stat().st_size
+        if size % 8:
+            raise TraceError(f"{label}: its values file {name} has {size} bytes, not a whole number of float64s")
+        return np.fromfile(side, dtype="<f8")
+    except OSError as exc:
+        raise TraceError(f"{label}: its values file {name} cannot be read ({exc.strerror or exc})") from None
+
+
+def _record(rec: Any, i: int, label: str, blob: np.ndarray | None, first: dict[str, int]) -> Record:
+    """One record of the JSON, checked field by field; errors name the record's position and name."""
+    where = f"{label}: record {i}"
+    if not isinstance(rec, dict):
+        raise TraceError(f"{where}: must be an object, got {_kind(rec)}")
+    name = rec.get("name")
+    if not isinstance(name, str) or not name:
+        raise TraceError(f"{where}: name must be a non-empty string, got {_clip(name)}")
+    where = f"{label}: record {i} {name!r}"
+
+    def bad(message: str):
+        raise TraceError(f"{where}: {message}")
+
+    if name in first:
+        bad(f"duplicate name (also record {first[name]})")
+    for key in ("op", "phase", "formula", "symbol"):
+        if not isinstance(rec.get(key), str):
+            bad(f"{key} must be a string, got {_clip(rec.get(key))}")
+    inputs = rec.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
+        bad(f"inputs must be a list of record names, got {_clip(inputs)}")
+    for x in inputs:
+        if x not in first:
+            bad(f"input {x!r} is not an earlier record")
+    shape = rec.get("shape")
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        bad(f"shape must be a list of whole numbers ≥ 0, got {_clip(shape)}")
+    if len(shape) > MAX_AXES:
+        bad(f"shape has {len(shape)} axes; at most {MAX_AXES}")
+    axes = rec.get("axes")
+    if not isinstance(axes, list) or not all(isinstance(a, str) for a in axes):
+        bad(f"axes must be a list of strings, got {_clip(axes)}")
+    if len(axes) != len(shape):
+        bad(f"{len(axes)} axes {_clip(axes)} for shape {shape} ({len(shape)} dims)")
+    dtype = rec.get("dtype")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        bad(f"dtype {_clip(dtype)} is unknown (int64 or float64)")
+    meta = rec.get("meta")
+    if not isinstance(meta, dict):
+        bad(f"meta must be an object, got {_clip(meta)}")
+    n = math.prod(shape)
+    if blob is not None:
+        offset = rec.get("offset")
+        if type(offset) is not int or offset < 0:
+            bad(f"offset must be a whole number ≥ 0 (a position in the values file), got {_clip(offset)}")
+        if offset + n > blob.size:
+            bad(f"offset {offset} + {n} values runs past the end of the values file ({blob.size} values); "
+                "the values file is shorter than the trace needs (write both files again)")
+        raw = blob[offset : offset + n]
+        if dtype == "int64" and not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+            bad("an int64 record holds values that are not whole numbers")
+    else:
+        if "value" not in rec:
+            bad("value is missing")
+        raw = _flat(rec["value"], shape, dtype == "int64", bad)
+    try:
+        value = np.array(raw, dtype=DTYPES[dtype]).reshape(shape)
+    except (ValueError, OverflowError, MemoryError) as exc:
+        bad(f"its value cannot be read as {dtype} of shape {shape} ({exc})")
+    return Record(name, rec["op"], rec["phase"], tuple(inputs), value, tuple(axes), rec["formula"], rec["symbol"],
+                  meta)
+
+
+def _clip(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, str, int, float, type(None))) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _flat(value: Any, shape: list[int], integer: bool, bad) -> list:
+    """The nested list's numbers in C order, checked against the shape; "inf", "-inf", "nan" decoded."""
+    out: list = []
+    last = len(shape) - 1
+
+    def number(x: Any, index: tuple[int, ...]):
+        t = type(x)
+        if integer:
+            if t is int and INT64[0] <= x < INT64[1]:
+                return x
+            bad(f"value {list(index)} is {_clip(x)}; an int64 record holds whole numbers only")
+        if t is float or t is int:
+            return x
+        if t is str and x in NUMBER_STRINGS:
+            return NUMBER_STRINGS[x]
+        bad(f'value {list(index)} is {_clip(x)}; only numbers and the strings "inf", "-inf" and "nan" are allowed')
+
+    def walk(v: Any, depth: int, index: tuple[int, ...]) -> None:
+        if depth > last:  # a 0-d record: one number
+            if type(v) is list:
+                raise _Mismatch
+            out.append(number(v, index))
+            return
+        if type(v) is not list or len(v) != shape[depth]:
+            raise _Mismatch
+        if depth == last:
+            for j, x in enumerate(v):
+                t = type(x)
+                out.append(x if t is int or (t is float and not integer) else number(x, index + (j,)))
+            return
+        for j, x in enumerate(v):
+            walk(x, depth + 1, index + (j,))
+
+    try:
+        walk(value, 0, ())
+    except _Mismatch:
+        try:
+            dims = _value_shape(value, ())
+        except _Ragged as exc:
+            bad(f"shape {shape} does not match its value, which is ragged: {exc}")
+        got = " × ".join(map(str, dims)) if dims else "a single number"
+        bad(f"shape {shape} does not match its value ({got})")
+    if integer:
+        for j, x in enumerate(out):
+            if not INT64[0] <= x < INT64[1]:
+                bad(f"value {[int(k) for k in np.unravel_index(j, shape)]} is {x}, past the int64 range")
+    return out
+
+
+class _Mismatch(Exception):
+    pass
+
+
+class _Ragged(Exception):
+    pass
+
+
+def _value_shape(v: Any, index: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a nested list; raises _Ragged naming two rows of different shapes."""
+    if type(v) is not list:
+        return ()
+    shapes = [_value_shape(x, index + (j,)) for j, x in enumerate(v)]
+    for j, s in enumerate(shapes):
+        if s != shapes[0]:
+            def show(d):
+                return " × ".join(map(str, d)) if d else "a single number"
+            raise _Ragged(f"{list(index + (0,))} is {show(shapes[0])} but {list(index + (j,))} is {show(s)}")
+    return (len(v),) + (shapes[0] if shapes else ())
+
+
+def _check_index(index: dict, names: dict[str, int], label: str) -> None:
+    """Every index entry names records of the trace: a name, or {"initial": ..., "grad": ..., "updated": ...}."""
+    for key, entry in index.items():
+        targets = entry.items() if isinstance(entry, dict) else [("", entry)]
+        for part, name in targets:
+            where = f"index[{key!r}]" + (f"[{part!r}]" if part else "")
+            if not isinstance(name, str):
+                raise TraceError(f"{label}: {where} must be a record name, got {_kind(name)}")
+            if name not in names:
+                raise TraceError(f"{label}: {where} names {name!r}, which is not a record of the trace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import numpy as np
 
@@ -41,16 +42,23 @@ def central_difference(cfg: Config, params: dict, ids, targets, name: str, i: in
     return (up - down) / (2 * h)
 
 
-def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3) -> dict[str, dict]:
-    """For every parameter: the largest-|grad| element plus `per_tensor` seeded random ones, analytic vs central."""
+def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
+                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:
+    """For every parameter: the largest-|grad| element plus `per_tensor` seeded random ones, analytic vs central.
+
+    `progress("finite differences", done, total)`, when given, is called at 0 and after each parameter tensor.
+    """
     params = {name: trace[name].copy() for name, _, _, _ in model.param_specs(cfg)}
     ids, targets = trace["input_ids"], trace["targets"]
     rng = np.random.default_rng(0)
     out = {}
-    for name, p in params.items():
+    if progress is not None:
+        progress("finite differences", 0, len(params))
+    for done, (name, p) in enumerate(params.items(), 1):
         grad = trace[f"grad.{name}"]
         flat = p.reshape(-1)
-        picks = [int(np.argmax(np.abs(grad)))] + [int(i) for i in rng.choice(flat.size, min(per_tensor, flat.size), replace=False)]
+        picks = [int(np.argmax(np.abs(grad)))]
+        picks += [int(i) for i in rng.choice(flat.size, min(per_tensor, flat.size), replace=False)]
         rows = []
         for i in dict.fromkeys(picks):
             idx = tuple(int(k) for k in np.unravel_index(i, p.shape))
@@ -58,4 +66,6 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3) -> dict[s
             rows.append({"index": idx, "analytic": float(grad[idx]), "numeric": numeric})
         err = max(abs(r["analytic"] - r["numeric"]) for r in rows)
         out[f"grad.{name}"] = {"checked": rows, "max_abs_err": err, "tol": FD_TOL, "ok": err <= FD_TOL}
+        if progress is not None:
+            progress("finite differences", done, len(params))
     return out

@@ -45,7 +45,8 @@ BAD = [
      "c.yaml: model.vocab: missing words used in data.texts: bird"),
     ("data:\n  texts: ['']\n", "c.yaml: data.texts[0]: is empty"),
     ("data:\n  texts: []\n", "c.yaml: data.texts: must be a non-empty list"),
-    ("data:\n  texts: ['the cat sat on the mat the cat sat']\n", "c.yaml: data.texts[0]: has 9 words but model.n_positions is 8"),
+    ("data:\n  texts: ['the cat sat on the mat the cat sat']\n",
+     "c.yaml: data.texts[0]: has 9 words but model.n_positions is 8"),
     ("optimizer:\n  lr: 0\n", "c.yaml: optimizer.lr: must be > 0"),
     ("optimizer:\n  lr: -0.1\n", "c.yaml: optimizer.lr: must be > 0"),
     ("optimizer:\n  betas: [0.9, 1.0]\n", "c.yaml: optimizer.betas[1]: must be in [0, 1)"),
@@ -56,7 +57,18 @@ BAD = [
     ("optimizer:\n  weight_decay: -1\n", "c.yaml: optimizer.weight_decay: must be ≥ 0"),
     ("train_steps: many\n", "c.yaml: train_steps: must be an integer"),
     ("- just\n- a list\n", "c.yaml: the top level must be a mapping"),
-    ("model:\n  vocab: ['<pad>', '<bos>', 'the', 'the']\ndata:\n  texts: ['the']\n", "c.yaml: model.vocab: duplicate words: the"),
+    ("model:\n  vocab: ['<pad>', '<bos>', 'the', 'the']\ndata:\n  texts: ['the']\n",
+     "c.yaml: model.vocab: duplicate words: the"),
+    ("seed: 1\noptimizer:\n  lr: 0.1\n  eps: 1e-8\n  lr: 0.2\n",
+     "c.yaml:5: duplicate key 'lr' (first given at line 3); keep one"),
+    ("optimizer: {lr: 1, lr: 2}\n", "c.yaml:1: duplicate key 'lr' (first given at line 1); keep one"),
+    ("model:\n  d_ff: 8\nseed: 3\nmodel:\n  d_ff: 9\n", "c.yaml:4: duplicate key 'model' (first given at line 1)"),
+    ("data:\n  texts: ['the cat']\n  texts: ['the dog']\n", "c.yaml:3: duplicate key 'texts' (first given at line 2)"),
+    ("optimizer:\n  lr: -2e-1\n", "c.yaml: optimizer.lr: must be > 0, got -0.2"),
+    ("optimizer:\n  lr: 1e\n", "c.yaml: optimizer.lr: must be a number, got a string '1e'"),
+    ("seed: 2024-13-45\n", "c.yaml:1: YAML syntax error: cannot read this value (month must be in 1..12)"),
+    ("seed: " + "9" * 5000 + "\n", "c.yaml:1: YAML syntax error: this integer has too many digits"),
+    ("seed: " + "[" * 3000 + "\n", "c.yaml: YAML nested too deeply"),
 ]
 
 
@@ -71,6 +83,23 @@ def test_bad_config_gives_one_clear_line(tmp_path, text, expected):
     assert msg.startswith(str(tmp_path)) and expected in msg, msg
 
 
+@pytest.mark.parametrize("text,value", [("1e-3", 1e-3), ("3e4", 3e4), ("1E-5", 1e-5), (".5", 0.5), ("1.0e-3", 1e-3),
+                                        ("1.5e+2", 150.0), ("+2e1", 20.0), ("1_000e-6", 1e-3), ("2", 2.0)])
+def test_yaml_1_2_floats_load_as_numbers(tmp_path, text, value):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"optimizer:\n  lr: {text}\n  eps: {text}\n")
+    cfg = load_config(f)
+    assert cfg.optimizer.lr == value and cfg.optimizer.eps == value and type(cfg.optimizer.lr) is float
+
+
+def test_loader_leaves_pyyaml_alone_and_keeps_merge_keys(tmp_path):
+    assert yaml.safe_load("lr: 1e-3") == {"lr": "1e-3"}  # yaml.SafeLoader itself still follows YAML 1.1
+    f = tmp_path / "c.yaml"
+    f.write_text("optimizer:\n  <<: {lr: 0.5, eps: 1e-6}\n  lr: 0.2\n")  # a merge key may be overridden
+    cfg = load_config(f)
+    assert cfg.optimizer.lr == 0.2 and cfg.optimizer.eps == 1e-6
+
+
 def test_missing_file_and_non_utf8(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_config(tmp_path / "nope.yaml")
@@ -78,6 +107,24 @@ def test_missing_file_and_non_utf8(tmp_path):
     f.write_bytes(b"seed: 1\n# caf\xe9\n")
     with pytest.raises(ConfigError, match="latin.yaml: not UTF-8"):
         load_config(f)
+
+
+def test_directory_and_unreadable_file(tmp_path, monkeypatch):
+    d = tmp_path / "configs"
+    d.mkdir()
+    with pytest.raises(ConfigError) as exc:
+        load_config(d)
+    assert str(exc.value) == f"{d}: is a directory, not a config file (give a YAML file such as configs/default.yaml)"
+    f = tmp_path / "c.yaml"
+    f.write_text("seed: 1\n")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)  # chmod 000 does not stop root
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert str(exc.value) == f"{f}: cannot be read (permission denied); make it readable or give another file"
 
 
 def test_cli_bad_config_exit_2_no_traceback(tmp_path):
@@ -102,7 +149,8 @@ def test_nan_in_training_run_names_record_and_step(tmp_path):
 
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.dictionaries(st.sampled_from(["seed", "model", "data", "optimizer", "train_steps", "extra"]),
-                       st.one_of(st.integers(-3, 3), st.text(max_size=3), st.none(), st.lists(st.integers(), max_size=2),
+                       st.one_of(st.integers(-3, 3), st.text(max_size=3), st.none(),
+                                 st.lists(st.integers(), max_size=2),
                                  st.dictionaries(st.sampled_from(["d_model", "lr", "texts", "name", "zz"]),
                                                  st.one_of(st.integers(-2, 2), st.text(max_size=2)), max_size=2)),
                        max_size=3))

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import explain, load_trace, run
 from engine.config import config_from_dict
 from engine.diff import diff_traces
 from engine.docs import render
-from engine.trace import TraceError
+from engine.trace import Trace, TraceError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,9 +117,11 @@ def test_diff_cli_exit_codes(trace, tmp_path):
     cmd = [sys.executable, "-m", "engine", "diff"]
     same = subprocess.run(cmd + [str(tmp_path / "a.json")] * 2, capture_output=True, text=True, cwd=ROOT)
     assert same.returncode == 0 and "identical" in same.stdout
-    diff = subprocess.run(cmd + [str(tmp_path / "a.json"), str(tmp_path / "b.json")], capture_output=True, text=True, cwd=ROOT)
+    diff = subprocess.run(cmd + [str(tmp_path / "a.json"), str(tmp_path / "b.json")], capture_output=True, text=True,
+                          cwd=ROOT)
     assert diff.returncode == 1 and "first difference: wte" in diff.stdout and "summary:" in diff.stdout
-    bad = subprocess.run(cmd + [str(tmp_path / "a.json"), str(tmp_path / "none.json")], capture_output=True, text=True, cwd=ROOT)
+    bad = subprocess.run(cmd + [str(tmp_path / "a.json"), str(tmp_path / "none.json")], capture_output=True, text=True,
+                         cwd=ROOT)
     assert bad.returncode == 2 and "none.json: file not found" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -132,7 +136,8 @@ def test_explain_regenerates_every_record(raw):
     trace = run(config_from_dict({**raw, "train_steps": 2}, "test"))
     rng = np.random.default_rng(0)
     for rec in trace.records:
-        picks = [()] if rec.value.ndim == 0 else [np.unravel_index(rng.integers(rec.value.size), rec.shape) for _ in range(12)]
+        picks = [()] if rec.value.ndim == 0 else [np.unravel_index(rng.integers(rec.value.size), rec.shape)
+                                                  for _ in range(12)]
         for idx in picks:
             ex = explain(trace, rec.name, idx)
             stored = float(rec.value[idx])
@@ -163,3 +168,276 @@ def test_jacobians_agree_with_the_efficient_backward(trace):
     assert np.allclose(J.T @ g, trace["grad.L0.resid_2"][0, 2], atol=1e-13)
     with pytest.raises(KeyError):
         jacobian(trace, "L0.attn.q", (0, 0, 0))
+
+
+# --- damaged trace files: every one is a single TraceError line naming the file, never another exception ---
+
+
+@pytest.fixture(scope="module")
+def small_json(tmp_path_factory):
+    """A real trace saved as JSON (train_steps 2 keeps it small); the path, read by each test."""
+    path = tmp_path_factory.mktemp("small") / "a.json"
+    run(config_from_dict({"train_steps": 2}, "test")).save(path)
+    return path
+
+
+def _refused(path) -> str:
+    with pytest.raises(TraceError) as exc:
+        load_trace(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: "), msg
+    return msg
+
+
+def _set(path, value):
+    def edit(d):
+        *head, last = path
+        for k in head:
+            d = d[k]
+        d[last] = value
+    return edit
+
+
+def _delete(path):
+    def edit(d):
+        *head, last = path
+        for k in head:
+            d = d[k]
+        del d[last]
+    return edit
+
+
+def _ragged(d):
+    d["records"][4]["value"][3].pop()
+
+
+def _rename(d):
+    d["records"][40]["name"] = d["records"][37]["name"]
+
+
+def _loss_as_list(d):
+    next(r for r in d["records"] if r["name"] == "loss")["value"] = [1.0, 2.0]
+
+
+DAMAGE = [
+    (_set(["records", 26, "shape"], [1, 2, 6, 99]),
+     "record 26 'L0.attn.q': shape [1, 2, 6, 99] does not match its value (1 × 2 × 6 × 8)"),
+    (_set(["records", 12, "shape"], [3, 99]),
+     "record 12 'L0.mlp.c_proj.weight': shape [3, 99] does not match its value (64 × 16)"),
+    (_delete(["records", 20, "value"]), "record 20 'embed.out': value is missing"),
+    (_delete(["config"]), "'config' is missing"),
+    (_set(["config"], [1]), "'config' must be an object, got a list"),
+    (_delete(["records"]), "'records' is missing"),
+    (_set(["records"], {"a": 1}), "'records' must be a list, got an object"),
+    (_set(["records", 3], [1, 2]), "record 3: must be an object, got a list"),
+    (_rename, "record 40 'L0.ln_2.mean': duplicate name (also record 37)"),
+    (_ragged, "record 4 'L0.attn.c_attn.weight': shape [16, 48] does not match its value, which is ragged: "
+              "[0] is 48 but [3] is 47"),
+    (_set(["records", 5, "name"], None), "record 5: name must be a non-empty string, got null"),
+    (_set(["records", 5, "name"], 7), "record 5: name must be a non-empty string, got 7"),
+    (_set(["records", 6, "op"], 3), "record 6 'L0.attn.c_proj.weight': op must be a string, got 3"),
+    (_set(["records", 6, "phase"], None), "record 6 'L0.attn.c_proj.weight': phase must be a string, got null"),
+    (_set(["records", 20, "inputs"], "embed.tok"), "record 20 'embed.out': inputs must be a list of record names, "
+                                                   'got "embed.tok"'),
+    (_set(["records", 20, "inputs"], ["embed.tok", 1]), "record 20 'embed.out': inputs must be a list of record names"),
+    (_set(["records", 20, "inputs"], ["nope"]), "record 20 'embed.out': input 'nope' is not an earlier record"),
+    (_set(["records", 20, "axes"], ["batch", "tokens"]),
+     "record 20 'embed.out': 2 axes [\"batch\", \"tokens\"] for shape [1, 6, 16] (3 dims)"),
+    (_set(["records", 20, "shape"], [1, -6, 16]), "record 20 'embed.out': shape must be a list of whole numbers ≥ 0"),
+    (_set(["records", 20, "dtype"], "float32"),
+     "record 20 'embed.out': dtype \"float32\" is unknown (int64 or float64)"),
+    (_set(["records", 20, "meta"], []), "record 20 'embed.out': meta must be an object, got []"),
+    (_set(["records", 20, "formula"], None), "record 20 'embed.out': formula must be a string, got null"),
+    (_delete(["labels"]), "'labels' is missing"),
+    (_set(["labels"], "x"), "'labels' must be an object, got a string"),
+    (_set(["labels", "vocab"], [1]), "labels.vocab must be a list of strings, got a list"),
+    (_delete(["labels", "inputs"]), "labels.inputs must be a list of lists of strings, got null"),
+    (_delete(["index"]), "'index' is missing"),
+    (_set(["index"], []), "'index' must be an object, got a list"),
+    (_set(["index", "loss"], "lost"), "index['loss'] names 'lost', which is not a record of the trace"),
+    (_set(["index", "transformer.wte.weight", "grad"], 3),
+     "index['transformer.wte.weight']['grad'] must be a record name"),
+    (_set(["records", 0, "value", 0, 0], "1.5"),
+     'record 0 \'wte\': value [0, 0] is "1.5"; only numbers and the strings "inf", "-inf" and "nan" are allowed'),
+    (_set(["records", 0, "value", 2, 3], None), "record 0 'wte': value [2, 3] is null; only numbers"),
+    (_set(["records", 0, "value", 2, 3], True), "record 0 'wte': value [2, 3] is true; only numbers"),
+    (_set(["records", 0, "value", 2], 1.0), "record 0 'wte': shape [10, 16] does not match its value, which is ragged: "
+                                            "[0] is 16 but [2] is a single number"),
+    (_set(["records", 16, "value", 0, 1], 1.5), "record 16 'input_ids': value [0, 1] is 1.5; an int64 record holds "
+                                                "whole numbers only"),
+    (_set(["records", 16, "value", 0, 1], 2**70), "record 16 'input_ids': value [0, 1] is 1180591620717411303424"),
+    (_loss_as_list, "'loss': shape [] does not match its value (2)"),
+    (_set(["values"], "x.bin"), "'values' must be null or an object naming the values file, got a string"),
+    (_set(["version"], True), "trace version true is not supported (expected 1)"),
+]
+
+
+@pytest.mark.parametrize("edit,expected", DAMAGE, ids=[e[1][:50] for e in DAMAGE])
+def test_damaged_trace_is_one_clear_line(small_json, tmp_path, edit, expected):
+    data = json.loads(small_json.read_text())
+    edit(data)
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    msg = _refused(path)
+    assert msg.startswith(f"{path}: ") and expected in msg, msg
+
+
+@pytest.mark.parametrize("text,expected", [("", "is empty, not a handstep trace"), ("  \n", "is empty"),
+                                           ("null", "not a handstep trace (the JSON is null, not an object)"),
+                                           ("[1]", "not a handstep trace (the JSON is a list, not an object)"),
+                                           ("{", "not a handstep trace (Expecting property name"),
+                                           ("[" * 100000, "not a handstep trace"),
+                                           ('{"a": 1' + "0" * 5000 + "}", "a number has too many digits")])
+def test_empty_and_non_object_files(tmp_path, text, expected):
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    assert expected in _refused(path)
+
+
+def test_directory_and_unreadable_trace(tmp_path, monkeypatch):
+    d = tmp_path / "a.json"
+    d.mkdir()
+    assert _refused(d) == f"{d}: is a directory, not a trace file (give a .json file written by handstep trace)"
+    f = tmp_path / "b.json"
+    f.write_text("{}")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)  # chmod 000 does not stop root
+    assert _refused(f) == f"{f}: cannot be read (permission denied)"
+
+
+def test_paths_in_messages_are_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("sub").mkdir()
+    Path("sub/a.json").write_text("null")
+    with pytest.raises(TraceError, match=r"^\./sub/\.\./sub/a\.json: not a handstep trace"):
+        load_trace("./sub/../sub/a.json")
+
+
+@pytest.fixture()
+def sidecar(small_json, tmp_path, monkeypatch):
+    """A real trace saved with its values in a.bin; returns (json path, parsed JSON)."""
+    import engine.trace as T
+
+    monkeypatch.setattr(T, "INLINE_MAX_VALUES", 10)
+    path = tmp_path / "a.json"
+    run(config_from_dict({"train_steps": 2}, "test")).save(path)
+    assert (tmp_path / "a.bin").exists()
+    return path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (_delete(["records", 5, "offset"]), "record 5 'L0.attn.c_attn.bias': offset must be a whole number ≥ 0 "
+                                        "(a position in the values file), got null"),
+    (_set(["records", 5, "offset"], -1), "record 5 'L0.attn.c_attn.bias': offset must be a whole number ≥ 0"),
+    (_set(["records", 5, "offset"], "0"), "record 5 'L0.attn.c_attn.bias': offset must be a whole number ≥ 0"),
+    (_set(["records", 5, "offset"], 10**9), "record 5 'L0.attn.c_attn.bias': offset 1000000000 + 48 values runs past "
+                                            "the end of the values file"),
+    (_set(["values", "file"], "../a.bin"), "values.file must be the name of a file beside the trace, got \"../a.bin\""),
+    (_set(["values", "file"], None), "values.file must be the name of a file beside the trace, got null"),
+    (_set(["values", "dtype"], "<f4"), "values.dtype must be \"<f8\" (little-endian float64), got '<f4'"),
+    (_set(["values"], []), "'values' must be null or an object naming the values file, got a list"),
+], ids=["offset-missing", "offset-negative", "offset-string", "offset-past-end", "file-path", "file-null",
+        "dtype", "values-list"])
+def test_damaged_sidecar_trace(sidecar, edit, expected):
+    path, data = sidecar
+    edit(data)
+    path.write_text(json.dumps(data))
+    msg = _refused(path)
+    assert expected in msg, msg
+
+
+def test_short_or_odd_values_file(sidecar):
+    path, data = sidecar
+    binary = path.with_suffix(".bin")
+    full = binary.read_bytes()
+    last = data["records"][-1]
+    binary.write_bytes(full[:-16])
+    msg = _refused(path)
+    assert f"record {len(data['records']) - 1} {last['name']!r}: offset {last['offset']} + " in msg
+    assert "the values file is shorter than the trace needs" in msg
+    binary.write_bytes(full[:-3])
+    assert f"its values file a.bin has {len(full) - 3} bytes, not a whole number of float64s" in _refused(path)
+    binary.unlink()
+    binary.mkdir()
+    assert "its values file a.bin is a directory" in _refused(path)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(where=st.integers(0, 10_000), key=st.sampled_from(["name", "op", "phase", "inputs", "axes", "shape", "dtype",
+                                                          "formula", "symbol", "meta", "value", "offset"]),
+       junk=st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False), st.text(max_size=3),
+                      st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                                               max_size=1), st.just("<delete>")))
+def test_any_damaged_record_is_a_trace_or_a_clean_error(small_json, tmp_path_factory, where, key, junk):
+    data = json.loads(small_json.read_text())
+    rec = data["records"][where % len(data["records"])]
+    if junk == "<delete>":
+        rec.pop(key, None)
+    else:
+        rec[key] = junk
+    path = tmp_path_factory.mktemp("fuzz") / "a.json"
+    path.write_text(json.dumps(data))
+    try:
+        load_trace(path)
+    except TraceError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"{path}: record ")
+
+
+def test_trace_constructor_refuses_duplicate_names(trace):
+    r = trace.records[0]
+    with pytest.raises(TraceError, match=r"^duplicate record names: 'wte'$"):
+        Trace({}, {}, [r, r], {})
+
+
+# --- progress: a pure callback, monotone per phase, ending at done == total; Ctrl-C passes through ---
+
+
+def _phases(calls):
+    out = {}
+    for phase, done, total in calls:
+        out.setdefault(phase, []).append((done, total))
+    return out
+
+
+@pytest.mark.parametrize("steps", [0, 1, 7, 250])
+def test_progress_of_run_and_finite_differences(steps, capsys):
+    from engine.verify import finite_differences
+
+    calls = []
+    cfg = config_from_dict({"train_steps": steps}, "test")
+    trace = run(cfg, progress=lambda *a: calls.append(a))
+    finite_differences(cfg, trace, progress=lambda *a: calls.append(a))
+    phases = _phases(calls)
+    assert list(phases) == ["step", "training run", "finite differences"]
+    assert phases["step"] == [(0, 1), (1, 1)]
+    for phase, seen in phases.items():
+        dones = [d for d, _ in seen]
+        assert dones == sorted(dones) and dones[0] == 0, phase
+        assert {t for _, t in seen} == {seen[-1][1]} and dones[-1] == seen[-1][1], phase
+    assert phases["training run"][-1] == (steps, steps)
+    every = max(1, steps // 100)  # every step, or every 1/100 of the run; plus the first and the last
+    assert [d for d, _ in phases["training run"]] == sorted({0, steps, *range(every, steps + 1, every)})
+    assert phases["finite differences"][-1] == (16, 16) and len(phases["finite differences"]) == 17
+    assert capsys.readouterr() == ("", "")  # the engine prints nothing
+
+
+def test_ctrl_c_in_progress_propagates_untouched():
+    from engine.verify import finite_differences
+
+    def stop_at(phase_name, at):
+        def progress(phase, done, total):
+            if phase == phase_name and done >= at:
+                raise KeyboardInterrupt
+        return progress
+
+    cfg = config_from_dict({"train_steps": 20}, "test")
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=stop_at("training run", 5))
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=stop_at("step", 1))
+    trace = run(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        finite_differences(cfg, trace, progress=stop_at("finite differences", 3))

@@ -1,0 +1,128 @@
+"""The resource budget: exact value counts, estimates, and one-line refusals that allocate nothing."""
+
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import engine
+from engine import BudgetError, ConfigError, run
+from engine.budget import MAX_SECONDS, available_memory, check_budget, count_values, estimate
+from engine.config import config_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran"]
+PLENTY = 10**15  # bytes: lets a test reach the time check whatever this machine has free
+
+
+def cfg_of(raw: dict, label: str = "configs/x.yaml"):
+    return config_from_dict(raw, label)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(n_layers=st.integers(1, 3), n_heads=st.sampled_from([1, 2, 4]), head_dim=st.integers(1, 3),
+       d_ff=st.integers(1, 9), extra_positions=st.integers(0, 3), train_steps=st.integers(0, 3),
+       texts=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=5), min_size=1, max_size=3),
+       optimizer=st.sampled_from([("adamw", 0.0), ("adam", 0.0), ("sgd", 0.0), ("sgd", 0.9)]))
+def test_count_values_is_exactly_what_the_trace_holds(n_layers, n_heads, head_dim, d_ff, extra_positions,
+                                                       train_steps, texts, optimizer):
+    longest = max(len(t) for t in texts)
+    cfg = cfg_of({"model": {"n_layers": n_layers, "n_heads": n_heads, "d_model": n_heads * head_dim, "d_ff": d_ff,
+                            "n_positions": longest + extra_positions},
+                  "data": {"texts": [" ".join(t) for t in texts]},
+                  "optimizer": {"name": optimizer[0], "momentum": optimizer[1]}, "train_steps": train_steps})
+    trace = run(cfg)
+    assert count_values(cfg) == sum(r.value.size for r in trace.records)
+    assert estimate(cfg).values == count_values(cfg)
+
+
+def test_default_config_passes_and_its_estimate_is_sane():
+    cfg = cfg_of({})
+    est = check_budget(cfg, available_bytes=PLENTY)
+    assert est == estimate(cfg)
+    assert est.values == count_values(cfg) == sum(r.value.size for r in run(cfg).records)
+    assert est.bytes >= 8 * est.values
+    assert 0.05 < est.seconds < 2  # measured ~0.25 s; the estimate is conservative, not absurd
+    assert est.train_seconds > est.step_seconds and est.train_step_seconds * cfg.train_steps < est.train_seconds
+    free = available_memory()
+    assert free is None or free > 0
+
+
+def test_huge_d_model_is_refused_naming_it():
+    with pytest.raises(BudgetError) as exc:
+        check_budget(cfg_of({"model": {"d_model": 100000}}), available_bytes=20 * 2**30)
+    msg = str(exc.value)
+    assert msg.startswith("configs/x.yaml: model.d_model: 100000 needs about ") and "\n" not in msg
+    assert " TiB for the trace, 20 GiB of memory is free: lower model.d_model (the largest term), or d_ff" in msg
+
+
+def test_gpt2_medium_sized_block_does_not_fit_in_a_small_machine():
+    raw = {"model": {"d_model": 1024, "d_ff": 4096, "n_layers": 4, "n_heads": 16}}
+    with pytest.raises(BudgetError) as exc:
+        check_budget(cfg_of(raw), available_bytes=2 * 2**30)
+    assert str(exc.value).startswith("configs/x.yaml: model.d_model: 1024 needs about 9.23 GiB for the trace, "
+                                     "2 GiB of memory is free: lower model.d_model (the largest term), or n_layers")
+    assert check_budget(cfg_of(raw), available_bytes=PLENTY).bytes < 10 * 2**30  # fits a big machine
+
+
+@pytest.mark.parametrize("key,value", [("n_positions", 10**12), ("d_ff", 10**15), ("n_layers", 10**9),
+                                       ("d_model", 10**200)])
+def test_absurd_sizes_are_refused_fast_without_allocating(key, value):
+    """Sizes that overflow NumPy's int64: BudgetError from run() itself, nothing else, nothing allocated."""
+    cfg = cfg_of({"model": {key: value}})
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(BudgetError) as exc:
+            run(cfg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1.0
+    assert peak < 1_000_000, peak  # bytes: no array of the model was made
+    msg = str(exc.value)
+    assert msg.startswith(f"configs/x.yaml: model.{key}: ") and "\n" not in msg
+    assert f"lower model.{key} (the largest term)" in msg and "of memory is free" in msg
+
+
+def test_too_many_training_steps_are_refused_with_how_many_fit():
+    cfg = cfg_of({"train_steps": 100_000_000})
+    start = time.perf_counter()
+    with pytest.raises(BudgetError) as exc:
+        check_budget(cfg, available_bytes=PLENTY)
+    assert time.perf_counter() - start < 1.0
+    msg = str(exc.value)
+    assert msg.startswith("configs/x.yaml: train_steps: 100000000 would take about ") and " h (about " in msg
+    assert " ms a step); lower train_steps (about " in msg and msg.endswith(" fit in 30 min)")
+    fit = int(msg.split("(about ")[-1].split(" fit")[0].replace(",", ""))
+    assert check_budget(cfg_of({"train_steps": fit}), available_bytes=PLENTY).seconds <= MAX_SECONDS
+    with pytest.raises(BudgetError):
+        check_budget(cfg_of({"train_steps": fit * 2}), available_bytes=PLENTY)
+
+
+def test_slow_sizes_name_the_size_and_the_limit_is_adjustable():
+    cfg = cfg_of({"model": {"n_layers": 400}, "train_steps": 0})
+    with pytest.raises(BudgetError) as exc:
+        check_budget(cfg, available_bytes=PLENTY)
+    msg = str(exc.value)
+    assert msg.startswith("configs/x.yaml: model.n_layers: 400 would take about ")
+    assert "finite-difference check" in msg
+    assert "over the limit of 30 min; lower model.n_layers (the largest term)" in msg
+    assert check_budget(cfg, available_bytes=PLENTY, max_seconds=10 * 3600).seconds > MAX_SECONDS
+
+
+def test_budget_error_is_a_config_error_and_the_cli_prints_one_line(tmp_path):
+    assert issubclass(BudgetError, ConfigError) and engine.BudgetError is BudgetError
+    f = tmp_path / "big.yaml"
+    f.write_text("model:\n  n_positions: 1000000000000\n")
+    out = tmp_path / "t.json"
+    p = subprocess.run([sys.executable, "-m", "engine", "trace", "--config", str(f), "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and not out.exists()
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert p.stderr.startswith(f"handstep: {f}: model.n_positions: 1000000000000 needs about ")
