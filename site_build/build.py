@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from site_build.macros import MacroError, Macros
 from site_build.markdown import Heading, Rendered, make_parser, render_page
 from site_build.mathslots import SLOT_RE, MathSlots
 from site_build.pages import Page, collect_pages, group_by_section
+from site_build.progress import Progress, quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE_TITLE = "handstep"
@@ -88,8 +90,9 @@ class Report:
 class Builder:
     """Builds the site; reusable, so `serve` keeps the trace and KaTeX warm."""
 
-    def __init__(self, paths: Paths | None = None) -> None:
+    def __init__(self, paths: Paths | None = None, progress: Progress | None = None) -> None:
         self.paths = paths or Paths()
+        self.progress = progress or quiet()
         self.katex = KatexRenderer(self.paths.root, self.paths.cache / "katex.json")
         self._trace_key: tuple[Any, ...] | None = None
         self._trace: Any = None
@@ -99,7 +102,7 @@ class Builder:
         self._trace_json: tuple[Any, dict[str, bytes]] | None = None
         self._other: tuple[Any, Any] | None = None  # (key, trace) of the run compared with
         self.background_search = False  # the dev server sets this
-        self._indexer: tuple[Any, Path] | None = None
+        self._indexer: threading.Thread | None = None  # the dev server's background search index
 
     def close(self) -> None:
         """Finish any search indexing, stop KaTeX and save its cache."""
@@ -111,8 +114,8 @@ class Builder:
         key = (str(config_path), seed, _mtime(config_path), _mtime(self.paths.root / VERIFICATION_FILE))
         if key != self._trace_key:
             cfg = engine.load_config(str(config_path), seed=seed)
-            self._trace = engine.run(cfg)
-            self._checks = compute_checks(cfg, self._trace, self.paths.root, str(config_path))
+            self._trace = engine.run(cfg, progress=self.progress)
+            self._checks = compute_checks(cfg, self._trace, self.paths.root, str(config_path), self.progress)
             self._trace_key = key
             self._generation += 1
             self._page_cache.clear()
@@ -147,12 +150,19 @@ class Builder:
         require_coverage: bool = False,
         base_url: str = "",
         compare: Compare | None = None,
+        force: bool = False,
     ) -> Report:
-        """Build the whole site into out_dir; raise BuildError (old site untouched) on failure."""
+        """Build the whole site into out_dir; raise BuildError (old site untouched) on failure.
+
+        out_dir must be new, empty or a site handstep built (or anything but a protected place with `force`);
+        see site_build.output.check_site_dir."""
         self.finish_search()
         start = time.perf_counter()
-        report = Report(Path(out_dir))
-        clock = _Clock(report.timings)
+        self.progress.restart()
+        out_dir = Path(out_dir)
+        self.check_outputs(Path(config_path), out_dir, force)
+        report = Report(out_dir)
+        clock = _Clock(report.timings, self.progress)
         pages, problems = collect_pages(self.paths.content)
         compiling = start_compiling(pages, self.paths.cache / "jinja")  # forked before any thread starts
         self.katex.start()  # node loads KaTeX while Python computes the trace
@@ -200,7 +210,8 @@ class Builder:
         pages_html.update(interact.data_files(trace, macros.shown, pages, result.html, macros.other))
         pages_html.update(downloads.csv_files(trace, macros.shown))
         clock.lap("data")
-        self.write_site(pages_html, trace, Path(out_dir), clock)
+        self.check_outputs(Path(config_path), out_dir, force)  # nothing changed under us while building
+        self.write_site(pages_html, trace, out_dir, clock)
         self.katex.save_cache()
         report.pages = len(pages)
         report.formulas = len(slots.formulas)
@@ -208,6 +219,13 @@ class Builder:
         report.seconds = time.perf_counter() - start
         return report
 
+
+    def check_outputs(self, config_path: Path, out_dir: Path, force: bool) -> None:
+        """Refuse (one line, nothing written) an output folder or cache handstep must not write."""
+        inputs = {"pages": self.paths.content, "templates": self.paths.templates, "config": config_path}
+        output.check_site_dir(out_dir, force, {**inputs, "cache": self.paths.cache, "code": self.paths.root})
+        output.check_cache_dir(self.paths.cache, {**inputs, "site": out_dir})
+        output.mark_cache_dir(self.paths.cache)
 
     def write_site(self, pages_html: dict[str, str], trace: Any, out_dir: Path, clock: _Clock) -> None:
         """Write everything into a temporary tree, index it, and swap it in as out_dir.
@@ -218,7 +236,7 @@ class Builder:
         tmp = output.temp_dir_for(out_dir)
         try:
             previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
-            output.write_files(tmp, pages_html, previous)
+            output.write_files(tmp, {output.MARKER: output.MARKER_TEXT, **pages_html}, previous)
             reuse = self.background_search and (out_dir / "pagefind").is_dir()
             indexer = None if reuse else output.start_pagefind(tmp)  # runs while the rest is written
             try:
@@ -236,20 +254,15 @@ class Builder:
             _remove(tmp)
             raise
         if reuse:
-            self._indexer = (output.start_pagefind(out_dir, subdir=SEARCH_NEXT), out_dir)
+            proc = output.start_pagefind(out_dir, subdir=SEARCH_NEXT)
+            self._indexer = threading.Thread(target=_finish_index, args=(proc, out_dir), daemon=True)
+            self._indexer.start()  # waits for pagefind as soon as it ends: no defunct child between rebuilds
 
     def finish_search(self) -> None:
-        """Wait for a background search index and move it into place."""
-        if self._indexer is None:
-            return
-        proc, out_dir = self._indexer
-        self._indexer = None
-        try:
-            output.wait_pagefind(proc, out_dir, subdir=SEARCH_NEXT)
-        except BuildError as err:
-            print(str(err), file=sys.stderr)
-            return
-        output.replace_dir(out_dir / SEARCH_NEXT, out_dir / "pagefind")
+        """Wait until the background search index is in place."""
+        if self._indexer is not None:
+            self._indexer.join()
+            self._indexer = None
 
 
 def build(
@@ -594,22 +607,26 @@ def woff2_only(css: str) -> str:
     return re.sub(r',url\(fonts/[^)]+\.(?:woff|ttf)\) format\("(?:woff|truetype)"\)', "", css)
 
 
+def _finish_index(proc: Any, out_dir: Path) -> None:
+    """Wait for a background Pagefind run and move its index into place (a failure is only printed)."""
+    try:
+        output.wait_pagefind(proc, out_dir, subdir=SEARCH_NEXT)
+    except BuildError as err:
+        print(str(err), file=sys.stderr)
+        return
+    output.replace_dir(out_dir / SEARCH_NEXT, out_dir / "pagefind")
+
+
 # -- helpers -------------------------------------------------------------------
 class _Clock:
-    """Times each step; once a build has run for PROGRESS_AFTER seconds (a big config), says what is done."""
+    """Times each step of a build (Report.timings); long builds say what is done through `progress`."""
 
-    PROGRESS_AFTER = 2.0
-
-    def __init__(self, into: dict[str, float]) -> None:
+    def __init__(self, into: dict[str, float], progress: Progress) -> None:
         self.into = into
-        self.start = self.last = time.perf_counter()
+        self.progress = progress
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.into[name] = now - self.last
-        self.last = now
-        if now - self.start > self.PROGRESS_AFTER:
-            print(f"  {name}: {self.into[name]:.1f} s", flush=True)
+        self.into[name] = self.progress.lap(name)
 
 
 def _mtime(path: Path) -> float:

@@ -43,9 +43,9 @@ class Checks:
         return " · ".join(parts)
 
 
-def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str) -> Checks:
+def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress: Any = None) -> Checks:
     """Finite differences now (fail the build if one is off), PyTorch figures if `make verify` matched."""
-    fd = finite_differences(cfg, trace)
+    fd = finite_differences(cfg, trace, progress=progress)
     bad = [f"{name} (error {r['max_abs_err']:.1e} > {r['tol']:.0e})" for name, r in fd.items() if not r["ok"]]
     if bad:
         raise BuildError(config_label, 0, "finite-difference check failed for " + ", ".join(bad))

@@ -1,96 +1,192 @@
-"""The `handstep` command: `build` and `serve` here, `trace` and `diff` from the engine.
+"""The `handstep` command: `trace`, `diff`, `build` and `serve`, one parser for all of them.
 
-Every expected failure (a bad config, a bad page) prints one line per problem to
-stderr and exits with status 2; a traceback would mean a bug in handstep itself.
+Every expected failure (a bad argument, config, page, trace file or output path) prints one line per
+problem to stderr and exits with status 2; a traceback would mean a bug in handstep itself. Nothing is
+written where handstep did not write before (see site_build.output), and Ctrl-C leaves the previous
+outputs as they were (exit status 130).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import errno
+import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import NoReturn
 
-from site_build.build import EXPECTED_ERRORS, ROOT, Builder, Compare, Paths
+import engine
+from engine.diff import diff_traces, format_diff
+from site_build import output
+from site_build.build import ROOT, Builder, Compare, Paths
 from site_build.errors import BuildError
+from site_build.progress import Progress
 
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DEFAULT_OUT = ROOT / "site"
+TRACE_PREFIX = b'{"format":"handstep-trace"'
+# Failures caused by the inputs: reported as one line each, never with a traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BuildError, engine.ConfigError, engine.RunError, engine.TraceError)
+
+
+def version() -> str:
+    try:
+        return metadata.version("handstep")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (`handstep serve: --port: ...`) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (give 1 to 65535, or 0 for any free port)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (give 1 to 65535, or 0 for any free port)")
+    return port
+
+
+def seed_number(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{seed} is negative; give a whole number ≥ 0")
+    return seed
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="handstep", description="One training step of a tiny GPT-2, by hand, as a website."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    if importlib.util.find_spec("engine.cli") is not None:
-        from engine import cli as engine_cli
+    parser = Parser(prog="handstep", description="One training step of a tiny GPT-2, by hand, as a website.")
+    parser.add_argument("--version", action="version", version=f"handstep {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-        engine_cli.register(sub)
-        _add_diff_html(sub)
-    build = sub.add_parser("build", help="compute the trace and build the site")
-    _add_build_options(build)
-    build.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: site/)")
-    build.add_argument(
-        "--require-coverage", action="store_true", help="fail unless every trace record is shown on some page"
-    )
-    build.add_argument("--compare", type=Path, default=None, metavar="OTHER.yaml",
-                       help="also run OTHER.yaml and show its numbers beside every matrix, plus compare.html")
-    build.add_argument("--compare-seed", type=int, default=None, metavar="N",
-                       help="compare with a run of the same config (or of --compare) with seed N")
-    build.set_defaults(func=run_build)
-    serve = sub.add_parser("serve", help="build, serve on 127.0.0.1 and rebuild on changes")
-    _add_build_options(serve)
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    serve.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: site/)")
-    serve.set_defaults(func=run_serve)
+    p = sub.add_parser("trace", help="run one training step and write its trace as JSON")
+    _add_run_options(p)
+    p.add_argument("--out", type=Path, default=Path("trace.json"), help="output file (default: trace.json)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it is not a handstep trace")
+    p.set_defaults(func=run_trace)
+
+    p = sub.add_parser("diff", help="compare two trace files record by record (exit 0 same, 1 different, 2 error)")
+    p.add_argument("a", type=Path, help="first trace file")
+    p.add_argument("b", type=Path, help="second trace file")
+    p.add_argument("--all", action="store_true", help="list every differing record (default: the first 40)")
+    p.add_argument("--html", type=Path, default=None, metavar="OUT.html",
+                   help="also write the comparison as a standalone HTML page")
+    p.add_argument("--force", action="store_true", help="replace --html even if handstep did not write it")
+    p.set_defaults(func=run_diff)
+
+    p = sub.add_parser("build", help="compute the trace and build the site")
+    _add_site_options(p)
+    p.add_argument("--require-coverage", action="store_true",
+                   help="fail unless every trace record is shown on some page")
+    p.add_argument("--compare", type=Path, default=None, metavar="OTHER.yaml",
+                   help="also run OTHER.yaml and show its numbers beside every matrix, plus compare.html")
+    p.add_argument("--compare-seed", type=seed_number, default=None, metavar="N",
+                   help="compare with a run of the same config (or of --compare) with seed N")
+    p.set_defaults(func=run_build)
+
+    p = sub.add_parser("serve", help="build, serve on 127.0.0.1 and rebuild on changes")
+    _add_site_options(p)
+    p.add_argument("--port", type=port_number, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.set_defaults(func=run_serve)
     return parser
 
 
-def _add_build_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: configs/default.yaml)")
-    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    parser.add_argument("--content", type=Path, default=Paths().content, help="pages directory (default: content/)")
-    parser.add_argument("--templates", type=Path, default=Paths().templates,
-                        help="templates directory (default: templates/)")
-    parser.add_argument("--cache", type=Path, default=Paths().cache,
-                        help="cache of rendered math and compiled pages (default: .cache/)")
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML config (default: configs/default.yaml; its values are also built in)")
+    p.add_argument("--seed", type=seed_number, default=None, help="override the config's seed")
 
 
-def _add_diff_html(sub: argparse._SubParsersAction) -> None:
-    """Give the engine's `diff` verb `--html OUT.html` (the engine itself knows no HTML)."""
-    diff = sub.choices.get("diff")
-    if diff is None:
-        return
-    diff.add_argument("--html", type=Path, default=None, metavar="OUT.html",
-                      help="also write the comparison as a standalone HTML page")
-    text_diff = diff.get_default("func")
+def _add_site_options(p: argparse.ArgumentParser) -> None:
+    _add_run_options(p)
+    defaults = Paths()
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="output folder (default: site/); only a new, empty or handstep-built folder is replaced")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out folder that handstep did not build (never /, home, a checkout)")
+    p.add_argument("--content", type=Path, default=defaults.content, help="pages folder (default: content/)")
+    p.add_argument("--templates", type=Path, default=defaults.templates,
+                   help="templates folder (default: templates/)")
+    p.add_argument("--cache", type=Path, default=defaults.cache,
+                   help="cache of rendered math and compiled pages (default: .cache/)")
 
-    def run_diff(args: argparse.Namespace) -> int:
-        if args.html is not None:
-            from site_build.compare import write_diff_html
 
-            def on_diff(a, b, d) -> None:  # the engine's diff hands over both traces and their diff
-                write_diff_html(a, b, d, args.html, args.a, args.b)
-                print(f"wrote {args.html}")
+def _config(args: argparse.Namespace) -> engine.Config:
+    """The config named by --config, or the built-in defaults (equal to configs/default.yaml)."""
+    path = args.config
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    return engine.load_config(path if path is None else str(path), seed=args.seed)
 
-            args.on_diff = on_diff
-        return text_diff(args)
 
-    diff.set_defaults(func=run_diff)
+def run_trace(args: argparse.Namespace) -> int:
+    """`handstep trace`: one recorded step, written as JSON (plus a .bin sidecar for a big trace)."""
+    start = time.perf_counter()
+    out: Path = args.out
+    ours = output.file_starts_with(TRACE_PREFIX)
+    output.check_output_file(out, "--out", ours, "a handstep trace", args.force, "trace.json")
+    sidecar = out.with_suffix(".bin")
+    if sidecar != out:
+        output.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "trace.json")
+    cfg = _config(args)
+    trace = engine.run(cfg, progress=Progress())
+    output.write_file_atomic(out, trace.save)
+    print(f"wrote {output.shown(out)}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
+          f"after one {cfg.optimizer.name} step, {time.perf_counter() - start:.2f} s")
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    """`handstep diff`: 0 identical, 1 different, 2 when a file cannot be read (never 1 for a damaged file)."""
+    if args.html is not None:
+        from site_build.compare import DIFF_HTML_HEAD
+
+        ours = output.file_starts_with(DIFF_HTML_HEAD.encode())
+        output.check_output_file(args.html, "--html", ours, "a page handstep wrote", args.force, "diff.html")
+    a, b = engine.load_trace(args.a), engine.load_trace(args.b)
+    d = diff_traces(a, b)
+    print(format_diff(d, str(args.a), str(args.b), limit=0 if args.all else 40))
+    if args.html is not None:
+        from site_build.compare import write_diff_html
+
+        output.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, str(args.a), str(args.b)))
+        print(f"wrote {output.shown(args.html)}")
+    return 0 if d.identical else 1
+
+
+def _paths(args: argparse.Namespace) -> Paths:
+    for flag, folder in (("--content", args.content), ("--templates", args.templates)):
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise BuildError(f"{flag} {output.shown(folder)}", 0, f"{what}; give the folder of the site's "
+                             + ("pages (*.md)" if flag == "--content" else "templates (page.html, assets/)"))
+    return Paths(content=args.content, templates=args.templates, cache=args.cache)
 
 
 def run_build(args: argparse.Namespace) -> int:
     """`handstep build`: one build, one summary line."""
-    builder = Builder(Paths(content=args.content, templates=args.templates, cache=args.cache))
+    paths = _paths(args)
     compare = None
     if args.compare is not None or args.compare_seed is not None:
         compare = Compare(args.compare, args.compare_seed)
+    builder = Builder(paths, progress=Progress())
     try:
-        report = builder.build(args.config, args.out, args.seed, require_coverage=args.require_coverage,
-                               compare=compare)
+        report = builder.build(args.config or DEFAULT_CONFIG, args.out, args.seed,
+                               require_coverage=args.require_coverage, compare=compare, force=args.force)
     finally:
         builder.close()
     print(report.summary())
@@ -98,16 +194,27 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """`handstep serve`: the dev server (see site_build.serve)."""
+    """`handstep serve`: the dev server (see site_build.serve); the port is taken before the first build."""
     from site_build.serve import serve
 
-    return serve(args.config, args.out, args.port, args.seed,
-                 Paths(content=args.content, templates=args.templates, cache=args.cache))
+    paths = _paths(args)
+    try:
+        sock = socket.create_server(("127.0.0.1", args.port))
+    except OSError as err:
+        reason = "is already in use" if err.errno == errno.EADDRINUSE else f"cannot be used ({err.strerror or err})"
+        other = args.port + 1 if 0 < args.port < 65535 else 8001
+        raise BuildError(f"--port {args.port}", 0, f"{reason}; pick another, e.g. --port {other}") from None
+    return serve(args.config or DEFAULT_CONFIG, args.out, sock, args.seed, paths, force=args.force)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary files go, the old site stays
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `handstep` console script."""
     args = make_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
     except EXPECTED_ERRORS as err:
@@ -116,7 +223,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("handstep: interrupted; nothing was replaced", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

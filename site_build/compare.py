@@ -238,10 +238,13 @@ code{font-size:.9em}
 def standalone_html(a: Any, b: Any, d: Any, label_a: str, label_b: str) -> str:
     """A self-contained HTML page (inline CSS, no scripts) with the comparison summary."""
     body = summary_html(a, b, d, label_a, label_b)
-    return ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    return (f"{DIFF_HTML_HEAD}\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>handstep diff: {escape(label_a)} vs {escape(label_b)}</title>\n"
             f"<style>{STANDALONE_CSS}</style>\n</head>\n<body>\n<h1>Comparing two runs</h1>\n{body}\n</body>\n</html>\n")
+
+
+DIFF_HTML_HEAD = "<!doctype html>\n<!-- handstep diff -->"  # how `handstep diff --html` knows a page it wrote
 
 
 def write_diff_html(a: Any, b: Any, d: Any, path: str | Path, label_a: str, label_b: str) -> None:

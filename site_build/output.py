@@ -1,9 +1,14 @@
-"""Write the site into a temporary directory, index it, and swap it in atomically.
+"""Write the site into a temporary directory, index it, and swap it in atomically; and decide what may be written.
 
 A build never touches `site/` until everything is written: the new tree goes into a
 sibling directory and replaces the old one with a single rename exchange (Linux
 `renameat2(RENAME_EXCHANGE)`, else two renames). A killed build leaves only a
 stale temporary directory, removed by the next build.
+
+What may be replaced (`check_site_dir`, `check_output_file`): only what handstep itself wrote. A site folder
+carries the marker file `.handstep-site`; a folder that does not exist or is empty may be used; anything else
+needs `--force`, and some places are refused even then (a file, a symbolic link, `/`, the home folder, a folder
+that holds the current folder, a git checkout, or a folder that holds the build's own inputs).
 """
 
 from __future__ import annotations
@@ -15,12 +20,164 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from site_build.errors import BuildError
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+MARKER = ".handstep-site"  # written into every site handstep builds: the folder may be replaced by the next build
+MARKER_TEXT = "This folder was written by `handstep build`, which may replace it whole.\n"
+CACHE_MARKER = ".handstep-cache"
+CACHE_MARKER_TEXT = "handstep's build cache (rendered math, compiled pages); safe to delete.\n"
+
+
+class UnsafePath(BuildError):
+    """A path the command must not write: `--out docs: not empty and not a handstep site (pass --force ...)`."""
+
+    def __init__(self, flag: str, path: Path | str, message: str) -> None:
+        super().__init__(f"{flag} {shown(path)}", 0, message)
+
+
+def shown(path: Path | str) -> str:
+    """A path for messages: as typed when relative, else relative to the current folder when under it."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.relative_to(Path.cwd()).as_posix() or "."
+    except ValueError:
+        return p.as_posix()
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    """True when `inner` is `outer` or lies inside it (both resolved)."""
+    return inner == outer or outer in inner.parents
+
+
+def _refuse_always(flag: str, path: Path, real: Path, protected: dict[str, Path]) -> None:
+    """The places no command writes, even with --force."""
+    if path.is_symlink():
+        raise UnsafePath(flag, path, "is a symbolic link; give a real folder (handstep never writes through links)")
+    if path.exists() and not path.is_dir():
+        raise UnsafePath(flag, path, "is a file, not a folder; give the name of a folder for the site")
+    if real == Path(real.anchor):
+        raise UnsafePath(flag, path, "is the root of the file system; give a folder of its own, e.g. --out site")
+    if real == Path.home().resolve():
+        raise UnsafePath(flag, path, "is your home folder; give a folder of its own, e.g. --out site")
+    cwd = Path.cwd().resolve()
+    if _contains(real, cwd):
+        raise UnsafePath(flag, path, "holds the current folder; give a folder of its own, e.g. --out site")
+    if (real / ".git").exists():
+        raise UnsafePath(flag, path, "is a git checkout; give a folder of its own, e.g. --out site")
+    for what, inner in protected.items():
+        if _contains(real, inner.resolve()):
+            raise UnsafePath(flag, path, f"holds the build's {what} ({shown(inner)}); give a folder of its own")
+
+
+def _check_parent(flag: str, path: Path, real: Path) -> None:
+    """The nearest existing folder above `path` must be a writable folder."""
+    parent = real.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UnsafePath(flag, path, f"{shown(parent)} is a file, so nothing can be written under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UnsafePath(flag, path, f"cannot write in {shown(parent)} (permission denied)")
+
+
+def is_handstep_site(folder: Path) -> bool:
+    """A folder handstep built: it has the marker, or (sites built before the marker) index.html and a
+    trace.json in handstep's trace format."""
+    if (folder / MARKER).is_file():
+        return True
+    try:
+        with open(folder / "trace.json", "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return (folder / "index.html").is_file() and head.startswith(b'{"format":"handstep-trace"')
+
+
+def check_site_dir(out: Path, force: bool = False, protected: dict[str, Path] | None = None,
+                   flag: str = "--out") -> None:
+    """Raise UnsafePath unless `out` may receive a new site (see the module docstring)."""
+    out = Path(out)
+    real = out.resolve()
+    _refuse_always(flag, out, real, protected or {})
+    if out.is_dir():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UnsafePath(flag, out, "cannot be replaced (permission denied)")
+        if any(out.iterdir()) and not is_handstep_site(out) and not force:
+            raise UnsafePath(flag, out, "not empty and not a handstep site (pass --force to replace it)")
+    _check_parent(flag, out, real)
+
+
+def check_cache_dir(cache: Path, protected: dict[str, Path] | None = None, flag: str = "--cache") -> None:
+    """The cache folder gets files added, never removed: it must be new, empty, or handstep's own cache."""
+    cache = Path(cache)
+    real = cache.resolve()
+    _refuse_always(flag, cache, real, protected or {})
+    if cache.is_dir():
+        entries = {p.name for p in cache.iterdir()}
+        legacy = entries <= {"katex.json", "jinja"}  # caches from before the marker
+        if entries and CACHE_MARKER not in entries and not legacy:
+            raise UnsafePath(flag, cache, "not empty and not a handstep cache; give a new or empty folder")
+        if not os.access(cache, os.W_OK | os.X_OK):
+            raise UnsafePath(flag, cache, "cannot write in it (permission denied)")
+    _check_parent(flag, cache, real)
+
+
+def mark_cache_dir(cache: Path) -> None:
+    """Create the cache folder with its marker (once)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    marker = cache / CACHE_MARKER
+    if not marker.exists():
+        marker.write_text(CACHE_MARKER_TEXT, encoding="utf-8")
+
+
+def check_output_file(path: Path, flag: str, is_ours: Callable[[Path], bool], what: str, force: bool = False,
+                      example: str = "out.json") -> None:
+    """Raise UnsafePath unless `path` may be written as a file: new, or a file handstep wrote (`is_ours`)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UnsafePath(flag, path, "is a symbolic link; give a plain file name (handstep never writes through links)")
+    if path.is_dir():
+        raise UnsafePath(flag, path, f"is a folder; give a file name, e.g. {shown(path / example)}")
+    if path.exists() and not force and not is_ours(path):
+        raise UnsafePath(flag, path, f"exists and is not {what} (pass --force to replace it)")
+    real = path.resolve()
+    _check_parent(flag, path, real)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UnsafePath(flag, path, "cannot be replaced (permission denied)")
+
+
+def file_starts_with(prefix: bytes) -> Callable[[Path], bool]:
+    """An `is_ours` test: the file begins with `prefix` (e.g. a trace's `{"format":"handstep-trace"`)."""
+
+    def test(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return f.read(len(prefix)) == prefix
+        except OSError:
+            return False
+
+    return test
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` for a temporary file beside `path`, then move it into place; nothing is left behind
+    on failure or Ctrl-C."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def temp_dir_for(out_dir: Path) -> Path:
@@ -29,18 +186,21 @@ def temp_dir_for(out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.build-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    if tmp.is_dir() and not tmp.is_symlink() and (not any(tmp.iterdir()) or is_handstep_site(tmp)):
+        shutil.rmtree(tmp)  # left by an earlier build of this same process id
+    tmp.mkdir()  # anything else there is not ours: fail rather than touch it
     return tmp
 
 
 def remove_stale(out_dir: Path) -> None:
-    """Delete temporary trees left by killed builds (their process is gone)."""
+    """Delete temporary trees left by killed builds (their process is gone): only real folders that are
+    empty or hold a handstep site, so a user's look-alike folder is never touched."""
     pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(build|old)-(\d+)$")
     for entry in out_dir.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and not _alive(int(match.group(2))):
+        if not match or _alive(int(match.group(2))) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if not any(entry.iterdir()) or is_handstep_site(entry):
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from site_build.build import EXPECTED_ERRORS, Builder, Paths
+from site_build.progress import Progress
 
 WATCHED = ("content", "templates", "configs", "engine", "site_build")
 CODE_DIRS = ("engine", "site_build")
@@ -128,10 +130,10 @@ def make_handler(site: Path, state: State) -> type[SimpleHTTPRequestHandler]:
     return partial(Handler, directory=str(site))  # type: ignore[return-value]
 
 
-def rebuild(builder: Builder, config: Path, out: Path, seed: int | None, state: State) -> None:
+def rebuild(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
     """One build; print its summary or its errors, and tell the open pages."""
     try:
-        report = builder.build(config, out, seed)
+        report = builder.build(config, out, seed, force=force)
     except EXPECTED_ERRORS as err:
         _fail(state, str(err))
     except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
@@ -146,7 +148,7 @@ def _fail(state: State, message: str) -> None:
     state.publish(message)
 
 
-def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State) -> None:
+def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
     """Poll the inputs forever; rebuild once per burst; restart on Python changes."""
     root = builder.paths.root
     seen = snapshot(root)
@@ -165,7 +167,7 @@ def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: St
         seen = now
         if any(Path(p).suffix == ".py" and _under(Path(p), root, CODE_DIRS) for p in paths):
             restart(builder)
-        rebuild(builder, config, out, seed, state)
+        rebuild(builder, config, out, seed, state, force)
 
 
 def _under(path: Path, root: Path, tops: tuple[str, ...]) -> bool:
@@ -182,18 +184,27 @@ def restart(builder: Builder) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "site_build.cli", *sys.argv[1:]])
 
 
-def serve(config: Path, out: Path, port: int, seed: int | None = None, paths: Paths | None = None) -> int:
-    """Build, then serve `out` on 127.0.0.1:port until interrupted."""
-    builder = Builder(paths or Paths())
+def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None = None, paths: Paths | None = None,
+          force: bool = False) -> int:
+    """Build, then serve `out` on `sock` (a bound socket, or a port on 127.0.0.1) until interrupted.
+
+    A bad output folder stops here with one line; a page or config error only shows over the pages."""
+    if isinstance(sock, int):
+        sock = socket.create_server(("127.0.0.1", sock))
+    builder = Builder(paths or Paths(), progress=Progress())
     builder.background_search = True
     state = State()
-    rebuild(builder, Path(config), Path(out), seed, state)
-    out = Path(out).absolute()
-    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(out, state))
+    server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(Path(out).absolute(), state),
+                                 bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock  # taken by the caller before the first build, so a busy port fails at once
     server.daemon_threads = True
-    threading.Thread(target=watch, args=(builder, Path(config), out, seed, state), daemon=True).start()
-    print(f"serving {out.name}/ at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
     try:
+        builder.check_outputs(Path(config), Path(out), force)
+        rebuild(builder, Path(config), Path(out), seed, state, force)
+        out = Path(out).absolute()
+        threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force), daemon=True).start()
+        print(f"serving {out.name}/ at http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

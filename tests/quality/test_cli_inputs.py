@@ -1,0 +1,316 @@
+"""Every command and flag of `handstep`, given bad input, stops with one line and exit status 2, and touches
+nothing: each case runs the real command in a small "world" folder (the fixture site's inputs, a user's
+folder of files, a user's file, a symbolic link, a previous handstep site) and hashes the whole world before
+and after. The output-safety rules of `--out` (README, "What --out replaces") are pinned here too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from quality_helpers import GOOD_CONFIG, ROOT, hash_tree, make_inputs
+
+import engine
+
+SITE_FLAGS = ("--content", "content", "--templates", "templates", "--cache", "cache")
+
+
+@dataclass(frozen=True)
+class Case:
+    argv: Callable[[Path], list[str]]  # the arguments after `handstep`, given the world folder
+    prefix: str  # the error line starts with this
+    fragments: tuple[str, ...] = ()
+
+
+def handstep(world: Path, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "site_build.cli", *args], cwd=world, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def build(*args: str) -> Callable[[Path], list[str]]:
+    return lambda world: ["build", "--config", GOOD_CONFIG, *SITE_FLAGS, *args]
+
+
+def serve(*args: str) -> Callable[[Path], list[str]]:
+    return lambda world: ["serve", "--config", GOOD_CONFIG, *SITE_FLAGS, *args]
+
+
+def fixed(*args: str) -> Callable[[Path], list[str]]:
+    return lambda world: list(args)
+
+
+def damaged(edit: Callable[[dict], None]) -> Callable[[Path], list[str]]:
+    """diff of the good trace against a copy damaged by `edit` (applied to the parsed JSON)."""
+
+    def argv(world: Path) -> list[str]:
+        data = json.loads((world / "good.json").read_text())
+        edit(data)
+        (world / "bad.json").write_text(json.dumps(data))
+        return ["diff", "good.json", "bad.json"]
+
+    return argv
+
+
+def _record(data: dict, name: str) -> dict:
+    return next(r for r in data["records"] if r["name"] == name)
+
+
+def _reshape(data: dict) -> None:
+    _record(data, "L0.attn.q")["shape"][-1] = 99
+
+
+def _duplicate(data: dict) -> None:
+    data["records"].append(dict(_record(data, "loss")))
+
+
+def _ragged(data: dict) -> None:
+    _record(data, "wte")["value"][2].pop()
+
+
+CASES: dict[str, Case] = {
+    # -- the command line itself ------------------------------------------------------------------
+    "no command": Case(fixed(), "handstep: ", ("COMMAND",)),
+    "unknown command": Case(fixed("bulid"), "handstep: ", ("bulid",)),
+    "unknown flag": Case(build("--outt", "x"), "handstep: ", ("--outt",)),
+    # -- build: --out --------------------------------------------------------------------------------
+    "build --out a user's folder": Case(build("--out", "docs"), "--out docs: ",
+                                        ("not empty and not a handstep site", "--force")),
+    "build --out a file": Case(build("--out", "notes.txt"), "--out notes.txt: ", ("is a file",)),
+    "build --out a file with --force": Case(build("--out", "notes.txt", "--force"), "--out notes.txt: ",
+                                            ("is a file",)),
+    "build --out a symbolic link": Case(build("--out", "link"), "--out link: ", ("symbolic link",)),
+    "build --out a symbolic link to a site": Case(build("--out", "sitelink", "--force"), "--out sitelink: ",
+                                                  ("symbolic link",)),
+    "build --out /": Case(build("--out", "/", "--force"), "--out /: ", ("root of the file system",)),
+    "build --out the current folder": Case(build("--out", ".", "--force"), "--out .: ", ("current folder",)),
+    "build --out the parent folder": Case(build("--out", "..", "--force"), "--out ..: ", ("current folder",)),
+    "build --out a git checkout": Case(build("--out", "project", "--force"), "--out project: ", ("git checkout",)),
+    "build --out the content folder": Case(build("--out", "content", "--force"), "--out content: ",
+                                           ("pages",)),
+    "build --out a folder holding the cache": Case(
+        lambda world: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates", "templates",
+                       "--cache", "outer/cache", "--out", "outer", "--force"], "--out outer: ", ("cache",)),
+    "build --out a folder holding the config": Case(build("--out", "configs", "--force"), "--out configs: ",
+                                                    ("config",)),
+    "build --out under a file": Case(build("--out", "notes.txt/site"), "--out notes.txt/site: ", ("is a file",)),
+    # -- build: other flags --------------------------------------------------------------------------
+    "build --content missing": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "nowhere",
+                                               "--templates", "templates", "--cache", "cache", "--out", "out"],
+                                    "--content nowhere: ", ("does not exist",)),
+    "build --content a file": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "notes.txt",
+                                              "--templates", "templates", "--cache", "cache", "--out", "out"],
+                                   "--content notes.txt: ", ("not a folder",)),
+    "build --templates missing": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content",
+                                                 "--templates", "nowhere", "--cache", "cache", "--out", "out"],
+                                      "--templates nowhere: ", ("does not exist",)),
+    "build --cache a file": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content",
+                                            "--templates", "templates", "--cache", "notes.txt", "--out", "out"],
+                                 "--cache notes.txt: ", ("is a file",)),
+    "build --cache a user's folder": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content",
+                                                     "--templates", "templates", "--cache", "docs", "--out", "out"],
+                                          "--cache docs: ", ("not a handstep cache",)),
+    "build --cache a symbolic link": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content",
+                                                     "--templates", "templates", "--cache", "link", "--out", "out"],
+                                          "--cache link: ", ("symbolic link",)),
+    "build --config missing": Case(lambda w: ["build", "--config", "configs/none.yaml", *SITE_FLAGS, "--out", "o"],
+                                   "configs/none.yaml: ", ("not found",)),
+    "build --config a folder": Case(lambda w: ["build", "--config", "configs", *SITE_FLAGS, "--out", "o"],
+                                    "configs: ", ("directory",)),
+    "build --seed text": Case(build("--seed", "seven", "--out", "o"), "handstep build: ", ("--seed", "seven")),
+    "build --seed negative": Case(build("--seed", "-3", "--out", "o"), "handstep build: ", ("--seed",)),
+    "build --compare missing": Case(build("--compare", "configs/none.yaml", "--out", "o"), "configs/none.yaml: ",
+                                    ("not found",)),
+    "build --compare-seed text": Case(build("--compare-seed", "x", "--out", "o"), "handstep build: ",
+                                      ("--compare-seed",)),
+    "build a config too big for memory": Case(
+        lambda w: ["build", "--config", "configs/huge.yaml", *SITE_FLAGS, "--out", "o"],
+        "configs/huge.yaml: ", ("model.d_model", "lower")),
+    "build a training run too long": Case(
+        lambda w: ["build", "--config", "configs/long.yaml", *SITE_FLAGS, "--out", "o"],
+        "configs/long.yaml: ", ("train_steps", "lower")),
+    # -- serve ----------------------------------------------------------------------------------------
+    "serve --port too large": Case(serve("--port", "99999"), "handstep serve: ", ("--port", "99999")),
+    "serve --port text": Case(serve("--port", "http"), "handstep serve: ", ("--port", "http")),
+    "serve --out a user's folder": Case(serve("--out", "docs", "--port", "0"), "--out docs: ",
+                                        ("not empty and not a handstep site",)),
+    "serve --content missing": Case(lambda w: ["serve", "--config", GOOD_CONFIG, "--content", "nowhere",
+                                               "--templates", "templates", "--port", "0"],
+                                    "--content nowhere: ", ("does not exist",)),
+    # -- trace ----------------------------------------------------------------------------------------
+    "trace --out a folder": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "docs"), "--out docs: ",
+                                 ("is a folder",)),
+    "trace --out a user's file": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "notes.txt"),
+                                      "--out notes.txt: ", ("not a handstep trace", "--force")),
+    "trace --out a symbolic link": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "filelink"),
+                                        "--out filelink: ", ("symbolic link",)),
+    "trace --out under a file": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "notes.txt/t.json"),
+                                     "--out notes.txt/t.json: ", ("is a file",)),
+    "trace --config a folder": Case(fixed("trace", "--config", "docs", "--out", "t.json"), "docs: ", ("directory",)),
+    "trace --seed text": Case(fixed("trace", "--seed", "x"), "handstep trace: ", ("--seed",)),
+    "trace a config too big for memory": Case(fixed("trace", "--config", "configs/huge.yaml", "--out", "t.json"),
+                                              "configs/huge.yaml: ", ("model.d_model",)),
+    # -- diff -----------------------------------------------------------------------------------------
+    "diff a missing file": Case(fixed("diff", "good.json", "none.json"), "none.json: ", ("not found",)),
+    "diff a folder": Case(fixed("diff", "good.json", "docs"), "docs: ", ("directory",)),
+    "diff a file that is not a trace": Case(fixed("diff", "good.json", "notes.txt"), "notes.txt: ",
+                                            ("not a handstep trace",)),
+    "diff one argument": Case(fixed("diff", "good.json"), "handstep diff: ", ("b",)),
+    "diff --html a folder": Case(fixed("diff", "good.json", "good.json", "--html", "docs"), "--html docs: ",
+                                 ("is a folder",)),
+    "diff --html a user's file": Case(fixed("diff", "good.json", "good.json", "--html", "notes.txt"),
+                                      "--html notes.txt: ", ("--force",)),
+    "diff a record's shape changed": Case(damaged(_reshape), "bad.json: ", ("L0.attn.q", "shape")),
+    "diff a value missing": Case(damaged(lambda d: _record(d, "wpe").pop("value")), "bad.json: ", ("wpe", "value")),
+    "diff the config missing": Case(damaged(lambda d: d.pop("config")), "bad.json: ", ("config",)),
+    "diff a duplicated record": Case(damaged(_duplicate), "bad.json: ", ("loss", "duplicate")),
+    "diff a ragged row": Case(damaged(_ragged), "bad.json: ", ("wte",)),
+    "diff a record without a name": Case(damaged(lambda d: d["records"][3].update(name=None)), "bad.json: ",
+                                         ("record 3", "name")),
+}
+
+
+def make_world(root: Path) -> Path:
+    """The fixture inputs plus the things a careless command could destroy."""
+    world = make_inputs(root)
+    (world / "configs" / "huge.yaml").write_text("model: {d_model: 100000, n_heads: 2}\n")
+    (world / "configs" / "long.yaml").write_text("train_steps: 100000000\n")
+    (world / "docs").mkdir()
+    (world / "docs" / "thesis.md").write_text("years of work\n")
+    (world / "notes.txt").write_text("my notes\n")
+    (world / "home").mkdir()
+    (world / "home" / ".bashrc").write_text("# mine\n")
+    (world / "link").symlink_to(world / "docs")
+    (world / "filelink").symlink_to(world / "notes.txt")
+    (world / "project" / ".git").mkdir(parents=True)
+    (world / "project" / "main.py").write_text("print('hello')\n")
+    (world / "outer").mkdir()
+    (world / "outer" / "keep.txt").write_text("keep\n")
+    return world
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> tuple[Path, Path]:
+    """A handstep site and a trace made once from the fixture config, copied into each world."""
+    base = tmp_path_factory.mktemp("good")
+    world = make_inputs(base / "world")
+    result = handstep(world, "build", "--config", GOOD_CONFIG, *SITE_FLAGS, "--out", "site")
+    assert result.returncode == 0, result.stderr
+    engine.run(engine.load_config(world / GOOD_CONFIG)).save(world / "good.json")
+    return world / "site", world / "good.json"
+
+
+@pytest.fixture
+def world(tmp_path: Path, good: tuple[Path, Path]) -> Path:
+    world = make_world(tmp_path / "world")
+    shutil.copytree(good[0], world / "site")
+    (world / "sitelink").symlink_to(world / "site")
+    shutil.copy(good[1], world / "good.json")
+    return world
+
+
+def test_enough_cases():
+    assert len(CASES) >= 50
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_stops_cleanly_and_touches_nothing(name: str, world: Path):
+    case = CASES[name]
+    argv = case.argv(world)
+    before = hash_tree(world)
+    result = handstep(world, *argv, env={"HOME": str(world / "home")})
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == 2, f"exit {result.returncode}: {result.stderr!r}"
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(case.prefix), f"{lines[0]!r} should start with {case.prefix!r}"
+    for fragment in case.fragments:
+        assert fragment in lines[0], f"{fragment!r} missing from {lines[0]!r}"
+    after = hash_tree(world)
+    # A failed build may only have warmed its own cache; everything else is exactly as it was.
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert {k for k in changed if not k.startswith("cache/")} == set(), sorted(changed)
+
+
+def test_build_out_home_is_refused_even_with_force(world: Path):
+    result = handstep(world, *build("--out", "home", "--force")(world), env={"HOME": str(world / "home")})
+    assert result.returncode == 2 and result.stderr.startswith("--out home: is your home folder")
+    assert (world / "home" / ".bashrc").read_text() == "# mine\n"
+
+
+def test_build_replaces_its_own_site_and_new_or_empty_folders(world: Path):
+    (world / "empty").mkdir()
+    for out in ("site", "empty", "new/deeper"):
+        result = handstep(world, *build("--out", out)(world))
+        assert result.returncode == 0, result.stderr
+        assert (world / out / ".handstep-site").is_file() and (world / out / "index.html").is_file()
+
+
+def test_force_replaces_a_users_folder_only_when_asked(world: Path):
+    (world / "old").mkdir()
+    (world / "old" / "draft.txt").write_text("draft\n")
+    refused = handstep(world, *build("--out", "old")(world))
+    assert refused.returncode == 2 and (world / "old" / "draft.txt").exists()
+    forced = handstep(world, *build("--out", "old", "--force")(world))
+    assert forced.returncode == 0, forced.stderr
+    assert not (world / "old" / "draft.txt").exists() and (world / "old" / "index.html").is_file()
+
+
+def test_a_stale_look_alike_folder_is_left_alone(world: Path):
+    """A folder named like a killed build's temporary tree, but not one, is never deleted."""
+    look_alike = world / ".site.build-999999"
+    look_alike.mkdir()
+    (look_alike / "mine.txt").write_text("mine\n")
+    result = handstep(world, *build("--out", "site")(world))
+    assert result.returncode == 0, result.stderr
+    assert (look_alike / "mine.txt").read_text() == "mine\n"
+
+
+def test_trace_writes_and_replaces_only_traces(world: Path):
+    first = handstep(world, "trace", "--config", GOOD_CONFIG, "--out", "out/t.json")
+    assert first.returncode == 0, first.stderr
+    again = handstep(world, "trace", "--config", GOOD_CONFIG, "--seed", "3", "--out", "out/t.json")
+    assert again.returncode == 0, again.stderr
+    assert engine.load_trace(world / "out" / "t.json").config["seed"] == 3
+    assert sorted(p.name for p in (world / "out").iterdir()) == ["t.json"]  # no temporary file left
+    forced = handstep(world, "trace", "--config", GOOD_CONFIG, "--out", "notes.txt", "--force")
+    assert forced.returncode == 0 and engine.load_trace(world / "notes.txt")
+
+
+def test_trace_outside_the_checkout_uses_the_built_in_defaults(tmp_path: Path):
+    result = handstep(tmp_path, "trace", "--out", "t.json")
+    assert result.returncode == 0, result.stderr
+    assert engine.load_trace(tmp_path / "t.json").config == engine.Config().to_dict()
+
+
+def test_diff_html_writes_and_replaces_its_own_page(world: Path):
+    for _ in range(2):
+        result = handstep(world, "diff", "good.json", "good.json", "--html", "d.html")
+        assert result.returncode == 0, result.stderr
+    assert "handstep" in (world / "d.html").read_text()
+
+
+def test_serve_refuses_a_taken_port_before_building(world: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = handstep(world, *serve("--port", str(port), "--out", "newsite")(world), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"--port {port}: is already in use; pick another, e.g. --port {port + 1}"
+    assert not (world / "newsite").exists()
+
+
+def test_version():
+    result = subprocess.run([sys.executable, "-m", "site_build.cli", "--version"], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.startswith("handstep ") and result.stdout.strip()[9:][0].isdigit()
