@@ -99,7 +99,8 @@ def format_diff(d: TraceDiff, name_a: str, name_b: str, limit: int = 0) -> str:
     if limit and len(d.records) > limit:
         lines.append(f"... and {len(d.records) - limit} more (use --all)")
     changed = sum(r.status == "changed" for r in d.records)
-    loss = (f"loss A {d.loss_a:.10g}  B {d.loss_b:.10g}" if d.loss_a is not None and d.loss_b is not None else "loss: n/a")
+    both = d.loss_a is not None and d.loss_b is not None
+    loss = f"loss A {d.loss_a:.10g}  B {d.loss_b:.10g}" if both else "loss: n/a"
     lines.append(f"summary: {d.compared} records compared, {changed} changed, "
                  f"{sum(r.status != 'changed' for r in d.records)} missing or reshaped; "
                  f"first difference: {d.first or 'none'}; {loss}")

@@ -75,31 +75,65 @@ def causal_mask(T):
     return np.tril(np.ones((T, T), dtype=bool))  # (T, S): True where key s <= query t
 
 
-def attention_forward(qkv, n_heads):
+def split_qkv(qkv, n_heads):
     C = qkv.shape[-1] // 3
-    q, k, v = (split_heads(qkv[..., i * C : (i + 1) * C], n_heads) for i in range(3))  # (B, H, T, D) each
+    return tuple(split_heads(qkv[..., i * C : (i + 1) * C], n_heads) for i in range(3))  # (B, H, T, D) each
+
+
+def merge_qkv(dq, dk, dv):
+    return np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3C)
+
+
+def scores_forward(q, k):
+    return q @ k.swapaxes(-1, -2)  # (B, H, T, S): every query against every key
+
+
+def scores_backward(dscores, q, k):
+    dq = dscores @ k  # (B, H, T, D)
+    dk = dscores.swapaxes(-1, -2) @ q  # (B, H, S, D)
+    return dq, dk
+
+
+def causal_mask_forward(x):
+    return np.where(causal_mask(x.shape[-1]), x, -np.inf)  # (B, H, T, S): no peeking ahead
+
+
+def causal_mask_backward(dout):
+    return np.where(causal_mask(dout.shape[-1]), dout, 0.0)  # masked entries had no say
+
+
+def context_forward(weights, v):
+    return weights @ v  # (B, H, T, D): each query's weighted mix of the values
+
+
+def context_backward(dcontext, weights, v):
+    dweights = dcontext @ v.swapaxes(-1, -2)  # (B, H, T, S)
+    dv = weights.swapaxes(-1, -2) @ dcontext  # (B, H, S, D)
+    return dweights, dv
+
+
+def attention_forward(qkv, n_heads):
+    """Causal multi-head attention from the packed [Q|K|V] (the model records each step of it separately)."""
+    q, k, v = split_qkv(qkv, n_heads)
     scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = q @ k.swapaxes(-1, -2)  # (B, H, T, S)
-    scaled = scores * scale  # (B, H, T, S)
-    masked = np.where(causal_mask(qkv.shape[1]), scaled, -np.inf)  # (B, H, T, S): no peeking ahead
-    weights = softmax_forward(masked)  # (B, H, T, S)
-    context = weights @ v  # (B, H, T, D)
+    scores = scores_forward(q, k)
+    scaled = scores * scale
+    masked = causal_mask_forward(scaled)
+    weights = softmax_forward(masked)
+    context = context_forward(weights, v)
     return dict(q=q, k=k, v=v, scale=scale, scores=scores, scaled=scaled, masked=masked,
                 weights=weights, context=context, merged=merge_heads(context))
 
 
 def attention_backward(dmerged, a):
     dcontext = split_heads(dmerged, a["q"].shape[1])  # (B, H, T, D)
-    dweights = dcontext @ a["v"].swapaxes(-1, -2)  # (B, H, T, S)
-    dv = a["weights"].swapaxes(-1, -2) @ dcontext  # (B, H, S, D)
+    dweights, dv = context_backward(dcontext, a["weights"], a["v"])
     dmasked = softmax_backward(dweights, a["weights"])  # (B, H, T, S)
-    dscaled = np.where(causal_mask(dmerged.shape[1]), dmasked, 0.0)  # (B, H, T, S): masked entries had no say
+    dscaled = causal_mask_backward(dmasked)
     dscores = dscaled * a["scale"]  # (B, H, T, S)
-    dq = dscores @ a["k"]  # (B, H, T, D)
-    dk = dscores.swapaxes(-1, -2) @ a["q"]  # (B, H, S, D)
-    dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3C)
+    dq, dk = scores_backward(dscores, a["q"], a["k"])
     return dict(context=dcontext, weights=dweights, v=dv, masked=dmasked, scaled=dscaled,
-                scores=dscores, q=dq, k=dk, qkv=dqkv)
+                scores=dscores, q=dq, k=dk, qkv=merge_qkv(dq, dk, dv))
 
 
 def softmax_forward(x):

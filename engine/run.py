@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import model
+from . import model, notation
 from .budget import check_budget
 from .config import Config
 from .layers import cross_entropy_forward
-from .optim import optimizer_step
-from .trace import CheckRecorder, NonFiniteError, Recorder, Trace
+from .optim import decays, optimizer_step
+from .tape import BT
+from .trace import NonFiniteError, Recorder, Trace, check_only
 
 IGNORE = -100  # Hugging Face's label for "no target here"
 Progress = Callable[[str, int, int], None]  # progress(phase, done, total)
@@ -63,17 +64,17 @@ def _run(cfg: Config, progress: Progress) -> Trace:
     axes = {name: ax for name, _, _, ax in specs}
     progress("step", 0, 1)
     params = model.init_params(cfg)
-    rec = Recorder()
+    rec = Recorder(lambda name, op: notation.describe(name, op, cfg))
     try:
         for name, _, _, ax in specs:
-            rec.add(name, "param", [], params[name], ax, _init_formula(name, cfg), model.param_symbol(name),
-                    init_std=cfg.model.init_std)
-        rec.add("input_ids", "input", [], ids, ("batch", "tokens"), r"\mathrm{id}_t = \mathrm{vocab}[w_t]",
-                r"\mathrm{id}")
-        rec.add("targets", "input", [], targets, ("batch", "tokens"), r"y_t = \mathrm{id}_{t+1}", "y", ignore=IGNORE)
-        fw = model.forward(params, ids, targets, cfg, rec.add)
+            rec.add(name, params[name], op="param", axes=ax, init_std=cfg.model.init_std,
+                    decays=decays(params[name], cfg.optimizer.decay))
+        rec.add("input_ids", ids, op="input", axes=BT)
+        rec.add("targets", targets, op="input", axes=BT, ignore=IGNORE)
+        t = model.tape(cfg, params, ids, targets, rec.add)
+        model.forward(t, cfg)
         rec.phase = "backward"
-        grads = model.backward(params, ids, targets, fw, cfg, rec.add)
+        grads = model.backward(t, cfg)
         rec.phase = "optimizer"
         new = optimizer_step(params, grads, {}, 1, cfg.optimizer, axes, rec.add)
         rec.phase = "evaluation"
@@ -83,7 +84,7 @@ def _run(cfg: Config, progress: Progress) -> Trace:
                        "lower optimizer.lr or init_std") from None
     progress("step", 1, 1)
     rec.phase = "train"
-    train(params, ids, targets, cfg, rec, axes, before=fw["target_prob"], progress=progress)
+    train(params, ids, targets, cfg, rec, axes, before=t.v["loss.target_prob"], progress=progress)
     index = {key: {"initial": name, "grad": f"grad.{name}", "updated": f"updated.{name}"}
              for name, key, _, _ in specs}
     index.update({"input_ids": "input_ids", "targets": "targets", "logits": "logits", "loss": "loss"})
@@ -92,18 +93,15 @@ def _run(cfg: Config, progress: Progress) -> Trace:
 
 def evaluate(params, ids, targets, cfg, rec):
     """The forward pass re-run on the updated weights: did the step lower the loss?"""
-    fw = model.forward(params, ids, targets, cfg, CheckRecorder().add)
-    probs, target_prob, per_token, loss = cross_entropy_forward(fw["logits"], targets)
-    rec.add("after.logits", "forward", [], fw["logits"], ("batch", "tokens", "vocab"),
-            r"\mathrm{logits}' = \mathrm{model}_{\theta'}(x)", r"\mathrm{logits}'")
-    rec.add("after.probs", "softmax", ["after.logits"], probs, ("batch", "tokens", "vocab"),
-            r"p'_{t,v} = \mathrm{softmax}(\mathrm{logits}'_t)_v", "p'")
-    rec.add("after.target_prob", "gather", ["after.probs", "targets"], target_prob, ("batch", "tokens"),
-            r"p'_t(y_t) = p'_{t,y_t}", "p'(y)")
-    rec.add("after.per_token", "cross_entropy", ["after.logits", "targets"], per_token, ("batch", "tokens"),
-            r"\ell'_t = -\log p'_{t,y_t}", r"\ell'")
-    rec.add("after.loss", "loss_mean", ["after.per_token", "targets"], np.float64(loss), (),
-            r"\mathcal{L}' = \tfrac1N\textstyle\sum_t \ell'_t", r"\mathcal{L}'")
+    t = model.tape(cfg, params, ids, targets, check_only)
+    model.forward(t, cfg)
+    probs, target_prob, per_token, loss = cross_entropy_forward(t.v["logits"], targets)
+    BTV = ("batch", "tokens", "vocab")
+    rec.add("after.logits", t.v["logits"], op="forward", axes=BTV)
+    rec.add("after.probs", probs, op="softmax", inputs=("after.logits",), axes=BTV)
+    rec.add("after.target_prob", target_prob, op="gather", inputs=("after.probs", "targets"), axes=BT)
+    rec.add("after.per_token", per_token, op="cross_entropy", inputs=("after.logits", "targets"), axes=BT)
+    rec.add("after.loss", np.float64(loss), op="loss_mean", inputs=("after.per_token", "targets"))
 
 
 def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | None = None):
@@ -120,52 +118,39 @@ def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | Non
     state: dict = {}
     losses = []
     p = params
-    for t in range(1, cfg.train_steps + 2):
-        fw = model.forward(p, ids, targets, cfg, _skip)
-        if not np.isfinite(fw["loss"]):
-            _name_first_non_finite(p, ids, targets, cfg, axes, dict(state), t)
-        losses.append(fw["loss"])
-        if t == cfg.train_steps + 1:
+    for step in range(1, cfg.train_steps + 2):
+        t = model.tape(cfg, p, ids, targets)
+        loss = t.v[model.forward(t, cfg)]
+        if not np.isfinite(loss):
+            _name_first_non_finite(p, ids, targets, cfg, axes, dict(state), step)
+        losses.append(loss)
+        if step == cfg.train_steps + 1:
             break
         before_state = {k: dict(v) for k, v in state.items()}
-        grads = model.backward(p, ids, targets, fw, cfg, _skip)
-        new = optimizer_step(p, grads, state, t, cfg.optimizer, axes, _skip)
+        grads = model.backward(t, cfg)
+        new = optimizer_step(p, grads, state, step, cfg.optimizer, axes)
         if not all(np.isfinite(v).all() for v in new.values()):
-            _name_first_non_finite(p, ids, targets, cfg, axes, before_state, t)
+            _name_first_non_finite(p, ids, targets, cfg, axes, before_state, step)
         p = new
-        if t % every == 0 or t == total:
-            progress("training run", t, total)
-    rec.add("train.loss", "train_loss", [], np.array(losses), ("step",),
-            r"\mathcal{L}_k = \mathcal{L}(\theta_k),\ k = 0,\dots,K", r"\mathcal{L}", steps=cfg.train_steps)
-    rec.add("train.target_prob.before", "train_prob", ["loss.target_prob"], before, ("batch", "tokens"),
-            r"p_{\theta_0}(y_t)", r"p_0(y)")
-    rec.add("train.target_prob.after", "train_prob", [], fw["target_prob"], ("batch", "tokens"),
-            r"p_{\theta_K}(y_t)", r"p_K(y)", steps=cfg.train_steps)
+        if step % every == 0 or step == total:
+            progress("training run", step, total)
+    rec.add("train.loss", np.array(losses), op="train_loss", axes=("step",), steps=cfg.train_steps)
+    rec.add("train.target_prob.before", before, op="train_prob", inputs=("loss.target_prob",), axes=BT)
+    rec.add("train.target_prob.after", t.v["loss.target_prob"], op="train_prob", axes=BT, steps=cfg.train_steps)
 
 
 def _skip(*args, **kwargs):
     pass
 
 
-def _name_first_non_finite(p, ids, targets, cfg, axes, state, t):
-    check = CheckRecorder().add
+def _name_first_non_finite(p, ids, targets, cfg, axes, state, step):
     try:
-        fw = model.forward(p, ids, targets, cfg, check)
-        grads = model.backward(p, ids, targets, fw, cfg, check)
-        optimizer_step(p, grads, state, t, cfg.optimizer, axes, check)
+        t = model.tape(cfg, p, ids, targets, check_only)
+        model.forward(t, cfg)
+        grads = model.backward(t, cfg)
+        optimizer_step(p, grads, state, step, cfg.optimizer, axes, check_only)
     except NonFiniteError as exc:
-        raise RunError(f"training run: a NaN or Inf first appeared in record {exc.name!r} at step {t} "
+        raise RunError(f"training run: a NaN or Inf first appeared in record {exc.name!r} at step {step} "
                        f"of train_steps {cfg.train_steps}; lower optimizer.lr") from None
-    raise RunError(f"training run: a NaN or Inf appeared at step {t} of train_steps {cfg.train_steps}; "
+    raise RunError(f"training run: a NaN or Inf appeared at step {step} of train_steps {cfg.train_steps}; "
                    "lower optimizer.lr")
-
-
-def _init_formula(name: str, cfg: Config) -> str:
-    std = cfg.model.init_std
-    if name.endswith(("ln_1.weight", "ln_2.weight")) or name == "ln_f.weight":
-        return r"\gamma = 1"
-    if name.endswith(".bias"):
-        return r"b = 0"
-    if name.endswith("c_proj.weight"):
-        return rf"W \sim \mathcal{{N}}\!\left(0,\ ({std}/\sqrt{{2\cdot{cfg.model.n_layers}}})^2\right)"
-    return rf"W \sim \mathcal{{N}}(0,\ {std}^2)"

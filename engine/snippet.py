@@ -8,7 +8,6 @@ def pytorch_snippet(config: dict, trace_file: str = "trace.json") -> str:
     m, o = config["model"], config["optimizer"]
     bos = m["vocab"].index("<bos>")
     eos = m["vocab"].index("<eos>") if "<eos>" in m["vocab"] else bos
-    decay = "p.ndim >= 2" if o["decay"] == "matrices" else "True"
     if o["name"] == "sgd":
         make_opt = f"torch.optim.SGD(groups, lr={o['lr']!r}, momentum={o['momentum']!r})"
     else:
@@ -24,15 +23,17 @@ model = GPT2LMHeadModel(GPT2Config(
     vocab_size={len(m["vocab"])}, n_positions={m["n_positions"]}, n_embd={m["d_model"]}, n_layer={m["n_layers"]},
     n_head={m["n_heads"]}, n_inner={m["d_ff"]}, activation_function="gelu_new", layer_norm_epsilon=1e-5,
     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id={bos}, eos_token_id={eos})).eval()
-weights = {{k: torch.tensor(rec[v["initial"]]["value"]) for k, v in trace["index"].items() if k.startswith("transformer.")}}
+tensors = {{k: rec[v["initial"]] for k, v in trace["index"].items() if k.startswith("transformer.")}}
+weights = {{k: torch.tensor(r["value"]) for k, r in tensors.items()}}
+decays = {{k for k, r in tensors.items() if r["meta"]["decays"]}}  # which tensors decay: the engine's one rule
 model.load_state_dict(weights, strict=False)  # lm_head is tied to transformer.wte
 ids, targets = torch.tensor(rec["input_ids"]["value"]), torch.tensor(rec["targets"]["value"])
 logits = model(input_ids=ids).logits
 loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)  # float64, mean over targets
 loss.backward()
 params = dict(model.named_parameters())
-groups = [{{"params": [p for p in params.values() if {decay}], "weight_decay": {o["weight_decay"]!r}}},
-          {{"params": [p for p in params.values() if not ({decay})], "weight_decay": 0.0}}]
+groups = [{{"params": [p for k, p in params.items() if k in decays], "weight_decay": {o["weight_decay"]!r}}},
+          {{"params": [p for k, p in params.items() if k not in decays], "weight_decay": 0.0}}]
 {make_opt}.step()
 print("loss: torch", loss.item(), "handstep", rec["loss"]["value"])
 for key, names in trace["index"].items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,26 +85,27 @@ class Trace:
 
 
 class Recorder:
-    """Collects records during a run; `NullRecorder` lets the training run skip them for speed."""
+    """Collects records during a run. `describe(name, op)` gives a record's (formula, symbol): engine.notation."""
 
-    def __init__(self):
+    def __init__(self, describe: Callable[[str, str], tuple[str, str]]):
         self.records: list[Record] = []
         self.phase = "forward"
+        self.describe = describe
 
-    def add(self, name, op, inputs, value, axes, formula, symbol, **meta) -> None:
+    def add(self, name: str, value: Any, *, op: str, inputs: tuple[str, ...] = (), axes: tuple[str, ...] = (),
+            **meta: Any) -> None:
         value = np.asarray(value)
         if value.ndim != len(axes):
             raise ValueError(f"{name}: {value.ndim} dims but axes {axes}")
         check_finite(name, op, value)
+        formula, symbol = self.describe(name, op)
         self.records.append(Record(name, op, self.phase, tuple(inputs), value.copy(), tuple(axes), formula, symbol,
                                    meta))
 
 
-class CheckRecorder(Recorder):
-    """Keeps nothing, only checks every value is finite (the training run's many steps)."""
-
-    def add(self, name, op, inputs, value, *args, **kwargs) -> None:
-        check_finite(name, op, np.asarray(value))
+def check_only(name: str, value: Any, *, op: str, **kwargs: Any) -> None:
+    """A recorder that keeps nothing and only checks every value is finite (to name the first NaN or Inf)."""
+    check_finite(name, op, np.asarray(value))
 
 
 class NonFiniteError(FloatingPointError):

@@ -88,7 +88,8 @@ def small_configs(draw):
     # d_model >= 2: at d_model 1 LayerNorm's output is identically its bias, every gradient into it is
     # rounding noise, and Adam's sign-like first step turns that noise into ~1e-9 differences.
     head_size = draw(st.integers(2 if heads == 1 else 1, 4))
-    texts = draw(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join), min_size=1, max_size=3))
+    words = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
+    texts = draw(st.lists(words, min_size=1, max_size=3))
     opt = draw(st.sampled_from(["adamw", "adam", "sgd"]))
     return {
         "seed": draw(st.integers(0, 2**31 - 1)),

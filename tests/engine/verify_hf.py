@@ -33,9 +33,10 @@ def verification(trace) -> dict:
         names = trace.index[key]
         tensors[names["grad"]] = max_abs(o["grads"][key], trace[names["grad"]])
         tensors[names["updated"]] = max_abs(o["updated"][key], trace[names["updated"]])
+    optimizer = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}[trace.config["optimizer"]["name"]]
     return {"format": "handstep-verification", "trace_sha256": digest(trace),
             "oracle": f"transformers {transformers.__version__} GPT2LMHeadModel + torch {torch.__version__} "
-                      f"torch.optim.{ {'adamw': 'AdamW', 'adam': 'Adam', 'sgd': 'SGD'}[trace.config['optimizer']['name']] }, float64",
+                      f"torch.optim.{optimizer}, float64",
             "max_abs_diff": tensors}
 
 

@@ -1,0 +1,196 @@
+"""The recorded ops the model is written in: each computes with `engine.layers` and records what it made.
+
+A `Tape` holds every value of one pass by record name (the backward pass reads the forward's values from
+it) and hands each new value to `record(name, value, op=..., inputs=..., axes=..., **meta)`: the trace's
+recorder, a check for NaN/Inf, or nothing (the training run). `meta` carries every constant an explanation
+of one element needs (ε, the scale, the GELU constants, the einsum of a contraction), so nothing downstream
+repeats a literal. Names are strings throughout: an op takes the names of its inputs and returns the name
+of its output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import layers as L
+
+EPS = 1e-5  # LayerNorm epsilon, as GPT-2
+BT = ("batch", "tokens")
+BTC = ("batch", "tokens", "d_model")
+BHTD = ("batch", "heads", "tokens", "head_dim")
+BHTS = ("batch", "heads", "tokens", "keys")
+OUT_AXIS = {"c_attn": "qkv", "c_fc": "d_ff"}  # the output axis of each linear layer (else d_model)
+
+
+class Tape:
+    def __init__(self, values: dict[str, np.ndarray], axes: dict[str, tuple[str, ...]],
+                 record: Callable[..., Any] | None = None) -> None:
+        self.v = dict(values)  # record name -> value
+        self.axes = dict(axes)
+        self.record = record
+        self.grads: dict[str, np.ndarray] = {}  # parameter -> its gradient, as the backward pass makes them
+
+    def put(self, name: str, value: Any, *, op: str, inputs: tuple[str, ...] | list[str], axes: tuple[str, ...],
+            **meta: Any) -> str:
+        self.v[name] = value
+        self.axes[name] = tuple(axes)
+        if self.record is not None:
+            self.record(name, value, op=op, inputs=tuple(inputs), axes=tuple(axes), **meta)
+        return name
+
+    def param_grad(self, param: str, value: np.ndarray, **how: Any) -> str:
+        """Record the gradient of a parameter and keep it for the optimizer."""
+        self.grads[param] = value
+        return self.put(f"grad.{param}", value, **how)
+
+    # -- forward ops ------------------------------------------------------------------------------------------
+    def embed(self, ids: str) -> str:
+        tok, pos, x = L.embedding_forward(self.v["wte"], self.v["wpe"], self.v[ids])
+        self.put("embed.tok", tok, op="embedding", inputs=("wte", ids), axes=BTC)
+        self.put("embed.pos", pos, op="embedding", inputs=("wpe",), axes=("tokens", "d_model"))
+        return self.put("embed.out", x, op="add", inputs=("embed.tok", "embed.pos"), axes=BTC)
+
+    def layernorm(self, ln: str, x: str) -> str:
+        mean, var, xhat, out = L.layernorm_forward(self.v[x], self.v[f"{ln}.weight"], self.v[f"{ln}.bias"], EPS)
+        self.put(f"{ln}.mean", mean, op="mean", inputs=(x,), axes=BT)
+        self.put(f"{ln}.var", var, op="var", inputs=(x, f"{ln}.mean"), axes=BT)
+        self.put(f"{ln}.xhat", xhat, op="normalize", inputs=(x, f"{ln}.mean", f"{ln}.var"), axes=BTC, eps=EPS)
+        return self.put(f"{ln}.out", out, op="affine", inputs=(f"{ln}.xhat", f"{ln}.weight", f"{ln}.bias"),
+                        axes=BTC)
+
+    def linear(self, out: str, x: str, layer: str) -> str:
+        w, b = f"{layer}.weight", f"{layer}.bias"
+        axes = self.axes[x][:-1] + (OUT_AXIS.get(layer.rsplit(".", 1)[-1], "d_model"),)
+        return self.put(out, L.linear_forward(self.v[x], self.v[w], self.v[b]), op="linear", inputs=(x, w, b),
+                        axes=axes, einsum="bti,io->bto")
+
+    def split_qkv(self, a: str, qkv: str, n_heads: int) -> tuple[str, str, str]:
+        q, k, v = (self.put(f"{a}.{key}", value, op="split_heads", inputs=(qkv,), axes=BHTD, part=part, n_heads=n_heads)
+                   for part, (key, value) in enumerate(zip("qkv", L.split_qkv(self.v[qkv], n_heads))))
+        return q, k, v
+
+    def scores(self, out: str, q: str, k: str) -> str:
+        return self.put(out, L.scores_forward(self.v[q], self.v[k]), op="matmul", inputs=(q, k), axes=BHTS,
+                        einsum="bhtd,bhsd->bhts")
+
+    def scale(self, out: str, x: str, head_dim: int) -> str:
+        factor = 1.0 / math.sqrt(head_dim)
+        return self.put(out, self.v[x] * factor, op="scale", inputs=(x,), axes=self.axes[x], factor=factor,
+                        factor_tex=rf"\sqrt{{{head_dim}}}", divide=True)
+
+    def causal_mask(self, out: str, x: str) -> str:
+        return self.put(out, L.causal_mask_forward(self.v[x]), op="causal_mask", inputs=(x,), axes=BHTS)
+
+    def softmax(self, out: str, x: str) -> str:
+        return self.put(out, L.softmax_forward(self.v[x]), op="softmax", inputs=(x,), axes=self.axes[x])
+
+    def context(self, out: str, weights: str, v: str) -> str:
+        return self.put(out, L.context_forward(self.v[weights], self.v[v]), op="matmul", inputs=(weights, v),
+                        axes=BHTD, einsum="bhts,bhsd->bhtd")
+
+    def merge_heads(self, out: str, x: str) -> str:
+        return self.put(out, L.merge_heads(self.v[x]), op="merge_heads", inputs=(x,), axes=BTC)
+
+    def gelu(self, out: str, x: str) -> str:
+        return self.put(out, L.gelu_forward(self.v[x]), op="gelu", inputs=(x,), axes=self.axes[x], k=L.GELU_K,
+                        c=L.GELU_C)
+
+    def add(self, out: str, a: str, b: str) -> str:
+        return self.put(out, self.v[a] + self.v[b], op="add", inputs=(a, b), axes=self.axes[a])
+
+    def logits(self, x: str) -> str:
+        return self.put("logits", L.logits_forward(self.v[x], self.v["wte"]), op="matmul", inputs=(x, "wte"),
+                        axes=("batch", "tokens", "vocab"), einsum="btc,vc->btv")
+
+    def cross_entropy(self, logits: str, targets: str) -> str:
+        probs, target_prob, per_token, loss = L.cross_entropy_forward(self.v[logits], self.v[targets])
+        self.put("probs", probs, op="softmax", inputs=(logits,), axes=("batch", "tokens", "vocab"))
+        self.put("loss.target_prob", target_prob, op="gather", inputs=("probs", targets), axes=BT)
+        self.put("loss.per_token", per_token, op="cross_entropy", inputs=(logits, targets), axes=BT)
+        return self.put("loss", np.float64(loss), op="loss_mean", inputs=("loss.per_token", targets), axes=())
+
+    # -- backward ops: the gradient of record X is the record `grad.X` ---------------------------------------------
+    def cross_entropy_backward(self, probs: str, targets: str) -> str:
+        return self.put("grad.logits", L.cross_entropy_backward(self.v[probs], self.v[targets]),
+                        op="cross_entropy_backward", inputs=(probs, targets), axes=("batch", "tokens", "vocab"))
+
+    def logits_backward(self, dlogits: str, x: str) -> str:
+        dx, dwte = L.logits_backward(self.v[dlogits], self.v[x], self.v["wte"])
+        dxname = self.put(f"grad.{x}", dx, op="matmul", inputs=(dlogits, "wte"), axes=BTC, einsum="btv,vc->btc")
+        self.put("grad.wte.from_logits", dwte, op="matmul", inputs=(dlogits, x), axes=("vocab", "d_model"),
+                 einsum="btv,btc->vc")
+        return dxname
+
+    def layernorm_backward(self, ln: str, dout: str, x: str, dx: str) -> str:
+        """Records the gradients of the LayerNorm's weight, bias and x̂, and of its input x as `dx`."""
+        dxhat, dxv, dw, db = L.layernorm_backward(self.v[dout], self.v[f"{ln}.xhat"], self.v[f"{ln}.var"],
+                                                  self.v[f"{ln}.weight"], EPS)
+        self.param_grad(f"{ln}.weight", dw, op="sum", inputs=(dout, f"{ln}.xhat"), axes=("d_model",),
+                        einsum="btc,btc->c")
+        self.param_grad(f"{ln}.bias", db, op="sum", inputs=(dout,), axes=("d_model",), einsum="btc->c")
+        self.put(f"grad.{ln}.xhat", dxhat, op="mul", inputs=(dout, f"{ln}.weight"), axes=BTC, einsum="btc,c->btc")
+        return self.put(dx, dxv, op="layernorm_backward", inputs=(f"grad.{ln}.xhat", f"{ln}.xhat", f"{ln}.var"),
+                        axes=BTC, eps=EPS, x=x)
+
+    def linear_backward(self, dout: str, x: str, layer: str) -> str:
+        """The gradients of `out = x @ W + b`: of x (returned), and of W and b (kept for the optimizer)."""
+        w, b = f"{layer}.weight", f"{layer}.bias"
+        dx, dw, db = L.linear_backward(self.v[dout], self.v[x], self.v[w])
+        out_axis = self.axes[w][-1]
+        dxname = self.put(f"grad.{x}", dx, op="matmul", inputs=(dout, w), axes=self.axes[x], einsum="bto,io->bti")
+        self.param_grad(w, dw, op="matmul", inputs=(x, dout), axes=(self.axes[x][-1], out_axis),
+                        einsum="bti,bto->io")
+        self.param_grad(b, db, op="sum", inputs=(dout,), axes=(out_axis,), einsum="bto->o")
+        return dxname
+
+    def gelu_backward(self, dout: str, x: str) -> str:
+        return self.put(f"grad.{x}", L.gelu_backward(self.v[dout], self.v[x]), op="gelu_backward",
+                        inputs=(dout, x), axes=self.axes[x], k=L.GELU_K, c=L.GELU_C)
+
+    def split_heads_backward(self, dmerged: str, out: str, n_heads: int) -> str:
+        return self.put(out, L.split_heads(self.v[dmerged], n_heads), op="split_heads", inputs=(dmerged,),
+                        axes=BHTD, part=None, n_heads=n_heads)
+
+    def context_backward(self, dcontext: str, weights: str, v: str) -> tuple[str, str]:
+        dw, dv = L.context_backward(self.v[dcontext], self.v[weights], self.v[v])
+        dwn = self.put(f"grad.{weights}", dw, op="matmul", inputs=(dcontext, v), axes=BHTS, einsum="bhtd,bhsd->bhts")
+        dvn = self.put(f"grad.{v}", dv, op="matmul", inputs=(weights, dcontext), axes=BHTD, einsum="bhts,bhtd->bhsd")
+        return dwn, dvn
+
+    def softmax_backward(self, dout: str, y: str, out: str) -> str:
+        return self.put(out, L.softmax_backward(self.v[dout], self.v[y]), op="softmax_backward", inputs=(dout, y),
+                        axes=BHTS)
+
+    def causal_mask_backward(self, dout: str, out: str) -> str:
+        return self.put(out, L.causal_mask_backward(self.v[dout]), op="mask_backward", inputs=(dout,), axes=BHTS)
+
+    def scale_backward(self, dout: str, out: str, head_dim: int) -> str:
+        factor = 1.0 / math.sqrt(head_dim)
+        return self.put(out, self.v[dout] * factor, op="scale", inputs=(dout,), axes=BHTS, factor=factor,
+                        factor_tex=rf"\sqrt{{{head_dim}}}", divide=True)
+
+    def scores_backward(self, dscores: str, q: str, k: str) -> tuple[str, str]:
+        dq, dk = L.scores_backward(self.v[dscores], self.v[q], self.v[k])
+        dqn = self.put(f"grad.{q}", dq, op="matmul", inputs=(dscores, k), axes=BHTD, einsum="bhts,bhsd->bhtd")
+        dkn = self.put(f"grad.{k}", dk, op="matmul", inputs=(dscores, q), axes=BHTD, einsum="bhts,bhtd->bhsd")
+        return dqn, dkn
+
+    def merge_qkv(self, out: str, dq: str, dk: str, dv: str, n_heads: int) -> str:
+        return self.put(out, L.merge_qkv(self.v[dq], self.v[dk], self.v[dv]), op="merge_qkv", inputs=(dq, dk, dv),
+                        axes=("batch", "tokens", "qkv"), n_heads=n_heads)
+
+    def add_grads(self, out: str, a: str, b: str) -> str:
+        """Where a value fed two branches, its gradient is the sum of theirs."""
+        return self.put(out, self.v[a] + self.v[b], op="add", inputs=(a, b), axes=self.axes[a])
+
+    def embed_backward(self, dx: str, ids: str) -> None:
+        vocab, positions = len(self.v["wte"]), len(self.v["wpe"])
+        dwte_in, dwpe = L.embedding_backward(self.v[dx], self.v[ids], vocab, positions)
+        self.param_grad("wpe", dwpe, op="embedding_backward", inputs=(dx,), axes=("positions", "d_model"))
+        self.put("grad.wte.from_embed", dwte_in, op="embedding_backward", inputs=(dx, ids), axes=("vocab", "d_model"))
+        self.param_grad("wte", self.v["grad.wte.from_logits"] + dwte_in, op="add",
+                        inputs=("grad.wte.from_logits", "grad.wte.from_embed"), axes=("vocab", "d_model"))

@@ -1,0 +1,123 @@
+"""One description of each op kind (engine/explain/ops.yaml), two interpreters: Python for the pages' calc()
+blocks, JavaScript for the click panel. For every op kind, on configs that exercise every branch, both must
+give the same LaTeX lines, the same text, the same operands and the same number."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from engine import run
+from engine.config import config_from_dict
+from engine.explain import SCRIPT, Element, exact, num, ops
+
+CONFIGS = {
+    "adamw": {},
+    "adam-padded-two-layers": {"optimizer": {"name": "adam"}, "model": {"n_layers": 2, "d_model": 12, "n_heads": 3},
+                               "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
+    "sgd-momentum": {"optimizer": {"name": "sgd", "momentum": 0.9, "weight_decay": 0.1}},
+    "eps-and-decay": {"optimizer": {"eps": 0.003, "weight_decay": 0.3, "decay": "all"}, "seed": 3},
+    "sgd": {"optimizer": {"name": "sgd", "lr": 0.1}, "data": {"texts": ["cat", "the dog"]}},
+}
+PER_RECORD = 4  # elements per record (every record of every config, so every op kind and branch)
+
+NODE = r"""
+const X = require(process.argv[1]);
+const D = JSON.parse(require("fs").readFileSync(0, "utf8"));
+for (const r of Object.values(D.records)) {
+  r.values = r.values.map(v => v === "inf" ? Infinity : v === "-inf" ? -Infinity : v === "nan" ? NaN : v);
+}
+const out = D.queries.map(q => {
+  const e = X.explain(D.ops, D.records, q[0], q[1], D.vocab);
+  const r = e.result;
+  return {result: isFinite(r) ? r : r > 0 ? "inf" : r < 0 ? "-inf" : "nan", lines: e.lines, text: e.text,
+          operands: e.operands};
+});
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def _encode(x: float) -> float | str:
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
+
+
+def _python(trace, name, index):
+    rec = trace.record(name)
+    el = Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"])
+    result, lines, text = el.explain()
+    return {"result": result if math.isfinite(result) else _encode(result), "lines": lines, "text": text,
+            "operands": [[n, list(i)] for n, i in el.operands]}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_python_and_javascript_explain_every_element_alike(name):
+    trace = run(config_from_dict({**CONFIGS[name], "train_steps": 2}, "test"))
+    rng = random.Random(name)
+    queries = []
+    for rec in trace.records:
+        for _ in range(PER_RECORD if rec.value.ndim else 1):
+            queries.append((rec.name, [rng.randrange(n) for n in rec.value.shape]))
+    records = {r.name: {"name": r.name, "op": r.op, "shape": list(r.value.shape), "axes": list(r.axes),
+                        "inputs": list(r.inputs), "meta": r.meta, "symbol": r.symbol, "formula": r.formula,
+                        "values": [_encode(float(v)) for v in r.value.ravel()]} for r in trace.records}
+    payload = json.dumps({"ops": ops(), "records": records, "vocab": trace.labels["vocab"], "queries": queries})
+    node = shutil.which("node")
+    assert node, "node is needed (Node 18+): the click panel's interpreter runs in it"
+    done = subprocess.run([node, "-e", NODE, str(SCRIPT)], input=payload, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    js = json.loads(done.stdout)
+    kinds = set()
+    for (rec_name, index), theirs in zip(queries, js):
+        ours = _python(trace, rec_name, tuple(index))
+        kinds.add(trace.record(rec_name).op)
+        where = f"{rec_name} {index}"
+        assert ours["lines"] == theirs["lines"], where
+        assert ours["text"] == theirs["text"], where
+        assert ours["operands"] == theirs["operands"], where
+        if isinstance(ours["result"], str):
+            assert ours["result"] == theirs["result"], where
+        else:
+            assert abs(ours["result"] - theirs["result"]) <= 1e-12 * max(1.0, abs(ours["result"])), where
+    assert kinds <= set(ops()["ops"]) and len(kinds) >= 25
+
+
+def test_every_op_kind_of_the_engine_is_described():
+    kinds = set()
+    for raw in CONFIGS.values():
+        kinds |= {r.op for r in run(config_from_dict({**raw, "train_steps": 1}, "test")).records}
+    assert kinds <= set(ops()["ops"]), sorted(kinds - set(ops()["ops"]))
+
+
+@pytest.mark.parametrize("x, shown", [(0.1, "0.1000"), (-2.5, "-2.5000"), (0.03125, "0.0313"), (-0.03125, "-0.0313"),
+                                      (5.606e-4, r"5.61\times10^{-4}"), (1e-8, "10^{-8}"), (-1e-8, "-10^{-8}"),
+                                      (9.996e-4, "10^{-3}"), (123456.0, r"1.23\times10^{5}"), (0.0, "0"),
+                                      (-math.inf, r"-\infty")])
+def test_numbers_round_half_away_from_zero_as_javascript_does(x, shown):
+    assert num(x) == shown
+
+
+@pytest.mark.parametrize("x, shown", [(0.01, "0.01"), (1e-8, "10^{-8}"), (0.003, "0.003"), (0.044715, "0.044715"),
+                                      (0.999, "0.999"), (2.0, "2"), (1e-5, r"10^{-5}"), (3e-12, r"3\times10^{-12}"),
+                                      (123456.0, "123456"),
+                                      (1234567.0, r"1.234567\times10^{6}")])
+def test_exact_constants_read_as_typed(x, shown):
+    assert exact(x) == shown
+
+
+def test_no_constant_is_a_literal():
+    """With eps and weight decay far from the defaults, every explanation shows the configured values."""
+    trace = run(config_from_dict({**CONFIGS["eps-and-decay"], "train_steps": 1}, "test"))
+    seen = []
+    for rec in trace.records:
+        if rec.op in ("adamw_update", "normalize", "layernorm_backward", "gelu", "gelu_backward", "scale"):
+            index = tuple(0 for _ in rec.value.shape)
+            lines = " ".join(_python(trace, rec.name, index)["lines"])
+            seen.append(lines)
+            assert "10^{-8}" not in lines
+    updates = [s for s in seen if r"\sqrt{\hat v}" in s]
+    assert updates and all("0.003" in s and "0.3" in s for s in updates)
