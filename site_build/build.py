@@ -34,7 +34,7 @@ from site_build.katex import KatexRenderer, katex_dist
 from site_build.macros import MacroError, Macros
 from site_build.markdown import Heading, Rendered, make_parser, render_page
 from site_build.mathslots import SLOT_RE, MathSlots
-from site_build.pages import Page, collect_pages, group_by_section
+from site_build.pages import Page, collect_pages, group_by_section, shown_path
 from site_build.progress import Progress, quiet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ class Report:
             f"built {self.pages} pages, {self.formulas} formulas "
             f"({self.rendered} rendered, {self.cached} cached), "
             f"records shown: {self.shown}/{self.records}, "
-            f"{self.seconds:.2f} s -> {_shown_path(self.out_dir)}"
+            f"{self.seconds:.2f} s -> {shown_path(self.out_dir)}"
         )
 
 
@@ -129,7 +129,7 @@ class Builder:
             self._other = (key, engine.run(engine.load_config(str(path), seed=compare.seed)))
             self._generation += 1
             self._page_cache.clear()
-        return self._other[1], _shown_path(path)
+        return self._other[1], shown_path(path)
 
     def trace_files(self, trace: Any, scratch: Path) -> dict[str, bytes]:
         """The trace as the engine saves it (`trace.json`, plus `trace.bin` for a big trace), serialised once."""
@@ -180,7 +180,7 @@ class Builder:
             macros.other, macros.other_label = other, compare_view.run_label(other, source)
             extra_pages[compare_view.COMPARE_PAGE] = compare_view.summary_html(
                 trace, other, diff_traces(trace, other),
-                compare_view.run_label(trace, _shown_path(Path(config_path))), macros.other_label)
+                compare_view.run_label(trace, shown_path(Path(config_path))), macros.other_label)
         context = (self._generation, compare is not None, tuple(sorted(macros.charts.step_links.items())))
         bodies = render_bodies(pages, macros, slots, _link_map(pages), problems, self.paths.cache / "jinja",
                                self._page_cache, context)
@@ -299,7 +299,7 @@ def content_environment(macros: Macros | None = None) -> jinja2.Environment:
         env.globals.update(macros.globals())
         env.filters.update(macros.filters())
     else:
-        env.filters.update({name: str for name in ("tex", "text")})  # names only: compiling checks they exist
+        env.filters.update({name: str for name in ("tex", "text", "code")})  # names only: compiling checks them
     return env
 
 
@@ -503,9 +503,8 @@ def _link_map(pages: list[Page]) -> dict[str, str]:
     """`attention.md` and `forward/attention.md` both link to `attention.html`."""
     links = {}
     for page in pages:
-        rel = page.source.split("/", 1)[1] if "/" in page.source else page.source
-        links[rel] = page.url
-        links.setdefault(rel.rsplit("/", 1)[-1], page.url)
+        links[page.rel] = page.url
+        links.setdefault(page.rel.rsplit("/", 1)[-1], page.url)
     return links
 
 
@@ -562,7 +561,7 @@ def render_layouts(
             )
         out["404.html"] = env.get_template("404.html").render(**common, page=None, current="")
     except jinja2.TemplateNotFound as err:
-        raise BuildError(f"templates/{err.name}", 0, "template not found") from None
+        raise BuildError(shown_path(templates / str(err.name)), 0, "template not found") from None
     except jinja2.TemplateError as err:
         where = getattr(err, "filename", None) or getattr(err, "name", None)
         line = getattr(err, "lineno", 0) or 0
@@ -571,7 +570,7 @@ def render_layouts(
                 if frame.f_code.co_filename.startswith(str(templates)):
                     where, line = frame.f_code.co_filename, lineno
         message = f"undefined name: {err.message}" if isinstance(err, jinja2.UndefinedError) else str(err)
-        raise BuildError(_shown_template(where or "templates"), line, message) from None
+        raise BuildError(shown_path(where or templates), line, message) from None
     return out
 
 
@@ -638,17 +637,6 @@ def _mtime(path: Path) -> float:
 
 def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _shown_path(path: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(Path.cwd()).as_posix() or "."
-    except ValueError:
-        return Path(path).as_posix()
-
-
-def _shown_template(name: str) -> str:
-    return name if name.startswith("templates") else f"templates/{Path(name).name}"
 
 
 def digest_tree(root: Path) -> str:

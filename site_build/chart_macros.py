@@ -15,6 +15,8 @@ from markupsafe import Markup
 
 from site_build import charts
 
+MAX_BINS = 200  # a histogram is 360 units wide: more bins than this would be thinner than a pixel
+
 
 class ChartMacros:
     def __init__(self, macros: Any) -> None:
@@ -33,6 +35,13 @@ class ChartMacros:
 
     def architecture(self, current: str | None = None, small: bool = False) -> Markup:
         """The model as configured; every box links to the page that explains it."""
+        from site_build.macros import MacroError
+
+        if current is not None and current not in charts.STEP_KEYS:
+            raise MacroError(f"bad argument current={current!r} for architecture(): "
+                             f"give one of {', '.join(charts.STEP_KEYS)}")
+        if not isinstance(small, bool):
+            raise MacroError(f"bad argument small={small!r} for architecture(): give true or false")
         return self._figure(charts.architecture(self.m.trace, current=current, links=self.step_links or None,
                                                 small=small))
 
@@ -42,12 +51,14 @@ class ChartMacros:
         return f'<details class="step-map" open><summary>Where this step sits</summary>{svg}</details>'
 
     def attention_heatmaps(self, name: str = "L0.attn.weights", batch: int = 0) -> Markup:
-        rec = self.m.record(name)
-        if "heads" not in rec.axes:
-            from site_build.macros import MacroError
+        from site_build.macros import MacroError, _check_int
 
-            raise MacroError(f"attention_heatmaps needs a record with a heads axis; '{name}' has {rec.axes}")
-        heads = rec.value.shape[rec.axes.index("heads")]
+        rec = self.m.record(name)
+        if list(rec.axes) != ["batch", "heads", "tokens", "keys"]:
+            raise MacroError(f"attention_heatmaps needs a record with axes (batch, heads, tokens, keys), such as "
+                             f"'L0.attn.weights'; '{name}' has ({', '.join(rec.axes)})")
+        _check_int("batch", batch, rec.value.shape[0], name)
+        heads = rec.value.shape[1]
         svgs = "".join(charts.heatmap(self.m.trace, name, h, batch) for h in range(heads))
         return Markup(f'<div class="chart-row">{svgs}</div>')
 
@@ -60,6 +71,11 @@ class ChartMacros:
         return self._figure(charts.bars(items, "Update size per parameter tensor", "|θ' − θ|"))
 
     def update_histogram(self, per_lr: bool = True, bins: int = 30) -> Markup:
+        from site_build.macros import MacroError, _check_int
+
+        if not isinstance(per_lr, bool):
+            raise MacroError(f"bad argument per_lr={per_lr!r} for update_histogram(): give true or false")
+        _check_int("bins", bins, MAX_BINS + 1, "update_histogram", low=1)
         unit = "|θ' − θ| / lr" if per_lr else "θ' − θ"
         values = charts.all_updates(self.m.trace, per_lr=per_lr)
         return self._figure(charts.histogram(values, bins, "Distribution of the updates, all parameters", unit))

@@ -3,7 +3,8 @@
 Every function here is pure: the same trace gives a byte-identical string. Colours come only
 from CSS variables, set through class names in `templates/assets/charts.css`, so the charts
 follow the light/dark theme. Every text taken from the config (vocab words, training text) is
-HTML-escaped. Each chart has `role="img"` (a diagram with links has `role="group"`, so its
+HTML-escaped, and wrapped in the Unicode isolates FSI/PDI when it holds right-to-left text or a bidi
+control (SVG text has no <bdi>). Each chart has `role="img"` (a diagram with links has `role="group"`, so its
 links stay reachable for screen readers), a `<title>` and a `<desc>` that states its key
 numbers. The viewBox is 360 units wide: one unit is about one CSS pixel on a 390 px phone.
 
@@ -24,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 import numpy as np
+
+from site_build.escape import isolate_plain
 
 W = 360  # viewBox width of every chart
 CHAR = 0.6  # average glyph width as a fraction of the font size, for layout estimates
@@ -274,7 +277,7 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     cx, bw = 180.0, 220.0
     bl = cx - bw / 2
     y = 8.0
-    words = " ".join(inputs[0])
+    words = " ".join(isolate_plain(w) for w in inputs[0])
     first = "input tokens" if batch == 1 else f"input tokens (text 1 of {batch})"
     diagram.box(bl, y, bw, 34, [first, _short(words, 36)], key=None)
     y += 34
@@ -314,7 +317,8 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
             diagram.arrow(cx, y, cx, y + 20, act)
             y += 20
             if sub == "attn":
-                diagram.box(bl, y, bw, 34, ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, split into {heads} heads"],
+                diagram.box(bl, y, bw, 34,
+                            ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, split into {heads} heads"],
                             "qkv")
                 y += 34
                 head_dim = d // heads
@@ -471,7 +475,7 @@ def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
         raise ValueError(f"heatmap: {name} has axes {record.axes}, expected (batch, heads, tokens, keys)")
     grid = values[batch, head]
     n = grid.shape[0]
-    words = trace.labels["inputs"][batch]
+    words = [isolate_plain(w) for w in trace.labels["inputs"][batch]]
     labels = [_short(f"{i} {w}", 12) for i, w in enumerate(words[:n])]
     masked = np.triu(np.ones((n, n), dtype=bool), k=1)
     visible = grid[~masked]
@@ -711,7 +715,8 @@ def histogram(values, bins: int, title: str, unit: str) -> str:
     out.append(_text(12, mid, "count", "", "middle", f' transform="rotate(-90 12 {_c(mid)})"'))
     height = bottom + 38
     peak = int(np.argmax(counts))
-    desc = (f"{title}: {data.size} values in {unit}, from {_sig(lo_v)} to {_sig(hi_v)}, mean {_sig(float(data.mean()))}, "
+    desc = (f"{title}: {data.size} values in {unit}, from {_sig(lo_v)} to {_sig(hi_v)}, "
+            f"mean {_sig(float(data.mean()))}, "
             f"median {_sig(float(np.median(data)))}, in {bins} bins of width {_sig(float(edges[1] - edges[0]))}. "
             f"The fullest bin, {_sig(float(edges[peak]))} to {_sig(float(edges[peak + 1]))}, holds {int(counts[peak])} "
             f"values.")
@@ -817,7 +822,7 @@ def before_after(trace) -> str:
         for t in range(before.shape[1]):
             if targets[b][t] == IGNORED:
                 continue
-            label = f"{inputs[b][t]} \u2192 {targets[b][t]}"
+            label = f"{isolate_plain(inputs[b][t])} \u2192 {isolate_plain(targets[b][t])}"
             rows.append(((f"{b + 1}: " if multi else "") + label, float(before[b, t]), float(after[b, t])))
     steps = trace.config["train_steps"]
     labels = [_short(r[0], 24) for r in rows]

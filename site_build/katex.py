@@ -98,26 +98,34 @@ class KatexRenderer:
         worker.send(item)
 
     def render_all(self, formulas: set[tuple[str, bool]]) -> RenderResult:
-        """Render every (tex, display) pair, from the cache where possible."""
+        """Render every (tex, display) pair, from the cache where possible.
+
+        Every reply that arrives is cached, whichever build asked for it, so a build that failed after
+        sending formulas leaves nothing half-known for the next one."""
         result = RenderResult()
-        for tex, display in sorted(formulas):
-            self.prefetch(tex, display)
         replies: dict[tuple[str, bool], dict[str, str]] = {}
-        for worker in self._workers:
-            replies.update(worker.wait())
-        for item in sorted(formulas):
-            hit = self._cache.get(self._key(*item))
-            if hit is not None and item not in replies:
-                result.html[item] = hit
-                result.cached += 1
-                continue
-            reply = replies[item]
-            if "error" in reply:
-                result.errors[item] = reply["error"]
+        for _ in range(2):  # a formula asked for but lost (a worker restarted) is asked for once more
+            for tex, display in sorted(formulas):
+                if (tex, display) not in replies:
+                    self.prefetch(tex, display)
+            for worker in self._workers:
+                replies.update(worker.wait())
+            for item, reply in replies.items():
                 self._requested.discard(item)
+                if "error" not in reply and self._key(*item) not in self._cache:
+                    self._cache[self._key(*item)] = reply["html"]
+                    self._dirty = True
+            if all(item in replies or self._key(*item) in self._cache for item in formulas):
+                break
+        for item in sorted(formulas):
+            reply = replies.get(item)
+            if reply is None:
+                result.html[item] = self._cache[self._key(*item)]
+                result.cached += 1
+            elif "error" in reply:
+                result.errors[item] = reply["error"]
             else:
-                result.html[item] = self._cache[self._key(*item)] = reply["html"]
-                self._dirty = True
+                result.html[item] = reply["html"]
                 result.rendered += 1
         return result
 

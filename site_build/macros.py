@@ -20,7 +20,7 @@ from site_build import tables
 from site_build.chart_macros import ChartMacros
 from site_build.compare import compare_block
 from site_build.downloads import csv_path, has_csv
-from site_build.escape import html_text, latex_escape, latex_text
+from site_build.escape import html_code, html_text, html_word_list, html_words, html_words_in, latex_escape, latex_text
 from site_build.mathslots import MathSlots
 from site_build.tables import Axis
 
@@ -84,15 +84,20 @@ class Macros:
             "token": self.token,
             "latex_escape": latex_escape,
             "latex_text": lambda text: Markup(latex_text(text)),
-            "text": html_text,
+            "text": html_words,
+            "code": html_code,
+            "word_list": html_word_list,
+            "other_blocks": self.other_blocks,
+            "count": count_words,
+            "span": span_words,
             "trace": self.trace,
             "config": self.trace.config,
             **self.charts.globals(),
         }
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        """`{{ x | tex }}` for LaTeX, `{{ x | text }}` for prose."""
-        return {"tex": latex_escape, "text": html_text}
+        """`{{ x | tex }}` for LaTeX, `{{ x | text }}` for prose, `{{ x | code }}` for a code span."""
+        return {"tex": latex_escape, "text": html_words, "code": html_code}
 
     def begin_page(self, source: str, body_line: int) -> None:
         """Point math error locations at this page."""
@@ -245,6 +250,8 @@ class Macros:
     def _vector(self, rec: Any, values: np.ndarray, axes: list[str], at: list[int], pick: Any, batch: int, limit: int,
                 edge: int, head: int | None = None, row: int | None = None) -> Markup:
         """A 1-D vector: vertical when its axis has word labels (tokens, vocab), else one row."""
+        _check_int("limit", limit, 10**9, rec.name, low=1)
+        _check_int("edge", edge, limit + 1, rec.name, low=1)
         axis = self._axis(axes[0], values.shape[0], pick, limit, edge, batch, "cols", rec.name)
         unit = Axis("", [0], [""], 1)
         caption = self._caption(rec, at, axes, (_count(axis.shown),), values.shape)
@@ -285,6 +292,27 @@ class Macros:
                 raise MacroError(f"bad index {index} for {where}: {axis} index {i} is outside 0..{n - 1}")
         return index
 
+    def _row_index(self, rec: Any, index: Any) -> tuple[int, ...]:
+        """The index of one row (every axis but the last) of `rec`, checked like `_index`."""
+        shape, axes = np.shape(rec.value), list(rec.axes)
+        if index is None:
+            index = ()
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            index = (int(index),)
+        if not isinstance(index, (tuple, list)) or not all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in index
+        ):
+            raise MacroError(f"bad index {index!r} for '{rec.name}' jacobian: give a tuple of whole numbers, "
+                             f"one per axis of ({', '.join(axes[:-1])})")
+        index = tuple(int(i) for i in index)
+        if len(index) != len(shape) - 1:
+            raise MacroError(f"bad index {index} for '{rec.name}' jacobian: needs the index of one row, "
+                             f"{len(shape) - 1} numbers ({', '.join(axes[:-1])})")
+        for i, n, axis in zip(index, shape, axes):
+            if not 0 <= i < n:
+                raise MacroError(f"bad index {index} for '{rec.name}' jacobian: {axis} index {i} is outside 0..{n - 1}")
+        return index
+
     def formula(self, name: str, inline: bool = False) -> Markup:
         """The LaTeX formula that defines a record, typeset (display by default)."""
         rec = self.record(name)
@@ -307,7 +335,8 @@ class Macros:
         self._mark(name)
         at = ",".join(str(i) for i in idx)
         lines = "".join(f'<div class="calc-line">{self._slot(tex, True)}</div>' for tex in expl.latex)
-        summary = f'<p class="calc-text">{html_text(expl.text)}</p>' if getattr(expl, "text", "") else ""
+        words = [str(w) for w in self.trace.labels["vocab"]]
+        summary = f'<p class="calc-text">{html_words_in(expl.text, words)}</p>' if getattr(expl, "text", "") else ""
         return Markup(
             f'<div class="calc-step" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
         )
@@ -331,16 +360,17 @@ class Macros:
         from engine.explain import jacobian as engine_jacobian
 
         rec = self.record(name)
-        row = index if isinstance(index, (tuple, list)) else (() if index is None else (index,))
-        if len(row) != rec.value.ndim - 1:
-            raise MacroError(f"jacobian('{name}', index) needs the index of one row: {rec.value.ndim - 1} numbers")
+        if rec.op not in ("softmax", "normalize"):
+            raise MacroError(f"no Jacobian for {name} (op {rec.op}): give a softmax or LayerNorm xhat record "
+                             "(e.g. L0.attn.weights, probs, ln_f.xhat)")
+        row = self._row_index(rec, index)
         try:
             J, how = engine_jacobian(self.trace, name, row)
-        except (KeyError, IndexError) as err:
-            raise MacroError(str(err).strip("'")) from None
+        except (KeyError, IndexError, ValueError) as err:  # the checks above should leave nothing for these
+            raise MacroError(f"jacobian('{name}', {row}): {str(err).strip(chr(39))}") from None
         axis = rec.axes[-1]
         size = J.shape[0]
-        labels = self._labels(axis, size, int(row[0]) if rec.axes[0] == "batch" else 0)
+        labels = self._labels(axis, size, row[0] if rec.axes[0] == "batch" else 0)
         limit = DEFAULT_LIMIT if size * size <= MAX_CELLS else 2 * DEFAULT_EDGE
         shown = tables.elide(list(range(size)), limit, DEFAULT_EDGE)
         rows = Axis(axis, shown, labels, size)
@@ -349,8 +379,41 @@ class Macros:
         sym_html = self._slot(rf"\partial {sym} / \partial\,\mathrm{{in}}", False)
         caption = (f'<span class="sym">{sym_html}</span> '
                    f"Jacobian of one row of <code>{html_text(name)}</code> at {html_text(str(list(row)))}: "
-                   f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), {html_text(how)}</span>')
+                   f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), '
+                   f"{html_text(how)}</span>")
         return Markup(tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
+
+    def other_blocks(self, names: Any, title: str = "", layers: Any = None) -> Markup:
+        """The same records for the other transformer blocks, one closed `<details>` per block.
+
+        `names` are record names with `{l}` where the block number goes, e.g. `["L{l}.ln_1.mean",
+        "grad.L{l}.ln_1.xhat"]`; `layers` the blocks to show (default: 1 to n_layers - 1, the ones the
+        walkthrough of block 0 does not show). A record with a heads axis gets one table per head.
+        Nothing at all for a one-block model, so a page can call it unconditionally.
+        """
+        n_layers = int(self.trace.config["model"]["n_layers"])
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+            raise MacroError(f"bad argument names={names!r} for other_blocks(): give a list of record names with {{l}}")
+        for n in names:
+            if not isinstance(n, str) or "{l}" not in n:
+                raise MacroError(f"bad record name {n!r} for other_blocks(): write {{l}} where the block number goes, "
+                                 "e.g. 'L{l}.ln_1.mean'")
+        if not isinstance(title, str):
+            raise MacroError(f"bad argument title={title!r} for other_blocks(): give text")
+        wanted = range(1, n_layers) if layers is None else layers
+        picked = _indices(wanted, n_layers, "layers", "other_blocks", "layers", allow_empty=True)
+        out = []
+        for layer in picked:
+            parts = [f'<details class="other-block"><summary>Block {layer}{": " if title else ""}{html_text(title)}'
+                     "</summary>"]
+            for pattern in names:
+                name = pattern.replace("{l}", str(layer))
+                rec = self.record(name)
+                heads = range(np.shape(rec.value)[list(rec.axes).index("heads")]) if "heads" in rec.axes else [None]
+                parts.extend(str(self.matrix(name, head=h)) for h in heads)
+            parts.append("</details>")
+            out.append("".join(parts))
+        return Markup("".join(out))
 
     def default_config(self) -> Markup:
         """The built-in defaults (equal to configs/default.yaml) as a YAML block, generated, never typed."""
@@ -358,13 +421,17 @@ class Macros:
 
         from engine.config import Config
 
-        text = yaml.safe_dump(Config().to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True, width=120)
+        text = yaml.safe_dump(Config().to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True,
+                              width=120)
         return Markup(f'<pre class="code"><code class="language-yaml">{escape(text)}</code></pre>')
 
     def pytorch_snippet(self, trace_file: str = "trace.json") -> Markup:
         """About 20 lines of PyTorch that reproduce this step from the site's trace.json."""
         from engine.snippet import pytorch_snippet
 
+        if not isinstance(trace_file, str) or not trace_file.strip():
+            raise MacroError(f"bad argument trace_file={trace_file!r} for pytorch_snippet(): give a file name such as "
+                             "'trace.json'")
         code = pytorch_snippet(self.trace.config, trace_file)
         return Markup(f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
 
@@ -373,7 +440,7 @@ class Macros:
         inputs = self.trace.labels["inputs"]
         _check_int("batch", batch, len(inputs), "inputs")
         _check_int("position", position, len(inputs[batch]), "inputs")
-        return html_text(inputs[batch][position])
+        return html_words(inputs[batch][position])
 
     def coverage(self) -> tuple[int, int]:
         """(records whose numbers some page shows, records in the trace)."""
@@ -382,6 +449,16 @@ class Macros:
     def missing(self) -> list[str]:
         """Records no page shows, in trace order."""
         return [n for n in self.names if n not in self.shown]
+
+
+def count_words(n: Any, noun: str, plural: str | None = None) -> str:
+    """`1 position`, `3 positions`: a number with its noun, singular for exactly one (`count(T, "position")`)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def span_words(first: Any, last: Any, sep: str = " to ") -> str:
+    """`3 to 7`, or just `3` when the range holds one number (`columns {{ span(a, b) }}`)."""
+    return str(first) if first == last else f"{first}{sep}{last}"
 
 
 def describe_shape(shape: Iterable[int], axes: Iterable[str]) -> str:
@@ -405,7 +482,7 @@ def _check_int(what: str, value: Any, size: int, name: str, low: int = 0) -> Non
         raise MacroError(f"bad argument {what}={value} for '{name}': must be in {low}..{size - 1}")
 
 
-def _indices(pick: Any, size: int, what: str, rec: str, axis: str) -> list[int]:
+def _indices(pick: Any, size: int, what: str, rec: str, axis: str, allow_empty: bool = False) -> list[int]:
     """Normalise a rows/cols selection (None, int, list, range) to a list of indices."""
     if pick is None:
         return list(range(size))
@@ -419,7 +496,7 @@ def _indices(pick: Any, size: int, what: str, rec: str, axis: str) -> list[int]:
         if not 0 <= i < size:
             raise MacroError(f"bad index {i} in {what}= for '{rec}': {axis} has 0..{size - 1}")
         out.append(int(i))
-    if not out:
+    if not out and not allow_empty:
         raise MacroError(f"bad argument {what}={pick!r} for '{rec}': selects nothing")
     return out
 

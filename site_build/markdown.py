@@ -68,13 +68,15 @@ def make_parser() -> MarkdownIt:
 
 
 def _check_stray_markup(state: Any) -> None:
-    """A `$` or `:::` left in plain text is math that never closed or a callout kind that does not exist.
+    """A `$` or `:::` left in plain text is math that never closed or a callout kind that does not exist;
+    a callout whose closing `:::` never comes would swallow the rest of the page.
 
     Runs before text_join, so an escaped `\\$` or a config word written as `&#36;` (text_special) is fine.
     """
     env = state.env
     if "problems" not in env:
         return
+    _check_unclosed_callouts(state)
     for token in state.tokens:
         if token.type != "inline" or not token.children:
             continue
@@ -91,8 +93,44 @@ def _check_stray_markup(state: Any) -> None:
         if token.content.startswith(":::"):
             kind = (token.content[3:].split() or ["(none)"])[0]
             line = _source_line(env, token.content.split("\n", 1)[0], token.map[0] if token.map else 0)
-            env["problems"].append((env["source"], line, f"unknown callout '{kind}' (one of: {', '.join(CALLOUTS)})"
-                                    if kind not in CALLOUTS else "unclosed callout: add a line ':::' after it"))
+            message = (f"unknown callout '{kind}' (one of: {', '.join(CALLOUTS)})" if kind not in CALLOUTS
+                       else f"unclosed callout '{kind}': add a line ':::' after it")
+            env["problems"].append((env["source"], line, message))
+
+
+_FENCE_RE = re.compile(r"^\s*:{3,}\s*$")  # a closing `:::` line
+_OPEN_RE = re.compile(r"^\s*:{3,}\s*(\S+)")  # an opening `::: kind [title]` line
+
+
+def _check_unclosed_callouts(state: Any) -> None:
+    """The container plugin closes a callout that has no closing `:::` at the end of the document,
+    silently putting the rest of the page inside it: report it at the opening line instead."""
+    env = state.env
+    lines = state.src.split("\n")
+    for token in state.tokens:
+        if not (token.type.startswith("container_") and token.type.endswith("_open") and token.map):
+            continue
+        start, end = token.map
+        if end < len(lines) and _FENCE_RE.match(lines[end]):
+            continue
+        kind = token.type[len("container_") : -len("_open")]
+        line = _opening_line(env, lines, start, kind)
+        env["problems"].append((env["source"], line, f"unclosed callout '{kind}': add a line ':::' after it"))
+
+
+def _opening_line(env: dict[str, Any], rendered: list[str], at: int, kind: str) -> int:
+    """File line of the callout opened on rendered line `at`: the same occurrence (first, second, ...)
+    of a `::: kind` line in the raw page, since Jinja may have changed the text and the line count."""
+
+    def is_open(line: str) -> bool:
+        match = _OPEN_RE.match(line)
+        return bool(match and match.group(1) == kind)
+
+    nth = sum(1 for line in rendered[:at] if is_open(line))
+    raw = [i for i, line in enumerate(env["raw_lines"]) if is_open(line)]
+    if nth < len(raw):
+        return env["offset"] + raw[nth] + 1
+    return _source_line(env, rendered[at], at)
 
 
 def container_plugin_named(md: MarkdownIt, name: str) -> None:

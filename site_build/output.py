@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from site_build.errors import BuildError
+from site_build.pages import shown_path as shown
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -38,17 +39,6 @@ class UnsafePath(BuildError):
 
     def __init__(self, flag: str, path: Path | str, message: str) -> None:
         super().__init__(f"{flag} {shown(path)}", 0, message)
-
-
-def shown(path: Path | str) -> str:
-    """A path for messages: as typed when relative, else relative to the current folder when under it."""
-    p = Path(path)
-    if not p.is_absolute():
-        return p.as_posix()
-    try:
-        return p.relative_to(Path.cwd()).as_posix() or "."
-    except ValueError:
-        return p.as_posix()
 
 
 def _contains(outer: Path, inner: Path) -> bool:

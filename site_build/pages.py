@@ -7,26 +7,34 @@ problem, before any page is rendered.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from site_build.charts import STEP_KEYS
+from site_build.compare import COMPARE_PAGE
 from site_build.errors import BuildError
 
 SECTIONS = ("Introduction", "Forward pass", "Backward pass", "Optimization", "Reference")
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
 OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# Output files the builder writes itself (build.render_layouts, build --compare): a page with one of
+# these slugs would silently replace, or be replaced by, the generated page.
+RESERVED_SLUGS = {
+    "404": "the generated 404 page",
+    COMPARE_PAGE.removesuffix(".html"): "the comparison page that build --compare generates",
+}
 
 
 @dataclass(frozen=True)
 class Page:
     """One content page: where it came from, its front matter and its body."""
 
-    source: str  # path shown in error messages, e.g. "content/attention.md"
+    source: str  # path shown in error messages (see shown_path), e.g. "content/attention.md"
     title: str
     description: str
     section: str
@@ -36,6 +44,7 @@ class Page:
     body_line: int  # line number in the file of the body's first line
     order_line: int = 0  # line of `order:`, for duplicate-order errors
     step: str = ""  # the architecture-map box this page explains (site_build.charts.STEP_KEYS)
+    rel: str = ""  # path inside the content folder, e.g. "forward/attention.md" (what `.md` links name)
 
     @property
     def url(self) -> str:
@@ -54,30 +63,38 @@ def discover_pages(content_dir: Path) -> list[Page]:
 def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, str]]]:
     """Every valid page (site order) and every problem (file, line, message) found.
 
-    Paths in messages are shown relative to content_dir's parent (`content/x.md`).
+    Paths in messages are as `shown_path` gives them: relative to the current directory when the
+    file is under it (`content/x.md`), else as given (`../other/pages/x.md`, `/abs/pages/x.md`).
     Valid pages are returned even when others are broken, so one build reports all.
     """
     content_dir = Path(content_dir)
-    root = content_dir.parent
     pages: list[Page] = []
     problems: list[tuple[str, int, str]] = []
     for path in sorted(content_dir.rglob("*.md")):
-        shown = _display_path(path, root)
         try:
-            pages.append(read_page(path, shown))
+            page = read_page(path, shown_path(path))
         except BuildError as err:
             problems.extend(err.problems)
+            continue
+        pages.append(_with_rel(page, path.relative_to(content_dir).as_posix()))
     problems.extend(_check_unique(pages))
     if not pages and not problems:
-        problems.append((_display_path(content_dir, root), 0, "no pages (*.md) found"))
+        problems.append((shown_path(content_dir), 0, "no pages (*.md) found"))
     return sort_pages(pages), problems
 
 
-def _display_path(path: Path, root: Path) -> str:
+def _with_rel(page: Page, rel: str) -> Page:
+    return replace(page, rel=rel)
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as error messages show it: relative to the current directory when it is under it,
+    else exactly as given (a relative path outside stays `../x/y`, an absolute one stays absolute)."""
+    given = Path(path)
     try:
-        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+        return Path(os.path.abspath(given)).relative_to(Path.cwd()).as_posix()
     except ValueError:
-        return path.as_posix()
+        return given.as_posix()
 
 
 def read_page(path: Path, shown: str) -> Page:
@@ -138,6 +155,8 @@ def validate_front_matter(
     """Check keys, types and values; return the Page fields (without body)."""
     problems = []
     first_line = min(key_lines.values(), default=2)
+    if isinstance(meta.get("slug"), int) and not isinstance(meta["slug"], bool):
+        meta = {**meta, "slug": str(meta["slug"])}  # YAML reads `slug: 404` as a number; it names a file all the same
     for key in meta:
         if key not in REQUIRED and key not in OPTIONAL:
             known = ", ".join([*REQUIRED, *OPTIONAL])
@@ -169,6 +188,9 @@ def validate_front_matter(
             (shown, key_lines.get("slug", 1),
              f"slug {slug!r} must be lowercase letters, digits and '-' (rename the file or set slug)")
         )
+    if isinstance(slug, str) and slug in RESERVED_SLUGS:
+        problems.append((shown, key_lines.get("slug", 1),
+                         f"slug '{slug}' is reserved for {RESERVED_SLUGS[slug]}; choose another"))
     step = meta.get("step", "")
     if isinstance(step, str) and step and step not in STEP_KEYS:
         problems.append((shown, key_lines.get("step", 1), f"unknown step {step!r} (one of: {', '.join(STEP_KEYS)})"))

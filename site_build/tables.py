@@ -14,7 +14,7 @@ from html import escape
 
 import numpy as np
 
-from site_build.escape import html_text
+from site_build.escape import html_words
 
 MINUS = "\u2212"
 
@@ -109,7 +109,7 @@ def table(
         if j is None:
             out.append('<th class="gap" scope="col">⋯</th>')
         else:
-            out.append(f'<th scope="col"{_pos("j", j, cols)}>{html_text(cols.labels[j])}</th>')
+            out.append(f'<th scope="col"{_pos("j", j, cols)}>{html_words(cols.labels[j])}</th>')
     out.append("</tr></thead><tbody>")
     for i in rows.shown:
         if i is None:
@@ -117,7 +117,7 @@ def table(
             out.extend('<td class="gap">⋱</td>' if j is None else '<td class="gap">⋮</td>' for j in cols.shown)
             out.append("</tr>")
             continue
-        out.append(f'<tr{_pos("i", i, rows)}><th scope="row">{html_text(rows.labels[i])}</th>')
+        out.append(f'<tr{_pos("i", i, rows)}><th scope="row">{html_words(rows.labels[i])}</th>')
         for j in cols.shown:
             out.append('<td class="gap">⋯</td>' if j is None else cell(values[i, j], scale))
         out.append("</tr>")

@@ -83,7 +83,10 @@
     ex.text = text;
   }
   function target(D, targets, bt) { var y = at(targets, bt); return [y, y >= 0 ? D.vocab[y] : "<ignored>"]; }
-  function word(w) { return "“" + esc(w) + "”"; }
+  // A config word in HTML, isolated (<bdi>) so that right-to-left text or a bidi control such as U+202E
+  // in it cannot reorder the rest of the line.
+  function bdi(w) { return "<bdi>" + esc(w) + "</bdi>"; }
+  function word(w) { return "“" + bdi(w) + "”"; }
   function gelu(D, u) { return Math.tanh(D.gelu[0] * (u + D.gelu[1] * u * u * u)); }
 
   // One handler per op kind, as in engine/explain.py's HANDLERS.
@@ -178,6 +181,7 @@
       ex.result = at(ins[0], idx.concat([y[0]]));
       ex.lines.push("y = " + y[0] + " (" + word(y[1]) + "), " + sub(rec, idx) + " = " + sub(ins[0], idx.concat([y[0]])) + " = " + num(ex.result));
       ex.text = "the probability given to the right next word, " + y[1];
+      ex.html = esc("the probability given to the right next word, ") + bdi(y[1]);
     },
     cross_entropy: function (ex, rec, ins, idx, D) {
       var y = target(D, ins[1], idx);
@@ -189,6 +193,7 @@
       ex.lines.push(joinSum(r.map(function (v) { return "e<sup>" + num(v) + "</sup>"; }), Math.exp(lse), "Σ<sub>v</sub> e<sup>logit<sub>v</sub></sup>"),
         sub(rec, idx) + " = log " + num(Math.exp(lse)) + " − logit<sub>" + word(y[1]) + "</sub> = " + num(lse) + " − " + par(r[y[0]]) + " = " + num(ex.result));
       ex.text = "minus the log-probability of " + y[1];
+      ex.html = esc("minus the log-probability of ") + bdi(y[1]);
     },
     loss_mean: function (ex, rec, ins) {
       var per = ins[0], tg = ins[1], xs = [];
@@ -260,10 +265,11 @@
       ex.text = "a row lookup: no arithmetic";
     },
     embedding_backward: function (ex, rec, ins, idx, D) {
-      var g = ins[0], r = idx[0], c = idx[1], hits = [], where;
+      var g = ins[0], r = idx[0], c = idx[1], hits = [], where, whereHtml;
       if (ins.length === 2) {
         vals(ins[1]).forEach(function (v, o) { if (v === r) hits.push([Math.floor(o / ins[1].shape[1]), o % ins[1].shape[1]]); });
         where = "positions where the input is " + D.vocab[r];
+        whereHtml = esc("positions where the input is ") + bdi(D.vocab[r]);
       } else {
         if (r < g.shape[1]) hits = range(g.shape[0]).map(function (b) { return [b, r]; });
         where = "position " + r + " of every text";
@@ -272,6 +278,7 @@
       ex.result = sum(xs);
       ex.lines.push(hits.length ? joinSum(xs.map(par), ex.result, sub(rec, idx)) : sub(rec, idx) + " = 0 (no " + (ins.length === 2 ? "input uses this word" : "text is this long") + ")");
       ex.text = "scatter-add over the " + hits.length + " " + where;
+      ex.html = esc("scatter-add over the " + hits.length + " ") + (whereHtml || esc(where));
     },
     l2_grad: function (ex, rec, ins, idx) {
       var g = at(ins[0], idx), p = at(ins[1], idx);
@@ -429,7 +436,7 @@
     out.push('<h2 id="explain-title">' + sub(rec, idx) + " = " + num(at(rec, idx)) + "</h2>",
       "<p><code>" + esc(name) + "</code> [" + idx.join(", ") + "], exact value <code>" + esc(full) + "</code></p>");
     if (rec.formula) out.push('<div class="explain-formula">' + rec.formula + "</div>");
-    if (ex.text) out.push('<p class="calc-text">' + esc(ex.text) + "</p>");
+    if (ex.text) out.push('<p class="calc-text">' + (ex.html || esc(ex.text)) + "</p>");
     ex.lines.forEach(function (l) { out.push('<p class="explain-line">' + l + "</p>"); });
     ex.operands.forEach(function (o) { if (seen.indexOf(o[0]) < 0) seen.push(o[0]); });
     if (seen.length) {

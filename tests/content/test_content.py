@@ -94,7 +94,8 @@ def test_the_python_snippets_on_the_reference_page_run(out, default_site):
     runnable = [b for b in blocks if "trace.bin" not in b]  # the big-trace reader needs a trace past 2M values
     assert len(runnable) >= 2 and any("torch.optim" in b for b in runnable)
     for code in runnable:
-        p = subprocess.run([sys.executable, "-c", code], cwd=out / "default", capture_output=True, text=True, timeout=300)
+        p = subprocess.run([sys.executable, "-c", code], cwd=out / "default", capture_output=True, text=True,
+                           timeout=300)
         assert p.returncode == 0, p.stderr[-2000:]
     assert "max |torch - handstep| = " in p.stdout
     diffs = [float(x) for x in re.findall(r"= (\S+)$", p.stdout, re.M)]
@@ -107,5 +108,6 @@ def test_the_defaults_shown_on_the_config_page_are_the_default_file(out, default
     import yaml
 
     page = (out / "default" / "config.html").read_text()
-    blocks = [yaml.safe_load(html_lib.unescape(b)) for b in re.findall(r'<code class="language-yaml">(.*?)</code>', page, re.S)]
+    blocks = [yaml.safe_load(html_lib.unescape(b))
+              for b in re.findall(r'<code class="language-yaml">(.*?)</code>', page, re.S)]
     assert yaml.safe_load((ROOT / "configs/default.yaml").read_text()) in blocks

@@ -32,7 +32,8 @@ def cfg_of(raw: dict, label: str = "configs/x.yaml"):
 def test_count_values_is_exactly_what_the_trace_holds(n_layers, n_heads, head_dim, d_ff, extra_positions,
                                                        train_steps, texts, optimizer):
     longest = max(len(t) for t in texts)
-    cfg = cfg_of({"model": {"n_layers": n_layers, "n_heads": n_heads, "d_model": n_heads * head_dim, "d_ff": d_ff,
+    d_model = max(2, n_heads * head_dim)  # the validator asks for at least 2
+    cfg = cfg_of({"model": {"n_layers": n_layers, "n_heads": n_heads, "d_model": d_model, "d_ff": d_ff,
                             "n_positions": longest + extra_positions},
                   "data": {"texts": [" ".join(t) for t in texts]},
                   "optimizer": {"name": optimizer[0], "momentum": optimizer[1]}, "train_steps": train_steps})

@@ -38,6 +38,7 @@ BAD = [
     ("model:\n  d_model: 16.0\n", "c.yaml: model.d_model: must be an integer"),
     ("model:\n  d_model: true\n", "c.yaml: model.d_model: must be an integer"),
     ("model:\n  d_ff: 0\n", "c.yaml: model.d_ff: must be ≥ 1"),
+    ("model:\n  d_model: 1\n  n_heads: 1\n", "c.yaml: model.d_model: must be ≥ 2 (a LayerNorm over one number"),
     ("model:\n  n_layers: -1\n", "c.yaml: model.n_layers: must be ≥ 1"),
     ("model:\n  d_model: 24\n  n_heads: 16\n", "c.yaml: model.n_heads: 16 does not divide d_model 24"),
     ("model:\n  init_std: 0\n", "c.yaml: model.init_std: must be > 0"),

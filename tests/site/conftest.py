@@ -40,6 +40,14 @@ def make_site(root: Path, pages: dict[str, str] | None = None, base: str = "basi
 
 
 @pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test in tmp_path: paths in messages are relative to the current directory, so the pages
+    of a fixture site built there show as `content/x.md`."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def site(tmp_path: Path) -> Paths:
     return make_site(tmp_path)
 

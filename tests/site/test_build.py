@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from conftest import HOSTILE, SMALL, make_site, page
 from site_build.build import ROOT, Builder, build, digest_tree
 from site_build.cli import main
 from site_build.errors import BuildError
+
+pytestmark = pytest.mark.usefixtures("in_tmp")  # fixture pages show as content/x.md
 
 
 def build_ok(paths, out: Path, config: Path = SMALL):
@@ -174,7 +177,40 @@ ERROR_CASES = {
         page("fine\n").encode() + b"caf\xe9\n",
         "content/extra.md:8: not valid UTF-8 (byte 0xe9); save the file as UTF-8",
     ),
+    "unclosed callout": (  # it would swallow the rest of the page
+        page("Intro.\n\n::: why Why?\nReason.\n\n## Later heading\n\nMore text.\n"),
+        "content/extra.md:9: unclosed callout 'why': add a line ':::' after it",
+    ),
+    "second callout unclosed": (  # named at its own opening line, not at the first '::: note'
+        page("::: note\nClosed.\n:::\n\nText {{ value('loss') }}.\n\n::: note A title\nOpen to the end.\n"),
+        "content/extra.md:13: unclosed callout 'note': add a line ':::' after it",
+    ),
+    "slug of the 404 page": (
+        page("body").replace("order: 1\n", "order: 1\nslug: 404\n"),
+        "content/extra.md:6: slug '404' is reserved for the generated 404 page; choose another",
+    ),
+    "slug of the comparison page": (
+        page("body").replace("order: 1\n", "order: 1\nslug: compare\n"),
+        "content/extra.md:6: slug 'compare' is reserved for the comparison page that build --compare generates; "
+        "choose another",
+    ),
 }
+
+
+@pytest.mark.parametrize("name", ["404.md", "sub/compare.md"])
+def test_a_page_file_named_like_a_generated_page_is_refused(tmp_path, name):
+    paths = make_site(tmp_path, {name: page("body")})
+    slug = name.rsplit("/", 1)[-1].removesuffix(".md")
+    lines = build_error(paths, tmp_path / "site")
+    assert len(lines) == 1 and lines[0].startswith(f"content/{name}:1: slug '{slug}' is reserved for the ")
+    assert lines[0].endswith("; choose another")
+
+
+def test_a_closed_callout_keeps_the_rest_of_the_page_outside(tmp_path):
+    paths = make_site(tmp_path, {"extra.md": page("::: why Why?\nReason.\n:::\n\nAfter.\n")})
+    build_ok(paths, tmp_path / "site")
+    html = (tmp_path / "site" / "extra.html").read_text()
+    assert re.search(r"Reason\.</p>\s*</aside>\s*<p>After\.</p>", html)
 
 
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
@@ -302,7 +338,8 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
         extra.write_text(extra.read_text().replace("$x^2$", "$y^3$ and {{ value('loss') }}"))
         rendered = []
         real = build_module.render_jinja
-        monkeypatch.setattr(build_module, "render_jinja", lambda env, pg, *a: rendered.append(pg.source) or real(env, pg, *a))
+        monkeypatch.setattr(build_module, "render_jinja",
+                            lambda env, pg, *a: rendered.append(pg.source) or real(env, pg, *a))
         report = builder.build(SMALL, tmp_path / "a")
         assert rendered == ["content/extra.md"]  # the untouched pages came from the cache
     finally:
@@ -336,3 +373,52 @@ def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_pat
     for p in pages:
         cached = _compiled_path(tmp_path / "jinja", p.source, p.body).read_text(encoding="utf-8")
         assert cached == env.compile(p.body, name=p.source, filename=p.source, raw=True)
+
+
+# -- paths in messages: as typed, or relative to the current directory --------------------------------
+def test_content_outside_the_current_directory_is_named_as_typed(tmp_path, monkeypatch, capsys):
+    make_site(tmp_path / "other", {"extra.md": page('{{ value("los") }}\n')})
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    out = tmp_path / "work" / "site"
+    code = main(["build", "--config", str(SMALL), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                 "--content", "../other/content"])
+    assert code == 2
+    assert capsys.readouterr().err == "../other/content/extra.md:7: unknown trace record 'los' (did you mean 'loss'?)\n"
+
+
+def test_content_under_the_current_directory_is_named_relative_to_it(tmp_path, monkeypatch, capsys):
+    make_site(tmp_path / "deep" / "er", {"extra.md": page('{{ value("los") }}\n')})
+    monkeypatch.chdir(tmp_path)
+    code = main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site"), "--cache", str(tmp_path / "cache"),
+                 "--content", str(tmp_path / "deep" / "er" / "content")])  # given absolute, shown relative
+    assert code == 2
+    assert capsys.readouterr().err.startswith("deep/er/content/extra.md:7: unknown trace record 'los'")
+
+
+def test_shown_path_rule(tmp_path, monkeypatch):
+    from site_build.pages import shown_path
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    assert shown_path(tmp_path / "a" / "b" / "x.md") == "b/x.md"  # under the current directory: relative to it
+    assert shown_path("b/../b/x.md") == "b/x.md"
+    assert shown_path("../c/x.md") == "../c/x.md"  # outside: as typed
+    assert shown_path(tmp_path / "c" / "x.md") == (tmp_path / "c" / "x.md").as_posix()  # absolute stays absolute
+    assert shown_path(tmp_path / "a") == "."
+
+
+def test_templates_outside_the_current_directory_are_named_as_typed(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    make_site(tmp_path / "site-src")
+    shutil.copytree(ROOT / "templates", tmp_path / "elsewhere")
+    page_html = tmp_path / "elsewhere" / "page.html"
+    page_html.write_text(page_html.read_text().replace("<h1>{{ page.title }}</h1>", "<h1>{{ no_such_name }}</h1>"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    code = main(["build", "--config", str(SMALL), "--out", str(tmp_path / "work" / "site"),
+                 "--cache", str(tmp_path / "cache"), "--content", str(tmp_path / "site-src" / "content"),
+                 "--templates", "../elsewhere"])
+    assert code == 2
+    assert capsys.readouterr().err == "../elsewhere/page.html:7: undefined name: 'no_such_name' is undefined\n"

@@ -8,6 +8,8 @@ from conftest import SMALL, make_site, page
 from site_build.build import build
 from site_build.errors import BuildError
 
+pytestmark = pytest.mark.usefixtures("in_tmp")  # fixture pages show as content/x.md
+
 CHARTS = """{{ architecture() }}
 
 {{ attention_heatmaps() }}
@@ -48,5 +50,6 @@ def test_unknown_step_names_the_line(tmp_path):
 
 def test_heatmaps_need_a_heads_axis(tmp_path):
     paths = make_site(tmp_path, {"extra.md": page('{{ attention_heatmaps("wte") }}\n')})
-    with pytest.raises(BuildError, match=r"content/extra.md:7: attention_heatmaps needs a record with a heads axis"):
+    message = r"content/extra.md:7: attention_heatmaps needs a record with axes \(batch, heads, tokens, keys\)"
+    with pytest.raises(BuildError, match=message):
         build(SMALL, tmp_path / "out", paths=paths)

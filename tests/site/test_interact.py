@@ -88,7 +88,8 @@ class Cells(HTMLParser):
         a = dict(attrs)
         cls = (a.get("class") or "").split()
         if tag == "table" and "matrix" in cls and a.get("data-record"):
-            self.table = {"name": a["data-record"], "at": _ints(a.get("data-at", "")), "cols": [], "i": None, "k": 0, "head": True}
+            self.table = {"name": a["data-record"], "at": _ints(a.get("data-at", "")), "cols": [], "i": None, "k": 0,
+                          "head": True}
         elif self.table is not None:
             t = self.table
             if tag == "tbody":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import engine
+from engine.config import config_from_dict
 from site_build.escape import html_text, latex_escape
 from site_build.macros import MacroError, Macros
 from site_build.mathslots import MathSlots
@@ -103,7 +104,8 @@ def test_calc_renders_every_explain_line(small_trace):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda m: m.matrix("L0.attn.score", head=0), "unknown trace record 'L0.attn.score' (did you mean 'L0.attn.scores'?)"),
+        (lambda m: m.matrix("L0.attn.score", head=0),
+         "unknown trace record 'L0.attn.score' (did you mean 'L0.attn.scores'?)"),
         (lambda m: m.matrix("nothing_like_it"), "unknown trace record 'nothing_like_it'"),
         (lambda m: m.matrix("L0.attn.scores"), "'L0.attn.scores' has 2 heads: pass head=0..1"),
         (lambda m: m.matrix("L0.attn.scores", head=2), "bad argument head=2 for 'L0.attn.scores': must be in 0..1"),
@@ -114,8 +116,73 @@ def test_calc_renders_every_explain_line(small_trace):
         (lambda m: m.value("L0.attn.weights", (0, 0, 9, 0)),
          "bad index (0, 0, 9, 0) for 'L0.attn.weights' with shape 1 × 2 × 6 × 6 "
          "(batch × heads × tokens × keys): tokens index 9 is outside 0..5"),
-        (lambda m: m.value("wte", 3), "bad index (3,) for 'wte' with shape 10 × 8 (vocab × d_model): needs 2 numbers"),
+        (lambda m: m.value("wte", 3),
+         "bad index (3,) for 'wte' with shape 10 × 8 (vocab × d_model): needs 2 numbers"),
         (lambda m: m.calc("loss", "x"), "bad index 'x' for 'loss': give a tuple of whole numbers"),
+        (lambda m: m.value("L0.attn.weights", (0, 0, 2.0, 0)),
+         "bad index (0, 0, 2.0, 0) for 'L0.attn.weights': give a tuple of whole numbers"),
+        (lambda m: m.value("L0.attn.weights", (0, -1, 2, 0)),
+         "bad index (0, -1, 2, 0) for 'L0.attn.weights' with shape 1 × 2 × 6 × 6 "
+         "(batch × heads × tokens × keys): heads index -1 is outside 0..1"),
+        (lambda m: m.matrix("wte", rows=[-1]), "bad index -1 in rows= for 'wte': vocab has 0..9"),
+        (lambda m: m.matrix("L0.attn.scores", head="1"),
+         "bad argument head='1' for 'L0.attn.scores': must be a whole number"),
+        (lambda m: m.matrix("wte", limit=10**12),
+         "bad argument limit=1000000000000 for 'wte': must be in 1..999999999"),
+        # jacobian: every bad row index is named with the record, the axis and the range
+        (lambda m: m.jacobian("L0.attn.weights", (0, 0, 9)),
+         "bad index (0, 0, 9) for 'L0.attn.weights' jacobian: tokens index 9 is outside 0..5"),
+        (lambda m: m.jacobian("L0.attn.weights", (0, -1, 2)),
+         "bad index (0, -1, 2) for 'L0.attn.weights' jacobian: heads index -1 is outside 0..1"),
+        (lambda m: m.jacobian("ln_f.xhat", (0, 10**20)),
+         "bad index (0, 100000000000000000000) for 'ln_f.xhat' jacobian: tokens index 100000000000000000000 is "
+         "outside 0..5"),
+        (lambda m: m.jacobian("L0.attn.weights", (0, 0, 1.5)),
+         "bad index (0, 0, 1.5) for 'L0.attn.weights' jacobian: give a tuple of whole numbers, one per axis of "
+         "(batch, heads, tokens)"),
+        (lambda m: m.jacobian("L0.attn.weights", (0, True, 1)),
+         "bad index (0, True, 1) for 'L0.attn.weights' jacobian: give a tuple of whole numbers, one per axis of "
+         "(batch, heads, tokens)"),
+        (lambda m: m.jacobian("probs", "2"),
+         "bad index '2' for 'probs' jacobian: give a tuple of whole numbers, one per axis of (batch, tokens)"),
+        (lambda m: m.jacobian("L0.attn.weights", (0, 1)),
+         "bad index (0, 1) for 'L0.attn.weights' jacobian: needs the index of one row, 3 numbers "
+         "(batch, heads, tokens)"),
+        (lambda m: m.jacobian("wte", (0,)),
+         "no Jacobian for wte (op param): give a softmax or LayerNorm xhat record (e.g. L0.attn.weights, probs, "
+         "ln_f.xhat)"),
+        # the other macros' arguments
+        (lambda m: m.vector("L0.ln_1.weight", limit="8"),
+         "bad argument limit='8' for 'L0.ln_1.weight': must be a whole number"),
+        (lambda m: m.vector("L0.ln_1.weight", edge=0), "bad argument edge=0 for 'L0.ln_1.weight': must be in 1..64"),
+        (lambda m: m.token(-1), "bad argument position=-1 for 'inputs': must be in 0..5"),
+        (lambda m: m.pytorch_snippet(5), "bad argument trace_file=5 for pytorch_snippet(): give a file name such as "
+                                         "'trace.json'"),
+        (lambda m: m.charts.attention_heatmaps("L0.attn.weights", batch=1),
+         "bad argument batch=1 for 'L0.attn.weights': must be in 0..0"),
+        (lambda m: m.charts.attention_heatmaps("L0.attn.q"),
+         "attention_heatmaps needs a record with axes (batch, heads, tokens, keys), such as 'L0.attn.weights'; "
+         "'L0.attn.q' has (batch, heads, tokens, head_dim)"),
+        (lambda m: m.charts.update_histogram(bins=0), "bad argument bins=0 for 'update_histogram': must be in 1..200"),
+        (lambda m: m.charts.update_histogram(bins=10**9),
+         "bad argument bins=1000000000 for 'update_histogram': must be in 1..200"),
+        (lambda m: m.charts.update_histogram(bins=2.5),
+         "bad argument bins=2.5 for 'update_histogram': must be a whole number"),
+        (lambda m: m.charts.update_histogram(per_lr="yes"),
+         "bad argument per_lr='yes' for update_histogram(): give true or false"),
+        (lambda m: m.charts.architecture(current="attn"),
+         "bad argument current='attn' for architecture(): give one of embeddings, layernorm, qkv, attention, "
+         "multihead, feedforward, output, loss, loss-gradient, output-backward, feedforward-backward, "
+         "attention-backward, embedding-gradients, adamw"),
+        (lambda m: m.other_blocks("L{l}.ln_1.mean"),
+         "bad argument names='L{l}.ln_1.mean' for other_blocks(): give a list of record names with {l}"),
+        (lambda m: m.other_blocks(["L0.ln_1.mean"]),
+         "bad record name 'L0.ln_1.mean' for other_blocks(): write {l} where the block number goes, "
+         "e.g. 'L{l}.ln_1.mean'"),
+        (lambda m: m.other_blocks(["L{l}.ln_1.mean"], layers=[1]),
+         "bad index 1 in layers= for 'other_blocks': layers has 0..0"),
+        (lambda m: m.other_blocks(["L{l}.ln_1.nope"], layers=[0]),
+         "unknown trace record 'L0.ln_1.nope' (did you mean 'L0.ln_1.out'?)"),
     ],
 )
 def test_macro_errors(small_trace, call, message):
@@ -145,3 +212,59 @@ def test_latex_escape_covers_every_special_character():
 def test_long_vectors_elide(small_trace):
     html = str(macros_for(small_trace).vector("L0.mlp.c_fc.bias", limit=8, edge=2))
     assert "showing 4" in html and len(cells(html)) == 4
+
+
+def test_other_blocks_shows_every_record_of_each_other_block():
+    trace = engine.run(config_from_dict({"model": {"n_layers": 3, "d_model": 4, "d_ff": 4}}))
+    m = macros_for(trace)
+    assert str(m.other_blocks(["L{l}.ln_1.mean"], layers=[])) == ""
+    html = str(m.other_blocks(["L{l}.ln_1.mean", "L{l}.attn.weights"], "ln_1 and weights"))
+    assert html.count('<details class="other-block">') == 2  # blocks 1 and 2: the walkthrough shows block 0
+    assert html.startswith('<details class="other-block"><summary>Block 1: ln&#95;1 and weights</summary>')
+    assert html.count('data-record="L1.attn.weights"') == html.count('data-record="L2.attn.weights"') == 2  # 2 heads
+    assert "L0." not in html and "\n" not in html  # one line: one HTML block in the Markdown
+    assert {"L1.ln_1.mean", "L2.ln_1.mean", "L1.attn.weights", "L2.attn.weights"} <= set(m.shown)
+
+
+def test_other_blocks_is_empty_for_one_block(small_trace):
+    m = macros_for(small_trace)
+    assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and m.coverage()[0] == 0
+
+
+def test_count_and_span_words():
+    from site_build.macros import count_words, span_words
+
+    assert [count_words(n, "position") for n in (0, 1, 2)] == ["0 positions", "1 position", "2 positions"]
+    assert count_words(1, "entry", "entries") == "1 entry" and count_words(3, "entry", "entries") == "3 entries"
+    assert span_words(3, 3) == "3" and span_words(3, 7) == "3 to 7"
+
+
+RLO = "\u202e"
+
+
+def test_config_text_is_isolated_only_where_it_could_reorder_its_surroundings():
+    from site_build.escape import html_code, html_word_list, html_words, html_words_in, isolate_plain, needs_isolation
+
+    assert not needs_isolation("the <cat> $x$ 3.5") and needs_isolation(f"a{RLO}b") and needs_isolation("שלום")
+    assert str(html_words("<cat>")) == "&#60;cat&#62;"  # ordinary words: no extra bytes
+    assert str(html_words(f"a{RLO}<b")) == f"<bdi>a{RLO}&#60;b</bdi>"
+    assert str(html_word_list(["the", f"ca{RLO}t", "sat"])) == f"the <bdi>ca{RLO}t</bdi> sat"  # one <bdi> per word
+    assert str(html_code("<pad>")) == "<code>&#60;pad&#62;</code>"  # a backtick span would show the entities
+    assert str(html_words_in(f"the 2 positions whose input is 'ca{RLO}t'", ["the", f"ca{RLO}t"])) == (
+        f"the 2 positions whose input is &#39;<bdi>ca{RLO}t</bdi>&#39;")
+    assert isolate_plain("cat") == "cat" and isolate_plain(f"ca{RLO}t") == f"\u2068ca{RLO}t\u2069"
+
+
+def test_table_labels_and_tokens_are_isolated():
+    trace = engine.run(config_from_dict({"data": {"texts": [f"the ca{RLO}t sat"]}}))
+    m = macros_for(trace)
+    html = str(m.matrix("embed.out"))
+    assert f'<th scope="row"><bdi>ca{RLO}t</bdi></th>' in html and '<th scope="row">the</th>' in html
+    assert str(m.token(2)) == f"<bdi>ca{RLO}t</bdi>"
+    calc = str(m.calc("grad.wte.from_embed", (trace.labels["vocab"].index(f"ca{RLO}t"), 0)))
+    text = calc.split('<div class="calc-line">')[0]
+    assert RLO not in re.sub(r"<bdi>[^<]*</bdi>", "", text)  # the sentence may quote the word, but only isolated
+    hebrew = engine.run(config_from_dict({"data": {"texts": ["the שלום sat"]}}))
+    calc = str(macros_for(hebrew).calc("grad.wte.from_embed", (hebrew.labels["vocab"].index("שלום"), 0)))
+    text = calc.split('<div class="calc-line">')[0]
+    assert "<bdi>שלום</bdi>" in text and "שלום" not in re.sub(r"<bdi>[^<]*</bdi>", "", text)  # just the word
