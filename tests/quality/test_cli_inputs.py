@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,3 +317,21 @@ def test_version():
     result = subprocess.run([sys.executable, "-m", "site_build.cli", "--version"], capture_output=True, text=True,
                             cwd=ROOT)
     assert result.returncode == 0 and result.stdout.startswith("handstep ") and result.stdout.strip()[9:][0].isdigit()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_build_leaves_the_previous_site_and_nothing_else(world: Path, sig: int):
+    good = (world / GOOD_CONFIG).read_text()
+    (world / "configs" / "slow.yaml").write_text(re.sub(r"(?m)^train_steps:.*$", "train_steps: 20000", good))
+    before = hash_tree(world)
+    proc = subprocess.Popen([sys.executable, "-m", "site_build.cli", "build", "--config", "configs/slow.yaml",
+                             *SITE_FLAGS, "--out", "site"], cwd=world, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # well inside the training run
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "handstep: interrupted; nothing was replaced"
+    after = hash_tree(world)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert {k for k in changed if not k.startswith("cache/")} == set(), sorted(changed)

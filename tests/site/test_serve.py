@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 from conftest import SMALL
 
-from site_build.build import build
+from site_build.build import Builder, build
 from site_build.serve import State, changed, make_handler, snapshot
 
 
@@ -48,3 +51,34 @@ def test_snapshot_sees_edits_additions_and_removals(tmp_path):
     after = snapshot(tmp_path)
     assert changed(before, after) == sorted([str(page), str(tmp_path / "content" / "b.md")])
     assert changed(after, after) == []
+
+
+def _zombie_children() -> list[int]:
+    """Child processes of this one that have ended but were never waited for (state Z)."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] == "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_background_search_index_leaves_no_defunct_child(site, tmp_path):
+    """The dev server indexes search after the swap; the finished Pagefind process is reaped at once."""
+    builder = Builder(site)
+    builder.background_search = True
+    out = tmp_path / "site"
+    try:
+        builder.build(SMALL, out)
+        builder.build(SMALL, out)  # reuses the index, then builds a fresh one in the background
+        deadline = time.monotonic() + 60
+        while builder._indexer is not None and builder._indexer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert _zombie_children() == []
+        assert (out / "pagefind" / "pagefind.js").is_file()
+    finally:
+        builder.close()
