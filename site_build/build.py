@@ -188,10 +188,6 @@ class Builder:
             if page.step and page.source in bodies:
                 bodies[page.source].html = macros.charts.small_map(page.step) + bodies[page.source].html
         clock.lap("pages")
-        # click any number: each page's records and their inputs, formulas typeset with the rest
-        data_records = interact.needed(trace, set(macros.shown))
-        for tex, display in sorted(interact.formulas_for(trace, data_records, set(macros.shown))):
-            slots.slot(tex, display, "trace", 0)
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url,
                                  interact.pages_with_data(macros.shown, pages), extra_pages)
         clock.lap("layout")
@@ -207,7 +203,7 @@ class Builder:
                 + ", ".join(report.missing),
             )
         pages_html: dict[str, Any] = {rel: search_ignores(slots.fill(html, result.html)) for rel, html in layouts.items()}
-        pages_html.update(interact.data_files(trace, macros.shown, pages, result.html, macros.other))
+        pages_html.update(interact.data_files(trace, macros.shown, pages, macros.other))
         pages_html.update(downloads.csv_files(trace, macros.shown))
         clock.lap("data")
         self.check_outputs(Path(config_path), out_dir, force)  # nothing changed under us while building
@@ -575,15 +571,18 @@ def render_layouts(
 
 
 def static_files(root: Path, templates: Path) -> dict[str, Any]:
-    """CSS/JS from templates/assets, plus KaTeX's CSS and woff2 fonts (same version as the renderer)."""
+    """CSS/JS from templates/assets; the click panel's interpreter and the descriptions it reads (the same
+    that engine.explain reads); KaTeX's CSS, woff2 fonts and script (the script loads on the first click)."""
     files: dict[str, Any] = {}
     assets = templates / "assets"
     if assets.is_dir():
         for path in sorted(assets.rglob("*")):
             if path.is_file():
                 files["assets/" + path.relative_to(assets).as_posix()] = path
+    files.update(interact.script_files())
     dist = katex_dist(root)
     files["katex/katex.min.css"] = woff2_only((dist / "katex.min.css").read_text(encoding="utf-8"))
+    files["katex/katex.min.js"] = dist / "katex.min.js"
     for font in sorted((dist / "fonts").glob("*.woff2")):
         files[f"katex/fonts/{font.name}"] = font
     return files

@@ -1,13 +1,14 @@
-"""Click any number: the per-page data that `assets/explain.js` needs to explain a cell.
+"""Click any number: the per-page data the click panel (`assets/explain.js`) needs to explain a cell.
 
 Typesetting an explanation for each of the site's ~30k cells at build time would cost
 seconds and megabytes, so the build writes, per page, one small script
 `assets/data/<slug>.js` with the records that page shows plus their inputs (values at
-full precision, op, axes, meta, the formula and symbol pre-rendered by KaTeX) and
-where each record is shown. The browser loads it on the first click and recomputes
-the element's arithmetic the way `engine.explain` does. Values travel as base64 float64
-(`encoded`), decoded by the script into exactly the doubles the trace holds. A `<script src>` (not fetch)
-so it also works from a page opened from disk.
+full precision, op, axes, meta, the formula and symbol in LaTeX) and where each record is
+shown. On the first click the browser loads it, with the interpreter and the descriptions
+that `engine.explain` reads too (`script_files`), and KaTeX to typeset the lines: the panel
+and the pages' calc() blocks come from one description of each op kind. Values travel as
+base64 float64 (`encoded`), decoded into exactly the doubles the trace holds. A
+`<script src>` (not fetch) so it also works from a page opened from disk.
 """
 
 from __future__ import annotations
@@ -18,9 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from engine.layers import GELU_C, GELU_K
+from engine.explain import SCRIPT, ops
 
 DATA_DIR = "assets/data"
+INTERPRETER = "assets/explain/interpret.js"  # engine/explain/interpret.js, as it is
+DESCRIPTIONS = "assets/explain/ops.js"  # engine/explain/ops.yaml, as `window.HANDSTEP_OPS = {...};`
+
+
+def script_files() -> dict[str, Any]:
+    """The browser's copy of the explanation machinery: the interpreter and the descriptions it reads."""
+    return {INTERPRETER: SCRIPT, DESCRIPTIONS: "window.HANDSTEP_OPS=" + _json(ops()) + ";\n"}
+
+
+def _json(data: Any) -> str:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=True, sort_keys=False)
+    # `</script>` or U+2028 in a vocab word must not end or break the script
+    return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 # A record past this many values is left out of page data (its cells then explain themselves as
@@ -50,18 +64,6 @@ def needed(trace: Any, names: set[str]) -> list[str]:
     return [r.name for r in trace.records if r.name in want]
 
 
-def formulas_for(trace: Any, names: list[str], shown: set[str]) -> set[tuple[str, bool]]:
-    """The (tex, display) pairs the data files carry: symbols, and formulas of shown records."""
-    out = set()
-    for name in names:
-        rec = trace.record(name)
-        if rec.formula and name in shown:
-            out.add((rec.formula.strip(), True))
-        if rec.symbol:
-            out.add((rec.symbol.strip(), False))
-    return out
-
-
 def encoded(values: np.ndarray, cache: dict[int, str] | None = None) -> str:
     """Values as base64 of little-endian float64, row-major: exact bits, about half the bytes of
     decimal repr (gzip makes both ~8 bytes a value) and ~10x faster to write; cached per array."""
@@ -79,28 +81,12 @@ def data_script(
     names: list[str],
     pages: dict[str, list[str]],
     titles: dict[str, str],
-    math_html: dict[tuple[str, bool], str],
     cache: dict[int, str] | None = None,
     shown: set[str] | None = None,
     other: Any = None,
 ) -> str:
-    """`window.HANDSTEP_DATA = {...};` for one page (names from `needed`).
-
-    Typeset formulas and symbols are listed once in `html` and referenced by position
-    (`f`, `s`; -1 for none); only the records in `shown` (clickable here) carry a formula.
-    """
-    html: list[str] = []
-    slot: dict[str, int] = {}
-
-    def ref(key: tuple[str, bool] | None) -> int:
-        text = math_html.get(key, "") if key else ""
-        if not text:
-            return -1
-        if text not in slot:
-            slot[text] = len(html)
-            html.append(text)
-        return slot[text]
-
+    """`window.HANDSTEP_DATA = {...};` for one page (names from `needed`); only the records in `shown`
+    (clickable here) carry their formula."""
     records = {}
     for name in names:
         rec = trace.record(name)
@@ -112,8 +98,8 @@ def data_script(
             "shape": list(rec.value.shape),
             "inputs": list(rec.inputs),
             "meta": rec.meta,
-            "f": ref((rec.formula.strip(), True) if rec.formula and clickable else None),
-            "s": ref((rec.symbol.strip(), False) if rec.symbol else None),
+            "symbol": rec.symbol,
+            "formula": rec.formula if clickable else "",
             "b": encoded(rec.value, cache) if rec.value.size <= MAX_DATA_VALUES else None,
         }
         if other is not None and clickable and name in other and other[name].shape == rec.value.shape:
@@ -122,25 +108,14 @@ def data_script(
     used = sorted({url for urls in where.values() for url in urls})
     data = {
         "records": records,
-        "html": html,
         "pages": where,
         "titles": {url: titles[url] for url in used},
         "vocab": [str(w) for w in trace.labels["vocab"]],
-        "gelu": [GELU_K, GELU_C],
     }
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
-    # `</script>` or U+2028 in a vocab word must not end or break the script
-    text = text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return f"window.HANDSTEP_DATA={text};\n"
+    return "window.HANDSTEP_DATA=" + _json(data) + ";\n"
 
 
-def data_files(
-    trace: Any,
-    shown: dict[str, set[str]],
-    pages: list[Any],
-    math_html: dict[tuple[str, bool], str],
-    other: Any = None,
-) -> dict[str, str]:
+def data_files(trace: Any, shown: dict[str, set[str]], pages: list[Any], other: Any = None) -> dict[str, str]:
     """{site path: script} for every page that shows numbers (with `other`'s values when comparing)."""
     url_of = {p.source: p.url for p in pages}
     titles = {p.url: p.title for p in pages}
@@ -151,7 +126,7 @@ def data_files(
     for page in pages:
         names = by_page.get(page.source)
         if names:
-            out[data_path(page.slug)] = data_script(trace, needed(trace, names), where, titles, math_html, cache, names, other)
+            out[data_path(page.slug)] = data_script(trace, needed(trace, names), where, titles, cache, names, other)
     return out
 
 

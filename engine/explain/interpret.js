@@ -49,6 +49,8 @@
     return sci(neg + ds.charAt(0) + (ds.length > 1 ? "." + ds.slice(1) : ""), e);
   }
   function integer(x) { var v = Math.trunc(Number(val(x))); return String(v === 0 ? 0 : v); }
+  // A config word in a sentence: in quotes, isolated (U+2068..U+2069) so right-to-left text stays inside.
+  function quote(w) { return "\u201c\u2068" + w + "\u2069\u201d"; }
   function par(x) { var s = num(x); return s.charAt(0) === "-" ? "(" + s + ")" : s; }
   var LATEX = { "\\": "\\textbackslash{}", "{": "\\{", "}": "\\}", "$": "\\$", "&": "\\&", "#": "\\#",
     "^": "\\textasciicircum{}", "_": "\\_", "%": "\\%", "~": "\\textasciitilde{}", "<": "\\textless{}",
@@ -306,7 +308,7 @@
       text: latexText, num: num, par: par, exact: exact, "int": integer,
       sub: function (ref, index) { return self.sub(ref, index); },
       sumline: function (lhs, terms, total) { return self.sumline(lhs, terms, total); },
-      plural: function (n) { return val(n) === 1 ? "" : "s"; }
+      plural: function (n) { return val(n) === 1 ? "" : "s"; }, quote: quote
     };
   }
   function offset(r, idx) { var o = 0; for (var k = 0; k < r.shape.length; k++) o = o * r.shape[k] + idx[k]; return o; }
@@ -438,14 +440,17 @@
     return terms;
   };
   Element.prototype.sub = function (ref, index) {
-    var record = ref instanceof Ref ? ref.record : ref;
-    var idx = ref instanceof Ref ? ref.index : index.map(function (k) { return Math.trunc(val(k)); });
-    var letters = this.ops.axis_letters, parts = [];
+    if (ref instanceof Ref) return symbolAt(this.ops, ref.record, ref.index);
+    return symbolAt(this.ops, ref, index.map(function (k) { return Math.trunc(val(k)); }));
+  };
+  // `{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text).
+  function symbolAt(ops, record, idx) {
+    var letters = ops.axis_letters, parts = [];
     record.axes.forEach(function (ax, d) {
       if (!(ax === "batch" && record.shape[0] === 1)) parts.push((letters[ax] || ax) + "=" + idx[d]);
     });
     return parts.length ? "{" + record.symbol + "}_{" + parts.join(",") + "}" : record.symbol;
-  };
+  }
   Element.prototype.sumline = function (lhs, terms, total) {
     var n = terms.length, most = this.ops.max_terms, per = this.ops.per_line;
     if (n > most) terms = terms.slice(0, 8).concat(["\\cdots\\ (\\text{" + (n - 12) + " more terms})"], terms.slice(-4));
@@ -473,7 +478,7 @@
     return new Element(ops, rec, inputs, index, vocab).explain();
   }
 
-  var api = { explain: explain, num: num, exact: exact, par: par, latexText: latexText, ExplainError: ExplainError };
+  var api = { explain: explain, sub: function (record, index, ops) { return symbolAt(ops, record, index); }, num: num, exact: exact, par: par, latexText: latexText, ExplainError: ExplainError };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else root.HandstepExplain = api;
 })(this);

@@ -94,6 +94,11 @@ def integer(x: Any) -> str:
     return str(int(val(x)))
 
 
+def quote(word: str) -> str:
+    """A config word in a sentence: in quotes, isolated (U+2068..U+2069) so right-to-left text stays inside."""
+    return f"“\u2068{word}\u2069”"
+
+
 def par(x: Any) -> str:
     s = num(x)
     return f"({s})" if s.startswith("-") else s
@@ -423,7 +428,7 @@ class Element:
             "shape": lambda r: [float(n) for n in r.value.shape], "indices": self._indices, "value": self._value,
             "row": self._row, "einsum": self._einsum, "word": self._word, "text": latex_text, "num": num, "par": par,
             "exact": exact, "int": integer, "sub": self._sub, "sumline": self._sumline,
-            "plural": lambda n: "" if val(n) == 1 else "s",
+            "plural": lambda n: "" if val(n) == 1 else "s", "quote": quote,
         }
 
     # -- the result --------------------------------------------------------------------------------------

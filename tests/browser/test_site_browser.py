@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from browser_support import ROOT, serve, url_of
 
+import engine
+
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -345,6 +347,32 @@ def test_clicking_a_matrix_cell_opens_its_explanation(browser, base_url, urls, d
     finally:
         context.close()
     assert panel.strip(), "the explanation panel is empty"
+    assert not (visit[0].console_errors + visit[0].page_errors), visit[0]
+
+
+def test_the_panel_shows_what_the_pages_calc_blocks_show(browser, base_url):
+    """On the attention page, the panel of one attention weight typesets exactly engine.explain's lines."""
+    trace = engine.run(engine.load_config(ROOT / "configs" / "default.yaml"))
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    visit: list[Visit] = [Visit("04-attention.html")]
+    watch(page, visit)
+    try:
+        page.goto(base_url + "04-attention.html", wait_until="load")
+        table = page.locator('table.matrix[data-record="L0.attn.weights"]').first
+        at = [int(k) for k in table.get_attribute("data-at").split(",")]
+        cell = table.locator("tbody tr").nth(2).locator("td").nth(1)
+        i = int(table.locator("tbody tr").nth(2).get_attribute("data-i"))
+        j = int(table.locator("thead th").nth(2).get_attribute("data-j"))
+        cell.click()
+        page.wait_for_selector("[data-explain-panel] .explain-line .katex", timeout=5_000)
+        lines = page.locator("[data-explain-panel] .explain-line").evaluate_all(
+            "els => els.map(e => e.dataset.tex)")
+        title = page.locator("#explain-title .katex").count()
+    finally:
+        context.close()
+    assert lines == engine.explain(trace, "L0.attn.weights", (*at, i, j)).latex
+    assert title == 1
     assert not (visit[0].console_errors + visit[0].page_errors), visit[0]
 
 

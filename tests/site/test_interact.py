@@ -1,7 +1,8 @@
-"""Click any number and download the numbers: the data files, explain.js and the CSV links.
+"""Click any number and download the numbers: the data files, the click panel's scripts and the CSV links.
 
-explain.js is run in node (no browser) on a built page's data file, for cells of every op
-kind of the default trace, and must agree with engine.explain(): same operands, same result.
+The site's own copy of the interpreter and descriptions is run in node (no browser) on a built page's data
+file, for cells of every op kind of the default trace, and must agree with engine.explain(): the same LaTeX
+lines, text, operands and result.
 """
 
 from __future__ import annotations
@@ -24,17 +25,27 @@ from site_build.downloads import read_csv, record_csv
 from site_build.tables import format_number
 
 DEFAULT = ROOT / "configs" / "default.yaml"
-EXPLAIN_JS = ROOT / "templates" / "assets" / "explain.js"
 NODE = shutil.which("node")
 
+# Loads a built site's scripts the way the page does (as plain <script>s into one window) and explains cells.
 RUNNER = r"""
-const fs = require("fs"), vm = require("vm");
-const { explain } = require(process.argv[2]);
-const queries = JSON.parse(fs.readFileSync(0, "utf8")), loaded = {};
-const out = queries.map(([file, name, index]) => {
-  if (!loaded[file]) { const w = {}; vm.runInNewContext(fs.readFileSync(file, "utf8"), { window: w }); loaded[file] = w.HANDSTEP_DATA; }
-  const ex = explain(loaded[file], name, index);
-  return { result: Number.isFinite(ex.result) ? ex.result : String(ex.result), operands: ex.operands, lines: ex.lines.length, text: ex.text };
+const fs = require("fs"), vm = require("vm"), path = require("path");
+const [site, data] = process.argv.slice(2), w = {};
+w.window = w;
+vm.createContext(w);
+for (const f of ["assets/explain/interpret.js", "assets/explain/ops.js"]) vm.runInContext(fs.readFileSync(path.join(site, f), "utf8"), w);
+vm.runInContext(fs.readFileSync(data, "utf8"), w);
+const D = w.HANDSTEP_DATA;
+for (const [name, r] of Object.entries(D.records)) {
+  r.name = name;
+  const b = Buffer.from(r.b, "base64");
+  r.values = []; for (let i = 0; i < b.length; i += 8) r.values.push(b.readDoubleLE(i));
+}
+const queries = JSON.parse(fs.readFileSync(0, "utf8"));
+const out = queries.map(([name, index]) => {
+  const ex = w.HandstepExplain.explain(w.HANDSTEP_OPS, D.records, name, index, D.vocab);
+  const r = ex.result;
+  return { result: Number.isFinite(r) ? r : String(r), operands: ex.operands, lines: ex.lines, text: ex.text };
 });
 process.stdout.write(JSON.stringify(out));
 """
@@ -159,7 +170,7 @@ def test_every_cell_maps_to_its_trace_element(built, default_trace):
         assert text == shown or text == format_number(float(x)), (name, idx, text)
 
 
-def test_explain_js_matches_engine_explain_for_every_op(built, default_trace, tmp_path):
+def test_the_sites_click_panel_explains_every_op_as_engine_explain_does(built, default_trace, tmp_path):
     html = (built / "ops.html").read_text(encoding="utf-8")
     assert 'data-explain="assets/data/ops.js"' in html and "assets/explain.js" in html
     data = built / "assets" / "data" / "ops.js"
@@ -168,20 +179,20 @@ def test_explain_js_matches_engine_explain_for_every_op(built, default_trace, tm
     assert ops == {r.op for r in default_trace.records}, "the sample must cover every op kind"
     runner = tmp_path / "run.js"
     runner.write_text(RUNNER, encoding="utf-8")
-    queries = [[str(data), name, list(idx)] for name, idx, _ in cells]
-    proc = subprocess.run([NODE, str(runner), str(EXPLAIN_JS)], input=json.dumps(queries), capture_output=True,
+    queries = [[name, list(idx)] for name, idx, _ in cells]
+    proc = subprocess.run([NODE, str(runner), str(built), str(data)], input=json.dumps(queries), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
-    for (name, idx, _), js in zip(cells, results):
+    for (name, idx, _), js in zip(cells, results, strict=True):
         py = engine.explain(default_trace, name, idx)
-        got = js["result"] if not isinstance(js["result"], str) else float(js["result"])
+        got = js["result"] if not isinstance(js["result"], str) else float(js["result"].replace("Infinity", "inf"))
         if math.isinf(py.result):
             assert got == py.result, (name, idx)
         else:
             assert abs(got - py.result) <= 1e-12 * max(1.0, abs(py.result)), (name, idx, got, py.result)
         assert [(n, tuple(i)) for n, i in js["operands"]] == [(n, tuple(i)) for n, i in py.operands], (name, idx)
-        assert js["lines"] >= 1, (name, idx)
+        assert js["lines"] == py.latex and js["text"] == py.text, (name, idx)
 
 
 def test_data_file_holds_shown_records_and_their_inputs(built, default_trace):
@@ -196,7 +207,7 @@ def test_data_file_holds_shown_records_and_their_inputs(built, default_trace):
         assert "ops.html" in data["pages"][name]
     rec = data["records"]["L0.attn.scores"]
     assert rec["op"] == "matmul" and rec["shape"] == list(default_trace["L0.attn.scores"].shape)
-    assert 'class="katex' in data["html"][rec["f"]]
+    assert rec["formula"] == default_trace.record("L0.attn.scores").formula
     # values are exact: base64 of little-endian float64
     import base64
     values = np.frombuffer(base64.b64decode(rec["b"]), dtype="<f8").reshape(rec["shape"])
