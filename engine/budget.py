@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .config import Config, ConfigError
+from .tokens import sequences
 
 # Peak memory of `handstep trace` (the run, then the save) per byte of recorded values. Measured with
 # ru_maxrss in a fresh interpreter, minus the RSS after `import engine`, divided by 8 x count_values(cfg),
@@ -83,7 +84,7 @@ def _sizes(cfg: Config) -> _Sizes:
     m, o = cfg.model, cfg.optimizer
     opt = "sgd+momentum" if o.name == "sgd" and o.momentum else o.name
     return _Sizes(V=len(m.vocab or ()), C=m.d_model, F=m.d_ff, P=m.n_positions, L=m.n_layers, H=m.n_heads,
-                  B=len(cfg.data.texts), T=max(len(t.split()) for t in cfg.data.texts), steps=cfg.train_steps,
+                  B=len(cfg.data.texts), T=max(len(s) for s in sequences(cfg)) - 1, steps=cfg.train_steps,
                   opt=opt)
 
 

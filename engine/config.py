@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import checkpoint
+from .errors import ConfigError
+
 DEFAULT_VOCAB = ("<pad>", "<bos>", "<eos>", "the", "cat", "sat", "on", "mat", "dog", "ran")
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 DECAY_RULES = ("matrices", "all")
-
-
-class ConfigError(Exception):
-    """Invalid configuration; the message is one line naming the file and key."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class ModelConfig:
     # in the last row), a starting loss near ln(10) (an unbiased guess over 10 words), and a loss that
     # visibly drops after one step. 0.3 starts over-confident (loss well above ln 10).
     init_std: float = 0.2
+    # `from` in a config file: a Hugging Face GPT-2 checkpoint folder (engine.checkpoint) that sets the sizes,
+    # the vocabulary and the initial weights. None: the sizes above and GPT-2's random initialisation.
+    checkpoint: str | None = None
+    checkpoint_dir: str | None = field(default=None, compare=False, repr=False)  # resolved, for reading
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ class Config:
         """Plain, JSON-ready dict (lists instead of tuples), without `source`: a trace does not depend on paths."""
         d = _listify(asdict(self))
         d.pop("source")
+        model = d["model"]
+        model.pop("checkpoint_dir")
+        folder = model.pop("checkpoint")
+        if folder is not None:  # as the config file writes it
+            model["from"] = folder
+            model.pop("init_std")
         return d
 
 
@@ -205,7 +215,7 @@ def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | N
             given = {}
         if not isinstance(given, dict):
             err(name, f"must be a mapping, got {_kind(given)}")
-        known = cls.__dataclass_fields__
+        known = [("from" if k == "checkpoint" else k) for k in cls.__dataclass_fields__ if k != "checkpoint_dir"]
         for key in given:
             if key not in known:
                 err(f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
@@ -217,7 +227,10 @@ def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | N
     train_steps = _integer(raw.get("train_steps", Config.train_steps), "train_steps", err, minimum=0)
     data = _data(sections["data"], err)
     vocab_given = "vocab" in sections["model"] or "texts" not in sections["data"]
-    model = _model(sections["model"], data, err, vocab_given=vocab_given)
+    if "from" in sections["model"]:
+        model = _checkpoint_model(sections["model"], data, err, label)
+    else:
+        model = _model(sections["model"], data, err, vocab_given=vocab_given)
     optimizer = _optimizer(sections["optimizer"], err)
     return Config(seed=cfg_seed, model=model, data=data, optimizer=optimizer, train_steps=train_steps, source=label)
 
@@ -284,13 +297,14 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
         vocab = list(SPECIAL_TOKENS) + list(dict.fromkeys(w for w in words_in_order if w not in SPECIAL_TOKENS))
     if not isinstance(vocab, list) or not all(isinstance(w, str) and w for w in vocab):
         err("model.vocab", "must be a list of non-empty strings")
-    dupes = sorted({w for w in vocab if vocab.count(w) > 1})
+    dupes = sorted(w for w, n in Counter(vocab).items() if n > 1)
     if dupes:
         err("model.vocab", f"duplicate words: {', '.join(dupes)}")
     for special in ("<pad>", "<bos>"):
         if special not in vocab:
             err("model.vocab", f"must contain {special}")
-    missing = list(dict.fromkeys(w for w in words_in_order if w not in vocab))
+    known = set(vocab)
+    missing = list(dict.fromkeys(w for w in words_in_order if w not in known))
     if missing:
         err("model.vocab", f"missing words used in data.texts: {', '.join(missing)} (add them to the vocab)")
     for i, t in enumerate(data.texts):
@@ -299,6 +313,30 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
             err(f"data.texts[{i}]",
                 f"has {n} words but model.n_positions is {sizes['n_positions']}; shorten it or raise n_positions")
     return ModelConfig(vocab=tuple(vocab), init_std=init_std, **sizes)
+
+
+def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) -> ModelConfig:
+    """`model: {from: PATH}`: sizes, vocabulary and weights from a Hugging Face checkpoint folder."""
+    folder = given["from"]
+    if not isinstance(folder, str) or not folder.strip():
+        err("model.from", f"must be the path of a checkpoint folder, got {_kind(folder)} {folder!r}")
+    for key in given:
+        if key != "from":
+            err(f"model.{key}", "is given beside model.from, whose checkpoint sets the sizes, the vocabulary and the "
+                "initial weights; remove it")
+    path = Path(folder)
+    if not path.is_absolute() and not path.exists() and Path(label).parent.joinpath(path).exists():
+        path = Path(label).parent / path  # relative to the config file, when not to the current folder
+    ck = checkpoint.load(path, label)
+    for i, text in enumerate(data.texts):
+        n = len(ck.encode(text))
+        if n > ck.n_positions:
+            err(f"data.texts[{i}]", f"is {n} tokens long but the checkpoint's n_positions is {ck.n_positions}; "
+                "shorten it")
+        if n == 0:
+            err(f"data.texts[{i}]", "has no tokens; give some text")
+    return ModelConfig(vocab=ck.vocab, d_model=ck.d_model, n_heads=ck.n_heads, d_ff=ck.d_ff, n_layers=ck.n_layers,
+                       n_positions=ck.n_positions, checkpoint=folder, checkpoint_dir=str(ck.folder))
 
 
 def _optimizer(given: dict[str, Any], err) -> OptimizerConfig:

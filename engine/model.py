@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checkpoint
 from .config import Config
 from .tape import BT, Tape
 
@@ -48,7 +49,10 @@ def param_specs(cfg: Config) -> list[tuple[str, str, tuple[int, ...], tuple[str,
 
 
 def init_params(cfg: Config) -> dict[str, np.ndarray]:
-    """GPT-2's scheme: normal weights, residual projections scaled by 1/sqrt(2 n_layers), zero biases, LN 1/0."""
+    """GPT-2's scheme: normal weights, residual projections scaled by 1/sqrt(2 n_layers), zero biases, LN 1/0;
+    or the weights of the checkpoint the config names."""
+    if cfg.model.checkpoint_dir:
+        return checkpoint.weights(checkpoint.load(cfg.model.checkpoint_dir, cfg.source), param_specs(cfg), cfg.source)
     rng = np.random.default_rng(cfg.seed)
     std = cfg.model.init_std
     params = {}

@@ -39,6 +39,8 @@ def is_param(name: str) -> bool:
 def init_formula(name: str, cfg: Config) -> str:
     """How a parameter is drawn (GPT-2's scheme, see model.init_params)."""
     std, rest = cfg.model.init_std, generic(name)
+    if cfg.model.checkpoint:
+        return r"\theta_0 = \theta_{\text{checkpoint}}"
     if rest.startswith("ln_") and rest.endswith(".weight"):
         return r"\gamma = 1"
     if rest.endswith(".bias"):

@@ -13,34 +13,14 @@ from .config import Config
 from .layers import cross_entropy_forward
 from .optim import decays, optimizer_step
 from .tape import BT
+from .tokens import IGNORE, labels, tokenize
 from .trace import NonFiniteError, Recorder, Trace, check_only
 
-IGNORE = -100  # Hugging Face's label for "no target here"
 Progress = Callable[[str, int, int], None]  # progress(phase, done, total)
 
 
 class RunError(Exception):
     """The run could not finish (a NaN or Inf appeared); the message is one line."""
-
-
-def tokenize(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Each text becomes <bos> + words; inputs drop the last token, targets the first; right-pad the batch."""
-    vocab = {w: i for i, w in enumerate(cfg.model.vocab)}
-    seqs = [[vocab["<bos>"]] + [vocab[w] for w in t.split()] for t in cfg.data.texts]
-    T = max(len(s) for s in seqs) - 1
-    ids = np.full((len(seqs), T), vocab["<pad>"], dtype=np.int64)  # (B, T)
-    targets = np.full((len(seqs), T), IGNORE, dtype=np.int64)  # (B, T)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s) - 1] = s[:-1]
-        targets[b, : len(s) - 1] = s[1:]
-    return ids, targets
-
-
-def labels(cfg: Config, ids: np.ndarray, targets: np.ndarray) -> dict:
-    v = cfg.model.vocab
-    return {"vocab": list(v),
-            "inputs": [[v[i] for i in row] for row in ids.tolist()],
-            "targets": [[v[i] if i >= 0 else "<ignored>" for i in row] for row in targets.tolist()]}
 
 
 def run(cfg: Config, progress: Progress | None = None) -> Trace:
@@ -67,8 +47,8 @@ def _run(cfg: Config, progress: Progress) -> Trace:
     rec = Recorder(lambda name, op: notation.describe(name, op, cfg))
     try:
         for name, _, _, ax in specs:
-            rec.add(name, params[name], op="param", axes=ax, init_std=cfg.model.init_std,
-                    decays=decays(params[name], cfg.optimizer.decay))
+            init = {"source": "checkpoint"} if cfg.model.checkpoint else {"init_std": cfg.model.init_std}
+            rec.add(name, params[name], op="param", axes=ax, decays=decays(params[name], cfg.optimizer.decay), **init)
         rec.add("input_ids", ids, op="input", axes=BT)
         rec.add("targets", targets, op="input", axes=BT, ignore=IGNORE)
         t = model.tape(cfg, params, ids, targets, rec.add)

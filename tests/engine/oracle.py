@@ -28,14 +28,16 @@ def hf_model(cfg: dict) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(conf).to(torch.float64).eval()  # eval: no dropout anywhere
 
 
-def oracle_step(trace) -> dict:
-    """One forward, backward and optimizer step in PyTorch from the trace's initial weights."""
+def oracle_step(trace, model: GPT2LMHeadModel | None = None) -> dict:
+    """One forward, backward and optimizer step in PyTorch: from the trace's initial weights, or from `model`
+    as given (a checkpoint loaded with `from_pretrained`)."""
     cfg = trace.config
-    model = hf_model(cfg)
     keys = [k for k in trace.index if k.startswith("transformer.")]
-    state = {k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    if model is None:
+        model = hf_model(cfg)
+        state = {k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied
 
     ids = torch.tensor(trace["input_ids"])

@@ -1,0 +1,135 @@
+"""`model: {from: PATH}`: a Hugging Face GPT-2 checkpoint and its byte-level BPE tokenizer as the model.
+
+The tests make their own checkpoint (a small random GPT2LMHeadModel saved with safetensors, and a tokenizer
+trained on a few sentences): the hub is out of reach here, and the code path is the same as for `gpt2`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from oracle import max_abs, oracle_step
+from safetensors.numpy import load_file
+from tokenizers import Tokenizer
+from tokenizers.implementations import ByteLevelBPETokenizer
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from engine import ConfigError, load_config, run
+from engine.checkpoint import readable
+from engine.config import config_from_dict
+
+SENTENCES = ["the cat sat on the mat", "the dog ran after the cat", "a bird sang in the old tree",
+             "the mat was red and the cat was grey", "dogs and cats and birds"]
+TEXTS = ["the cat sat on the mat", "a dog ran"]  # two lengths: the batch is padded
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A checkpoint folder as `save_pretrained` leaves it: config.json, model.safetensors, tokenizer.json."""
+    path = tmp_path_factory.mktemp("checkpoint")
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(SENTENCES, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tok.save(str(path / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+    torch.manual_seed(0)
+    conf = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=16, n_embd=12, n_layer=2, n_head=3,
+                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      bos_token_id=eot, eos_token_id=eot)
+    model = GPT2LMHeadModel(conf)
+    with torch.no_grad():  # GPT-2's 0.02 makes attention uniform; a wider spread exercises every op
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def config_file(tmp_path, folder, extra: str = "") -> str:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"model:\n  from: {folder}\n{extra}data:\n  texts: {json.dumps(TEXTS)}\ntrain_steps: 2\n")
+    return str(f)
+
+
+@pytest.fixture(scope="module")
+def trace(folder, tmp_path_factory):
+    return run(load_config(config_file(tmp_path_factory.mktemp("cfg"), folder)))
+
+
+def test_sizes_and_vocabulary_come_from_the_checkpoint(trace, folder):
+    conf = json.loads((folder / "config.json").read_text())
+    m = trace.config["model"]
+    assert (m["d_model"], m["n_heads"], m["n_layers"], m["n_positions"], m["d_ff"]) == (12, 3, 2, 16, 48)
+    assert len(m["vocab"]) == conf["vocab_size"] and m["from"] == str(folder) and "init_std" not in m
+
+
+def test_initial_weights_are_the_files(trace, folder):
+    tensors = load_file(str(folder / "model.safetensors"))
+    for key, names in trace.index.items():
+        if key.startswith("transformer."):
+            assert trace[names["initial"]].dtype == np.float64
+            assert np.array_equal(trace[names["initial"]], tensors[key].astype(np.float64)), key
+
+
+def test_input_ids_are_the_tokenizers(trace, folder):
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    bos = tok.token_to_id("<|endoftext|>")
+    seqs = [[bos, *tok.encode(t, add_special_tokens=False).ids] for t in TEXTS]
+    T = max(len(s) for s in seqs) - 1
+    for b, s in enumerate(seqs):
+        assert trace["input_ids"][b, : len(s) - 1].tolist() == s[:-1]
+        assert trace["targets"][b, : len(s) - 1].tolist() == s[1:]
+        assert (trace["input_ids"][b, len(s) - 1 :] == bos).all()  # padded with EOS (GPT-2 has no pad token)
+        assert (trace["targets"][b, len(s) - 1 :] == -100).all()
+    assert trace["input_ids"].shape == (2, T)
+    assert "␣cat" in trace.labels["inputs"][0] or "␣sat" in trace.labels["inputs"][0]
+
+
+def test_the_step_equals_hugging_faces(trace, folder):
+    model = GPT2LMHeadModel.from_pretrained(folder).to(torch.float64).eval()
+    ref = oracle_step(trace, model)
+    assert max_abs(trace["logits"], ref["logits"]) < 1e-12
+    assert abs(float(trace["loss"]) - ref["loss"]) < 1e-12
+    for key in ref["keys"]:
+        names = trace.index[key]
+        assert max_abs(trace[names["grad"]], ref["grads"][key]) < 1e-12, key
+        tol = 1e-9 * trace.config["optimizer"]["lr"] if key.endswith("c_attn.bias") else 1e-12
+        assert max_abs(trace[names["updated"]], ref["updated"][key]) < max(tol, 1e-12), key
+
+
+def test_readable_tokens():
+    assert readable("Ġcat") == "␣cat" and readable("Ċ") == "↵" and readable("<|endoftext|>") == "<|endoftext|>"
+    assert readable("Ã©") == "é"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("  d_model: 16\n", "model.d_model: is given beside model.from"),
+    ("  vocab: [a, b]\n", "model.vocab: is given beside model.from"),
+])
+def test_sizes_beside_from_are_refused(tmp_path, folder, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file(tmp_path, folder, extra))
+
+
+def test_bad_checkpoint_folders_are_one_line(tmp_path, folder):
+    with pytest.raises(ConfigError, match="model.from: .*nowhere: no such folder"):
+        config_from_dict({"model": {"from": str(tmp_path / "nowhere")}}, "c.yaml")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="config.json is missing"):
+        config_from_dict({"model": {"from": str(tmp_path / "empty")}}, "c.yaml")
+    bad = tmp_path / "relu"
+    bad.mkdir()
+    conf = json.loads((folder / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**conf, "activation_function": "relu"}))
+    with pytest.raises(ConfigError, match="activation_function is 'relu'"):
+        config_from_dict({"model": {"from": str(bad)}}, "c.yaml")
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (no_weights / name).write_bytes((folder / name).read_bytes())
+    cfg = config_from_dict({"model": {"from": str(no_weights)}, "train_steps": 0}, "c.yaml")
+    with pytest.raises(ConfigError, match="model.safetensors is missing"):
+        run(cfg)
+    with pytest.raises(ConfigError, match=r"data.texts\[0\]: is \d+ tokens long"):
+        config_from_dict({"model": {"from": str(folder)}, "data": {"texts": ["the cat sat " * 10]}}, "c.yaml")
