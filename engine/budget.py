@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 from .config import Config, ConfigError
 from .tokens import sequences
+from .trace import INLINE_MAX_VALUES
 
 # Peak memory of `handstep trace` (the run, then the save) per byte of recorded values. Measured with
 # ru_maxrss in a fresh interpreter, minus the RSS after `import engine`, divided by 8 x count_values(cfg),
@@ -60,6 +63,8 @@ class Estimate:
     train_seconds: float  # the training run: train_steps updates and train_steps + 1 forward passes
     check_seconds: float  # the finite-difference check of the site build
     train_step_seconds: float  # one step of the training run
+    spills: bool = False  # the values go to a temporary file as they are made (engine.trace.Recorder)
+    disk: int = 0  # bytes of that file
 
     @property
     def seconds(self) -> float:
@@ -170,12 +175,33 @@ def _optimizer(s: _Sizes) -> _Work:
     return _Work(calls=per_tensor * (4 + 12 * s.L), passes=OPT_PASSES[s.opt] * _n_params(s))
 
 
-def _fd_forwards(s: _Sizes) -> int:
-    """Forward passes of the finite-difference check: two per checked element, at most 1 + 3 per tensor."""
+def _picks(s: _Sizes) -> int:
+    """Elements the finite-difference check takes when it covers every tensor: 1 + 3 per tensor (fewer in tiny ones)."""
     C, F = s.C, s.F
     block = [C, C, 3 * C * C, 3 * C, C * C, C, C, C, C * F, F, F * C, C]  # the tensors of one block
-    picks = sum(1 + min(3, n) for n in [s.V * C, s.P * C, C, C]) + s.L * sum(1 + min(3, n) for n in block)
-    return 2 * picks
+    return sum(1 + min(3, n) for n in [s.V * C, s.P * C, C, C]) + s.L * sum(1 + min(3, n) for n in block)
+
+
+# The finite-difference check of a big model is held to about this many seconds (from the config's estimate, so a
+# config always checks the same elements); a small model checks 1 + 3 elements of every tensor (engine.verify).
+FD_SECONDS = 20.0
+FD_MAX_ELEMENTS = 200
+
+
+def _fd_allowed(s: _Sizes) -> int:
+    return max(4, min(FD_MAX_ELEMENTS, int(FD_SECONDS / max(float(_forward(s).seconds()), 1e-9) / 2)))
+
+
+def _fd_forwards(s: _Sizes) -> int:
+    """Forward passes of the finite-difference check: two per element, plus two for the directional check."""
+    return 2 * min(_picks(s), _fd_allowed(s)) + 2
+
+
+def fd_elements(cfg: Config) -> int | None:
+    """How many elements the finite-difference check may take: None for 1 + 3 of every tensor, else the budget."""
+    s = _sizes(cfg)
+    allowed = _fd_allowed(s)
+    return None if _picks(s) <= allowed else allowed
 
 
 def _seconds(s: _Sizes) -> tuple[Fraction, Fraction, Fraction, Fraction]:
@@ -201,13 +227,37 @@ def _bytes(values: int) -> int:
     return math.ceil(values * 8 * Fraction(COPIES))
 
 
+def _spills(s: _Sizes) -> bool:
+    return _values(s) > INLINE_MAX_VALUES
+
+
+def _memory(s: _Sizes) -> int:
+    """Peak bytes in RAM. A small run keeps every record (COPIES per value); a run that spills its values to a
+    file keeps the working set: the parameters, their gradients, the update and the training run's state
+    (about six copies of the parameters) plus the activations twice (the tape, and small records)."""
+    values = _values(s)
+    if not _spills(s):
+        return _bytes(values)
+    n = _n_params(s)
+    activations = values - (2 + OPT_RECORDS[s.opt]) * n
+    return 8 * (6 * n + 3 * max(activations, 0)) + 200 * 2**20  # plus the interpreter and NumPy
+
+
+def free_disk(folder: str | Path | None) -> int | None:
+    try:
+        return shutil.disk_usage(folder or tempfile.gettempdir()).free
+    except OSError:
+        return None
+
+
 def estimate(cfg: Config) -> Estimate:
     """Values, bytes and seconds of `engine.run(cfg)` and the build's finite-difference check."""
     s = _sizes(cfg)
     values = _values(s)
     step, train, check, per_step = _seconds(s)
-    return Estimate(values=values, bytes=_bytes(values), step_seconds=_float(step), train_seconds=_float(train),
-                    check_seconds=_float(check), train_step_seconds=_float(per_step))
+    return Estimate(values=values, bytes=_memory(s), step_seconds=_float(step), train_seconds=_float(train),
+                    check_seconds=_float(check), train_step_seconds=_float(per_step), spills=_spills(s),
+                    disk=8 * values if _spills(s) else 0)
 
 
 def available_memory() -> int | None:
@@ -275,28 +325,37 @@ def _advice(s: _Sizes, cost) -> tuple[str, str]:
     return top, f"lower {top} (the largest term)" + (f", or {', '.join(names)}" if names else "")
 
 
-def check_budget(cfg: Config, available_bytes: int | None = None, max_seconds: float = MAX_SECONDS) -> Estimate:
+def check_budget(cfg: Config, available_bytes: int | None = None, max_seconds: float = MAX_SECONDS,
+                 spill_dir: str | Path | None = None, available_disk: int | None = None) -> Estimate:
     """Raise BudgetError when the trace would not fit in free memory or the work would take too long.
 
     The work is the recorded step, the training run and the build's finite-difference check, together.
 
     Nothing is allocated: every figure comes from the config's sizes. `available_bytes` overrides the free
-    memory read from the system (tests). Returns the estimate when the run fits.
+    memory read from the system, `available_disk` the free disk where a big run's values go (tests). Returns the
+    estimate when the run fits.
     """
     label = cfg.source or "<config>"
     s = _sizes(cfg)
     values = _values(s)
-    need = _bytes(values)
+    need = _memory(s)
     free = available_memory() if available_bytes is None else available_bytes
     if free is not None and need > free:
-        key, advice = _advice(s, _values)
+        key, advice = _advice(s, _memory)
         raise BudgetError(f"{label}: {key}: {_shown(key, s)} needs about {_size(need)} for the trace, "
                           f"{_size(free)} of memory is free: {advice}")
+    disk = 8 * values if _spills(s) else 0
+    room = (free_disk(spill_dir) if available_disk is None else available_disk) if disk else None
+    if room is not None and disk * 1.05 > room:
+        key, advice = _advice(s, _values)
+        where = spill_dir or tempfile.gettempdir()
+        raise BudgetError(f"{label}: {key}: {_shown(key, s)} needs about {_size(disk)} of disk for the trace's "
+                          f"values, {_size(room)} is free in {where}: {advice}")
     step, train, check, per_step = _seconds(s)
     limit = Fraction(max_seconds)
     total = step + train + check
     if total <= limit:
-        return Estimate(values, need, _float(step), _float(train), _float(check), _float(per_step))
+        return Estimate(values, need, _float(step), _float(train), _float(check), _float(per_step), bool(disk), disk)
     key, advice = _advice(s, lambda z: sum(_seconds(z)[:3]))
     fixed = total - per_step * s.steps  # what train_steps 0 would still take
     if key == "train_steps" and fixed + per_step <= limit:

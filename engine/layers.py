@@ -50,13 +50,18 @@ def layernorm_backward(dout, xhat, var, w, eps):
     return dxhat, dx, dw, db
 
 
+def _rows(x):
+    return x.reshape(-1, x.shape[-1])  # (B*T, n): one matrix product for the whole batch, by BLAS
+
+
 def linear_forward(x, w, b):
-    return x @ w + b  # (B, T, in) @ (in, out) + (out,): Conv1D layout, as GPT-2
+    # (B, T, in) @ (in, out) + (out,): GPT-2's Conv1D layout
+    return (_rows(x) @ w).reshape(*x.shape[:-1], w.shape[1]) + b
 
 
 def linear_backward(dout, x, w):
-    dx = dout @ w.T  # (B, T, in): the transpose of W carries the gradient back
-    dw = np.einsum("bti,bto->io", x, dout)  # (in, out): summed over batch and tokens
+    dx = (_rows(dout) @ w.T).reshape(x.shape)  # (B, T, in): the transpose of W carries the gradient back
+    dw = _rows(x).T @ _rows(dout)  # (in, out): summed over batch and tokens
     db = dout.sum(axis=(0, 1))  # (out,)
     return dx, dw, db
 
@@ -147,22 +152,23 @@ def softmax_backward(dout, y):
 
 
 def gelu_forward(x):
-    return 0.5 * x * (1.0 + np.tanh(GELU_K * (x + GELU_C * x**3)))  # GPT-2's tanh approximation
+    return 0.5 * x * (1.0 + np.tanh(GELU_K * (x + GELU_C * (x * x * x))))  # GPT-2's tanh approximation
 
 
 def gelu_backward(dout, x):
-    t = np.tanh(GELU_K * (x + GELU_C * x**3))
-    dt = (1.0 - t**2) * GELU_K * (1.0 + 3.0 * GELU_C * x**2)  # d tanh(u)/dx
+    t = np.tanh(GELU_K * (x + GELU_C * (x * x * x)))
+    dt = (1.0 - t * t) * GELU_K * (1.0 + 3.0 * GELU_C * (x * x))  # d tanh(u)/dx
     return dout * (0.5 * (1.0 + t) + 0.5 * x * dt)  # product rule on 0.5 x (1 + t)
 
 
 def logits_forward(x, wte):
-    return x @ wte.T  # (B, T, V): the output layer is the token table, transposed (tied)
+    # (B, T, V): the output layer is the token table, transposed (tied)
+    return (_rows(x) @ wte.T).reshape(*x.shape[:-1], len(wte))
 
 
 def logits_backward(dlogits, x, wte):
-    dx = dlogits @ wte  # (B, T, C)
-    dwte = np.einsum("btv,btc->vc", dlogits, x)  # (V, C)
+    dx = (_rows(dlogits) @ wte).reshape(x.shape)  # (B, T, C)
+    dwte = _rows(dlogits).T @ _rows(x)  # (V, C)
     return dx, dwte
 
 

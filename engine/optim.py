@@ -44,8 +44,13 @@ def _adam(rec, name, p, g, wd, st, t, opt, ax):
     if opt.name == "adam":  # Adam's weight decay is L2: added to the gradient, so it passes through m and v
         g = g + wd * p
         grad_name = rec_as(rec, f"opt.g.{name}", g, "l2_grad", (grad_name, name), ax, wd=wd)
-    m = b1 * st.get("m", 0.0) + (1 - b1) * g  # first moment: a running mean of gradients
-    v = b2 * st.get("v", 0.0) + (1 - b2) * g * g  # second moment: a running mean of squared gradients
+    m = (1 - b1) * g  # first moment: a running mean of gradients (it starts at 0)
+    if "m" in st:
+        m += b1 * st["m"]
+    v = (1 - b2) * g  # second moment: a running mean of squared gradients
+    v *= g
+    if "v" in st:
+        v += b2 * st["v"]
     st["m"], st["v"] = m, v
     m_hat = m / (1 - b1**t)  # bias correction: m and v start at 0, so early averages are too small
     v_hat = v / (1 - b2**t)
@@ -53,9 +58,13 @@ def _adam(rec, name, p, g, wd, st, t, opt, ax):
     rec_as(rec, f"opt.v.{name}", v, "adam_v", (grad_name,), ax, beta=b2, step=t)
     rec_as(rec, f"opt.m_hat.{name}", m_hat, "adam_m_hat", (f"opt.m.{name}",), ax, beta=b1, step=t)
     rec_as(rec, f"opt.v_hat.{name}", v_hat, "adam_v_hat", (f"opt.v.{name}",), ax, beta=b2, step=t)
-    step = opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps)  # about lr * sign(g) on the first step
+    step = opt.lr * m_hat  # about lr * sign(g) on the first step, once divided
+    denom = np.sqrt(v_hat)
+    denom += opt.eps
+    step /= denom
     if opt.name == "adamw":
-        out = p * (1 - opt.lr * wd) - step  # decoupled decay: shrink the weight, apart from the gradient
+        out = p * (1 - opt.lr * wd)  # decoupled decay: shrink the weight, apart from the gradient
+        out -= step
     else:
         out = p - step
     rec_as(rec, f"updated.{name}", out, f"{opt.name}_update", (name, f"opt.m_hat.{name}", f"opt.v_hat.{name}"), ax,

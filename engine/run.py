@@ -3,7 +3,10 @@ then a separate unrecorded `train_steps` run for the training-run page."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -23,28 +26,30 @@ class RunError(Exception):
     """The run could not finish (a NaN or Inf appeared); the message is one line."""
 
 
-def run(cfg: Config, progress: Progress | None = None) -> Trace:
+def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | None = None) -> Trace:
     """Run one recorded training step and the training run; return the trace.
 
     Refuses (BudgetError, one line) a config whose trace would not fit in memory or would take too long,
     before anything is allocated. `progress(phase, done, total)`, when given, is called as the work goes:
     phase "step" (0 then 1 of 1) and "training run" (0, then every 1/100 of train_steps, then the last).
     """
-    check_budget(cfg)
+    estimate = check_budget(cfg, spill_dir=spill_dir)
+    # A big run's values go to a temporary file as they are made (deleted with the trace); see trace.Recorder.
+    spill = tempfile.TemporaryFile(dir=spill_dir) if estimate.spills else None
     with np.errstate(all="ignore"):  # a NaN or Inf is reported by name (NonFiniteError), not as a warning
         try:
-            return _run(cfg, progress or _skip)
+            return _run(cfg, progress or _skip, spill)
         except RunError as exc:
             raise RunError(f"{cfg.source}: {exc}" if cfg.source else str(exc)) from None
 
 
-def _run(cfg: Config, progress: Progress) -> Trace:
+def _run(cfg: Config, progress: Progress, spill: BinaryIO | None) -> Trace:
     ids, targets = tokenize(cfg)
     specs = model.param_specs(cfg)
     axes = {name: ax for name, _, _, ax in specs}
     progress("step", 0, 1)
     params = model.init_params(cfg)
-    rec = Recorder(lambda name, op: notation.describe(name, op, cfg))
+    rec = Recorder(lambda name, op: notation.describe(name, op, cfg), spill)
     try:
         for name, _, _, ax in specs:
             init = {"source": "checkpoint"} if cfg.model.checkpoint else {"init_std": cfg.model.init_std}
@@ -63,12 +68,15 @@ def _run(cfg: Config, progress: Progress) -> Trace:
         raise RunError(f"a NaN or Inf appeared in record {exc.name!r} of the recorded step; "
                        "lower optimizer.lr or init_std") from None
     progress("step", 1, 1)
+    before = t.v["loss.target_prob"]
+    del t, grads, new  # the recorded step's working values: a big model's training run needs the room
     rec.phase = "train"
-    train(params, ids, targets, cfg, rec, axes, before=t.v["loss.target_prob"], progress=progress)
+    train(params, ids, targets, cfg, rec, axes, before=before, progress=progress)
     index = {key: {"initial": name, "grad": f"grad.{name}", "updated": f"updated.{name}"}
              for name, key, _, _ in specs}
     index.update({"input_ids": "input_ids", "targets": "targets", "logits": "logits", "loss": "loss"})
-    return Trace(cfg.to_dict(), labels(cfg, ids, targets), rec.records, index)
+    rec.finish()
+    return Trace(cfg.to_dict(), labels(cfg, ids, targets), rec.records, index, values_file=spill)
 
 
 def evaluate(params, ids, targets, cfg, rec):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -23,6 +24,7 @@ VERSION = 1
 # Past this many values in all, they go to a binary sidecar `<trace>.bin` (little-endian float64)
 # and the JSON keeps offsets: a GPT-2-small-shaped layer has ~60 M values, ~1.5 GB as JSON text.
 INLINE_MAX_VALUES = 2_000_000
+SPILL_VALUES = 65_536  # in a run that spills, records at least this large live in the values file only
 
 
 @dataclass
@@ -49,11 +51,15 @@ class TraceError(Exception):
 class Trace:
     """Records in execution order, indexed by name; `trace["L0.attn.scores"]` gives the value."""
 
-    def __init__(self, config: dict, labels: dict, records: list[Record], index: dict):
+    def __init__(self, config: dict, labels: dict, records: list[Record], index: dict,
+                 values_file: BinaryIO | None = None):
         self.config = config
         self.labels = labels
         self.records = records
         self.index = index
+        # A big run's values, every record's in order as the sidecar format lays them out (see `Recorder`): the
+        # records' arrays are read-only views of this file, and saving copies it instead of gathering arrays.
+        self.values_file = values_file
         self._by_name = {r.name: r for r in records}
         if len(self._by_name) != len(records):
             dupes = [name for name, n in Counter(r.name for r in records).items() if n > 1]
@@ -85,12 +91,19 @@ class Trace:
 
 
 class Recorder:
-    """Collects records during a run. `describe(name, op)` gives a record's (formula, symbol): engine.notation."""
+    """Collects records during a run. `describe(name, op)` gives a record's (formula, symbol): engine.notation.
 
-    def __init__(self, describe: Callable[[str, str], tuple[str, str]]):
+    With `spill` (an open binary file), every value is written there as it is made, in the sidecar layout of
+    `save_trace` (little-endian float64, record after record), by a writer thread while the run goes on; a record
+    past SPILL_VALUES then keeps only a read-only memory map of its part. A GPT-2-small step makes ~7 GB of values,
+    far more than needs to be in memory at once. A value must not change once recorded (the engine never does so).
+    """
+
+    def __init__(self, describe: Callable[[str, str], tuple[str, str]], spill: BinaryIO | None = None):
         self.records: list[Record] = []
         self.phase = "forward"
         self.describe = describe
+        self.writer = _Writer(spill) if spill is not None else None
 
     def add(self, name: str, value: Any, *, op: str, inputs: tuple[str, ...] = (), axes: tuple[str, ...] = (),
             **meta: Any) -> None:
@@ -99,8 +112,78 @@ class Recorder:
             raise ValueError(f"{name}: {value.ndim} dims but axes {axes}")
         check_finite(name, op, value)
         formula, symbol = self.describe(name, op)
-        self.records.append(Record(name, op, self.phase, tuple(inputs), value.copy(), tuple(axes), formula, symbol,
-                                   meta))
+        big = self.writer is not None and value.size >= SPILL_VALUES and value.dtype.kind == "f"
+        record = Record(name, op, self.phase, tuple(inputs), value if big else value.copy(), tuple(axes), formula,
+                        symbol, meta)
+        self.records.append(record)
+        if self.writer is not None:
+            self.writer.put(record, big)
+
+    def finish(self) -> None:
+        """Wait until every value is in the file (a no-op without one)."""
+        if self.writer is not None:
+            self.writer.finish()
+
+
+class _Writer:
+    """Writes records' values to the values file in order, in a thread, holding at most MAX_PENDING bytes."""
+
+    MAX_PENDING = 512 << 20
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.offset = 0
+        self.pending: list[tuple[Record, bool, int]] = []
+        self.bytes = 0
+        self.error: BaseException | None = None
+        self.done = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, record: Record, mapped: bool) -> None:
+        size = record.value.size * 8
+        with self.cond:
+            self.cond.wait_for(lambda: self.bytes < self.MAX_PENDING or self.error is not None)
+            if self.error is not None:
+                raise self.error
+            self.pending.append((record, mapped, self.offset))
+            self.offset += size
+            self.bytes += size
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.pending or self.done)
+                if not self.pending:
+                    return
+                record, mapped, start = self.pending[0]
+            try:
+                data = np.ascontiguousarray(record.value, dtype="<f8")
+                self.file.write(memoryview(data).cast("B"))
+                if mapped:
+                    self.file.flush()
+                    record.value = np.memmap(self.file, dtype="<f8", mode="r", offset=start, shape=record.value.shape)
+            except BaseException as exc:  # noqa: BLE001 - handed to the run's thread (a full disk, say)
+                with self.cond:
+                    self.error = exc
+                    self.pending.clear()
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self.pending.pop(0)
+                self.bytes -= record.value.size * 8
+                self.cond.notify_all()
+
+    def finish(self) -> None:
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        self.file.flush()
 
 
 def check_only(name: str, value: Any, *, op: str, **kwargs: Any) -> None:
@@ -118,6 +201,8 @@ class NonFiniteError(FloatingPointError):
 
 def check_finite(name: str, op: str, value: np.ndarray) -> None:
     if value.dtype.kind != "f":
+        return
+    if value.size > 4096 and np.isfinite(value.sum()):  # one fast pass: a NaN or Inf makes the sum non-finite
         return
     finite = np.isfinite(value)
     if op == "causal_mask":
@@ -137,7 +222,10 @@ def _record_header(r: Record) -> dict[str, Any]:
 
 
 def save_trace(trace: Trace, path: str | Path) -> None:
-    """Write the trace as JSON, one record per line; floats written with repr round-trip exactly."""
+    """Write the trace as JSON, one record per line; floats written with repr round-trip exactly.
+
+    Past INLINE_MAX_VALUES values in all, the values go to `<name>.bin` beside it (little-endian float64, record
+    after record) and each record gets an `offset`; the values are streamed, never gathered in memory."""
     path = Path(path)
     total = sum(r.value.size for r in trace.records)
     sidecar = path.with_suffix(".bin") if total > INLINE_MAX_VALUES else None
@@ -145,13 +233,11 @@ def save_trace(trace: Trace, path: str | Path) -> None:
             "index": trace.index, "values": {"file": sidecar.name, "dtype": "<f8"} if sidecar else None}
     lines = []
     offset = 0
-    blobs = []
     for r in trace.records:
         rec = _record_header(r)
         if sidecar:
             rec["offset"] = offset
             offset += r.value.size
-            blobs.append(np.ascontiguousarray(r.value, dtype="<f8").tobytes())
         elif rec["dtype"] == "int64":
             rec["value"] = r.value.tolist()
         else:
@@ -161,12 +247,36 @@ def save_trace(trace: Trace, path: str | Path) -> None:
     head_text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
     text = head_text[:-1] + ',"records":[\n' + ",\n".join(lines) + "\n]}\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    if sidecar:
-        stmp = sidecar.with_name(sidecar.name + ".tmp")
-        stmp.write_bytes(b"".join(blobs))
-        stmp.replace(sidecar)
-    tmp.replace(path)
+    stmp = sidecar.with_name(sidecar.name + ".tmp") if sidecar else None
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        if sidecar and stmp:
+            with open(stmp, "wb") as out:
+                _write_values(trace, out, offset)
+            stmp.replace(sidecar)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if stmp:
+            stmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_values(trace: Trace, out: BinaryIO, total: int) -> None:
+    """Every record's values, in order: copied from the run's values file when it has one, else record by record."""
+    if trace.values_file is not None:
+        trace.values_file.flush()
+        trace.values_file.seek(0)
+        left = total * 8
+        while left:
+            chunk = trace.values_file.read(min(left, 64 << 20))
+            if not chunk:
+                raise OSError("the run's values file is shorter than its records")
+            out.write(chunk)
+            left -= len(chunk)
+        return
+    for r in trace.records:
+        out.write(memoryview(np.ascontiguousarray(r.value, dtype="<f8")).cast("B"))
 
 
 DTYPES = {"int64": np.int64, "float64": np.float64}
@@ -264,7 +374,7 @@ def _sidecar(values: Any, path: Path, label: str) -> np.ndarray | None:
         size = side.stat().st_size
         if size % 8:
             raise TraceError(f"{label}: its values file {name} has {size} bytes, not a whole number of float64s")
-        return np.fromfile(side, dtype="<f8")
+        return np.memmap(side, dtype="<f8", mode="r") if size else np.zeros(0)
     except OSError as exc:
         raise TraceError(f"{label}: its values file {name} cannot be read ({exc.strerror or exc})") from None
 
@@ -325,7 +435,10 @@ def _record(rec: Any, i: int, label: str, blob: np.ndarray | None, first: dict[s
             bad("value is missing")
         raw = _flat(rec["value"], shape, dtype == "int64", bad)
     try:
-        value = np.array(raw, dtype=DTYPES[dtype]).reshape(shape)
+        if blob is not None and dtype == "float64" and n >= SPILL_VALUES:
+            value = raw.reshape(shape)  # a read-only view of the values file: a big trace is not read into RAM
+        else:
+            value = np.array(raw, dtype=DTYPES[dtype]).reshape(shape)
     except (ValueError, OverflowError, MemoryError) as exc:
         bad(f"its value cannot be read as {dtype} of shape {shape} ({exc})")
     return Record(name, rec["op"], rec["phase"], tuple(inputs), value, tuple(axes), rec["formula"], rec["symbol"],

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import model
+from .budget import fd_elements
 from .config import Config
 from .trace import Trace
 
@@ -55,21 +56,32 @@ def checked_difference(cfg: Config, params: dict, ids, targets, name: str, i: in
 
 def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
                        progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:
-    """For every parameter: the largest-|grad| element plus `per_tensor` seeded random ones, analytic vs central.
+    """Analytic gradients against central differences: for every parameter its largest-|grad| element plus
+    `per_tensor` seeded random ones; past the budget of `budget.fd_elements`, the largest-|grad| element of tensors spread
+    evenly over the model. Then the whole gradient at once, along one random direction (key "direction").
 
-    `progress("finite differences", done, total)`, when given, is called at 0 and after each parameter tensor.
+    `progress("finite differences", done, total)`, when given, is called at 0 and after each check.
     """
-    params = {name: trace[name].copy() for name, _, _, _ in model.param_specs(cfg)}
-    ids, targets = trace["input_ids"], trace["targets"]
+    params = {name: np.array(trace[name], dtype=np.float64) for name, _, _, _ in model.param_specs(cfg)}
+    ids, targets = np.asarray(trace["input_ids"]), np.asarray(trace["targets"])
     rng = np.random.default_rng(0)
-    out = {}
+    names = list(params)
+    budget = fd_elements(cfg)
+    if budget is None:
+        chosen = names
+    else:
+        chosen = [names[i] for i in dict.fromkeys(np.linspace(0, len(names) - 1, budget).round().astype(int))]
+    total = len(chosen) + 1
     if progress is not None:
-        progress("finite differences", 0, len(params))
-    for done, (name, p) in enumerate(params.items(), 1):
-        grad = trace[f"grad.{name}"]
+        progress("finite differences", 0, total)
+    out = {}
+    for done, name in enumerate(chosen, 1):
+        p = params[name]
+        grad = np.asarray(trace[f"grad.{name}"])
         flat = p.reshape(-1)
         picks = [int(np.argmax(np.abs(grad)))]
-        picks += [int(i) for i in rng.choice(flat.size, min(per_tensor, flat.size), replace=False)]
+        if budget is None:
+            picks += [int(i) for i in rng.choice(flat.size, min(per_tensor, flat.size), replace=False)]
         rows = []
         for i in dict.fromkeys(picks):
             idx = tuple(int(k) for k in np.unravel_index(i, p.shape))
@@ -78,5 +90,35 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
         err = max(abs(r["analytic"] - r["numeric"]) for r in rows)
         out[f"grad.{name}"] = {"checked": rows, "max_abs_err": err, "tol": FD_TOL, "ok": err <= FD_TOL}
         if progress is not None:
-            progress("finite differences", done, len(params))
+            progress("finite differences", done, total)
+    out["direction"] = directional_check(cfg, params, ids, targets, trace)
+    if progress is not None:
+        progress("finite differences", total, total)
     return out
+
+
+def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> dict:
+    """Every gradient element at once: along a random unit direction u over all parameters, the slope
+    (L(θ + hu) - L(θ - hu)) / 2h must equal Σ ∇θ·u. Two forward passes, whatever the model's size."""
+    rng = np.random.default_rng(1)
+    u = {name: rng.standard_normal(p.shape) for name, p in params.items()}
+    norm = float(np.sqrt(sum(float((d * d).sum()) for d in u.values())))
+    analytic = 0.0
+    for name, d in u.items():
+        d /= norm
+        analytic += float((np.asarray(trace[f"grad.{name}"]) * d).sum())
+    best = None
+    for h in FD_STEPS:
+        numeric = (_shifted_loss(cfg, params, u, h, ids, targets) - _shifted_loss(cfg, params, u, -h, ids, targets))
+        numeric /= 2 * h
+        if best is None or abs(numeric - analytic) < abs(best - analytic):
+            best = numeric
+        if abs(best - analytic) <= FD_TOL:
+            break
+    err = abs(best - analytic)
+    return {"checked": [], "analytic": analytic, "numeric": best, "max_abs_err": err, "tol": FD_TOL,
+            "ok": err <= FD_TOL, "values": int(sum(p.size for p in params.values()))}
+
+
+def _shifted_loss(cfg: Config, params: dict, u: dict, h: float, ids, targets) -> float:
+    return model.loss(cfg, {name: p + h * u[name] for name, p in params.items()}, ids, targets)

@@ -116,3 +116,20 @@ def test_every_parameter_gradient_matches_central_differences(name):
         for i in idx:
             num = central_difference(cfg, params, ids, targets, pname, int(i), H)
             assert abs(num - grads[pname].reshape(-1)[i]) < 1e-8, (pname, i, num, grads[pname].reshape(-1)[i])
+
+
+def test_the_directional_check_sees_one_wrong_gradient_element():
+    """Two forward passes test every gradient element at once: a single wrong one (a W_O vs W_Oᵀ kind of slip in
+    one entry) moves Σ ∇θ·u far past the tolerance."""
+    from engine import run
+    from engine.verify import directional_check
+
+    cfg = config_from_dict({"train_steps": 0}, "test")
+    trace = run(cfg)
+    params = {name: trace[name].copy() for name, _, _, _ in model.param_specs(cfg)}
+    good = directional_check(cfg, params, trace["input_ids"], trace["targets"], trace)
+    assert good["ok"] and good["max_abs_err"] < 1e-9 and good["values"] == sum(p.size for p in params.values())
+    grad = trace.record("grad.L0.attn.c_proj.weight").value
+    grad[3, 5] += 0.01
+    bad = directional_check(cfg, params, trace["input_ids"], trace["targets"], trace)
+    assert not bad["ok"] and bad["max_abs_err"] > 100 * bad["tol"]
