@@ -35,7 +35,8 @@ def timed(fn, repeat: int) -> list[float]:
 
 def child(code: str) -> dict:
     """Run code in a fresh interpreter that prints one JSON line; adds its peak RSS in MB."""
-    wrapped = code + "\nimport resource, json as _j\nprint(_j.dumps({**RESULT, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    wrapped = (code + "\nimport resource, json as _j\n"
+               "print(_j.dumps({**RESULT, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
     p = subprocess.run([PY, "-c", wrapped], capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -57,7 +58,7 @@ def engine_rows() -> list[tuple]:
                     timed(lambda: run(cfg0), 20), "ms", "≤ 5 ms"))
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(row("`handstep trace` wall time, default config (incl. 200-step run, interpreter start)",
-                        timed(lambda: subprocess.run([PY, "-m", "engine", "trace", "--out", f"{tmp}/t.json"],
+                        timed(lambda: subprocess.run([PY, "-m", "site_build.cli", "trace", "--out", f"{tmp}/t.json"],
                                                      cwd=ROOT, check=True, capture_output=True), 5), "s"))
     cfg1000 = config_from_dict({"train_steps": 1000}, "bench")
     rows.append(row("engine: default config with train_steps 1000", timed(lambda: run(cfg1000), 3), "s", "≤ 3 s"))

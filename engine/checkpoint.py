@@ -77,7 +77,8 @@ def _load(folder: Path, where: str) -> Checkpoint:
         sizes[ours] = value
     d_ff = conf.get("n_inner") or 4 * sizes["d_model"]
     if sizes["d_model"] % sizes["n_heads"]:
-        raise CheckpointError(f"{where}/config.json: n_head {sizes['n_heads']} does not divide n_embd {sizes['d_model']}")
+        raise CheckpointError(f"{where}/config.json: n_head {sizes['n_heads']} does not divide "
+                              f"n_embd {sizes['d_model']}")
     tokens = _tokenizer(folder).get_vocab(with_added_tokens=True)
     vocab = [f"<unused {i}>" for i in range(sizes["vocab_size"])]
     for token, i in tokens.items():

@@ -284,7 +284,8 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
     for key in ("d_model", "n_heads", "d_ff", "n_layers", "n_positions"):
         sizes[key] = _integer(given.get(key, getattr(d, key)), f"model.{key}", err, minimum=1)
     if sizes["d_model"] < 2:
-        err("model.d_model", f"must be ≥ 2 (a LayerNorm over one number always outputs its bias), got {sizes['d_model']}")
+        err("model.d_model",
+            f"must be ≥ 2 (a LayerNorm over one number always outputs its bias), got {sizes['d_model']}")
     if sizes["d_model"] % sizes["n_heads"]:
         err("model.n_heads", f"{sizes['n_heads']} does not divide d_model {sizes['d_model']}")
     init_std = _number(given.get("init_std", d.init_std), "model.init_std", err)

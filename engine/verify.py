@@ -57,8 +57,8 @@ def checked_difference(cfg: Config, params: dict, ids, targets, name: str, i: in
 def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
                        progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:
     """Analytic gradients against central differences: for every parameter its largest-|grad| element plus
-    `per_tensor` seeded random ones; past the budget of `budget.fd_elements`, the largest-|grad| element of tensors spread
-    evenly over the model. Then the whole gradient at once, along one random direction (key "direction").
+    `per_tensor` seeded random ones; past the budget of `budget.fd_elements`, the largest-|grad| element of tensors
+    spread evenly over the model. Then the whole gradient at once, along one random direction (key "direction").
 
     `progress("finite differences", done, total)`, when given, is called at 0 and after each check.
     """

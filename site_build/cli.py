@@ -2,7 +2,7 @@
 
 Every expected failure (a bad argument, config, page, trace file or output path) prints one line per
 problem to stderr and exits with status 2; a traceback would mean a bug in handstep itself. Nothing is
-written where handstep did not write before (see site_build.output), and Ctrl-C leaves the previous
+written where handstep did not write before (see site_build.write), and Ctrl-C leaves the previous
 outputs as they were (exit status 130).
 """
 
@@ -21,16 +21,15 @@ from typing import NoReturn
 
 import engine
 from engine.diff import diff_traces, format_diff
-from site_build import output
-from site_build.build import ROOT, Builder, Compare, Paths
-from site_build.errors import BuildError
+from site_build import write
+from site_build.build import EXPECTED_ERRORS, ROOT, Builder, Compare, Paths
+from site_build.data.compare import DIFF_HTML_HEAD, write_diff_html
+from site_build.errors import BuildError, shown_path
 from site_build.progress import Progress
 
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DEFAULT_OUT = ROOT / "site"
 TRACE_PREFIX = b'{"format":"handstep-trace"'
-# Failures caused by the inputs: reported as one line each, never with a traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BuildError, engine.ConfigError, engine.RunError, engine.TraceError)
 
 
 def version() -> str:
@@ -48,12 +47,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def port_number(text: str) -> int:
+    give = "give 1 to 65535, or 0 for any free port"
     try:
         port = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (give 1 to 65535, or 0 for any free port)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number ({give})") from None
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (give 1 to 65535, or 0 for any free port)")
+        raise argparse.ArgumentTypeError(f"{port} is not a port number ({give})")
     return port
 
 
@@ -137,15 +137,15 @@ def run_trace(args: argparse.Namespace) -> int:
     """`handstep trace`: one recorded step, written as JSON (plus a .bin sidecar for a big trace)."""
     start = time.perf_counter()
     out: Path = args.out
-    ours = output.file_starts_with(TRACE_PREFIX)
-    output.check_output_file(out, "--out", ours, "a handstep trace", args.force, "trace.json")
+    ours = write.file_starts_with(TRACE_PREFIX)
+    write.check_output_file(out, "--out", ours, "a handstep trace", args.force, "trace.json")
     sidecar = out.with_suffix(".bin")
     if sidecar != out:
-        output.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "trace.json")
+        write.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "trace.json")
     cfg = _config(args)
     trace = engine.run(cfg, progress=Progress())
-    output.write_file_atomic(out, trace.save)
-    print(f"wrote {output.shown(out)}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
+    write.write_file_atomic(out, trace.save)
+    print(f"wrote {shown_path(out)}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
           f"after one {cfg.optimizer.name} step, {time.perf_counter() - start:.2f} s")
     return 0
 
@@ -153,18 +153,14 @@ def run_trace(args: argparse.Namespace) -> int:
 def run_diff(args: argparse.Namespace) -> int:
     """`handstep diff`: 0 identical, 1 different, 2 when a file cannot be read (never 1 for a damaged file)."""
     if args.html is not None:
-        from site_build.compare import DIFF_HTML_HEAD
-
-        ours = output.file_starts_with(DIFF_HTML_HEAD.encode())
-        output.check_output_file(args.html, "--html", ours, "a page handstep wrote", args.force, "diff.html")
+        ours = write.file_starts_with(DIFF_HTML_HEAD.encode())
+        write.check_output_file(args.html, "--html", ours, "a page handstep wrote", args.force, "diff.html")
     a, b = engine.load_trace(args.a), engine.load_trace(args.b)
     d = diff_traces(a, b)
     print(format_diff(d, str(args.a), str(args.b), limit=0 if args.all else 40))
     if args.html is not None:
-        from site_build.compare import write_diff_html
-
-        output.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, str(args.a), str(args.b)))
-        print(f"wrote {output.shown(args.html)}")
+        write.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, str(args.a), str(args.b)))
+        print(f"wrote {shown_path(args.html)}")
     return 0 if d.identical else 1
 
 
@@ -172,7 +168,7 @@ def _paths(args: argparse.Namespace) -> Paths:
     for flag, folder in (("--content", args.content), ("--templates", args.templates)):
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"
-            raise BuildError(f"{flag} {output.shown(folder)}", 0, f"{what}; give the folder of the site's "
+            raise BuildError(f"{flag} {shown_path(folder)}", 0, f"{what}; give the folder of the site's "
                              + ("pages (*.md)" if flag == "--content" else "templates (page.html, assets/)"))
     return Paths(content=args.content, templates=args.templates, cache=args.cache)
 

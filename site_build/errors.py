@@ -1,6 +1,9 @@
-"""Build errors that name the file and line a reader has to fix."""
+"""Build errors that name the file and line a reader has to fix, and how those messages show paths."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 
 class BuildError(Exception):
@@ -28,3 +31,13 @@ class BuildError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as error messages show it: relative to the current directory when it is under it,
+    else exactly as given (a relative path outside stays `../x/y`, an absolute one stays absolute)."""
+    given = Path(path)
+    try:
+        return Path(os.path.abspath(given)).relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return given.as_posix()

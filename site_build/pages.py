@@ -1,28 +1,27 @@
 """Find the Markdown pages under `content/` and read their front matter.
 
 Each page starts with a YAML block between `---` lines (title, description, section,
-order, optional slug). Everything is validated here, with the file and line of each
+order, optional slug and step). Everything is validated here, with the file and line of each
 problem, before any page is rendered.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
-from site_build.charts import STEP_KEYS
-from site_build.compare import COMPARE_PAGE
-from site_build.errors import BuildError
+from site_build.data.compare import COMPARE_PAGE
+from site_build.errors import BuildError, shown_path
+from site_build.steps import PHASES, STEP_KEYS
 
-SECTIONS = ("Introduction", "Forward pass", "Backward pass", "Optimization", "Reference")
+SECTIONS = ("Introduction", *PHASES, "Reference")  # the sidebar's sections: the steps' phases in between
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
 OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-# Output files the builder writes itself (build.render_layouts, build --compare): a page with one of
+# Output files the builder writes itself (render.layout.render_layouts, build --compare): a page with one of
 # these slugs would silently replace, or be replaced by, the generated page.
 RESERVED_SLUGS = {
     "404": "the generated 404 page",
@@ -43,21 +42,13 @@ class Page:
     body: str  # Markdown + Jinja, front matter removed
     body_line: int  # line number in the file of the body's first line
     order_line: int = 0  # line of `order:`, for duplicate-order errors
-    step: str = ""  # the architecture-map box this page explains (site_build.charts.STEP_KEYS)
+    step: str = ""  # the step this page explains (site_build.steps), highlighted in its map
     rel: str = ""  # path inside the content folder, e.g. "forward/attention.md" (what `.md` links name)
 
     @property
     def url(self) -> str:
         """Output path relative to the site root."""
         return f"{self.slug}.html"
-
-
-def discover_pages(content_dir: Path) -> list[Page]:
-    """Read and validate every `*.md` under content_dir, in site order; raise on any problem."""
-    pages, problems = collect_pages(content_dir)
-    if problems:
-        raise BuildError.collect(problems)
-    return pages
 
 
 def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, str]]]:
@@ -76,25 +67,11 @@ def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, s
         except BuildError as err:
             problems.extend(err.problems)
             continue
-        pages.append(_with_rel(page, path.relative_to(content_dir).as_posix()))
+        pages.append(replace(page, rel=path.relative_to(content_dir).as_posix()))
     problems.extend(_check_unique(pages))
     if not pages and not problems:
         problems.append((shown_path(content_dir), 0, "no pages (*.md) found"))
     return sort_pages(pages), problems
-
-
-def _with_rel(page: Page, rel: str) -> Page:
-    return replace(page, rel=rel)
-
-
-def shown_path(path: str | os.PathLike[str]) -> str:
-    """A path as error messages show it: relative to the current directory when it is under it,
-    else exactly as given (a relative path outside stays `../x/y`, an absolute one stays absolute)."""
-    given = Path(path)
-    try:
-        return Path(os.path.abspath(given)).relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return given.as_posix()
 
 
 def read_page(path: Path, shown: str) -> Page:

@@ -14,9 +14,7 @@ from html import escape
 
 import numpy as np
 
-from site_build.escape import html_words
-
-MINUS = "\u2212"
+from site_build.format import format_number, full_repr, html_words
 
 
 @dataclass(frozen=True)
@@ -34,25 +32,6 @@ def elide(indices: list[int], limit: int, edge: int) -> list[int | None]:
     if len(indices) <= limit:
         return list(indices)
     return [*indices[:edge], None, *indices[-edge:]]
-
-
-def format_number(x: float | int, digits: int = 4) -> str:
-    """What a reader sees: fixed decimals, a real minus sign, −∞ for masked entries."""
-    if isinstance(x, (int, np.integer)):
-        return str(int(x)).replace("-", MINUS)
-    x = float(x)
-    if math.isinf(x):
-        return MINUS + "∞" if x < 0 else "∞"
-    if math.isnan(x):
-        return "NaN"
-    return f"{x:.{digits}f}".replace("-", MINUS)
-
-
-def full_repr(x: float | int) -> str:
-    """The exact value, as Python would read it back (shortest round-trip repr)."""
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    return repr(float(x))
 
 
 def cell(x: float | int, scale: float) -> str:

@@ -131,18 +131,18 @@ def test_directory_and_unreadable_file(tmp_path, monkeypatch):
 def test_cli_bad_config_exit_2_no_traceback(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("model:\n  d_model: 24\n  n_heads: 16\n")
-    p = subprocess.run([sys.executable, "-m", "engine", "trace", "--config", str(f), "--out", str(tmp_path / "t.json")],
-                       capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-m", "site_build.cli", "trace", "--config", str(f), "--out",
+                        str(tmp_path / "t.json")], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 2
-    assert p.stderr.strip() == f"handstep: {f}: model.n_heads: 16 does not divide d_model 24"
+    assert p.stderr.strip() == f"{f}: model.n_heads: 16 does not divide d_model 24"
     assert "Traceback" not in p.stderr and not (tmp_path / "t.json").exists()
 
 
 def test_nan_in_training_run_names_record_and_step(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("optimizer:\n  name: sgd\n  lr: 1.0e+6\ntrain_steps: 50\n")
-    p = subprocess.run([sys.executable, "-m", "engine", "trace", "--config", str(f), "--out", str(tmp_path / "t.json")],
-                       capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-m", "site_build.cli", "trace", "--config", str(f), "--out",
+                        str(tmp_path / "t.json")], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 2, p.stderr
     assert "a NaN or Inf first appeared in record '" in p.stderr and "at step " in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr

@@ -114,7 +114,7 @@ def test_diff_reports_missing_and_reshaped():
 def test_diff_cli_exit_codes(trace, tmp_path):
     trace.save(tmp_path / "a.json")
     run(config_from_dict({"seed": 1}, "test")).save(tmp_path / "b.json")
-    cmd = [sys.executable, "-m", "engine", "diff"]
+    cmd = [sys.executable, "-m", "site_build.cli", "diff"]
     same = subprocess.run(cmd + [str(tmp_path / "a.json")] * 2, capture_output=True, text=True, cwd=ROOT)
     assert same.returncode == 0 and "identical" in same.stdout
     diff = subprocess.run(cmd + [str(tmp_path / "a.json"), str(tmp_path / "b.json")], capture_output=True, text=True,
@@ -420,7 +420,8 @@ def test_progress_of_run_and_finite_differences(steps, capsys):
     assert phases["training run"][-1] == (steps, steps)
     every = max(1, steps // 100)  # every step, or every 1/100 of the run; plus the first and the last
     assert [d for d, _ in phases["training run"]] == sorted({0, steps, *range(every, steps + 1, every)})
-    assert phases["finite differences"][-1] == (16, 16) and len(phases["finite differences"]) == 17
+    # 16 tensors, then the directional check
+    assert phases["finite differences"][-1] == (17, 17) and len(phases["finite differences"]) == 18
     assert capsys.readouterr() == ("", "")  # the engine prints nothing
 
 
@@ -441,3 +442,28 @@ def test_ctrl_c_in_progress_propagates_untouched():
     trace = run(cfg)
     with pytest.raises(KeyboardInterrupt):
         finite_differences(cfg, trace, progress=stop_at("finite differences", 3))
+
+
+def test_a_big_run_spills_its_values_to_a_file_and_saves_them_unchanged(tmp_path, monkeypatch):
+    """Past INLINE_MAX_VALUES the recorder writes every value to a file as it is made and keeps memory maps of
+    the large records: the same numbers, saved as the same sidecar, read back as the same trace."""
+    import engine.budget
+    import engine.trace
+
+    raw = {"model": {"d_model": 32, "d_ff": 128, "n_heads": 2}, "train_steps": 1}
+    small = run(config_from_dict(raw, "test"))
+    assert small.values_file is None
+    monkeypatch.setattr(engine.budget, "INLINE_MAX_VALUES", 1000)
+    monkeypatch.setattr(engine.trace, "INLINE_MAX_VALUES", 1000)
+    monkeypatch.setattr(engine.trace, "SPILL_VALUES", 500)
+    big = run(config_from_dict(raw, "test"))
+    assert big.values_file is not None
+    mapped = [r.name for r in big.records if isinstance(r.value, np.memmap)]
+    assert "L0.mlp.c_fc.weight" in mapped and "opt.v.L0.mlp.c_fc.weight" in mapped and "input_ids" not in mapped
+    for a, b in zip(small.records, big.records, strict=True):
+        assert a.name == b.name and a.value.dtype == b.value.dtype and np.array_equal(a.value, b.value), a.name
+    big.save(tmp_path / "t.json")
+    assert (tmp_path / "t.bin").stat().st_size == 8 * sum(r.value.size for r in big.records)
+    back = load_trace(tmp_path / "t.json")
+    for a, b in zip(small.records, back.records, strict=True):
+        assert np.array_equal(a.value, b.value) and a.value.dtype == b.value.dtype, a.name

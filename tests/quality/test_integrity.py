@@ -61,7 +61,7 @@ def test_default_site_builds_are_byte_identical(tmp_path):
 
 def test_trace_files_are_byte_identical(tmp_path):
     for name in ("a.json", "b.json"):
-        subprocess.run([sys.executable, "-m", "engine", "trace", "--config", str(DEFAULT_CONFIG),
+        subprocess.run([sys.executable, "-m", "site_build.cli", "trace", "--config", str(DEFAULT_CONFIG),
                         "--out", str(tmp_path / name)], cwd=ROOT, check=True, capture_output=True, timeout=300)
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
@@ -133,7 +133,8 @@ def _end_group(proc: subprocess.Popen) -> None:
 
 
 # -- hostile text from the config ---------------------------------------------------------------
-HOSTILE_WORDS = ["<script>alert(1)</script>", "<img/src=x/onerror=alert(2)>", '"', "&", "$", "\\", "{}", "{{7*7}}", "café", "日本", "a_b^c", "%#~"]
+HOSTILE_WORDS = ["<script>alert(1)</script>", "<img/src=x/onerror=alert(2)>", '"', "&", "$", "\\", "{}", "{{7*7}}",
+                 "café", "日本", "a_b^c", "%#~"]
 HOSTILE_CONFIG = (
     "seed: 2\n"
     "model:\n"

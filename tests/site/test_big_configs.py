@@ -6,13 +6,14 @@ from conftest import SMALL, make_site, page
 
 import engine.trace as engine_trace
 from engine import load_trace
-from site_build import downloads, interact, macros
 from site_build.build import build
+from site_build.data import downloads, interact
+from site_build.macros import numbers
 
 
 def test_big_records_are_bounded_everywhere(tmp_path, monkeypatch):
     # shrink the thresholds instead of running a GPT-2-sized model
-    monkeypatch.setattr(macros, "MAX_CELLS", 20)
+    monkeypatch.setattr(numbers, "MAX_CELLS", 20)
     monkeypatch.setattr(interact, "MAX_DATA_VALUES", 40)
     monkeypatch.setattr(downloads, "MAX_CSV_VALUES", 40)
     monkeypatch.setattr(engine_trace, "INLINE_MAX_VALUES", 100)

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE, SMALL, make_site, page
+from conftest import HOSTILE, SMALL, digest_tree, make_site, page
 
-from site_build.build import ROOT, Builder, build, digest_tree
+from site_build.build import ROOT, Builder, build
 from site_build.cli import main
 from site_build.errors import BuildError
 
@@ -275,12 +275,12 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from conftest import SMALL, make_site
-from site_build import build, output
+from site_build import build, write
 paths = make_site(Path({root!r}) / "inputs")
 def stall(site, *rest):
     Path({marker!r}).write_text("writing")
     time.sleep(60)
-output.start_pagefind = stall
+write.start_pagefind = stall
 build(SMALL, Path({root!r}) / "site", paths=paths)
 """
 
@@ -326,9 +326,7 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
     import importlib
     import shutil
 
-    from site_build.build import Builder, digest_tree
-
-    build_module = importlib.import_module("site_build.build")
+    jinja_module = importlib.import_module("site_build.render.jinja")
 
     paths = make_site(tmp_path, {"extra.md": page('{{ matrix("L0.attn.weights", head=0) }}\n\n$x^2$\n')})
     builder = Builder(paths)
@@ -337,8 +335,8 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
         extra = paths.content / "extra.md"
         extra.write_text(extra.read_text().replace("$x^2$", "$y^3$ and {{ value('loss') }}"))
         rendered = []
-        real = build_module.render_jinja
-        monkeypatch.setattr(build_module, "render_jinja",
+        real = jinja_module.render_jinja
+        monkeypatch.setattr(jinja_module, "render_jinja",
                             lambda env, pg, *a: rendered.append(pg.source) or real(env, pg, *a))
         report = builder.build(SMALL, tmp_path / "a")
         assert rendered == ["content/extra.md"]  # the untouched pages came from the cache
@@ -354,13 +352,8 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
 
 
 def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_path, monkeypatch):
-    import importlib
-
-    from site_build.build import _compiled_path, content_environment, finish_compiling, start_compiling
     from site_build.pages import collect_pages
-
-    # pages compiled in memory by earlier tests are (rightly) skipped: start from an empty memory cache
-    monkeypatch.setattr(importlib.import_module("site_build.build"), "_COMPILED", {})
+    from site_build.render.jinja import compiled_path, content_environment, finish_compiling, start_compiling
 
     paths = make_site(tmp_path, {f"p{i}.md": page(f"Page {i}: {{{{ value('loss') }}}}\n", order=i + 1)
                                  for i in range(5)})
@@ -371,7 +364,7 @@ def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_pat
     finish_compiling(pool)
     env = content_environment()
     for p in pages:
-        cached = _compiled_path(tmp_path / "jinja", p.source, p.body).read_text(encoding="utf-8")
+        cached = compiled_path(tmp_path / "jinja", p.source, p.body).read_text(encoding="utf-8")
         assert cached == env.compile(p.body, name=p.source, filename=p.source, raw=True)
 
 
@@ -397,7 +390,7 @@ def test_content_under_the_current_directory_is_named_relative_to_it(tmp_path, m
 
 
 def test_shown_path_rule(tmp_path, monkeypatch):
-    from site_build.pages import shown_path
+    from site_build.errors import shown_path
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "a")

@@ -13,9 +13,12 @@ import pytest
 import engine
 from engine.config import config_from_dict
 from site_build import charts
+from site_build.format import sig
+from site_build.steps import STEP_KEYS
 
 SVG = "{http://www.w3.org/2000/svg}"
 CSS = Path(__file__).resolve().parents[2] / "templates" / "assets" / "charts.css"
+STYLE = CSS.with_name("style.css")
 
 CONFIGS = {
     "three-heads": {"model": {"n_heads": 3, "d_model": 12}},
@@ -47,7 +50,7 @@ def varied(request):
 
 
 def every_chart(trace) -> dict[str, str]:
-    links = {key: f"{key}/" for key in charts.STEP_KEYS}
+    links = {key: f"{key}/" for key in STEP_KEYS}
     n_layers = trace.config["model"]["n_layers"]
     last = f"L{n_layers - 1}"
     steps = np.arange(trace["train.loss"].size)
@@ -270,7 +273,7 @@ def test_architecture_elides_deep_stacks():
 
 
 def test_small_map_links_every_step_and_marks_the_current_one(default_trace):
-    links = {key: f"../{key}/" for key in charts.STEP_KEYS}
+    links = {key: f"../{key}/" for key in STEP_KEYS}
     svg = charts.architecture(default_trace, current="feedforward-backward", links=links, small=True)
     root = parse(svg)
     anchors = list(root.iter(SVG + "a"))
@@ -325,7 +328,7 @@ def test_bars_draw_two_series_with_labels_and_the_largest_value(default_trace):
         assert name in words
     assert "L2 norm" in words and "largest |value|" in words and "gradient" in words
     biggest = max(items, key=lambda i: i[1])
-    assert f"Largest L2 norm: {biggest[0]} ({charts._sig(biggest[1])})" in root.find(SVG + "desc").text
+    assert f"Largest L2 norm: {biggest[0]} ({sig(biggest[1])})" in root.find(SVG + "desc").text
     widths = [float(r.get("width")) for r in rects if "b1" in classes(r)][1:]  # without the legend swatch
     assert widths.index(max(widths)) == items.index(biggest)
 
@@ -366,7 +369,7 @@ def test_loss_curve_linear_and_log_have_numbered_ticks(default_trace):
     points = parse(log).find(f".//{SVG}polyline").get("points").split()
     assert len(points) == losses.size
     desc = parse(linear).find(SVG + "desc").text
-    assert charts._sig(losses[0]) in desc and charts._sig(losses[-1]) in desc
+    assert sig(losses[0]) in desc and sig(losses[-1]) in desc
 
 
 def test_log_line_over_a_short_range_has_intermediate_ticks():
@@ -405,15 +408,25 @@ def test_before_after_has_two_bars_per_prediction(varied):
 # --------------------------------------------------------------------------- CSS
 
 
-def test_css_defines_every_chart_variable_for_light_and_both_dark_rules():
-    css = CSS.read_text(encoding="utf-8")
-    used = set(re.findall(r"var\((--chart-[a-z0-9-]+)\)", css))
-    assert {"--chart-pos", "--chart-neg", "--chart-fg", "--chart-grid", "--chart-bar", "--chart-mask"} <= used
-    blocks = re.findall(r"(:root[^{]*)\{([^}]*)\}", css)
-    selectors = [s.strip() for s, _ in blocks]
-    assert selectors == [":root", ':root:not([data-theme="light"])', ':root[data-theme="dark"]']
-    for _, body in blocks:
-        assert set(re.findall(r"(--chart-[a-z0-9-]+):", body)) == used
+def test_css_colours_come_from_the_one_palette_with_a_light_and_a_dark_value():
+    style = STYLE.read_text(encoding="utf-8")
+    charts_css = CSS.read_text(encoding="utf-8")
+    palette = style[style.index("/* palette"):style.index("/* end of palette */")]
+    used = set(re.findall(r"var\((--[a-z0-9-]+)\)", charts_css))
+    assert {"--pos", "--neg", "--fg", "--line", "--mask", "--hatch", "--bar2", "--on-fill"} <= used
+    root = re.search(r":root \{([^}]*)\}", palette).group(1)
+    colours = dict(re.findall(r"(--[a-z0-9-]+): ([^;]+);", root))
+    assert len(re.findall(r"(--[a-z0-9-]+):", root)) == len(colours)  # each colour defined once
+    assert used <= colours.keys()  # every colour the charts use is in the palette
+    themed = {name for name, value in colours.items() if value.startswith("light-dark(")}
+    assert themed >= used - {"--changed"}  # ...with a light and a dark value
+    # the theme switch: an explicit theme sets color-scheme, which light-dark() follows; auto follows the system
+    assert "color-scheme: light dark;" in root
+    assert ':root[data-theme="light"] { color-scheme: light; }' in palette
+    assert ':root[data-theme="dark"] { color-scheme: dark; }' in palette
+    # no colour is written anywhere else
+    for text in (style.replace(palette, ""), charts_css):
+        assert not re.findall(r"#[0-9a-fA-F]{3,8}\b|light-dark\(", text)
 
 
 def test_css_styles_every_class_the_charts_use(default_trace):

@@ -9,8 +9,8 @@ from conftest import SMALL, make_site, page
 
 import engine
 from engine.verify import digest
-from site_build import checks as checks_mod
 from site_build.build import ROOT, Paths, build
+from site_build.data import checks as checks_mod
 from site_build.errors import BuildError
 
 BODY = """{{ matrix("grad.L0.attn.c_proj.weight") }}

@@ -9,13 +9,13 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SMALL, make_site
+from conftest import SMALL, digest_tree, make_site
 
 import engine
 from engine.diff import diff_traces
 from site_build.build import Builder, Compare
 from site_build.cli import main
-from site_build.compare import standalone_html, summary_html
+from site_build.data.compare import standalone_html, summary_html
 
 
 def build_compare(paths, out, compare):
@@ -80,8 +80,6 @@ def test_no_compare_view_without_compare(tmp_path):
 
 
 def test_compare_builds_are_deterministic(tmp_path):
-    from site_build.build import digest_tree
-
     paths = make_site(tmp_path)
     build_compare(paths, tmp_path / "a", Compare(seed=7))
     build_compare(paths, tmp_path / "b", Compare(seed=7))

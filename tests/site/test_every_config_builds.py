@@ -74,7 +74,7 @@ def build_site(builder: Builder, config: dict[str, Any]) -> tuple[Any, Path]:
     try:
         return builder.build(path, out), out
     except BaseException:
-        builder.katex.close()  # a failed build leaves formulas in flight: start KaTeX afresh for the next one
+        builder.session.katex.close()  # a failed build leaves formulas in flight: start KaTeX afresh for the next one
         raise
 
 

@@ -17,12 +17,12 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from conftest import make_site, page
+from conftest import make_site, page, read_csv
 
 import engine
 from site_build.build import ROOT, build
-from site_build.downloads import read_csv, record_csv
-from site_build.tables import format_number
+from site_build.data.downloads import record_csv
+from site_build.format import format_number
 
 DEFAULT = ROOT / "configs" / "default.yaml"
 NODE = shutil.which("node")
@@ -33,7 +33,8 @@ const fs = require("fs"), vm = require("vm"), path = require("path");
 const [site, data] = process.argv.slice(2), w = {};
 w.window = w;
 vm.createContext(w);
-for (const f of ["assets/explain/interpret.js", "assets/explain/ops.js"]) vm.runInContext(fs.readFileSync(path.join(site, f), "utf8"), w);
+for (const f of ["assets/explain/interpret.js", "assets/explain/ops.js"])
+  vm.runInContext(fs.readFileSync(path.join(site, f), "utf8"), w);
 vm.runInContext(fs.readFileSync(data, "utf8"), w);
 const D = w.HANDSTEP_DATA;
 for (const [name, r] of Object.entries(D.records)) {

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import engine
 from engine.config import config_from_dict
-from site_build.escape import html_text, latex_escape
-from site_build.macros import MacroError, Macros
-from site_build.mathslots import MathSlots
+from engine.notation import latex_escape
+from site_build.format import html_text
+from site_build.macros import MacroError, PageContext, page_globals
+from site_build.render.mathslots import MathSlots
 
 
-def macros_for(trace) -> Macros:
-    return Macros(trace, MathSlots(), engine.explain)
+def macros_for(trace, slots: MathSlots | None = None) -> SimpleNamespace:
+    """Every registered macro, bound to a fresh context of `trace` (as a page sees them), plus `ctx`."""
+    ctx = PageContext(trace, slots or MathSlots())
+    return SimpleNamespace(ctx=ctx, **page_globals(ctx))
 
 
 def cells(html: str) -> list[str]:
@@ -87,13 +92,13 @@ def test_coverage_counts_records_shown(small_trace):
     m.matrix("wte")
     m.value("loss")
     m.formula("L0.attn.q")  # a formula shows no numbers
-    assert m.coverage() == (2, len(small_trace.names()))
-    assert "wte" not in m.missing() and "L0.attn.q" in m.missing()
+    assert m.ctx.coverage() == (2, len(small_trace.names()))
+    assert "wte" not in m.ctx.missing() and "L0.attn.q" in m.ctx.missing()
 
 
 def test_calc_renders_every_explain_line(small_trace):
     slots = MathSlots()
-    m = Macros(small_trace, slots, engine.explain)
+    m = macros_for(small_trace, slots)
     html = str(m.calc("L0.attn.scores", (0, 1, 2, 1)))
     lines = engine.explain(small_trace, "L0.attn.scores", (0, 1, 2, 1)).latex
     assert html.startswith('<div class="calc-step" data-record="L0.attn.scores" data-at="0,1,2,1">')
@@ -158,19 +163,19 @@ def test_calc_renders_every_explain_line(small_trace):
         (lambda m: m.token(-1), "bad argument position=-1 for 'inputs': must be in 0..5"),
         (lambda m: m.pytorch_snippet(5), "bad argument trace_file=5 for pytorch_snippet(): give a file name such as "
                                          "'trace.json'"),
-        (lambda m: m.charts.attention_heatmaps("L0.attn.weights", batch=1),
+        (lambda m: m.attention_heatmaps("L0.attn.weights", batch=1),
          "bad argument batch=1 for 'L0.attn.weights': must be in 0..0"),
-        (lambda m: m.charts.attention_heatmaps("L0.attn.q"),
+        (lambda m: m.attention_heatmaps("L0.attn.q"),
          "attention_heatmaps needs a record with axes (batch, heads, tokens, keys), such as 'L0.attn.weights'; "
          "'L0.attn.q' has (batch, heads, tokens, head_dim)"),
-        (lambda m: m.charts.update_histogram(bins=0), "bad argument bins=0 for 'update_histogram': must be in 1..200"),
-        (lambda m: m.charts.update_histogram(bins=10**9),
+        (lambda m: m.update_histogram(bins=0), "bad argument bins=0 for 'update_histogram': must be in 1..200"),
+        (lambda m: m.update_histogram(bins=10**9),
          "bad argument bins=1000000000 for 'update_histogram': must be in 1..200"),
-        (lambda m: m.charts.update_histogram(bins=2.5),
+        (lambda m: m.update_histogram(bins=2.5),
          "bad argument bins=2.5 for 'update_histogram': must be a whole number"),
-        (lambda m: m.charts.update_histogram(per_lr="yes"),
+        (lambda m: m.update_histogram(per_lr="yes"),
          "bad argument per_lr='yes' for update_histogram(): give true or false"),
-        (lambda m: m.charts.architecture(current="attn"),
+        (lambda m: m.architecture(current="attn"),
          "bad argument current='attn' for architecture(): give one of embeddings, layernorm, qkv, attention, "
          "multihead, feedforward, output, loss, loss-gradient, output-backward, feedforward-backward, "
          "attention-backward, embedding-gradients, adamw"),
@@ -223,16 +228,16 @@ def test_other_blocks_shows_every_record_of_each_other_block():
     assert html.startswith('<details class="other-block"><summary>Block 1: ln&#95;1 and weights</summary>')
     assert html.count('data-record="L1.attn.weights"') == html.count('data-record="L2.attn.weights"') == 2  # 2 heads
     assert "L0." not in html and "\n" not in html  # one line: one HTML block in the Markdown
-    assert {"L1.ln_1.mean", "L2.ln_1.mean", "L1.attn.weights", "L2.attn.weights"} <= set(m.shown)
+    assert {"L1.ln_1.mean", "L2.ln_1.mean", "L1.attn.weights", "L2.attn.weights"} <= set(m.ctx.shown)
 
 
 def test_other_blocks_is_empty_for_one_block(small_trace):
     m = macros_for(small_trace)
-    assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and m.coverage()[0] == 0
+    assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and m.ctx.coverage()[0] == 0
 
 
 def test_count_and_span_words():
-    from site_build.macros import count_words, span_words
+    from site_build.macros.text import count_words, span_words
 
     assert [count_words(n, "position") for n in (0, 1, 2)] == ["0 positions", "1 position", "2 positions"]
     assert count_words(1, "entry", "entries") == "1 entry" and count_words(3, "entry", "entries") == "3 entries"
@@ -243,7 +248,7 @@ RLO = "\u202e"
 
 
 def test_config_text_is_isolated_only_where_it_could_reorder_its_surroundings():
-    from site_build.escape import html_code, html_word_list, html_words, html_words_in, isolate_plain, needs_isolation
+    from site_build.format import html_code, html_word_list, html_words, html_words_in, isolate_plain, needs_isolation
 
     assert not needs_isolation("the <cat> $x$ 3.5") and needs_isolation(f"a{RLO}b") and needs_isolation("שלום")
     assert str(html_words("<cat>")) == "&#60;cat&#62;"  # ordinary words: no extra bytes
@@ -268,3 +273,13 @@ def test_table_labels_and_tokens_are_isolated():
     calc = str(macros_for(hebrew).calc("grad.wte.from_embed", (hebrew.labels["vocab"].index("שלום"), 0)))
     text = calc.split('<div class="calc-line">')[0]
     assert "<bdi>שלום</bdi>" in text and "שלום" not in re.sub(r"<bdi>[^<]*</bdi>", "", text)  # just the word
+
+
+def test_every_macro_and_filter_is_documented():
+    """The registry is the one list of macros; the writer's guide must describe each of them."""
+    from site_build.macros import FILTERS, MACROS
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "authoring.md").read_text(encoding="utf-8")
+    missing = [name for name in MACROS if f"`{name}(" not in guide and f"{{{{ {name}(" not in guide]
+    missing += [f"| {name}" for name in FILTERS if f"| {name}" not in guide]
+    assert not missing

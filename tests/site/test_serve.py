@@ -75,7 +75,8 @@ def test_background_search_index_leaves_no_defunct_child(site, tmp_path):
         builder.build(SMALL, out)
         builder.build(SMALL, out)  # reuses the index, then builds a fresh one in the background
         deadline = time.monotonic() + 60
-        while builder._indexer is not None and builder._indexer.is_alive() and time.monotonic() < deadline:
+        indexer = builder.session.indexer
+        while indexer is not None and indexer.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)
         assert _zombie_children() == []

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from site_build.tables import MINUS, Axis, format_number
+from site_build.format import format_number, short, signed
+from site_build.tables import Axis
 
 COMPARE_PAGE = "compare.html"
 
@@ -25,19 +26,6 @@ COMPARE_PAGE = "compare.html"
 def run_label(trace: Any, source: str) -> str:
     """`configs/default.yaml, seed 42`: how a run is named on the pages."""
     return f"{source}, seed {trace.config.get('seed')}"
-
-
-def signed(x: float) -> str:
-    """A difference for display: sign always shown, 3 significant digits."""
-    if x == 0 or not math.isfinite(x):
-        return "0" if x == 0 else format_number(x)
-    return f"{x:+.3g}".replace("-", MINUS)
-
-
-def short(x: float) -> str:
-    if not math.isfinite(x):
-        return format_number(x)
-    return f"{x:.3g}".replace("-", MINUS) if x and (abs(x) < 1e-3 or abs(x) >= 1e5) else format_number(x)
 
 
 # -- beside each matrix ---------------------------------------------------------
@@ -119,7 +107,8 @@ def summary_html(a: Any, b: Any, d: Any, label_a: str, label_b: str) -> str:
         f"first difference: <code>{escape(d.first or 'none')}</code>.</p>"
     ]
     if d.config_changes:
-        out.append("<p>Config changes:</p><ul>" + "".join(f"<li><code>{escape(c)}</code></li>" for c in d.config_changes) + "</ul>")
+        items = "".join(f"<li><code>{escape(c)}</code></li>" for c in d.config_changes)
+        out.append(f"<p>Config changes:</p><ul>{items}</ul>")
     out += _loss_section(a, b)
     out += _attention_section(a, b)
     out += _update_section(a, b)
@@ -142,7 +131,8 @@ def _loss_section(a: Any, b: Any) -> list[str]:
     rows = [_row("loss before the step (loss)", _value(a, "loss"), _value(b, "loss")),
             _row("loss after the step (after.loss)", _value(a, "after.loss"), _value(b, "after.loss"))]
     if "train.loss" in a and "train.loss" in b:
-        rows.append(_row("end of the training run (train.loss, last)", _value(a, "train.loss", -1), _value(b, "train.loss", -1)))
+        rows.append(_row("end of the training run (train.loss, last)", _value(a, "train.loss", -1),
+                         _value(b, "train.loss", -1)))
     return ['<h2 id="loss">Loss</h2>', '<table class="compare-table"><thead><tr><th>quantity</th><th>A</th><th>B</th>'
             "<th>B − A</th></tr></thead><tbody>", *rows, "</tbody></table>"]
 
@@ -169,13 +159,18 @@ def _attention_section(a: Any, b: Any) -> list[str]:
             keys = Axis("keys", list(range(wa.shape[2])), labels, wa.shape[2])
             out += [title, f"<p>Largest change: query {escape(labels[t])} → key {escape(labels[s])}, "
                            f"{format_number(float(wa[h, t, s]))} in A, {format_number(float(wb[h, t, s]))} in B "
-                           f"(mean |Δ| over visible entries {short(float(delta[np.tril_indices(delta.shape[0], 0, delta.shape[1])].mean()))}). "
+                           f"(mean |Δ| over visible entries {short(_visible_mean(delta))}). "
                            "B's weights, shaded by the change:</p>",
                     compare_block(wa[h], wb[h], axis, keys, "tokens ╲ keys", "B's weights", full=True).replace(
                         '<details class="compare">', '<details class="compare" open>', 1)]
     if not names:
         out.append("<p>No attention weights in A.</p>")
     return out
+
+
+def _visible_mean(delta: np.ndarray) -> float:
+    """The mean of the entries on and below the diagonal: the ones the causal mask leaves visible."""
+    return float(delta[np.tril_indices(delta.shape[0], 0, delta.shape[1])].mean())
 
 
 def _update_section(a: Any, b: Any) -> list[str]:
@@ -215,24 +210,38 @@ def _records_section(d: Any) -> list[str]:
         else:
             what = (f"shape {list(r.shape_a)} in A, {list(r.shape_b)} in B" if r.status == "reshaped"
                     else f"only in {'A' if r.status == 'only_a' else 'B'}")
-            out.append(f'<tr data-status="{r.status}"><td><code>{escape(r.name)}</code></td><td colspan="5">{what}</td></tr>')
+            out.append(f'<tr data-status="{r.status}"><td><code>{escape(r.name)}</code></td>'
+                       f'<td colspan="5">{what}</td></tr>')
     out.append("</tbody></table>")
     return out
 
 
 # -- the standalone report of `handstep diff --html` ---------------------------------
+STYLE = Path(__file__).resolve().parents[2] / "templates" / "assets" / "style.css"  # its palette: every colour
 STANDALONE_CSS = """
-body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:62rem;padding:0 1rem;color:#1b1f24;background:#fff}
-@media (prefers-color-scheme:dark){body{color:#e4e7eb;background:#15181c}}
+body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:62rem;padding:0 1rem;
+  color:var(--fg);background:var(--bg)}
 table{border-collapse:collapse;margin:1rem 0;font-variant-numeric:tabular-nums;font-size:.85rem}
-th,td{border:1px solid rgb(128 128 128/.35);padding:.2rem .5rem;text-align:right;white-space:nowrap}
+th,td{border:1px solid var(--line);padding:.2rem .5rem;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 .matrix-wrap{overflow-x:auto}
-td.d{background:rgb(230 140 20/calc(var(--d)*.55))}
-.bar{display:inline-block;height:.6em;width:calc(var(--w)*.04rem);background:rgb(230 140 20/.7);margin-right:.3rem}
-details.compare>summary{cursor:pointer;color:#777}
+td.d{background:color-mix(in srgb,var(--changed) calc(var(--d)*55%),transparent)}
+.bar{display:inline-block;height:.6em;width:calc(var(--w)*.04rem);margin-right:.3rem;
+  background:color-mix(in srgb,var(--changed) 70%,transparent)}
+details.compare>summary{cursor:pointer;color:var(--muted)}
 code{font-size:.9em}
 """
+
+
+def palette_css(style: Path = STYLE) -> str:
+    """The palette block of the site's style.css, the one definition of every colour ('' if it is missing)."""
+    try:
+        text = style.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    start, end = text.find("/* palette"), text.find("/* end of palette */")
+    return text[start:end] if 0 <= start < end else ""
+
 
 
 def standalone_html(a: Any, b: Any, d: Any, label_a: str, label_b: str) -> str:
@@ -241,7 +250,8 @@ def standalone_html(a: Any, b: Any, d: Any, label_a: str, label_b: str) -> str:
     return (f"{DIFF_HTML_HEAD}\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>handstep diff: {escape(label_a)} vs {escape(label_b)}</title>\n"
-            f"<style>{STANDALONE_CSS}</style>\n</head>\n<body>\n<h1>Comparing two runs</h1>\n{body}\n</body>\n</html>\n")
+            f"<style>{palette_css()}{STANDALONE_CSS}</style>\n</head>\n"
+            f"<body>\n<h1>Comparing two runs</h1>\n{body}\n</body>\n</html>\n")
 
 
 DIFF_HTML_HEAD = "<!doctype html>\n<!-- handstep diff -->"  # how `handstep diff --html` knows a page it wrote

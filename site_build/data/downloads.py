@@ -61,25 +61,9 @@ def csv_files(trace: Any, names: set[str] | list[str]) -> dict[str, str]:
             if r.name in wanted and has_csv(r.value)}
 
 
-MAX_CSV_VALUES = 262_144  # past this a CSV runs to megabytes and takes seconds to write: the trace file carries the values
+# Past this many values a CSV runs to megabytes and takes seconds to write: the trace file carries the values.
+MAX_CSV_VALUES = 262_144
 
 
 def has_csv(values: np.ndarray) -> bool:
     return values.size <= MAX_CSV_VALUES
-
-
-def read_csv(text: str) -> tuple[list[str], np.ndarray]:
-    """Read a file written by `record_csv` back into (axes, values); used by tests and readers."""
-    rows = list(csv.reader(io.StringIO(text)))
-    header, body = rows[0], rows[1:]
-    if header == ["value"]:
-        return [], np.array(float(body[0][0]))
-    if len(header) == 2 and header[1] == "value":
-        return [header[0]], np.array([float(v) for _, v in body])
-    lead = [h for h in header if "=" not in h]
-    last = header[len(lead)].split("=")[0]
-    shape = [max(int(r[k]) for r in body) + 1 for k in range(len(lead))] + [len(header) - len(lead)]
-    values = np.empty(shape)
-    for r in body:
-        values[tuple(int(i) for i in r[: len(lead)])] = [float(v) for v in r[len(lead) :]]
-    return [*lead, last], values

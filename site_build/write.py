@@ -20,16 +20,19 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from site_build.errors import BuildError
-from site_build.pages import shown_path as shown
+from site_build.errors import shown_path as shown
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 MARKER = ".handstep-site"  # written into every site handstep builds: the folder may be replaced by the next build
 MARKER_TEXT = "This folder was written by `handstep build`, which may replace it whole.\n"
+SEARCH_NEXT = "pagefind.next"  # where the dev server builds the next search index, beside the one in use
 CACHE_MARKER = ".handstep-cache"
 CACHE_MARKER_TEXT = "handstep's build cache (rendered math, compiled pages); safe to delete.\n"
 
@@ -170,6 +173,37 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[str, Any]],
+               lap: Callable[[str], Any], reuse_search: bool = False) -> bool:
+    """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
+
+    `pages` (HTML and page data) are written first, so Pagefind indexes them while `assets()` is computed and
+    written. With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return
+    value says whether it was, so a fresh one can follow in the background (`index_in_background`). On any
+    failure or Ctrl-C the temporary folder goes and `out_dir` stays as it was.
+    """
+    tmp = temp_dir_for(out_dir)
+    try:
+        previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
+        write_files(tmp, {MARKER: MARKER_TEXT, **pages}, previous)
+        reuse = reuse_search and (out_dir / "pagefind").is_dir()
+        indexer = None if reuse else start_pagefind(tmp)  # runs while the rest is written
+        try:
+            write_files(tmp, assets(), previous)
+            if reuse:
+                shutil.copytree(out_dir / "pagefind", tmp / "pagefind", copy_function=os.link)
+            lap("write")
+        finally:
+            if indexer is not None:
+                wait_pagefind(indexer, tmp)
+        lap("search")
+        swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return reuse
+
+
 def temp_dir_for(out_dir: Path) -> Path:
     """A fresh, empty build directory next to out_dir (same filesystem, so rename works)."""
     out_dir = Path(out_dir).absolute()
@@ -266,9 +300,22 @@ def wait_pagefind(proc: subprocess.Popen[str], site: Path, subdir: str = "pagefi
         raise BuildError("pagefind", 0, "search index failed: " + (detail[-1] if detail else "no output"))
 
 
-def run_pagefind(site: Path) -> None:
-    """Index the site for search and wait for it."""
-    wait_pagefind(start_pagefind(site), site)
+def index_in_background(out_dir: Path) -> threading.Thread:
+    """Build a fresh search index of `out_dir` beside the one in use, then put it in place. The thread waits
+    for Pagefind as soon as it ends (no defunct child between rebuilds); a failure is only printed."""
+    proc = start_pagefind(out_dir, subdir=SEARCH_NEXT)
+
+    def finish() -> None:
+        try:
+            wait_pagefind(proc, out_dir, subdir=SEARCH_NEXT)
+        except BuildError as err:
+            print(str(err), file=sys.stderr)
+            return
+        replace_dir(out_dir / SEARCH_NEXT, out_dir / "pagefind")
+
+    thread = threading.Thread(target=finish, daemon=True)
+    thread.start()
+    return thread
 
 
 def replace_dir(new: Path, old: Path) -> None:

@@ -48,7 +48,7 @@ def data_path(slug: str) -> str:
 
 
 def records_by_page(shown: dict[str, set[str]]) -> dict[str, set[str]]:
-    """Invert `Macros.shown` (record -> pages): page source -> records it shows."""
+    """Invert `PageContext.shown` (record -> pages): page source -> records it shows."""
     out: dict[str, set[str]] = {}
     for name, sources in shown.items():
         for source in sources:

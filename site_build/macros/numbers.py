@@ -1,0 +1,377 @@
+"""Macros that put trace numbers on a page: matrix, vector, value, formula, shape, calc, jacobian, and helpers.
+
+Every macro validates its record name, index and arguments and raises MacroError with a message a writer
+can act on; the page renderer adds file and line. Every record whose numbers a macro shows is marked in the
+PageContext, so the build can report coverage (`records shown: N/M`) and ship the page's click data.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup
+
+from engine.explain import explain
+from engine.explain import jacobian as engine_jacobian
+from site_build import tables
+from site_build.data.compare import compare_block
+from site_build.data.downloads import csv_path, has_csv
+from site_build.format import describe_shape, fixed, general, html_text, html_words, html_words_in, sci, tex_number
+from site_build.macros.registry import MacroError, PageContext, check_int, filter, macro, pick_indices
+from site_build.tables import Axis
+
+LABELLED_AXES = {"tokens", "keys", "vocab"}
+DEFAULT_LIMIT = 64  # show every row/column up to this many, else elide
+DEFAULT_EDGE = 4  # rows/columns kept at each end when eliding
+MAX_CELLS = 1024  # past this many cells a matrix shows only its corners (the default's largest is 16 × 64)
+
+
+# -- selection ------------------------------------------------------------------------------------------------
+def _select(rec: Any, batch: int, head: int | None) -> tuple[np.ndarray, list[str], list[int]]:
+    """Fix the batch and head axes; return (values, remaining axes, fixed index)."""
+    values, axes, at = np.asarray(rec.value), list(rec.axes), []
+    if axes[:1] == ["batch"]:
+        check_int("batch", batch, values.shape[0], rec.name)
+        values, at = values[batch], [batch]
+        axes.pop(0)
+    elif batch != 0:
+        raise MacroError(f"'{rec.name}' has no batch axis; drop batch={batch!r}")
+    if axes[:1] == ["heads"]:
+        if head is None:
+            raise MacroError(
+                f"'{rec.name}' has {values.shape[0]} heads: pass head=0..{values.shape[0] - 1}"
+            )
+        check_int("head", head, values.shape[0], rec.name)
+        values, at = values[head], [*at, head]
+        axes.pop(0)
+    elif head is not None:
+        raise MacroError(f"'{rec.name}' has no heads axis; drop head={head!r}")
+    return values, axes, at
+
+def _axis(ctx: PageContext, name: str, size: int, pick: Any, limit: int, edge: int, batch: int, what: str,
+          rec: str) -> Axis:
+    indices = pick_indices(pick, size, what, rec, name)
+    return Axis(name, tables.elide(indices, limit, edge), _labels(ctx, name, size, batch), size)
+
+def _labels(ctx: PageContext, axis: str, size: int, batch: int) -> list[str]:
+    labels = ctx.trace.labels
+    if axis in ("tokens", "keys"):
+        words = labels["inputs"][min(batch, len(labels["inputs"]) - 1)]
+        return [str(w) for w in words[:size]] + [str(i) for i in range(len(words), size)]
+    if axis == "vocab":
+        return [str(w) for w in labels["vocab"][:size]]
+    return [str(i) for i in range(size)]
+
+def _caption(ctx: PageContext, rec: Any, at: list[int], axes: list[str], shown: tuple[int, int],
+             full: tuple[int, int]) -> str:
+    parts = [f'<span class="sym">{ctx.slot(rec.symbol, False)}</span>' if rec.symbol else ""]
+    parts.append(f"<code>{html_text(rec.name)}</code>")
+    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads")) if axis in rec.axes]
+    fixed = [f"{kind} {i}" for kind, i in zip([*kinds, "row"], at)]
+    parts.extend(f'<span class="at">{f}</span>' for f in fixed)
+    dims = " × ".join(str(n) for n in full)
+    names = " × ".join(axes)
+    parts.append(f'<span class="shape">{dims} ({html_text(names)})</span>')
+    if shown != full:
+        parts.append(f'<span class="shown">showing {" × ".join(str(n) for n in shown)}</span>')
+    if has_csv(rec.value):
+        parts.append(f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
+                     f'title="Download all {rec.value.size} values at full precision">CSV</a>')
+    else:
+        parts.append('<a class="csv" href="trace.json" download '
+                     f'title="{rec.value.size} values: too many for a CSV; they are in the trace file">trace</a>')
+    return " ".join(p for p in parts if p)
+
+def _compare(ctx: PageContext, rec: Any, batch: int, head: int | None, row: int | None, rows: Axis, cols: Axis,
+             corner: str, values: np.ndarray, layout: str) -> str:
+    """The other run's values for the same view (only when comparing runs)."""
+    if ctx.other is None:
+        return ""
+    label = f"Other run ({ctx.other_label})"
+    if rec.name not in ctx.other:
+        return compare_block(values, None, rows, cols, corner, label, "not in this run")
+    other = ctx.other.record(rec.name)
+    if other.value.shape != rec.value.shape:
+        return compare_block(values, None, rows, cols, corner, label,
+                             f"shape {describe_shape(other.value.shape, other.axes)} there")
+    b, _, _ = _select(other, batch, head)
+    if row is not None:
+        b = b[row]
+    b = b[:, None] if layout == "col" else (b[None, :] if layout == "row" else b)
+    return compare_block(values, b, rows, cols, corner, label)
+
+# -- macros ---------------------------------------------------------------------------------------------------
+@macro
+def matrix(
+    ctx: PageContext,
+    name: str,
+    head: int | None = None,
+    batch: int = 0,
+    rows: Any = None,
+    cols: Any = None,
+    limit: int = DEFAULT_LIMIT,
+    edge: int = DEFAULT_EDGE,
+) -> Markup:
+    """A record as an HTML table (batch and head fixed); 1-D records become vectors."""
+    rec = ctx.record(name)
+    values, axes, at = _select(rec, batch, head)
+    check_int("limit", limit, 10**9, name, low=1)
+    check_int("edge", edge, limit + 1, name, low=1)
+    if values.ndim == 1:
+        return _vector(ctx, rec, values, axes, at, cols if rows is None else rows, batch, limit, edge, head)
+    if values.ndim != 2:
+        raise MacroError(_ndim_message(rec, values.ndim))
+    row = _axis(ctx, axes[0], values.shape[0], rows, limit, edge, batch, "rows", name)
+    col = _axis(ctx, axes[1], values.shape[1], cols, limit, edge, batch, "cols", name)
+    if _count(row.shown) * _count(col.shown) > MAX_CELLS:  # a big config: corners only, pages stay small
+        row = _axis(ctx, axes[0], values.shape[0], rows, min(limit, 2 * edge), edge, batch, "rows", name)
+        col = _axis(ctx, axes[1], values.shape[1], cols, min(limit, 2 * edge), edge, batch, "cols", name)
+    shown = (_count(row.shown), _count(col.shown))
+    caption = _caption(ctx, rec, at, axes, shown, values.shape)
+    ctx.mark(name)
+    corner = f"{html_text(axes[0])} ╲ {html_text(axes[1])}"
+    extra = _compare(ctx, rec, batch, head, None, row, col, corner, values, "")
+    return Markup(tables.table(values, row, col, caption, name, tuple(at), corner) + extra + ctx.check_line(name))
+
+@macro
+def vector(
+    ctx: PageContext,
+    name: str,
+    head: int | None = None,
+    batch: int = 0,
+    row: int | None = None,
+    cols: Any = None,
+    limit: int = DEFAULT_LIMIT,
+    edge: int = DEFAULT_EDGE,
+) -> Markup:
+    """A 1-D record (or one `row` of a 2-D one) as a one-line table."""
+    rec = ctx.record(name)
+    values, axes, at = _select(rec, batch, head)
+    if row is not None and values.ndim == 2:
+        check_int("row", row, values.shape[0], name)
+        values, at = values[row], [*at, row]
+        axes = axes[1:]
+    elif row is not None:
+        raise MacroError(f"row= needs a 2-D record; '{name}' has axes ({', '.join(rec.axes)})")
+    if values.ndim != 1:
+        raise MacroError(_ndim_message(rec, values.ndim) + " (vector shows one axis; pass row=)")
+    return _vector(ctx, rec, values, axes, at, cols, batch, limit, edge, head, row)
+
+def _vector(ctx: PageContext, rec: Any, values: np.ndarray, axes: list[str], at: list[int], pick: Any, batch: int,
+            limit: int, edge: int, head: int | None = None, row: int | None = None) -> Markup:
+    """A 1-D vector: vertical when its axis has word labels (tokens, vocab), else one row."""
+    check_int("limit", limit, 10**9, rec.name, low=1)
+    check_int("edge", edge, limit + 1, rec.name, low=1)
+    axis = _axis(ctx, axes[0], values.shape[0], pick, limit, edge, batch, "cols", rec.name)
+    unit = Axis("", [0], [""], 1)
+    caption = _caption(ctx, rec, at, axes, (_count(axis.shown),), values.shape)
+    ctx.mark(rec.name)
+    corner = html_text(axes[0])
+    if axes[0] in LABELLED_AXES:
+        html = tables.table(values[:, None], axis, unit, caption, rec.name, tuple(at), corner)
+        html += _compare(ctx, rec, batch, head, row, axis, unit, corner, values[:, None], "col")
+    else:
+        html = tables.table(values[None, :], unit, axis, caption, rec.name, tuple(at), corner)
+        html += _compare(ctx, rec, batch, head, row, unit, axis, corner, values[None, :], "row")
+    return Markup(html + ctx.check_line(rec.name))
+
+@macro
+def value(ctx: PageContext, name: str, index: Any = None, digits: int = 4) -> Markup:
+    """One element inline, e.g. `value("loss")` or `value("L0.attn.weights", (0, 1, 2, 0))`."""
+    rec = ctx.record(name)
+    idx = _index(rec, index)
+    check_int("digits", digits, 17, name)
+    ctx.mark(name)
+    return Markup(tables.inline_value(np.asarray(rec.value)[idx], digits, name, idx))
+
+def _index(rec: Any, index: Any) -> tuple[int, ...]:
+    shape = np.shape(rec.value)
+    if index is None:
+        index = ()
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        index = (int(index),)
+    if not isinstance(index, (tuple, list)) or not all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in index
+    ):
+        raise MacroError(f"bad index {index!r} for '{rec.name}': give a tuple of whole numbers")
+    index = tuple(int(i) for i in index)
+    where = f"'{rec.name}' with shape {describe_shape(shape, rec.axes)}"
+    if len(index) != len(shape):
+        raise MacroError(f"bad index {index} for {where}: needs {len(shape)} numbers")
+    for i, n, axis in zip(index, shape, rec.axes):
+        if not 0 <= i < n:
+            raise MacroError(f"bad index {index} for {where}: {axis} index {i} is outside 0..{n - 1}")
+    return index
+
+def _row_index(rec: Any, index: Any) -> tuple[int, ...]:
+    """The index of one row (every axis but the last) of `rec`, checked like `_index`."""
+    shape, axes = np.shape(rec.value), list(rec.axes)
+    if index is None:
+        index = ()
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        index = (int(index),)
+    if not isinstance(index, (tuple, list)) or not all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in index
+    ):
+        raise MacroError(f"bad index {index!r} for '{rec.name}' jacobian: give a tuple of whole numbers, "
+                         f"one per axis of ({', '.join(axes[:-1])})")
+    index = tuple(int(i) for i in index)
+    if len(index) != len(shape) - 1:
+        raise MacroError(f"bad index {index} for '{rec.name}' jacobian: needs the index of one row, "
+                         f"{len(shape) - 1} numbers ({', '.join(axes[:-1])})")
+    for i, n, axis in zip(index, shape, axes):
+        if not 0 <= i < n:
+            raise MacroError(f"bad index {index} for '{rec.name}' jacobian: {axis} index {i} is outside 0..{n - 1}")
+    return index
+
+@macro
+def formula(ctx: PageContext, name: str, inline: bool = False) -> Markup:
+    """The LaTeX formula that defines a record, typeset (display by default)."""
+    rec = ctx.record(name)
+    if not rec.formula:
+        raise MacroError(f"'{name}' has no formula in the trace")
+    slot = ctx.slot(rec.formula, not inline)
+    tag = "span" if inline else "div"
+    return Markup(f'<{tag} class="formula" data-record="{escape(name)}">{slot}</{tag}>')
+
+@macro
+def shape(ctx: PageContext, name: str) -> Markup:
+    """The record's shape with axis names, e.g. `6 × 16 (tokens × d_model)`."""
+    rec = ctx.record(name)
+    return html_text(describe_shape(np.shape(rec.value), rec.axes))
+
+@macro
+def calc(ctx: PageContext, name: str, index: Any = None) -> Markup:
+    """The arithmetic that produced one element, with the real numbers, typeset."""
+    rec = ctx.record(name)
+    idx = _index(rec, index)
+    expl = explain(ctx.trace, name, idx)
+    ctx.mark(name)
+    at = ",".join(str(i) for i in idx)
+    lines = "".join(f'<div class="calc-line">{ctx.slot(tex, True)}</div>' for tex in expl.latex)
+    words = [str(w) for w in ctx.trace.labels["vocab"]]
+    summary = f'<p class="calc-text">{html_words_in(expl.text, words)}</p>' if getattr(expl, "text", "") else ""
+    return Markup(
+        f'<div class="calc-step" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
+    )
+
+@macro
+def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
+    """The full Jacobian of one softmax or LayerNorm row w.r.t. its input row, as a matrix table."""
+    rec = ctx.record(name)
+    if rec.op not in ("softmax", "normalize"):
+        raise MacroError(f"no Jacobian for {name} (op {rec.op}): give a softmax or LayerNorm xhat record "
+                         "(e.g. L0.attn.weights, probs, ln_f.xhat)")
+    row = _row_index(rec, index)
+    try:
+        J, how = engine_jacobian(ctx.trace, name, row)
+    except (KeyError, IndexError, ValueError) as err:  # the checks above should leave nothing for these
+        raise MacroError(f"jacobian('{name}', {row}): {str(err).strip(chr(39))}") from None
+    axis = rec.axes[-1]
+    size = J.shape[0]
+    labels = _labels(ctx, axis, size, row[0] if rec.axes[0] == "batch" else 0)
+    limit = DEFAULT_LIMIT if size * size <= MAX_CELLS else 2 * DEFAULT_EDGE
+    shown = tables.elide(list(range(size)), limit, DEFAULT_EDGE)
+    rows = Axis(axis, shown, labels, size)
+    cols = Axis(axis, shown, labels, size)
+    sym = rec.symbol
+    sym_html = ctx.slot(rf"\partial {sym} / \partial\,\mathrm{{in}}", False)
+    caption = (f'<span class="sym">{sym_html}</span> '
+               f"Jacobian of one row of <code>{html_text(name)}</code> at {html_text(str(list(row)))}: "
+               f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), '
+               f"{html_text(how)}</span>")
+    return Markup(tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
+
+@macro
+def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = None) -> Markup:
+    """The same records for the other transformer blocks, one closed `<details>` per block.
+
+    `names` are record names with `{l}` where the block number goes, e.g. `["L{l}.ln_1.mean",
+    "grad.L{l}.ln_1.xhat"]`; `layers` the blocks to show (default: 1 to n_layers - 1, the ones the
+    walkthrough of block 0 does not show). A record with a heads axis gets one table per head.
+    Nothing at all for a one-block model, so a page can call it unconditionally.
+    """
+    n_layers = int(ctx.trace.config["model"]["n_layers"])
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise MacroError(f"bad argument names={names!r} for other_blocks(): give a list of record names with {{l}}")
+    for n in names:
+        if not isinstance(n, str) or "{l}" not in n:
+            raise MacroError(f"bad record name {n!r} for other_blocks(): write {{l}} where the block number goes, "
+                             "e.g. 'L{l}.ln_1.mean'")
+    if not isinstance(title, str):
+        raise MacroError(f"bad argument title={title!r} for other_blocks(): give text")
+    wanted = range(1, n_layers) if layers is None else layers
+    picked = pick_indices(wanted, n_layers, "layers", "other_blocks", "layers", allow_empty=True)
+    out = []
+    for layer in picked:
+        parts = [f'<details class="other-block"><summary>Block {layer}{": " if title else ""}{html_text(title)}'
+                 "</summary>"]
+        for pattern in names:
+            name = pattern.replace("{l}", str(layer))
+            rec = ctx.record(name)
+            heads = range(np.shape(rec.value)[list(rec.axes).index("heads")]) if "heads" in rec.axes else [None]
+            parts.extend(str(matrix(ctx, name, head=h)) for h in heads)
+        parts.append("</details>")
+        out.append("".join(parts))
+    return Markup("".join(out))
+
+@macro
+def token(ctx: PageContext, position: int, batch: int = 0) -> Markup:
+    """The input token at a position, escaped for prose."""
+    inputs = ctx.trace.labels["inputs"]
+    check_int("batch", batch, len(inputs), "inputs")
+    check_int("position", position, len(inputs[batch]), "inputs")
+    return html_words(inputs[batch][position])
+
+
+# -- numbers in prose and math -----------------------------------------------------------------------------------
+@macro(context=False)
+@filter("num")
+def num(x: Any, decimals: int = 4, digits: int | None = None, sign: bool = False) -> str:
+    """A number for prose and `$...$`: `num(x)` 4 decimals, `num(x, 6)` 6 decimals, `num(x, digits=3)` 3
+    significant digits; `sign=true` shows a + on positive numbers. Also a filter: `{{ x | num(2) }}`."""
+    return fixed(x, decimals, sign) if digits is None else general(x, digits, sign)
+
+
+@macro(name="sci", context=False)
+def sci_number(x: Any) -> Markup:
+    r"""`{{ sci(x) }}`: a number far from 1 as `$1.2 \times 10^{-17}$`, or `exactly $0$`."""
+    return Markup(sci(x))
+
+
+@macro(name="tex_number", context=False)
+def tex_constant(x: Any) -> Markup:
+    """`$\\eta = {{ tex_number(lr) }}$`: a config constant in LaTeX (`0.01`, `10^{-8}`)."""
+    return Markup(tex_number(x))
+
+
+@macro
+def largest(ctx: PageContext, name: str) -> tuple[int, ...]:
+    """The index of the element of largest magnitude: `{% set ix = largest("grad.wte") %}`."""
+    values = np.abs(np.asarray(ctx.record(name).value))
+    return tuple(int(i) for i in np.unravel_index(int(values.argmax()), values.shape))
+
+
+@macro
+def norm(ctx: PageContext, name: str) -> Any:
+    """The L2 (Frobenius) norm of a record, the square root of the sum of its squares: `{{ num(norm("wte")) }}`."""
+    values = np.asarray(ctx.record(name).value)
+    return (values * values).sum() ** (1 / 2)
+
+
+@macro
+def record(ctx: PageContext, name: str) -> Any:
+    """The trace record itself (`.shape`, `.axes`, `.op`, `.inputs`, `.formula`, `.meta`)."""
+    return ctx.record(name)
+
+
+def _ndim_message(rec: Any, ndim: int) -> str:
+    if ndim == 0:
+        return f"'{rec.name}' is a single number: use value('{rec.name}')"
+    return f"'{rec.name}' still has {ndim} axes after fixing batch and head (axes: {', '.join(rec.axes)})"
+
+
+def _count(shown: list[int | None]) -> int:
+    return sum(1 for i in shown if i is not None)

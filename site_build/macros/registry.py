@@ -1,0 +1,175 @@
+"""The macro registry and the context every macro shares.
+
+A macro is a function a page calls as `{{ name(...) }}`; it is registered by a decorator, so the registry is
+the one list of what a page can call (the page environment, the compile-only environment of the parallel
+compile workers and docs/authoring.md all read it):
+
+    @macro                       # {{ value("loss") }}: the function gets the build's PageContext first
+    def value(ctx: PageContext, name: str, index: Any = None, digits: int = 4) -> Markup: ...
+
+    @macro(context=False)        # {{ count(n, "position") }}: a plain function of its arguments
+    @filter("text")              # {{ word | text }}: also (or only) a filter
+    def text(value: object) -> Markup: ...
+
+Every macro validates its arguments and raises MacroError with a message a writer can act on; the page
+renderer adds the file and line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import numpy as np
+
+from site_build.format import html_text
+from site_build.render.mathslots import MathSlots
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MACROS: dict[str, tuple[Callable[..., Any], bool]] = {}  # name -> (function, takes the PageContext first)
+FILTERS: dict[str, Callable[..., Any]] = {}  # name -> function of the filtered value (and arguments)
+
+
+class MacroError(Exception):
+    """A bad macro call; `line` is the line of the call in the page, when known."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def macro(fn: F | None = None, *, name: str | None = None, context: bool = True) -> Any:
+    """Register `fn` as a page macro called `name` (default: the function's name).
+
+    With `context=True` (the default) the page calls it without its first argument, the build's PageContext."""
+
+    def register(f: F) -> F:
+        key = name or f.__name__
+        if key in MACROS:
+            raise ValueError(f"macro {key!r} is registered twice ({MACROS[key][0].__module__} and {f.__module__})")
+        MACROS[key] = (f, context)
+        return f
+
+    return register(fn) if fn is not None else register
+
+
+def filter(name: str) -> Callable[[F], F]:  # noqa: A001 - Jinja's word for it
+    """Register a function as the page filter `{{ value | name }}`."""
+
+    def register(f: F) -> F:
+        if name in FILTERS:
+            raise ValueError(f"filter {name!r} is registered twice")
+        FILTERS[name] = f
+        return f
+
+    return register
+
+
+def page_globals(ctx: PageContext) -> dict[str, Any]:
+    """What a page sees: every registered macro (bound to `ctx` where it takes one), `trace` and `config`."""
+    out: dict[str, Any] = {name: partial(f, ctx) if bound else f for name, (f, bound) in MACROS.items()}
+    out.update(trace=ctx.trace, config=ctx.trace.config)
+    return out
+
+
+def template_line() -> int:
+    """Line (in the page body) of the Jinja expression currently calling a macro."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            return int(template.get_corresponding_lineno(frame.f_lineno))
+        frame = frame.f_back
+    return 0
+
+
+class PageContext:
+    """What the macros of one build share: the trace, the math slots, the check figures, the records shown so
+    far (for coverage and the click data), the page and line being rendered, the step pages the diagrams link
+    to, and the other run when comparing (`build --compare`)."""
+
+    def __init__(self, trace: Any, math: MathSlots, checks: Any = None, step_links: dict[str, str] | None = None):
+        self.trace = trace
+        self.math = math
+        self.checks = checks
+        self.step_links = dict(step_links or {})
+        self.names: list[str] = list(trace.names())
+        self.shown: dict[str, set[str]] = {}  # record -> pages that show its numbers
+        self.source = ""  # page being rendered (for math error locations)
+        self.line_offset = 0  # body line 1 is this file line + 1
+        self.other: Any = None  # the other run's trace when comparing
+        self.other_label = ""
+
+    def begin_page(self, source: str, body_line: int) -> None:
+        """Point math error locations and coverage marks at this page."""
+        self.source = source
+        self.line_offset = body_line - 1
+
+    def slot(self, tex: str, display: bool) -> str:
+        """A formula's placeholder, located at the line of the macro call."""
+        return self.math.slot(tex, display, self.source, self.line_offset + template_line())
+
+    def mark(self, name: str) -> None:
+        """The page being rendered shows the numbers of record `name`."""
+        self.shown.setdefault(name, set()).add(self.source)
+
+    def record(self, name: str) -> Any:
+        """The trace record `name`, or an error suggesting the closest name."""
+        if not isinstance(name, str):
+            raise MacroError(f"record name must be text, not {name!r}")
+        if name not in self.trace:
+            close = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise MacroError(f"unknown trace record '{name}'{hint}")
+        return self.trace.record(name)
+
+    def check_line(self, name: str) -> str:
+        """The record's check figures as a `<p class="check">` ('' when nothing checks it)."""
+        line = self.checks.line(name) if self.checks is not None else ""
+        return f'<p class="check">{html_text(line)}</p>' if line else ""
+
+    def coverage(self) -> tuple[int, int]:
+        """(records whose numbers some page shows, records in the trace)."""
+        return len(self.shown.keys() & set(self.names)), len(self.names)
+
+    def missing(self) -> list[str]:
+        """Records no page shows, in trace order."""
+        return [n for n in self.names if n not in self.shown]
+
+
+# -- arguments: the checks every macro shares --------------------------------------------------------------------
+def check_int(what: str, value: Any, size: int, name: str, low: int = 0) -> None:
+    """`value` must be a whole number in low..size-1; the message names the argument and the record."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise MacroError(f"bad argument {what}={value!r} for '{name}': must be a whole number")
+    if not low <= value < size:
+        raise MacroError(f"bad argument {what}={value} for '{name}': must be in {low}..{size - 1}")
+
+
+def check_bool(what: str, value: Any, macro_name: str) -> None:
+    if not isinstance(value, bool):
+        raise MacroError(f"bad argument {what}={value!r} for {macro_name}(): give true or false")
+
+
+def pick_indices(pick: Any, size: int, what: str, rec: str, axis: str, allow_empty: bool = False) -> list[int]:
+    """Normalise a rows/cols selection (None, int, list, range) to a list of indices."""
+    if pick is None:
+        return list(range(size))
+    items = [pick] if isinstance(pick, (int, np.integer)) else pick
+    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple, range)):
+        raise MacroError(f"bad argument {what}={pick!r} for '{rec}': give a number, a list or a range")
+    out = []
+    for i in items:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise MacroError(f"bad argument {what}={pick!r} for '{rec}': indices must be whole numbers")
+        if not 0 <= i < size:
+            raise MacroError(f"bad index {i} in {what}= for '{rec}': {axis} has 0..{size - 1}")
+        out.append(int(i))
+    if not out and not allow_empty:
+        raise MacroError(f"bad argument {what}={pick!r} for '{rec}': selects nothing")
+    return out
+

@@ -1,0 +1,259 @@
+"""Page bodies through Jinja, then Markdown: the content environment, its compiled-code cache and fork pool.
+
+A page body is compiled by Jinja to Python source once (kept on disk, keyed by the body's hash, and in the
+build session's memory), run with the registered macros (site_build.macros) and then rendered by Markdown.
+Every problem of every page is collected and raised together, each as `file:line: message`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from site_build.errors import BuildError
+from site_build.macros import FILTERS, MacroError, PageContext, page_globals
+from site_build.pages import Page
+from site_build.render.markdown import Heading, Rendered, make_parser, render_page
+from site_build.render.mathslots import SLOT_RE, MathSlots
+
+JINJA_CACHE_VERSION = f"jinja {jinja2.__version__}, handstep 1"  # bump when content_environment() changes
+
+
+def content_environment(ctx: PageContext | None = None) -> jinja2.Environment:
+    """Jinja for page bodies: strict about undefined names, HTML-escaping by default.
+
+    Without a context it can only compile (what the parallel compile workers need): the filters are there by
+    name, since compiling checks them."""
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        # `{#id}` is a Markdown heading id, so Jinja comments are `{## ... ##}` here
+        comment_start_string="{##",
+        comment_end_string="##}",
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    if ctx is not None:
+        env.globals.update(page_globals(ctx))
+        env.filters.update(FILTERS)
+    else:
+        env.filters.update({name: str for name in FILTERS})
+    return env
+
+
+def render_bodies(
+    pages: list[Page],
+    ctx: PageContext,
+    links: dict[str, str],
+    problems: list[tuple[str, int, str]] | None = None,
+    cache_dir: Path | None = None,
+    compiled: dict[tuple[str, str], Any] | None = None,
+    page_cache: dict[Any, PageResult] | None = None,
+    context: Any = None,
+) -> dict[str, Rendered]:
+    """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end.
+
+    `compiled` keeps compiled page code in memory; with `page_cache` (the dev server), a page whose body, trace
+    (`context`) and links are unchanged since the last build is not rendered again: its HTML, shown records and
+    formulas are replayed.
+    """
+    env = content_environment(ctx)
+    md = make_parser()
+    out: dict[str, Rendered] = {}
+    problems = list(problems or [])
+    link_key = tuple(sorted(links.items()))
+    for page in pages:
+        key = (page.source, page.body, page.body_line, context, link_key)
+        cached = page_cache.get(key) if page_cache is not None else None
+        if cached is not None:
+            out[page.source] = cached.replay(ctx)
+            continue
+        ctx.begin_page(page.source, page.body_line)
+        try:
+            text = render_jinja(env, page, cache_dir, compiled)
+        except BuildError as err:
+            problems.extend(err.problems)
+            continue
+        rendered = render_page(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
+        problems.extend(rendered.problems)
+        out[page.source] = rendered
+        if page_cache is not None and not rendered.problems:
+            page_cache[key] = PageResult.capture(rendered, ctx, page.source)
+    problems.extend(missing_anchors(pages, out))
+    if problems:
+        raise BuildError.collect(problems)
+    return out
+
+
+@dataclass
+class PageResult:
+    """A rendered page in a form that can be replayed into a later build's context and math slots."""
+
+    source: str
+    rendered: Rendered
+    shown: list[str]  # records whose numbers the page shows
+    formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot it uses
+    slot_of: dict[int, int]  # slot number in the build that rendered it -> index into formulas
+
+    @classmethod
+    def capture(cls, rendered: Rendered, ctx: PageContext, source: str) -> PageResult:
+        html = [rendered.html, *(h.html for h in rendered.headings)]
+        used = sorted({int(n) for text in html for n in SLOT_RE.findall(text)})
+        formulas = [(ctx.math.formulas[n], *ctx.math.where[n]) for n in used]
+        shown = [name for name, pages in ctx.shown.items() if source in pages]
+        kept = Rendered(rendered.html, list(rendered.headings), [], list(rendered.anchors))  # later edits don't leak in
+        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)})
+
+    def replay(self, ctx: PageContext) -> Rendered:
+        """The page's HTML with its formulas registered anew (slot numbers change between builds)."""
+        slots: MathSlots = ctx.math
+        new = [slots.slot(tex, display, source, line) for (tex, display), source, line in self.formulas]
+
+        def remap(html: str) -> str:
+            return SLOT_RE.sub(lambda m: new[self.slot_of[int(m.group(1))]], html)
+
+        for name in self.shown:
+            ctx.shown.setdefault(name, set()).add(self.source)
+        r = self.rendered
+        return Rendered(remap(r.html), [Heading(h.level, h.id, remap(h.html)) for h in r.headings], [], r.anchors)
+
+
+_ID_RE = re.compile(r'\sid="([^"]+)"')
+
+
+def missing_anchors(pages: list[Page], bodies: dict[str, Rendered]) -> list[tuple[str, int, str]]:
+    """Every `#fragment` a page links to must be an id on the target page."""
+    ids: dict[str, set[str]] = {}
+    for p in pages:  # the first page of a URL wins, as links do (a duplicate is reported on its own)
+        if p.source in bodies:
+            ids.setdefault(p.url, set(_ID_RE.findall(bodies[p.source].html)))
+    problems = []
+    for page in pages:
+        for line, target, frag in bodies[page.source].anchors if page.source in bodies else ():
+            url = target or page.url
+            if url in ids and frag not in ids[url]:
+                where = f"on {url.removesuffix('.html')}" if target else "on this page"
+                problems.append((page.source, line, f"link to unknown anchor '#{frag}' {where}"))
+    return problems
+
+
+def link_map(pages: list[Page]) -> dict[str, str]:
+    """`attention.md` and `forward/attention.md` both link to `attention.html`."""
+    links = {}
+    for page in pages:
+        links[page.rel] = page.url
+        links.setdefault(page.rel.rsplit("/", 1)[-1], page.url)
+    return links
+
+
+# -- compiled page code -----------------------------------------------------------------------------------------
+def compiled_page(env: jinja2.Environment, page: Page, cache_dir: Path | None,
+                  memory: dict[tuple[str, str], Any] | None = None) -> Any:
+    """The page body compiled by Jinja: from `memory`, else from the on-disk cache of generated Python source
+    (keyed by the body's hash), else compiled now; generating the source is most of Jinja's cost."""
+    key = (page.source, page.body)
+    code = memory.get(key) if memory is not None else None
+    if code is not None:
+        return code
+    path = compiled_path(cache_dir, page.source, page.body) if cache_dir is not None else None
+    source = None
+    if path is not None and path.is_file():
+        source = path.read_text(encoding="utf-8")
+    if source is None:
+        source = env.compile(page.body, name=page.source, filename=page.source, raw=True)
+        if path is not None:
+            _write_atomic(path, source)
+    code = compile(source, page.source, "exec")
+    if memory is not None:
+        memory[key] = code
+    return code
+
+
+def compiled_path(cache_dir: Path, source: str, body: str) -> Path:
+    digest = hashlib.sha256(f"{JINJA_CACHE_VERSION}\0{source}\0{body}".encode()).hexdigest()
+    return cache_dir / f"{digest}.py"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def start_compiling(pages: list[Page], cache_dir: Path, memory: dict[tuple[str, str], Any] | None = None) -> Any:
+    """Compile the pages missing from the caches in two forked workers while the engine runs.
+
+    On a cold build Jinja's code generation for the pages is the largest single cost (~0.75 s);
+    the workers write the generated source into the cache, where `compiled_page` then finds it.
+    Returns the pool (join it with `finish_compiling`), or None when there is little to do. Call it
+    before any thread starts (a fork copies only the calling thread).
+    """
+    memory = memory or {}
+    todo = [(p.source, p.body, str(compiled_path(cache_dir, p.source, p.body))) for p in pages
+            if (p.source, p.body) not in memory and not compiled_path(cache_dir, p.source, p.body).is_file()]
+    if len(todo) < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    pool = multiprocessing.get_context("fork").Pool(2)
+    todo.sort(key=lambda item: -len(item[1]))  # longest first, so the two workers finish together
+    done = pool.map_async(_compile_one, todo, chunksize=1)
+    pool.close()
+    return pool, done
+
+
+def finish_compiling(compiling: Any, timeout: float = 30.0) -> None:
+    """Wait for the workers, but never hang on them: whatever they did not write, the build compiles itself."""
+    if compiling is None:
+        return
+    pool, done = compiling
+    done.wait(timeout)
+    pool.terminate()
+    pool.join()
+
+
+def _compile_one(item: tuple[str, str, str]) -> None:
+    source, body, path = item
+    try:
+        _write_atomic(Path(path), content_environment().compile(body, name=source, filename=source, raw=True))
+    except Exception:  # noqa: BLE001 - the main process compiles it again and reports the error with its line
+        pass
+
+
+def render_jinja(env: jinja2.Environment, page: Page, cache_dir: Path | None = None,
+                 memory: dict[tuple[str, str], Any] | None = None) -> str:
+    """Render a page body; any error becomes `file:line: message` with the source line."""
+    offset = page.body_line - 1
+    try:
+        code = compiled_page(env, page, cache_dir, memory)
+        template = env.template_class.from_code(env, code, env.globals, None)
+        return template.render()
+    except jinja2.TemplateSyntaxError as err:
+        raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
+    except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback
+        line = _template_line(err, page.source)
+        message = str(err) if isinstance(err, MacroError) else _describe(err)
+        raise BuildError(page.source, offset + line if line else 0, message) from None
+
+
+def _template_line(err: BaseException, source: str) -> int:
+    """The page line of the innermost template frame in the traceback (Jinja rewrites it)."""
+    line = 0
+    for frame, lineno in traceback.walk_tb(err.__traceback__):
+        if frame.f_code.co_filename == source:
+            line = lineno
+    return line
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, jinja2.UndefinedError):
+        return f"undefined name: {err.message}"
+    return f"{err}" if isinstance(err, TypeError) else f"{type(err).__name__}: {err}"

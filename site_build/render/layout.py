@@ -1,0 +1,120 @@
+"""The page layout (templates/), the static files every site carries, and what the search index skips."""
+
+from __future__ import annotations
+
+import re
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from site_build.data.compare import COMPARE_PAGE
+from site_build.data.interact import script_files
+from site_build.errors import BuildError, shown_path
+from site_build.pages import Page, group_by_section
+from site_build.render.katex import katex_dist
+from site_build.render.markdown import Rendered
+
+SITE_TITLE = "handstep"
+
+
+def layout_environment(templates: Path) -> jinja2.Environment:
+    """Jinja for the page layout (templates/)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_layouts(
+    templates: Path,
+    pages: list[Page],
+    bodies: dict[str, Rendered],
+    base_url: str,
+    data_files: dict[str, str] | None = None,
+    extra_pages: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Every page and the 404 page inside the layout; {output path: html}.
+
+    `data_files` maps a page to its click-any-number data script; `extra_pages` are
+    generated pages ({url: body html}, e.g. the comparison summary), outside prev/next.
+    """
+    env = layout_environment(templates)
+    nav = group_by_section(pages)
+    data_files = data_files or {}
+    extra_pages = extra_pages or {}
+    compare_url = COMPARE_PAGE if COMPARE_PAGE in extra_pages else ""
+    common = {"site_title": SITE_TITLE, "nav": nav, "root": base_url, "compare_url": compare_url}
+    out = {}
+    try:
+        page_tpl = env.get_template("page.html")
+        for url, html in extra_pages.items():
+            page = Page(source=url, title="Comparing two runs", description="How the numbers of two runs differ.",
+                        section="Reference", order=0, slug=url.removesuffix(".html"), body="", body_line=1)
+            out[url] = page_tpl.render(**common, page=page, current=url, body=Markup(html), toc=[],
+                                       prev=None, next=None, data_file="")
+        for i, page in enumerate(pages):
+            body = bodies[page.source]
+            out[page.url] = page_tpl.render(
+                **common,
+                page=page,
+                current=page.url,
+                data_file=data_files.get(page.url, ""),
+                body=Markup(body.html),
+                toc=[{"level": h.level, "id": h.id, "html": Markup(h.html)} for h in body.headings],
+                prev=pages[i - 1] if i > 0 else None,
+                next=pages[i + 1] if i + 1 < len(pages) else None,
+            )
+        out["404.html"] = env.get_template("404.html").render(**common, page=None, current="")
+    except jinja2.TemplateNotFound as err:
+        raise BuildError(shown_path(templates / str(err.name)), 0, "template not found") from None
+    except jinja2.TemplateError as err:
+        where = getattr(err, "filename", None) or getattr(err, "name", None)
+        line = getattr(err, "lineno", 0) or 0
+        if not where:  # a runtime error (undefined name): the innermost template frame says where
+            for frame, lineno in traceback.walk_tb(err.__traceback__):
+                if frame.f_code.co_filename.startswith(str(templates)):
+                    where, line = frame.f_code.co_filename, lineno
+        message = f"undefined name: {err.message}" if isinstance(err, jinja2.UndefinedError) else str(err)
+        raise BuildError(shown_path(where or templates), line, message) from None
+    return out
+
+
+def static_files(root: Path, templates: Path) -> dict[str, Any]:
+    """CSS/JS from templates/assets; the click panel's interpreter and the descriptions it reads (the same
+    that engine.explain reads); KaTeX's CSS, woff2 fonts and script (the script loads on the first click)."""
+    files: dict[str, Any] = {}
+    assets = templates / "assets"
+    if assets.is_dir():
+        for path in sorted(assets.rglob("*")):
+            if path.is_file():
+                files["assets/" + path.relative_to(assets).as_posix()] = path
+    files.update(script_files())
+    dist = katex_dist(root)
+    files["katex/katex.min.css"] = woff2_only((dist / "katex.min.css").read_text(encoding="utf-8"))
+    files["katex/katex.min.js"] = dist / "katex.min.js"
+    for font in sorted((dist / "fonts").glob("*.woff2")):
+        files[f"katex/fonts/{font.name}"] = font
+    return files
+
+
+def woff2_only(css: str) -> str:
+    """Drop KaTeX's woff/ttf fallbacks: every browser that runs KaTeX's CSS reads woff2."""
+    return re.sub(r',url\(fonts/[^)]+\.(?:woff|ttf)\) format\("(?:woff|truetype)"\)', "", css)
+
+
+SEARCH_IGNORED = ('<div class="matrix-wrap"', '<div class="calc-step"', '<span class="katex"', "<svg")
+
+
+def search_ignores(html: str) -> str:
+    """Keep numbers, typeset math and charts out of the search index: people search for words
+    ("softmax", "Jacobian"), and indexing thousands of table cells doubled Pagefind's time."""
+    for start in SEARCH_IGNORED:
+        tag, _, rest = start.partition(" ")
+        html = html.replace(start, f'{tag} data-pagefind-ignore="all"' + (f" {rest}" if rest else ""))
+    return html
