@@ -116,7 +116,8 @@ def _values(s: _Sizes) -> int:
     backward = N + 2 * V * C + BTV + 3 * BTC + L * (16 * BTC + 4 * A + 2 * BTF)
     optimizer = OPT_RECORDS[s.opt] * N
     evaluation = 2 * BTV + 2 * BT + 1  # after.logits, after.probs, after.target_prob, after.per_token, after.loss
-    train = s.steps + 1 + 2 * BT  # train.loss, train.target_prob.before/after
+    # train.loss, train.target_prob.before/after, train.L{i}.attn.weights.after, train.generate.before/after
+    train = s.steps + 1 + 2 * BT + L * A + 2 * T
     return N + inputs + forward + backward + optimizer + evaluation + train
 
 
@@ -130,7 +131,7 @@ def count_values(cfg: Config) -> int:
 
 def _n_records(s: _Sizes) -> int:
     tensors = 4 + 12 * s.L
-    return tensors * (1 + OPT_RECORDS[s.opt]) + 32 + 56 * s.L
+    return tensors * (1 + OPT_RECORDS[s.opt]) + 34 + 57 * s.L
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ def _seconds(s: _Sizes) -> tuple[Fraction, Fraction, Fraction, Fraction]:
     recording = _Work(calls=8 * _n_records(s), passes=4 * _values(s))  # asarray, isfinite, all, copy, ...
     step = (update + fw + recording).seconds()
     per_step = update.seconds()
-    train = per_step * s.steps + fw.seconds()
+    generate = 2 * s.T * _forward(replace(s, B=1)).seconds()  # greedy text before and after: T passes each
+    train = per_step * s.steps + fw.seconds() + generate
     check = fw.seconds() * _fd_forwards(s)
     return step, train, check, per_step
 

@@ -12,12 +12,29 @@ import re
 from .config import Config
 
 # -- parameters ------------------------------------------------------------------------------------------------
+# One symbol, one meaning, on every page: the LayerNorm shift is δ (β is Adam's), the mid-block residual stream
+# is R (H counts heads), the momentum buffer is buf (b_1 is a bias), momentum is ρ (μ is a LayerNorm mean), and the
+# optimizer's step is k (t is a position). `SIZES` lists the symbols that are not records; tests check that no two
+# records of different meaning share a symbol.
 PARAM_SYMBOLS = {
-    "wte": r"W_{te}", "wpe": r"W_{pe}", "ln_1.weight": r"\gamma_1", "ln_1.bias": r"\beta_1",
+    "wte": r"W_{te}", "wpe": r"W_{pe}", "ln_1.weight": r"\gamma_1", "ln_1.bias": r"\delta_1",
     "attn.c_attn.weight": r"W_{\text{attn}}", "attn.c_attn.bias": r"b_{\text{attn}}", "attn.c_proj.weight": "W_O",
-    "attn.c_proj.bias": "b_O", "ln_2.weight": r"\gamma_2", "ln_2.bias": r"\beta_2", "mlp.c_fc.weight": "W_1",
+    "attn.c_proj.bias": "b_O", "ln_2.weight": r"\gamma_2", "ln_2.bias": r"\delta_2", "mlp.c_fc.weight": "W_1",
     "mlp.c_fc.bias": "b_1", "mlp.c_proj.weight": "W_2", "mlp.c_proj.bias": "b_2", "ln_f.weight": r"\gamma_f",
-    "ln_f.bias": r"\beta_f",
+    "ln_f.bias": r"\delta_f",
+}
+PARAM_MEANINGS = {
+    "wte": "token embedding table: one row per vocabulary word (also the output layer, tied)",
+    "wpe": "position embedding table: one row per position",
+    "ln_1.weight": "gain of the LayerNorm before attention", "ln_1.bias": "shift of the LayerNorm before attention",
+    "attn.c_attn.weight": "packed projection to queries, keys and values",
+    "attn.c_attn.bias": "bias of the packed Q, K, V projection",
+    "attn.c_proj.weight": "attention output projection", "attn.c_proj.bias": "bias of the attention output projection",
+    "ln_2.weight": "gain of the LayerNorm before the feed-forward network",
+    "ln_2.bias": "shift of the LayerNorm before the feed-forward network",
+    "mlp.c_fc.weight": "feed-forward expansion", "mlp.c_fc.bias": "bias of the feed-forward expansion",
+    "mlp.c_proj.weight": "feed-forward projection back", "mlp.c_proj.bias": "bias of the feed-forward projection",
+    "ln_f.weight": "gain of the final LayerNorm", "ln_f.bias": "shift of the final LayerNorm",
 }
 _LAYER = re.compile(r"(^|\.)L\d+\.")
 
@@ -43,19 +60,24 @@ def init_formula(name: str, cfg: Config) -> str:
         return r"\theta_0 = \theta_{\text{checkpoint}}"
     if rest.startswith("ln_") and rest.endswith(".weight"):
         return r"\gamma = 1"
+    if rest.startswith("ln_") and rest.endswith(".bias"):
+        return r"\delta = 0"
     if rest.endswith(".bias"):
         return r"b = 0"
     if rest.endswith("c_proj.weight"):
-        return rf"W \sim \mathcal{{N}}\!\left(0,\ ({std}/\sqrt{{2\cdot{cfg.model.n_layers}}})^2\right)"
+        return (rf"W \sim \mathcal{{N}}\!\left(0,\ ({std}/\sqrt{{2\,n_{{\text{{layer}}}}}})^2\right),\ "
+                rf"n_{{\text{{layer}}}} = {cfg.model.n_layers}")
     return rf"W \sim \mathcal{{N}}(0,\ {std}^2)"
 
 
 # -- activations (per-layer names without `L{i}.`) ------------------------------------------------------------------
 D = r"\tfrac{\partial\mathcal L}{\partial"  # the start of a partial derivative of the loss
-LN_BACKWARD = (rf"{D} x_{{t}}}} = \tfrac{{1}}{{\sqrt{{\sigma^2_t+\epsilon}}}}\Big(g - \overline{{g}} - \hat x_t\,"
+EPS_LN = r"\epsilon_{\text{LN}}"  # LayerNorm's ε (10^-5); plain ε is Adam's
+LN_BACKWARD = (rf"{D} x_{{t}}}} = \tfrac{{1}}{{\sqrt{{\sigma^2_t+{EPS_LN}}}}}\Big(g - \overline{{g}} - \hat x_t\,"
                rf"\overline{{g\odot\hat x_t}}\Big),\ g = {D}\hat x_t}}")
 LINEAR_DW = rf"{D} W}} = \textstyle\sum_{{b,t}} x_t^{{\top}}\,{D}\,\mathrm{{out}}_t}}"
 LINEAR_DB = rf"{D} b}} = \textstyle\sum_{{b,t}} {D}\,\mathrm{{out}}_{{t}}}}"
+GELU = r"G = \tfrac12 U\left(1+\tanh\!\left(\sqrt{2/\pi}\,(U+\kappa\,U^3)\right)\right),\ \kappa = 0.044715"
 
 NOTATION: dict[str, tuple[str, str]] = {  # name -> (formula, symbol)
     "input_ids": (r"\mathrm{id}_t = \mathrm{vocab}[w_t]", r"\mathrm{id}"),
@@ -72,14 +94,14 @@ NOTATION: dict[str, tuple[str, str]] = {  # name -> (formula, symbol)
     "attn.masked": (r"M_{t,s} = S'_{t,s} \text{ if } s \le t \text{ else } -\infty", "M"),
     "attn.weights": (r"A_{t,s} = \dfrac{e^{M_{t,s}}}{\sum_{s'} e^{M_{t,s'}}}", "A"),
     "attn.context": (r"Z_h = A_h V_h", "Z"),
-    "attn.merged": (r"Z = [Z_1\,|\,\cdots\,|\,Z_H]", r"Z_{\text{cat}}"),
-    "attn.out": (r"O = Z\,W_O + b_O", "O"),
-    "resid_1": (r"H = X + O", "H"),
-    "mlp.fc": (r"U = \mathrm{LN}_2(H)\,W_1 + b_1", "U"),
-    "mlp.gelu": (r"G = \tfrac12 U\left(1+\tanh\!\left(\sqrt{2/\pi}\,(U+0.044715\,U^3)\right)\right)", "G"),
+    "attn.merged": (r"Z_{\text{cat}} = [Z_0\,|\,\cdots\,|\,Z_{H-1}]", r"Z_{\text{cat}}"),
+    "attn.out": (r"O = Z_{\text{cat}}\,W_O + b_O", "O"),
+    "resid_1": (r"R = X + O", "R"),
+    "mlp.fc": (r"U = \mathrm{LN}_2(R)\,W_1 + b_1", "U"),
+    "mlp.gelu": (GELU, "G"),
     "mlp.out": (r"F = G\,W_2 + b_2", "F"),
-    "resid_2": (r"X' = H + F", "X'"),
-    "logits": (r"\mathrm{logits} = \mathrm{LN}_f(X_L)\,W_{te}^{\top}", r"\mathrm{logits}"),
+    "resid_2": (r"X' = R + F", "X'"),
+    "logits": (r"\mathrm{logits} = \mathrm{LN}_f(X'_{\text{last}})\,W_{te}^{\top}", r"\mathrm{logits}"),
     "probs": (r"p_{t,v} = \dfrac{e^{\mathrm{logit}_{t,v}}}{\sum_{v'} e^{\mathrm{logit}_{t,v'}}}", "p"),
     "loss.target_prob": (r"p_t(y_t) = p_{t,\,y_t}", r"p(y)"),
     "loss.per_token": (r"\ell_t = -\log p_{t,y_t} = \log\textstyle\sum_v e^{\mathrm{logit}_{t,v}} - "
@@ -94,9 +116,10 @@ NOTATION: dict[str, tuple[str, str]] = {  # name -> (formula, symbol)
     "grad.mlp.gelu": (rf"{D} G}} = {D} F}}\,W_2^{{\top}}", r"\nabla G"),
     "grad.mlp.fc": (rf"{D} U}} = {D} G}}\odot \mathrm{{GELU}}'(U)", r"\nabla U"),
     "grad.ln_2.out": (rf"{D}\,\mathrm{{LN}}_2}} = {D} U}}\,W_1^{{\top}}", r"\nabla\mathrm{LN}_2"),
-    "grad.resid_1": (rf"{D} H}} = {D} X'}} + {D} H}}\Big|_{{\text{{via }}\mathrm{{LN}}_2}}", r"\nabla H"),
-    "grad.attn.merged": (rf"{D} Z}} = {D} O}}\,W_O^{{\top}}", r"\nabla Z"),
-    "grad.attn.context": (rf"{D} Z_h}} = \big({D} Z}}\big)_{{:,\,\text{{columns of head }}h}}", r"\nabla Z_h"),
+    "grad.resid_1": (rf"{D} R}} = {D} X'}} + {D} R}}\Big|_{{\text{{via }}\mathrm{{LN}}_2}}", r"\nabla R"),
+    "grad.attn.merged": (rf"{D} Z_{{\text{{cat}}}}}} = {D} O}}\,W_O^{{\top}}", r"\nabla Z_{\text{cat}}"),
+    "grad.attn.context": (rf"{D} Z_h}} = \big({D} Z_{{\text{{cat}}}}}}\big)_{{:,\,\text{{columns of head }}h}}",
+                          r"\nabla Z"),
     "grad.attn.weights": (rf"{D} A_h}} = {D} Z_h}}\,V_h^{{\top}}", r"\nabla A"),
     "grad.attn.v": (rf"{D} V_h}} = A_h^{{\top}}\,{D} Z_h}}", r"\nabla V"),
     "grad.attn.masked": (rf"{D} M_{{t,s}}}} = A_{{t,s}}\Big({D} A_{{t,s}}}} - \textstyle\sum_{{s'}} A_{{t,s'}}"
@@ -118,39 +141,133 @@ NOTATION: dict[str, tuple[str, str]] = {  # name -> (formula, symbol)
     "after.target_prob": (r"p'_t(y_t) = p'_{t,y_t}", "p'(y)"),
     "after.per_token": (r"\ell'_t = -\log p'_{t,y_t}", r"\ell'"),
     "after.loss": (r"\mathcal{L}' = \tfrac1N\textstyle\sum_t \ell'_t", r"\mathcal{L}'"),
-    "train.loss": (r"\mathcal{L}_k = \mathcal{L}(\theta_k),\ k = 0,\dots,K", r"\mathcal{L}"),
-    "train.target_prob.before": (r"p_{\theta_0}(y_t)", r"p_0(y)"),
-    "train.target_prob.after": (r"p_{\theta_K}(y_t)", r"p_K(y)"),
+    "train.loss": (r"\mathcal{L}^{\text{run}}_k = \mathcal{L}(\theta_k),\ k = 0,\dots,n_{\text{steps}}",
+                   r"\mathcal{L}^{\text{run}}"),
+    "train.target_prob.before": (r"p^{\text{init}}_t(y_t) = p_{\theta_0}(y_t \mid \text{the words up to } t)",
+                                 r"p^{\text{init}}(y)"),
+    "train.target_prob.after": (r"p^{\text{end}}_t(y_t) = p_{\theta_{\text{end}}}(y_t \mid \text{the words up to } t),"
+                                r"\ \theta_{\text{end}} = \theta_{n_{\text{steps}}}", r"p^{\text{end}}(y)"),
+    "train.attn.weights.after": (r"A^{\text{end}}_h = \mathrm{softmax}\big(\mathrm{mask}(Q_h K_h^{\top}/\sqrt D)\big)"
+                                 r"\ \text{on}\ \theta_{\text{end}}", r"A^{\text{end}}"),
+    "train.generate.before": (r"\hat w^{\text{init}}_j = \arg\max_v\,\mathrm{logit}_{\theta_0}\big(\langle\text{bos}"
+                              r"\rangle\,\hat w_0 \cdots \hat w_{j-1}\big)_v", r"\hat w^{\text{init}}"),
+    "train.generate.after": (r"\hat w^{\text{end}}_j = \arg\max_v\,\mathrm{logit}_{\theta_{\text{end}}}\big("
+                             r"\langle\text{bos}\rangle\,\hat w_0 \cdots \hat w_{j-1}\big)_v", r"\hat w^{\text{end}}"),
 }
 
-LAYERNORM = {  # a LayerNorm's records, by part; {k} is the LayerNorm's label (1, 2 or f)
-    "mean": (r"\mu_t = \tfrac{1}{C}\textstyle\sum_c x_{t,c}", r"\mu^{{{k}}}"),
-    "var": (r"\sigma^2_t = \tfrac{1}{C}\textstyle\sum_c (x_{t,c}-\mu_t)^2", r"\sigma^{{2\,{k}}}"),
-    "xhat": (r"\hat x_{t,c} = \dfrac{x_{t,c}-\mu_t}{\sqrt{\sigma^2_t+\epsilon}}", r"\hat x^{{{k}}}"),
-    "out": (r"y_{t,c} = \gamma_c\,\hat x_{t,c} + \beta_c", r"\mathrm{{LN}}_{{{k}}}(x)"),
+MEANINGS: dict[str, str] = {  # name (without its layer) -> what the record is, in a few words
+    "input_ids": "the input token ids: each text with its last token dropped",
+    "targets": "the target ids: each text shifted one place left (−100: padding, ignored)",
+    "embed.tok": "token embeddings: the row of W_te of each input word",
+    "embed.pos": "position embeddings: row t of W_pe",
+    "embed.out": "the input of the first block: token plus position embeddings",
+    "attn.qkv": "queries, keys and values of every head, packed side by side",
+    "attn.q": "queries, per head", "attn.k": "keys, per head (row s: key position s)",
+    "attn.v": "values, per head (row s: key position s)", "attn.scores": "query-key dot products",
+    "attn.scaled": "scores divided by √D", "attn.masked": "scaled scores with the future set to −∞",
+    "attn.weights": "attention weights: the row-wise softmax", "attn.context": "weighted sums of the values, per head",
+    "attn.merged": "the heads' outputs side by side", "attn.out": "attention output, after the projection W_O",
+    "resid_1": "the residual stream after attention: X + O",
+    "mlp.fc": "feed-forward pre-activations", "mlp.gelu": "feed-forward activations: GELU(U)",
+    "mlp.out": "feed-forward output, after the projection W_2",
+    "resid_2": "the block's output X': the residual stream after the feed-forward network",
+    "logits": "a score for every vocabulary word at every position", "probs": "the softmax of the logits",
+    "loss.target_prob": "the probability of the right next word", "loss.per_token": "cross-entropy per position",
+    "loss": "the loss: mean cross-entropy over the N targets",
+    "grad.logits": "gradient of the logits", "grad.ln_f.out": "gradient of the final LayerNorm's output",
+    "grad.wte.from_logits": "the output side's share of W_te's gradient",
+    "grad.wte.from_embed": "the input side's share of W_te's gradient (a scatter-add)",
+    "grad.attn.qkv": "the gradients of Q, K and V packed back side by side",
+    "after.logits": "logits of the forward pass re-run on the updated weights",
+    "after.probs": "probabilities on the updated weights", "after.target_prob": "the right word's probability, updated",
+    "after.per_token": "cross-entropy per position, updated", "after.loss": "the loss on the updated weights",
+    "train.loss": "the loss before each step of the training run, and after its last",
+    "train.target_prob.before": "the right word's probability before the training run",
+    "train.target_prob.after": "the right word's probability after the training run",
+    "train.attn.weights.after": "attention weights of the trained model",
+    "train.generate.before": "greedy text from ⟨bos⟩, initial weights",
+    "train.generate.after": "greedy text from ⟨bos⟩, trained weights",
 }
+
+LN_NAMES = {"1": r"\mathrm{LN}_1", "2": r"\mathrm{LN}_2", "f": r"\mathrm{LN}_f"}
+LAYERNORM = {  # a LayerNorm's records, by part; {k} is the LayerNorm's label (1, 2 or f), a superscript label
+    "mean": (r"\mu_t = \tfrac{1}{C}\textstyle\sum_c x_{t,c}", r"\mu^{{\mathrm{{LN}}_{k}}}", "row means"),
+    "var": (r"\sigma^2_t = \tfrac{1}{C}\textstyle\sum_c (x_{t,c}-\mu_t)^2", r"(\sigma^2)^{{\mathrm{{LN}}_{k}}}",
+            "row variances"),
+    "xhat": (rf"\hat x_{{t,c}} = \dfrac{{x_{{t,c}}-\mu_t}}{{\sqrt{{\sigma^2_t+{EPS_LN}}}}}",
+             r"\hat x^{{\mathrm{{LN}}_{k}}}", "normalised rows: mean 0, variance 1"),
+    "out": (r"\mathrm{LN}(x)_{t,c} = \gamma_c\,\hat x_{t,c} + \delta_c", r"\mathrm{{LN}}_{{{k}}}(x)",
+            "the LayerNorm's output: gain times x̂ plus shift"),
+}
+LN_INPUT = {"ln_1": "the block's input", "ln_2": "R", "ln_f": "the last block's output"}
 LAYERNORM_GRADS = {
-    "weight": (rf"{D}\gamma_c}} = \textstyle\sum_{{b,t}} {D} y_{{t,c}}}}\,\hat x_{{t,c}}", None),
-    "bias": (rf"{D}\beta_c}} = \textstyle\sum_{{b,t}} {D} y_{{t,c}}}}", None),
-    "xhat": (rf"{D}\hat x_{{t,c}}}} = {D} y_{{t,c}}}}\,\gamma_c", r"\nabla\hat x"),
+    "weight": (rf"{D}\gamma_c}} = \textstyle\sum_{{b,t}} {D}\,\mathrm{{LN}}(x)_{{t,c}}}}\,\hat x_{{t,c}}", None),
+    "bias": (rf"{D}\delta_c}} = \textstyle\sum_{{b,t}} {D}\,\mathrm{{LN}}(x)_{{t,c}}}}", None),
+    "xhat": (rf"{D}\hat x_{{t,c}}}} = {D}\,\mathrm{{LN}}(x)_{{t,c}}}}\,\gamma_c",
+             r"\nabla\hat x^{{\mathrm{{LN}}_{k}}}"),
 }
-RESIDUAL_GRAD = (rf"{D} X}} = {D} H}} + {D} X}}\Big|_{{\text{{via }}\mathrm{{LN}}_1}}", r"\nabla X")
+RESIDUAL_GRAD = (rf"{D} X}} = {D} R}} + {D} X}}\Big|_{{\text{{via }}\mathrm{{LN}}_1}}", r"\nabla X")
+# Which LayerNorm a gradient passed through on its way to a stream (the `.via_ln` records)
+VIA_LN = {"embed.out": ("X", "1"), "resid_1": ("R", "2"), "resid_2": ("X'", "1")}
 
 # -- the optimizer ---------------------------------------------------------------------------------------------------
 OPTIMIZER = {
     "opt.g": (r"g = \nabla\theta + \lambda\,\theta", "g"),
-    "opt.buf": (r"b_t = \mu\,b_{t-1} + g_t \quad (b_1 = g_1)", "b"),
-    "opt.m": (r"m_t = \beta_1 m_{t-1} + (1-\beta_1)\,g_t", "m"),
-    "opt.v": (r"v_t = \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2", "v"),
-    "opt.m_hat": (r"\hat m_t = m_t / (1-\beta_1^t)", r"\hat m"),
-    "opt.v_hat": (r"\hat v_t = v_t / (1-\beta_2^t)", r"\hat v"),
+    "opt.buf": (r"\mathrm{buf}_k = \rho\,\mathrm{buf}_{k-1} + g_k \quad (\mathrm{buf}_1 = g_1)", r"\mathrm{buf}"),
+    "opt.m": (r"m_k = \beta_1 m_{k-1} + (1-\beta_1)\,g_k", "m"),
+    "opt.v": (r"v_k = \beta_2 v_{k-1} + (1-\beta_2)\,g_k^2", "v"),
+    "opt.m_hat": (r"\hat m_k = m_k / (1-\beta_1^k)", r"\hat m"),
+    "opt.v_hat": (r"\hat v_k = v_k / (1-\beta_2^k)", r"\hat v"),
+}
+OPT_MEANINGS = {
+    "opt.g": "gradient plus the L2 weight-decay term", "opt.buf": "SGD's momentum buffer",
+    "opt.m": "Adam's first moment: running mean of the gradient",
+    "opt.v": "Adam's second moment: running mean of the squared gradient",
+    "opt.m_hat": "bias-corrected first moment", "opt.v_hat": "bias-corrected second moment",
 }
 UPDATES = {
-    "adamw_update": r"\theta_t = \theta_{t-1}(1-\eta\lambda) - \eta\,\hat m_t / (\sqrt{\hat v_t}+\epsilon)",
-    "adam_update": r"\theta_t = \theta_{t-1} - \eta\,\hat m_t / (\sqrt{\hat v_t}+\epsilon)",
-    "sgd_update": r"\theta_t = \theta_{t-1} - \eta\,g_t",
-    "sgd_momentum_update": r"\theta_t = \theta_{t-1} - \eta\,b_t",
+    "adamw_update": r"\theta_k = \theta_{k-1}(1-\eta\lambda) - \eta\,\hat m_k / (\sqrt{\hat v_k}+\epsilon)",
+    "adam_update": r"\theta_k = \theta_{k-1} - \eta\,\hat m_k / (\sqrt{\hat v_k}+\epsilon)",
+    "sgd_update": r"\theta_k = \theta_{k-1} - \eta\,g_k",
+    "sgd_momentum_update": r"\theta_k = \theta_{k-1} - \eta\,\mathrm{buf}_k",
 }
+
+# -- symbols that are not records: sizes, constants, indices (the symbols page lists them with the records) ------
+# (LaTeX, meaning, where its value comes from: a config key, `trace` for a size read off the trace, or "")
+SIZES: list[tuple[str, str, str]] = [
+    (r"n_{\text{vocab}}", "vocabulary size: words the model knows", "model.vocab"),
+    ("C", r"width of the residual stream, $d_{\text{model}}$", "model.d_model"),
+    ("H", "attention heads per block", "model.n_heads"),
+    ("D", "head size, $C / H$", "head_dim"),
+    (r"d_{ff}", "width of the feed-forward layer", "model.d_ff"),
+    (r"n_{\text{layer}}", "transformer blocks", "model.n_layers"),
+    ("B", "texts in the batch", "texts"),
+    ("T", "positions per text: the longest text's words", "positions"),
+    ("N", "targets: positions with a next word to predict (padding excluded)", "targets"),
+    (r"n_{\text{steps}}", "steps of the training run", "train_steps"),
+    (r"\eta", "learning rate", "optimizer.lr"),
+    (r"\lambda", "weight decay", "optimizer.weight_decay"),
+    (r"\beta_1,\ \beta_2", "Adam's decay rates of its running means", "optimizer.betas"),
+    (r"\epsilon", "Adam's guard against dividing by zero", "optimizer.eps"),
+    (r"\rho", "SGD's momentum", "optimizer.momentum"),
+    (EPS_LN, "LayerNorm's guard against dividing by zero", "eps_ln"),
+    (r"\kappa", "GELU's cubic constant", "gelu_c"),
+    (r"\theta", "any parameter (weight); $\\theta'$ after the step, $\\theta_k$ after step $k$", ""),
+    (r"\alpha", "GELU's slope constant $\\sqrt{2/\\pi}$ (the tanh form of the derivation)", ""),
+    (r"\hat\sigma", "a LayerNorm row's spread with its guard, $\\sqrt{\\sigma^2 + \\epsilon_{\\text{LN}}}$", ""),
+    (r"\phi_t", "row $t$ of $\\mathrm{LN}_f(X'_{\\text{last}})$: the final features the logits are made from", ""),
+    (r"X'_{\text{last}}", "the output of the last block, the input of $\\mathrm{LN}_f$", ""),
+    (r"\nabla x", r"the gradient $\partial\mathcal L/\partial x$: always the shape of $x$", ""),
+    ("b", "index of a text in the batch (0-based, like the trace; the pages say text $b+1$)", ""),
+    ("h", "index of a head (0-based)", ""),
+    ("t", "a position: the query position in attention", ""),
+    ("s", "a key position (attention looks from $t$ at $s \\le t$)", ""),
+    ("c,\\ d,\\ f", "indices of $d_{\\text{model}}$, of the head size, of $d_{ff}$", ""),
+    ("v", "index of a vocabulary word", ""),
+    ("j", "index of a column of $[Q|K|V]$, or of a generated word", ""),
+    ("k", "optimizer step (1 is the recorded step) or step of the training run", ""),
+    ("p", "index of a row of the position table in a calc block (elsewhere $p$ is a probability)", ""),
+]
 
 
 def describe(name: str, op: str, cfg: Config) -> tuple[str, str]:
@@ -169,17 +286,51 @@ def describe(name: str, op: str, cfg: Config) -> tuple[str, str]:
         return NOTATION[rest]
     ln, _, part = rest.partition(".")
     if ln in ("ln_1", "ln_2", "ln_f") and part in LAYERNORM:
-        formula, symbol = LAYERNORM[part]
+        formula, symbol, _ = LAYERNORM[part]
         return formula, symbol.format(k=ln[3:])
     if head == "grad":
         return _gradient(name, generic(target), op)
     raise KeyError(f"no notation for record {name!r} (op {op}): add it to engine/notation.py")
 
 
+def meaning(name: str) -> str:
+    """What a record is, in a few words (the symbols page)."""
+    rest = generic(name)
+    head, _, target = rest.partition(".")
+    if rest in PARAM_MEANINGS:
+        return PARAM_MEANINGS[rest]
+    if rest in MEANINGS:
+        return MEANINGS[rest]
+    if head == "updated":
+        return f"{target} after the step"
+    if head == "opt":
+        kind, _, param = target.partition(".")
+        return f"{OPT_MEANINGS[f'opt.{kind}']}, for {generic(param)}"
+    ln, _, part = rest.partition(".")
+    if ln in LN_INPUT and part in LAYERNORM:
+        return f"{LAYERNORM[part][2]} ({ln}, of {LN_INPUT[ln]})"
+    if head == "grad":
+        base = target.removesuffix(".via_ln")
+        what = generic(base)
+        if target.endswith(".via_ln"):
+            return f"the share of {what}'s gradient that came back through the LayerNorm it feeds"
+        if what in PARAM_MEANINGS or what in MEANINGS or what.partition(".")[0] in LN_INPUT:
+            return f"gradient of {what}: {meaning(base)}"
+        return f"gradient of {what}"
+    raise KeyError(f"no meaning for record {name!r}: add it to engine/notation.py")
+
+
 def _gradient(name: str, target: str, op: str) -> tuple[str, str]:
     if op == "layernorm_backward":
-        return LN_BACKWARD, r"\nabla x"
+        stream = target.removesuffix(".via_ln")
+        if target.endswith(".via_ln") and stream in VIA_LN:
+            sym, k = VIA_LN[stream]
+            return LN_BACKWARD, rf"\nabla {sym}\big|_{{\mathrm{{LN}}_{k}}}"
+        return LN_BACKWARD, r"\nabla X'"  # the last block's output: its only consumer is LN_f
     if op == "add":  # the gradient of a residual stream: both branches' gradients summed
+        if target == "resid_2":  # a block's output that the next block reads
+            return (rf"{D} X'}} = {D} R}}_{{\text{{next}}}} + {D} X'}}\Big|_{{\text{{via }}\mathrm{{LN}}_1}}",
+                    r"\nabla X'")
         return RESIDUAL_GRAD
     if target in PARAM_SYMBOLS:
         ln, _, part = target.partition(".")
@@ -190,7 +341,7 @@ def _gradient(name: str, target: str, op: str) -> tuple[str, str]:
     ln, _, part = target.partition(".")
     if ln.startswith("ln_") and part in LAYERNORM_GRADS:
         formula, symbol = LAYERNORM_GRADS[part]
-        return formula, symbol or ""
+        return formula, (symbol or "").format(k=ln[3:])
     raise KeyError(f"no notation for record {name!r} (op {op}): add it to engine/notation.py")
 
 

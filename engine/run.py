@@ -1,5 +1,6 @@
 """One complete training step, recorded: tokenize → init → forward → loss → backward → update → re-evaluate,
-then a separate unrecorded `train_steps` run for the training-run page."""
+then a separate unrecorded `train_steps` run for the training-run page, which records its loss per step, the
+predictions and attention weights of the trained model, and greedy text from `<bos>` before and after it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import numpy as np
 from . import model, notation
 from .budget import check_budget
 from .config import Config
+from .generate import generate
 from .layers import cross_entropy_forward
 from .optim import decays, optimizer_step
-from .tape import BT
+from .tape import BHTS, BT
 from .tokens import IGNORE, labels, tokenize
 from .trace import NonFiniteError, Recorder, Trace, check_only
 
@@ -125,6 +127,15 @@ def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | Non
     rec.add("train.loss", np.array(losses), op="train_loss", axes=("step",), steps=cfg.train_steps)
     rec.add("train.target_prob.before", before, op="train_prob", inputs=("loss.target_prob",), axes=BT)
     rec.add("train.target_prob.after", t.v["loss.target_prob"], op="train_prob", axes=BT, steps=cfg.train_steps)
+    for i in range(cfg.model.n_layers):  # the attention of the trained model, from the last forward pass above
+        rec.add(f"train.L{i}.attn.weights.after", t.v[f"L{i}.attn.weights"], op="train_attention", axes=BHTS,
+                steps=cfg.train_steps)
+    length = ids.shape[1]
+    before_words = generate(params, cfg, ids[0, 0], length)
+    after_words = generate(p, cfg, ids[0, 0], length) if cfg.train_steps else before_words.copy()  # same weights
+    rec.add("train.generate.before", before_words, op="generate", axes=("generated",), weights="initial")
+    rec.add("train.generate.after", after_words, op="generate", axes=("generated",), weights="trained",
+            steps=cfg.train_steps)
 
 
 def _skip(*args, **kwargs):

@@ -22,6 +22,7 @@ EPS = 1e-5  # LayerNorm epsilon, as GPT-2
 BT = ("batch", "tokens")
 BTC = ("batch", "tokens", "d_model")
 BHTD = ("batch", "heads", "tokens", "head_dim")
+BHSD = ("batch", "heads", "keys", "head_dim")  # keys and values: their token axis indexes key positions s
 BHTS = ("batch", "heads", "tokens", "keys")
 OUT_AXIS = {"c_attn": "qkv", "c_fc": "d_ff"}  # the output axis of each linear layer (else d_model)
 
@@ -69,7 +70,8 @@ class Tape:
                         axes=axes, einsum="bti,io->bto")
 
     def split_qkv(self, a: str, qkv: str, n_heads: int) -> tuple[str, str, str]:
-        q, k, v = (self.put(f"{a}.{key}", value, op="split_heads", inputs=(qkv,), axes=BHTD, part=part, n_heads=n_heads)
+        q, k, v = (self.put(f"{a}.{key}", value, op="split_heads", inputs=(qkv,), axes=BHTD if key == "q" else BHSD,
+                            part=part, n_heads=n_heads)
                    for part, (key, value) in enumerate(zip("qkv", L.split_qkv(self.v[qkv], n_heads))))
         return q, k, v
 
@@ -158,7 +160,7 @@ class Tape:
     def context_backward(self, dcontext: str, weights: str, v: str) -> tuple[str, str]:
         dw, dv = L.context_backward(self.v[dcontext], self.v[weights], self.v[v])
         dwn = self.put(f"grad.{weights}", dw, op="matmul", inputs=(dcontext, v), axes=BHTS, einsum="bhtd,bhsd->bhts")
-        dvn = self.put(f"grad.{v}", dv, op="matmul", inputs=(weights, dcontext), axes=BHTD, einsum="bhts,bhtd->bhsd")
+        dvn = self.put(f"grad.{v}", dv, op="matmul", inputs=(weights, dcontext), axes=BHSD, einsum="bhts,bhtd->bhsd")
         return dwn, dvn
 
     def softmax_backward(self, dout: str, y: str, out: str) -> str:
@@ -176,7 +178,7 @@ class Tape:
     def scores_backward(self, dscores: str, q: str, k: str) -> tuple[str, str]:
         dq, dk = L.scores_backward(self.v[dscores], self.v[q], self.v[k])
         dqn = self.put(f"grad.{q}", dq, op="matmul", inputs=(dscores, k), axes=BHTD, einsum="bhts,bhsd->bhtd")
-        dkn = self.put(f"grad.{k}", dk, op="matmul", inputs=(dscores, q), axes=BHTD, einsum="bhts,bhtd->bhsd")
+        dkn = self.put(f"grad.{k}", dk, op="matmul", inputs=(dscores, q), axes=BHSD, einsum="bhts,bhtd->bhsd")
         return dqn, dkn
 
     def merge_qkv(self, out: str, dq: str, dk: str, dv: str, n_heads: int) -> str:

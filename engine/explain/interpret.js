@@ -443,13 +443,16 @@
     if (ref instanceof Ref) return symbolAt(this.ops, ref.record, ref.index);
     return symbolAt(this.ops, ref, index.map(function (k) { return Math.trunc(val(k)); }));
   };
-  // `{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text).
+  // `{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text); a symbol with a
+  // subscript of its own is parenthesised, `{(W_1)}_{c=0,f=3}`, so the two subscripts cannot run together.
   function symbolAt(ops, record, idx) {
     var letters = ops.axis_letters, parts = [];
     record.axes.forEach(function (ax, d) {
       if (!(ax === "batch" && record.shape[0] === 1)) parts.push((letters[ax] || ax) + "=" + idx[d]);
     });
-    return parts.length ? "{" + record.symbol + "}_{" + parts.join(",") + "}" : record.symbol;
+    if (!parts.length) return record.symbol;
+    var symbol = record.symbol.indexOf("_") >= 0 ? "(" + record.symbol + ")" : record.symbol;  // (W_1)_{c=0}, not W_{1c=0}
+    return "{" + symbol + "}_{" + parts.join(",") + "}";
   }
   Element.prototype.sumline = function (lhs, terms, total) {
     var n = terms.length, most = this.ops.max_terms, per = this.ops.per_line;

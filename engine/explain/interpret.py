@@ -600,12 +600,16 @@ class Element:
         return self.vocab[k] if 0 <= k < len(self.vocab) else "<ignored>"
 
     def _sub(self, ref: Any, index: Any = None) -> str:
-        """`{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text)."""
+        """`{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text); a symbol
+        with a subscript of its own is parenthesised, `{(W_1)}_{c=0,f=3}`, so the two subscripts cannot run together."""
         record, idx = (ref.record, ref.index) if isinstance(ref, Ref) else (ref, [int(val(k)) for k in index])
         letters = self.ops["axis_letters"]
         parts = [f"{letters.get(ax, ax)}={k}" for ax, k, n in zip(record.axes, idx, record.value.shape)
                  if not (ax == "batch" and record.value.shape[0] == 1)]
-        return f"{{{record.symbol}}}_{{{','.join(parts)}}}" if parts else record.symbol
+        if not parts:
+            return record.symbol
+        symbol = f"({record.symbol})" if "_" in record.symbol else record.symbol  # (W_1)_{c=0}, not W_{1c=0}
+        return f"{{{symbol}}}_{{{','.join(parts)}}}"
 
     def _sumline(self, lhs: str, terms: list, total: Any) -> str:
         """`lhs = t1 + t2 + ... = total`, PER_LINE terms a line, the middle of a very long sum elided."""

@@ -11,13 +11,17 @@ numbers. The viewBox is 360 units wide: one unit is about one CSS pixel on a 390
     svg.py      the primitives (text, rectangles, arrows, ticks, the <svg> wrapper)
     diagram.py  the architecture and the map of the steps (site_build.steps)
     plots.py    heatmaps, bars, histogram, line and loss curves, before/after
+    teaching.py pictures for learning: GELU and its slope, LayerNorm's centring and scaling, the backward graph,
+                attention and greedy text before and after training, the update of one tensor
 
 Class names used inside the SVGs (styled in charts.css):
   tt chart title, tx muted small text, sm small value label, ax axis line, gr grid line,
   bx diagram box, fr frame or tie line, ed edge line, ah arrow head, cu current step,
   cells the heatmap grid (one rect per query and key, row by row), po/ne positive/negative
   cell, bg empty cell, ms masked cell, ht hatch lines, va value in a cell (xs smaller,
-  hi on a strong fill), b1/b2 first/second bar series, ln curve, pt marked point.
+  hi on a strong fill), b1/b2 first/second bar series, ln curve, pt marked point; mk/mn a marked value
+  (positive/negative), ref a reference tick, tie a faint line between stages, sum a + node, fork a value used
+  twice, wd a word box, gm/gx a generated word that matches/differs from the text.
 """
 
 from site_build.charts.diagram import architecture
@@ -32,16 +36,34 @@ from site_build.charts.plots import (
     loss_curves,
     update_sizes,
 )
+from site_build.charts.teaching import (
+    attention_change,
+    backward_graph,
+    gelu_chart,
+    gelu_stats,
+    generation,
+    generation_reference,
+    layernorm_chart,
+    update_heatmap,
+)
 
 __all__ = [
     "all_updates",
     "architecture",
+    "attention_change",
+    "backward_graph",
     "bars",
     "before_after",
+    "gelu_chart",
+    "gelu_stats",
+    "generation",
+    "generation_reference",
     "grad_norms",
     "heatmap",
     "histogram",
+    "layernorm_chart",
     "line",
     "loss_curves",
+    "update_heatmap",
     "update_sizes",
 ]

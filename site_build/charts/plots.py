@@ -1,4 +1,5 @@
-"""Plots drawn from a trace: attention heatmaps, bars, a histogram, loss curves, before/after probabilities.
+"""Plots drawn from a trace: attention heatmaps, bars, a histogram, loss curves, before/after probabilities, and
+the raster heatmap of any matrix (`heat_png`, the picture beside a big or wide table).
 
 Every function is pure: the same trace gives a byte-identical string (see charts/__init__.py for the rules
 every chart follows).
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,8 +19,82 @@ from site_build.charts.svg import W, chart, esc, rect, shorten, text, text_width
 from site_build.format import chart_fixed, coord, isolate_plain, opacity, sig
 
 IGNORED = "<ignored>"
+# The picture of a matrix has at most this many pixels down and across; a bigger matrix is downsampled: each
+# pixel shows the value of largest magnitude of its block (so no outlier disappears), and the page says so.
+HEAT_ROWS = 256
+HEAT_COLS = 384
+HEAT_LEVELS = 16  # shades per sign; a pixel's opacity is |value| / largest |value|, in sixteenths
+# The raster's colours: --pos and --neg of the palette (style.css) half-way between their light and dark values,
+# drawn with the opacity of the shade, so the page's background shows through in either theme.
+HEAT_POS = (63, 122, 223)
+HEAT_NEG = (228, 82, 65)
+HEAT_MASKED = (150, 158, 168, 110)
+# An attention heatmap with more tokens than this draws its grid as one raster image (heat_png) instead of a
+# rectangle per cell: 64 tokens would be 4,096 rectangles a head.
+MAX_RECT_TOKENS = 24
 
 _LAYER = re.compile(r"L(\d+)\.")
+
+
+def pooled(values: np.ndarray, max_rows: int = HEAT_ROWS, max_cols: int = HEAT_COLS
+           ) -> tuple[np.ndarray, tuple[int, int]]:
+    """A 2-D array as at most max_rows × max_cols values, and the block size (rows, cols) each one stands for.
+
+    Each value is the one of largest magnitude in its block (the last block of an axis may be smaller); a block
+    whose values are all non-finite (the causal mask's −∞) stays −∞. Reads the array once per reduction, without
+    a copy, so a memory-mapped 50,257 × 768 table costs two passes.
+    """
+    rows, cols = values.shape
+    bh, bw = max(1, math.ceil(rows / max_rows)), max(1, math.ceil(cols / max_cols))
+    if bh == 1 and bw == 1:
+        return np.asarray(values, dtype=float), (1, 1)
+    r0, c0 = np.arange(0, rows, bh), np.arange(0, cols, bw)
+    finite = values.dtype.kind != "f" or bool(np.isfinite(values.sum()))
+    if finite:
+        hi = np.maximum.reduceat(np.maximum.reduceat(values, r0, axis=0), c0, axis=1)
+        lo = np.minimum.reduceat(np.minimum.reduceat(values, r0, axis=0), c0, axis=1)
+    else:  # small records only (attention): NaN marks what is left out, fmax/fmin skip it
+        clean = np.where(np.isfinite(values), values, np.nan)
+        hi = np.fmax.reduceat(np.fmax.reduceat(clean, r0, axis=0), c0, axis=1)
+        lo = np.fmin.reduceat(np.fmin.reduceat(clean, r0, axis=0), c0, axis=1)
+    out = np.where(np.abs(hi) >= np.abs(lo), hi, lo).astype(float)
+    out[np.isnan(out)] = -np.inf
+    return out, (bh, bw)
+
+
+def heat_png(values: np.ndarray) -> bytes:
+    """A 2-D array as a PNG heatmap, one pixel per value (downsampled by `pooled` past HEAT_ROWS × HEAT_COLS).
+
+    Colour: blue for positive, red for negative, opacity |value| / largest |value| in HEAT_LEVELS steps; zero is
+    transparent, a masked (non-finite) value grey. A palette image (one byte a pixel before compression), so a
+    full-size one is tens of KB.
+    """
+    grid, _ = pooled(np.asarray(values) if np.ndim(values) == 2 else np.asarray(values).reshape(1, -1))
+    finite = np.isfinite(grid)
+    peak = float(np.abs(grid[finite]).max()) if finite.any() else 0.0
+    level = np.zeros(grid.shape, dtype=np.uint8)
+    if peak > 0:
+        mag = np.ceil(HEAT_LEVELS * np.abs(np.where(finite, grid, 0.0)) / peak).clip(0, HEAT_LEVELS).astype(np.uint8)
+        level = np.where(grid > 0, mag, np.where(grid < 0, mag + HEAT_LEVELS, 0)).astype(np.uint8)
+        level[(grid < 0) & (mag == 0)] = 0
+    level[~finite] = 2 * HEAT_LEVELS + 1
+    palette, alpha = [(0, 0, 0)], [0]
+    for colour in (HEAT_POS, HEAT_NEG):
+        for k in range(1, HEAT_LEVELS + 1):
+            palette.append(colour)
+            alpha.append(round(255 * k / HEAT_LEVELS))
+    palette.append(HEAT_MASKED[:3])
+    alpha.append(HEAT_MASKED[3])
+    h, w = level.shape
+    raw = np.zeros((h, w + 1), dtype=np.uint8)  # each row: filter type 0, then the palette indices
+    raw[:, 1:] = level
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + _png_chunk(b"PLTE", bytes(c for rgb in palette for c in rgb)) + _png_chunk(b"tRNS", bytes(alpha))
+            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
@@ -25,7 +102,11 @@ def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
 
     Cells where the key comes after the query (the causal mask) are hatched and carry class `ms`;
     signed records (gradients) use a diverging scale, others a single colour from 0 to the maximum.
+    Past MAX_RECT_TOKENS tokens the grid is one raster image (`heat_png`, the site file `heat_path`) under the
+    hatched mask, and every k-th token is labelled.
     """
+    from site_build.data.downloads import heat_path  # the raster's site path (data imports nothing from charts)
+
     record = trace.record(name)
     values = np.asarray(record.value, dtype=float)
     if values.ndim != 4:
@@ -41,9 +122,10 @@ def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
     scale = peak or 1.0
     decimals = max(2, (2 if signed else 1) - math.floor(math.log10(scale)))
 
-    label_w = max(text_width(lab, 10) for lab in labels) + 6
-    left = 16 + label_w
-    cell = int(max(14, min(44, (W - left - 8) // n)))
+    raster = n > MAX_RECT_TOKENS
+    left = 16 + max(text_width(lab, 10) for lab in labels) + 6
+    cell = (W - left - 8) / n if raster else int(max(14, min(44, (W - left - 8) // n)))
+    every = math.ceil(11 / cell) if raster else 1  # label every k-th token where the cells are small
     top = 26
     gw = cell * n
     show_values = cell >= 30
@@ -51,36 +133,49 @@ def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
 
     out = [text(4, 14, esc(_heatmap_title(name, head)), "tt")]
     out.append(rect(left, top, gw, gw, "bg"))
-    out.append('<g class="cells">')
     hatch = []
-    for q in range(n):
-        for k in range(n):
-            x, y = left + k * cell, top + q * cell
-            if masked[q, k]:
-                out.append(rect(x, y, cell, cell, "ms"))
-                hatch.append(f"M{coord(x)} {coord(y + cell / 2)}L{coord(x + cell / 2)} {coord(y)}"
-                             f"M{coord(x)} {coord(y + cell)}L{coord(x + cell)} {coord(y)}"
-                             f"M{coord(x + cell / 2)} {coord(y + cell)}L{coord(x + cell)} {coord(y + cell / 2)}")
-                continue
-            v = float(grid[q, k])
-            strength = min(1.0, abs(v) / scale)
-            cls = "ne" if v < 0 else "po"
-            out.append(rect(x, y, cell, cell, cls, f' fill-opacity="{opacity(strength)}"'))
-            if show_values:
-                vcls = ("va" if value_size == 9 else "va xs") + (" hi" if strength > 0.6 else "")
-                out.append(text(x + cell / 2, y + cell / 2 + value_size * 0.35, chart_fixed(v, decimals), vcls))
-    out.append("</g>")
+    if raster:
+        href = esc(heat_path(name, batch, head))
+        out.append(f'<image class="px" href="{href}" x="{coord(left)}" y="{coord(top)}" width="{coord(gw)}" '
+                   f'height="{coord(gw)}" preserveAspectRatio="none"/>')
+        stairs = "".join(f"L{coord(left + (q + 1) * cell)} {coord(top + q * cell)}"
+                         f"L{coord(left + (q + 1) * cell)} {coord(top + (q + 1) * cell)}" for q in range(n - 1))
+        out.append(f'<path class="ms" d="M{coord(left + cell)} {coord(top)}L{coord(left + gw)} {coord(top)}'
+                   f'L{coord(left + gw)} {coord(top + gw - cell)}{stairs}Z"/>')
+    else:
+        out.append('<g class="cells">')
+        for q in range(n):
+            for k in range(n):
+                x, y = left + k * cell, top + q * cell
+                if masked[q, k]:
+                    out.append(rect(x, y, cell, cell, "ms"))
+                    hatch.append(f"M{coord(x)} {coord(y + cell / 2)}L{coord(x + cell / 2)} {coord(y)}"
+                                 f"M{coord(x)} {coord(y + cell)}L{coord(x + cell)} {coord(y)}"
+                                 f"M{coord(x + cell / 2)} {coord(y + cell)}L{coord(x + cell)} {coord(y + cell / 2)}")
+                    continue
+                v = float(grid[q, k])
+                strength = min(1.0, abs(v) / scale)
+                cls = "ne" if v < 0 else "po"
+                out.append(rect(x, y, cell, cell, cls, f' fill-opacity="{opacity(strength)}"'))
+                if show_values:
+                    vcls = ("va" if value_size == 9 else "va xs") + (" hi" if strength > 0.6 else "")
+                    out.append(text(x + cell / 2, y + cell / 2 + value_size * 0.35, chart_fixed(v, decimals), vcls))
+        out.append("</g>")
     if hatch:
         out.append(f'<path class="ht" d="{"".join(hatch)}"/>')
+    labels = [lab if i % every == 0 else "" for i, lab in enumerate(labels)]
     # axes: query labels on the left, key labels rotated under the grid
     for i, lab in enumerate(labels):
-        out.append(text(left - 4, top + i * cell + cell / 2 + 3.5, esc(lab), "tx", "end"))
+        if lab:
+            out.append(text(left - 4, top + i * cell + cell / 2 + 3.5, esc(lab), "tx", "end"))
     bottom = top + gw
     for i, lab in enumerate(labels):
+        if not lab:
+            continue
         x = left + i * cell + cell / 2 + 3
         turn = f' transform="rotate(-50 {coord(x)} {coord(bottom + 8)})"'
         out.append(text(x, bottom + 8, esc(lab), "tx", "end", turn))
-    drop = max(text_width(lab, 10) for lab in labels) * 0.77 + 10
+    drop = max(text_width(lab, 10) for lab in labels if lab) * 0.77 + 10
     axis_y = bottom + drop + 14
     out.append(text(left + gw / 2, axis_y, "key position (token)", "", "middle"))
     mid = top + gw / 2

@@ -5,11 +5,15 @@
     {{ attention_heatmaps("grad.L0.attn.weights") }}
     {{ gradient_chart() }}  {{ update_chart() }}  {{ update_histogram() }}
     {{ loss_chart() }}  {{ before_after_chart() }}
+    {{ gelu_picture() }}  {{ layernorm_picture("L0.ln_1", row=2) }}  {{ backward_graph() }}
+    {{ attention_change() }}  {{ generation_picture() }}  {{ update_picture("wte") }}
 
 `step_map(ctx, step)` is the compact map the build puts at the top of every step page.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from markupsafe import Markup
 
@@ -81,3 +85,76 @@ def loss_chart(ctx: PageContext) -> Markup:
 @macro
 def before_after_chart(ctx: PageContext) -> Markup:
     return _figure(charts.before_after(ctx.trace))
+
+
+# -- pictures for learning (site_build/charts/teaching.py) -----------------------------------------------------------
+def _layer(ctx: PageContext, layer: Any, macro_name: str) -> int:
+    check_int("layer", layer, ctx.trace.config["model"]["n_layers"], macro_name)
+    return int(layer)
+
+
+@macro
+def gelu_picture(ctx: PageContext, layer: int = 0, batch: int = 0) -> Markup:
+    """GELU and its slope, with this step's inputs U of one text marked: `{{ gelu_picture() }}`."""
+    name = f"L{_layer(ctx, layer, 'gelu_picture')}.mlp.fc"
+    check_int("batch", batch, ctx.record(name).value.shape[0], "gelu_picture")
+    return _figure(charts.gelu_chart(ctx.trace, name, batch))
+
+
+@macro
+def gelu_numbers(ctx: PageContext, layer: int = 0, batch: int = 0) -> dict[str, float]:
+    """What the pages say about GELU on this step's inputs: `.ratio_min`, `.ratio_max`, `.ratio_median` (GELU(u)/u over
+    the positive entries), `.n_pos`, `.n_neg`, `.min_u`, `.min_value` (GELU's minimum), `.series_c`
+    (2/(3π) − 1/6, from matching the u³ terms), `.fitted_c` (0.044715), `.err_series`, `.err_fitted` (largest error of
+    the tanh formula with either constant against u·Φ(u), |u| ≤ 6), `.err_series_near`, `.err_fitted_near` (|u| ≤ 1),
+    `.g_min`, `.u_min`, `.u_max`."""
+    name = f"L{_layer(ctx, layer, 'gelu_numbers')}.mlp.fc"
+    check_int("batch", batch, ctx.record(name).value.shape[0], "gelu_numbers")
+    return charts.gelu_stats(ctx.trace, name, batch)
+
+
+@macro
+def layernorm_picture(ctx: PageContext, ln: str = "L0.ln_1", row: int = 0, batch: int = 0) -> Markup:
+    """One row through a LayerNorm (`L0.ln_1`, `L0.ln_2`, `ln_f`): as it comes in, centred, scaled, shifted."""
+    rec = ctx.record(f"{ln}.xhat") if isinstance(ln, str) else None
+    if rec is None or rec.op != "normalize":
+        raise MacroError(f"bad argument ln={ln!r} for layernorm_picture(): give a LayerNorm such as 'L0.ln_1'")
+    check_int("batch", batch, rec.value.shape[0], "layernorm_picture")
+    check_int("row", row, rec.value.shape[1], "layernorm_picture")
+    return _figure(charts.layernorm_chart(ctx.trace, ln, batch, row))
+
+
+@macro
+def backward_graph(ctx: PageContext) -> Markup:
+    """The step as a graph: where a sum copies the gradient and where a value used twice adds its gradients."""
+    return _figure(charts.backward_graph(ctx.trace))
+
+
+@macro
+def attention_change(ctx: PageContext, layer: int = 0, batch: int = 0) -> Markup:
+    """Every head's attention before and after the training run, side by side: `{{ attention_change() }}`."""
+    layer = _layer(ctx, layer, "attention_change")
+    heads = ctx.trace.config["model"]["n_heads"]
+    check_int("batch", batch, ctx.record(f"L{layer}.attn.weights").value.shape[0], "attention_change")
+    return Markup("".join(_figure(charts.attention_change(ctx.trace, layer, h, batch)) for h in range(heads)))
+
+
+@macro
+def generation_picture(ctx: PageContext) -> Markup:
+    """Greedy text from <bos> with the initial and the trained weights, beside the training text it is closest to."""
+    return _figure(charts.generation(ctx.trace))
+
+
+@macro
+def generation_text(ctx: PageContext) -> int:
+    """The training text (batch index) the trained model's greedy text is closest to: the one it is compared with."""
+    return charts.generation_reference(ctx.trace)
+
+
+@macro
+def update_picture(ctx: PageContext, name: str) -> Markup:
+    """Δθ/η of one parameter tensor as a heatmap: `{{ update_picture("wte") }}`."""
+    rec = ctx.record(name)
+    if rec.op != "param":
+        raise MacroError(f"update_picture needs a parameter tensor such as 'wte'; '{name}' is a {rec.op} record")
+    return _figure(charts.update_heatmap(ctx.trace, name))

@@ -1,8 +1,9 @@
-"""Macros for the optimizer pages: one card per parameter tensor, and the statistics of the whole update.
+"""Macros for the optimizer pages: the statistics of the whole update, and every tensor's update element by element.
 
-    {{ update_card("wte", "12-embedding-gradients.md", "the embedding-gradient page") }}
     {% set stats = optimizer_stats() %}   {{ stats.total }} weights, {{ stats.near }} moved by about lr, ...
     {{ optimizer_name() }}                AdamW, Adam or SGD, as torch.optim spells it
+    {{ update_table() }}                  one row per tensor: its element of largest gradient through every stage
+    {{ update_steps("wte", (3, 4)) }}     one element through every stage, as calc() blocks
 
 Which tensors decay is the engine's rule, read from each parameter record (`meta["decays"]`), never re-derived.
 """
@@ -16,23 +17,10 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup, escape
 
-from site_build.format import fixed
-from site_build.macros.numbers import matrix, shape
+from site_build.format import MINUS, format_number, full_repr
 from site_build.macros.registry import MacroError, PageContext, macro
 
 TORCH_NAMES = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
-
-# The intermediates an update records, in the order the update computes them (those the optimizer makes).
-STAGES = (
-    ("opt.g.", "the gradient with the L2 weight-decay term added, $g = \\nabla\\theta + \\lambda\\theta$"),
-    ("opt.buf.", "the momentum buffer $b$ (at step 1 it equals $g$)"),
-    ("opt.m.", "first moment $m = (1-\\beta_1)\\,g$ at step 1"),
-    ("opt.v.", "second moment $v = (1-\\beta_2)\\,g^2$ at step 1"),
-    ("opt.m_hat.", "bias-corrected first moment $\\hat m = m/(1-\\beta_1)$"),
-    ("opt.v_hat.", "bias-corrected second moment $\\hat v = v/(1-\\beta_2)$"),
-    ("updated.", "after the step"),
-)
-
 
 @dataclass(frozen=True)
 class TensorUpdate:
@@ -135,31 +123,71 @@ def optimizer_name(ctx: PageContext) -> str:
     return TORCH_NAMES.get(name, name)
 
 
+# -- the update of every tensor, element by element ----------------------------------------------------------------
+# The records one update reads and makes, in the order the optimizer computes them, with a column heading each.
+STEPS = (("", r"\theta"), ("grad.", r"\nabla\theta"), ("opt.g.", r"g"), ("opt.buf.", r"\mathrm{buf}"),
+         ("opt.m.", "m"), ("opt.v.", "v"), ("opt.m_hat.", r"\hat m"), ("opt.v_hat.", r"\hat v"),
+         ("updated.", r"\theta'"))
+
+
+def readable(x: Any) -> str:
+    """A number a reader can take in at a glance, as HTML: `0.1234`, `−0.0012`, or `2.35×10⁻⁹` for tiny and huge
+    values (the second moments are 10⁻⁹ where the gradients are 10⁻³; four decimals would show 0.0000)."""
+    x = float(x)
+    if x == 0 or not np.isfinite(x):
+        return format_number(x)
+    if 1e-3 <= abs(x) < 1e4:
+        return format_number(x)
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa.replace('-', MINUS)}×10<sup>{str(int(exponent)).replace('-', MINUS)}</sup>"
+
+
+def _cell(ctx: PageContext, name: str, index: tuple[int, ...]) -> str:
+    """One element as a clickable number in readable notation (the click panel shows its arithmetic)."""
+    value = float(np.asarray(ctx.trace[name])[index])
+    ctx.mark(name)
+    at = ",".join(str(i) for i in index)
+    return (f'<span class="value-highlight" data-record="{escape(name)}" data-at="{at}" title="{full_repr(value)}">'
+            f"{readable(value)}</span>")
+
+
 @macro
-def update_card(ctx: PageContext, name: str, page: str, title: str) -> Markup:
-    """One parameter tensor through the step: whether it decays, how far it moved, a link to the page that
-    derives its gradient (`page`, shown as `title`), then its values before, every intermediate, and after."""
+def update_table(ctx: PageContext, match: str = "*") -> Markup:
+    """One row per parameter tensor (those matching `match`): its element of largest |gradient| through every
+    stage of the update, each number clickable, tiny ones as m×10ᵉ; then Δθ/η."""
+    names = [n for n in parameters(ctx.trace) if fnmatchcase(n, match)] if isinstance(match, str) else []
+    if not names:
+        raise MacroError(f"update_table({match!r}): no parameter tensor matches")
+    stages = [(prefix, tex) for prefix, tex in STEPS if prefix == "" or prefix + names[0] in ctx.trace]
+    lr = float(ctx.trace.config["optimizer"]["lr"])
+    head = "".join(f'<th scope="col">{ctx.slot(tex, False)}</th>' for _, tex in stages)
+    rows = []
+    for name in names:
+        g = np.abs(np.asarray(ctx.trace["grad." + name]))
+        index = tuple(int(i) for i in np.unravel_index(int(g.argmax()), g.shape))
+        delta = (float(np.asarray(ctx.trace["updated." + name])[index]) - float(np.asarray(ctx.trace[name])[index]))
+        cells = "".join(f"<td>{_cell(ctx, prefix + name, index)}</td>" for prefix, _ in stages)
+        decays = "decays" if ctx.trace.record(name).meta["decays"] else "no decay"
+        where = ", ".join(map(str, index))
+        rows.append(f'<tr><th scope="row"><code>{escape(name)}</code><br><span class="at">[{where}] · {decays}</span>'
+                    f"</th>{cells}<td>{readable(delta / lr)}</td></tr>")
+    ratio = ctx.slot(r"\Delta\theta/\eta", False)
+    return Markup(f'<div class="table-wrap"><table class="update-table"><thead><tr><th scope="col">tensor, element'
+                  f'</th>{head}<th scope="col">{ratio}</th></tr></thead><tbody>'
+                  f'{"".join(rows)}</tbody></table></div>')
+
+
+@macro
+def update_steps(ctx: PageContext, name: str, index: Any) -> Markup:
+    """One element of one parameter tensor through the whole update, as calc() blocks in the optimizer's order:
+    `{{ update_steps("L0.mlp.c_fc.weight", (3, 7)) }}`."""
+    from site_build.macros.numbers import calc
+
     rec = ctx.record(name)
     if rec.op != "param":
-        raise MacroError(f"update_card needs a parameter tensor such as 'wte'; '{name}' is a {rec.op} record")
-    for what, arg in (("page", page), ("title", title)):
-        if not isinstance(arg, str) or not arg.strip():
-            raise MacroError(f"bad argument {what}={arg!r} for update_card(): give text")
-    opt = ctx.trace.config["optimizer"]
-    t = tensor_update(ctx.trace, name)
-    decay = "decays" if t.decays else "does not decay"
-    out = [
-        f"### `{escape(name)}`\n\n",
-        f"{shape(ctx, name)}; {decay} ($\\lambda = {opt['weight_decay'] if t.decays else 0}$).\n",
-        f"Over the whole tensor, {t.near} of {t.size} elements moved by an amount within 1% of\n",
-        f"$\\eta = {opt['lr']}$; the largest change is {fixed(t.max_change, 6)}. Its gradient `grad.{escape(name)}`"
-        " is derived on\n",
-        f"[{escape(title)}]({escape(page)}).\n\n",
-        "**Before** the step, the weights as initialised:\n\n",
-        f"{matrix(ctx, name)}\n\n",
-    ]
-    for prefix, what in STAGES:
+        raise MacroError(f"update_steps needs a parameter tensor such as 'wte'; '{name}' is a {rec.op} record")
+    out = []
+    for prefix, _ in STEPS[1:]:
         if prefix + name in ctx.trace:
-            label = "After" if prefix == "updated." else f"`{prefix[:-1]}`"
-            out.append(f"**{label}**, {what}:\n\n{matrix(ctx, prefix + name)}\n\n")
-    return Markup("".join(out))
+            out.append(str(calc(ctx, prefix + name, index)))
+    return Markup("\n\n".join(out))

@@ -9,6 +9,7 @@ from markupsafe import Markup
 
 from engine.config import Config
 from engine.snippet import pytorch_snippet as engine_snippet
+from site_build.data.downloads import ships_trace
 from site_build.format import html_text
 from site_build.macros.registry import MacroError, PageContext, macro
 
@@ -25,6 +26,23 @@ def verification(ctx: PageContext) -> Markup:
     """One sentence: was this build's trace compared with PyTorch, and how closely."""
     text = ctx.checks.summary() if ctx.checks is not None else "not checked against PyTorch in this build"
     return html_text(text)
+
+
+@macro
+def trace_download(ctx: PageContext) -> Markup:
+    """Where this site's trace is: a download link (`trace.json` at the site root), or, for a trace too big to
+    ship (a GPT-2-sized run: gigabytes of values), how to write it locally (site_build.data.downloads.ships_trace).
+    """
+    total = sum(r.value.size for r in ctx.trace.records)
+    if ships_trace(ctx.trace):
+        return Markup(f'This site\'s trace is at the site root: <a href="trace.json" download><code>trace.json</code>'
+                      f"</a> ({len(ctx.trace.records):,} records, {total:,} numbers).")
+    return Markup(f"This site's trace holds {len(ctx.trace.records):,} records and {total:,} numbers "
+                  f"({total * 8 / 1e9:.1f} GB as float64): too big to ship with the site, which carries what its "
+                  "pages show (each table's CSV, the .npy file of each tensor up to 2 MB). Write the whole trace "
+                  "where you want it with <code>handstep trace --config CONFIG --out trace.json</code>, CONFIG being "
+                  "the config this site was built from; past two million numbers the values go to a binary file "
+                  "beside it, which <code>engine.load_trace</code> reads.")
 
 
 @macro(context=False)

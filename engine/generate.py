@@ -1,0 +1,48 @@
+"""Greedy generation, one new token at a time, with a cache of each block's keys and values.
+
+The model's `forward` recomputes every position and the loss; decoding 64 words that way runs 64 forward passes
+over ever longer prefixes (half a minute at GPT-2-small sizes). Here each new token passes through the blocks
+alone, its query attending to the cached keys and values of the tokens before it: the same arithmetic as
+`model.forward` at the last position (the causal mask makes later positions irrelevant), one token-pass per word.
+tests/engine/test_generate.py checks the words against decoding with `model.forward`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine import layers as L
+from engine.config import Config
+from engine.tape import EPS
+
+
+def generate(params: dict[str, np.ndarray], cfg: Config, bos: int, length: int) -> np.ndarray:
+    """From `<bos>` alone, append the word of the highest logit, `length` times (int64 ids)."""
+    n_heads = cfg.model.n_heads
+    cache: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in range(cfg.model.n_layers)]
+    seq = [int(bos)]
+    for pos in range(length):
+        x = (params["wte"][seq[-1]] + params["wpe"][pos])[None, None, :]  # (1, 1, C): the newest token
+        for i, (keys, values) in enumerate(cache):
+            P = f"L{i}."
+            h = _layernorm(params, P + "ln_1", x)
+            q, k, v = L.split_qkv(L.linear_forward(h, params[P + "attn.c_attn.weight"],
+                                                   params[P + "attn.c_attn.bias"]), n_heads)  # (1, H, 1, D) each
+            keys.append(k)
+            values.append(v)
+            K, V = np.concatenate(keys, axis=2), np.concatenate(values, axis=2)  # (1, H, S, D): itself and before
+            weights = L.softmax_forward(L.scores_forward(q, K) * (1.0 / math.sqrt(q.shape[-1])))
+            z = L.merge_heads(L.context_forward(weights, V))
+            x = x + L.linear_forward(z, params[P + "attn.c_proj.weight"], params[P + "attn.c_proj.bias"])
+            h = _layernorm(params, P + "ln_2", x)
+            h = L.gelu_forward(L.linear_forward(h, params[P + "mlp.c_fc.weight"], params[P + "mlp.c_fc.bias"]))
+            x = x + L.linear_forward(h, params[P + "mlp.c_proj.weight"], params[P + "mlp.c_proj.bias"])
+        logits = L.logits_forward(_layernorm(params, "ln_f", x), params["wte"])  # (1, 1, V)
+        seq.append(int(np.argmax(logits[0, -1])))
+    return np.array(seq[1:], dtype=np.int64)
+
+
+def _layernorm(params: dict[str, np.ndarray], ln: str, x: np.ndarray) -> np.ndarray:
+    return L.layernorm_forward(x, params[ln + ".weight"], params[ln + ".bias"], EPS)[3]
