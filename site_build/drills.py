@@ -1,0 +1,416 @@
+"""Pen-and-paper drills: the arithmetic of one op kind on small numbers drawn by a seeded generator.
+
+A drill is not a value of the trace: it is the same computation as the page's step on numbers small enough to do
+by hand (a dot product of three small integers, a softmax of exponentials that are given, an Adam step with the
+config's own constants). `drill(op, rng, config)` returns the question and the worked lines (plain text with
+Unicode symbols: a drill carries no typeset math, which keeps pages light) and the answer with its tolerance; the
+numbers change with the seed, the page and the op.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+MINUS = "\u2212"
+SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+@dataclass
+class Drill:
+    op: str
+    question: str  # plain text
+    lines: list[str]  # the working, plain text, one step a line
+    answer: float
+    tol: float
+
+
+def _ints(rng: random.Random, n: int, lo: int = -4, hi: int = 4, nonzero: bool = True) -> list[int]:
+    out = []
+    while len(out) < n:
+        k = rng.randint(lo, hi)
+        if k or not nonzero:
+            out.append(k)
+    return out
+
+
+def _n(x: Any) -> str:
+    """A small number: integers as integers, others with at most 6 decimals, a real minus sign."""
+    x = round(float(x), 12)
+    s = str(int(x)) if x == int(x) else f"{x:.6f}".rstrip("0").rstrip(".")
+    return s.replace("-", MINUS)
+
+
+def _p(x: Any) -> str:
+    """A number in parentheses when negative (inside a sum or a product)."""
+    s = _n(x)
+    return f"({s})" if s.startswith(MINUS) else s
+
+
+def _vec(xs: list[Any]) -> str:
+    return "(" + ", ".join(_n(x) for x in xs) + ")"
+
+
+def _sub(k: int) -> str:
+    return str(k).translate(SUB)
+
+
+def _dot_line(lhs: str, a: list[int], b: list[int]) -> str:
+    total = sum(x * y for x, y in zip(a, b))
+    return f"{lhs} = " + " + ".join(f"{_p(x)}·{_p(y)}" for x, y in zip(a, b)) + f" = {_n(total)}"
+
+
+def _const(x: float) -> str:
+    """A config constant as written in the config: 0.01, 1e-08."""
+    return repr(float(x)).replace("-", MINUS)
+
+
+DRILLS: dict[str, Callable[[random.Random, dict], Drill]] = {}
+
+
+def drill_for(*ops: str) -> Callable[[Callable[[random.Random, dict], Drill]], Callable[[random.Random, dict], Drill]]:
+    def register(f: Callable[[random.Random, dict], Drill]) -> Callable[[random.Random, dict], Drill]:
+        for op in ops:
+            DRILLS[op] = f
+        return f
+
+    return register
+
+
+def drill(op: str, rng: random.Random, config: dict) -> Drill | None:
+    """A drill for op kind `op`, or None when there is none."""
+    f = DRILLS.get(op)
+    if f is None:
+        return None
+    d = f(rng, config)
+    if abs(round(d.answer, 4) - d.answer) > 1e-12:  # a repeating decimal: three decimals are enough
+        d.tol = max(d.tol, 0.001)
+    return d
+
+
+# -- forward --------------------------------------------------------------------------------------------------
+@drill_for("embedding")
+def _embedding(rng: random.Random, config: dict) -> Drill:
+    tid, t, c = rng.randint(0, 3), rng.randint(0, 3), rng.randint(0, 2)
+    row, pos = _ints(rng, 3), _ints(rng, 3)
+    return Drill("embedding", f"Token id {tid} sits at position {t}. Row {tid} of the token table is {_vec(row)} and "
+                 f"row {t} of the position table is {_vec(pos)}. What is entry {c} of the input vector (token "
+                 "embedding plus position embedding)?",
+                 [f"x{_sub(c)} = W_te[{tid}, {c}] + W_pe[{t}, {c}] = {_p(row[c])} + {_p(pos[c])} = "
+                  f"{_n(row[c] + pos[c])}"], row[c] + pos[c], 0.0)
+
+
+@drill_for("add")
+def _add(rng: random.Random, config: dict) -> Drill:
+    x, h = _ints(rng, 4), _ints(rng, 4)
+    c = rng.randint(0, 3)
+    return Drill("add", f"The stream holds x = {_vec(x)} and the branch returns h = {_vec(h)}. What is entry {c} of "
+                 "the new stream x + h?",
+                 [f"(x + h){_sub(c)} = {_p(x[c])} + {_p(h[c])} = {_n(x[c] + h[c])}"], x[c] + h[c], 0.0)
+
+
+@drill_for("mean")
+def _mean(rng: random.Random, config: dict) -> Drill:
+    row = _ints(rng, 3, -5, 9, nonzero=False)
+    row.append(rng.choice([k for k in range(-6, 13) if (sum(row) + k) % 4 == 0]))
+    s = sum(row)
+    return Drill("mean", f"A row of four entries is {_vec(row)}. What is its mean μ?",
+                 [f"Σ x = {' + '.join(_p(v) for v in row)} = {_n(s)}", f"μ = {_n(s)} / 4 = {_n(s / 4)}"], s / 4, 0.0)
+
+
+@drill_for("var")
+def _var(rng: random.Random, config: dict) -> Drill:
+    mu = rng.randint(-3, 3)
+    dev = rng.choice([[-1, -1, 1, 1], [-2, 0, 0, 2], [-3, 1, 1, 1], [-2, -1, 1, 2], [-1, -1, -1, 3]])
+    scale = rng.choice([1, 2])
+    dev = [d * scale for d in dev]
+    rng.shuffle(dev)
+    row = [mu + d for d in dev]
+    s = sum(d * d for d in dev)
+    return Drill("var", f"A row of four entries is {_vec(row)}, with mean μ = {_n(mu)}. What is its variance σ² "
+                 "(the mean squared distance from μ: divide by 4)?",
+                 [f"Σ (x − μ)² = {' + '.join(f'{_p(d)}²' for d in dev)} = {s}", f"σ² = {s} / 4 = {_n(s / 4)}"],
+                 s / 4, 0.0)
+
+
+@drill_for("normalize")
+def _normalize(rng: random.Random, config: dict) -> Drill:
+    mu, sd = rng.randint(-4, 4), rng.choice([1, 2, 4, 5])
+    x = mu + rng.choice([-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6])
+    ans = (x - mu) / sd
+    return Drill("normalize", f"A row has mean μ = {_n(mu)} and variance σ² = {sd * sd}. Ignoring ε, what does "
+                 f"LayerNorm make of the entry x = {_n(x)}?",
+                 [f"x̂ = (x − μ) / √σ² = ({_n(x)} − {_p(mu)}) / √{sd * sd} = {_n(x - mu)} / {sd} = {_n(ans)}"],
+                 ans, 1e-9)
+
+
+@drill_for("affine")
+def _affine(rng: random.Random, config: dict) -> Drill:
+    xh = rng.choice([-1.5, -1, -0.5, 0.5, 1, 1.5, 2])
+    g, b = rng.choice([-2, -1, 2, 3]), rng.randint(-2, 2)
+    ans = g * xh + b
+    return Drill("affine", f"After normalising, an entry is x̂ = {_n(xh)}. Its learned weight is γ = {_n(g)} and its "
+                 f"bias β = {_n(b)}. What comes out of LayerNorm?",
+                 [f"y = γ·x̂ + β = {_p(g)}·{_p(xh)} + {_p(b)} = {_n(ans)}"], ans, 1e-9)
+
+
+@drill_for("linear")
+def _linear(rng: random.Random, config: dict) -> Drill:
+    x, w = _ints(rng, 3, -3, 3), _ints(rng, 3, -3, 3)
+    b = rng.randint(-2, 2)
+    total = sum(p * q for p, q in zip(x, w)) + b
+    return Drill("linear", f"A row x = {_vec(x)} goes through a linear layer. Column j of its weight matrix is "
+                 f"{_vec(w)} and the bias bⱼ = {_n(b)}. What is output j?",
+                 [_dot_line("x · wⱼ", x, w), f"yⱼ = {_n(total - b)} + {_p(b)} = {_n(total)}"], total, 0.0)
+
+
+@drill_for("sum")
+def _sum(rng: random.Random, config: dict) -> Drill:
+    g = _ints(rng, rng.choice([3, 4]), -4, 4)
+    return Drill("sum", "A bias is added at every position, so its gradient is the sum of the gradients reaching its "
+                 f"output at all positions. Those are {_vec(g)}: what is the bias's gradient?",
+                 [f"Σₜ gₜ = {' + '.join(_p(x) for x in g)} = {_n(sum(g))}"], sum(g), 0.0)
+
+
+@drill_for("matmul")
+def _dot(rng: random.Random, config: dict) -> Drill:
+    n = rng.choice([3, 4])
+    a, b = _ints(rng, n, -3, 3), _ints(rng, n, -3, 3)
+    return Drill("matmul", "Every entry of a matrix product is a dot product of a row and a column. What is a · b "
+                 f"for a = {_vec(a)} and b = {_vec(b)}?",
+                 [_dot_line("a · b", a, b)], sum(x * y for x, y in zip(a, b)), 0.0)
+
+
+@drill_for("mul")
+def _mul(rng: random.Random, config: dict) -> Drill:
+    g, w = _ints(rng, 1)[0], rng.choice([-1.5, -0.5, 0.5, 2, 3])
+    return Drill("mul", f"The gradient reaching a LayerNorm output is g = {_n(g)} and its weight is γ = {_n(w)}. "
+                 "What is the gradient of x̂ there?",
+                 [f"∂L/∂x̂ = g·γ = {_p(g)}·{_p(w)} = {_n(g * w)}"], g * w, 1e-9)
+
+
+@drill_for("split_heads", "merge_qkv")
+def _split(rng: random.Random, config: dict) -> Drill:
+    H, D = rng.choice([2, 3, 4]), rng.choice([2, 4, 8])
+    C = H * D
+    part, h, d = rng.randint(0, 2), rng.randint(0, H - 1), rng.randint(0, D - 1)
+    col = part * C + h * D + d
+    return Drill("split_heads", f"The packed projection has 3C columns, Q then K then V, with C = {C} split into "
+                 f"H = {H} heads of D = {D}. Which column (counting from 0) holds {'QKV'[part]} of head {h}, "
+                 f"dimension {d}?",
+                 [f"column = {part}·C + h·D + d = {part}·{C} + {h}·{D} + {d} = {col}"], col, 0.0)
+
+
+@drill_for("merge_heads")
+def _merge(rng: random.Random, config: dict) -> Drill:
+    H, D = rng.choice([2, 3, 4]), rng.choice([2, 4, 8])
+    h, d = rng.randint(0, H - 1), rng.randint(0, D - 1)
+    return Drill("merge_heads", f"{H} heads of size D = {D} are put side by side. Which column (from 0) of the "
+                 f"merged row holds head {h}, dimension {d}?",
+                 [f"column = h·D + d = {h}·{D} + {d} = {h * D + d}"], h * D + d, 0.0)
+
+
+@drill_for("scale")
+def _scale(rng: random.Random, config: dict) -> Drill:
+    D = rng.choice([4, 9, 16, 25])
+    r = math.isqrt(D)
+    s = rng.randint(-4, 4) * r + rng.choice([0, 1])
+    return Drill("scale", f"A score is S = {_n(s)} and the head size is D = {D}. What is the scaled score S / √D?",
+                 [f"S / √D = {_n(s)} / √{D} = {_n(s)} / {r} = {_n(s / r)}"], s / r, 1e-9)
+
+
+@drill_for("causal_mask", "mask_backward")
+def _mask(rng: random.Random, config: dict) -> Drill:
+    n = rng.randint(3, 9)
+    kept = n * (n + 1) // 2
+    return Drill("causal_mask", f"A text has {n} tokens, so each head has a {n} × {n} matrix of scores. How many of "
+                 "its entries does the causal mask keep (key s ≤ query t)?",
+                 [f"1 + 2 + ⋯ + {n} = {n}·{n + 1} / 2 = {kept}"], kept, 0.0)
+
+
+@drill_for("softmax")
+def _softmax(rng: random.Random, config: dict) -> Drill:
+    e = [rng.randint(1, 6) for _ in range(rng.choice([3, 4]))]
+    k = rng.randint(0, len(e) - 1)
+    total = sum(e)
+    return Drill("softmax", f"The exponentials e^(xⱼ − m) of a row are {_vec(e)}. What is softmax entry {k} "
+                 "(counting from 0)?",
+                 [f"Σⱼ e^(xⱼ − m) = {' + '.join(map(str, e))} = {total}",
+                  f"y{_sub(k)} = {e[k]} / {total} = {_n(round(e[k] / total, 6))}"], e[k] / total, 0.001)
+
+
+@drill_for("gelu")
+def _gelu(rng: random.Random, config: dict) -> Drill:
+    u = rng.choice([-2, -1, -0.5, 0.5, 1, 2, 3])
+    t = round(math.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u**3)), 2)
+    ans = 0.5 * u * (1 + t)
+    return Drill("gelu", f"For u = {_n(u)} the tanh inside GELU, tanh(√(2/π)·(u + 0.044715·u³)), is {_n(t)} (to two "
+                 "decimals). What is GELU(u) = ½·u·(1 + tanh)?",
+                 [f"½·{_p(u)}·(1 + {_p(t)}) = {_n(ans)}"], ans, 1e-6)
+
+
+@drill_for("gather")
+def _gather(rng: random.Random, config: dict) -> Drill:
+    probs = rng.choice([[0.5, 0.25, 0.125, 0.125], [0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.4, 0.1]])
+    y = rng.randint(0, 3)
+    return Drill("gather", f"A row of predicted probabilities over four words is {_vec(probs)} and the next word has "
+                 f"id {y}. What probability did the model give the right word?",
+                 [f"p_y = p{_sub(y)} = {_n(probs[y])}"], probs[y], 1e-9)
+
+
+@drill_for("cross_entropy")
+def _cross_entropy(rng: random.Random, config: dict) -> Drill:
+    lse = rng.choice([1.5, 2, 2.5, 3])
+    zy = rng.choice([-1, -0.5, 0, 0.5, 1])
+    return Drill("cross_entropy", f"A row of logits has log Σᵥ e^(zᵥ) = {_n(lse)} and the logit of the right next "
+                 f"word is z_y = {_n(zy)}. What is the loss at this position?",
+                 [f"ℓ = log Σᵥ e^(zᵥ) − z_y = {_n(lse)} − {_p(zy)} = {_n(lse - zy)}"], lse - zy, 1e-9)
+
+
+@drill_for("loss_mean")
+def _loss_mean(rng: random.Random, config: dict) -> Drill:
+    losses = [rng.choice([1, 1.5, 2, 2.5, 3]) for _ in range(4)]
+    pad = rng.randint(0, 3)
+    valid = [x for i, x in enumerate(losses) if i != pad]
+    ans = sum(valid) / len(valid)
+    shown = ", ".join(_n(x) if i != pad else "0 (padding)" for i, x in enumerate(losses))
+    return Drill("loss_mean", f"Four positions have losses ({shown}); position {pad} is padding and has no target. "
+                 "What is the loss, the mean over the positions that have a target?",
+                 [f"L = ({' + '.join(_n(x) for x in valid)}) / {len(valid)} = {_n(ans)}"], ans, 1e-6)
+
+
+# -- backward -------------------------------------------------------------------------------------------------
+@drill_for("cross_entropy_backward")
+def _ce_backward(rng: random.Random, config: dict) -> Drill:
+    probs = rng.choice([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.125, 0.375, 0.5]])
+    y, v, n = rng.randint(0, 2), rng.randint(0, 2), rng.choice([1, 2, 4])
+    hit = 1 if v == y else 0
+    ans = (probs[v] - hit) / n
+    return Drill("cross_entropy_backward", f"A position predicts {_vec(probs)} over three words; the right word has "
+                 f"id {y}, and the batch has N = {n} target{'s' if n > 1 else ''}. What is the gradient of the loss "
+                 f"with respect to logit {v} at this position, (p{_sub(v)} − [{v} = y]) / N?",
+                 [f"({_n(probs[v])} − {hit}) / {n} = {_n(ans)}"], ans, 1e-9)
+
+
+@drill_for("layernorm_backward")
+def _ln_backward(rng: random.Random, config: dict) -> Drill:
+    xh = [-1, -1, 1, 1]
+    rng.shuffle(xh)
+    g = _ints(rng, 4, -4, 4, nonzero=False)
+    c = rng.randint(0, 3)
+    mg = sum(g) / 4
+    mgx = sum(a * b for a, b in zip(g, xh)) / 4
+    ans = g[c] - mg - xh[c] * mgx
+    return Drill("layernorm_backward", f"A LayerNorm row has x̂ = {_vec(xh)} and 1/√(σ² + ε) = 1. The gradient "
+                 f"reaching x̂ is g = {_vec(g)}. What is the gradient of input {c}, g{_sub(c)} − mean(g) − "
+                 f"x̂{_sub(c)}·mean(g·x̂)?",
+                 [f"mean(g) = {_n(mg)},  mean(g·x̂) = {_n(mgx)}",
+                  f"{_p(g[c])} − {_p(mg)} − {_p(xh[c])}·{_p(mgx)} = {_n(ans)}"], ans, 1e-9)
+
+
+@drill_for("gelu_backward")
+def _gelu_backward(rng: random.Random, config: dict) -> Drill:
+    u = rng.choice([-1, 0, 1, 2])
+    k, c = math.sqrt(2 / math.pi), 0.044715
+    t = math.tanh(k * (u + c * u**3))
+    d = round(0.5 * (1 + t) + 0.5 * u * (1 - t * t) * k * (1 + 3 * c * u * u), 2)
+    g = _ints(rng, 1)[0]
+    return Drill("gelu_backward", f"At u = {_n(u)} the slope of GELU is GELU′(u) = {_n(d)} (to two decimals). The "
+                 f"gradient reaching the GELU output is {_n(g)}. What gradient reaches u?",
+                 [f"g·GELU′(u) = {_p(g)}·{_p(d)} = {_n(g * d)}"], g * d, 1e-6)
+
+
+@drill_for("softmax_backward")
+def _softmax_backward(rng: random.Random, config: dict) -> Drill:
+    y = rng.choice([[0.5, 0.25, 0.25], [0.25, 0.25, 0.5], [0.5, 0.5, 0.0]])
+    g = _ints(rng, 3, -4, 4, nonzero=False)
+    k = rng.randint(0, 2)
+    dot = sum(a * b for a, b in zip(y, g))
+    ans = y[k] * (g[k] - dot)
+    return Drill("softmax_backward", f"A softmax row is y = {_vec(y)} and the gradient reaching it is g = {_vec(g)}. "
+                 f"What is the gradient of input {k}, y{_sub(k)}·(g{_sub(k)} − Σⱼ yⱼ·gⱼ)?",
+                 ["Σⱼ yⱼ·gⱼ = " + " + ".join(f"{_n(a)}·{_p(b)}" for a, b in zip(y, g)) + f" = {_n(dot)}",
+                  f"{_n(y[k])}·({_p(g[k])} − {_p(dot)}) = {_n(ans)}"], ans, 1e-9)
+
+
+@drill_for("embedding_backward")
+def _embedding_backward(rng: random.Random, config: dict) -> Drill:
+    ids = [rng.randint(0, 2) for _ in range(4)]
+    word = rng.choice(ids)
+    rows = [_ints(rng, 1)[0] for _ in ids]
+    hits = [r for i, r in zip(ids, rows) if i == word]
+    return Drill("embedding_backward", f"The input ids are {_vec(ids)} and, in one dimension, the gradients reaching "
+                 f"the four input vectors are {_vec(rows)}. What is the gradient of the token table's row {word} in "
+                 "that dimension?",
+                 [f"the positions whose id is {word}: {' + '.join(_p(r) for r in hits)} = {_n(sum(hits))}"],
+                 sum(hits), 0.0)
+
+
+# -- the optimizer --------------------------------------------------------------------------------------------
+def _opt(config: dict) -> dict:
+    return config.get("optimizer", {})
+
+
+@drill_for("l2_grad")
+def _l2(rng: random.Random, config: dict) -> Drill:
+    wd = float(_opt(config).get("weight_decay", 0.01))
+    p, g = _ints(rng, 1)[0], _ints(rng, 1)[0]
+    ans = g + wd * p
+    return Drill("l2_grad", f"With L2 weight decay λ = {_const(wd)}, what does the optimizer use as the gradient of "
+                 f"a weight θ = {_n(p)} whose gradient is g = {_n(g)}?",
+                 [f"g + λ·θ = {_p(g)} + {_const(wd)}·{_p(p)} = {_n(ans)}"], ans, 1e-9)
+
+
+@drill_for("adam_m", "adam_m_hat")
+def _adam_m(rng: random.Random, config: dict) -> Drill:
+    b1 = float((_opt(config).get("betas") or [0.9, 0.999])[0])
+    g = _ints(rng, 1, -5, 5)[0]
+    m = (1 - b1) * g
+    return Drill("adam_m", f"On the first step (m₀ = 0, β₁ = {_const(b1)}) a weight's gradient is g = {_n(g)}. What is "
+                 "the bias-corrected first moment m̂₁ = m₁ / (1 − β₁)?",
+                 [f"m₁ = (1 − β₁)·g = {_n(1 - b1)}·{_p(g)} = {_n(m)}",
+                  f"m̂₁ = {_n(m)} / {_n(1 - b1)} = {_n(m / (1 - b1))}"],
+                 m / (1 - b1), 1e-9)
+
+
+@drill_for("adam_v", "adam_v_hat")
+def _adam_v(rng: random.Random, config: dict) -> Drill:
+    b2 = float((_opt(config).get("betas") or [0.9, 0.999])[1])
+    g = _ints(rng, 1, -5, 5)[0]
+    v = (1 - b2) * g * g
+    return Drill("adam_v", f"On the first step (v₀ = 0, β₂ = {_const(b2)}) a weight's gradient is g = {_n(g)}. What is "
+                 "the second moment v₁ = (1 − β₂)·g²?",
+                 [f"v₁ = {_n(1 - b2)}·{_p(g)}² = {_n(v)}"], v, 1e-9)
+
+
+@drill_for("adamw_update", "adam_update", "sgd_update", "sgd_buf")
+def _update(rng: random.Random, config: dict) -> Drill:
+    opt = _opt(config)
+    name = opt.get("name", "adamw")
+    lr, wd = float(opt.get("lr", 0.01)), float(opt.get("weight_decay", 0.01))
+    p, g = _ints(rng, 1)[0], _ints(rng, 1)[0]
+    if name == "sgd":
+        grad = g + wd * p
+        ans = p - lr * grad
+        return Drill("sgd_update", f"SGD with η = {_const(lr)} and weight decay λ = {_const(wd)} (added to the "
+                     f"gradient; on the first step momentum changes nothing): what does a weight θ = {_n(p)} with "
+                     f"gradient g = {_n(g)} become?",
+                     [f"g + λ·θ = {_p(g)} + {_const(wd)}·{_p(p)} = {_n(grad)}",
+                      f"θ − η·(g + λ·θ) = {_p(p)} − {_const(lr)}·{_p(grad)} = {_n(ans)}"], ans, 1e-6)
+    sign = 1 if g > 0 else -1
+    if name == "adam":
+        ans = p - lr * sign
+        return Drill("adam_update", f"Adam, first step, η = {_const(lr)}: then m̂ / √v̂ is the sign of the gradient "
+                     f"(ignore ε and the small L2 term). What does a weight θ = {_n(p)} with gradient g = {_n(g)} "
+                     "become?",
+                     [f"m̂ / √v̂ = {_n(g)} / {abs(g)} = {_n(sign)}",
+                      f"θ − η·{_p(sign)} = {_p(p)} − {_const(lr)}·{_p(sign)} = {_n(ans)}"], ans, 1e-5)
+    ans = p * (1 - lr * wd) - lr * sign
+    return Drill("adamw_update", f"AdamW, first step, η = {_const(lr)}, λ = {_const(wd)}: then m̂ / √v̂ is the sign of "
+                 f"the gradient (ignore ε). What does a weight θ = {_n(p)} with gradient g = {_n(g)} become, "
+                 "θ·(1 − η·λ) − η·m̂ / √v̂?",
+                 [f"m̂ / √v̂ = {_n(g)} / {abs(g)} = {_n(sign)}",
+                  f"{_p(p)}·(1 − {_const(lr)}·{_const(wd)}) − {_const(lr)}·{_p(sign)} = {_n(ans)}"], ans, 1e-6)

@@ -1,0 +1,558 @@
+"""Exercises, generated: every page of the forward pass, the backward pass and the optimizer ends with questions
+whose answers are numbers of this very step, graded against the trace.
+
+Nothing is typed into the pages. After the pages are rendered, `add_exercises` looks at the records each page
+shows (`PageContext.shown`), keeps the ones the page is the first to show (its own steps), and asks, by the rule
+of each record's op kind (`RULES`):
+
+- value   the value of one element (an attention weight, a LayerNorm output, a gradient entry, an updated
+          weight...), its inputs shown or linked, within a stated tolerance;
+- sign    whether one element is positive or negative (graded against the element's value);
+- argmax  which entry of a softmax row is largest (which key a query attends to most; which word the model
+          thinks comes next): the element is that largest entry, the choice is graded against its index;
+- shape   the shape of one record;
+- drill   the same arithmetic on small integers, drawn by a seeded generator (site_build.drills).
+
+Markup (tests and the browser rely on it): a trace-graded exercise is `<li class="exercise">` with
+`data-record`, `data-index` (comma-separated, empty for a scalar), `data-answer` (the value, Python repr) and
+`data-tol` (absolute tolerance), plus `data-kind`; a drill is `<li class="drill">` with `data-answer` and
+`data-tol`; a shape question is `<li class="shape-question">` with `data-record` and `data-shape`. Each holds the
+question and a `<details class="exercise-answer">` with the answer and its worked arithmetic: the lines of
+`engine.explain`, typeset through the page's math slots exactly as `calc()` does. templates/assets/exercise.js
+adds the answer box, the Check button, the verdict and the progress (localStorage, marked in the sidebar).
+
+The same hook puts each step's NumPy line (engine.numpy_steps) under every displayed `formula()` of every page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+import random
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.explain import explain
+from engine.numpy_steps import NumpyStepError, computed, numpy_lines
+from site_build import drills
+from site_build.format import describe_shape, full_repr, general, html_text, html_words
+from site_build.macros import PageContext
+from site_build.macros.numbers import calc
+from site_build.pages import Page
+from site_build.render.markdown import Heading, Rendered
+from site_build.render.mathslots import SLOT_RE
+
+SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
+NOTEBOOK = "notebook.ipynb"  # the site's notebook (site_build.notebook), linked beside every NumPy line
+MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
+MAX_CHOICES = 16  # an argmax question lists every entry of the row, so rows longer than this are not asked
+# Page weight: a page should stay under 40 000 bytes gzipped (tests/site/test_interact.py). Before the exercises are
+# added, a page is estimated (generously) at BODY_FACTOR × its gzipped HTML + LAYOUT_BYTES + MATH_BYTES per character
+# of its LaTeX; the exercises' fixed HTML costs about FIXED_BYTES, and their working gets what is left of PAGE_LIMIT,
+# counted in LaTeX characters, between MIN_BUDGET (the cheapest exercise always fits) and MAX_BUDGET.
+PAGE_LIMIT, BODY_FACTOR, LAYOUT_BYTES, MATH_BYTES, FIXED_BYTES = 38_500, 1.2, 2_500, 4.8, 1_200
+MIN_BUDGET, MAX_BUDGET = 100, 900
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What to ask about a record of one op kind: `rank` orders the questions of a page (the most instructive
+    step first); `choice` is "sign", "argmax" or ""; `what` names the element in a question."""
+
+    rank: int
+    choice: str = ""
+    what: str = "this entry"
+    at: Callable[[Any], tuple[int, ...] | None] | None = None  # the element to ask for (default: a seeded pick)
+    value: bool = True  # ask for the value itself (not for a number that is only stored, not computed)
+    lookup: bool = False  # the element is a copy of one input entry: say where to look, not what is there
+
+
+RULES: dict[str, Rule] = {
+    "embedding": Rule(5, what="this entry of the input vectors", lookup=True),
+    "add": Rule(4, what="this entry of the sum"),
+    "mean": Rule(6, what="this row mean"),
+    "var": Rule(6, what="this row variance"),
+    "normalize": Rule(8, "sign", "this normalised entry"),
+    "affine": Rule(6, what="this LayerNorm output"),
+    "linear": Rule(7, "sign", "this output of the linear layer"),
+    "matmul": Rule(7, "sign", "this entry of the product"),
+    "mul": Rule(5, "sign", "this entry of the product"),
+    "sum": Rule(6, "sign", "this sum"),
+    "split_heads": Rule(3, what="this entry of the head", lookup=True),
+    "merge_heads": Rule(3, what="this entry of the merged heads", lookup=True),
+    "merge_qkv": Rule(3, what="this entry of the packed gradient", lookup=True),
+    "scale": Rule(5, what="this scaled score"),
+    "causal_mask": Rule(3, what="this masked score", lookup=True),
+    "softmax": Rule(9, "argmax", "this weight"),
+    "gelu": Rule(7, what="this GELU output"),
+    "gather": Rule(5, what="this target probability", lookup=True),
+    "cross_entropy": Rule(8, what="this loss"),
+    "loss_mean": Rule(6, what="the loss"),
+    "cross_entropy_backward": Rule(8, "sign", "this gradient"),
+    "layernorm_backward": Rule(8, "sign", "this gradient"),
+    "gelu_backward": Rule(7, "sign", "this gradient"),
+    "softmax_backward": Rule(8, "sign", "this gradient"),
+    "mask_backward": Rule(3, what="this gradient", lookup=True),
+    "embedding_backward": Rule(6, "sign", "this gradient"),
+    "l2_grad": Rule(5, "sign", "this gradient with weight decay"),
+    "adam_m": Rule(5, "sign", "this first moment"),
+    "adam_v": Rule(5, what="this second moment"),
+    "adam_m_hat": Rule(4, "sign", "this bias-corrected first moment"),
+    "adam_v_hat": Rule(4, what="this bias-corrected second moment"),
+    "adamw_update": Rule(7, what="this updated weight"),
+    "adam_update": Rule(7, what="this updated weight"),
+    "sgd_buf": Rule(2, what="this momentum buffer entry", lookup=True),
+    "sgd_update": Rule(7, what="this updated weight"),
+    # the training run: the loss after its first update is the loss the summary page computes again
+    "train_loss": Rule(1, what="the training run's loss after its first update",
+                       at=lambda rec: (1,) if rec.value.shape[0] > 1 else None),
+    "train_prob": Rule(1, "argmax", "the probability of the right next word", value=False),
+}
+AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "key", "vocab": "word",
+              "positions": "position", "d_model": "dimension", "head_dim": "dimension", "d_ff": "unit",
+              "qkv": "column", "step": "step"}
+
+
+# -- the hook ---------------------------------------------------------------------------------------------------
+def add_exercises(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendered]) -> None:
+    """After the pages are rendered: each step's NumPy line under its formula, and on every page of the forward
+    pass, the backward pass and the optimizer an Exercises section built from the records it shows."""
+    for page in pages:
+        if page.source in bodies:
+            bodies[page.source].html = numpy_beside_formulas(ctx, bodies[page.source].html)
+    own = own_records(ctx, pages)
+    for page in pages:
+        if page.section not in SECTIONS or page.source not in bodies:
+            continue
+        ctx.begin_page(page.source, page.body_line)
+        budget = page_budget(ctx, bodies[page.source].html)
+        named = [html.unescape(n) for n in re.findall(r'data-record="([^"]+)"', bodies[page.source].html)]
+        items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
+        if items:
+            body = bodies[page.source]
+            ids = set(re.findall(r'\sid="([^"]+)"', body.html))
+            anchor = "exercises" if "exercises" not in ids else "exercises-section"
+            body.html += section_html(anchor, items)
+            body.headings.append(Heading(2, anchor, "Exercises"))
+
+
+def own_records(ctx: PageContext, pages: list[Page]) -> dict[str, list[str]]:
+    """{page source: the records it is the first page (in site order) to show}, each list in trace order."""
+    order = {p.source: k for k, p in enumerate(pages)}
+    out: dict[str, list[str]] = {}
+    for name in ctx.names:
+        where = [s for s in ctx.shown.get(name, ()) if s in order]
+        if where:
+            out.setdefault(min(where, key=order.__getitem__), []).append(name)
+    return out
+
+
+def shown_on(ctx: PageContext, page: Page) -> list[str]:
+    return [n for n in ctx.names if page.source in ctx.shown.get(n, ())]
+
+
+# -- one page's exercises --------------------------------------------------------------------------------------
+@dataclass
+class Item:
+    kind: str
+    html: str
+
+
+def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[str], budget: int = 900,
+                   named: list[str] | None = None) -> list[Item]:
+    """The exercises of one page: up to two values (the most instructive op kinds first), a sign or argmax
+    choice, a shape and a drill.
+
+    Each revealed answer carries its typeset arithmetic, which weighs: the trace exercises of a page share a
+    `budget` of LaTeX characters of working (a long sum costs more than a LayerNorm entry), and a page always gets
+    at least its cheapest one."""
+    trace = ctx.trace
+    askable = [n for n in own if _askable(trace.record(n))]
+    if not askable:  # the page shows only records an earlier page owns: ask about those
+        askable = [n for n in shown_on(ctx, page) if _askable(trace.record(n))]
+    if not askable:  # a page of formulas and pictures: the records it names (a formula, a chart's record)
+        askable = [n for n in dict.fromkeys(named or []) if n in trace and _askable(trace.record(n))]
+    ranked = sorted(askable, key=lambda n: (-RULES[trace.record(n).op].rank, ctx.names.index(n)))
+    seed = int(trace.config.get("seed", 0))
+    values: list[tuple[str, tuple[int, ...], int]] = []  # (record, index, cost)
+    for name in ranked:
+        if not RULES[trace.record(name).op].value:
+            continue
+        at = RULES[trace.record(name).op].at
+        index = at(trace.record(name)) if at else pick_element(trace, name, _rng(seed, page.slug, name, "value"))
+        if index is not None:
+            values.append((name, index, _cost(trace, name, index)))
+    choices: list[tuple[str, str, tuple[int, ...], int]] = []
+    for name in ranked:
+        kind = RULES[trace.record(name).op].choice
+        index = None
+        if kind == "argmax":
+            index = pick_argmax(trace, name, _rng(seed, page.slug, name, "argmax"))
+        elif kind == "sign":
+            index = pick_element(trace, name, _rng(seed, page.slug, name, "sign"), avoid={v[1] for v in values})
+        if index is not None:
+            choices.append((kind, name, index, _cost(trace, name, index)))
+    picked: list[tuple[str, str, tuple[int, ...]]] = []  # (kind, record, index)
+    left = budget
+    argmax = next((c for c in choices if c[0] == "argmax" and c[3] <= left), None)
+    if argmax is not None:  # which key a query attends to most, which word comes next: the best question of a page
+        picked.append(argmax[:3])
+        left -= argmax[3]
+    ops_used: set[str] = set()
+    for name, index, cost in values:
+        op = trace.record(name).op
+        if len(ops_used) < 2 and op not in ops_used and cost <= left and (argmax is None or name != argmax[1]):
+            picked.insert(len(ops_used), ("value", name, index))
+            ops_used.add(op)
+            left -= cost
+    if argmax is None:
+        asked = {name for _, name, _ in picked}
+        for kind, name, index, cost in sorted(choices, key=lambda c: c[1] in asked):  # another record first
+            if cost <= left:
+                picked.append((kind, name, index))
+                break
+    if not any(kind == "value" for kind, _, _ in picked) and values:  # over the budget: the cheapest value
+        name, index, _ = min(values, key=lambda v: v[2])
+        picked.insert(0, ("value", name, index))
+    items: list[Item] = []
+    titles = {p.source: p for p in pages}
+    makers = {"value": value_exercise, "sign": sign_exercise, "argmax": argmax_exercise}
+    for kind, name, index in picked:
+        items.append(Item(kind, makers[kind](ctx, page, titles, name, index)))
+    asked = {name for _, name, _ in picked}
+    shape_name = next((n for n in own + askable if np.ndim(trace[n]) >= 2 and n not in asked), None)
+    if shape_name is not None:
+        items.append(Item("shape", shape_question(ctx, shape_name)))
+    drill_ops = [trace.record(n).op for n in ranked] + [f"{trace.config['optimizer']['name']}_update"]
+    for op in drill_ops:
+        rng = random.Random(f"{seed}:{page.slug}:{op}:drill")
+        d = drills.drill(op, rng, trace.config)
+        if d is not None:
+            items.append(Item("drill", drill_html(ctx, d)))
+            break
+    return items
+
+
+def _cost(trace: Any, name: str, index: tuple[int, ...]) -> int:
+    """What the working of one element weighs on the page: the length of its LaTeX lines."""
+    return sum(len(line) for line in explain(trace, name, index).latex)
+
+
+def page_budget(ctx: PageContext, html: str) -> int:
+    """The LaTeX characters of working a page's exercises can take (see PAGE_LIMIT)."""
+    texs = {ctx.math.formulas[int(n)][0] for n in SLOT_RE.findall(html)}
+    body = len(zlib.compress(SLOT_RE.sub("", html).encode(), 6))
+    estimate = BODY_FACTOR * body + LAYOUT_BYTES + MATH_BYTES * sum(map(len, texs)) + FIXED_BYTES
+    return int(min(MAX_BUDGET, max(MIN_BUDGET, (PAGE_LIMIT - estimate) / MATH_BYTES)))
+
+
+def _askable(rec: Any) -> bool:
+    return rec.op in RULES and rec.value.dtype.kind == "f" and rec.value.size > 0
+
+
+def _rng(seed: int, *parts: str) -> np.random.Generator:
+    digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+# -- which element ----------------------------------------------------------------------------------------------
+def _region(trace: Any, rec: Any) -> list[range]:
+    """The index ranges a question may pick from: text 0, the positions that have a target, keys up to the query."""
+    shape, axes = rec.value.shape, list(rec.axes)
+    targets = np.asarray(trace["targets"]) if "targets" in trace else None
+    valid = [int(t) for t in np.flatnonzero(targets[0] >= 0)] if targets is not None and targets.ndim == 2 else []
+    out = []
+    for axis, n in zip(axes, shape):
+        if axis == "batch":
+            out.append(range(1))
+        elif axis in ("tokens", "keys") and valid and max(valid) < n:
+            out.append(range(max(valid) + 1))
+        else:
+            out.append(range(n))
+    return out
+
+
+def _candidates(trace: Any, rec: Any, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    region = _region(trace, rec)
+    axes = list(rec.axes)
+    total = math.prod(len(r) for r in region)
+    if total <= MAX_CANDIDATES:
+        found = [tuple(i) for i in np.ndindex(*[len(r) for r in region])]
+    else:
+        found = {tuple(int(rng.integers(len(r))) for r in region) for _ in range(MAX_CANDIDATES)}
+        found = sorted(found)
+    out = [tuple(r[k] for r, k in zip(region, i)) for i in found]
+    if "tokens" in axes and "keys" in axes:
+        t, s = axes.index("tokens"), axes.index("keys")
+        out = [i for i in out if i[s] <= i[t]]
+    targets = np.asarray(trace["targets"]) if "targets" in trace else None
+    if "tokens" in axes and targets is not None and targets.ndim == 2:
+        t = axes.index("tokens")
+        b = axes.index("batch") if "batch" in axes else None
+        out = [i for i in out if targets[i[b] if b is not None else 0, i[t]] >= 0]
+    return out
+
+
+def pick_element(trace: Any, name: str, rng: np.random.Generator, avoid: set | None = None) -> tuple[int, ...] | None:
+    """A seeded choice of one element worth asking about: finite, not zero, in the larger half of the record's
+    magnitudes (so that the stated tolerance is a fair share of it), not one already asked."""
+    rec = trace.record(name)
+    value = np.asarray(rec.value)
+    if value.ndim == 0:
+        return () if math.isfinite(float(value)) and float(value) != 0 else None
+    cands = [i for i in _candidates(trace, rec, rng) if i not in (avoid or set())]
+    vals = np.array([float(value[i]) for i in cands]) if cands else np.zeros(0)
+    ok = np.isfinite(vals) & (np.abs(vals) > 1e-12 * max(1.0, float(np.abs(vals[np.isfinite(vals)]).max(initial=0))))
+    if not ok.any():
+        return None
+    big = np.abs(vals) >= np.median(np.abs(vals[ok]))
+    pool = [c for c, keep in zip(cands, ok & big) if keep]
+    return pool[int(rng.integers(len(pool)))]
+
+
+def pick_argmax(trace: Any, name: str, rng: np.random.Generator) -> tuple[int, ...] | None:
+    """The largest entry of a softmax row with a clear winner (its lead over the runner-up ≥ 0.02)."""
+    rec = trace.record(name)
+    value = np.asarray(rec.value)
+    if value.ndim < 2 or value.shape[-1] > MAX_CHOICES:
+        return None
+    rows = sorted({i[:-1] for i in _candidates(trace, rec, rng)})
+    good = []
+    for row in rows:
+        r = value[row]
+        visible = r[np.isfinite(r) & (r > 0)] if rec.axes[-1] == "keys" else r
+        if visible.size < 2:
+            continue
+        top = np.sort(visible)[-2:]
+        if top[1] - top[0] >= 0.02:
+            good.append((*row, int(np.argmax(r))))
+    return good[int(rng.integers(len(good)))] if good else None
+
+
+def tolerance(answer: float) -> float:
+    """About three significant digits: 0.001 for an answer of 0.4567, 1e-9 for 3.2e-7."""
+    if answer == 0 or not math.isfinite(answer):
+        return 1e-6
+    return float(10.0 ** (math.floor(math.log10(abs(answer))) - 2))
+
+
+# -- the HTML of each kind --------------------------------------------------------------------------------------
+def section_html(anchor: str, items: list[Item]) -> str:
+    lis = "".join(item.html for item in items)
+    return (f'<section class="exercises" aria-labelledby="{anchor}" data-pagefind-ignore>'
+            f'<h2 id="{anchor}">Exercises <a class="anchor" href="#{anchor}" aria-label="Link to this section">#</a>'
+            "</h2>"
+            '<p class="exercises-intro">Work them out before you look: the answers are numbers of this very step.'
+            "</p>"
+            f'<ol class="exercise-list">{lis}</ol></section>')
+
+
+def _where(ctx: PageContext, rec: Any, index: tuple[int, ...]) -> str:
+    """`head 1, position 3 (“on”), key 2 (“sat”)` in HTML (as many axes as `index` has)."""
+    labels = ctx.trace.labels
+    b = index[list(rec.axes).index("batch")] if "batch" in rec.axes else 0
+    words = labels["inputs"][min(b, len(labels["inputs"]) - 1)]
+    parts = []
+    for ax, k, n in zip(rec.axes, index, rec.value.shape):
+        if ax == "batch" and n == 1:
+            continue
+        # texts are counted from 1 for readers (as the pages' text_name does); positions, heads, keys from 0
+        part = f"text {k + 1}" if ax == "batch" else f"{AXIS_WORDS.get(ax, html_text(ax))} {k}"
+        if ax in ("tokens", "keys") and k < len(words):
+            part += f" (“{html_words(words[k])}”)"
+        elif ax == "vocab" and k < len(labels["vocab"]):
+            part += f" (“{html_words(labels['vocab'][k])}”)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
+def _element(ctx: PageContext, rec: Any, index: tuple[int, ...]) -> str:
+    """`<code>L0.attn.scores</code> at head 1, position 3 (“on”), key 2 (“sat”)` (no typeset symbol: the working
+    below names the element in math, and every formula weighs on the page)."""
+    where = _where(ctx, rec, index)
+    return f"<code>{html_text(rec.name)}</code>" + (f" at {where}" if where else "")
+
+
+def _inputs(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+    """What the question needs: each input element's value when there are a few, else the records and the pages
+    that show them."""
+    expl = explain(ctx.trace, name, index)
+    distinct = list(dict.fromkeys(expl.operands))  # in order, once each (a softmax over 50,257 words has as many)
+    if not distinct:
+        return ""
+    if len(distinct) <= 6 and not RULES[ctx.trace.record(name).op].lookup:
+        parts = [f"<code>{html_text(n)}</code>[{', '.join(map(str, i))}] = "
+                 f'<span class="exercise-num">{_show(ctx.trace[n][i])}</span>' for n, i in distinct]
+        return '<p class="exercise-inputs">You need: ' + "; ".join(parts) + ".</p>"
+    by_record: dict[str, int] = {}
+    for n, _ in distinct:
+        by_record[n] = by_record.get(n, 0) + 1
+    parts = []
+    for n, count in by_record.items():
+        what = "the right entry" if count == 1 else f"{count} entries"
+        parts.append(f"{what} of <code>{html_text(n)}</code>{_where_shown(ctx, page, titles, n)}")
+    return '<p class="exercise-inputs">You need: ' + "; ".join(parts) + ".</p>"
+
+
+def _where_shown(ctx: PageContext, page: Page, titles: dict[str, Page], name: str) -> str:
+    sources = sorted(ctx.shown.get(name, ()), key=lambda s: list(titles).index(s) if s in titles else 0)
+    if page.source in sources:
+        return " (above)"
+    links = [f'<a href="{html.escape(titles[s].url)}">{html_text(titles[s].title)}</a>' for s in sources if s in titles]
+    return f" (on {', '.join(links[:2])})" if links else ""
+
+
+def _show(x: Any) -> str:
+    x = x.item() if hasattr(x, "item") else x
+    return general(x, 6).replace("-", "−") if isinstance(x, float) else str(x).replace("-", "−")
+
+
+def _attrs(kind: str, name: str, index: tuple[int, ...], answer: float, tol: float) -> str:
+    return (f' data-kind="{kind}" data-record="{html.escape(name)}" data-index="{",".join(map(str, index))}" '
+            f'data-answer="{full_repr(answer)}" data-tol="{full_repr(tol)}"')
+
+
+def _reveal(ctx: PageContext, name: str, index: tuple[int, ...], lead: str) -> str:
+    # calc()'s block, with a class of its own: pages are checked for calc() blocks, and these are not the page's
+    working = str(calc(ctx, name, index)).replace('class="calc-step"', 'class="calc-step exercise-working"', 1)
+    return (f'<details class="exercise-answer"><summary>Answer and working</summary>'
+            f'<p class="exercise-solution">{lead}</p>{working}</details>')
+
+
+def _value_text(x: float) -> str:
+    return f'<strong>{_show(float(x))}</strong> (exactly <code>{full_repr(float(x))}</code>)'
+
+
+def value_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+    rec = ctx.trace.record(name)
+    answer = float(np.asarray(rec.value)[index])
+    tol = tolerance(answer)
+    expl = explain(ctx.trace, name, index)
+    how = f" {html_text(expl.text[0].upper() + expl.text[1:])}." if expl.text else ""
+    question = (f'<p class="exercise-q">What is {RULES[rec.op].what}, {_element(ctx, rec, index)}?{how}</p>'
+                + _inputs(ctx, page, titles, name, index)
+                + f'<p class="exercise-tol">Answer within ±{general(tol, 1)}.</p>')
+    return (f'<li class="exercise"{_attrs("value", name, index, answer, tol)}>'
+            f'<div class="exercise-question">{question}</div>'
+            + _reveal(ctx, name, index, f"The answer is {_value_text(answer)}.") + "</li>")
+
+
+def sign_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+    rec = ctx.trace.record(name)
+    answer = float(np.asarray(rec.value)[index])
+    word = "positive" if answer > 0 else "negative"
+    question = (f'<p class="exercise-q">Positive or negative: {RULES[rec.op].what}, {_element(ctx, rec, index)}?</p>'
+                + _inputs(ctx, page, titles, name, index))
+    choices = _choices([("positive", "positive"), ("negative", "negative")])
+    return (f'<li class="exercise"{_attrs("sign", name, index, answer, tolerance(answer))}>'
+            f'<div class="exercise-question">{question}{choices}</div>'
+            + _reveal(ctx, name, index, f"It is {word}: {_value_text(answer)}.") + "</li>")
+
+
+def argmax_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+    rec = ctx.trace.record(name)
+    value = np.asarray(rec.value)
+    answer = float(value[index])
+    row = value[index[:-1]]
+    last = rec.axes[-1]
+    labels = ctx.trace.labels
+    b = index[0] if rec.axes[0] == "batch" else 0
+    words = labels["inputs"][b] if last in ("keys", "tokens") else labels["vocab"]
+    allowed = {i[-1] for i in _candidates(ctx.trace, rec, np.random.default_rng(0)) if i[:-1] == index[:-1]}
+    entries = [k for k in range(row.shape[0]) if np.isfinite(row[k]) and not (last == "keys" and row[k] == 0)
+               and (last != "tokens" or k in allowed)]
+
+    def label(k: int) -> str:
+        return f"{k} “{html_words(words[k])}”" if k < len(words) else str(k)
+
+    row_where = _where(ctx, rec, index[:-1])
+    if last == "keys":
+        ask = f"Which key does the query at {row_where} attend to most (the largest weight of its row)?"
+    elif last == "vocab":
+        ask = f"Which word does the model give the highest probability at {row_where}?"
+    elif last == "tokens":
+        ask = (f"At which position is {RULES[rec.op].what} largest: <code>{html_text(name)}</code>"
+               f"{' at ' + row_where if row_where else ''}{_where_shown(ctx, page, titles, name)}?")
+    else:
+        ask = f"Which entry of the row at {row_where} is largest?"
+    hint = ""
+    if rec.op == "softmax" and rec.inputs:
+        hint = (f" Predict it before you look at the row: the softmax keeps the order of its input, "
+                f"<code>{html_text(rec.inputs[0])}</code>{_where_shown(ctx, page, titles, rec.inputs[0])}.")
+    question = (f'<p class="exercise-q">{ask}{hint}</p>'
+                + _choices([(str(k), label(k)) for k in entries]))
+    noun = "weight" if last == "keys" else "probability" if rec.op in ("softmax", "train_prob") else "value"
+    lead = f"{label(index[-1])}, with {noun} {_value_text(answer)}."
+    return (f'<li class="exercise"{_attrs("argmax", name, index, answer, tolerance(answer))}>'
+            f'<div class="exercise-question">{question}</div>' + _reveal(ctx, name, index, lead) + "</li>")
+
+
+def _choices(choices: list[tuple[str, str]]) -> str:
+    """The answers to pick from, each `<span data-choice="value">label</span>` (exercise.js makes them radio
+    buttons, keeping each label's markup: a config word stays isolated)."""
+    spans = "; ".join(f'<span data-choice="{html.escape(value)}">{label}</span>' for value, label in choices)
+    return f'<p class="exercise-choices">Choices: {spans}.</p>'
+
+
+def shape_question(ctx: PageContext, name: str) -> str:
+    rec = ctx.trace.record(name)
+    shape = tuple(int(n) for n in rec.value.shape)
+    why = ""
+    if name.startswith("grad."):
+        why = " A gradient has the shape of what it is the gradient of."
+    elif name.startswith(("opt.", "updated.")):
+        why = " The optimizer keeps one number per weight, so its records have the parameter's shape."
+    question = (f'<p class="exercise-q">What is the shape of <code>{html_text(name)}</code>? Give the size of every '
+                "axis, e.g. <code>2 × 3</code>.</p>")
+    return (f'<li class="shape-question" data-kind="shape" data-record="{html.escape(name)}" '
+            f'data-shape="{",".join(map(str, shape))}"><div class="exercise-question">{question}</div>'
+            f'<details class="exercise-answer"><summary>Answer</summary><p class="exercise-solution">'
+            f"<strong>{html_text(describe_shape(shape, rec.axes))}</strong>.{why}</p></details></li>")
+
+
+def drill_html(ctx: PageContext, d: drills.Drill) -> str:
+    lines = "".join(f'<div class="drill-line">{html_text(line)}</div>' for line in d.lines)
+    tol = f"Answer within ±{general(d.tol, 1)}." if d.tol >= 1e-4 else "The answer is exact (a short decimal)."
+    return (f'<li class="drill" data-kind="drill" data-op="{html.escape(d.op)}" data-answer="{full_repr(d.answer)}" '
+            f'data-tol="{full_repr(d.tol)}"><div class="exercise-question"><p class="exercise-q">'
+            f'<span class="drill-tag">Pen and paper.</span> {html_text(d.question)}</p>'
+            f'<p class="exercise-tol">{tol}</p></div>'
+            f'<details class="exercise-answer"><summary>Answer and working</summary><p class="exercise-solution">'
+            f"The answer is <strong>{_show(float(d.answer))}</strong>.</p>"
+            f'<div class="drill-working">{lines}</div></details></li>')
+
+
+# -- each step's NumPy line ---------------------------------------------------------------------------------------
+FORMULA_RE = re.compile(r'<div class="formula" data-record="([^"]+)">[^<]*</div>(?!\s*<div class="numpy-line")')
+
+
+def numpy_html(trace: Any, name: str) -> str:
+    """The record's NumPy line(s) as a block (empty for a record the notebook loads rather than computes)."""
+    rec = trace.record(name)
+    if not computed(rec):
+        return ""
+    try:
+        code = "\n".join(numpy_lines(trace, name))
+    except NumpyStepError:
+        return ""
+    return (f'<div class="numpy-line" data-record="{html.escape(name)}" data-pagefind-ignore>'
+            f'<a class="numpy-label" href="{NOTEBOOK}" download title="This step in the notebook that recomputes '
+            f'the whole training step">NumPy</a>'
+            f'<pre><code class="language-python">{html.escape(code)}</code></pre></div>')
+
+
+def numpy_beside_formulas(ctx: PageContext, body: str) -> str:
+    """Every displayed formula of a step followed by its NumPy line (unless the page placed one there already)."""
+
+    def add(m: re.Match) -> str:
+        name = html.unescape(m.group(1))
+        return m.group(0) + (numpy_html(ctx.trace, name) if name in ctx.trace else "")
+
+    return FORMULA_RE.sub(add, body)
+

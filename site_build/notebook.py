@@ -1,0 +1,382 @@
+"""The notebook: the site's pages in order, each followed by plain NumPy that recomputes its steps from scratch.
+
+    handstep notebook --out step.ipynb        # step.ipynb and step.trace.json (+ step.trace.bin for a big trace)
+
+One section per page: the page's title and prose (its Jinja rendered with the build's macros, the Markdown and its
+$math$ kept, tables, charts and worked blocks replaced by a one-line note), then a code cell per step that the page
+is the first to show (moved later when one of its inputs comes later), each ending in `check(name)`, an assertion
+that the result equals the trace's record to 1e-12. The code is engine.numpy_steps, the same lines the pages show
+under their formulas; it needs NumPy only (never the engine). The initial weights and the batch come from the trace
+file beside the notebook, so it runs offline, top to bottom, in Jupyter, VS Code or Colab.
+
+The file is written as nbformat 4.5 JSON with the standard library; the tests validate it with nbformat and run
+it with nbclient.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from engine.numpy_steps import computed, forward_function, numpy_lines, parameters, updated_weights_function
+from site_build.macros import PageContext
+from site_build.pages import Page
+from site_build.render.jinja import content_environment, render_jinja
+from site_build.render.markdown import make_parser
+from site_build.render.mathslots import SLOT_RE, MathSlots
+
+SITE_NOTEBOOK = "notebook.ipynb"  # the site's copy, beside its trace.json
+SITE_TRACE = "trace.json"
+PROSE_SECTIONS = ("Introduction", "Forward pass", "Backward pass", "Optimization")  # pages the notebook follows
+TOLERANCE = 1e-12
+NOTEBOOK_MARK = "handstep"  # metadata key: a notebook handstep wrote (and may replace)
+
+SETUP = '''import json
+from pathlib import Path
+
+import numpy as np
+
+TRACE = Path({trace!r})  # the trace file written beside this notebook (in Colab: upload it first)
+
+
+def load_trace(path):
+    """Every record of a handstep trace file, by name, as a NumPy array."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    values = data.get("values")  # a big trace keeps its values in a binary file beside it
+    blob = np.fromfile(Path(path).with_name(values["file"]), dtype="<f8") if values else None
+    special = {{"inf": np.inf, "-inf": -np.inf, "nan": np.nan}}  # JSON has no infinities
+
+    def decode(x):
+        return [decode(y) for y in x] if isinstance(x, list) else special.get(x, x) if isinstance(x, str) else x
+
+    records = {{}}
+    for r in data["records"]:
+        dtype = np.int64 if r["dtype"] == "int64" else np.float64
+        if blob is not None:
+            flat = blob[r["offset"]:r["offset"] + int(np.prod(r["shape"], dtype=np.int64))]
+            records[r["name"]] = flat.astype(dtype).reshape(r["shape"])
+        else:
+            records[r["name"]] = np.array(decode(r["value"]), dtype=dtype)
+    return records
+
+
+def check(name, tol={tol!r}):
+    """Assert that our v[name] equals the trace's record to within tol, and say so."""
+    ours, want = np.asarray(v[name]), T[name]
+    assert ours.shape == want.shape, f"{{name}}: shape {{ours.shape}}, but the trace has {{want.shape}}"
+    with np.errstate(invalid="ignore"):
+        diff = np.where(ours == want, 0.0, np.abs(ours - want))  # equal infinities (the causal mask) count as 0
+    worst = float(diff.max()) if diff.size else 0.0
+    assert worst <= tol, f"{{name}} differs from the trace by {{worst:.3g}} (more than {{tol:g}})"
+    print(f"{{name}} = the trace's, to {{worst:.1e}}")
+
+
+T = load_trace(TRACE)
+PARAMETERS = {parameters!r}
+v = {{name: T[name] for name in PARAMETERS + {inputs!r}}}  # the initial weights and the batch
+print(f"{{len(T)}} records in {{TRACE}}; {{len(PARAMETERS)}} weight tensors loaded")'''
+
+
+# -- the prose of each page ---------------------------------------------------------------------------------------
+@dataclass
+class PageText:
+    page: Page
+    markdown: str  # the page's prose for a Markdown cell
+
+
+def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = None,
+                 compiled: dict[tuple[str, str], Any] | None = None) -> list[PageText]:
+    """Every page's Jinja rendered with the macros of `ctx` (a context of its own: the build's math and coverage are
+    not touched), turned into notebook Markdown. Records the pages show land in `ctx.shown`.
+
+    The macros that only make tables (`TABLE_MACROS`) are replaced by stand-ins that mark the record shown and
+    return an empty block of the same kind: the notebook puts a one-line note where a table goes, and drawing
+    thousands of cells only to drop them was most of the time."""
+    env = content_environment(ctx)
+    env.globals.update({name: f for name, f in table_stand_ins(ctx).items() if name in env.globals})
+    md = make_parser()
+    md.core.ruler.enableOnly(["normalize", "block"])  # the blocks are all it needs: inline parsing is skipped
+    out = []
+    for page in pages:
+        ctx.begin_page(page.source, page.body_line)
+        text = render_jinja(env, page, cache_dir, compiled)
+        out.append(PageText(page, notebook_markdown(md, text, ctx.math)))
+    return out
+
+
+TABLE_MACROS = ("matrix", "vector", "calc", "jacobian", "other_blocks")
+
+
+def table_stand_ins(ctx: PageContext) -> dict[str, Any]:
+    """Light versions of the table macros: the block a note replaces, and the record marked as shown."""
+
+    def table(name: str, *args: Any, **kwargs: Any) -> Markup:
+        ctx.mark(name)
+        return Markup(f'<div class="matrix-wrap" data-record="{html.escape(name)}"><table></table></div>')
+
+    def calc(name: str, index: Any = None) -> Markup:
+        ctx.mark(name)
+        at = ",".join(str(int(i)) for i in (index if isinstance(index, (tuple, list)) else [] if index is None
+                                             else [index]))
+        return Markup(f'<div class="calc-step" data-record="{html.escape(name)}" data-at="{at}"></div>')
+
+    def jacobian(name: str, *args: Any, **kwargs: Any) -> Markup:
+        return Markup(f'<div class="matrix-wrap" data-record="{html.escape(name)}"><table></table></div>')
+
+    def other_blocks(names: Any, title: str = "", layers: Any = None) -> Markup:
+        if int(ctx.trace.config["model"]["n_layers"]) < 2:
+            return Markup("")
+        what = f": {html.escape(str(title))}" if title else ""
+        return Markup(f'<details class="other-block"><summary>the same for the other blocks{what}</summary></details>')
+
+    return {"matrix": table, "vector": table, "calc": calc, "jacobian": jacobian, "other_blocks": other_blocks}
+
+
+def notebook_markdown(md: Any, text: str, slots: MathSlots) -> str:
+    """A page body after Jinja, as Markdown a notebook renders: HTML blocks (tables, charts, worked arithmetic) become
+    a one-line note, a displayed formula its $$math$$, callouts quotes; links to other pages keep only their text."""
+    lines = text.split("\n")
+    tokens = md.parse(text, {})
+    for k, token in enumerate(tokens):
+        block = token.content if token.type == "html_block" else ""
+        if token.type == "paragraph_open" and k + 1 < len(tokens) and BLOCK_RE.match(tokens[k + 1].content):
+            block = tokens[k + 1].content  # an <svg> chart is not an HTML block to Markdown, but is one here
+        if block and token.map:
+            start, end = token.map
+            lines[start:end] = [_note(block, slots)] + [None] * (end - start - 1)  # type: ignore[list-item]
+    out: list[str] = []
+    fence = ""
+    quote = False
+    for line in lines:
+        if line is None:
+            continue
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fence = "" if fence and stripped.startswith(fence) else (fence or stripped[:3])
+        if fence:
+            out.append(line)
+            continue
+        callout = re.match(r"^\s*:::\s*(\w+)?\s*(.*)$", line)
+        if callout:
+            if quote and not callout.group(1):
+                quote = False
+                out.append("")
+                continue
+            kind, title = callout.group(1) or "", callout.group(2).strip()
+            quote = True
+            out.append(f"> **{title or {'why': 'Why?', 'check': 'Check', 'note': 'Note'}.get(kind, kind)}**")
+            out.append(">")
+            continue
+        if re.fullmatch(r"\{[#.][^}]*\}", stripped):  # an attribute line ({#id}, {.class})
+            continue
+        if line.startswith("#"):
+            line = "#" + line  # the page's ## sections sit under its own ## title
+        line = _inline(line, slots)
+        out.append(("> " + line if line else ">") if quote else line)
+    body = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", body).strip()
+
+
+BLOCK_RE = re.compile(r"\s*<(svg|figure|div|details|table|section)\b")
+LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
+
+
+def _inline(line: str, slots: MathSlots) -> str:
+    line = SLOT_RE.sub(lambda m: _math(slots, int(m.group(1))), line)
+    line = re.sub(r"</?span\b[^>]*>", "", line)  # inline values: their number stays
+    return LINK_RE.sub(r"\1", line)  # a link to another page (or this one): its text
+
+
+def _math(slots: MathSlots, n: int) -> str:
+    tex, display = slots.formulas[n]
+    return f"$${tex}$$" if display else f"${tex}$"
+
+
+def _note(block: str, slots: MathSlots) -> str:
+    """The one line that stands for an HTML block of the page."""
+    formula = re.match(r'\s*<(div|span) class="formula" data-record="([^"]+)">(.*?)</\1>', block, re.S)
+    if formula:
+        return "\n" + _inline(formula.group(3), slots).strip() + "\n"
+    record = re.search(r'data-record="([^"]+)"', block)
+    name = html.unescape(record.group(1)) if record else ""
+    if "numpy-line" in block:
+        return ""
+    if "calc-step" in block:
+        at = re.search(r'data-at="([^"]*)"', block)
+        where = f" at [{at.group(1).replace(',', ', ')}]" if at and at.group(1) else ""
+        return f"*(On the site: the arithmetic of `{name}`{where}, worked out with the real numbers.)*"
+    if "<table" in block and name:
+        return f'*(On the site: the table of `{name}`; here it is `v["{name}"]`.)*'
+    title = re.search(r"<title[^>]*>(.*?)</title>", block, re.S) or re.search(r'aria-label="([^"]+)"', block)
+    if title:
+        return f"*(On the site: the chart “{html.unescape(re.sub(r'<[^>]+>', '', title.group(1))).strip()}”.)*"
+    if "<details" in block:
+        summary = re.search(r"<summary>(.*?)</summary>", block, re.S)
+        what = html.unescape(re.sub(r"<[^>]+>", "", summary.group(1))).strip() if summary else "more tables"
+        return f"*(On the site: {what}.)*"
+    return "*(On the site: a table or a chart.)*"
+
+
+# -- where each record's code goes --------------------------------------------------------------------------------
+def placement(trace: Any, pages: list[Page], shown: dict[str, set[str]]) -> dict[str, int]:
+    """{record: index of the page whose section computes it}: the first page (in site order) that shows it, or a
+    later one when one of its inputs is computed later (a record no page shows goes where its last input is, or to the
+    first page)."""
+    order = {p.source: k for k, p in enumerate(pages)}
+    at: dict[str, int] = {}
+    updates: list[int] = []
+    for rec in trace.records:
+        if not computed(rec):
+            continue
+        first = min((order[s] for s in shown.get(rec.name, ()) if s in order), default=-1)
+        after = [at[n] for n in rec.inputs if n in at]
+        if rec.op == "forward":  # the forward pass on the updated weights: after every update
+            after += updates
+        at[rec.name] = max([first, *after, 0])  # shown nowhere and made of loaded values only: the first page
+        if rec.name.startswith("updated."):
+            updates.append(at[rec.name])
+    return at
+
+
+def step_groups(trace: Any, names: list[str]) -> list[list[str]]:
+    """The records of one section as code cells: one cell a step, an optimizer's records one cell per parameter."""
+    groups: list[list[str]] = []
+    by_param: dict[str, list[str]] = {}
+    for name in names:
+        rec = trace.record(name)
+        if rec.phase == "optimizer":
+            param = name.split(".", 2)[-1] if name.startswith("opt.") else name.split(".", 1)[-1]
+            if param not in by_param:
+                by_param[param] = []
+                groups.append(by_param[param])
+            by_param[param].append(name)
+        else:
+            groups.append([name])
+    return groups
+
+
+def code_for(trace: Any, names: list[str]) -> str:
+    lines: list[str] = []
+    for name in names:
+        rec = trace.record(name)
+        if rec.op == "forward" and "def forward(v):" not in lines:
+            lines += ["# the forward pass as one function, run again on the updated weights",
+                      *forward_function(trace), "", "", *updated_weights_function(trace), "", ""]
+        lines.append(f"# {name}: {rec.op}" + (f" of {', '.join(rec.inputs)}" if rec.inputs else ""))
+        lines += numpy_lines(trace, name)
+        lines.append(f"check({json.dumps(name)})")
+    return "\n".join(lines)
+
+
+# -- the notebook -------------------------------------------------------------------------------------------------
+def notebook(trace: Any, texts: list[PageText], shown: dict[str, set[str]], trace_file: str) -> dict[str, Any]:
+    """The notebook as nbformat 4.5 JSON data."""
+    pages = [t.page for t in texts]
+    at = placement(trace, pages, shown)
+    cells = [_markdown(_intro(trace, trace_file)),
+             _code(SETUP.format(trace=trace_file, tol=TOLERANCE, parameters=parameters(trace),
+                                inputs=[r.name for r in trace.records if r.op == "input"]))]
+    for k, text in enumerate(texts):
+        names = [r.name for r in trace.records if at.get(r.name) == k]
+        if text.page.section not in PROSE_SECTIONS and not names:
+            continue
+        cells.append(_markdown(f"## {text.page.title}\n\n{text.markdown}".strip()))
+        for group in step_groups(trace, names):
+            cells.append(_code(code_for(trace, group)))
+    skipped = [r.name for r in trace.records if r.phase in ("train",)]
+    cells.append(_markdown(_outro(trace, skipped)))
+    for n, cell in enumerate(cells):
+        cell["id"] = f"cell-{n:04d}"
+    cfg = trace.config
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+            NOTEBOOK_MARK: {"trace": trace_file, "seed": cfg.get("seed"), "optimizer": cfg["optimizer"]["name"]},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _lines(text: str) -> list[str]:
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + [parts[-1]]
+
+
+def _markdown(text: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": _lines(text)}
+
+
+def _code(text: str) -> dict[str, Any]:
+    return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": _lines(text)}
+
+
+def _intro(trace: Any, trace_file: str) -> str:
+    cfg = trace.config
+    m, o = cfg["model"], cfg["optimizer"]
+    texts = "; ".join(f"“{t}”" for t in cfg["data"]["texts"])
+    return (f"# One training step of a tiny GPT-2, recomputed in NumPy\n\n"
+            f"This notebook follows the pages of the handstep site. After each page's text comes plain NumPy that "
+            f"computes that page's steps from the earlier ones, and `check(name)` asserts that the result equals the "
+            f"record of the same name in the trace to {TOLERANCE:g}. Nothing here imports handstep: the initial "
+            f"weights and the input ids are read from `{trace_file}`, which must sit beside this notebook (in Colab, "
+            f"upload it first). Run all cells, top to bottom.\n\n"
+            f"The run: seed {cfg.get('seed')}, {m['n_layers']} block(s), {m['n_heads']} head(s), d_model "
+            f"{m['d_model']}, d_ff {m['d_ff']}, vocabulary of {len(m['vocab'])} words, optimizer {o['name']} "
+            f"(learning rate {o['lr']}), text(s): {texts}.\n\n"
+            "Every value lives in the dict `v`, by its record name; `T` holds the trace's values.")
+
+
+def _outro(trace: Any, skipped: list[str]) -> str:
+    text = ("## Done\n\nEvery step of the forward pass, the loss, every gradient and the optimizer's update were "
+            "recomputed from the initial weights and checked against the trace.")
+    if skipped:
+        text += (" The training-run records (`" + "`, `".join(skipped[:3]) + ("`, …" if len(skipped) > 3 else "`")
+                 + f") summarise {trace.config.get('train_steps', 0)} further steps and are not recomputed here.")
+    return text
+
+
+def notebook_json(nb: dict[str, Any]) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def make_notebook(trace: Any, pages: list[Page], trace_file: str, checks: Any = None,
+                  cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None) -> str:
+    """The notebook's JSON text for `trace`, following `pages`."""
+    ctx = PageContext(trace, MathSlots(), checks, {p.step: p.url for p in pages if p.step})
+    texts = render_pages(ctx, pages, cache_dir, compiled)
+    return notebook_json(notebook(trace, texts, ctx.shown, trace_file))
+
+
+def is_notebook(path: Path) -> bool:
+    """An `is_ours` test for `--out`: a notebook handstep wrote (Jupyter keeps the metadata when it saves)."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(64 << 20))
+        return isinstance(data, dict) and NOTEBOOK_MARK in data.get("metadata", {})
+    except (OSError, ValueError):
+        return False
+
+
+# -- the site's copy ----------------------------------------------------------------------------------------------
+_LAST: dict[str, Any] = {}
+
+
+def notebook_files(ctx: PageContext, pages: list[Page], cache: Path | None = None) -> dict[str, bytes]:
+    """{"notebook.ipynb": ...} for the site (it reads the site's trace.json); the last one is kept while the trace
+    and the pages are the same, so the dev server's rebuilds do not make it again."""
+    key = (tuple((p.source, p.body) for p in pages), id(ctx.trace))
+    if _LAST.get("key") != key or _LAST.get("trace") is not ctx.trace:
+        compiled = _LAST.get("compiled", {})
+        text = make_notebook(ctx.trace, pages, SITE_TRACE, ctx.checks, cache / "jinja" if cache else None, compiled)
+        _LAST.update(key=key, trace=ctx.trace, data=text.encode("utf-8"), compiled=compiled)
+    return {SITE_NOTEBOOK: _LAST["data"]}
+
