@@ -17,6 +17,8 @@ from site_build.data.compare import COMPARE_PAGE
 from site_build.errors import BuildError, shown_path
 from site_build.steps import PHASES, STEP_KEYS
 
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML has it: faster
+
 SECTIONS = ("Introduction", *PHASES, "Reference")  # the sidebar's sections: the steps' phases in between
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
 OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
@@ -107,8 +109,12 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
         raise BuildError(shown, 1, "front matter is not closed: add a '---' line after it")
     block = "\n".join(lines[1:end])
     try:
-        node = yaml.compose(block, Loader=yaml.SafeLoader)
-        meta = yaml.safe_load(block)
+        try:
+            node = yaml.compose(block, Loader=LOADER)
+            meta = yaml.load(block, Loader=LOADER)  # noqa: S506 - a safe loader
+        except yaml.YAMLError:  # the pure-Python parser again, for its wording of the error
+            node = yaml.compose(block, Loader=yaml.SafeLoader)
+            meta = yaml.safe_load(block)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 2 if mark is not None else 2

@@ -1,13 +1,14 @@
 """What a Builder keeps between builds, so the dev server rebuilds in a fraction of a second.
 
-    run        the trace and its checks, reused while the config (and the verification file) is unchanged
+    run        the trace and its checks, reused while the config (and the verification file) is unchanged;
+               on disk too (site_build.cache), keyed by the config and the engine's source
     other      the run compared with (`build --compare`), likewise
-    katex      the KaTeX node workers and their formula cache
-    compiled   the Jinja code of every page body
-    pages      rendered pages, replayed when a page, the trace and the links are unchanged
+    katex      the KaTeX node workers and their formula cache (on disk)
+    compiled   the Jinja code of every page body (on disk)
+    pages      rendered pages, replayed when a page, the trace and the links are unchanged (on disk)
     indexer    the background search index of the last build (`serve`)
 
-A one-off `handstep build` uses a fresh session and closes it.
+A one-off `handstep build` uses a fresh session and closes it; what it finds on disk makes it fast.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from site_build import cache
+from site_build.cache import DiskCache, PageStore
 from site_build.data.checks import VERIFICATION_FILE, Checks, compute_checks
+from site_build.data.downloads import csv_files, ships_trace
+from site_build.data.interact import data_files
 from site_build.errors import shown_path
 from site_build.progress import Progress
 from site_build.render.katex import KatexRenderer
@@ -33,6 +38,7 @@ class Run:
 
     trace: Any
     checks: Checks
+    key: str = ""  # site_build.cache.run_key: what the trace and its checks depend on
 
 
 class Session:
@@ -41,11 +47,14 @@ class Session:
         self.progress = progress
         self.katex = KatexRenderer(root, cache / "katex.json")
         self.compiled: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code
-        self.pages: dict[Any, Any] = {}  # page cache of render.jinja.render_bodies
+        self.runs = DiskCache(cache / "runs")
+        self.data = DiskCache(cache / "data")
+        self.pages = PageStore({}, DiskCache(cache / "pages"))  # page cache of render.jinja.render_bodies
         self.generation = 0  # bumped whenever the trace, its checks or the compared run change
         self.indexer: threading.Thread | None = None
         self._run: tuple[Any, Run] | None = None
         self._other: tuple[Any, Any] | None = None
+        self.other_key = ""  # cache.run_key of the run compared with
         self._trace_files: tuple[Any, dict[str, bytes]] | None = None
 
     def run(self, config_path: Path, seed: int | None) -> Run:
@@ -53,9 +62,16 @@ class Session:
         key = (str(config_path), seed, _mtime(config_path), _mtime(self.root / VERIFICATION_FILE))
         if self._run is None or self._run[0] != key:
             cfg = engine.load_config(str(config_path), seed=seed)
-            trace = engine.run(cfg, progress=self.progress)
-            checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress)
-            self._run = (key, Run(trace, checks))
+            run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE)
+            run = self.runs.get(run_key)
+            if not isinstance(run, Run) or run.key != run_key:
+                trace = engine.run(cfg, progress=self.progress)
+                checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress)
+                run = Run(trace, checks, run_key)
+                if cache.cacheable(trace):
+                    self.runs.put(run_key, run)
+                    self.runs.prune(keep=20)
+            self._run = (key, run)
             self._changed()
         return self._run[1]
 
@@ -63,16 +79,36 @@ class Session:
         """The run to compare with, and where it came from (`configs/x.yaml`)."""
         key = (str(config_path), seed, _mtime(config_path))
         if self._other is None or self._other[0] != key:
-            self._other = (key, engine.run(engine.load_config(str(config_path), seed=seed)))
+            cfg = engine.load_config(str(config_path), seed=seed)
+            self._other = (key, engine.run(cfg))
+            self.other_key = cache.run_key(cfg, None)
             self._changed()
         return self._other[1], shown_path(config_path)
 
     def _changed(self) -> None:
         self.generation += 1
-        self.pages.clear()
+        self.pages.memory.clear()
+
+    def data_files(self, run: Run, ctx: Any, pages: list[Any], other_key: str) -> dict[str, str]:
+        """Every page's click data and every shown record's CSV (from disk when the same run shows the same
+        records on the same pages)."""
+        shown = sorted((name, sorted(where)) for name, where in ctx.shown.items())
+        parts = ("data", run.key, other_key, shown, [(p.source, p.url, p.slug, p.title) for p in pages])
+        key = cache.page_key(parts) if run.key else ""
+        files = self.data.get(key) if key else None
+        if not isinstance(files, dict):
+            files = {**data_files(run.trace, ctx.shown, pages, ctx.other), **csv_files(run.trace, ctx.shown)}
+            if key:
+                self.data.put(key, files)
+                self.data.prune(keep=20)
+        return files
 
     def trace_files(self, trace: Any) -> dict[str, bytes]:
-        """The trace as the engine saves it (`trace.json`, plus `trace.bin` for a big trace), serialised once."""
+        """The trace as the engine saves it (`trace.json`, with its values file for a trace past INLINE_MAX_VALUES),
+        serialised once; nothing for a trace the site does not carry (downloads.ships_trace: a big run's values
+        are gigabytes; `handstep trace` writes them where the reader wants them)."""
+        if not ships_trace(trace):
+            return {}
         if self._trace_files is None or self._trace_files[0] is not trace:
             with tempfile.TemporaryDirectory(prefix="handstep-trace-") as folder:
                 trace.save(Path(folder) / "trace.json")
@@ -94,6 +130,7 @@ class Session:
         """Finish any search indexing, stop KaTeX and save its cache."""
         self.finish_search()
         self.katex.close()
+        self.pages.disk.prune()
 
 
 def _mtime(path: Path) -> float:

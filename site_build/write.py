@@ -185,8 +185,12 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
     tmp = temp_dir_for(out_dir)
     try:
         previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
-        write_files(tmp, {MARKER: MARKER_TEXT, **pages}, previous)
-        reuse = reuse_search and (out_dir / "pagefind").is_dir()
+        changed = write_files(tmp, {MARKER: MARKER_TEXT, **pages}, previous)
+        has_index = (out_dir / "pagefind" / "pagefind.js").is_file()
+        same_pages = previous is not None and not any(rel.endswith(".html") for rel in changed)
+        # The same pages give the same search index: link the old one. The dev server also links it when pages
+        # changed, then indexes again in the background.
+        reuse = has_index and (same_pages or reuse_search)
         indexer = None if reuse else start_pagefind(tmp)  # runs while the rest is written
         try:
             write_files(tmp, assets(), previous)
@@ -201,7 +205,7 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return reuse
+    return reuse and not same_pages
 
 
 def temp_dir_for(out_dir: Path) -> Path:
@@ -240,12 +244,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_files(root: Path, files: dict[str, bytes | str | Path], reuse: Path | None = None) -> None:
-    """Write {relative path: content or file to copy} under root, in sorted order.
+def write_files(root: Path, files: dict[str, bytes | str | Path], reuse: Path | None = None) -> list[str]:
+    """Write {relative path: content or file to copy} under root, in sorted order; returns the paths written
+    (those not linked).
 
     With `reuse` (the site being replaced), a file whose bytes are unchanged is hard-linked from
     there instead of written again: the old tree is never modified, and a rebuild writes only what changed.
     """
+    written = []
     for rel in sorted(files):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -253,10 +259,12 @@ def write_files(root: Path, files: dict[str, bytes | str | Path], reuse: Path | 
         data = content.encode("utf-8") if isinstance(content, str) else content
         if reuse is not None and _link_if_same(reuse / rel, target, data):
             continue
+        written.append(rel)
         if isinstance(data, Path):
             shutil.copyfile(data, target)
         else:
             target.write_bytes(data)
+    return written
 
 
 def _link_if_same(old: Path, target: Path, data: bytes | Path) -> bool:

@@ -99,7 +99,15 @@ def summary_html(a: Any, b: Any, d: Any, label_a: str, label_b: str) -> str:
     """The comparison body: runs, loss, attention, update, record by record (HTML fragment)."""
     changed = [r for r in d.records if r.status == "changed"]
     other = [r for r in d.records if r.status != "changed"]
-    verdict = "identical: no record differs" if d.identical else f"{len(changed)} records changed"
+    reshaped = sum(r.status == "reshaped" for r in d.records)
+    if d.identical:
+        verdict = "identical: no record differs"
+    else:
+        parts = [f"{len(changed)} with other values"] if changed else []
+        parts += [f"{reshaped} reshaped"] if reshaped else []
+        parts += [f"{len(other) - reshaped} in one run only"] if len(other) > reshaped else []
+        n = len(d.records)
+        verdict = f"{n} record{'s' if n != 1 else ''} differ" + (f" ({', '.join(parts)})" if parts else "")
     out = [
         f'<p class="compare-summary" data-compared="{d.compared}" data-changed="{len(changed)}" '
         f'data-missing="{len(other)}">A = {escape(label_a)}; B = {escape(label_b)}: <strong>{verdict}</strong>. '
@@ -175,23 +183,36 @@ def _visible_mean(delta: np.ndarray) -> float:
 
 def _update_section(a: Any, b: Any) -> list[str]:
     rows = []
-    for names in a.index.values():
+    for key, names in a.index.items():
         if not isinstance(names, dict) or "updated" not in names:
             continue
         p, u = names["initial"], names["updated"]
-        if not all(n in t for t in (a, b) for n in (p, u)) or a[p].shape != b[p].shape:
-            continue
-        da, db = np.asarray(a[u]) - np.asarray(a[p]), np.asarray(b[u]) - np.asarray(b[p])
-        na, nb = float(np.linalg.norm(da)), float(np.linalg.norm(db))
-        rows.append(f"<tr><td><code>{escape(p)}</code></td><td>{short(na)}</td><td>{short(nb)}</td>"
-                    f"<td>{short(float(np.abs(da).max()))}</td><td>{short(float(np.abs(db).max()))}</td>"
-                    f"<td>{short(float(np.abs(db - da).max()))}</td></tr>")
+        in_b = isinstance(b.index.get(key), dict) and all(n in b for n in (p, u))
+        da = np.asarray(a[u]) - np.asarray(a[p])
+        db = np.asarray(b[u]) - np.asarray(b[p]) if in_b else None
+        cells = [short(float(np.linalg.norm(da))), short(float(np.linalg.norm(db))) if db is not None else "–",
+                 short(float(np.abs(da).max())) if da.size else "–",
+                 short(float(np.abs(db).max())) if db is not None and db.size else "–"]
+        if db is None:
+            last = "not in B"
+        elif db.shape != da.shape:
+            last = f"shapes {_shape(da.shape)} and {_shape(db.shape)}"
+        else:
+            last = short(float(np.abs(db - da).max())) if da.size else "–"
+        rows.append(f"<tr><td><code>{escape(p)}</code></td>" + "".join(f"<td>{c}</td>" for c in cells)
+                    + f"<td>{escape(last)}</td></tr>")
+    if not rows:
+        return ['<h2 id="update">The update</h2>', "<p>Run A has no parameter updates to compare.</p>"]
     return ['<h2 id="update">The update</h2>',
             "<p>Per parameter: the size of the step θ<sub>new</sub> − θ (its norm and largest entry) in each run, "
-            "and the largest difference between the two steps.</p>",
+            "and the largest difference between the two steps where the tensors have the same shape.</p>",
             '<table class="compare-table"><thead><tr><th>parameter</th><th>‖Δθ‖ A</th><th>‖Δθ‖ B</th>'
             "<th>max |Δθ| A</th><th>max |Δθ| B</th><th>max |Δθ<sub>B</sub> − Δθ<sub>A</sub>|</th></tr></thead><tbody>",
             *rows, "</tbody></table>"]
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " × ".join(map(str, shape)) or "scalar"
 
 
 def _records_section(d: Any) -> list[str]:

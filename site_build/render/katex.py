@@ -87,6 +87,12 @@ class KatexRenderer:
         while len(self._workers) < self.n_workers:
             self._workers.append(_Worker(self.root))
 
+    def warm_up(self) -> None:
+        """Start the workers now when nothing is cached (a cold build); otherwise only a formula the cache lacks
+        starts them, and a warm build runs no node at all."""
+        if not self._cache:
+            self.start()
+
     def prefetch(self, tex: str, display: bool) -> None:
         """Queue a formula for rendering unless it is cached or already queued."""
         item = (tex, display)

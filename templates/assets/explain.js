@@ -7,7 +7,7 @@
   var doc = document, root = doc.documentElement.dataset.root || "", main = doc.querySelector("[data-explain]");
   if (!main) return;
   var MINUS = "−";
-  var D = null, X = null, waiting = [], loading = false, panel, content, closer, from;
+  var D = null, X = null, panel, content, closer, from;
   var CELLS = "table.matrix td:not(.gap), .value-highlight";
   var SCRIPTS = [main.dataset.explain, root + "assets/explain/interpret.js", root + "assets/explain/ops.js",
     root + "katex/katex.min.js"];
@@ -37,28 +37,29 @@
   }
 
   // -- loading: the page's data, the interpreter, its descriptions and KaTeX, in order ---------------------
-  function load(done) {
-    if (D) return done();
-    waiting.push(done);
-    if (loading) return;
-    loading = true;
-    var next = 0;
-    (function one() {
-      if (next === SCRIPTS.length) {
-        D = window.HANDSTEP_DATA; X = window.HandstepExplain;
-        prepare();
-        waiting.splice(0).forEach(function (f) { f(); });
-        return;
-      }
-      var s = doc.createElement("script");
-      s.src = SCRIPTS[next++];
-      s.onload = one;
-      s.onerror = function () {
-        if (content) content.innerHTML = "<p>The numbers for this page did not load.</p>";
-        loading = false; waiting = [];
-      };
-      doc.head.appendChild(s);
-    })();
+  // load(done, n): run `done` once the first n scripts have loaded (all by default). A hover needs only the
+  // page's data (n = 1): KaTeX and the interpreter load on the first click.
+  var loaded = 0, busy = false, queue = [];
+  function load(done, n) {
+    queue.push([n || SCRIPTS.length, done]);
+    pump();
+  }
+  function pump() {
+    if (loaded >= 1 && !D) { D = window.HANDSTEP_DATA; prepare(); }
+    if (loaded >= 2) X = window.HandstepExplain;
+    var ready = queue.filter(function (q) { return loaded >= q[0]; });
+    queue = queue.filter(function (q) { return loaded < q[0]; });
+    ready.forEach(function (q) { q[1](); });
+    if (busy || !queue.length) return;
+    busy = true;
+    var s = doc.createElement("script");
+    s.src = SCRIPTS[loaded];
+    s.onload = function () { busy = false; loaded++; pump(); };
+    s.onerror = function () {
+      if (content) content.innerHTML = "<p>The numbers for this page did not load.</p>";
+      busy = false; queue = [];
+    };
+    doc.head.appendChild(s);
   }
   function tex(latex, display) {
     try {
@@ -90,7 +91,7 @@
   }
   function exact(c) {  // the full-precision value, from the page's data, on hover and focus
     if (c.title || c.tagName !== "TD") return;
-    load(function () { var k = where(c), r = D.records[k[0]]; if (r && r.values) c.title = String(at(r, k[1])); });
+    load(function () { var k = where(c), r = D.records[k[0]]; if (r && r.values) c.title = String(at(r, k[1])); }, 1);
   }
 
   function cellOf(el) {
@@ -208,7 +209,7 @@
       box.className = "matrix-wrap";
       box.appendChild(copy);
       det.replaceChild(box, det.querySelector(".compare-note"));
-    });
+    }, 1);
   }, true);
   doc.addEventListener("mouseover", function (e) { var c = cellOf(e.target); if (c) exact(c); });
   doc.addEventListener("focusin", function (e) {

@@ -60,7 +60,8 @@ def test_only_the_key_bias_has_noise_gradients_on_default():
         g = o["grads"][key]
         noise = (np.abs(g) <= NOISE_GRAD) & (g != 0)
         if key.endswith("attn.c_attn.bias"):
-            assert noise[C : 2 * C].all() and not noise[:C].any() and not noise[2 * C :].any()
+            # the key bias's true gradient is zero: rounding leaves noise or an exact 0, depending on the BLAS
+            assert (np.abs(g[C : 2 * C]) <= NOISE_GRAD).all() and not noise[:C].any() and not noise[2 * C :].any()
         else:
             assert not noise.any(), key
 

@@ -335,3 +335,13 @@ def test_an_interrupted_build_leaves_the_previous_site_and_nothing_else(world: P
     after = hash_tree(world)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert {k for k in changed if not k.startswith("cache/")} == set(), sorted(changed)
+
+
+def test_a_big_trace_is_written_with_its_values_file(world: Path):
+    """Past two million values the values go to `<name>.bin` beside the JSON, under that name."""
+    (world / "configs" / "wide.yaml").write_text("model: {d_model: 256, d_ff: 1024, n_heads: 4}\ntrain_steps: 0\n")
+    result = handstep(world, "trace", "--config", "configs/wide.yaml", "--out", "out/wide.json")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (world / "out").iterdir()) == ["wide.bin", "wide.json"]
+    trace = engine.load_trace(world / "out" / "wide.json")
+    assert trace["L0.mlp.c_fc.weight"].shape == (256, 1024)

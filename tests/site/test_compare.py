@@ -116,3 +116,18 @@ def test_diff_html_of_a_trace_with_itself(tmp_path, small_trace):
     assert main(["diff", str(a), str(a), "--html", str(report)]) == 0
     html = report.read_text(encoding="utf-8")
     assert changed(html) == 0 and "identical" in html
+
+
+def test_comparing_with_a_larger_model_counts_every_difference_and_fills_the_update_table(small_trace):
+    cfg = dict(small_trace.config)
+    wider = engine.run(engine.config.config_from_dict(
+        {"model": {**{k: v for k, v in cfg["model"].items() if k != "vocab"}, "d_model": 16, "n_layers": 2},
+         "data": cfg["data"], "train_steps": 1}, "wider"))
+    d = diff_traces(small_trace, wider)
+    html = summary_html(small_trace, wider, d, "A", "B")
+    reshaped = sum(r.status == "reshaped" for r in d.records)
+    assert reshaped > 0
+    assert f"{len(d.records)} records differ" in html and f"{reshaped} reshaped" in html
+    update = html.split('<h2 id="update">')[1].split("</table>")[0]
+    assert update.count("<tr><td><code>") == sum(isinstance(v, dict) for v in small_trace.index.values())
+    assert "shapes " in update

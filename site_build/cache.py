@@ -1,0 +1,138 @@
+"""The build's caches on disk, keyed by everything their contents depend on, so an unchanged input is not
+recomputed by the next `handstep build`:
+
+    runs/<key>.pickle    a trace with its check figures; the key: the config (as the engine reads it), the
+                         engine's source, the checkpoint files a config names, and the verification file
+    pages/<key>.pickle   a rendered page body (render.jinja.PageResult); the key: the page's text, the run, the
+                         links and the site builder's source
+
+A damaged or foreign entry is ignored (the work is simply done again), so deleting the cache folder is always
+safe. Each folder keeps its newest KEEP entries. Traces whose values live in a file (a big run) are not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import engine
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSION = b"handstep cache 1"
+KEEP = 400
+
+
+@cache
+def source_digest(package: str) -> str:
+    """sha256 over the files of a package of this project (the code a cached result came from)."""
+    h = hashlib.sha256(VERSION)
+    base = ROOT / package
+    for path in sorted(base.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".yaml", ".js") and "__pycache__" not in path.parts:
+            h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _stat(path: Path) -> str:
+    try:
+        st = path.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "-"
+
+
+def run_key(cfg: Any, verification: Path | None) -> str:
+    """The key of a run: what the trace and its checks depend on."""
+    h = hashlib.sha256(source_digest("engine").encode())
+    h.update(json.dumps(cfg.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+    folder = cfg.model.checkpoint_dir
+    if folder:
+        for path in sorted(Path(folder).iterdir()):
+            h.update(path.name.encode() + _stat(path).encode())
+    try:
+        h.update(verification.read_bytes() if verification else b"no verification")
+    except OSError:
+        h.update(b"no verification")
+    return h.hexdigest()
+
+
+def page_key(parts: Any) -> str:
+    """The key of a rendered page: its inputs (any picklable value) and the site builder's source."""
+    h = hashlib.sha256(source_digest("site_build").encode())
+    h.update(pickle.dumps(parts, protocol=5))
+    return h.hexdigest()
+
+
+class DiskCache:
+    """A folder of pickled values by key; reading never fails (a bad entry is a miss)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.written = 0
+
+    def get(self, key: str) -> Any:
+        path = self.folder / f"{key}.pickle"
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(VERSION))
+                if head != VERSION:
+                    return None
+                return pickle.load(f)  # noqa: S301 - our own cache folder, written by put() below
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError):
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(VERSION)
+                pickle.dump(value, f, protocol=5)
+            tmp.replace(self.folder / f"{key}.pickle")
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            return  # a cache that cannot be written is only a slower next build
+        self.written += 1
+
+    def prune(self, keep: int = KEEP) -> None:
+        """Keep the newest `keep` entries."""
+        if not self.written:
+            return
+        try:
+            entries = sorted(self.folder.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        except OSError:
+            return
+        for path in entries[keep:]:
+            path.unlink(missing_ok=True)
+
+
+class PageStore:
+    """render.jinja's page cache backed by a DiskCache: `get`/`__setitem__` with the render key's parts (which
+    name the run by its key, so a cached page belongs to one trace)."""
+
+    def __init__(self, memory: dict[Any, Any], disk: DiskCache) -> None:
+        self.memory = memory
+        self.disk = disk
+
+    def _key(self, key: Any) -> str:
+        return page_key(key)
+
+    def get(self, key: Any) -> Any:
+        hit = self.memory.get(key)
+        if hit is None:
+            hit = self.disk.get(self._key(key))
+            if hit is not None:
+                self.memory[key] = hit
+        return hit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.memory[key] = value
+        self.disk.put(self._key(key), value)
+
+
+def cacheable(trace: Any) -> bool:
+    return getattr(trace, "values_file", None) is None and isinstance(trace, engine.Trace)
