@@ -77,7 +77,7 @@ def site_rows() -> list[tuple]:
         return []
     from benchmarks import site_bench
 
-    return site_bench.rows(row, timed, child, SCALE)
+    return site_bench.rows(row, timed, child)
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""The site's figures for `make bench`: build times, memory, page sizes, and the GPT-2-small-shaped config.
+"""The site's figures for `make bench`: build times, memory, page sizes, and full GPT-2-small shapes.
 
 Every build goes into a temporary directory with its own KaTeX cache; the repository's site/,
 content/ and .cache/ are never touched. `rows()` is called by benchmarks/bench.py.
@@ -7,13 +7,13 @@ content/ and .cache/ are never touched. `rows()` is called by benchmarks/bench.p
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 REPEAT = 5
-SCALE_REPEAT = 3
-# A scale build past these limits is stopped and reported as such (a page that shows every
-# element of a 2048 x 768 table can take minutes and many GB).
-SCALE_LIMIT_S = 180
-SCALE_LIMIT_MB = 4000
 
 def _cli_build(cache: Path, out: Path, config: Path | None = None) -> None:
     """`handstep build` as a user runs it, with its cache in a scratch directory."""
@@ -95,77 +90,126 @@ def _one_page_rebuilds(tmp: Path, repeat: int) -> list[float]:
     return times
 
 
-def _watched(code: str, limit_s: float, limit_mb: float) -> tuple[dict | None, float, float, str]:
-    """Run code (which sets RESULT) in a fresh interpreter, stopping it past limit_s or limit_mb.
+# Full GPT-2-small shapes (benchmarks/gpt2_small.py): one `handstep build`, as a user runs it, watched from outside.
+GPT2_REPEAT = int(os.environ.get("HANDSTEP_BENCH_GPT2_REPEAT", "1"))  # each build takes a minute or more
+GPT2_LIMIT_S = 1200
+GPT2_LIMIT_MB = 14_000  # the machine must survive a regression
+GPT2_GOALS = {"wall": 60.0, "peak_mb": 8000.0, "page_kb": 100.0, "site_mb": 1000.0, "file_mb": 100.0}
+# Which phase a moment of the build belongs to: the progress line that ends each phase (stderr, one per phase).
+PHASES = (("engine", "  finite differences:"), ("finite differences", "  trace:"), ("pages", "  pages:"),
+          ("layout and KaTeX", "  katex:"), ("page data, CSV, .npy, heatmaps", "  data:"),
+          ("writing (files, search index)", None))
 
-    Returns (RESULT or None, wall seconds, peak MB of the Python process, why it was stopped or "").
-    A runaway build must not take the machine's memory: the peak is read from /proc while it runs.
-    """
-    wrapped = code + "\nimport json as _j\nprint(_j.dumps(RESULT))"
-    proc = subprocess.Popen([PY, "-c", wrapped], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    start, peak, why = time.perf_counter(), 0.0, ""
+
+def gpt2_build(config: Path, out: Path, cache: Path) -> dict:
+    """`handstep build` of a config, watched from outside: wall time, each phase's seconds and peak resident memory
+    (sampled every 0.1 s; the engine's values are memory-mapped, so resident pages of that file count too), or
+    why it was stopped."""
+    cmd = [str(Path(PY).parent / "handstep"), "build", "--config", str(config), "--out", str(out), "--cache",
+           str(cache)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.perf_counter(), ln) for ln in proc.stderr),
+                              daemon=True)
+    start = time.perf_counter()
+    reader.start()
+    samples: list[tuple[float, float]] = []
+    why = ""
     while proc.poll() is None:
-        peak = max(peak, _peak_mb(proc.pid))
-        elapsed = time.perf_counter() - start
-        if elapsed > limit_s or peak > limit_mb:
-            why = f"stopped after {elapsed:.0f} s at {peak:.0f} MB"
+        now, rss = time.perf_counter(), _rss_mb(proc.pid)
+        samples.append((now, rss))
+        if now - start > GPT2_LIMIT_S or rss > GPT2_LIMIT_MB:
+            why = f"stopped after {now - start:.0f} s at {rss:.0f} MB"
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.1)
-    stdout, stderr = proc.communicate()
+    proc.wait()
+    reader.join(5)
     wall = time.perf_counter() - start
-    if why:
-        return None, wall, peak, why
-    if proc.returncode != 0:
-        return None, wall, peak, "failed: " + (stderr.strip().splitlines() or ["?"])[-1]
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return result, wall, max(peak, result.get("peak_mb", 0.0)), ""
+    if not why and proc.returncode != 0:
+        why = "failed: " + (lines[-1][1].strip() if lines else "?")
+    ends, times = [], {}
+    for name, marker in PHASES:
+        hit = next(((t, ln) for t, ln in lines if marker and ln.startswith(marker) and "/" not in ln), None)
+        ends.append((name, hit[0] if hit else start + wall))
+    begin = start
+    peaks = {}
+    for name, end in ends:
+        peaks[name] = max((rss for t, rss in samples if begin <= t <= end), default=0.0)
+        times[name] = max(0.0, end - begin)
+        begin = end
+    return {"wall": wall, "why": why, "phase_s": times, "phase_mb": peaks,
+            "peak_mb": max((rss for _, rss in samples), default=0.0)}
 
 
-def _peak_mb(pid: int) -> float:
+def _rss_mb(pid: int) -> float:
+    """Resident memory of the process and its children (the KaTeX workers, Pagefind), in MB."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
-        pass
-    return 0.0
+        return []
+    return kids + [g for k in kids for g in _children(k)]
 
 
-def _scale_rows(row: Callable, scale: dict, tmp: Path) -> list[tuple]:
-    """The GPT-2-small-shaped layer through the real content: a YAML file (JSON is YAML)."""
-    config = tmp / "scale.yaml"
-    config.write_text(json.dumps(scale), encoding="utf-8")
-    site = tmp / "scale" / "site"
-    code = (
-        "import resource, time\nfrom pathlib import Path\nfrom site_build.build import Paths, build\n"
-        f"t = time.perf_counter()\nreport = build({str(config)!r}, Path({str(site)!r}), "
-        f"paths=Paths(cache=Path({str(tmp / 'scale-cache')!r})))\n"
-        "RESULT = {'s': time.perf_counter() - t, 'trace_s': report.timings['trace'],\n"
-        "          'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}\n"
-    )
+def site_figures(site: Path) -> dict:
+    """The sizes the goals are about: every page gzipped, the whole site, the largest file."""
+    files = [p for p in site.rglob("*") if p.is_file()]
+    pages = sorted(((len(gzip.compress(p.read_bytes(), compresslevel=9, mtime=0)), p.name) for p in files
+                    if p.suffix == ".html"), reverse=True)
+    largest = max(files, key=lambda p: p.stat().st_size)
+    return {"pages": pages, "site_mb": sum(p.stat().st_size for p in files) / 1e6,
+            "file": (largest.relative_to(site).as_posix(), largest.stat().st_size / 1e6),
+            "trace": (site / "trace.json").exists()}
+
+
+def _gpt2_rows(row: Callable, tmp: Path) -> list[tuple]:
+    """Full GPT-2-small shapes with random weights through the real content: build, memory, pages, site."""
+    from benchmarks import gpt2_small
+
+    config = gpt2_small.write(tmp / "gpt2-small.yaml")
+    label = "GPT-2 small (12 × 768, 12 heads, 3072, vocab 50,257, 64 tokens)"
     runs = []
-    for _ in range(SCALE_REPEAT):
-        result, wall, peak, why = _watched(code, SCALE_LIMIT_S, SCALE_LIMIT_MB)
-        if why:
-            stopped = ("scale config: trace + site build", f"> {wall:.0f}", "", "", "s", why)
-            return [stopped, ("scale config: peak memory (Python process)", f"> {peak:.0f}", "", "", "MB", why)]
-        runs.append(result)
-    out = [
-        row("scale config: trace + site build (in-process; KaTeX cache warm after run 1)",
-            [r["s"] for r in runs], "s"),
-        row("scale config: time in `trace`", [r["trace_s"] for r in runs], "s"),
-        row("scale config: peak memory (Python process)", [r["peak_mb"] for r in runs], "MB"),
-    ]
-    name, raw, gz = _sizes(site)["html"]
-    out.append(row(f"scale config: largest HTML page ({name}), raw", [raw / 1000], "KB"))
-    out.append(row(f"scale config: largest HTML page ({name}), gzip", [gz / 1000], "KB"))
-    out.append(row("scale config: trace.json in the site", [(site / "trace.json").stat().st_size / 1e6], "MB"))
+    for i in range(GPT2_REPEAT):
+        run = gpt2_build(config, tmp / "gpt2" / "site", tmp / f"gpt2-cache-{i}")  # a cold cache each time
+        if run["why"]:
+            return [(f"{label}: `handstep build`", f"> {run['wall']:.0f}", "", "", "s", run["why"]),
+                    (f"{label}: peak memory", f"{run['peak_mb']:.0f}", "", "", "MB", run["why"])]
+        runs.append(run)
+    goal = GPT2_GOALS
+    out = [row(f"{label}: `handstep build`, wall (cold cache, incl. interpreter start)", [r["wall"] for r in runs],
+               "s", f"≤ {goal['wall']:.0f} s")]
+    for phase in runs[0]["phase_s"]:
+        out.append(row(f"{label}: time in {phase}", [r["phase_s"][phase] for r in runs], "s"))
+    out.append(row(f"{label}: peak memory (build and its children)", [r["peak_mb"] for r in runs], "MB",
+                   f"≤ {goal['peak_mb']:.0f} MB"))
+    for phase in runs[0]["phase_mb"]:
+        out.append(row(f"{label}: peak memory in {phase}", [r["phase_mb"][phase] for r in runs], "MB"))
+    fig = site_figures(tmp / "gpt2" / "site")
+    top_kb, top_name = fig["pages"][0][0] / 1000, fig["pages"][0][1]
+    out.append(row(f"{label}: largest page ({top_name}), gzip", [top_kb], "KB", f"≤ {goal['page_kb']:.0f} KB"))
+    over = [f"{n} {kb / 1000:.0f}" for kb, n in fig["pages"] if kb > goal["page_kb"] * 1000]
+    out.append((f"{label}: pages over {goal['page_kb']:.0f} KB gzip ({', '.join(over) or 'none'})",
+                str(len(over)), str(len(over)), str(len(over)), "pages", "0"))
+    out.append(row(f"{label}: whole site", [fig["site_mb"]], "MB", f"≤ {goal['site_mb']:.0f} MB"))
+    out.append(row(f"{label}: largest file ({fig['file'][0]})", [fig["file"][1]], "MB", f"≤ {goal['file_mb']:.0f} MB"))
+    out.append((f"{label}: trace.json shipped", "yes" if fig["trace"] else "no", "", "", "", "no"))
     return out
 
 
-def rows(row: Callable, timed: Callable, child: Callable, scale: dict) -> list[tuple]:
+def rows(row: Callable, timed: Callable, child: Callable) -> list[tuple]:
     out: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="handstep-bench-") as name:
         tmp = Path(name)
@@ -199,5 +243,13 @@ def rows(row: Callable, timed: Callable, child: Callable, scale: dict) -> list[t
                 out.append(row(f"site: {kind} ({what}), raw", [raw / 1000], "KB", target))
                 out.append(row(f"site: {kind} ({what}), gzip", [gz / 1000], "KB"))
 
-        out.extend(_scale_rows(row, scale, tmp))
+        out.extend(_gpt2_rows(row, tmp))
     return out
+
+
+if __name__ == "__main__":  # only the GPT-2-small rows: python -m benchmarks.site_bench
+    from benchmarks.bench import row as bench_row
+
+    with tempfile.TemporaryDirectory(prefix="handstep-bench-") as folder:
+        for line in _gpt2_rows(bench_row, Path(folder)):
+            print("| " + " | ".join(line) + " |")

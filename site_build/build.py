@@ -17,11 +17,13 @@ import engine
 from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
-from site_build.data.downloads import csv_files
-from site_build.data.interact import data_files, pages_with_data
+from site_build.data.downloads import page_files
+from site_build.data.interact import pages_with_data
 from site_build.errors import BuildError, shown_path
+from site_build.exercises import add_exercises
 from site_build.macros import PageContext
 from site_build.macros.charts import step_map
+from site_build.notebook import notebook_files
 from site_build.pages import Page, collect_pages
 from site_build.progress import Progress, quiet
 from site_build.render.jinja import finish_compiling, link_map, render_bodies, start_compiling
@@ -100,7 +102,7 @@ class Builder:
         # 1. gather: the pages, and the trace with its checks (run, or kept from the last build)
         pages, problems = collect_pages(self.paths.content)
         compiling = start_compiling(pages, self.paths.cache / "jinja", session.compiled)  # forks: before threads
-        session.katex.start()  # node loads KaTeX while Python computes the trace
+        session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while Python computes the trace
         try:
             run = session.run(config_path, seed)
         finally:
@@ -110,10 +112,12 @@ class Builder:
                           {p.step: p.url for p in pages if p.step})
         extra_pages = self.compare_with(ctx, config_path, compare) if compare is not None else {}
         # 2. render: every page through Jinja and Markdown (the step pages open with the map), then the layout
-        cache_key = (session.generation, compare is not None, tuple(sorted(ctx.step_links.items())))
+        other_key = session.other_key if compare is not None else ""
+        cache_key = (run.key or session.generation, other_key, tuple(sorted(ctx.step_links.items())))
         bodies = render_bodies(pages, ctx, link_map(pages), problems, self.paths.cache / "jinja", session.compiled,
                                session.pages, cache_key)
         add_step_maps(ctx, pages, bodies)
+        add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
         clock.lap("pages")
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
                                  extra_pages)
@@ -130,14 +134,15 @@ class Builder:
                              + ", ".join(report.missing))
         # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
         files: dict[str, Any] = {rel: search_ignores(ctx.math.fill(html, math.html)) for rel, html in layouts.items()}
-        files.update(data_files(run.trace, ctx.shown, pages, ctx.other))
-        files.update(csv_files(run.trace, ctx.shown))
+        files.update(session.data_files(run, ctx, pages, other_key))
+        files.update(page_files(run.trace, files))  # the windows' CSVs, .npy files and heatmaps the pages link to
         clock.lap("data")
         # 5. write into a temporary folder, index it for search, swap it in
         self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
 
         def assets() -> dict[str, Any]:  # computed while the search index is built
-            return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace)}
+            return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
+                    **notebook_files(ctx, pages, self.paths.cache)}  # the notebook reads trace.json
 
         if write.write_site(out_dir, files, assets, clock.lap, reuse_search=self.background_search):
             session.index_in_background(out_dir)

@@ -1,4 +1,4 @@
-"""The `handstep` command: `trace`, `diff`, `build` and `serve`, one parser for all of them.
+"""The `handstep` command: `trace`, `diff`, `build`, `serve` and `notebook`, one parser for all of them.
 
 Every expected failure (a bad argument, config, page, trace file or output path) prints one line per
 problem to stderr and exits with status 2; a traceback would mean a bug in handstep itself. Nothing is
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import socket
 import sys
@@ -98,6 +99,14 @@ def make_parser() -> argparse.ArgumentParser:
                    help="compare with a run of the same config (or of --compare) with seed N")
     p.set_defaults(func=run_build)
 
+    p = sub.add_parser("notebook", help="write a Jupyter notebook that recomputes the step in NumPy, page by page")
+    _add_run_options(p)
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.ipynb",
+                   help="the notebook; its trace file is written beside it (FILE.trace.json)")
+    p.add_argument("--content", type=Path, default=Paths().content, help="pages folder (default: content/)")
+    p.add_argument("--force", action="store_true", help="replace --out even if handstep did not write it")
+    p.set_defaults(func=run_notebook)
+
     p = sub.add_parser("serve", help="build, serve on 127.0.0.1 and rebuild on changes")
     _add_site_options(p)
     p.add_argument("--port", type=port_number, default=8000, help="port (default: 8000; 0 picks a free one)")
@@ -143,11 +152,62 @@ def run_trace(args: argparse.Namespace) -> int:
     if sidecar != out:
         write.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "trace.json")
     cfg = _config(args)
-    trace = engine.run(cfg, progress=Progress())
-    write.write_file_atomic(out, trace.save)
+    trace = engine.run(cfg, progress=Progress(), spill_dir=out.parent if out.parent.is_dir() else None)
+    _save_trace_beside(trace, out)
     print(f"wrote {shown_path(out)}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
           f"after one {cfg.optimizer.name} step, {time.perf_counter() - start:.2f} s")
     return 0
+
+
+def run_notebook(args: argparse.Namespace) -> int:
+    """`handstep notebook`: FILE.ipynb and the trace it reads, FILE.trace.json (+ FILE.trace.bin for a big trace)."""
+    from site_build.notebook import is_notebook, make_notebook
+    from site_build.pages import collect_pages
+
+    start = time.perf_counter()
+    out: Path = args.out
+    if out.suffix != ".ipynb":
+        raise BuildError(f"--out {shown_path(out)}", 0, "give a notebook file name ending in .ipynb, e.g. step.ipynb")
+    trace_path = out.with_suffix(".trace.json")
+    sidecar = trace_path.with_suffix(".bin")
+    write.check_output_file(out, "--out", is_notebook, "a notebook handstep wrote", args.force, "step.ipynb")
+    write.check_output_file(trace_path, "--out", write.file_starts_with(TRACE_PREFIX), "a handstep trace",
+                            args.force, "step.ipynb")
+    write.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "step.ipynb")
+    if not args.content.is_dir():
+        what = "is not a folder" if args.content.exists() else "does not exist"
+        raise BuildError(f"--content {shown_path(args.content)}", 0, f"{what}; give the folder of the site's pages")
+    pages, problems = collect_pages(args.content)
+    if problems:
+        raise BuildError.collect(problems)
+    cfg = _config(args)
+    trace = engine.run(cfg, progress=Progress())
+    text = make_notebook(trace, pages, trace_path.name)
+    _save_trace_beside(trace, trace_path)
+    write.write_file_atomic(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    from engine.trace import INLINE_MAX_VALUES
+
+    big = sum(r.value.size for r in trace.records) > INLINE_MAX_VALUES
+    cells = text.count('"cell_type": "code"')
+    print(f"wrote {shown_path(out)} ({cells} code cells), reading {shown_path(trace_path)}"
+          f"{' and ' + shown_path(sidecar) if big else ''}; {time.perf_counter() - start:.2f} s")
+    return 0
+
+
+def _save_trace_beside(trace: engine.Trace, path: Path) -> None:
+    """The trace as `path` (and its values file, named after it, for a big trace), each moved into place whole: saved
+    in a temporary folder beside it first, so the values file keeps its own name."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        trace.save(folder / path.name)
+        for part in sorted(folder.iterdir(), key=lambda p: p.name == path.name):  # the JSON last
+            os.replace(part, path.with_name(part.name))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_diff(args: argparse.Namespace) -> int:

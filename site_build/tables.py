@@ -3,7 +3,8 @@
 Matrices are plain HTML tables (a KaTeX matrix costs ~20x the bytes). Each cell shows
 4 decimals and is shaded by sign and magnitude through a class (p1..p9, n1..n9); the
 full-precision value is added on hover/focus by the page script from the page's data.
-Past a size, rows and columns are elided numpy-style: the corners and a ⋯ gap.
+Past a size, rows and columns are elided numpy-style: the corners and a ⋯ gap (macros.scale decides what a
+big matrix shows).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def magnitude(values: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
+DENSE_COLS = 12  # a table with this many columns or more uses the small type that fits 16 in the text column
+
+
 def table(
     values: np.ndarray,
     rows: Axis,
@@ -69,21 +73,32 @@ def table(
     record: str,
     at: tuple[int, ...],
     corner: str,
+    mark_rows: set[int] | frozenset[int] = frozenset(),
+    mark_cols: set[int] | frozenset[int] = frozenset(),
 ) -> str:
     """A 2-D table of `values` (indexed [row, col] by full-axis indices), one line of HTML.
 
     `record` and `at` (the fixed leading index, e.g. batch and head) let scripts map
     a cell back to its trace element: element = at + (row data-i, column data-j); a
-    vector's unit axis (name "") carries no data-i/data-j.
+    vector's unit axis (name "") carries no data-i/data-j. Rows in `mark_rows` get class
+    `hl`, columns in `mark_cols` a `<col class="hl">`: the row and column a calc() block uses.
+    A vector's marks are on its one labelled axis.
     """
-    picked = values[np.ix_([i for i in rows.shown if i is not None], [j for j in cols.shown if j is not None])]
+    ri = [i for i in rows.shown if i is not None]
+    ci = [j for j in cols.shown if j is not None]
+    picked = values[np.ix_(ri, ci)]
     scale = magnitude(picked)
     at_attr = ",".join(str(i) for i in at)
+    dense = " dense" if len(cols.shown) >= DENSE_COLS else ""
     out = [
-        f'<div class="matrix-wrap"><table class="matrix" data-record="{escape(record)}" data-at="{at_attr}">',
+        f'<div class="matrix-wrap"><table class="matrix{dense}" data-record="{escape(record)}" data-at="{at_attr}">',
         f"<caption>{caption}</caption>",
-        f'<thead><tr><th class="axes" scope="col">{corner}</th>',
     ]
+    if cols.name and any(j in mark_cols for j in ci):
+        out.append("<colgroup><col>")  # the row labels' column
+        out.extend('<col class="hl">' if j is not None and j in mark_cols else "<col>" for j in cols.shown)
+        out.append("</colgroup>")
+    out.append(f'<thead><tr><th class="axes" scope="col">{corner}</th>')
     for j in cols.shown:
         if j is None:
             out.append('<th class="gap" scope="col">⋯</th>')
@@ -96,7 +111,8 @@ def table(
             out.extend('<td class="gap">⋱</td>' if j is None else '<td class="gap">⋮</td>' for j in cols.shown)
             out.append("</tr>")
             continue
-        out.append(f'<tr{_pos("i", i, rows)}><th scope="row">{html_words(rows.labels[i])}</th>')
+        hl = ' class="hl"' if rows.name and i in mark_rows else ""
+        out.append(f'<tr{_pos("i", i, rows)}{hl}><th scope="row">{html_words(rows.labels[i])}</th>')
         for j in cols.shown:
             out.append('<td class="gap">⋯</td>' if j is None else cell(values[i, j], scale))
         out.append("</tr>")

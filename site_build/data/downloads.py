@@ -1,6 +1,16 @@
-"""Download the numbers: one CSV file per record a page shows, at full precision.
+"""Download the numbers: what the pages show, at full precision, and the pictures of big matrices.
 
-Layout of a file: one index column per leading axis, then one column per entry of the
+    assets/csv/NAME.csv                 every value of a record small enough to be shown whole (MAX_CSV_VALUES)
+    assets/csv/NAME~AT~ROWS~COLS.csv    the window of a big record a page shows (rows and columns as ranges)
+    assets/npy/NAME.npy                 every value of a big record, up to MAX_NPY_VALUES (NumPy's format)
+    assets/heat/NAME~AT.png             the heatmap of one matrix of a record (`AT`: the fixed leading indices)
+    assets/heat/NAME~AT~heads.png       every head of a record side by side
+
+The windows, heatmaps and .npy files are made from the paths the finished pages link to (`page_files`), so a
+page replayed from the build cache gets its files too. The trace itself (`trace.json`) ships only when it is
+small (`ships_trace`); a big run's trace stays where it was made (`handstep trace` writes it).
+
+Layout of a CSV file: one index column per leading axis, then one column per entry of the
 last axis (`d_model=0`, `d_model=1`, ...), so a (tokens × d_model) matrix reads as it
 looks on the page and a (batch × heads × tokens × keys) record is flattened with
 `batch`, `heads`, `tokens` index columns. A 1-D record is one index column and `value`;
@@ -13,11 +23,21 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
+import re
 from typing import Any
 
 import numpy as np
 
+from engine.trace import INLINE_MAX_VALUES
+
 CSV_DIR = "assets/csv"
+NPY_DIR = "assets/npy"
+HEAT_DIR = "assets/heat"
+# A record up to this many values gets a CSV of all of them; a bigger one, a CSV of the window a page shows.
+MAX_CSV_VALUES = 4_096
+# A big record up to this many values (2 MB) ships whole as .npy; past it, the local trace has it.
+MAX_NPY_VALUES = 262_144
 
 
 def csv_path(name: str) -> str:
@@ -55,15 +75,144 @@ def _int_text(x: Any) -> str:
 
 
 def csv_files(trace: Any, names: set[str] | list[str]) -> dict[str, str]:
-    """{site path: CSV text} for every named record, in trace order."""
+    """{site path: CSV text} for every named record small enough for a CSV of all its values, in trace order."""
     wanted = set(names)
     return {csv_path(r.name): record_csv(r.value, r.axes) for r in trace.records
             if r.name in wanted and has_csv(r.value)}
 
 
-# Past this many values a CSV runs to megabytes and takes seconds to write: the trace file carries the values.
-MAX_CSV_VALUES = 262_144
-
-
 def has_csv(values: np.ndarray) -> bool:
+    """Does the record get a CSV of all its values (else: its windows' CSV, and maybe a .npy)?"""
     return values.size <= MAX_CSV_VALUES
+
+
+def has_npy(values: np.ndarray) -> bool:
+    return MAX_CSV_VALUES < values.size <= MAX_NPY_VALUES
+
+
+def ships_trace(trace: Any) -> bool:
+    """Does the site carry the trace file? Not when its values live in a file of their own (a big run): a
+    GPT-2-small step is ~8 GB of values, far past what a static host takes."""
+    if getattr(trace, "values_file", None) is not None:
+        return False
+    return sum(r.value.size for r in trace.records) <= INLINE_MAX_VALUES
+
+
+# -- files named by what they hold ---------------------------------------------------------------------------------
+def _at_text(at: tuple[int, ...] | list[int]) -> str:
+    return ".".join(str(int(i)) for i in at) or "-"
+
+
+def _ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 3, 17, 60, 61] -> '0-3_17_60-61'."""
+    out, start, prev = [], None, None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if prev != start else str(start))
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+    return "_".join(out)
+
+
+def _unranges(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split("_"):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def heat_path(name: str, *at: int, heads: bool = False) -> str:
+    """The heatmap of record[at] (a 2-D or 1-D view), or of every head of record[at] side by side."""
+    return f"{HEAT_DIR}/{name}~{_at_text(at)}{'~heads' if heads else ''}.png"
+
+
+def window_csv_path(name: str, at: tuple[int, ...], rows: list[int], cols: list[int]) -> str:
+    """The CSV of rows × cols of record[at] (a 1-D view has the one row 0)."""
+    return f"{CSV_DIR}/{name}~{_at_text(at)}~{_ranges(rows)}~{_ranges(cols)}.csv"
+
+
+def npy_path(name: str) -> str:
+    return f"{NPY_DIR}/{name}.npy"
+
+
+_LINKED = re.compile(r"assets/(?:heat|csv|npy)/[A-Za-z0-9_.~-]+\.(?:png|csv|npy)")
+
+
+def page_files(trace: Any, files: dict[str, Any]) -> dict[str, bytes | str]:
+    """The windows' CSVs, the .npy files and the heatmaps the finished pages (`files`, site path -> HTML) link to."""
+    linked = set()
+    for rel, content in files.items():
+        if rel.endswith(".html") and isinstance(content, str):
+            linked.update(_LINKED.findall(content))
+    out: dict[str, bytes | str] = {}
+    for path in sorted(linked):
+        made = _make(trace, path)
+        if made is not None:
+            out[path] = made
+    return out
+
+
+def _make(trace: Any, path: str) -> bytes | str | None:
+    """The file at a site path named by `heat_path`, `window_csv_path` or `npy_path` (None: not one of those)."""
+    from site_build.charts.plots import heat_png  # charts draw; this module only names and fills files
+
+    folder, file = path.split("/")[1:]
+    stem, _, ext = file.rpartition(".")
+    parts = stem.split("~")
+    if parts[0] not in trace:
+        return None
+    rec = trace.record(parts[0])
+    if folder == "npy" and len(parts) == 1:
+        out = io.BytesIO()
+        np.save(out, np.ascontiguousarray(rec.value))
+        return out.getvalue()
+    if len(parts) < 2:
+        return None
+    at = () if parts[1] == "-" else tuple(int(i) for i in parts[1].split("."))
+    view = np.asarray(rec.value)[at] if at else rec.value
+    if folder == "heat":
+        if parts[2:] == ["heads"]:
+            return heat_png(tile_heads(view))
+        return heat_png(view if np.ndim(view) == 2 else np.reshape(view, (1, -1)))
+    if folder == "csv" and len(parts) == 4:
+        rows, cols = _unranges(parts[2]), _unranges(parts[3])
+        return window_csv(rec, at, view, rows, cols)
+    return None
+
+
+def tile_heads(values: np.ndarray) -> np.ndarray:
+    """(heads, rows, cols) as one picture: the heads in a grid (row-major, about square), a blank line between."""
+    heads, rows, cols = values.shape
+    across = math.ceil(math.sqrt(heads * rows / cols)) if cols else 1
+    across = max(1, min(heads, across))
+    down = math.ceil(heads / across)
+    out = np.zeros((down * (rows + 1) - 1, across * (cols + 1) - 1))
+    for h in range(heads):
+        r, c = divmod(h, across)
+        out[r * (rows + 1): r * (rows + 1) + rows, c * (cols + 1): c * (cols + 1) + cols] = values[h]
+    return out
+
+
+def window_csv(rec: Any, at: tuple[int, ...], view: np.ndarray, rows: list[int], cols: list[int]) -> str:
+    """A window of record[at] as CSV: the fixed indices, then one row per shown row with its index, one column per
+    shown column (`d_model=17`, ...); the file says which rows and columns of how many it holds."""
+    axes = list(rec.axes)
+    lead = axes[: len(at)]
+    if np.ndim(view) == 1:
+        view, names = np.reshape(view, (1, -1)), ["", axes[-1]]
+    else:
+        names = axes[len(at):]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    cell = _int_text if view.dtype.kind in "iub" else _float_text
+    writer.writerow([*lead, names[0] or "row", *(f"{names[1]}={j}" for j in cols)])
+    picked = np.asarray(view[np.ix_(rows, cols)])
+    for i, line in zip(rows, picked.tolist()):
+        writer.writerow([*(str(k) for k in at), i, *(cell(v) for v in line)])
+    return out.getvalue()

@@ -40,6 +40,9 @@ def _json(data: Any) -> str:
 # A record past this many values is left out of page data (its cells then explain themselves as
 # "too large to ship with this page"); GPT-2-small-shaped tensors hold millions of values.
 MAX_DATA_VALUES = 262_144
+# One page's data carries at most this many values (~10 MB as base64): the records the page shows first, smallest
+# first, then their inputs. A GPT-2-small page shows dozens of records of 50,000 to 200,000 values each.
+MAX_PAGE_VALUES = 1_000_000
 
 
 def data_path(slug: str) -> str:
@@ -88,6 +91,7 @@ def data_script(
     """`window.HANDSTEP_DATA = {...};` for one page (names from `needed`); only the records in `shown`
     (clickable here) carry their formula."""
     records = {}
+    carried = _carried(trace, names, shown)
     for name in names:
         rec = trace.record(name)
         clickable = shown is None or name in shown
@@ -100,7 +104,7 @@ def data_script(
             "meta": rec.meta,
             "symbol": rec.symbol,
             "formula": rec.formula if clickable else "",
-            "b": encoded(rec.value, cache) if rec.value.size <= MAX_DATA_VALUES else None,
+            "b": encoded(rec.value, cache) if name in carried else None,
         }
         if other is not None and clickable and name in other and other[name].shape == rec.value.shape:
             records[name]["o"] = encoded(other[name], cache)  # the compared run's values (`build --compare`)
@@ -113,6 +117,22 @@ def data_script(
         "vocab": [str(w) for w in trace.labels["vocab"]],
     }
     return "window.HANDSTEP_DATA=" + _json(data) + ";\n"
+
+
+def _carried(trace: Any, names: list[str], shown: set[str] | None) -> set[str]:
+    """The records whose values the page's data carries: each up to MAX_DATA_VALUES, MAX_PAGE_VALUES in all;
+    the records the page shows before their inputs, smaller before larger."""
+    def size(name: str) -> int:
+        return int(trace.record(name).value.size)
+
+    order = sorted(names, key=lambda n: (shown is not None and n not in shown, size(n)))
+    out, total = set(), 0
+    for name in order:
+        n = size(name)
+        if n <= MAX_DATA_VALUES and total + n <= MAX_PAGE_VALUES:
+            out.add(name)
+            total += n
+    return out
 
 
 def data_files(trace: Any, shown: dict[str, set[str]], pages: list[Any], other: Any = None) -> dict[str, str]:

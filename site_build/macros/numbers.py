@@ -17,15 +17,26 @@ from engine.explain import explain
 from engine.explain import jacobian as engine_jacobian
 from site_build import tables
 from site_build.data.compare import compare_block
-from site_build.data.downloads import csv_path, has_csv
-from site_build.format import describe_shape, fixed, general, html_text, html_words, html_words_in, sci, tex_number
+from site_build.data.downloads import tile_heads
+from site_build.format import (
+    describe_shape,
+    fixed,
+    general,
+    html_text,
+    html_words,
+    html_words_in,
+    needs_isolation,
+    sci,
+    tex_number,
+)
+from site_build.macros import scale
 from site_build.macros.registry import MacroError, PageContext, check_int, filter, macro, pick_indices
 from site_build.tables import Axis
 
 LABELLED_AXES = {"tokens", "keys", "vocab"}
 DEFAULT_LIMIT = 64  # show every row/column up to this many, else elide
 DEFAULT_EDGE = 4  # rows/columns kept at each end when eliding
-MAX_CELLS = 1024  # past this many cells a matrix shows only its corners (the default's largest is 16 × 64)
+MAX_CELLS = scale.MAX_CELLS  # a matrix past this many cells is windowed (macros.scale); a Jacobian, cornered
 
 
 # -- selection ------------------------------------------------------------------------------------------------
@@ -51,9 +62,12 @@ def _select(rec: Any, batch: int, head: int | None) -> tuple[np.ndarray, list[st
     return values, axes, at
 
 def _axis(ctx: PageContext, name: str, size: int, pick: Any, limit: int, edge: int, batch: int, what: str,
-          rec: str) -> Axis:
+          rec: str, picked: bool = True) -> Axis:
+    """An axis of a table: the picked indices elided past `limit` (when the page chose), else every index
+    (macros.scale windows a big matrix once the page is known)."""
     indices = pick_indices(pick, size, what, rec, name)
-    return Axis(name, tables.elide(indices, limit, edge), _labels(ctx, name, size, batch), size)
+    shown = tables.elide(indices, limit, edge) if picked else indices
+    return Axis(name, shown, _labels(ctx, name, size, batch), size)
 
 def _labels(ctx: PageContext, axis: str, size: int, batch: int) -> list[str]:
     labels = ctx.trace.labels
@@ -63,26 +77,6 @@ def _labels(ctx: PageContext, axis: str, size: int, batch: int) -> list[str]:
     if axis == "vocab":
         return [str(w) for w in labels["vocab"][:size]]
     return [str(i) for i in range(size)]
-
-def _caption(ctx: PageContext, rec: Any, at: list[int], axes: list[str], shown: tuple[int, int],
-             full: tuple[int, int]) -> str:
-    parts = [f'<span class="sym">{ctx.slot(rec.symbol, False)}</span>' if rec.symbol else ""]
-    parts.append(f"<code>{html_text(rec.name)}</code>")
-    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads")) if axis in rec.axes]
-    fixed = [f"{kind} {i}" for kind, i in zip([*kinds, "row"], at)]
-    parts.extend(f'<span class="at">{f}</span>' for f in fixed)
-    dims = " × ".join(str(n) for n in full)
-    names = " × ".join(axes)
-    parts.append(f'<span class="shape">{dims} ({html_text(names)})</span>')
-    if shown != full:
-        parts.append(f'<span class="shown">showing {" × ".join(str(n) for n in shown)}</span>')
-    if has_csv(rec.value):
-        parts.append(f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
-                     f'title="Download all {rec.value.size} values at full precision">CSV</a>')
-    else:
-        parts.append('<a class="csv" href="trace.json" download '
-                     f'title="{rec.value.size} values: too many for a CSV; they are in the trace file">trace</a>')
-    return " ".join(p for p in parts if p)
 
 def _compare(ctx: PageContext, rec: Any, batch: int, head: int | None, row: int | None, rows: Axis, cols: Axis,
              corner: str, values: np.ndarray, layout: str) -> str:
@@ -114,7 +108,9 @@ def matrix(
     limit: int = DEFAULT_LIMIT,
     edge: int = DEFAULT_EDGE,
 ) -> Markup:
-    """A record as an HTML table (batch and head fixed); 1-D records become vectors."""
+    """A record as an HTML table (batch and head fixed); 1-D records become vectors. How much of it a page shows
+    (every number, a heatmap with the table behind it, or a window with statistics) is macros.scale's call;
+    `rows`, `cols`, `limit` and `edge` choose instead (elided numpy-style past `limit`)."""
     rec = ctx.record(name)
     values, axes, at = _select(rec, batch, head)
     check_int("limit", limit, 10**9, name, low=1)
@@ -123,17 +119,18 @@ def matrix(
         return _vector(ctx, rec, values, axes, at, cols if rows is None else rows, batch, limit, edge, head)
     if values.ndim != 2:
         raise MacroError(_ndim_message(rec, values.ndim))
-    row = _axis(ctx, axes[0], values.shape[0], rows, limit, edge, batch, "rows", name)
-    col = _axis(ctx, axes[1], values.shape[1], cols, limit, edge, batch, "cols", name)
-    if _count(row.shown) * _count(col.shown) > MAX_CELLS:  # a big config: corners only, pages stay small
-        row = _axis(ctx, axes[0], values.shape[0], rows, min(limit, 2 * edge), edge, batch, "rows", name)
-        col = _axis(ctx, axes[1], values.shape[1], cols, min(limit, 2 * edge), edge, batch, "cols", name)
-    shown = (_count(row.shown), _count(col.shown))
-    caption = _caption(ctx, rec, at, axes, shown, values.shape)
+    picked = rows is not None or cols is not None or limit != DEFAULT_LIMIT or edge != DEFAULT_EDGE
+    row = _axis(ctx, axes[0], values.shape[0], rows, limit, edge, batch, "rows", name, picked)
+    col = _axis(ctx, axes[1], values.shape[1], cols, limit, edge, batch, "cols", name, picked)
     ctx.mark(name)
     corner = f"{html_text(axes[0])} ╲ {html_text(axes[1])}"
-    extra = _compare(ctx, rec, batch, head, None, row, col, corner, values, "")
-    return Markup(tables.table(values, row, col, caption, name, tuple(at), corner) + extra + ctx.check_line(name))
+    view = scale.View(rec, values, tuple(at), row, col, _sym(ctx, rec), corner,
+                      scale.mode_of(*values.shape, limit), picked=picked, head=head, batch=batch,
+                      other=bool(ctx.page and ctx.page.get("other_block")), ships=scale.trace_ships(ctx),
+                      check=ctx.check_line(name))
+    if ctx.other is not None:
+        view.compare = lambda r, c: _compare(ctx, rec, batch, head, None, r, c, corner, values, "")
+    return Markup(scale.defer(ctx, view))
 
 @macro
 def vector(
@@ -164,18 +161,26 @@ def _vector(ctx: PageContext, rec: Any, values: np.ndarray, axes: list[str], at:
     """A 1-D vector: vertical when its axis has word labels (tokens, vocab), else one row."""
     check_int("limit", limit, 10**9, rec.name, low=1)
     check_int("edge", edge, limit + 1, rec.name, low=1)
-    axis = _axis(ctx, axes[0], values.shape[0], pick, limit, edge, batch, "cols", rec.name)
+    picked = pick is not None or limit != DEFAULT_LIMIT or edge != DEFAULT_EDGE
+    axis = _axis(ctx, axes[0], values.shape[0], pick, limit, edge, batch, "cols", rec.name, picked)
     unit = Axis("", [0], [""], 1)
-    caption = _caption(ctx, rec, at, axes, (_count(axis.shown),), values.shape)
     ctx.mark(rec.name)
     corner = html_text(axes[0])
-    if axes[0] in LABELLED_AXES:
-        html = tables.table(values[:, None], axis, unit, caption, rec.name, tuple(at), corner)
-        html += _compare(ctx, rec, batch, head, row, axis, unit, corner, values[:, None], "col")
-    else:
-        html = tables.table(values[None, :], unit, axis, caption, rec.name, tuple(at), corner)
-        html += _compare(ctx, rec, batch, head, row, unit, axis, corner, values[None, :], "row")
-    return Markup(html + ctx.check_line(rec.name))
+    vertical = axes[0] in LABELLED_AXES
+    grid = values[:, None] if vertical else values[None, :]
+    rows_axis, cols_axis = (axis, unit) if vertical else (unit, axis)
+    mode = scale.mode_of(values.shape[0], 1, limit) if vertical else scale.mode_of(1, values.shape[0], limit)
+    view = scale.View(rec, grid, tuple(at), rows_axis, cols_axis, _sym(ctx, rec), corner, mode, picked=picked,
+                      head=head, batch=batch, other=bool(ctx.page and ctx.page.get("other_block")), vector=True,
+                      ships=scale.trace_ships(ctx), check=ctx.check_line(rec.name))
+    if ctx.other is not None:
+        layout = "col" if vertical else "row"
+        view.compare = lambda r, c: _compare(ctx, rec, batch, head, row, r, c, corner, grid, layout)
+    return Markup(scale.defer(ctx, view))
+
+def _sym(ctx: PageContext, rec: Any) -> str:
+    """The caption's symbol as a math slot (made now, so a formula error names the macro's line)."""
+    return ctx.slot(rec.symbol, False) if rec.symbol else ""
 
 @macro
 def value(ctx: PageContext, name: str, index: Any = None, digits: int = 4) -> Markup:
@@ -249,13 +254,19 @@ def calc(ctx: PageContext, name: str, index: Any = None) -> Markup:
     idx = _index(rec, index)
     expl = explain(ctx.trace, name, idx)
     ctx.mark(name)
+    ctx.calcs.append((name, idx))  # its row and column are marked in the record's table (macros.scale)
     at = ",".join(str(i) for i in idx)
     lines = "".join(f'<div class="calc-line">{ctx.slot(tex, True)}</div>' for tex in expl.latex)
-    words = [str(w) for w in ctx.trace.labels["vocab"]]
-    summary = f'<p class="calc-text">{html_words_in(expl.text, words)}</p>' if getattr(expl, "text", "") else ""
+    summary = f'<p class="calc-text">{html_words_in(expl.text, _risky(ctx))}</p>' if getattr(expl, "text", "") else ""
     return Markup(
         f'<div class="calc-step" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
     )
+
+def _risky(ctx: PageContext) -> list[str]:
+    """The vocabulary words that need bidi isolation (html_words_in), found once per build: 50,257 words."""
+    if "risky" not in ctx.memo:
+        ctx.memo["risky"] = [w for w in map(str, ctx.trace.labels["vocab"]) if needs_isolation(w)]
+    return ctx.memo["risky"]
 
 @macro
 def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
@@ -278,10 +289,13 @@ def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
     cols = Axis(axis, shown, labels, size)
     sym = rec.symbol
     sym_html = ctx.slot(rf"\partial {sym} / \partial\,\mathrm{{in}}", False)
+    n = _count(shown)
+    cut = f' <span class="shown">showing {n} × {n}: the first and last {DEFAULT_EDGE} of each axis</span>' \
+        if n < size else ""
     caption = (f'<span class="sym">{sym_html}</span> '
                f"Jacobian of one row of <code>{html_text(name)}</code> at {html_text(str(list(row)))}: "
                f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), '
-               f"{html_text(how)}</span>")
+               f"{html_text(how)}</span>{cut}")
     return Markup(tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
 
 @macro
@@ -305,17 +319,68 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
     wanted = range(1, n_layers) if layers is None else layers
     picked = pick_indices(wanted, n_layers, "layers", "other_blocks", "layers", allow_empty=True)
     out = []
-    for layer in picked:
-        parts = [f'<details class="other-block"><summary>Block {layer}{": " if title else ""}{html_text(title)}'
-                 "</summary>"]
-        for pattern in names:
-            name = pattern.replace("{l}", str(layer))
-            rec = ctx.record(name)
-            heads = range(np.shape(rec.value)[list(rec.axes).index("heads")]) if "heads" in rec.axes else [None]
-            parts.extend(str(matrix(ctx, name, head=h)) for h in heads)
-        parts.append("</details>")
-        out.append("".join(parts))
+    if ctx.page is not None:
+        ctx.page["other_block"] = True  # their windows are small: the walkthrough is the first block's
+    try:
+        for layer in picked:
+            parts = [f'<details class="other-block"><summary>Block {layer}{": " if title else ""}{html_text(title)}'
+                     "</summary>"]
+            for pattern in names:
+                name = pattern.replace("{l}", str(layer))
+                rec = ctx.record(name)
+                if "heads" not in rec.axes:
+                    parts.append(str(matrix(ctx, name)))
+                    continue
+                shape = np.shape(rec.value)
+                if shape[-1] * shape[-2] > MAX_CELLS:  # a big model: every head at a glance, not 12 windows each
+                    parts.append(heads_summary(ctx, name))
+                    continue
+                parts.extend(str(matrix(ctx, name, head=h)) for h in range(shape[list(rec.axes).index("heads")]))
+            parts.append("</details>")
+            out.append("".join(parts))
+    finally:
+        if ctx.page is not None:
+            ctx.page["other_block"] = False
     return Markup("".join(out))
+
+
+@macro
+def heads_summary(ctx: PageContext, name: str, batch: int = 0) -> Markup:
+    """Every head of a (batch, heads, ...) record at a glance: one heatmap of all heads side by side and a table of
+    each head's statistics (mean, standard deviation, min, max, norm); what other_blocks shows of a big model."""
+    rec = ctx.record(name)
+    if list(rec.axes[:2]) != ["batch", "heads"] or len(rec.axes) != 4:
+        raise MacroError(f"heads_summary needs a record with axes (batch, heads, ., .), such as 'L0.attn.weights'; "
+                         f"'{name}' has ({', '.join(rec.axes)})")
+    check_int("batch", batch, rec.value.shape[0], name)
+    ctx.mark(name)
+    values = np.asarray(rec.value)[batch]
+    heads, rows, cols = values.shape
+    stats = [scale.stats_of(values[h]) for h in range(heads)]
+    names = ("mean", "std", "min", "max", "norm")
+    body = "".join(f"<tr><th scope=\"row\">{h}</th>" + "".join(f"<td>{scale.sig(s[k], 4)}</td>" for k in names)
+                   + "</tr>" for h, s in enumerate(stats))
+    sym = _sym(ctx, rec)
+    sym_html = f'<span class="sym">{sym}</span> ' if sym else ""
+    tile_rows, tile_cols = tile_heads(np.zeros((heads, rows, cols), dtype=np.uint8)).shape
+    width, height = scale.display_size(tile_rows, tile_cols)
+    masked = sum(s["masked"] for s in stats)
+    note = f"; the {masked} masked entries (−∞) are left out of the statistics" if masked else ""
+    files = " ".join(f'<a class="csv" href="{escape(p)}" download>{k}</a>' for k, p in
+                     ((".npy", scale.npy_path(name)),) if scale.has_npy(rec.value))
+    return Markup(
+        f'<figure class="big heads-summary"><figcaption>{sym_html}'
+        f"<code>{html_text(name)}</code> batch {batch}: {heads} heads × {rows} × {cols} "
+        f"({html_text(' × '.join(rec.axes[1:]))}) {files}</figcaption>"
+        f'<p class="shown">Shown: each head\'s statistics and a heatmap of every value of every head (heads left '
+        f"to right, then down){note}. The numbers themselves: block 0's walkthrough above shows them for the "
+        f"first block; {'the .npy file has all of them' if files else 'the trace has all of them'}.</p>"
+        f'<div class="hm"><img src="{escape(scale.heat_path(name, batch, heads=True))}" width="{width}" '
+        f'height="{height}" alt="Heatmap of the {heads} heads of {escape(name)}" loading="lazy" decoding="async">'
+        "</div>"
+        f'<div class="matrix-wrap"><table class="matrix stats-table"><thead><tr><th class="axes" scope="col">head'
+        "</th>" + "".join(f'<th scope="col">{k}</th>' for k in ("mean", "std", "min", "max", "norm"))
+        + f"</tr></thead><tbody>{body}</tbody></table></div>{ctx.check_line(name)}</figure>")
 
 @macro
 def token(ctx: PageContext, position: int, batch: int = 0) -> Markup:

@@ -32,6 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MACROS: dict[str, tuple[Callable[..., Any], bool]] = {}  # name -> (function, takes the PageContext first)
 FILTERS: dict[str, Callable[..., Any]] = {}  # name -> function of the filtered value (and arguments)
+# Functions (ctx, text) -> text run on each page's Jinja output before Markdown, in order (`page_hook`):
+# what a macro can only finish once the whole page is known (macros.scale: the calc cells of a matrix).
+PAGE_HOOKS: list[Callable[[Any, str], str]] = []
 
 
 class MacroError(Exception):
@@ -69,6 +72,12 @@ def filter(name: str) -> Callable[[F], F]:  # noqa: A001 - Jinja's word for it
     return register
 
 
+def page_hook(fn: F) -> F:
+    """Register `fn(ctx, text) -> text`, run on every page's Jinja output (see PageContext.end_page)."""
+    PAGE_HOOKS.append(fn)
+    return fn
+
+
 def page_globals(ctx: PageContext) -> dict[str, Any]:
     """What a page sees: every registered macro (bound to `ctx` where it takes one), `trace` and `config`."""
     out: dict[str, Any] = {name: partial(f, ctx) if bound else f for name, (f, bound) in MACROS.items()}
@@ -103,11 +112,23 @@ class PageContext:
         self.line_offset = 0  # body line 1 is this file line + 1
         self.other: Any = None  # the other run's trace when comparing
         self.other_label = ""
+        self.calcs: list[tuple[str, tuple[int, ...]]] = []  # (record, index) of every calc() on the page
+        self.page: dict[str, Any] | None = None  # what macros keep while one page renders (for the page hooks)
+        self.memo: dict[Any, Any] = {}  # figures macros compute once per build (statistics of a record)
 
     def begin_page(self, source: str, body_line: int) -> None:
         """Point math error locations and coverage marks at this page."""
         self.source = source
         self.line_offset = body_line - 1
+        self.calcs = []
+        self.page = {}
+
+    def end_page(self, text: str) -> str:
+        """The page's Jinja output, finished by the page hooks (run before Markdown); the page is then over."""
+        for hook in PAGE_HOOKS:
+            text = hook(self, text)
+        self.page = None
+        return text
 
     def slot(self, tex: str, display: bool) -> str:
         """A formula's placeholder, located at the line of the macro call."""

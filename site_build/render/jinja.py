@@ -79,7 +79,7 @@ def render_bodies(
             continue
         ctx.begin_page(page.source, page.body_line)
         try:
-            text = render_jinja(env, page, cache_dir, compiled)
+            text = ctx.end_page(render_jinja(env, page, cache_dir, compiled))  # page hooks: macros.scale
         except BuildError as err:
             problems.extend(err.problems)
             continue

@@ -104,3 +104,77 @@
     if (!box.contains(e.target) && e.target !== input) box.hidden = true;
   });
 })();
+
+// Big matrices (site_build/macros/scale.py): a head selector over each record's per-head <details>, and the
+// heatmaps: hover names the cell, a click opens its number in the table (and the click panel) when it is shown.
+(function () {
+  "use strict";
+  var groups = Array.prototype.slice.call(document.querySelectorAll(".heads"));
+  function show(group, head) {
+    group.querySelectorAll(":scope > details.head").forEach(function (d) { d.open = d.dataset.head === head; });
+    group.querySelectorAll(".head-pick button").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.dataset.head === head ? "true" : "false");
+    });
+  }
+  groups.forEach(function (group) {
+    var heads = group.querySelectorAll(":scope > details.head");
+    var bar = document.createElement("div");
+    bar.className = "head-pick";
+    bar.setAttribute("role", "group");
+    bar.setAttribute("aria-label", "Head");
+    var open = null;
+    heads.forEach(function (d) {
+      if (d.open && open === null) open = d.dataset.head;
+      var b = document.createElement("button");
+      b.type = "button";
+      b.dataset.head = d.dataset.head;
+      b.textContent = "Head " + d.dataset.head;
+      b.addEventListener("click", function () {
+        // every selector of the page with this head follows, so the steps of one head read together
+        groups.forEach(function (g) {
+          if (g.querySelector(':scope > details.head[data-head="' + b.dataset.head + '"]')) show(g, b.dataset.head);
+        });
+      });
+      bar.appendChild(b);
+    });
+    var note = group.querySelector(".heads-note");
+    group.insertBefore(bar, note ? note.nextSibling : group.firstChild);
+    group.classList.add("picked");
+    show(group, open === null && heads.length ? heads[0].dataset.head : open);
+  });
+
+  function cellAt(img, e) {
+    var box = img.getBoundingClientRect(), r = +img.dataset.r, c = +img.dataset.c;
+    var row = Math.min(r - 1, Math.floor((e.clientY - box.top) / box.height * r));
+    var col = Math.min(c - 1, Math.floor((e.clientX - box.left) / box.width * c));
+    return img.dataset.t ? [col, null] : [r > 1 ? row : null, col];
+  }
+  function find(img, at) {  // the table cell of (row, col) under this heatmap, if the table shows it
+    var fig = img.closest("figure"), table = fig && fig.querySelector("table.matrix[data-record]");
+    if (!table) return null;
+    var tr = at[0] === null ? table.tBodies[0].rows[0] : table.querySelector('tr[data-i="' + at[0] + '"]');
+    var k = 1;
+    if (at[1] !== null) {
+      var th = table.tHead.querySelector('th[data-j="' + at[1] + '"]');
+      if (!th) return null;
+      k = th.cellIndex;
+    }
+    return tr ? tr.cells[k] || null : null;
+  }
+  document.querySelectorAll(".hm img[data-r]").forEach(function (img) {
+    img.addEventListener("mousemove", function (e) {
+      var at = cellAt(img, e);
+      img.title = (at[0] === null ? "" : "row " + at[0] + (at[1] === null ? "" : ", ")) +
+        (at[1] === null ? "" : "column " + at[1]) + (find(img, at) ? ": click for its number" : " (not in the table below)");
+    });
+    img.addEventListener("click", function (e) {
+      var cell = find(img, cellAt(img, e));
+      if (!cell) return;
+      var details = cell.closest("details");
+      if (details) details.open = true;
+      cell.scrollIntoView({ block: "nearest", inline: "nearest" });
+      cell.focus();
+      cell.click();
+    });
+  });
+})();

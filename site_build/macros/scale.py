@@ -1,0 +1,409 @@
+"""Matrices at any size: what `matrix` and `vector` show, decided per page once the whole page is known.
+
+A matrix is shown one of three ways:
+
+    full     every number in a table (at most MAX_CELLS cells and WIDE_COLS columns: the tiny model's tables)
+    wide     every number, but wider than the text column: a heatmap of all of them, and the table one click
+             away (a closed <details> below it; clicking the heatmap opens it at that cell)
+    window   too many numbers for a page: a heatmap of the whole tensor (downsampled past HEAT_ROWS × HEAT_COLS
+             pixels, and saying so), its statistics (mean, standard deviation, min, max, norm), a table of its
+             first and last rows and columns plus the row and column each calc() block on the page uses, and a
+             sentence saying which rows and columns of how many are shown
+
+The row and the column a calc() block on the page uses are marked in that record's table and heatmap. Pages
+render top to bottom and a calc() often comes after its matrix, so inside a page `matrix` returns a placeholder
+and `finish_page` (a page hook, run on the page's Jinja output) draws every matrix once the page's calc() blocks
+are known. It also sizes the windows to the page (at most PAGE_CELLS cells in all) and puts the per-head tables
+of a record with HEAD_GROUP heads or more behind a head selector: one <details> per head, the first (or the one
+a calc uses) open, which assets/site.js turns into buttons; without JavaScript every head is still there.
+
+Outside a page (a test calling a macro), a matrix is drawn at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from site_build import tables
+from site_build.charts.plots import HEAT_COLS, HEAT_ROWS
+from site_build.data.downloads import (
+    csv_path,
+    has_csv,
+    has_npy,
+    heat_path,
+    npy_path,
+    ships_trace,
+    window_csv_path,
+)
+from site_build.format import html_text, sig
+from site_build.macros.registry import PageContext, page_hook
+from site_build.tables import Axis
+
+MAX_CELLS = 1024  # a matrix up to this many cells shows every number (the default site's largest is 16 × 64)
+WIDE_COLS = 16  # wider than this, a matrix that shows every number shows them behind its heatmap
+WINDOW_EDGE = 6  # rows and columns kept at each end of a window, at most ...
+MIN_EDGE = 2  # ... and at least (PAGE_CELLS decides between)
+OTHER_EDGE = 2  # in the other blocks (other_blocks), whose walkthrough is the first block's
+PAGE_CELLS = 6_000  # the cells of all windows of one page: a 100 KB page (gzip) holds about 8,000
+HEAD_GROUP = 3  # a record with this many heads shows its heads behind a head selector
+
+
+@dataclass
+class View:
+    """One matrix (or vector) call: a 2-D view of a record, and everything needed to draw it later."""
+
+    rec: Any
+    values: np.ndarray  # the 2-D view (a vector: 1 × n, or n × 1 when its axis has word labels)
+    at: tuple[int, ...]  # the record's fixed leading indices (batch, head, row): the table's data-at
+    rows: Axis  # full axes; `shown` is every index unless the page picked rows or columns
+    cols: Axis
+    sym: str  # the caption's symbol (a math slot, made when the macro ran)
+    corner: str
+    mode: str  # "full", "wide" or "window"
+    picked: bool = False  # the page chose rows/cols/limit/edge itself: shown as it asked
+    head: int | None = None
+    batch: int = 0
+    other: bool = False  # inside other_blocks
+    vector: bool = False
+    compare: Callable[[Axis, Axis], str] | None = None  # the other run's block, for the axes shown
+    check: str = ""
+    ships: bool = True  # the site carries the trace file (downloads.ships_trace)
+    stats: dict[str, Any] | None = None
+    marks: tuple[set[int], set[int]] = field(default_factory=lambda: (set(), set()))
+
+
+def trace_ships(ctx: PageContext) -> bool:
+    if "ships" not in ctx.memo:
+        ctx.memo["ships"] = ships_trace(ctx.trace)
+    return ctx.memo["ships"]
+
+
+def mode_of(n_rows: int, n_cols: int, limit: int) -> str:
+    if n_rows * n_cols <= MAX_CELLS and n_rows <= limit and n_cols <= limit:
+        return "full" if n_cols <= WIDE_COLS else "wide"
+    return "window"
+
+
+def defer(ctx: PageContext, view: View) -> str:
+    """A placeholder for the view inside a page (drawn by `finish_page`), or the view drawn now."""
+    if ctx.page is None:
+        return draw(ctx, view, WINDOW_EDGE)
+    views = ctx.page.setdefault("views", [])
+    views.append(view)
+    return f"<!--hs:{len(views) - 1}-->"
+
+
+# -- the page hook ----------------------------------------------------------------------------------------------------
+_SLOT = re.compile(r"<!--hs:(\d+)-->")
+_RUN = re.compile(r"<!--hs:\d+-->(?:\s*<!--hs:\d+-->)+")
+
+
+@page_hook
+def finish_page(ctx: PageContext, text: str) -> str:
+    """Draw the page's matrices: windows sized to the page, calc cells marked, heads behind a selector."""
+    page = ctx.page or {}
+    views: list[View] = page.get("views", [])
+    ctx.page = None  # a matrix drawn after the page (exercises, notebook) is drawn at once
+    if not views:
+        return text
+    for view in views:
+        view.marks = _marks(ctx, view)
+    edge = _edge(views)
+    drawn: dict[int, str] = {}
+
+    def one(i: int) -> str:
+        if i not in drawn:
+            view = views[i]
+            drawn[i] = draw(ctx, view, OTHER_EDGE if view.other else edge)
+        return drawn[i]
+
+    def group(match: re.Match) -> str:
+        ids = [int(n) for n in _SLOT.findall(match.group(0))]
+        out, run = [], [ids[0]]
+        for i in ids[1:]:
+            a, b = views[run[-1]], views[i]
+            same = (a.rec.name == b.rec.name and a.batch == b.batch and a.head is not None and b.head is not None
+                    and b.head not in {views[k].head for k in run})
+            if same:
+                run.append(i)
+            else:
+                out.append(_heads(ctx, views, run, one))
+                run = [i]
+        out.append(_heads(ctx, views, run, one))
+        return "".join(out)
+
+    text = _RUN.sub(group, text)
+    return _SLOT.sub(lambda m: one(int(m.group(1))), text)
+
+
+def _marks(ctx: PageContext, view: View) -> tuple[set[int], set[int]]:
+    """The rows and columns of this view that the page's calc() blocks use."""
+    rows: set[int] = set()
+    cols: set[int] = set()
+    n = len(view.at)
+    for name, idx in ctx.calcs:
+        if name != view.rec.name or tuple(idx[:n]) != view.at:
+            continue
+        rest = idx[n:]
+        if view.vector:
+            if len(rest) == 1:
+                (rows if view.rows.name else cols).add(rest[0])
+        elif len(rest) == 2:
+            rows.add(rest[0])
+            cols.add(rest[1])
+    return rows, cols
+
+
+def _edge(views: list[View]) -> int:
+    """The largest window edge (MIN_EDGE..WINDOW_EDGE) whose windows fit PAGE_CELLS on this page."""
+    windows = [v for v in views if v.mode == "window" and not v.picked]
+    for edge in range(WINDOW_EDGE, MIN_EDGE - 1, -1):
+        cells = sum(_count(v, OTHER_EDGE if v.other else edge) for v in windows)
+        if cells <= PAGE_CELLS:
+            return edge
+    return MIN_EDGE
+
+
+def _count(view: View, edge: int) -> int:
+    r, c = view.values.shape
+    rows, cols = view.marks
+    return min(r, 2 * edge + len(rows)) * min(c, 2 * edge + len(cols))
+
+
+def _heads(ctx: PageContext, views: list[View], run: list[int], one: Callable[[int], str]) -> str:
+    """Consecutive tables of one record's heads: one <details> per head behind a selector, or as they are."""
+    first = views[run[0]]
+    n_heads = first.rec.value.shape[list(first.rec.axes).index("heads")] if "heads" in first.rec.axes else 0
+    if len(run) < 2 or n_heads < HEAD_GROUP:
+        return "\n\n".join(one(i) for i in run)
+    marked = [i for i in run if views[i].marks[0] or views[i].marks[1]]
+    opened = marked[0] if marked else run[0]
+    name = escape(first.rec.name)
+    out = [f'<div class="heads" data-heads-of="{name}"><p class="heads-note">{len(run)} heads of '
+           f"<code>{name}</code>, one table each: pick a head"
+           f'{" (the one a calculation on this page uses is open)" if marked else ""}.</p>']
+    for i in run:
+        head = views[i].head
+        out.append(f'<details class="head" data-head="{head}"{" open" if i == opened else ""}>'
+                   f"<summary>Head {head}</summary>{one(i)}</details>")
+    out.append("</div>")
+    return "".join(out)
+
+
+# -- drawing ----------------------------------------------------------------------------------------------------------
+def draw(ctx: PageContext, view: View, edge: int) -> str:
+    """The HTML of one view: a table (full), a heatmap and its table (wide), or a window."""
+    rows_mark, cols_mark = view.marks
+    if view.mode == "full" or view.picked:
+        shown = (view.rows, view.cols)
+        html = tables.table(view.values, *shown, caption(ctx, view, *shown), view.rec.name, view.at, view.corner,
+                            rows_mark, cols_mark)
+        return html + (view.compare(*shown) if view.compare else "") + view.check
+    if view.mode == "wide":
+        n = view.values.size
+        table = tables.table(view.values, view.rows, view.cols, f"All {n:,} numbers of <code>{html_text(view.rec.name)}"
+                             "</code>", view.rec.name, view.at, view.corner, rows_mark, cols_mark)
+        return (f'<figure class="big wide"><figcaption>{caption(ctx, view, view.rows, view.cols)}</figcaption>'
+                f"{heat_figure(view, (1, 1))}"
+                f'<details class="numbers"><summary>The {n:,} numbers as a table</summary>{table}</details>'
+                f"{view.compare(view.rows, view.cols) if view.compare else ''}{view.check}</figure>")
+    r, c = view.values.shape
+    rows = _window_axis(view.rows, edge, rows_mark)
+    cols = _window_axis(view.cols, edge, cols_mark)
+    stats = statistics(ctx, view)
+    window = " × ".join(f"{_n(a.shown)} of {a.size}" for a in (rows, cols) if a.name)
+    table = tables.table(view.values, rows, cols, f"<code>{html_text(view.rec.name)}</code>: the window, {window}",
+                         view.rec.name, view.at, view.corner, rows_mark, cols_mark)
+    _, block = _picture(view)
+    return (f'<figure class="big window"><figcaption>{caption(ctx, view, rows, cols)}</figcaption>'
+            f'<p class="shown">{shown_sentence(view, rows, cols)}</p>'
+            f'<p class="stats">{stats_sentence(stats)}</p>'
+            f"{heat_figure(view, block)}{table}"
+            f"{view.compare(rows, cols) if view.compare else ''}{view.check}</figure>")
+
+
+def _window_axis(axis: Axis, edge: int, marks: set[int]) -> Axis:
+    """First and last `edge` indices, and the marked ones, with a ⋯ gap wherever indices are skipped."""
+    if not axis.name or axis.size <= 2 * edge + len(marks):
+        return axis
+    keep = sorted(set(range(edge)) | set(range(axis.size - edge, axis.size)) | {i for i in marks if i < axis.size})
+    shown: list[int | None] = []
+    for i in keep:
+        if shown and shown[-1] is not None and i != shown[-1] + 1:
+            shown.append(None)
+        shown.append(i)
+    return Axis(axis.name, shown, axis.labels, axis.size)
+
+
+def caption(ctx: PageContext, view: View, rows: Axis, cols: Axis) -> str:
+    """Symbol, record name, fixed indices, shape with axis names, what is shown, and the downloads."""
+    rec = view.rec
+    parts = [f'<span class="sym">{view.sym}</span>' if view.sym else "", f"<code>{html_text(rec.name)}</code>"]
+    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads")) if axis in rec.axes]
+    parts.extend(f'<span class="at">{kind} {i}</span>' for kind, i in zip([*kinds, "row"], view.at))
+    full = tuple(n for n, a in ((view.values.shape[0], view.rows), (view.values.shape[1], view.cols)) if a.name)
+    names = " × ".join(a.name for a in (view.rows, view.cols) if a.name)
+    parts.append(f'<span class="shape">{" × ".join(map(str, full))} ({html_text(names)})</span>')
+    shown = tuple(_n(a.shown) for a in (rows, cols) if a.name)
+    if shown != full:
+        parts.append(f'<span class="shown">showing {" × ".join(map(str, shown))}</span>')
+    parts.append(_downloads(view, rows, cols))
+    return " ".join(p for p in parts if p)
+
+
+def _downloads(view: View, rows: Axis, cols: Axis) -> str:
+    rec, values = view.rec, view.rec.value
+    if has_csv(values):
+        return (f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
+                f'title="Download all {values.size} values at full precision">CSV</a>')
+    ri = [i for i in rows.shown if i is not None] if rows.name else [0]
+    ci = [j for j in cols.shown if j is not None]
+    if not cols.name:  # a vertical vector: its one axis is the rows
+        ri, ci = [0], [i for i in rows.shown if i is not None]
+    links = [f'<a class="csv" href="{escape(window_csv_path(rec.name, view.at, ri, ci))}" download '
+             f'title="The {len(ri) * len(ci):,} values shown, at full precision">CSV</a>']
+    if has_npy(values):
+        links.append(f'<a class="csv" href="{escape(npy_path(rec.name))}" download '
+                     f'title="All {values.size:,} values of the record (NumPy .npy)">.npy</a>')
+    return " ".join(links)
+
+
+def shown_sentence(view: View, rows: Axis, cols: Axis) -> str:
+    """`Shown: 13 of 64 rows (tokens 0–5, 31, 58–63) and 14 of 768 columns (d_model 0–5, 17, 762–767)`, and where
+    the rest is."""
+    parts = []
+    for axis, what in ((rows, "rows"), (cols, "columns")):
+        if not axis.name:
+            continue
+        n = _n(axis.shown)
+        word = what if axis.size != 1 else what[:-1]
+        if n == axis.size:
+            parts.append(f"all {axis.size:,} {word}")
+        else:
+            parts.append(f"{n} of {axis.size:,} {word} ({html_text(axis.name)} {_spans(axis.shown)})")
+    marks = [w for w, m in zip(("row", "column"), view.marks) if m]
+    mark = f"; the {' and '.join(marks)} a calculation on this page uses {'are' if len(marks) > 1 else 'is'} " \
+           "marked" if marks else ""
+    rec = view.rec
+    if has_npy(rec.value):
+        rest = f"every value of the record ({rec.value.size:,} in all) is in its .npy file"
+    elif view.ships:
+        rest = "every value is in the site's trace.json"
+    else:
+        rest = ("every value is in the trace, too big to ship with the site: <code>handstep trace --config CONFIG "
+                "--out trace.json</code>, with the config this site was built from, writes it")
+    return f"Shown: {' and '.join(parts)}{mark}. The heatmap covers every value; {rest}."
+
+
+def _spans(shown: list[int | None]) -> str:
+    out, run = [], []
+    for i in [*shown, None]:
+        if i is not None and (not run or i == run[-1] + 1):
+            run.append(i)
+            continue
+        if run:
+            out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [i] if i is not None else []
+    return ", ".join(out)
+
+
+def _n(shown: list[int | None]) -> int:
+    return sum(1 for i in shown if i is not None)
+
+
+# -- statistics and the heatmap ---------------------------------------------------------------------------------------
+def statistics(ctx: PageContext, view: View) -> dict[str, Any]:
+    """Mean, standard deviation, min, max and norm of every value of the view (finite ones: the causal mask's
+    −∞ are counted apart), as NumPy computes them; once per build for each view."""
+    key = ("stats", view.rec.name, view.at)
+    if key not in ctx.memo:
+        ctx.memo[key] = stats_of(view.values)
+    return ctx.memo[key]
+
+
+def stats_of(values: np.ndarray, chunk: int = 1 << 20) -> dict[str, Any]:
+    """The statistics of an array, two passes of `chunk` values at a time (no copy of a memory-mapped record)."""
+    flat = np.asarray(values).reshape(-1)
+    n = flat.size
+    total, lo, hi, finite, masked = 0.0, math.inf, -math.inf, 0, 0
+    for start in range(0, n, chunk):
+        part = np.asarray(flat[start:start + chunk], dtype=float)
+        ok = np.isfinite(part)
+        if not ok.all():
+            masked += int((~ok).sum())
+            part = part[ok]
+        if part.size:
+            total += float(part.sum())
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+            finite += part.size
+    mean = total / finite if finite else 0.0
+    dev = squares = 0.0
+    for start in range(0, n, chunk):
+        part = np.asarray(flat[start:start + chunk], dtype=float)
+        part = part[np.isfinite(part)] if masked else part
+        d = part - mean
+        dev += float(d @ d)
+        squares += float(part @ part)
+    return {"n": n, "finite": finite, "masked": masked, "mean": mean, "std": math.sqrt(dev / finite) if finite else 0.0,
+            "min": lo if finite else 0.0, "max": hi if finite else 0.0, "norm": math.sqrt(squares)}
+
+
+def stats_sentence(s: dict[str, Any]) -> str:
+    masked = f" (the {s['masked']:,} masked entries, −∞, left out)" if s["masked"] else ""
+    return (f"All {s['n']:,} values{masked}: mean {sig(s['mean'], 4)}, standard deviation {sig(s['std'], 4)}, "
+            f"min {sig(s['min'], 4)}, max {sig(s['max'], 4)}, norm {sig(s['norm'], 4)} "
+            "(the square root of the sum of squares).")
+
+
+def _picture(view: View) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(rows, cols) of the view as the heatmap draws it (a vector lies down), and the block each pixel stands for."""
+    r, c = view.values.shape
+    if view.vector:
+        r, c = 1, r * c
+    bh, bw = max(1, math.ceil(r / HEAT_ROWS)), max(1, math.ceil(c / HEAT_COLS))
+    return (r, c), (bh, bw)
+
+
+def display_size(rows: int, cols: int) -> tuple[int, int]:
+    """CSS pixels for a picture of rows × cols pixels: up to 720 × 320, whole multiples where it is enlarged much."""
+    rows, cols = math.ceil(rows / math.ceil(rows / HEAT_ROWS)), math.ceil(cols / math.ceil(cols / HEAT_COLS))
+    factor = min(720 / cols, 320 / rows)
+    factor = math.floor(factor) if factor >= 2 else factor
+    return max(120, round(cols * factor)), max(24, round(rows * factor))
+
+
+def heat_figure(view: View, block: tuple[int, int]) -> str:
+    """The heatmap <img> of the whole view (a file the build writes, see downloads.page_files), with the calc's row
+    and column marked, and a sentence saying what a pixel is."""
+    (r, c), (bh, bw) = _picture(view)
+    ph, pw = math.ceil(r / bh), math.ceil(c / bw)
+    width, height = display_size(ph, pw)
+    rows_mark, cols_mark = view.marks
+    if view.vector:
+        rows_mark, cols_mark = set(), rows_mark | cols_mark
+    overlay = "".join(f'<span class="hl-r" style="top:{100 * i / r:.3g}%;height:{100 / r:.3g}%"></span>'
+                      for i in sorted(rows_mark) if r > 1)
+    overlay += "".join(f'<span class="hl-c" style="left:{100 * j / c:.3g}%;width:{100 / c:.3g}%"></span>'
+                       for j in sorted(cols_mark))
+    name = view.rec.name
+    what = f"{r:,} × {c:,}" if not view.vector else f"{c:,}"
+    alt = f"Heatmap of all {what} values of {name}"
+    flip = ' data-t="1"' if view.vector and view.rows.name else ""
+    img = (f'<img src="{escape(heat_path(name, *view.at))}" width="{width}" height="{height}" alt="{escape(alt)}" '
+           f'loading="lazy" decoding="async" data-r="{r}" data-c="{c}"{flip}>')
+    if bh * bw > 1:
+        note = (f"Heatmap of all {what} values, downsampled to {ph} × {pw} pixels: each pixel shows the value of "
+                f"largest magnitude among {bh} × {bw} of them.")
+    else:
+        note = f"Heatmap of all {what} values, one square each."
+    note += " Blue positive, red negative, the stronger the larger |value| (relative to the largest)."
+    if view.mode == "wide":
+        note += " Click a square, or open the table below, for its number."
+    return f'<div class="hm">{img}{overlay}</div><p class="hm-note">{note}</p>'
