@@ -17,7 +17,7 @@ import engine
 from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
-from site_build.data.downloads import page_files
+from site_build.data.downloads import page_files, ships_trace
 from site_build.data.interact import pages_with_data
 from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
@@ -119,8 +119,9 @@ class Builder:
         add_step_maps(ctx, pages, bodies)
         add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
         clock.lap("pages")
+        ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
-                                 extra_pages)
+                                 extra_pages, notebook=ships)
         clock.lap("layout")
         # 3. check: every formula typesets; every record is shown, if required
         math = session.katex.render_all(set(ctx.math.formulas))
@@ -141,8 +142,9 @@ class Builder:
         self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
 
         def assets() -> dict[str, Any]:  # computed while the search index is built
+            notebook = notebook_files(ctx, pages, self.paths.cache) if ships else {}  # it reads trace.json
             return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
-                    **notebook_files(ctx, pages, self.paths.cache)}  # the notebook reads trace.json
+                    **notebook}
 
         if write.write_site(out_dir, files, assets, clock.lap, reuse_search=self.background_search):
             session.index_in_background(out_dir)

@@ -41,6 +41,7 @@ import numpy as np
 from engine.explain import explain
 from engine.numpy_steps import NumpyStepError, computed, numpy_lines
 from site_build import drills
+from site_build.data.downloads import ships_trace
 from site_build.format import describe_shape, full_repr, general, html_text, html_words
 from site_build.macros import PageContext
 from site_build.macros.numbers import calc
@@ -285,8 +286,8 @@ def _candidates(trace: Any, rec: Any, rng: np.random.Generator) -> list[tuple[in
     if total <= MAX_CANDIDATES:
         found = [tuple(i) for i in np.ndindex(*[len(r) for r in region])]
     else:
-        found = {tuple(int(rng.integers(len(r))) for r in region) for _ in range(MAX_CANDIDATES)}
-        found = sorted(found)
+        draws = np.stack([rng.integers(len(r), size=MAX_CANDIDATES) for r in region], axis=1)  # one draw per axis
+        found = sorted(set(map(tuple, draws.tolist())))
     out = [tuple(r[k] for r, k in zip(region, i)) for i in found]
     if "tokens" in axes and "keys" in axes:
         t, s = axes.index("tokens"), axes.index("keys")
@@ -541,9 +542,9 @@ def numpy_html(trace: Any, name: str) -> str:
         code = "\n".join(numpy_lines(trace, name))
     except NumpyStepError:
         return ""
-    return (f'<div class="numpy-line" data-record="{html.escape(name)}" data-pagefind-ignore>'
-            f'<a class="numpy-label" href="{NOTEBOOK}" download title="This step in the notebook that recomputes '
-            f'the whole training step">NumPy</a>'
+    label = (f'<a class="numpy-label" href="{NOTEBOOK}" download title="This step in the notebook that recomputes '
+             f'the whole training step">NumPy</a>' if ships_trace(trace) else '<span class="numpy-label">NumPy</span>')
+    return (f'<div class="numpy-line" data-record="{html.escape(name)}" data-pagefind-ignore>{label}'
             f'<pre><code class="language-python">{html.escape(code)}</code></pre></div>')
 
 

@@ -336,3 +336,28 @@ def state_dict_table(ctx: PageContext) -> Markup:
     foot = f"<tr><th scope='row' colspan='3'>total</th><td class='n'><strong>{total}</strong></td></tr>"
     return Markup(f'<div class="table-wrap"><table class="state-dict"><thead>{head}</thead><tbody>{"".join(rows)}'
                   f"{foot}</tbody></table></div>")
+
+
+@macro
+def vocab_use(ctx: PageContext) -> dict[str, Any]:
+    """How the batch uses the vocabulary (the embedding-gradient page), counted with NumPy once, not word by word in
+    page code (50,257 words for GPT-2): `counts[v]`, the times word v is an input over every text; `repeated`,
+    the words input more than once; `absent`, never an input; `once`, the first word input exactly once (-1 if
+    none); `absent_nonzero`, how many absent words have a non-zero row of `grad.wte`; `targeted` and `plain`, the
+    absent words that are, or are never, a target."""
+    trace = ctx.trace
+    size = len(trace.labels["vocab"])
+    counts = np.bincount(np.asarray(trace["input_ids"]).ravel(), minlength=size)
+    absent = np.flatnonzero(counts == 0)
+    grad = np.asarray(trace["grad.wte"])
+    rows = np.zeros(size, dtype=bool)
+    for start in range(0, size, 4096):  # row by row in blocks: the table can be memory-mapped and large
+        rows[start:start + 4096] = np.abs(grad[start:start + 4096]).max(axis=1) > 0
+    targets = np.asarray(trace["targets"]).ravel()
+    is_target = np.zeros(size, dtype=bool)
+    is_target[targets[targets >= 0]] = True
+    once = np.flatnonzero(counts == 1)
+    ctx.mark("grad.wte")
+    return {"counts": counts.tolist(), "repeated": np.flatnonzero(counts > 1).tolist(), "absent": absent.tolist(),
+            "once": int(once[0]) if once.size else -1, "absent_nonzero": int(rows[absent].sum()),
+            "targeted": absent[is_target[absent]].tolist(), "plain": absent[~is_target[absent]].tolist()}

@@ -38,18 +38,21 @@ def render_layouts(
     base_url: str,
     data_files: dict[str, str] | None = None,
     extra_pages: dict[str, str] | None = None,
+    notebook: bool = True,
 ) -> dict[str, str]:
     """Every page and the 404 page inside the layout; {output path: html}.
 
     `data_files` maps a page to its click-any-number data script; `extra_pages` are
     generated pages ({url: body html}, e.g. the comparison summary), outside prev/next.
+    `notebook` says whether the site carries notebook.ipynb and trace.json (not for a big run).
     """
     env = layout_environment(templates)
     nav = group_by_section(pages)
     data_files = data_files or {}
     extra_pages = extra_pages or {}
     compare_url = COMPARE_PAGE if COMPARE_PAGE in extra_pages else ""
-    common = {"site_title": SITE_TITLE, "nav": nav, "root": base_url, "compare_url": compare_url}
+    common = {"site_title": SITE_TITLE, "nav": nav, "root": base_url, "compare_url": compare_url,
+              "notebook": notebook}
     out = {}
     try:
         page_tpl = env.get_template("page.html")
