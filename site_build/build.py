@@ -114,10 +114,16 @@ class Builder:
         # 2. render: every page through Jinja and Markdown (the step pages open with the map), then the layout
         other_key = session.other_key if compare is not None else ""
         cache_key = (run.key or session.generation, other_key, tuple(sorted(ctx.step_links.items())))
-        bodies = render_bodies(pages, ctx, link_map(pages), problems, self.paths.cache / "jinja", session.compiled,
-                               session.pages, cache_key)
-        add_step_maps(ctx, pages, bodies)
-        add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
+        links = link_map(pages)
+
+        def finished() -> dict[str, Rendered]:
+            bodies = render_bodies(pages, ctx, links, problems, self.paths.cache / "jinja", session.compiled,
+                                   session.pages, cache_key)
+            add_step_maps(ctx, pages, bodies)
+            add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
+            return bodies
+
+        bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)
         clock.lap("pages")
         ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
@@ -142,7 +148,8 @@ class Builder:
         self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
 
         def assets() -> dict[str, Any]:  # computed while the search index is built
-            notebook = notebook_files(ctx, pages, self.paths.cache) if ships else {}  # it reads trace.json
+            notebook = session.notebook_files(run, ctx, pages, lambda: notebook_files(ctx, pages, self.paths.cache)) \
+                if ships else {}  # it reads trace.json
             return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
                     **notebook}
 

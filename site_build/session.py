@@ -6,6 +6,8 @@
     katex      the KaTeX node workers and their formula cache (on disk)
     compiled   the Jinja code of every page body (on disk)
     pages      rendered pages, replayed when a page, the trace and the links are unchanged (on disk)
+    bodies     every page after the whole-site steps (step maps, NumPy lines, exercises) and the site's notebook,
+               replayed when the run and all pages are unchanged (on disk)
     indexer    the background search index of the last build (`serve`)
 
 A one-off `handstep build` uses a fresh session and closes it; what it finds on disk makes it fast.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,9 @@ from site_build.data.downloads import csv_files, ships_trace
 from site_build.data.interact import data_files
 from site_build.errors import shown_path
 from site_build.progress import Progress
+from site_build.render.jinja import PageResult
 from site_build.render.katex import KatexRenderer
+from site_build.render.markdown import Rendered
 from site_build.write import index_in_background
 
 
@@ -50,6 +55,8 @@ class Session:
         self.runs = DiskCache(cache / "runs")
         self.data = DiskCache(cache / "data")
         self.pages = PageStore({}, DiskCache(cache / "pages"))  # page cache of render.jinja.render_bodies
+        self.bodies = DiskCache(cache / "bodies")
+        self.notebooks = DiskCache(cache / "notebook")
         self.generation = 0  # bumped whenever the trace, its checks or the compared run change
         self.indexer: threading.Thread | None = None
         self._run: tuple[Any, Run] | None = None
@@ -101,6 +108,33 @@ class Session:
             if key:
                 self.data.put(key, files)
                 self.data.prune(keep=20)
+        return files
+
+    def finished_bodies(self, run: Run, ctx: Any, pages: list[Any], parts: Any,
+                        make: Callable[[], dict[str, Rendered]]) -> dict[str, Rendered]:
+        """Every page's finished body: `make()`, or, when the same run (and `parts`) renders the same pages, the
+        bodies it made last time replayed into `ctx` (their formulas and shown records registered anew)."""
+        key = cache.page_key(("bodies", run.key, parts, [repr(p) for p in pages])) if run.key else ""
+        stored = self.bodies.get(key) if key else None
+        if isinstance(stored, list) and all(isinstance(r, PageResult) for r in stored):
+            return {r.source: r.replay(ctx) for r in stored}
+        bodies = make()
+        if key:
+            self.bodies.put(key, [PageResult.capture(body, ctx, source) for source, body in bodies.items()])
+            self.bodies.prune(keep=20)
+        return bodies
+
+    def notebook_files(self, run: Run, ctx: Any, pages: list[Any], make: Callable[[], dict[str, bytes]]
+                       ) -> dict[str, bytes]:
+        """The site's notebook: `make()`, or the one made last time for the same run and pages."""
+        key = cache.page_key(("notebook", run.key, [repr(p) for p in pages])) if run.key else ""
+        stored = self.notebooks.get(key) if key else None
+        if isinstance(stored, dict):
+            return stored
+        files = make()
+        if key:
+            self.notebooks.put(key, files)
+            self.notebooks.prune(keep=10)
         return files
 
     def trace_files(self, trace: Any) -> dict[str, bytes]:

@@ -29,7 +29,8 @@ __all__ = ["SCRIPT", "Explanation", "ExplainError", "exact", "explain", "jacobia
 @cache
 def ops() -> dict[str, Any]:
     """The descriptions of every op kind (ops.yaml), as plain data the browser receives too."""
-    return yaml.safe_load((HERE / "ops.yaml").read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the same data, 10x faster
+    return yaml.load((HERE / "ops.yaml").read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
 
 
 @dataclass

@@ -71,6 +71,23 @@ def test_two_builds_are_byte_identical(site, tmp_path):
     assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
 
 
+def test_a_second_build_replays_the_finished_pages_until_a_page_changes(site, tmp_path, monkeypatch):
+    """With the same run and pages, the finished bodies (step maps, NumPy lines, exercises) come from the cache:
+    the site is the same bytes; a changed page makes them again."""
+    build_module = sys.modules["site_build.build"]  # the package exports build(), which hides the module
+    made = []
+    real = build_module.add_exercises
+    monkeypatch.setattr(build_module, "add_exercises", lambda *a: made.append(1) or real(*a))
+    build_ok(site, tmp_path / "a")
+    build_ok(site, tmp_path / "b")
+    assert len(made) == 1
+    assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
+    page = site.content / "index.md"
+    page.write_text(page.read_text(encoding="utf-8") + "\nA sentence added later.\n", encoding="utf-8")
+    build_ok(site, tmp_path / "c")
+    assert len(made) == 2 and "A sentence added later." in (tmp_path / "c" / "index.html").read_text()
+
+
 def test_rebuild_reuses_trace_and_katex(site, tmp_path, monkeypatch):
     import site_build.session as session_module
 
