@@ -45,6 +45,7 @@ from site_build.data.downloads import ships_trace
 from site_build.format import describe_shape, full_repr, general, html_text, html_words
 from site_build.macros import PageContext
 from site_build.macros.numbers import calc
+from site_build.macros.reference import first_block_twin
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered
 from site_build.render.mathslots import SLOT_RE
@@ -174,11 +175,18 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
     `budget` of LaTeX characters of working (a long sum costs more than a LayerNorm entry), and a page always gets
     at least its cheapest one."""
     trace = ctx.trace
-    askable = [n for n in own if _askable(trace.record(n))]
+
+    def first_block(names: list[str]) -> list[str]:
+        """The askable records, those of later blocks left out where block 0 has the same (same arithmetic: twelve
+        blocks of GPT-2 would only make the choice twelve times slower)."""
+        ok = [n for n in names if _askable(trace.record(n))]
+        return [n for n in ok if first_block_twin(n) not in trace] or ok
+
+    askable = first_block(own)
     if not askable:  # the page shows only records an earlier page owns: ask about those
-        askable = [n for n in shown_on(ctx, page) if _askable(trace.record(n))]
+        askable = first_block(shown_on(ctx, page))
     if not askable:  # a page of formulas and pictures: the records it names (a formula, a chart's record)
-        askable = [n for n in dict.fromkeys(named or []) if n in trace and _askable(trace.record(n))]
+        askable = first_block([n for n in dict.fromkeys(named or []) if n in trace])
     ranked = sorted(askable, key=lambda n: (-RULES[trace.record(n).op].rank, ctx.names.index(n)))
     seed = int(trace.config.get("seed", 0))
     values: list[tuple[str, tuple[int, ...], int]] = []  # (record, index, cost)

@@ -132,6 +132,11 @@ def heat_path(name: str, *at: int, heads: bool = False) -> str:
     return f"{HEAT_DIR}/{name}~{_at_text(at)}{'~heads' if heads else ''}.png"
 
 
+def update_heat_path(name: str) -> str:
+    """The heatmap of Δθ/η of parameter `name`: (updated − initial) / lr, every weight."""
+    return f"{HEAT_DIR}/{name}~-~update.png"
+
+
 def window_csv_path(name: str, at: tuple[int, ...], rows: list[int], cols: list[int]) -> str:
     """The CSV of rows × cols of record[at] (a 1-D view has the one row 0)."""
     return f"{CSV_DIR}/{name}~{_at_text(at)}~{_ranges(rows)}~{_ranges(cols)}.csv"
@@ -179,6 +184,10 @@ def _make(trace: Any, path: str) -> bytes | str | None:
     if folder == "heat":
         if parts[2:] == ["heads"]:
             return heat_png(tile_heads(view))
+        if parts[2:] == ["update"] and "updated." + parts[0] in trace:
+            lr = float(trace.config["optimizer"]["lr"])
+            change = (np.asarray(trace["updated." + parts[0]], dtype=float) - np.asarray(view, dtype=float)) / lr
+            return heat_png(change if change.ndim == 2 else change.reshape(1, -1))
         return heat_png(view if np.ndim(view) == 2 else np.reshape(view, (1, -1)))
     if folder == "csv" and len(parts) == 4:
         rows, cols = _unranges(parts[2]), _unranges(parts[3])

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from site_build import charts
+from site_build.charts.plots import HEAT_COLS, HEAT_ROWS
+from site_build.data.downloads import update_heat_path
 from site_build.macros.registry import MacroError, PageContext, check_bool, check_int, macro
+from site_build.macros.scale import display_size
 from site_build.steps import STEP_KEYS
 
 MAX_BINS = 200  # a histogram is 360 units wide: more bins than this would be thinner than a pixel
@@ -157,4 +160,26 @@ def update_picture(ctx: PageContext, name: str) -> Markup:
     rec = ctx.record(name)
     if rec.op != "param":
         raise MacroError(f"update_picture needs a parameter tensor such as 'wte'; '{name}' is a {rec.op} record")
+    if rec.value.size > UPDATE_SVG_CELLS:  # GPT-2 sizes: a picture file, one pixel a weight, not thousands of rects
+        return Markup(update_image(ctx, name))
     return _figure(charts.update_heatmap(ctx.trace, name))
+
+
+UPDATE_SVG_CELLS = 96 * 96  # up to this many weights the update picture is an SVG grid on the page
+
+
+def update_image(ctx: PageContext, name: str) -> str:
+    """Δθ/η of a big tensor as a heatmap image (downloads.update_heat_path; the build writes the file), one pixel a
+    weight or, past HEAT_ROWS × HEAT_COLS, the value of largest magnitude of each block, saying so."""
+    rec = ctx.record(name)
+    shape = tuple(rec.value.shape) if rec.value.ndim == 2 else (1, rec.value.size)
+    bh, bw = -(-shape[0] // HEAT_ROWS), -(-shape[1] // HEAT_COLS)
+    ph, pw = -(-shape[0] // bh), -(-shape[1] // bw)
+    width, height = display_size(ph, pw)
+    dims = " × ".join(f"{n:,}" for n in rec.value.shape)
+    how = (f"downsampled to {ph} × {pw} pixels, each the change of largest magnitude among {bh} × {bw} weights"
+           if bh * bw > 1 else "one pixel a weight")
+    return (f'<figure class="chart update-image"><div class="hm"><img src="{escape(update_heat_path(name))}" '
+            f'width="{width}" height="{height}" alt="Change of every weight of {escape(name)}, in units of the '
+            f'learning rate" loading="lazy" decoding="async"></div><figcaption>Δθ/η of <code>{escape(name)}</code>, '
+            f"{dims} ({escape(', '.join(rec.axes))}): {how}. Blue up, red down, white unmoved.</figcaption></figure>")

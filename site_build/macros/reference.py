@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 import yaml
@@ -61,3 +62,16 @@ def pytorch_snippet(ctx: PageContext, trace_file: str = "trace.json") -> Markup:
                          "'trace.json'")
     code = engine_snippet(ctx.trace.config, trace_file)
     return Markup(f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
+
+
+_BLOCK = re.compile(r"(?:^|\.)L(\d+)\.")
+
+
+@macro(context=False)
+def first_block_twin(name: str) -> str:
+    """The block-0 record a record of a later block repeats (`grad.L3.mlp.fc` → `grad.L0.mlp.fc`), or "" for a
+    record of block 0 or outside the blocks: the records page writes the formula of a block once."""
+    match = _BLOCK.search(str(name))
+    if not match or match.group(1) == "0":
+        return ""
+    return str(name)[:match.start(1)] + "0" + str(name)[match.end(1):]

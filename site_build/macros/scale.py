@@ -48,10 +48,10 @@ from site_build.tables import Axis
 
 MAX_CELLS = 1024  # a matrix up to this many cells shows every number (the default site's largest is 16 × 64)
 WIDE_COLS = 16  # wider than this, a matrix that shows every number shows them behind its heatmap
-WINDOW_EDGE = 6  # rows and columns kept at each end of a window, at most ...
+WINDOW_EDGE = 5  # rows and columns kept at each end of a window, at most ...
 MIN_EDGE = 2  # ... and at least (PAGE_CELLS decides between)
-OTHER_EDGE = 2  # in the other blocks (other_blocks), whose walkthrough is the first block's
-PAGE_CELLS = 6_000  # the cells of all windows of one page: a 100 KB page (gzip) holds about 8,000
+OTHER_EDGE = 1  # in the other blocks (other_blocks), whose walkthrough is the first block's
+PAGE_CELLS = 5_000  # the cells of all windows of one page: GPT-2-small's LayerNorm page holds 12 blocks of them
 HEAD_GROUP = 3  # a record with this many heads shows its heads behind a head selector
 
 

@@ -55,6 +55,8 @@ The expansion of block 0.
 {{ other_blocks(["L{l}.attn.weights", "L{l}.mlp.fc"], "the rest") }}
 
 {{ trace_download() }}
+
+{{ update_picture("L0.mlp.c_fc.weight") }}
 """
 
 
@@ -237,3 +239,18 @@ def test_a_wide_matrix_shows_a_heatmap_and_every_number_behind_it():
     assert 'src="assets/heat/L0.mlp.fc~0.png"' in html_ and "one square each" in html_
     assert scale.mode_of(6, 16, 64) == "full" and scale.mode_of(6, 64, 64) == "wide"
     assert scale.mode_of(64, 768, 64) == "window"
+
+
+def test_a_big_update_picture_is_an_image_of_every_change(mid):
+    """Past 96 × 96 weights the update picture is an image file, not thousands of SVG cells: its pixels are the
+    signs of (updated − initial), pooled as the caption says."""
+    out, trace, big = mid
+    href = downloads.update_heat_path("L0.mlp.c_fc.weight")
+    assert f'<img src="{href}"' in big and "<rect" not in big.split(href)[1].split("</figure>")[0]
+    change = (trace["updated.L0.mlp.c_fc.weight"] - trace["L0.mlp.c_fc.weight"]) / trace.config["optimizer"]["lr"]
+    grid, (bh, bw) = pooled(change)
+    assert f"among {bh} × {bw} weights" in big
+    levels = png_levels((out / href).read_bytes())
+    assert levels.shape == grid.shape
+    up, down = (levels >= 1) & (levels <= HEAT_LEVELS), levels > HEAT_LEVELS
+    assert (grid[up] > 0).all() and (grid[down] < 0).all() and up.any() and down.any()
