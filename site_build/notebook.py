@@ -102,12 +102,28 @@ def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = N
     env.globals.update({name: f for name, f in table_stand_ins(ctx).items() if name in env.globals})
     md = make_parser()
     md.core.ruler.enableOnly(["normalize", "block"])  # the blocks are all it needs: inline parsing is skipped
-    out = []
+    if _TEXTS.get("trace") is not ctx.trace or _TEXTS.get("checks") is not ctx.checks:
+        _TEXTS.update(trace=ctx.trace, checks=ctx.checks, pages={})
+    memo: dict[Any, tuple[str, list[str]]] = _TEXTS["pages"]
+    links = tuple(sorted(ctx.step_links.items()))
+    out, keys = [], set()
     for page in pages:
-        ctx.begin_page(page.source, page.body_line)
-        text = render_jinja(env, page, cache_dir, compiled)
-        out.append(PageText(page, notebook_markdown(md, text, ctx.math)))
+        key = (page.source, page.body, page.body_line, links)
+        keys.add(key)
+        if key not in memo:  # the dev server remakes the notebook after every edit: only the edited page again
+            ctx.begin_page(page.source, page.body_line)
+            text = notebook_markdown(md, render_jinja(env, page, cache_dir, compiled), ctx.math)
+            memo[key] = (text, [name for name, where in ctx.shown.items() if page.source in where])
+        text, shown = memo[key]
+        for name in shown:
+            ctx.shown.setdefault(name, set()).add(page.source)
+        out.append(PageText(page, text))
+    for key in set(memo) - keys:
+        del memo[key]
     return out
+
+
+_TEXTS: dict[str, Any] = {}  # the last run's pages as notebook text: {trace, checks, pages: {key: (text, shown)}}
 
 
 TABLE_MACROS = ("matrix", "vector", "calc", "jacobian", "other_blocks")

@@ -174,6 +174,33 @@ def test_the_site_ships_a_notebook_that_reads_its_trace_json(tmp_path):
     execute(out / "notebook.ipynb")
 
 
+def test_the_dev_server_remakes_the_notebook_from_the_edited_page_only(tmp_path, monkeypatch):
+    """A Builder kept between builds (serve) renders again, for the notebook, only the page that changed; the
+    notebook is the one a fresh build makes."""
+    from site_build import notebook as notebook_module
+    from site_build.build import Builder
+
+    rendered = []
+    real = notebook_module.render_jinja
+    monkeypatch.setattr(notebook_module, "render_jinja", lambda env, page, *a: rendered.append(page.source)
+                        or real(env, page, *a))
+    paths = make_site(tmp_path)
+    builder = Builder(paths)
+    try:
+        builder.build(SMALL, tmp_path / "a")
+        first = len(rendered)
+        page = paths.content / "index.md"
+        page.write_text(page.read_text(encoding="utf-8") + "\nA line for the notebook.\n", encoding="utf-8")
+        builder.build(SMALL, tmp_path / "a")
+    finally:
+        builder.close()
+    assert first >= 2 and [Path(s).name for s in rendered[first:]] == ["index.md"]
+    build(SMALL, tmp_path / "b", paths=paths)  # a fresh build (its own memo: another trace object)
+    made = (tmp_path / "a" / "notebook.ipynb").read_text(encoding="utf-8")
+    assert "A line for the notebook." in made
+    assert made == (tmp_path / "b" / "notebook.ipynb").read_text(encoding="utf-8")
+
+
 def test_cli_refuses_unsafe_outputs_with_one_line(tmp_path, capsys):
     cfg = str(write_config(tmp_path, ""))
     assert main(["notebook", "--config", cfg, "--out", str(tmp_path / "x.txt")]) == 2
