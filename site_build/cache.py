@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,18 @@ class DiskCache:
         except (OSError, pickle.PicklingError, TypeError, AttributeError):
             return  # a cache that cannot be written is only a slower next build
         self.written += 1
+
+    def get_or_make(self, key: str, make: Callable[[], Any], kind: type, keep: int = 20) -> Any:
+        """The `kind` value stored under `key`, else `make()`, stored there (keeping the newest `keep`); with no key
+        (a run that cannot be cached), `make()` alone."""
+        stored = self.get(key) if key else None
+        if isinstance(stored, kind):
+            return stored
+        value = make()
+        if key:
+            self.put(key, value)
+            self.prune(keep=keep)
+        return value
 
     def prune(self, keep: int = KEEP) -> None:
         """Keep the newest `keep` entries."""

@@ -100,21 +100,15 @@ class Session:
         """Every page's click data and every shown record's CSV (from disk when the same run shows the same
         records on the same pages)."""
         shown = sorted((name, sorted(where)) for name, where in ctx.shown.items())
-        parts = ("data", run.key, other_key, shown, [(p.source, p.url, p.slug, p.title) for p in pages])
-        key = cache.page_key(parts) if run.key else ""
-        files = self.data.get(key) if key else None
-        if not isinstance(files, dict):
-            files = {**data_files(run.trace, ctx.shown, pages, ctx.other), **csv_files(run.trace, ctx.shown)}
-            if key:
-                self.data.put(key, files)
-                self.data.prune(keep=20)
-        return files
+        key = _key(run, "data", other_key, shown, [(p.source, p.url, p.slug, p.title) for p in pages])
+        return self.data.get_or_make(key, lambda: {**data_files(run.trace, ctx.shown, pages, ctx.other),
+                                                   **csv_files(run.trace, ctx.shown)}, dict)
 
     def finished_bodies(self, run: Run, ctx: Any, pages: list[Any], parts: Any,
                         make: Callable[[], dict[str, Rendered]]) -> dict[str, Rendered]:
         """Every page's finished body: `make()`, or, when the same run (and `parts`) renders the same pages, the
         bodies it made last time replayed into `ctx` (their formulas and shown records registered anew)."""
-        key = cache.page_key(("bodies", run.key, parts, [repr(p) for p in pages])) if run.key else ""
+        key = _key(run, "bodies", parts, [repr(p) for p in pages])
         stored = self.bodies.get(key) if key else None
         if isinstance(stored, list) and all(isinstance(r, PageResult) for r in stored):
             return {r.source: r.replay(ctx) for r in stored}
@@ -127,15 +121,7 @@ class Session:
     def notebook_files(self, run: Run, ctx: Any, pages: list[Any], make: Callable[[], dict[str, bytes]]
                        ) -> dict[str, bytes]:
         """The site's notebook: `make()`, or the one made last time for the same run and pages."""
-        key = cache.page_key(("notebook", run.key, [repr(p) for p in pages])) if run.key else ""
-        stored = self.notebooks.get(key) if key else None
-        if isinstance(stored, dict):
-            return stored
-        files = make()
-        if key:
-            self.notebooks.put(key, files)
-            self.notebooks.prune(keep=10)
-        return files
+        return self.notebooks.get_or_make(_key(run, "notebook", [repr(p) for p in pages]), make, dict, keep=10)
 
     def trace_files(self, trace: Any) -> dict[str, bytes]:
         """The trace as the engine saves it (`trace.json`, with its values file for a trace past INLINE_MAX_VALUES),
@@ -173,3 +159,7 @@ def _mtime(path: Path) -> float:
     except OSError:
         return 0.0
 
+
+def _key(run: Run, *parts: Any) -> str:
+    """The disk-cache key of something made from `run` and `parts`; "" for a run that cannot be cached."""
+    return cache.page_key((parts[0], run.key, *parts[1:])) if run.key else ""

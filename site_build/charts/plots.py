@@ -36,6 +36,11 @@ MAX_RECT_TOKENS = 24
 _LAYER = re.compile(r"L(\d+)\.")
 
 
+def blocks(rows: int, cols: int, max_rows: int = HEAT_ROWS, max_cols: int = HEAT_COLS) -> tuple[int, int]:
+    """The block (rows, cols) each heatmap pixel stands for, so that rows × cols values fit max_rows × max_cols."""
+    return max(1, math.ceil(rows / max_rows)), max(1, math.ceil(cols / max_cols))
+
+
 def pooled(values: np.ndarray, max_rows: int = HEAT_ROWS, max_cols: int = HEAT_COLS
            ) -> tuple[np.ndarray, tuple[int, int]]:
     """A 2-D array as at most max_rows × max_cols values, and the block size (rows, cols) each one stands for.
@@ -45,7 +50,7 @@ def pooled(values: np.ndarray, max_rows: int = HEAT_ROWS, max_cols: int = HEAT_C
     a copy, so a memory-mapped 50,257 × 768 table costs two passes.
     """
     rows, cols = values.shape
-    bh, bw = max(1, math.ceil(rows / max_rows)), max(1, math.ceil(cols / max_cols))
+    bh, bw = blocks(rows, cols, max_rows, max_cols)
     if bh == 1 and bw == 1:
         return np.asarray(values, dtype=float), (1, 1)
     r0, c0 = np.arange(0, rows, bh), np.arange(0, cols, bw)

@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from site_build import charts
-from site_build.charts.plots import HEAT_COLS, HEAT_ROWS
+from site_build.charts.plots import blocks
 from site_build.data.downloads import update_heat_path
 from site_build.macros.registry import MacroError, PageContext, check_bool, check_int, macro
 from site_build.macros.scale import display_size
@@ -173,7 +173,7 @@ def update_image(ctx: PageContext, name: str) -> str:
     weight or, past HEAT_ROWS × HEAT_COLS, the value of largest magnitude of each block, saying so."""
     rec = ctx.record(name)
     shape = tuple(rec.value.shape) if rec.value.ndim == 2 else (1, rec.value.size)
-    bh, bw = -(-shape[0] // HEAT_ROWS), -(-shape[1] // HEAT_COLS)
+    bh, bw = blocks(*shape)
     ph, pw = -(-shape[0] // bh), -(-shape[1] // bw)
     width, height = display_size(ph, pw)
     dims = " × ".join(f"{n:,}" for n in rec.value.shape)

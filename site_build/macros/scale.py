@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from site_build import tables
-from site_build.charts.plots import HEAT_COLS, HEAT_ROWS
+from site_build.charts.plots import HEAT_COLS, HEAT_ROWS, blocks
 from site_build.data.downloads import (
     csv_path,
     has_csv,
@@ -367,8 +367,7 @@ def _picture(view: View) -> tuple[tuple[int, int], tuple[int, int]]:
     r, c = view.values.shape
     if view.vector:
         r, c = 1, r * c
-    bh, bw = max(1, math.ceil(r / HEAT_ROWS)), max(1, math.ceil(c / HEAT_COLS))
-    return (r, c), (bh, bw)
+    return (r, c), blocks(r, c)
 
 
 def display_size(rows: int, cols: int) -> tuple[int, int]:
