@@ -70,6 +70,10 @@ class Report:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
+    def brief(self) -> str:
+        """What the site holds, for `handstep build` of a site that is up to date."""
+        return f"{self.pages} pages, {self.formulas} formulas, records shown: {self.shown}/{self.records}"
+
     def summary(self) -> str:
         """The one line `handstep build` prints."""
         return (

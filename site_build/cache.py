@@ -22,21 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from site_build import stamp
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSION = b"handstep cache 1"
 KEEP = 400
+VERSION = b"handstep cache 1"
 
 
 @cache
 def source_digest(package: str) -> str:
     """sha256 over the files of a package of this project (the code a cached result came from)."""
-    h = hashlib.sha256(VERSION)
-    base = ROOT / package
-    for path in sorted(base.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".yaml", ".js") and "__pycache__" not in path.parts:
-            h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    return stamp.source_digest(package, ROOT)
 
 
 def _stat(path: Path) -> str:

@@ -16,28 +16,43 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import engine
-from engine.diff import diff_traces, format_diff
-from site_build import write
-from site_build.build import EXPECTED_ERRORS, ROOT, Builder, Compare, Paths
-from site_build.data.compare import DIFF_HTML_HEAD, write_diff_html
+from site_build import stamp, write
 from site_build.errors import BuildError, shown_path
-from site_build.progress import Progress
 
+if TYPE_CHECKING:
+    import engine
+    from site_build.build import Paths
+
+# The engine, NumPy and the renderer are imported by the commands that use them, so that `handstep build` of a
+# site that is up to date (site_build.stamp) answers in a few milliseconds.
+ROOT = stamp.ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DEFAULT_OUT = ROOT / "site"
+DEFAULT_CONTENT, DEFAULT_TEMPLATES, DEFAULT_CACHE = ROOT / "content", ROOT / "templates", ROOT / ".cache"
 TRACE_PREFIX = b'{"format":"handstep-trace"'
 
 
 def version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("handstep")
     except metadata.PackageNotFoundError:  # run from a checkout that was never installed
         return "unknown"
+
+
+class VersionAction(argparse.Action):
+    """`--version`, looked up only when asked for (reading the package metadata costs 50 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        print(f"handstep {version()}")
+        parser.exit(0)
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,7 +86,7 @@ def seed_number(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = Parser(prog="handstep", description="One training step of a tiny GPT-2, by hand, as a website.")
-    parser.add_argument("--version", action="version", version=f"handstep {version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("trace", help="run one training step and write its trace as JSON")
@@ -103,7 +118,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.add_argument("--out", type=Path, required=True, metavar="FILE.ipynb",
                    help="the notebook; its trace file is written beside it (FILE.trace.json)")
-    p.add_argument("--content", type=Path, default=Paths().content, help="pages folder (default: content/)")
+    p.add_argument("--content", type=Path, default=DEFAULT_CONTENT, help="pages folder (default: content/)")
     p.add_argument("--force", action="store_true", help="replace --out even if handstep did not write it")
     p.set_defaults(func=run_notebook)
 
@@ -122,20 +137,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _add_site_options(p: argparse.ArgumentParser) -> None:
     _add_run_options(p)
-    defaults = Paths()
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="output folder (default: site/); only a new, empty or handstep-built folder is replaced")
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out folder that handstep did not build (never /, home, a checkout)")
-    p.add_argument("--content", type=Path, default=defaults.content, help="pages folder (default: content/)")
-    p.add_argument("--templates", type=Path, default=defaults.templates,
+    p.add_argument("--content", type=Path, default=DEFAULT_CONTENT, help="pages folder (default: content/)")
+    p.add_argument("--templates", type=Path, default=DEFAULT_TEMPLATES,
                    help="templates folder (default: templates/)")
-    p.add_argument("--cache", type=Path, default=defaults.cache,
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                    help="cache of rendered math and compiled pages (default: .cache/)")
 
 
 def _config(args: argparse.Namespace) -> engine.Config:
     """The config named by --config, or the built-in defaults (equal to configs/default.yaml)."""
+    import engine
+
     path = args.config
     if path is None and DEFAULT_CONFIG.is_file():
         path = DEFAULT_CONFIG
@@ -144,6 +160,9 @@ def _config(args: argparse.Namespace) -> engine.Config:
 
 def run_trace(args: argparse.Namespace) -> int:
     """`handstep trace`: one recorded step, written as JSON (plus a .bin sidecar for a big trace)."""
+    import engine
+    from site_build.progress import Progress
+
     start = time.perf_counter()
     out: Path = args.out
     ours = write.file_starts_with(TRACE_PREFIX)
@@ -161,8 +180,10 @@ def run_trace(args: argparse.Namespace) -> int:
 
 def run_notebook(args: argparse.Namespace) -> int:
     """`handstep notebook`: FILE.ipynb and the trace it reads, FILE.trace.json (+ FILE.trace.bin for a big trace)."""
+    import engine
     from site_build.notebook import is_notebook, make_notebook
     from site_build.pages import collect_pages
+    from site_build.progress import Progress
 
     start = time.perf_counter()
     out: Path = args.out
@@ -212,6 +233,10 @@ def _save_trace_beside(trace: engine.Trace, path: Path) -> None:
 
 def run_diff(args: argparse.Namespace) -> int:
     """`handstep diff`: 0 identical, 1 different, 2 when a file cannot be read (never 1 for a damaged file)."""
+    import engine
+    from engine.diff import diff_traces, format_diff
+    from site_build.data.compare import DIFF_HTML_HEAD, write_diff_html
+
     if args.html is not None:
         ours = write.file_starts_with(DIFF_HTML_HEAD.encode())
         write.check_output_file(args.html, "--html", ours, "a page handstep wrote", args.force, "diff.html")
@@ -224,27 +249,46 @@ def run_diff(args: argparse.Namespace) -> int:
     return 0 if d.identical else 1
 
 
-def _paths(args: argparse.Namespace) -> Paths:
+def _check_folders(args: argparse.Namespace) -> None:
     for flag, folder in (("--content", args.content), ("--templates", args.templates)):
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"
             raise BuildError(f"{flag} {shown_path(folder)}", 0, f"{what}; give the folder of the site's "
                              + ("pages (*.md)" if flag == "--content" else "templates (page.html, assets/)"))
+
+
+def _paths(args: argparse.Namespace) -> Paths:
+    from site_build.build import Paths
+
+    _check_folders(args)
     return Paths(content=args.content, templates=args.templates, cache=args.cache)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    """`handstep build`: one build, one summary line."""
-    paths = _paths(args)
-    compare = None
-    if args.compare is not None or args.compare_seed is not None:
-        compare = Compare(args.compare, args.compare_seed)
-    builder = Builder(paths, progress=Progress())
+    """`handstep build`: one build, one summary line; nothing to do when the output folder already holds the build
+    of exactly these inputs (site_build.stamp)."""
+    _check_folders(args)
+    config = Path(args.config or DEFAULT_CONFIG)
+    compare = None if args.compare is None and args.compare_seed is None else (args.compare, args.compare_seed)
+    digest = None
+    if compare is None and config.is_file():  # read before building: a page edited meanwhile is built next time
+        flags = {"seed": args.seed, "require_coverage": args.require_coverage}
+        digest = stamp.inputs_digest(config, flags, args.content, args.templates)
+        done = stamp.up_to_date(args.cache, args.out, digest)
+        if done is not None:
+            print(f"{shown_path(args.out)} is up to date: nothing changed since it was built ({done})")
+            return 0
+    from site_build.build import Builder, Compare
+    from site_build.progress import Progress
+
+    builder = Builder(_paths(args), progress=Progress())
     try:
-        report = builder.build(args.config or DEFAULT_CONFIG, args.out, args.seed,
-                               require_coverage=args.require_coverage, compare=compare, force=args.force)
+        report = builder.build(config, args.out, args.seed, require_coverage=args.require_coverage,
+                               compare=Compare(*compare) if compare else None, force=args.force)
     finally:
         builder.close()
+    if digest is not None:
+        stamp.record(args.cache, args.out, digest, report.brief())
     print(report.summary())
     return 0
 
@@ -273,7 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
-    except EXPECTED_ERRORS as err:
+    except Exception as err:
+        from site_build.build import EXPECTED_ERRORS  # loaded already by whatever raised one of them
+
+        if not isinstance(err, EXPECTED_ERRORS):
+            raise
         lines = err.lines() if isinstance(err, BuildError) else [str(err)]
         for line in lines:
             print(line, file=sys.stderr)

@@ -297,7 +297,8 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from conftest import SMALL, make_site
-from site_build import build, write
+from site_build import write
+from site_build.build import build
 paths = make_site(Path({root!r}) / "inputs")
 def stall(site, *rest):
     Path({marker!r}).write_text("writing")
