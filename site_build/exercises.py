@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from engine.explain import explain
 from engine.numpy_steps import NumpyStepError, computed, numpy_lines
 from site_build import drills
 from site_build.data.downloads import ships_trace
@@ -189,15 +188,19 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
         askable = first_block([n for n in dict.fromkeys(named or []) if n in trace])
     ranked = sorted(askable, key=lambda n: (-RULES[trace.record(n).op].rank, ctx.names.index(n)))
     seed = int(trace.config.get("seed", 0))
-    values: list[tuple[str, tuple[int, ...], int]] = []  # (record, index, cost)
+
+    def cost(name: str, index: tuple[int, ...]) -> int:  # worked out only for the candidates looked at
+        return _cost(ctx, name, index)
+
+    values: list[tuple[str, tuple[int, ...]]] = []  # (record, index)
     for name in ranked:
         if not RULES[trace.record(name).op].value:
             continue
         at = RULES[trace.record(name).op].at
         index = at(trace.record(name)) if at else pick_element(trace, name, _rng(seed, page.slug, name, "value"))
         if index is not None:
-            values.append((name, index, _cost(trace, name, index)))
-    choices: list[tuple[str, str, tuple[int, ...], int]] = []
+            values.append((name, index))
+    choices: list[tuple[str, str, tuple[int, ...]]] = []
     for name in ranked:
         kind = RULES[trace.record(name).op].choice
         index = None
@@ -206,28 +209,29 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
         elif kind == "sign":
             index = pick_element(trace, name, _rng(seed, page.slug, name, "sign"), avoid={v[1] for v in values})
         if index is not None:
-            choices.append((kind, name, index, _cost(trace, name, index)))
+            choices.append((kind, name, index))
     picked: list[tuple[str, str, tuple[int, ...]]] = []  # (kind, record, index)
     left = budget
-    argmax = next((c for c in choices if c[0] == "argmax" and c[3] <= left), None)
+    argmax = next((c for c in choices if c[0] == "argmax" and cost(*c[1:]) <= left), None)
     if argmax is not None:  # which key a query attends to most, which word comes next: the best question of a page
-        picked.append(argmax[:3])
-        left -= argmax[3]
+        picked.append(argmax)
+        left -= cost(*argmax[1:])
     ops_used: set[str] = set()
-    for name, index, cost in values:
+    for name, index in values:
         op = trace.record(name).op
-        if len(ops_used) < 2 and op not in ops_used and cost <= left and (argmax is None or name != argmax[1]):
+        if len(ops_used) < 2 and op not in ops_used and (argmax is None or name != argmax[1]) \
+                and cost(name, index) <= left:
             picked.insert(len(ops_used), ("value", name, index))
             ops_used.add(op)
-            left -= cost
+            left -= cost(name, index)
     if argmax is None:
         asked = {name for _, name, _ in picked}
-        for kind, name, index, cost in sorted(choices, key=lambda c: c[1] in asked):  # another record first
-            if cost <= left:
+        for kind, name, index in sorted(choices, key=lambda c: c[1] in asked):  # another record first
+            if cost(name, index) <= left:
                 picked.append((kind, name, index))
                 break
     if not any(kind == "value" for kind, _, _ in picked) and values:  # over the budget: the cheapest value
-        name, index, _ = min(values, key=lambda v: v[2])
+        name, index = min(values, key=lambda v: cost(*v))
         picked.insert(0, ("value", name, index))
     items: list[Item] = []
     titles = {p.source: p for p in pages}
@@ -248,9 +252,9 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
     return items
 
 
-def _cost(trace: Any, name: str, index: tuple[int, ...]) -> int:
+def _cost(ctx: PageContext, name: str, index: tuple[int, ...]) -> int:
     """What the working of one element weighs on the page: the length of its LaTeX lines."""
-    return sum(len(line) for line in explain(trace, name, index).latex)
+    return sum(len(line) for line in ctx.explain(name, index).latex)
 
 
 def page_budget(ctx: PageContext, html: str) -> int:
@@ -391,7 +395,7 @@ def _element(ctx: PageContext, rec: Any, index: tuple[int, ...]) -> str:
 def _inputs(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
     """What the question needs: each input element's value when there are a few, else the records and the pages
     that show them."""
-    expl = explain(ctx.trace, name, index)
+    expl = ctx.explain(name, index)
     distinct = list(dict.fromkeys(expl.operands))  # in order, once each (a softmax over 50,257 words has as many)
     if not distinct:
         return ""
@@ -442,7 +446,7 @@ def value_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: 
     rec = ctx.trace.record(name)
     answer = float(np.asarray(rec.value)[index])
     tol = tolerance(answer)
-    expl = explain(ctx.trace, name, index)
+    expl = ctx.explain(name, index)
     how = f" {html_text(expl.text[0].upper() + expl.text[1:])}." if expl.text else ""
     question = (f'<p class="exercise-q">What is {RULES[rec.op].what}, {_element(ctx, rec, index)}?{how}</p>'
                 + _inputs(ctx, page, titles, name, index)

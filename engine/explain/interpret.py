@@ -15,8 +15,10 @@ written with `num`.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -41,6 +43,84 @@ class ExplainError(Exception):
 
 def val(v: Any) -> Any:
     return v.value if isinstance(v, Ref) else v
+
+
+class LazyList:
+    """The items of a long list made by a comprehension whose body only formats (it reads no record), worked out
+    when looked at. A sum of 3,072 products is shown as its first 8 and last 4 terms (`sumline`): the other
+    terms are never typeset. The result is the same as the eager list's, which the JS twin builds."""
+
+    def __init__(self, n: int, item: Callable[[int], Any]) -> None:
+        self.n, self.item, self.done = n, item, {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self.n))]
+        if k < 0:
+            k += self.n
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        if k not in self.done:
+            self.done[k] = self.item(k)
+        return self.done[k]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[k] for k in range(self.n))
+
+
+def _eager(v: Any) -> Any:
+    return list(v) if isinstance(v, LazyList) else v
+
+
+# Functions that only format or count what they are given: a comprehension body calling nothing else (and
+# indexing nothing, which may read a record and note an operand) can be worked out lazily (LazyList).
+_FORMATTING = frozenset({"join", "par", "num", "sub", "text", "exact", "int", "word", "quote", "plural", "len"})
+_PURE: dict[int, tuple[Any, bool]] = {}
+
+
+def _formats_only(node: Any) -> bool:
+    known = _PURE.get(id(node))
+    if known is not None and known[0] is node:
+        return known[1]
+    result = _check_formats_only(node)
+    _PURE[id(node)] = (node, result)
+    return result
+
+
+def _check_formats_only(node: Any) -> bool:
+    if isinstance(node, list):
+        return all(_check_formats_only(n) for n in node)
+    if not isinstance(node, tuple) or not node:
+        return True
+    kind = node[0]
+    if kind in ("const", "name"):
+        return True
+    if kind == "index":
+        return False
+    if kind == "call":
+        return node[1][0] == "name" and node[1][1] in _FORMATTING and all(_check_formats_only(a) for a in node[2])
+    return all(_check_formats_only(n) for n in node[1:] if isinstance(n, (tuple, list)))
+
+
+def _concat(*parts: Any) -> Any:
+    """`cat`: lazy when a part is (the last part of a linear's terms is the bias)."""
+    if not any(isinstance(p, LazyList) for p in parts):
+        return [v for part in parts for v in part]
+    starts, n = [], 0
+    for part in parts:
+        starts.append(n)
+        n += len(part)
+
+    def item(k: int) -> Any:
+        j = bisect.bisect_right(starts, k) - 1
+        while len(parts[j]) == 0 or k - starts[j] >= len(parts[j]):  # empty parts share a start
+            j += 1
+        return parts[j][k - starts[j]]
+
+    return LazyList(n, item)
 
 
 # -- numbers as LaTeX (the JS twin formats exactly the same way) ----------------------------------------------
@@ -335,7 +415,7 @@ def truthy(v: Any) -> bool:
 
 
 def _arith(op: str, a: Any, b: Any) -> Any:
-    a, b = val(a), val(b)
+    a, b = _eager(val(a)), _eager(val(b))
     if isinstance(a, list) or isinstance(b, list):
         if isinstance(a, list) and isinstance(b, list):
             if len(a) != len(b):
@@ -378,7 +458,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
 def _map(f):
     def apply(x: Any) -> Any:
         x = val(x)
-        return [apply(v) for v in x] if isinstance(x, list) else f(float(x))
+        return [apply(v) for v in x] if isinstance(x, (list, LazyList)) else f(float(x))
 
     return apply
 
@@ -424,7 +504,7 @@ class Element:
             "sum": _seq_sum, "mean": lambda xs: _seq_sum(xs) / len(xs), "prod": self._prod,
             "len": lambda xs: float(len(xs)), "all": lambda xs: all(truthy(v) for v in xs),
             "range": lambda n: [float(k) for k in range(int(val(n)))], "zip": lambda *ls: [list(t) for t in zip(*ls)],
-            "cat": lambda *ls: [v for part in ls for v in part], "join": lambda sep, xs: sep.join(xs),
+            "cat": _concat, "join": lambda sep, xs: sep.join(xs),
             "shape": lambda r: [float(n) for n in r.value.shape], "indices": self._indices, "value": self._value,
             "row": self._row, "einsum": self._einsum, "word": self._word, "text": latex_text, "num": num, "par": par,
             "exact": exact, "int": integer, "sub": self._sub, "sumline": self._sumline,
@@ -485,8 +565,16 @@ class Element:
             return [self.eval(n, scope) for n in node[1]]
         if kind == "comp":
             _, body, names, source, cond = node
+            items = self.eval(source, scope)
+            if cond is None and len(items) > self.ops["max_terms"] and _formats_only(body):
+                def one(k: int) -> Any:
+                    local = dict(scope or {})
+                    local.update({names[0]: items[k]} if len(names) == 1 else zip(names, items[k]))
+                    return self.eval(body, local)
+
+                return LazyList(len(items), one)
             out = []
-            for item in self.eval(source, scope):
+            for item in items:
                 local = dict(scope or {})
                 if len(names) == 1:
                     local[names[0]] = item
@@ -520,7 +608,7 @@ class Element:
             return f(*[self.eval(a, scope) for a in node[2]])
         if kind == "index":
             base, key = self.eval(node[1], scope), self.eval(node[2], scope)
-            if isinstance(base, list):
+            if isinstance(base, (list, LazyList)):
                 k = int(val(key))
                 if not -len(base) <= k < len(base):
                     raise ExplainError(f"{self.out.op}: index {k} outside a list of {len(base)}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.verify import digest, finite_differences
+from engine.verify import config_digest, digest, finite_differences
 from site_build.errors import BuildError
 
 VERIFICATION_FILE = "build/verification.json"
@@ -55,7 +55,9 @@ def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return checks
-    if isinstance(data, dict) and data.get("trace_sha256") == digest(trace):
+    if not isinstance(data, dict) or data.get("config_sha256", config_digest(trace)) != config_digest(trace):
+        return checks  # figures for another config: the values need not be read to know
+    if data.get("trace_sha256") == digest(trace):
         checks.torch = {k: float(v) for k, v in data.get("max_abs_diff", {}).items()}
         checks.oracle = str(data.get("oracle", "PyTorch"))
     return checks

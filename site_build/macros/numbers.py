@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from engine.explain import explain
 from engine.explain import jacobian as engine_jacobian
 from site_build import tables
 from site_build.data.compare import compare_block
@@ -252,7 +251,7 @@ def calc(ctx: PageContext, name: str, index: Any = None) -> Markup:
     """The arithmetic that produced one element, with the real numbers, typeset."""
     rec = ctx.record(name)
     idx = _index(rec, index)
-    expl = explain(ctx.trace, name, idx)
+    expl = ctx.explain(name, idx)
     ctx.mark(name)
     ctx.calcs.append((name, idx))  # its row and column are marked in the record's table (macros.scale)
     at = ",".join(str(i) for i in idx)

@@ -96,7 +96,10 @@ def optimizer_stats(ctx: PageContext, match: str = "*") -> OptimizerStats:
     names = [n for n in parameters(ctx.trace) if fnmatchcase(n, match)]
     if not names:
         raise MacroError(f"optimizer_stats('{match}'): no parameter tensor matches")
-    tensors = [tensor_update(ctx.trace, n) for n in names]
+    for n in names:  # once per tensor and build: pages ask for all tensors, then for groups of them
+        if ("update", n) not in ctx.memo:
+            ctx.memo["update", n] = tensor_update(ctx.trace, n)
+    tensors = [ctx.memo["update", n] for n in names]
     stats = OptimizerStats(tensors)
     for t in tensors:
         stats.total += t.size

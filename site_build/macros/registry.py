@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from engine.explain import explain
 from site_build.format import html_text
 from site_build.render.mathslots import MathSlots
 
@@ -147,6 +148,14 @@ class PageContext:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise MacroError(f"unknown trace record '{name}'{hint}")
         return self.trace.record(name)
+
+    def explain(self, name: str, index: tuple[int, ...]) -> Any:
+        """engine.explain of one element, worked out once per build (a calc block and an exercise may share it;
+        at GPT-2 sizes one element is a sum of 3,072 products)."""
+        key = ("explain", name, tuple(int(i) for i in index))
+        if key not in self.memo:
+            self.memo[key] = explain(self.trace, name, index)
+        return self.memo[key]
 
     def check_line(self, name: str) -> str:
         """The record's check figures as a `<p class="check">` ('' when nothing checks it)."""

@@ -121,3 +121,25 @@ def test_no_constant_is_a_literal():
             assert "10^{-8}" not in lines
     updates = [s for s in seen if r"\sqrt{\hat v}" in s]
     assert updates and all("0.003" in s and "0.3" in s for s in updates)
+
+
+def test_long_sums_are_typeset_lazily_and_alike(monkeypatch):
+    """A sum past max_terms shows 12 terms; the others are not typeset (LazyList), yet the lines, the text, the
+    operands and the number are those of the eager evaluation the JS twin does."""
+    from engine.explain import interpret
+
+    trace = run(config_from_dict({"model": {"d_ff": 200}}, "test"))
+    names = [r.name for r in trace.records if r.op in ("linear", "matmul") and r.value.ndim >= 2]
+    queries = [(n, tuple(0 for _ in trace[n].shape)) for n in names]
+    made: list[int] = []
+    real = interpret.LazyList.__init__
+
+    def counting(self, n, item):
+        made.append(n)
+        real(self, n, item)
+
+    monkeypatch.setattr(interpret.LazyList, "__init__", counting)
+    lazy = [_python(trace, n, i) for n, i in queries]
+    assert made and max(made) >= 200  # the 200-term sums went the lazy way
+    monkeypatch.setattr(interpret, "_formats_only", lambda node: False)
+    assert [_python(trace, n, i) for n, i in queries] == lazy

@@ -20,7 +20,7 @@ import transformers  # noqa: E402
 from oracle import max_abs, oracle_activations, oracle_step  # noqa: E402
 
 from engine import load_config, run  # noqa: E402
-from engine.verify import digest  # noqa: E402
+from engine.verify import config_digest, digest  # noqa: E402
 
 
 def verification(trace) -> dict:
@@ -34,7 +34,7 @@ def verification(trace) -> dict:
         tensors[names["grad"]] = max_abs(o["grads"][key], trace[names["grad"]])
         tensors[names["updated"]] = max_abs(o["updated"][key], trace[names["updated"]])
     optimizer = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}[trace.config["optimizer"]["name"]]
-    return {"format": "handstep-verification", "trace_sha256": digest(trace),
+    return {"format": "handstep-verification", "trace_sha256": digest(trace), "config_sha256": config_digest(trace),
             "oracle": f"transformers {transformers.__version__} GPT2LMHeadModel + torch {torch.__version__} "
                       f"torch.optim.{optimizer}, float64",
             "max_abs_diff": tensors}
