@@ -15,7 +15,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import Config
-from .tape import BT, Tape
+from .tape import BT, BTC, Tape
 
 # (record suffix, shape keys, axes) of one block's parameters, in Hugging Face's named_parameters order
 BLOCK_PARAMS = [
@@ -76,14 +76,29 @@ def tape(cfg: Config, params: dict[str, np.ndarray], ids: np.ndarray, targets: n
 
 
 # -- forward ---------------------------------------------------------------------------------------------------------
-def forward(t: Tape, cfg: Config) -> str:
-    """Embeddings, the blocks, the final LayerNorm, tied logits and the loss; returns the loss's record name."""
-    x = t.embed("input_ids")
-    for i in range(cfg.model.n_layers):
+def forward(t: Tape, cfg: Config, start: int = 0) -> str:
+    """Embeddings, the blocks, the final LayerNorm, tied logits and the loss; returns the loss's record name.
+
+    From block `start` on when the tape already holds that block's input (`block_input(start)`)."""
+    x = t.embed("input_ids") if start == 0 else block_input(start)
+    for i in range(start, cfg.model.n_layers):
         x = block_forward(t, f"L{i}.", x, cfg.model.n_heads)
     x = t.layernorm("ln_f", x)
     logits = t.logits(x)
     return t.cross_entropy(logits, "targets")
+
+
+def block_input(i: int) -> str:
+    """The record that goes into block i (the last block's output goes into the final LayerNorm, i = n_layers)."""
+    return "embed.out" if i == 0 else f"L{i - 1}.resid_2"
+
+
+def first_block(name: str, cfg: Config) -> int:
+    """The first block whose input a change of parameter `name` alters: its own block, n_layers for the final
+    LayerNorm, 0 for the embeddings (whose wte is also the output layer)."""
+    if name.startswith("L"):
+        return int(name[1:name.index(".")])
+    return cfg.model.n_layers if name.startswith("ln_f.") else 0
 
 
 def block_forward(t: Tape, P: str, x: str, n_heads: int) -> str:
@@ -165,7 +180,11 @@ def mlp_backward(t: Tape, M: str, g: str, x: str) -> str:
     return t.linear_backward(g, x, M + ".c_fc")
 
 
-def loss(cfg: Config, params: dict[str, np.ndarray], ids: np.ndarray, targets: np.ndarray) -> float:
-    """The loss alone, recording nothing (finite differences)."""
+def loss(cfg: Config, params: dict[str, np.ndarray], ids: np.ndarray, targets: np.ndarray,
+         start: int = 0, x: np.ndarray | None = None) -> float:
+    """The loss alone, recording nothing (finite differences); from block `start`, whose input is `x`, when given
+    (the blocks before it would compute exactly that again)."""
     t = tape(cfg, params, ids, targets)
-    return float(t.v[forward(t, cfg)])
+    if start:
+        t.v[block_input(start)], t.axes[block_input(start)] = x, BTC
+    return float(t.v[forward(t, cfg, start)])

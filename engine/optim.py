@@ -44,32 +44,50 @@ def _adam(rec, name, p, g, wd, st, t, opt, ax):
     if opt.name == "adam":  # Adam's weight decay is L2: added to the gradient, so it passes through m and v
         g = g + wd * p
         grad_name = rec_as(rec, f"opt.g.{name}", g, "l2_grad", (grad_name, name), ax, wd=wd)
-    m = (1 - b1) * g  # first moment: a running mean of gradients (it starts at 0)
-    if "m" in st:
-        m += b1 * st["m"]
-    v = (1 - b2) * g  # second moment: a running mean of squared gradients
-    v *= g
-    if "v" in st:
-        v += b2 * st["v"]
+    m, v, m_hat, v_hat, out = np.empty(g.shape), np.empty(g.shape), np.empty(g.shape), np.empty(g.shape), \
+        np.empty(g.shape)
+    if g.size <= CHUNK:
+        _adam_chunk(..., p, g, m, v, m_hat, v_hat, out, st, t, opt, wd)
+    else:  # the same arithmetic element by element, a slice at a time: the temporaries stay in the cache
+        flat = [a.reshape(-1) for a in (p, g, m, v, m_hat, v_hat, out)]
+        old = {key: st[key].reshape(-1) for key in ("m", "v") if key in st}
+        for start in range(0, g.size, CHUNK):
+            _adam_chunk(slice(start, start + CHUNK), *flat, old, t, opt, wd)
     st["m"], st["v"] = m, v
-    m_hat = m / (1 - b1**t)  # bias correction: m and v start at 0, so early averages are too small
-    v_hat = v / (1 - b2**t)
     rec_as(rec, f"opt.m.{name}", m, "adam_m", (grad_name,), ax, beta=b1, step=t)
     rec_as(rec, f"opt.v.{name}", v, "adam_v", (grad_name,), ax, beta=b2, step=t)
     rec_as(rec, f"opt.m_hat.{name}", m_hat, "adam_m_hat", (f"opt.m.{name}",), ax, beta=b1, step=t)
     rec_as(rec, f"opt.v_hat.{name}", v_hat, "adam_v_hat", (f"opt.v.{name}",), ax, beta=b2, step=t)
-    step = opt.lr * m_hat  # about lr * sign(g) on the first step, once divided
-    denom = np.sqrt(v_hat)
-    denom += opt.eps
-    step /= denom
-    if opt.name == "adamw":
-        out = p * (1 - opt.lr * wd)  # decoupled decay: shrink the weight, apart from the gradient
-        out -= step
-    else:
-        out = p - step
     rec_as(rec, f"updated.{name}", out, f"{opt.name}_update", (name, f"opt.m_hat.{name}", f"opt.v_hat.{name}"), ax,
            lr=opt.lr, wd=wd if opt.name == "adamw" else 0.0, eps=opt.eps)
     return out
+
+
+CHUNK = 1 << 16  # elements per slice of Adam's update (GPT-2's 38.6M-entry wte would make 1 GB temporaries)
+
+
+def _adam_chunk(k, p, g, m, v, m_hat, v_hat, out, st, t, opt, wd):
+    """Adam (or AdamW) on the slice k of the flattened tensors, written into m, v, m_hat, v_hat and out."""
+    b1, b2 = opt.betas
+    gk = g[k]
+    np.multiply(gk, 1 - b1, out=m[k])  # first moment: a running mean of gradients (it starts at 0)
+    if "m" in st:
+        m[k] += b1 * st["m"][k]
+    np.multiply(gk, 1 - b2, out=v[k])  # second moment: a running mean of squared gradients
+    v[k] *= gk
+    if "v" in st:
+        v[k] += b2 * st["v"][k]
+    np.divide(m[k], 1 - b1**t, out=m_hat[k])  # bias correction: m and v start at 0, so early averages are too small
+    np.divide(v[k], 1 - b2**t, out=v_hat[k])
+    step = opt.lr * m_hat[k]  # about lr * sign(g) on the first step, once divided
+    denom = np.sqrt(v_hat[k])
+    denom += opt.eps
+    step /= denom
+    if opt.name == "adamw":
+        np.multiply(p[k], 1 - opt.lr * wd, out=out[k])  # decoupled decay: shrink the weight, apart from the gradient
+        out[k] -= step
+    else:
+        np.subtract(p[k], step, out=out[k])
 
 
 def _sgd(rec, name, p, g, wd, st, t, opt, ax):

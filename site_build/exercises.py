@@ -292,24 +292,27 @@ def _region(trace: Any, rec: Any) -> list[range]:
 
 
 def _candidates(trace: Any, rec: Any, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """The elements a question may ask about, in index order: all of the region (_region), or MAX_CANDIDATES drawn
+    from it; never a masked key (after its query) nor a position without a target."""
     region = _region(trace, rec)
     axes = list(rec.axes)
-    total = math.prod(len(r) for r in region)
-    if total <= MAX_CANDIDATES:
-        found = [tuple(i) for i in np.ndindex(*[len(r) for r in region])]
+    sizes = [len(r) for r in region]
+    if not sizes:
+        return [()]
+    if math.prod(sizes) <= MAX_CANDIDATES:
+        found = np.indices(sizes).reshape(len(sizes), -1).T  # row-major, as np.ndindex
     else:
-        draws = np.stack([rng.integers(len(r), size=MAX_CANDIDATES) for r in region], axis=1)  # one draw per axis
-        found = sorted(set(map(tuple, draws.tolist())))
-    out = [tuple(r[k] for r, k in zip(region, i)) for i in found]
+        draws = np.stack([rng.integers(n, size=MAX_CANDIDATES) for n in sizes])  # one draw per axis
+        found = np.stack(np.unravel_index(np.unique(np.ravel_multi_index(draws, sizes)), sizes), axis=1)  # sorted
+    idx = np.stack([np.asarray(r)[found[:, k]] for k, r in enumerate(region)], axis=1).reshape(-1, len(sizes))
+    keep = np.ones(len(idx), dtype=bool)
     if "tokens" in axes and "keys" in axes:
-        t, s = axes.index("tokens"), axes.index("keys")
-        out = [i for i in out if i[s] <= i[t]]
+        keep &= idx[:, axes.index("keys")] <= idx[:, axes.index("tokens")]
     targets = np.asarray(trace["targets"]) if "targets" in trace else None
     if "tokens" in axes and targets is not None and targets.ndim == 2:
-        t = axes.index("tokens")
-        b = axes.index("batch") if "batch" in axes else None
-        out = [i for i in out if targets[i[b] if b is not None else 0, i[t]] >= 0]
-    return out
+        rows = idx[:, axes.index("batch")] if "batch" in axes else np.zeros(len(idx), dtype=int)
+        keep &= targets[rows, idx[:, axes.index("tokens")]] >= 0
+    return list(map(tuple, idx[keep].tolist()))
 
 
 def pick_element(trace: Any, name: str, rng: np.random.Generator, avoid: set | None = None) -> tuple[int, ...] | None:
@@ -320,7 +323,7 @@ def pick_element(trace: Any, name: str, rng: np.random.Generator, avoid: set | N
     if value.ndim == 0:
         return () if math.isfinite(float(value)) and float(value) != 0 else None
     cands = [i for i in _candidates(trace, rec, rng) if i not in (avoid or set())]
-    vals = np.array([float(value[i]) for i in cands]) if cands else np.zeros(0)
+    vals = np.asarray(value[tuple(np.array(cands).T)], dtype=float) if cands else np.zeros(0)
     ok = np.isfinite(vals) & (np.abs(vals) > 1e-12 * max(1.0, float(np.abs(vals[np.isfinite(vals)]).max(initial=0))))
     if not ok.any():
         return None

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import numpy as np
+
 from ..notation import latex_text
 
 # -- values ------------------------------------------------------------------------------------------------
@@ -653,8 +655,20 @@ class Element:
         return out
 
     def _row(self, record: Any, prefix: Any) -> list:
+        """record[*prefix, k] for every k: the same refs (and operands) as element() one by one, read at once (a
+        softmax row over a 50,257-word vocabulary)."""
         n = record.value.shape[-1]
-        return [self.element(record, [*prefix, float(k)]) for k in range(n)]
+        if n == 0:
+            return []
+        first = self.element(record, [*prefix, 0.0])  # checks the index, as element() does for each k
+        if record is not self.out:
+            self.operands.pop()
+        at = first.index[:-1]
+        values = np.asarray(record.value[at], dtype=float).tolist()
+        refs = [Ref(record, (*at, k), v) for k, v in enumerate(values)]
+        if record is not self.out:
+            self.operands.extend((record.name, r.index) for r in refs)
+        return refs
 
     def _prod(self, xs: list) -> float:
         p = 1.0
@@ -674,13 +688,25 @@ class Element:
                 free.append(ch)
         sizes = {ch: n for s, r in zip(specs, records) for ch, n in zip(s, r.value.shape)}
         total = math.prod(sizes[ch] for ch in free)
-        terms = []
-        for t in range(total):
-            rem = t
-            for ch in reversed(free):
-                letters[ch] = rem % sizes[ch]
-                rem //= sizes[ch]
-            terms.append([self.element(r, [float(letters[ch]) for ch in s]) for s, r in zip(specs, records)])
+        if total == 0:
+            return []
+        for ch in free:  # the first term through element(), which checks every index
+            letters[ch] = 0
+        for s, r in zip(specs, records):
+            self.element(r, [float(letters[ch]) for ch in s])
+        del self.operands[len(self.operands) - sum(r is not self.out for r in records):]
+        grid = dict(zip(free, (a.reshape(-1) for a in np.indices([sizes[ch] for ch in free])))) if free else {}
+        factors = []  # per record: the refs of every term, in the order of the terms (the last free letter fastest)
+        for s, r in zip(specs, records):
+            axes = [grid[ch] if ch in grid else np.full(total, letters[ch]) for ch in s]
+            values = np.asarray(r.value[tuple(axes)], dtype=float).reshape(-1).tolist() if axes else \
+                [float(r.value)] * total
+            indices = list(zip(*(a.tolist() for a in axes))) if axes else [()] * total
+            factors.append([Ref(r, k, v) for k, v in zip(indices, values)])
+        terms = [list(t) for t in zip(*factors)]
+        named = [r.name if r is not self.out else None for r in records]
+        for t in terms:
+            self.operands.extend((name, f.index) for name, f in zip(named, t) if name is not None)
         return terms
 
     def _word(self, v: Any) -> str:

@@ -34,6 +34,7 @@ from site_build.charts.plots import (
     histogram,
     line,
     loss_curves,
+    update_parts,
     update_sizes,
 )
 from site_build.charts.teaching import (
@@ -65,5 +66,6 @@ __all__ = [
     "line",
     "loss_curves",
     "update_heatmap",
+    "update_parts",
     "update_sizes",
 ]

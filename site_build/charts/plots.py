@@ -11,7 +11,7 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ HEAT_MASKED = (150, 158, 168, 110)
 # An attention heatmap with more tokens than this draws its grid as one raster image (heat_png) instead of a
 # rectangle per cell: 64 tokens would be 4,096 rectangles a head.
 MAX_RECT_TOKENS = 24
+POOL_SLICE = 1 << 18  # values `pooled` reads at a time (2 MB)
 
 _LAYER = re.compile(r"L(\d+)\.")
 
@@ -46,25 +47,39 @@ def pooled(values: np.ndarray, max_rows: int = HEAT_ROWS, max_cols: int = HEAT_C
     """A 2-D array as at most max_rows × max_cols values, and the block size (rows, cols) each one stands for.
 
     Each value is the one of largest magnitude in its block (the last block of an axis may be smaller); a block
-    whose values are all non-finite (the causal mask's −∞) stays −∞. Reads the array once per reduction, without
-    a copy, so a memory-mapped 50,257 × 768 table costs two passes.
+    whose values are all non-finite (the causal mask's −∞) stays −∞.
     """
     rows, cols = values.shape
     bh, bw = blocks(rows, cols, max_rows, max_cols)
     if bh == 1 and bw == 1:
         return np.asarray(values, dtype=float), (1, 1)
     r0, c0 = np.arange(0, rows, bh), np.arange(0, cols, bw)
-    finite = values.dtype.kind != "f" or bool(np.isfinite(values.sum()))
-    if finite:
-        hi = np.maximum.reduceat(np.maximum.reduceat(values, r0, axis=0), c0, axis=1)
-        lo = np.minimum.reduceat(np.minimum.reduceat(values, r0, axis=0), c0, axis=1)
-    else:  # small records only (attention): NaN marks what is left out, fmax/fmin skip it
+    pooled_finite = _pool_finite(values, bh, c0)
+    if pooled_finite is not None:
+        hi, lo = pooled_finite
+    else:  # small records only (attention's mask): NaN marks what is left out, fmax/fmin skip it
         clean = np.where(np.isfinite(values), values, np.nan)
         hi = np.fmax.reduceat(np.fmax.reduceat(clean, r0, axis=0), c0, axis=1)
         lo = np.fmin.reduceat(np.fmin.reduceat(clean, r0, axis=0), c0, axis=1)
     out = np.where(np.abs(hi) >= np.abs(lo), hi, lo).astype(float)
     out[np.isnan(out)] = -np.inf
     return out, (bh, bw)
+
+
+def _pool_finite(values: np.ndarray, bh: int, c0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The largest and smallest value of each block, a few block rows at a time (so a memory-mapped 50,257 × 768
+    table is read from memory once, and each slice's passes hit the cache); None if a value is not finite."""
+    rows, cols = values.shape
+    step = bh * max(1, POOL_SLICE // max(1, bh * cols))
+    his, los = [], []
+    for start in range(0, rows, step):
+        part = np.asarray(values[start:start + step])
+        if part.dtype.kind == "f" and not np.isfinite(part.sum()):
+            return None
+        starts = np.arange(0, len(part), bh)
+        his.append(np.maximum.reduceat(np.maximum.reduceat(part, starts, axis=0), c0, axis=1))
+        los.append(np.minimum.reduceat(np.minimum.reduceat(part, starts, axis=0), c0, axis=1))
+    return np.concatenate(his), np.concatenate(los)
 
 
 def heat_png(values: np.ndarray) -> bytes:
@@ -269,15 +284,21 @@ def update_sizes(trace) -> list[tuple[str, float, float]]:
 
 def all_updates(trace, per_lr: bool = False) -> np.ndarray:
     """Every parameter's update (updated - initial) in HF order, flattened; |update| / lr with per_lr."""
-    parts = []
-    for entry in trace.index.values():
-        if isinstance(entry, Mapping):
-            u = np.asarray(trace[entry["updated"]], dtype=float) - np.asarray(trace[entry["initial"]], dtype=float)
-            parts.append(u.ravel())
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    if per_lr:
-        values = np.abs(values) / float(trace.config["optimizer"]["lr"])
-    return values
+    parts = list(update_parts(trace, per_lr)())
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def update_parts(trace, per_lr: bool = False) -> Callable[[], Iterator[np.ndarray]]:
+    """all_updates a tensor at a time, each time it is called (for `histogram`)."""
+    lr = float(trace.config["optimizer"]["lr"])
+
+    def parts() -> Iterator[np.ndarray]:
+        for entry in trace.index.values():
+            if isinstance(entry, Mapping):
+                u = np.asarray(trace[entry["updated"]], dtype=float) - np.asarray(trace[entry["initial"]], dtype=float)
+                yield np.abs(u.ravel()) / lr if per_lr else u.ravel()
+
+    return parts
 
 
 def bars(items: Sequence[tuple], title: str, unit: str,
@@ -340,14 +361,31 @@ def bars(items: Sequence[tuple], title: str, unit: str,
 
 
 def histogram(values, bins: int, title: str, unit: str) -> str:
-    """The distribution of `values` in `bins` equal bins: counts up, values across."""
-    data = np.asarray(values, dtype=float).ravel()
-    if data.size == 0:
+    """The distribution of `values` in `bins` equal bins: counts up, values across.
+
+    `values` is an array, or a function giving the values as several arrays (every parameter's update: GPT-2's
+    124M are counted a tensor at a time, never held together); it is called twice, for the range, then the counts.
+    """
+    if callable(values):
+        parts = values
+    else:
+        whole = [np.asarray(values, dtype=float).ravel()]
+
+        def parts() -> list[np.ndarray]:
+            return whole
+
+    lo_v, hi_v, n, sums = math.inf, -math.inf, 0, []
+    for part in parts():
+        if part.size:
+            lo_v, hi_v, n = min(lo_v, float(part.min())), max(hi_v, float(part.max())), n + part.size
+            sums.append(float(part.sum()))
+    if n == 0:
         raise ValueError("histogram: no values")
-    lo_v, hi_v = float(data.min()), float(data.max())
     lo_r, hi_r = (lo_v, hi_v) if hi_v > lo_v else (lo_v - 0.5, hi_v + 0.5)
     lo, hi, xticks, xdec = ticks(lo_r, hi_r, 4)
-    counts, edges = np.histogram(data, bins=bins, range=(lo, hi))
+    counts, edges = np.histogram(np.zeros(0), bins=bins, range=(lo, hi))  # the edges depend on the range only
+    for part in parts():
+        counts += np.histogram(part, bins=bins, range=(lo, hi))[0]
     _, ctop, yticks, _ = ticks(0, float(counts.max()), 4)
     yticks = [t for t in yticks if float(t).is_integer()]
     left, right, top, bottom = 50.0, W - 12.0, 28.0, 178.0
@@ -374,12 +412,67 @@ def histogram(values, bins: int, title: str, unit: str) -> str:
     out.append(text(12, mid, "count", "", "middle", f' transform="rotate(-90 12 {coord(mid)})"'))
     height = bottom + 38
     peak = int(np.argmax(counts))
-    desc = (f"{title}: {data.size} values in {unit}, from {sig(lo_v)} to {sig(hi_v)}, "
-            f"mean {sig(float(data.mean()))}, "
-            f"median {sig(float(np.median(data)))}, in {bins} bins of width {sig(float(edges[1] - edges[0]))}. "
+    mean, median = _mean_median(parts, n, counts, edges, math.fsum(sums) / n)
+    desc = (f"{title}: {n} values in {unit}, from {sig(lo_v)} to {sig(hi_v)}, "
+            f"mean {sig(mean)}, "
+            f"median {sig(median)}, in {bins} bins of width {sig(float(edges[1] - edges[0]))}. "
             f"The fullest bin, {sig(float(edges[peak]))} to {sig(float(edges[peak + 1]))}, holds {int(counts[peak])} "
             f"values.")
     return chart("histogram", height, title, desc, "".join(out))
+
+
+WHOLE_MAX = 1 << 22  # values a histogram's mean and median are taken over at once; past it, a tensor at a time
+FINE_BINS = 4096  # bins of each narrowing step of `_middle`
+
+
+def _mean_median(parts: Callable[[], Iterable[np.ndarray]], n: int, counts: np.ndarray, edges: np.ndarray,
+                 mean: float) -> tuple[float, float]:
+    """The mean and the exact median of all the parts' values. Past WHOLE_MAX values they are never held together:
+    the mean is `mean` (the parts' sums over n), the middle value(s) are narrowed down by histograms (`_middle`)."""
+    if n <= WHOLE_MAX:
+        data = np.concatenate([np.asarray(p, dtype=float).ravel() for p in parts()])
+        return float(data.mean()), float(np.median(data))
+    middle = _middle(parts, sorted({(n - 1) // 2, n // 2}), float(edges[0]), float(edges[-1]), counts)
+    return mean, sum(middle) / len(middle)
+
+
+def _middle(parts: Callable[[], Iterable[np.ndarray]], ranks: list[int], lo: float, hi: float,
+            counts: np.ndarray) -> list[float]:
+    """The values of the given adjacent ranks (0 = smallest) among all the parts' values, which lie in [lo, hi] with
+    `counts` per equal bin (np.histogram's). The bin holding the first rank is counted again in finer bins until it
+    holds at most WHOLE_MAX values, which are then sorted, or one value repeated (ties)."""
+    below, closed = 0, True  # values under lo; whether hi itself is in the range
+    while True:
+        edges = np.linspace(lo, hi, len(counts) + 1)  # np.histogram's edges for this range
+        cum = np.cumsum(counts)
+        b = int(np.searchsorted(cum, ranks[0] - below, side="right"))
+        below += int(cum[b - 1]) if b else 0
+        lo, hi, closed, held = float(edges[b]), float(edges[b + 1]), closed and b == len(counts) - 1, int(counts[b])
+
+        def inside(p: np.ndarray, lo: float = lo, hi: float = hi, closed: bool = closed) -> np.ndarray:
+            return p[(p >= lo) & ((p <= hi) if closed else (p < hi))]
+
+        if held <= WHOLE_MAX:
+            values = np.sort(np.concatenate([inside(p) for p in parts()]))
+            return [float(values[r - below]) if r - below < held else _next(parts, hi) for r in ranks]
+        fine = np.linspace(lo, hi, FINE_BINS + 1)
+        if np.any(fine[:-1] >= fine[1:]):  # a range of a few representable numbers: count each one
+            seen: dict[float, int] = {}
+            for p in parts():
+                for v, c in zip(*np.unique(inside(p), return_counts=True)):
+                    seen[float(v)] = seen.get(float(v), 0) + int(c)
+            order = sorted(seen)
+            ends = np.cumsum([seen[v] for v in order])
+            return [order[int(np.searchsorted(ends, r - below, side="right"))] if r - below < held
+                    else _next(parts, hi) for r in ranks]
+        counts = np.zeros(FINE_BINS, dtype=np.int64)
+        for p in parts():
+            counts += np.histogram(inside(p), bins=FINE_BINS, range=(lo, hi))[0]
+
+
+def _next(parts: Callable[[], Iterable[np.ndarray]], edge: float) -> float:
+    """The smallest value at or above `edge` (the rank after a bin that excludes its upper edge)."""
+    return min(float(p[p >= edge].min()) for p in parts() if (p >= edge).any())
 
 
 # --------------------------------------------------------------------------- line

@@ -46,12 +46,17 @@ def _shaded_cells(cells: Sequence[tuple[float, float, float, float, float]]) -> 
     return "".join(out)
 
 
-def _dots(points: Sequence[tuple[float, float]], cls: str) -> str:
+def _dots(xs: np.ndarray, ys: np.ndarray, cls: str) -> str:
     """Many small round marks as one path of zero-length strokes with round caps (a circle each would be ten times
-    the bytes); points closer than half a unit are drawn once."""
-    seen = dict.fromkeys((coord(round(x * 2) / 2), coord(round(y * 2) / 2)) for x, y in points)
+    the bytes); points closer than half a unit are drawn once, in the order they come (GPT-2 has 196,608 of them)."""
+    xy = np.stack([np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)], axis=1)
+    grid = np.round(xy * 2) + 0.0  # half units; + 0.0 turns a rounded -0.0 into 0, as Python's round() gives
+    if not len(grid):
+        return ""
+    _, first = np.unique(grid, axis=0, return_index=True)
+    seen = dict.fromkeys((coord(x / 2), coord(y / 2)) for x, y in grid[np.sort(first)].tolist())
     d = "".join(f"M{x} {y}h0" for x, y in seen)
-    return f'<path class="{cls} dots" d="{d}"/>' if d else ""
+    return f'<path class="{cls} dots" d="{d}"/>'
 
 
 def _legend(x: float, y: float, lo_text: str, hi_text: str, signed: bool = True) -> str:
@@ -103,8 +108,9 @@ def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> str:
         if top < 100:  # the identity, for comparison: GELU(u) stays below it
             out.append(f'<path class="ref2" d="M{coord(sx(max(lo, ylo)))} {coord(sy(max(lo, ylo)))}'
                        f'L{coord(sx(min(hi, yhi)))} {coord(sy(min(hi, yhi)))}"/>')
-        out.append(_dots([(sx(a), sy(b)) for a, b in zip(u, marks) if a >= 0], "mk"))
-        out.append(_dots([(sx(a), sy(b)) for a, b in zip(u, marks) if a < 0], "mn"))
+        xs, ys, right_side = sx(u), sy(np.asarray(marks, dtype=float)), u >= 0
+        out.append(_dots(xs[right_side], ys[right_side], "mk"))
+        out.append(_dots(xs[~right_side], ys[~right_side], "mn"))
         out.append(text(left + 4, top + 11, esc(label), "tt"))
     out.append(text((left + right) / 2, 380, "u (an entry of U)", "", "middle"))
     height = 390.0

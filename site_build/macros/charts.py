@@ -76,7 +76,7 @@ def update_histogram(ctx: PageContext, per_lr: bool = True, bins: int = 30) -> M
     check_bool("per_lr", per_lr, "update_histogram")
     check_int("bins", bins, MAX_BINS + 1, "update_histogram", low=1)
     unit = "|θ' − θ| / lr" if per_lr else "θ' − θ"
-    values = charts.all_updates(ctx.trace, per_lr=per_lr)
+    values = charts.update_parts(ctx.trace, per_lr=per_lr)
     return _figure(charts.histogram(values, bins, "Distribution of the updates, all parameters", unit))
 
 

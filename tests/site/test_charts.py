@@ -438,3 +438,45 @@ def test_css_styles_every_class_the_charts_use(default_trace):
             used |= set(value.split())
     unstyled = used - styled - {"cells"} - {c for c in used if c.startswith("chart-")}
     assert not unstyled
+
+
+def test_a_histogram_of_many_tensors_has_the_exact_median(monkeypatch):
+    """Past WHOLE_MAX values the median is found a tensor at a time (narrowing histograms): it must be exactly
+    numpy's median of all the values: ties, values on bin edges, ranges a few representable numbers wide."""
+    from site_build.charts import plots
+
+    rng = np.random.default_rng(5)
+    monkeypatch.setattr(plots, "WHOLE_MAX", 50)
+    monkeypatch.setattr(plots, "FINE_BINS", 7)
+    for trial in range(300):
+        parts = []
+        for _ in range(int(rng.integers(1, 6))):
+            m = int(rng.integers(1, 400))
+            parts.append([rng.standard_normal(m), np.round(rng.standard_normal(m), 1),
+                          1.0 + (rng.random(m) < 0.1) * 2.2e-16 * rng.integers(1, 4, m),
+                          np.where(rng.random(m) < 0.5, 1.0, np.nextafter(1.0, 2.0))][trial % 4])
+        whole = np.concatenate(parts)
+        lo_v, hi_v = float(whole.min()), float(whole.max())
+        lo, hi, _, _ = plots.ticks(*((lo_v, hi_v) if hi_v > lo_v else (lo_v - 0.5, hi_v + 0.5)), 4)
+        counts, edges = np.histogram(whole, bins=int(rng.integers(1, 30)), range=(lo, hi))
+        mean, median = plots._mean_median(lambda parts=parts: parts, whole.size, counts, edges,
+                                           sum(float(p.sum()) for p in parts) / whole.size)
+        assert median == float(np.median(whole)), trial
+        assert mean == pytest.approx(float(whole.mean()), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(1000, 300), (50257, 7), (37, 5000), (200, 200)])
+def test_pooling_a_slice_at_a_time_is_pooling_the_whole(monkeypatch, shape):
+    """The heatmap's blocks are pooled a few block rows at a time (plots.POOL_SLICE); each block must get exactly
+    the value of largest magnitude of the whole array's block, ragged last blocks included."""
+    from site_build.charts import plots
+
+    values = np.random.default_rng(sum(shape)).standard_normal(shape)
+    bh, bw = plots.blocks(*shape)
+    r0, c0 = np.arange(0, shape[0], bh), np.arange(0, shape[1], bw)
+    hi = np.maximum.reduceat(np.maximum.reduceat(values, r0, axis=0), c0, axis=1)
+    lo = np.minimum.reduceat(np.minimum.reduceat(values, r0, axis=0), c0, axis=1)
+    expected = np.where(np.abs(hi) >= np.abs(lo), hi, lo)
+    monkeypatch.setattr(plots, "POOL_SLICE", 1000)  # many slices, most cutting no block
+    got, block = plots.pooled(values)
+    assert block == (bh, bw) and np.array_equal(got, expected)
