@@ -23,6 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .config import Config, ConfigError
+from .generate import words_to_generate
 from .tokens import sequences
 from .trace import INLINE_MAX_VALUES
 
@@ -212,7 +213,8 @@ def _seconds(s: _Sizes) -> tuple[Fraction, Fraction, Fraction, Fraction]:
     recording = _Work(calls=8 * _n_records(s), passes=4 * _values(s))  # asarray, isfinite, all, copy, ...
     step = (update + fw + recording).seconds()
     per_step = update.seconds()
-    generate = 2 * s.T * _forward(replace(s, B=1)).seconds()  # greedy text before and after: T passes each
+    words = words_to_generate(s.T, _n_params(s))
+    generate = 2 * words * _forward(replace(s, B=1)).seconds()  # greedy text before and after: a pass a word
     train = per_step * s.steps + fw.seconds() + generate
     check = fw.seconds() * _fd_forwards(s)
     return step, train, check, per_step

@@ -17,6 +17,14 @@ from engine import layers as L
 from engine.config import Config
 from engine.tape import EPS
 
+GENERATE_READS = 2_000_000_000  # weights the greedy text may read: each word reads every weight once
+
+
+def words_to_generate(tokens: int, n_params: int) -> int:
+    """As many words as the text has tokens, but at most GENERATE_READS / n_params of them (and at least 8): a
+    word of GPT-2 small reads its 124M weights, 1 GB, so it writes 16 words, not 64."""
+    return max(1, min(tokens, max(8, GENERATE_READS // max(1, n_params))))
+
 
 def generate(params: dict[str, np.ndarray], cfg: Config, bos: int, length: int) -> np.ndarray:
     """From `<bos>` alone, append the word of the highest logit, `length` times (int64 ids)."""

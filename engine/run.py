@@ -14,7 +14,7 @@ import numpy as np
 from . import model, notation
 from .budget import check_budget
 from .config import Config
-from .generate import generate
+from .generate import generate, words_to_generate
 from .layers import cross_entropy_forward
 from .optim import decays, optimizer_step
 from .tape import BHTS, BT
@@ -130,7 +130,7 @@ def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | Non
     for i in range(cfg.model.n_layers):  # the attention of the trained model, from the last forward pass above
         rec.add(f"train.L{i}.attn.weights.after", t.v[f"L{i}.attn.weights"], op="train_attention", axes=BHTS,
                 steps=cfg.train_steps)
-    length = ids.shape[1]
+    length = words_to_generate(ids.shape[1], sum(v.size for v in params.values()))
     before_words = generate(params, cfg, ids[0, 0], length)
     after_words = generate(p, cfg, ids[0, 0], length) if cfg.train_steps else before_words.copy()  # same weights
     rec.add("train.generate.before", before_words, op="generate", axes=("generated",), weights="initial")

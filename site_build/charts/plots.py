@@ -422,13 +422,13 @@ def histogram(values, bins: int, title: str, unit: str) -> str:
 
 
 WHOLE_MAX = 1 << 22  # values a histogram's mean and median are taken over at once; past it, a tensor at a time
-FINE_BINS = 4096  # bins of each narrowing step of `_middle`
 
 
 def _mean_median(parts: Callable[[], Iterable[np.ndarray]], n: int, counts: np.ndarray, edges: np.ndarray,
                  mean: float) -> tuple[float, float]:
     """The mean and the exact median of all the parts' values. Past WHOLE_MAX values they are never held together:
-    the mean is `mean` (the parts' sums over n), the middle value(s) are narrowed down by histograms (`_middle`)."""
+    the mean is `mean` (the parts' sums over n), the middle value(s) come from the histogram's bin that holds them
+    (`_middle`)."""
     if n <= WHOLE_MAX:
         data = np.concatenate([np.asarray(p, dtype=float).ravel() for p in parts()])
         return float(data.mean()), float(np.median(data))
@@ -439,35 +439,17 @@ def _mean_median(parts: Callable[[], Iterable[np.ndarray]], n: int, counts: np.n
 def _middle(parts: Callable[[], Iterable[np.ndarray]], ranks: list[int], lo: float, hi: float,
             counts: np.ndarray) -> list[float]:
     """The values of the given adjacent ranks (0 = smallest) among all the parts' values, which lie in [lo, hi] with
-    `counts` per equal bin (np.histogram's). The bin holding the first rank is counted again in finer bins until it
-    holds at most WHOLE_MAX values, which are then sorted, or one value repeated (ties)."""
-    below, closed = 0, True  # values under lo; whether hi itself is in the range
-    while True:
-        edges = np.linspace(lo, hi, len(counts) + 1)  # np.histogram's edges for this range
-        cum = np.cumsum(counts)
-        b = int(np.searchsorted(cum, ranks[0] - below, side="right"))
-        below += int(cum[b - 1]) if b else 0
-        lo, hi, closed, held = float(edges[b]), float(edges[b + 1]), closed and b == len(counts) - 1, int(counts[b])
-
-        def inside(p: np.ndarray, lo: float = lo, hi: float = hi, closed: bool = closed) -> np.ndarray:
-            return p[(p >= lo) & ((p <= hi) if closed else (p < hi))]
-
-        if held <= WHOLE_MAX:
-            values = np.sort(np.concatenate([inside(p) for p in parts()]))
-            return [float(values[r - below]) if r - below < held else _next(parts, hi) for r in ranks]
-        fine = np.linspace(lo, hi, FINE_BINS + 1)
-        if np.any(fine[:-1] >= fine[1:]):  # a range of a few representable numbers: count each one
-            seen: dict[float, int] = {}
-            for p in parts():
-                for v, c in zip(*np.unique(inside(p), return_counts=True)):
-                    seen[float(v)] = seen.get(float(v), 0) + int(c)
-            order = sorted(seen)
-            ends = np.cumsum([seen[v] for v in order])
-            return [order[int(np.searchsorted(ends, r - below, side="right"))] if r - below < held
-                    else _next(parts, hi) for r in ranks]
-        counts = np.zeros(FINE_BINS, dtype=np.int64)
-        for p in parts():
-            counts += np.histogram(inside(p), bins=FINE_BINS, range=(lo, hi))[0]
+    `counts` per equal bin (np.histogram's): only the values of the bin holding the first rank are gathered (one
+    pass over the parts), and partitioned."""
+    edges = np.linspace(lo, hi, len(counts) + 1)  # np.histogram's edges for this range
+    cum = np.cumsum(counts)
+    b = int(np.searchsorted(cum, ranks[0], side="right"))
+    below = int(cum[b - 1]) if b else 0
+    lo, hi, closed = float(edges[b]), float(edges[b + 1]), b == len(counts) - 1
+    values = np.concatenate([p[(p >= lo) & ((p <= hi) if closed else (p < hi))] for p in parts()])
+    local = [r - below for r in ranks if r - below < len(values)]
+    picked = np.partition(values, local) if local else values
+    return [float(picked[r - below]) if r - below < len(values) else _next(parts, hi) for r in ranks]
 
 
 def _next(parts: Callable[[], Iterable[np.ndarray]], edge: float) -> float:

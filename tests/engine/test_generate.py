@@ -41,3 +41,13 @@ def test_cached_generation_equals_decoding_with_forward(name):
     assert words == greedy_by_forward(params, cfg, 1, length)
     assert len(set(words)) > 1, "the test needs a generation that is not one word repeated"
 
+
+
+def test_a_big_model_writes_a_shorter_text():
+    """Each generated word reads every weight once: a small model writes as many words as the text has tokens,
+    GPT-2 small (124M weights) 16 of its 64, and never fewer than 8."""
+    from engine.generate import GENERATE_READS, words_to_generate
+
+    assert words_to_generate(64, 10_000) == 64
+    assert words_to_generate(64, 124_439_808) == GENERATE_READS // 124_439_808 == 16
+    assert words_to_generate(64, 10**12) == 8 and words_to_generate(5, 10**12) == 5

@@ -441,13 +441,12 @@ def test_css_styles_every_class_the_charts_use(default_trace):
 
 
 def test_a_histogram_of_many_tensors_has_the_exact_median(monkeypatch):
-    """Past WHOLE_MAX values the median is found a tensor at a time (narrowing histograms): it must be exactly
+    """Past WHOLE_MAX values the median is found from the histogram's bin that holds it: it must be exactly
     numpy's median of all the values: ties, values on bin edges, ranges a few representable numbers wide."""
     from site_build.charts import plots
 
     rng = np.random.default_rng(5)
     monkeypatch.setattr(plots, "WHOLE_MAX", 50)
-    monkeypatch.setattr(plots, "FINE_BINS", 7)
     for trial in range(300):
         parts = []
         for _ in range(int(rng.integers(1, 6))):
