@@ -23,6 +23,7 @@ from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
 from site_build.macros import PageContext
 from site_build.macros.charts import step_map
+from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
 from site_build.pages import ExtraPage, Page, collect_pages
 from site_build.progress import Progress, quiet
@@ -124,6 +125,7 @@ class Builder:
             return bodies
 
         bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)
+        extra_pages.update(table_pages(ctx, pages))  # the tables of wide matrices, one page each
         clock.lap("pages")
         ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
