@@ -23,8 +23,9 @@ from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
 from site_build.macros import PageContext
 from site_build.macros.charts import step_map
+from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
-from site_build.pages import Page, collect_pages
+from site_build.pages import ExtraPage, Page, collect_pages
 from site_build.progress import Progress, quiet
 from site_build.render.jinja import finish_compiling, link_map, render_bodies, start_compiling
 from site_build.render.layout import render_layouts, search_ignores, static_files
@@ -128,6 +129,7 @@ class Builder:
             return bodies
 
         bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)
+        extra_pages.update(table_pages(ctx, pages))  # the tables of wide matrices, one page each
         clock.lap("pages")
         ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
         layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
@@ -163,13 +165,13 @@ class Builder:
         report.seconds = clock.total()
         return report
 
-    def compare_with(self, ctx: PageContext, config_path: Path, compare: Compare) -> dict[str, str]:
+    def compare_with(self, ctx: PageContext, config_path: Path, compare: Compare) -> dict[str, ExtraPage]:
         """Run the other config or seed; every matrix then shows it (through `ctx`); returns the summary page."""
         other, source = self.session.other(Path(compare.config or config_path), compare.seed)
         ctx.other, ctx.other_label = other, compare_view.run_label(other, source)
         label = compare_view.run_label(ctx.trace, shown_path(config_path))
         html = compare_view.summary_html(ctx.trace, other, diff_traces(ctx.trace, other), label, ctx.other_label)
-        return {compare_view.COMPARE_PAGE: html}
+        return {compare_view.COMPARE_PAGE: ExtraPage("Comparing two runs", "How the numbers of two runs differ.", html)}
 
     def check_outputs(self, config_path: Path, out_dir: Path, force: bool) -> None:
         """Refuse (one line, nothing written) an output folder or cache handstep must not write."""

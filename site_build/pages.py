@@ -53,6 +53,19 @@ class Page:
         return f"{self.slug}.html"
 
 
+@dataclass(frozen=True)
+class ExtraPage:
+    """A page the build generates, not written in content/ (the comparison summary, the table of a wide matrix),
+    laid out like every page but outside prev/next; its body links as a content page's does (from the site root)."""
+
+    title: str
+    description: str
+    body: str  # HTML
+    section: str = "Reference"
+    data_of: str = ""  # the content page (url) whose click data its numbers read
+    indexed: bool = True  # in the search index (a dump of numbers is not)
+
+
 def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, str]]]:
     """Every valid page (site order) and every problem (file, line, message) found.
 

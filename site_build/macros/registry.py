@@ -99,8 +99,9 @@ def template_line() -> int:
 
 class PageContext:
     """What the macros of one build share: the trace, the math slots, the check figures, the records shown so
-    far (for coverage and the click data), the page and line being rendered, the step pages the diagrams link
-    to, and the other run when comparing (`build --compare`)."""
+    far (for coverage and the click data), what pages put on generated pages (a wide matrix's table), the page
+    and line being rendered, the step pages the diagrams link to, and the other run when comparing
+    (`build --compare`)."""
 
     def __init__(self, trace: Any, math: MathSlots, checks: Any = None, step_links: dict[str, str] | None = None):
         self.trace = trace
@@ -116,6 +117,9 @@ class PageContext:
         self.calcs: list[tuple[str, tuple[int, ...]]] = []  # (record, index) of every calc() on the page
         self.page: dict[str, Any] | None = None  # what macros keep while one page renders (for the page hooks)
         self.memo: dict[Any, Any] = {}  # figures macros compute once per build (statistics of a record)
+        # page -> {url: what it put on a generated page}: the table of a wide matrix (macros.scale), cached with
+        # the page's body (render.jinja.PageResult) since the build writes it from here
+        self.made: dict[str, dict[str, Any]] = {}
 
     def begin_page(self, source: str, body_line: int) -> None:
         """Point math error locations and coverage marks at this page."""
@@ -138,6 +142,10 @@ class PageContext:
     def mark(self, name: str) -> None:
         """The page being rendered shows the numbers of record `name`."""
         self.shown.setdefault(name, set()).add(self.source)
+
+    def make(self, url: str, part: Any) -> None:
+        """The page being rendered puts `part` on the generated page `url` (its first `part` for that url stays)."""
+        self.made.setdefault(self.source, {}).setdefault(url, part)
 
     def record(self, name: str) -> Any:
         """The trace record `name`, or an error suggesting the closest name."""

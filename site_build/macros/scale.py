@@ -4,7 +4,8 @@ A matrix is shown one of three ways:
 
     full     every number in a table (at most MAX_CELLS cells and WIDE_COLS columns: the tiny model's tables)
     wide     every number, but wider than the text column: a heatmap of all of them, and the table one click
-             away (a closed <details> below it; clicking the heatmap opens it at that cell)
+             away on a page of its own (numbers/NAME~batch0.html: a page stays small; clicking the heatmap opens
+             that page at the cell)
     window   too many numbers for a page: a heatmap of the whole tensor (downsampled past HEAT_ROWS × HEAT_COLS
              pixels, and saying so), its statistics (mean, standard deviation, min, max, norm), a table of its
              first and last rows and columns plus the row and column each calc() block on the page uses, and a
@@ -18,6 +19,9 @@ of a record with HEAD_GROUP heads or more behind a head selector: one <details> 
 a calc uses) open, which assets/site.js turns into buttons; without JavaScript every head is still there.
 
 Outside a page (a test calling a macro), a matrix is drawn at once.
+
+The table page of a wide matrix is collected through the build's PageContext (`ctx.make`, cached with the page's
+body) and written by the build (`table_pages`): one page per record and fixed indices, whichever pages show it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from site_build.data.downloads import (
 )
 from site_build.format import html_text, sig
 from site_build.macros.registry import PageContext, page_hook
+from site_build.pages import ExtraPage, Page
 from site_build.tables import Axis
 
 MAX_CELLS = 1024  # a matrix up to this many cells shows every number (the default site's largest is 16 × 64)
@@ -53,6 +58,7 @@ MIN_EDGE = 2  # ... and at least (PAGE_CELLS decides between)
 OTHER_EDGE = 1  # in the other blocks (other_blocks), whose walkthrough is the first block's
 PAGE_CELLS = 5_000  # the cells of all windows of one page: GPT-2-small's LayerNorm page holds 12 blocks of them
 HEAD_GROUP = 3  # a record with this many heads shows its heads behind a head selector
+TABLE_DIR = "numbers"  # the table pages of wide matrices
 
 
 @dataclass
@@ -207,13 +213,8 @@ def draw(ctx: PageContext, view: View, edge: int) -> str:
                             rows_mark, cols_mark)
         return html + (view.compare(*shown) if view.compare else "") + view.check
     if view.mode == "wide":
-        n = view.values.size
-        table = tables.table(view.values, view.rows, view.cols, f"All {n:,} numbers of <code>{html_text(view.rec.name)}"
-                             "</code>", view.rec.name, view.at, view.corner, rows_mark, cols_mark)
         return (f'<figure class="big wide"><figcaption>{caption(ctx, view, view.rows, view.cols)}</figcaption>'
-                f"{heat_figure(view, (1, 1))}"
-                f'<details class="numbers"><summary>The {n:,} numbers as a table</summary>{table}</details>'
-                f"{view.compare(view.rows, view.cols) if view.compare else ''}{view.check}</figure>")
+                f"{heat_figure(view, (1, 1))}{table_link(ctx, view)}{view.check}</figure>")
     r, c = view.values.shape
     rows = _window_axis(view.rows, edge, rows_mark)
     cols = _window_axis(view.cols, edge, cols_mark)
@@ -246,16 +247,27 @@ def caption(ctx: PageContext, view: View, rows: Axis, cols: Axis) -> str:
     """Symbol, record name, fixed indices, shape with axis names, what is shown, and the downloads."""
     rec = view.rec
     parts = [f'<span class="sym">{view.sym}</span>' if view.sym else "", f"<code>{html_text(rec.name)}</code>"]
-    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads")) if axis in rec.axes]
-    parts.extend(f'<span class="at">{kind} {i}</span>' for kind, i in zip([*kinds, "row"], view.at))
+    parts.extend(f'<span class="at">{at}</span>' for at in _at_words(view))
+    parts.append(f'<span class="shape">{_shape(view)}</span>')
     full = tuple(n for n, a in ((view.values.shape[0], view.rows), (view.values.shape[1], view.cols)) if a.name)
-    names = " × ".join(a.name for a in (view.rows, view.cols) if a.name)
-    parts.append(f'<span class="shape">{" × ".join(map(str, full))} ({html_text(names)})</span>')
     shown = tuple(_n(a.shown) for a in (rows, cols) if a.name)
     if shown != full:
         parts.append(f'<span class="shown">showing {" × ".join(map(str, shown))}</span>')
     parts.append(_downloads(view, rows, cols))
     return " ".join(p for p in parts if p)
+
+
+def _at_words(view: View) -> list[str]:
+    """The view's fixed indices in words: `batch 0`, `head 1`, `row 2`."""
+    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads")) if axis in view.rec.axes]
+    return [f"{kind} {i}" for kind, i in zip([*kinds, "row"], view.at)]
+
+
+def _shape(view: View) -> str:
+    """`6 × 64 (tokens × d_ff)`: the view's size along its named axes."""
+    full = [n for n, a in ((view.values.shape[0], view.rows), (view.values.shape[1], view.cols)) if a.name]
+    names = " × ".join(a.name for a in (view.rows, view.cols) if a.name)
+    return f'{" × ".join(map(str, full))} ({html_text(names)})'
 
 
 def _downloads(view: View, rows: Axis, cols: Axis) -> str:
@@ -316,6 +328,58 @@ def _spans(shown: list[int | None]) -> str:
 
 def _n(shown: list[int | None]) -> int:
     return sum(1 for i in shown if i is not None)
+
+
+# -- the table page of a wide matrix ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TablePart:
+    """What a page that shows a wide matrix puts on its table page (HTML with no formula: cached pages replay it
+    as it is)."""
+
+    name: str  # the record and its fixed indices, as text: `L0.mlp.fc, batch 0`
+    count: int
+    about: str  # `<code>L0.mlp.fc</code>, batch 0: 6 × 64 (tokens × d_ff)`
+    downloads: str
+    table: str
+    compare: str  # the other run's values (`build --compare`): explain.js draws them under the table
+
+
+def table_url(view: View) -> str:
+    """`numbers/L0.mlp.c_fc.weight.html`, `numbers/L0.mlp.fc~batch0.html`: the record and its fixed indices (the
+    heatmaps' file names, with the kind of each index spelled out)."""
+    return f"{TABLE_DIR}/{view.rec.name}{''.join('~' + w.replace(' ', '') for w in _at_words(view))}.html"
+
+
+def table_link(ctx: PageContext, view: View) -> str:
+    """The link from a wide matrix's figure to its table page, which the page being rendered fills (`ctx.make`)."""
+    n = view.values.size
+    code = f"<code>{html_text(view.rec.name)}</code>"
+    at = "".join(f", {w}" for w in _at_words(view))
+    table = tables.table(view.values, view.rows, view.cols, f"All {n:,} numbers of {code}", view.rec.name, view.at,
+                         view.corner, *view.marks)
+    url = table_url(view)
+    downloads = _downloads(view, view.rows, view.cols)
+    ctx.make(url, TablePart(view.rec.name + at, n, f"{code}{at}: {_shape(view)}", downloads, table,
+                            view.compare(view.rows, view.cols) if view.compare else ""))
+    return f'<p class="numbers"><a href="{escape(url)}">All {n:,} numbers as a table</a> (its own page)</p>'
+
+
+def table_pages(ctx: PageContext, pages: list[Page]) -> dict[str, ExtraPage]:
+    """{url: page} of every wide matrix's table, as the first page (in site order) that shows it drew it, linking
+    back to every page that shows it. Kept out of the search index: people search for words, not numbers."""
+    shown_on: dict[str, list[tuple[Page, TablePart]]] = {}
+    for page in pages:
+        for url, part in ctx.made.get(page.source, {}).items():
+            shown_on.setdefault(url, []).append((page, part))
+    out = {}
+    for url, where in sorted(shown_on.items()):
+        first, part = where[0]
+        links = " and ".join(f'<a href="{escape(p.url)}">{html_text(p.title)}</a>' for p, _ in where)
+        body = (f'<p class="table-of">{part.about}. Every number of it is in the table below; its heatmap is on '
+                f"{links}. At full precision: {part.downloads}.</p>{part.table}{part.compare}")
+        out[url] = ExtraPage(f"All {part.count:,} numbers of {part.name}", f"Every number of {part.name} as a table.",
+                             body, first.section, data_of=first.url, indexed=False)
+    return out
 
 
 # -- statistics and the heatmap ---------------------------------------------------------------------------------------
@@ -404,5 +468,5 @@ def heat_figure(view: View, block: tuple[int, int]) -> str:
         note = f"Heatmap of all {what} values, one square each."
     note += " Blue positive, red negative, the stronger the larger |value| (relative to the largest)."
     if view.mode == "wide":
-        note += " Click a square, or open the table below, for its number."
+        note += " Click a square, or open the table of all numbers, for its number."
     return f'<div class="hm">{img}{overlay}</div><p class="hm-note">{note}</p>'

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import re
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ class PageResult:
     shown: list[str]  # records whose numbers the page shows
     formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot it uses
     slot_of: dict[int, int]  # slot number in the build that rendered it -> index into formulas
+    made: dict[str, Any] = field(default_factory=dict)  # what it put on generated pages (PageContext.made)
 
     @classmethod
     def capture(cls, rendered: Rendered, ctx: PageContext, source: str) -> PageResult:
@@ -111,7 +112,7 @@ class PageResult:
         formulas = [(ctx.math.formulas[n], *ctx.math.where[n]) for n in used]
         shown = [name for name, pages in ctx.shown.items() if source in pages]
         kept = Rendered(rendered.html, list(rendered.headings), [], list(rendered.anchors))  # later edits don't leak in
-        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)})
+        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)}, dict(ctx.made.get(source, {})))
 
     def replay(self, ctx: PageContext) -> Rendered:
         """The page's HTML with its formulas registered anew (slot numbers change between builds)."""
@@ -123,6 +124,8 @@ class PageResult:
 
         for name in self.shown:
             ctx.shown.setdefault(name, set()).add(self.source)
+        for url, part in self.made.items():
+            ctx.made.setdefault(self.source, {}).setdefault(url, part)
         r = self.rendered
         return Rendered(remap(r.html), [Heading(h.level, h.id, remap(h.html)) for h in r.headings], [], r.anchors)
 

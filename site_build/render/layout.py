@@ -13,7 +13,7 @@ from markupsafe import Markup
 from site_build.data.compare import COMPARE_PAGE
 from site_build.data.interact import script_files
 from site_build.errors import BuildError, shown_path
-from site_build.pages import Page, group_by_section
+from site_build.pages import ExtraPage, Page, group_by_section
 from site_build.render.katex import katex_dist
 from site_build.render.markdown import Rendered
 
@@ -37,14 +37,14 @@ def render_layouts(
     bodies: dict[str, Rendered],
     base_url: str,
     data_files: dict[str, str] | None = None,
-    extra_pages: dict[str, str] | None = None,
+    extra_pages: dict[str, ExtraPage] | None = None,
     notebook: bool = True,
 ) -> dict[str, str]:
     """Every page and the 404 page inside the layout; {output path: html}.
 
     `data_files` maps a page to its click-any-number data script; `extra_pages` are
-    generated pages ({url: body html}, e.g. the comparison summary), outside prev/next.
-    `notebook` says whether the site carries notebook.ipynb and trace.json (not for a big run).
+    generated pages ({url: page}: the comparison summary, the tables of wide matrices in numbers/), outside
+    prev/next. `notebook` says whether the site carries notebook.ipynb and trace.json (not for a big run).
     """
     env = layout_environment(templates)
     nav = group_by_section(pages)
@@ -56,11 +56,13 @@ def render_layouts(
     out = {}
     try:
         page_tpl = env.get_template("page.html")
-        for url, html in extra_pages.items():
-            page = Page(source=url, title="Comparing two runs", description="How the numbers of two runs differ.",
-                        section="Reference", order=0, slug=url.removesuffix(".html"), body="", body_line=1)
-            out[url] = page_tpl.render(**common, page=page, current=url, body=Markup(html), toc=[],
-                                       prev=None, next=None, data_file="")
+        for url, extra in extra_pages.items():
+            page = Page(source=url, title=extra.title, description=extra.description, section=extra.section,
+                        order=0, slug=url.removesuffix(".html"), body="", body_line=1)
+            up = "../" * url.count("/")  # a page in a subfolder (numbers/) links back up
+            out[url] = page_tpl.render(**{**common, "root": base_url or up}, page=page, current=url,
+                                       body=Markup(relocate(extra.body, up)), toc=[], prev=None, next=None,
+                                       data_file=data_files.get(extra.data_of, ""), indexed=extra.indexed)
         for i, page in enumerate(pages):
             body = bodies[page.source]
             out[page.url] = page_tpl.render(
@@ -72,6 +74,7 @@ def render_layouts(
                 toc=[{"level": h.level, "id": h.id, "html": Markup(h.html)} for h in body.headings],
                 prev=pages[i - 1] if i > 0 else None,
                 next=pages[i + 1] if i + 1 < len(pages) else None,
+                indexed=True,
             )
         out["404.html"] = env.get_template("404.html").render(**common, page=None, current="")
     except jinja2.TemplateNotFound as err:
@@ -86,6 +89,15 @@ def render_layouts(
         message = f"undefined name: {err.message}" if isinstance(err, jinja2.UndefinedError) else str(err)
         raise BuildError(shown_path(where or templates), line, message) from None
     return out
+
+
+_SITE_LINK = re.compile(r'(\s(?:href|src)=")(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)')
+
+
+def relocate(html: str, up: str) -> str:
+    """A body written for the site root (`href="assets/csv/x.csv"`), for a page `up` folders below it
+    (`href="../assets/csv/x.csv"`); absolute links, other schemes and #fragments stay as they are."""
+    return _SITE_LINK.sub(lambda m: m.group(1) + up, html) if up else html
 
 
 def static_files(root: Path, templates: Path) -> dict[str, Any]:

@@ -106,7 +106,8 @@
 })();
 
 // Big matrices (site_build/macros/scale.py): a head selector over each record's per-head <details>, and the
-// heatmaps: hover names the cell, a click opens its number in the table (and the click panel) when it is shown.
+// heatmaps: hover names the cell, a click opens its number in the table (and the click panel) when it is shown;
+// a wide matrix's table is on a page of its own, which the click opens at the cell (numbers/NAME.html#cell=1,40).
 (function () {
   "use strict";
   var groups = Array.prototype.slice.call(document.querySelectorAll(".heads"));
@@ -149,8 +150,7 @@
     var col = Math.min(c - 1, Math.floor((e.clientX - box.left) / box.width * c));
     return img.dataset.t ? [col, null] : [r > 1 ? row : null, col];
   }
-  function find(img, at) {  // the table cell of (row, col) under this heatmap, if the table shows it
-    var fig = img.closest("figure"), table = fig && fig.querySelector("table.matrix[data-record]");
+  function find(table, at) {  // the cell of (row, col) in this table, if the table shows it
     if (!table) return null;
     var tr = at[0] === null ? table.tBodies[0].rows[0] : table.querySelector('tr[data-i="' + at[0] + '"]');
     var k = 1;
@@ -161,20 +161,38 @@
     }
     return tr ? tr.cells[k] || null : null;
   }
+  function parts(img) {  // the table under this heatmap, or the link to the page of its table
+    var fig = img.closest("figure");
+    return [fig && fig.querySelector("table.matrix[data-record]"), fig && fig.querySelector("p.numbers a")];
+  }
+  function open(cell) {
+    var details = cell.closest("details");
+    if (details) details.open = true;
+    if (!cell.hasAttribute("tabindex")) cell.tabIndex = -1;
+    cell.scrollIntoView({ block: "nearest", inline: "nearest" });
+    cell.focus();
+    cell.click();
+  }
   document.querySelectorAll(".hm img[data-r]").forEach(function (img) {
     img.addEventListener("mousemove", function (e) {
-      var at = cellAt(img, e);
+      var at = cellAt(img, e), p = parts(img);
       img.title = (at[0] === null ? "" : "row " + at[0] + (at[1] === null ? "" : ", ")) +
-        (at[1] === null ? "" : "column " + at[1]) + (find(img, at) ? ": click for its number" : " (not in the table below)");
+        (at[1] === null ? "" : "column " + at[1]) + (find(p[0], at) ? ": click for its number" :
+          p[1] ? ": click for its number, on the page of the table" : " (not in the table below)");
     });
     img.addEventListener("click", function (e) {
-      var cell = find(img, cellAt(img, e));
-      if (!cell) return;
-      var details = cell.closest("details");
-      if (details) details.open = true;
-      cell.scrollIntoView({ block: "nearest", inline: "nearest" });
-      cell.focus();
-      cell.click();
+      var at = cellAt(img, e), p = parts(img), cell = find(p[0], at);
+      if (cell) open(cell);
+      else if (p[1]) location.href = p[1].href + "#cell=" + at.map(function (i) { return i === null ? "" : i; }).join(",");
     });
   });
+  // Arriving at a table's page from a heatmap: open the cell (after every deferred script, the click panel's too).
+  var target = /^#cell=(\d*),(\d*)$/.exec(location.hash);
+  if (target) {
+    document.addEventListener("DOMContentLoaded", function () {
+      var at = [target[1], target[2]].map(function (i) { return i === "" ? null : +i; });
+      var cell = find(document.querySelector("table.matrix[data-record]"), at);
+      if (cell) open(cell);
+    });
+  }
 })();

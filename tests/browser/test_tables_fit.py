@@ -1,5 +1,6 @@
 """Tables that fit (the default site in Chromium): a 16-column matrix fits the text column at 1280 and 1366 px
-without sideways scrolling; a wider one is a heatmap whose click opens its table at that cell."""
+without sideways scrolling; a wider one is a heatmap whose click opens its table, on a page of its own, at that
+cell; that page reads at 390 px, from disk and without JavaScript, its table scrolling in its own box."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def test_a_wide_matrix_is_a_heatmap_that_opens_its_table(browser, base_url, site
         page.goto(base_url + name)
         fig = page.locator("figure.big.wide").first
         fig.scroll_into_view_if_needed()
-        details = fig.locator("details.numbers")
-        assert not details.evaluate("d => d.open")
+        assert fig.locator("table").count() == 0 and fig.locator("details").count() == 0
+        href = fig.locator("p.numbers a").get_attribute("href")
         img = fig.locator(".hm img")
         box = img.bounding_box()
         rows, cols = int(img.get_attribute("data-r")), int(img.get_attribute("data-c"))
@@ -51,12 +52,33 @@ def test_a_wide_matrix_is_a_heatmap_that_opens_its_table(browser, base_url, site
         col = min(40, cols - 1)
         row = min(1, rows - 1)
         img.click(position={"x": (col + 0.5) * box["width"] / cols, "y": (row + 0.5) * box["height"] / rows})
-        assert details.evaluate("d => d.open")
+        page.wait_for_url(f"**/{href}#cell=*")
+        assert page.url.endswith(f"#cell={row if rows > 1 else ''},{col}")
         panel = page.locator(".explain-panel")
         panel.wait_for(state="visible", timeout=10_000)
         page.wait_for_function("() => !document.querySelector('.explain-panel').innerText.includes('Loading')",
-                               timeout=10_000)  # the panel loads the page's data on the first click
+                               timeout=10_000)  # the panel loads the data of the page that shows the heatmap
         assert str(col) in panel.inner_text()
-        page.screenshot(path=str(artifacts / "wide-matrix-1280.png"))
+        cell = page.locator("table.matrix td[tabindex='0']")
+        assert cell.evaluate("c => c.closest('table').tHead.rows[0].cells[c.cellIndex].dataset.j") == str(col)
+        page.screenshot(path=str(artifacts / "wide-matrix-table-page-1280.png"))
     finally:
         page.close()
+
+
+def test_a_table_page_reads_from_disk_without_javascript_at_390px(browser, site_dir, artifacts):
+    path = max((site_dir / "numbers").glob("*.html"), key=lambda p: p.stat().st_size)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(path.as_uri())
+        wrap = page.locator(".matrix-wrap")
+        assert wrap.evaluate("w => getComputedStyle(w).overflowX") == "auto"  # the site's CSS, found from numbers/
+        assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")  # the table scrolls in its box ...
+        assert page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        back = page.locator("p.table-of a").first.evaluate("a => a.href")  # ... and the page links back
+        assert back.startswith(site_dir.as_uri() + "/") and (site_dir / back.rsplit("/", 1)[1]).is_file()
+        assert page.locator("table.matrix td").count() > 16
+        page.screenshot(path=str(artifacts / "table-page-390-no-js.png"), full_page=True)
+    finally:
+        context.close()

@@ -59,6 +59,74 @@ def test_default_site_shows_every_record(out, default_site):
     assert ops - with_calc == set(), f"op kinds with no calc() expansion anywhere: {sorted(ops - with_calc)}"
 
 
+def site_pages(site):
+    """Every HTML page of a built site (the table pages in numbers/ too), without Pagefind's own files."""
+    return sorted(p for p in site.rglob("*.html") if "pagefind" not in p.relative_to(site).parts)
+
+
+def table_links(site) -> set[tuple[str, str]]:
+    """(page, href) of every wide matrix's link to its table page."""
+    return {(page.name, href) for page in site.glob("*.html")
+            for href in re.findall(r'<p class="numbers"><a href="([^"]+)">', page.read_text(encoding="utf-8"))}
+
+
+def test_every_page_of_the_default_site_stays_under_40_kb_gzip(out, default_site):
+    import gzip
+
+    pages = site_pages(out / "default")
+    assert any(p.parent.name == "numbers" for p in pages), "the wide matrices' table pages are missing"
+    sizes = {p.relative_to(out / "default").as_posix(): len(gzip.compress(p.read_bytes(), compresslevel=9))
+             for p in pages}
+    assert not {rel: n for rel, n in sizes.items() if n > 40_000}
+
+
+def test_a_wide_matrix_links_a_table_page_whose_links_resolve(out, default_site):
+    site = out / "default"
+    links = table_links(site)
+    assert ("06-feedforward.html", "numbers/L0.mlp.c_fc.weight.html") in links
+    assert {href for _, href in links} == {p.relative_to(site).as_posix() for p in (site / "numbers").glob("*.html")}
+    for page, href in sorted(links):
+        table = site / href
+        text = table.read_text(encoding="utf-8")
+        assert f'<a href="../{page}">' in text, f"{href} does not link back to {page}"
+        targets = re.findall(r'\s(?:href|src|data-explain)="([^"#]+)', text)
+        assert "../assets/style.css" in targets and f"../assets/data/{page[:-5]}.js" in targets
+        broken = [t for t in targets if not t.startswith("data:") and not (table.parent / t).is_file()]
+        assert not broken, f"{href}: {broken}"
+
+
+def matrix_cells(text: str) -> tuple[str, tuple[int, ...], dict[tuple[int, ...], str]]:
+    """The record, the fixed indices and {index in the view: shown text} of the one matrix table of a page."""
+    import html as html_lib
+
+    name, at, inner = re.search(r'<table class="matrix[^"]*" data-record="([^"]+)" data-at="([^"]*)">(.*?)</table>',
+                                text, re.S).groups()
+    head, body = inner.split("</thead>")
+    cols = re.findall(r'<th scope="col"(?: data-j="(\d+)")?>', head)  # the unit axis of a vertical vector: no j
+    cells = {}
+    for i, row in re.findall(r'<tr(?: data-i="(\d+)")?[^>]*>(.*?)</tr>', body):
+        for j, cell in zip(cols, re.findall(r"<td[^>]*>([^<]*)</td>", row), strict=True):
+            cells[tuple(int(k) for k in (i, j) if k)] = html_lib.unescape(cell)
+    return html_lib.unescape(name), tuple(int(k) for k in at.split(",") if k), cells
+
+
+def test_a_table_page_shows_every_value_of_its_tensor(out, default_site):
+    import numpy as np
+
+    from engine import load_trace
+    from site_build.format import format_number
+    from site_build.macros.scale import WIDE_COLS
+
+    trace = load_trace(out / "default" / "trace.json")
+    tables = sorted((out / "default" / "numbers").glob("*.html"))
+    assert len(tables) >= 3
+    for path in tables:
+        name, at, cells = matrix_cells(path.read_text(encoding="utf-8"))
+        values = np.asarray(trace[name])[at]
+        assert values.size > WIDE_COLS and path.name.startswith(name + ("~" if at else ".html"))
+        assert cells == {idx: format_number(values[idx]) for idx in np.ndindex(values.shape)}, path.name
+
+
 VARIED = {
     "other-seed-and-text": "seed: 3\ndata:\n  texts: ['a dog ran on a mat']\n",
     "three-heads-two-layers": "model:\n  d_model: 24\n  n_heads: 3\n  n_layers: 2\n",

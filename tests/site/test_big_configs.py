@@ -231,12 +231,21 @@ def test_pages_and_files_stay_small(mid):
     assert max(p.stat().st_size for p in out.rglob("*") if p.is_file()) <= 100_000_000
 
 
-def test_a_wide_matrix_shows_a_heatmap_and_every_number_behind_it():
+def test_a_wide_matrix_shows_a_heatmap_and_links_every_number_on_a_page_of_its_own():
     trace = engine.run(config_from_dict({"train_steps": 0}))  # the default sizes: L0.mlp.fc is 6 × 64
-    html_ = str(page_globals(PageContext(trace, MathSlots()))["matrix"]("L0.mlp.fc"))
-    assert html_.startswith('<figure class="big wide">') and '<details class="numbers">' in html_
-    assert html_.count("<td class=") == trace["L0.mlp.fc"][0].size  # every number, one click away
+    ctx = PageContext(trace, MathSlots())
+    html_ = str(page_globals(ctx)["matrix"]("L0.mlp.fc"))
+    url = "numbers/L0.mlp.fc~batch0.html"
+    assert html_.startswith('<figure class="big wide">') and "<table" not in html_ and "<details" not in html_
+    assert f'<p class="numbers"><a href="{url}">All 384 numbers as a table</a> (its own page)</p>' in html_
     assert 'src="assets/heat/L0.mlp.fc~0.png"' in html_ and "one square each" in html_
+    assert "open the table of all numbers, for its number" in html_
+    part = ctx.made[""][url]  # every number, one click away: on the page this figure links to
+    assert part.table.count("<td class=") == trace["L0.mlp.fc"][0].size
+    assert part.name == "L0.mlp.fc, batch 0" and "6 × 64 (tokens × d&#95;ff)" in part.about
+    # one page per record and fixed indices: a row of it (a wide vector) has a page of its own
+    row = str(page_globals(ctx)["vector"]("L0.mlp.fc", row=2))
+    assert 'href="numbers/L0.mlp.fc~batch0~row2.html"' in row and set(ctx.made[""]) == {url, url[:-5] + "~row2.html"}
     assert scale.mode_of(6, 16, 64) == "full" and scale.mode_of(6, 64, 64) == "wide"
     assert scale.mode_of(64, 768, 64) == "window"
 

@@ -88,6 +88,57 @@ def test_a_second_build_replays_the_finished_pages_until_a_page_changes(site, tm
     assert len(made) == 2 and "A sentence added later." in (tmp_path / "c" / "index.html").read_text()
 
 
+WIDE_PAGE = page('{{ matrix("L0.mlp.c_fc.weight") }}\n\n{{ matrix("L0.mlp.fc") }}\n', title="Wide", order=2)
+TABLE_PAGES = ["numbers/L0.mlp.c_fc.weight.html", "numbers/L0.mlp.fc~batch0.html"]
+
+
+def wide_config(folder: Path) -> Path:
+    """The small config with a d_ff of 32: its feed-forward matrices are wide (a heatmap and a table page)."""
+    config = folder / "wide.yaml"
+    config.write_text(SMALL.read_text().replace("d_ff: 16", "d_ff: 32"), encoding="utf-8")
+    return config
+
+
+def table_pages(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "numbers").glob("*.html"))}
+
+
+def test_the_table_pages_of_wide_matrices_come_back_from_the_caches(tmp_path, monkeypatch):
+    """A wide matrix's table page is collected while its page renders: a warm build (finished pages replayed from
+    the disk cache) and a build after another page changed (the unchanged pages replayed from the page cache) write
+    the same table pages as the cold build."""
+    build_module = sys.modules["site_build.build"]
+    made = []
+    real = build_module.add_exercises
+    monkeypatch.setattr(build_module, "add_exercises", lambda *a: made.append(1) or real(*a))
+    paths = make_site(tmp_path, {"wide.md": WIDE_PAGE})
+    config = wide_config(tmp_path)
+    build_ok(paths, tmp_path / "a", config)
+    build_ok(paths, tmp_path / "b", config)
+    assert len(made) == 1, "the second build should replay the finished pages"
+    assert list(table_pages(tmp_path / "a")) == TABLE_PAGES
+    assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
+    index = paths.content / "index.md"
+    index.write_text(index.read_text(encoding="utf-8") + "\nA sentence added later.\n", encoding="utf-8")
+    build_ok(paths, tmp_path / "c", config)
+    assert len(made) == 2 and table_pages(tmp_path / "c") == table_pages(tmp_path / "a")
+
+
+def test_table_pages_are_laid_out_from_their_folder_and_left_out_of_search(tmp_path):
+    paths = make_site(tmp_path, {"wide.md": WIDE_PAGE})
+    out = tmp_path / "site"
+    build_ok(paths, out, wide_config(tmp_path))
+    wide = (out / "wide.html").read_text(encoding="utf-8")
+    assert wide.count('<p class="numbers"><a href="numbers/') == 2 and '<table class="matrix' not in wide
+    table = (out / TABLE_PAGES[1]).read_text(encoding="utf-8")
+    assert '<html lang="en" data-root="../">' in table and 'href="../assets/style.css"' in table
+    assert 'data-explain="../assets/data/wide.js"' in table  # the click data of the page that shows it
+    assert '<a href="../wide.html">Wide</a>' in table and 'href="../assets/csv/L0.mlp.fc.csv"' in table
+    assert "<article>" in table and "data-pagefind-body" not in table
+    fragments = [gzip.decompress(f.read_bytes()).decode("utf-8") for f in (out / "pagefind" / "fragment").iterdir()]
+    assert len(fragments) == 3 and not any("numbers/" in f for f in fragments)
+
+
 def test_rebuild_reuses_trace_and_katex(site, tmp_path, monkeypatch):
     import site_build.session as session_module
 

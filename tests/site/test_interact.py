@@ -147,6 +147,17 @@ def page_cells(html: str) -> list[tuple[str, tuple[int, ...], str]]:
     return parser.found
 
 
+def op_cells(built) -> list[tuple[str, tuple[int, ...], str]]:
+    """The clickable numbers of the op page and of the table pages its wide matrices link to (which read its data)."""
+    html = (built / "ops.html").read_text(encoding="utf-8")
+    cells = page_cells(html)
+    for href in re.findall(r'<p class="numbers"><a href="([^"]+)">', html):
+        table = (built / href).read_text(encoding="utf-8")
+        assert 'data-explain="../assets/data/ops.js"' in table, href
+        cells += page_cells(table)
+    return cells
+
+
 def sample(cells: list, per_record: int = 12) -> list:
     """Evenly spaced cells of each record (first and last included)."""
     by: dict[str, list] = {}
@@ -161,7 +172,7 @@ def sample(cells: list, per_record: int = 12) -> list:
 
 def test_every_cell_maps_to_its_trace_element(built, default_trace):
     """data-at + data-i + data-j name the element whose value the cell shows."""
-    cells = page_cells((built / "ops.html").read_text(encoding="utf-8"))
+    cells = op_cells(built)
     assert len({c[0] for c in cells}) >= 30
     for name, idx, text in cells:
         value = np.asarray(default_trace[name])
@@ -175,7 +186,7 @@ def test_the_sites_click_panel_explains_every_op_as_engine_explain_does(built, d
     html = (built / "ops.html").read_text(encoding="utf-8")
     assert 'data-explain="assets/data/ops.js"' in html and "assets/explain.js" in html
     data = built / "assets" / "data" / "ops.js"
-    cells = sample(page_cells(html))
+    cells = sample(op_cells(built))
     ops = {default_trace.record(name).op for name, _, _ in cells}
     assert ops == {r.op for r in default_trace.records}, "the sample must cover every op kind"
     runner = tmp_path / "run.js"
