@@ -28,21 +28,36 @@ class RunError(Exception):
     """The run could not finish (a NaN or Inf appeared); the message is one line."""
 
 
-def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | None = None) -> Trace:
+def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | None = None,
+        values_path: str | Path | None = None) -> Trace:
     """Run one recorded training step and the training run; return the trace.
 
     Refuses (BudgetError, one line) a config whose trace would not fit in memory or would take too long,
     before anything is allocated. `progress(phase, done, total)`, when given, is called as the work goes:
     phase "step" (0 then 1 of 1) and "training run" (0, then every 1/100 of train_steps, then the last).
+
+    A big run's values go to a file as they are made (see trace.Recorder): `values_path` when given (the caller
+    keeps it, e.g. as a cached run's sidecar; it is removed if the run fails), else a temporary file in
+    `spill_dir` that goes with the trace.
     """
+    if values_path is not None:
+        spill_dir = Path(values_path).parent
     estimate = check_budget(cfg, spill_dir=spill_dir)
-    # A big run's values go to a temporary file as they are made (deleted with the trace); see trace.Recorder.
-    spill = tempfile.TemporaryFile(dir=spill_dir) if estimate.spills else None
+    spill = None
+    if estimate.spills and values_path is not None:
+        spill = open(values_path, "w+b")  # noqa: SIM115 - the trace holds it open: its records map it
+    elif estimate.spills:
+        spill = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 - likewise, and it goes with the trace
     with np.errstate(all="ignore"):  # a NaN or Inf is reported by name (NonFiniteError), not as a warning
         try:
             return _run(cfg, progress or _skip, spill)
-        except RunError as exc:
-            raise RunError(f"{cfg.source}: {exc}" if cfg.source else str(exc)) from None
+        except BaseException as exc:
+            if spill is not None and values_path is not None:
+                spill.close()
+                Path(values_path).unlink(missing_ok=True)
+            if isinstance(exc, RunError):
+                raise RunError(f"{cfg.source}: {exc}" if cfg.source else str(exc)) from None
+            raise
 
 
 def _run(cfg: Config, progress: Progress, spill: BinaryIO | None) -> Trace:

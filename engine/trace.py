@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -250,7 +251,9 @@ def save_trace(trace: Trace, path: str | Path) -> None:
     stmp = sidecar.with_name(sidecar.name + ".tmp") if sidecar else None
     try:
         tmp.write_text(text, encoding="utf-8")
-        if sidecar and stmp:
+        if sidecar and stmp and _is_values_file(trace, sidecar):
+            trace.values_file.flush()  # the run wrote its values there already
+        elif sidecar and stmp:
             with open(stmp, "wb") as out:
                 _write_values(trace, out, offset)
             stmp.replace(sidecar)
@@ -260,6 +263,16 @@ def save_trace(trace: Trace, path: str | Path) -> None:
         if stmp:
             stmp.unlink(missing_ok=True)
         raise
+
+
+def _is_values_file(trace: Trace, sidecar: Path) -> bool:
+    """Is `sidecar` the very file the run's values were written to (a cached run saved beside its values)?"""
+    if trace.values_file is None or not sidecar.exists():
+        return False
+    try:
+        return os.path.samestat(os.fstat(trace.values_file.fileno()), sidecar.stat())
+    except (OSError, ValueError):
+        return False
 
 
 def _write_values(trace: Trace, out: BinaryIO, total: int) -> None:

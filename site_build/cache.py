@@ -5,9 +5,10 @@ recomputed by the next `handstep build`:
                          engine's source, the checkpoint files a config names, and the verification file
     pages/<key>.pickle   a rendered page body (render.jinja.PageResult); the key: the page's text, the run, the
                          links and the site builder's source
+    runs/<key>.json/.bin a big run (GPT-2 sizes) with its values file, the newest one only (BigRuns)
 
 A damaged or foreign entry is ignored (the work is simply done again), so deleting the cache folder is always
-safe. Each folder keeps its newest KEEP entries. Traces whose values live in a file (a big run) are not cached.
+safe. Each folder keeps its newest KEEP entries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import pickle
+import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -141,6 +143,73 @@ class PageStore:
     def __setitem__(self, key: Any, value: Any) -> None:
         self.memory[key] = value
         self.disk.put(self._key(key), value)
+
+
+class BigRuns:
+    """Runs whose values live in a file (GPT-2 sizes: gigabytes), kept whole so that the next build of the same
+    config reads them instead of running again: `<key>.json` (the trace's records, as `handstep trace` writes
+    them), `<key>.bin` (its values: the very file the engine wrote as it ran, never copied) and
+    `<key>.checks.pickle`. Only the newest KEEP_BIG runs are kept, older ones are deleted (in the background:
+    freeing gigabytes takes seconds) when a new one starts."""
+
+    KEEP_BIG = 1
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def get(self, key: str) -> tuple[Any, Any] | None:
+        """(trace, checks) of the run `key`, or None."""
+        index = self.folder / f"{key}.json"
+        if not index.is_file():
+            return None
+        try:
+            with open(self.folder / f"{key}.checks.pickle", "rb") as f:
+                if f.read(len(VERSION)) != VERSION:
+                    return None
+                checks = pickle.load(f)  # noqa: S301 - our own cache folder, written by put() below
+            return engine.load_trace(index), checks
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError,
+                engine.TraceError):
+            return None
+
+    def start(self, key: str) -> Path:
+        """Where the engine writes the values of a new run `key` (made room for first: older runs go)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        runs = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        doomed = [p.with_suffix(ext) for p in runs[self.KEEP_BIG - 1:] for ext in (".json", ".bin")]
+        doomed += [p.with_name(p.stem + ".checks.pickle") for p in runs[self.KEEP_BIG - 1:]]
+        doomed += [p for p in self.folder.glob(".*.bin.tmp-*") if not _alive(p.name.rpartition("-")[2])]
+        doomed += [p for p in self.folder.glob("*.bin") if not p.with_suffix(".json").exists()]  # a put cut short
+        if doomed:
+            threading.Thread(target=_delete, args=(doomed,), daemon=True).start()
+        return self.folder / f".{key}.bin.tmp-{os.getpid()}"
+
+    def put(self, key: str, trace: Any, checks: Any, values: Path) -> None:
+        """Keep the finished run: its values file renamed into place, its records and checks beside it."""
+        try:
+            with open(self.folder / f".{key}.checks.tmp", "wb") as f:
+                f.write(VERSION)
+                pickle.dump(checks, f, protocol=5)
+            os.replace(values, self.folder / f"{key}.bin")
+            trace.save(self.folder / f"{key}.json")  # the values are in place: only the records are written
+            os.replace(self.folder / f".{key}.checks.tmp", self.folder / f"{key}.checks.pickle")
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            return  # a cache that cannot be written is only a slower next build
+
+
+def _delete(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cacheable(trace: Any) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 import engine
 from site_build import cache
-from site_build.cache import DiskCache, PageStore
+from site_build.cache import BigRuns, DiskCache, PageStore
 from site_build.data.checks import VERIFICATION_FILE, Checks, compute_checks
 from site_build.data.downloads import csv_files, ships_trace
 from site_build.data.interact import data_files
@@ -53,6 +53,7 @@ class Session:
         self.katex = KatexRenderer(root, cache / "katex.json")
         self.compiled: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code
         self.runs = DiskCache(cache / "runs")
+        self.big = BigRuns(cache / "runs")
         self.data = DiskCache(cache / "data")
         self.pages = PageStore({}, DiskCache(cache / "pages"))  # page cache of render.jinja.render_bodies
         self.bodies = DiskCache(cache / "bodies")
@@ -71,13 +72,25 @@ class Session:
             cfg = engine.load_config(str(config_path), seed=seed)
             run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE)
             run = self.runs.get(run_key)
+            big = self.big.get(run_key) if not isinstance(run, Run) else None
+            if big is not None:
+                run = Run(*big, run_key)
             if not isinstance(run, Run) or run.key != run_key:
-                trace = engine.run(cfg, progress=self.progress)
-                checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress)
+                # A run big enough to write its values to a file writes them where the cache keeps them.
+                values = self.big.start(run_key) if engine.estimate(cfg).spills else None
+                try:
+                    trace = engine.run(cfg, progress=self.progress, values_path=values)
+                    checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress)
+                except BaseException:
+                    if values is not None:
+                        values.unlink(missing_ok=True)
+                    raise
                 run = Run(trace, checks, run_key)
                 if cache.cacheable(trace):
                     self.runs.put(run_key, run)
                     self.runs.prune(keep=20)
+                elif values is not None and trace.values_file is not None:
+                    self.big.put(run_key, trace, checks, values)
             self._run = (key, run)
             self._changed()
         return self._run[1]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.trace import INLINE_MAX_VALUES
+import engine.trace as engine_trace
 
 CSV_DIR = "assets/csv"
 NPY_DIR = "assets/npy"
@@ -95,7 +95,7 @@ def ships_trace(trace: Any) -> bool:
     GPT-2-small step is ~8 GB of values, far past what a static host takes."""
     if getattr(trace, "values_file", None) is not None:
         return False
-    return sum(r.value.size for r in trace.records) <= INLINE_MAX_VALUES
+    return sum(r.value.size for r in trace.records) <= engine_trace.INLINE_MAX_VALUES  # read back from a cache too
 
 
 # -- files named by what they hold ---------------------------------------------------------------------------------

@@ -489,3 +489,39 @@ def test_templates_outside_the_current_directory_are_named_as_typed(tmp_path, mo
                  "--templates", "../elsewhere"])
     assert code == 2
     assert capsys.readouterr().err == "../elsewhere/page.html:7: undefined name: 'no_such_name' is undefined\n"
+
+
+def test_a_big_run_is_kept_with_its_values_and_read_back(site, tmp_path, monkeypatch):
+    """A run big enough to write its values to a file writes them into the cache (runs/<key>.bin, never copied):
+    the next build of the same config, even in a fresh builder, reads it instead of running the engine, and makes
+    the same site; a run of another config replaces it (one big run is kept)."""
+    import engine.budget
+    import engine.trace
+    import site_build.session as session_module
+
+    for module in (engine.budget, engine.trace):
+        monkeypatch.setattr(module, "INLINE_MAX_VALUES", 1000)  # the small fixture run counts as big
+    runs = []
+    real_run = session_module.engine.run
+    monkeypatch.setattr(session_module.engine, "run", lambda *a, **k: runs.append(1) or real_run(*a, **k))
+    build_ok(site, tmp_path / "a")
+    folder = site.cache / "runs"
+    kept = sorted(p.name.split(".", 1)[1] for p in folder.iterdir())
+    assert kept == ["bin", "checks.pickle", "json"], kept
+    values = next(folder.glob("*.bin"))
+    assert values.stat().st_size == 8 * sum(r.value.size for r in engine.load_trace(values.with_suffix(".json")))
+    build_ok(site, tmp_path / "b")  # a fresh Builder: only the disk cache is shared
+    assert len(runs) == 1, "the second build must read the kept run"
+    assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
+    build = Builder(site)
+    try:
+        build.build(SMALL, tmp_path / "c", seed=11)
+    finally:
+        build.close()
+    assert len(runs) == 2
+    for _ in range(100):  # the old run is deleted in the background
+        if len(list(folder.glob("*.bin"))) == 1:
+            break
+        time.sleep(0.05)
+    assert [p.stem for p in folder.glob("*.bin")] == [p.stem for p in folder.glob("*.json")] and \
+        len(list(folder.glob("*.bin"))) == 1 and values.stem not in [p.stem for p in folder.glob("*.bin")]
