@@ -17,7 +17,7 @@ import engine
 from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
-from site_build.data.downloads import page_files, ships_trace
+from site_build.data.downloads import Prefetch, page_files, ships_trace
 from site_build.data.interact import pages_with_data
 from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
@@ -121,35 +121,46 @@ class Builder:
         cache_key = (run.key or session.generation, other_key, tuple(sorted(ctx.step_links.items())))
         links = link_map(pages)
 
-        def finished() -> dict[str, Rendered]:
-            bodies = render_bodies(pages, ctx, links, problems, self.paths.cache / "jinja", session.compiled,
-                                   session.pages, cache_key)
-            add_step_maps(ctx, pages, bodies)
-            add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
-            return bodies
+        prefetch = Prefetch(run.trace)  # the files of each rendered page are made while the next one renders
+        try:
+            ctx.on_page = prefetch.page
 
-        bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)
-        extra_pages.update(table_pages(ctx, pages))  # the tables of wide matrices, one page each
-        clock.lap("pages")
-        ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
-        layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
-                                 extra_pages, notebook=ships)
-        clock.lap("layout")
-        # 3. check: every formula typesets; every record is shown, if required
-        math = session.katex.render_all(set(ctx.math.formulas))
-        ctx.math.check(math.errors)
-        clock.lap("katex")
-        report = Report(out_dir, pages=len(pages), formulas=len(ctx.math.formulas), rendered=math.rendered,
-                        cached=math.cached, missing=ctx.missing(), timings=clock.timings)
-        report.shown, report.records = ctx.coverage()
-        if require_coverage and report.missing:
-            raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
-                             + ", ".join(report.missing))
-        # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
-        files: dict[str, Any] = {rel: search_ignores(ctx.math.fill(html, math.html)) for rel, html in layouts.items()}
-        files.update(session.data_files(run, ctx, pages, other_key))
-        files.update(page_files(run.trace, files))  # the windows' CSVs, .npy files and heatmaps the pages link to
-        clock.lap("data")
+            def finished() -> dict[str, Rendered]:
+                bodies = render_bodies(pages, ctx, links, problems, self.paths.cache / "jinja", session.compiled,
+                                       session.pages, cache_key)
+                add_step_maps(ctx, pages, bodies)
+                add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
+                return bodies
+
+            bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)
+            ctx.on_page = None
+            extra_pages.update(table_pages(ctx, pages))  # the tables of wide matrices, one page each
+            clock.lap("pages")
+            ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
+            layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
+                                     extra_pages, notebook=ships)
+            clock.lap("layout")
+            # 3. check: the gradients (finite differences of a big run ran while the pages rendered), every formula
+            # typesets; every record is shown, if required
+            session.finish_run(run)
+            clock.lap("checks")
+            math = session.katex.render_all(set(ctx.math.formulas))
+            ctx.math.check(math.errors)
+            clock.lap("katex")
+            report = Report(out_dir, pages=len(pages), formulas=len(ctx.math.formulas), rendered=math.rendered,
+                            cached=math.cached, missing=ctx.missing(), timings=clock.timings)
+            report.shown, report.records = ctx.coverage()
+            if require_coverage and report.missing:
+                raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
+                                 + ", ".join(report.missing))
+            # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
+            files: dict[str, Any] = {rel: search_ignores(run.checks.fill(ctx.math.fill(html, math.html)))
+                                     for rel, html in layouts.items()}
+            files.update(session.data_files(run, ctx, pages, other_key))
+            files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
+            clock.lap("data")
+        finally:
+            prefetch.close()  # a failed build too: its worker stops
         # 5. write into a temporary folder, index it for search, swap it in
         self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
 

@@ -61,6 +61,7 @@ class Session:
         self.generation = 0  # bumped whenever the trace, its checks or the compared run change
         self.indexer: threading.Thread | None = None
         self._run: tuple[Any, Run] | None = None
+        self._unkept: tuple[Run, Path] | None = None  # a big run not yet on disk, and its values file
         self._other: tuple[Any, Any] | None = None
         self.other_key = ""  # cache.run_key of the run compared with
         self._trace_files: tuple[Any, dict[str, bytes]] | None = None
@@ -80,7 +81,9 @@ class Session:
                 values = self.big.start(run_key) if engine.estimate(cfg).spills else None
                 try:
                     trace = engine.run(cfg, progress=self.progress, values_path=values)
-                    checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress)
+                    # a big run's finite differences go on while the pages render (Builder calls finish_run)
+                    checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress,
+                                            background=values is not None)
                 except BaseException:
                     if values is not None:
                         values.unlink(missing_ok=True)
@@ -90,10 +93,23 @@ class Session:
                     self.runs.put(run_key, run)
                     self.runs.prune(keep=20)
                 elif values is not None and trace.values_file is not None:
-                    self.big.put(run_key, trace, checks, values)
+                    self._unkept = (run, values)
             self._run = (key, run)
             self._changed()
         return self._run[1]
+
+    def finish_run(self, run: Run) -> None:
+        """Wait for the run's background checks (raising their BuildError), then keep a big run on disk."""
+        try:
+            run.checks.finish()
+        except BaseException:
+            if self._unkept is not None and self._unkept[0] is run:
+                self._unkept[1].unlink(missing_ok=True)  # the run failed its check: not worth keeping
+                self._unkept = None
+            raise
+        if self._unkept is not None and self._unkept[0] is run:
+            self.big.put(run.key, run.trace, run.checks, self._unkept[1])
+            self._unkept = None
 
     def other(self, config_path: Path, seed: int | None) -> tuple[Any, str]:
         """The run to compare with, and where it came from (`configs/x.yaml`)."""

@@ -5,15 +5,22 @@ when its trace digest matches the trace being built)."""
 from __future__ import annotations
 
 import json
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.verify import config_digest, digest, finite_differences
 from site_build.errors import BuildError
+from site_build.format import html_text
 
 VERIFICATION_FILE = "build/verification.json"
 TORCH_TOL = 1e-9  # the test suite's loosest tolerance (Adam's first step on the key bias' noise gradient)
+
+
+SLOT_OPEN, SLOT_CLOSE = "\ue002", "\ue003"  # private-use characters around a record name: a check line to come
+SLOT_RE = re.compile(f"{SLOT_OPEN}([^{SLOT_CLOSE}]*){SLOT_CLOSE}")
 
 
 @dataclass
@@ -21,6 +28,35 @@ class Checks:
     fd: dict[str, dict] = field(default_factory=dict)
     torch: dict[str, float] | None = None  # record -> max |engine - PyTorch|, None when not verified
     oracle: str = ""
+    pending: threading.Thread | None = field(default=None, repr=False, compare=False)  # the finite differences
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.finish()
+        return {"fd": self.fd, "torch": self.torch, "oracle": self.oracle, "pending": None, "error": None}
+
+    def finish(self) -> None:
+        """Wait for finite differences running in the background; raise what they raised."""
+        if self.pending is not None:
+            self.pending.join()
+            self.pending = None
+        if self.error is not None:
+            raise self.error
+
+    def slot(self, name: str) -> str:
+        """A placeholder for the check paragraph of record `name` (see `fill`)."""
+        return f"{SLOT_OPEN}{name}{SLOT_CLOSE}"
+
+    def fill(self, html: str) -> str:
+        """Every placeholder replaced by its check paragraph (nothing where nothing checks the record)."""
+        if SLOT_OPEN not in html:
+            return html
+        self.finish()
+        return SLOT_RE.sub(lambda m: self.paragraph(m.group(1)), html)
+
+    def paragraph(self, name: str) -> str:
+        line = self.line(name)
+        return f'<p class="check">{html_text(line)}</p>' if line else ""
 
     def summary(self) -> str:
         if self.torch is None:
@@ -43,21 +79,44 @@ class Checks:
         return " · ".join(parts)
 
 
-def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress: Any = None) -> Checks:
-    """Finite differences now (fail the build if one is off), PyTorch figures if `make verify` matched."""
+def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress: Any = None,
+                   background: bool = False) -> Checks:
+    """PyTorch figures if `make verify` matched, and finite differences (fail the build if one is off): now, or
+    with `background` in a thread while the pages render (a GPT-2-sized check takes seconds of NumPy); then each
+    page holds a slot for a record's check line (Checks.slot), filled once `finish()` has waited for them."""
+    checks = Checks()
+    _torch_figures(checks, trace, root)
+    if not background:
+        checks.fd = _finite_differences(cfg, trace, config_label, progress)
+        return checks
+
+    def work() -> None:
+        try:
+            checks.fd = _finite_differences(cfg, trace, config_label, None)
+        except BaseException as exc:  # noqa: BLE001 - raised again by finish(), in the build's thread
+            checks.error = exc
+
+    checks.pending = threading.Thread(target=work, name="finite differences", daemon=True)
+    checks.pending.start()
+    return checks
+
+
+def _finite_differences(cfg: Any, trace: Any, config_label: str, progress: Any) -> dict[str, dict]:
     fd = finite_differences(cfg, trace, progress=progress)
     bad = [f"{name} (error {r['max_abs_err']:.1e} > {r['tol']:.0e})" for name, r in fd.items() if not r["ok"]]
     if bad:
         raise BuildError(config_label, 0, "finite-difference check failed for " + ", ".join(bad))
-    checks = Checks(fd=fd)
+    return fd
+
+
+def _torch_figures(checks: Checks, trace: Any, root: Path) -> None:
     path = root / VERIFICATION_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return checks
+        return
     if not isinstance(data, dict) or data.get("config_sha256", config_digest(trace)) != config_digest(trace):
-        return checks  # figures for another config: the values need not be read to know
+        return  # figures for another config: the values need not be read to know
     if data.get("trace_sha256") == digest(trace):
         checks.torch = {k: float(v) for k, v in data.get("max_abs_diff", {}).items()}
         checks.oracle = str(data.get("oracle", "PyTorch"))
-    return checks

@@ -25,6 +25,7 @@ import io
 import itertools
 import math
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -149,18 +150,42 @@ def npy_path(name: str) -> str:
 _LINKED = re.compile(r"assets/(?:heat|csv|npy)/[A-Za-z0-9_.~-]+\.(?:png|csv|npy)")
 
 
-def page_files(trace: Any, files: dict[str, Any]) -> dict[str, bytes | str]:
-    """The windows' CSVs, the .npy files and the heatmaps the finished pages (`files`, site path -> HTML) link to."""
+def page_files(trace: Any, files: dict[str, Any], prefetched: Prefetch | None = None) -> dict[str, bytes | str]:
+    """The windows' CSVs, the .npy files and the heatmaps the finished pages (`files`, site path -> HTML) link to
+    (those `prefetched` made already are taken from it)."""
     linked = set()
     for rel, content in files.items():
         if rel.endswith(".html") and isinstance(content, str):
             linked.update(_LINKED.findall(content))
     out: dict[str, bytes | str] = {}
     for path in sorted(linked):
-        made = _make(trace, path)
+        made = prefetched.get(path) if prefetched is not None else _make(trace, path)
         if made is not None:
             out[path] = made
     return out
+
+
+class Prefetch:
+    """The files each rendered page links to, made in a background thread while the next pages render: NumPy
+    releases the GIL, so on two cores the seconds of a GPT-2-sized site's heatmaps hide behind the rendering."""
+
+    def __init__(self, trace: Any) -> None:
+        self.trace = trace
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="page files")
+        self.futures: dict[str, Future] = {}
+
+    def page(self, html: str) -> None:
+        """Start on the files `html` links to."""
+        for path in _LINKED.findall(html):
+            if path not in self.futures:
+                self.futures[path] = self.pool.submit(_make, self.trace, path)
+
+    def get(self, path: str) -> bytes | str | None:
+        future = self.futures.get(path)
+        return future.result() if future is not None else _make(self.trace, path)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _make(trace: Any, path: str) -> bytes | str | None:

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.explain import explain
-from site_build.format import html_text
 from site_build.render.mathslots import MathSlots
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,6 +116,7 @@ class PageContext:
         self.calcs: list[tuple[str, tuple[int, ...]]] = []  # (record, index) of every calc() on the page
         self.page: dict[str, Any] | None = None  # what macros keep while one page renders (for the page hooks)
         self.memo: dict[Any, Any] = {}  # figures macros compute once per build (statistics of a record)
+        self.on_page: Callable[[str], None] | None = None  # told each finished page (the build prefetches its files)
         # page -> {url: what it put on a generated page}: the table of a wide matrix (macros.scale), cached with
         # the page's body (render.jinja.PageResult) since the build writes it from here
         self.made: dict[str, dict[str, Any]] = {}
@@ -133,6 +133,8 @@ class PageContext:
         for hook in PAGE_HOOKS:
             text = hook(self, text)
         self.page = None
+        if self.on_page is not None:
+            self.on_page(text)
         return text
 
     def slot(self, tex: str, display: bool) -> str:
@@ -167,8 +169,9 @@ class PageContext:
 
     def check_line(self, name: str) -> str:
         """The record's check figures as a `<p class="check">` ('' when nothing checks it)."""
-        line = self.checks.line(name) if self.checks is not None else ""
-        return f'<p class="check">{html_text(line)}</p>' if line else ""
+        if self.checks is None:
+            return ""
+        return self.checks.slot(name) if self.checks.pending is not None else self.checks.paragraph(name)
 
     def coverage(self) -> tuple[int, int]:
         """(records whose numbers some page shows, records in the trace)."""

@@ -317,8 +317,9 @@ def test_coverage_can_be_required(site, tmp_path):
 
 def test_cli_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):
     paths = make_site(tmp_path, {"extra.md": page('{{ value("los") }}\n')})
-    monkeypatch.setattr("site_build.cli.Paths", lambda **kw: paths)
-    code = main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site")])
+    monkeypatch.chdir(tmp_path)
+    code = main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site"), "--content", str(paths.content),
+                 "--templates", str(paths.templates), "--cache", str(paths.cache)])
     captured = capsys.readouterr()
     assert code == 2
     assert captured.err == "content/extra.md:7: unknown trace record 'los' (did you mean 'loss'?)\n"
