@@ -76,7 +76,9 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
 
     `progress("finite differences", done, total)`, when given, is called at 0 and after each check.
     """
-    params = {name: np.array(trace[name], dtype=np.float64) for name, _, _, _ in model.param_specs(cfg)}
+    # the trace's own arrays (memory maps for a big run), read only; a tensor is copied while one of its elements
+    # is moved, so GPT-2's check holds one tensor more than the trace, not a second copy of all 124M weights
+    params = {name: np.asarray(trace[name], dtype=np.float64) for name, _, _, _ in model.param_specs(cfg)}
     ids, targets = np.asarray(trace["input_ids"]), np.asarray(trace["targets"])
     rng = np.random.default_rng(0)
     names = list(params)
@@ -90,7 +92,8 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
         progress("finite differences", 0, total)
     out = {}
     for done, name in enumerate(chosen, 1):
-        p = params[name]
+        shared = params[name]
+        p = params[name] = np.array(shared)
         grad = np.asarray(trace[f"grad.{name}"])
         flat = p.reshape(-1)
         picks = [int(np.argmax(np.abs(grad)))]
@@ -102,6 +105,7 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
             numeric = checked_difference(cfg, params, ids, targets, name, i, float(grad[idx]),
                                          lambda b: np.array(trace[model.block_input(b)]))
             rows.append({"index": idx, "analytic": float(grad[idx]), "numeric": numeric})
+        params[name] = shared
         err = max(abs(r["analytic"] - r["numeric"]) for r in rows)
         out[f"grad.{name}"] = {"checked": rows, "max_abs_err": err, "tol": FD_TOL, "ok": err <= FD_TOL}
         if progress is not None:
@@ -122,7 +126,7 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
     scale = 1.0 / math.sqrt(sum(p.size for p in params.values()))
     analytic = 0.0
     for name, signs in u.items():
-        d = u[name] = np.where(signs == 1, scale, -scale)
+        d = np.where(signs == 1, scale, -scale)
         analytic += float(np.dot(np.asarray(trace[f"grad.{name}"]).reshape(-1), d.reshape(-1)))
     best = None
     for h in FD_STEPS:
@@ -137,5 +141,8 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
             "ok": err <= FD_TOL, "values": int(sum(p.size for p in params.values()))}
 
 
-def _shifted_loss(cfg: Config, params: dict, u: dict, h: float, ids, targets) -> float:
-    return model.loss(cfg, {name: p + h * u[name] for name, p in params.items()}, ids, targets)
+def _shifted_loss(cfg: Config, params: dict, signs: dict, step: float, ids, targets) -> float:
+    """The loss at θ + step·u, u the unit direction of `signs` (one entry a weight: 1 for +, 0 for −)."""
+    scale = 1.0 / math.sqrt(sum(p.size for p in params.values()))
+    return model.loss(cfg, {name: p + np.where(signs[name] == 1, step * scale, -step * scale)
+                            for name, p in params.items()}, ids, targets)
