@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -89,6 +90,18 @@ class Trace:
 
     def save(self, path: str | Path) -> None:
         save_trace(self, path)
+
+    def release(self, names: Iterable[str] | None = None) -> None:
+        """Let the memory maps of a big run's records (all, or `names`) drop the pages they have read: the values
+        stay in the file and are read again when next used, so a GPT-2-sized build does not end up holding all
+        8 GB of them."""
+        for rec in self.records if names is None else (self._by_name[n] for n in names if n in self._by_name):
+            mapping = getattr(rec.value, "_mmap", None)
+            if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                try:
+                    mapping.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):  # closed, or a kernel without it: only memory is at stake
+                    pass
 
 
 class Recorder:

@@ -106,11 +106,13 @@ def finite_differences(cfg: Config, trace: Trace, per_tensor: int = 3,
                                          lambda b: np.array(trace[model.block_input(b)]))
             rows.append({"index": idx, "analytic": float(grad[idx]), "numeric": numeric})
         params[name] = shared
+        trace.release([name, f"grad.{name}"])
         err = max(abs(r["analytic"] - r["numeric"]) for r in rows)
         out[f"grad.{name}"] = {"checked": rows, "max_abs_err": err, "tol": FD_TOL, "ok": err <= FD_TOL}
         if progress is not None:
             progress("finite differences", done, total)
     out["direction"] = directional_check(cfg, params, ids, targets, trace)
+    trace.release()
     if progress is not None:
         progress("finite differences", total, total)
     return out

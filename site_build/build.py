@@ -158,6 +158,7 @@ class Builder:
                                      for rel, html in layouts.items()}
             files.update(session.data_files(run, ctx, pages, other_key))
             files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
+            run.trace.release()
             clock.lap("data")
         finally:
             prefetch.close()  # a failed build too: its worker stops

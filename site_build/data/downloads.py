@@ -175,10 +175,18 @@ class Prefetch:
         self.futures: dict[str, Future] = {}
 
     def page(self, html: str) -> None:
-        """Start on the files `html` links to."""
+        """Start on the files `html` links to; the pages read so far may be dropped from memory (Trace.release)."""
+        self.trace.release()
         for path in _LINKED.findall(html):
             if path not in self.futures:
-                self.futures[path] = self.pool.submit(_make, self.trace, path)
+                self.futures[path] = self.pool.submit(self._make, path)
+
+    def _make(self, path: str) -> bytes | str | None:
+        made = _make(self.trace, path)
+        file = path.rpartition("/")[2]  # NAME~at~....png or .csv, NAME.npy
+        name = file.split("~")[0] if "~" in file else file.rpartition(".")[0]
+        self.trace.release([name, "updated." + name])
+        return made
 
     def get(self, path: str) -> bytes | str | None:
         future = self.futures.get(path)

@@ -482,3 +482,37 @@ def test_adam_in_slices_is_the_same_arithmetic(monkeypatch, name):
     assert [r.name for r in sliced.records] == [r.name for r in whole.records]
     for a, b in zip(whole.records, sliced.records):
         assert np.array_equal(a.value, b.value, equal_nan=True), a.name
+
+
+def test_a_big_run_drops_the_pages_it_read_and_reads_them_again(monkeypatch):
+    """Trace.release lets a big run's memory maps give back what they read (a GPT-2-sized build would otherwise
+    end up holding all its values): the mapping's resident size falls to nothing, and the values are the same
+    when read again."""
+
+    import engine.budget
+    import engine.trace
+
+    raw = {"model": {"d_model": 128, "d_ff": 512, "n_heads": 2}}
+    for module in (engine.budget, engine.trace):
+        monkeypatch.setattr(module, "INLINE_MAX_VALUES", 1000)
+    monkeypatch.setattr(engine.trace, "SPILL_VALUES", 500)
+    big = run(config_from_dict(raw, "test"))
+    rec = big.record("opt.v.L0.mlp.c_fc.weight")
+    assert isinstance(rec.value, np.memmap)
+    before = np.array(rec.value)
+    start = rec.value.ctypes.data
+
+    def resident_kb() -> int:  # this mapping's resident pages, from /proc/self/smaps
+        lines = Path("/proc/self/smaps").read_text().splitlines()
+        for i, line in enumerate(lines):
+            lo, _, hi = line.split(" ", 1)[0].partition("-")
+            if hi and all(c in "0123456789abcdef" for c in lo + hi) and int(lo, 16) <= start < int(hi, 16):
+                rss = next(x for x in lines[i + 1:] if x.startswith("Rss:"))
+                return int(rss.split()[1])
+        raise AssertionError("mapping not found")
+
+    float(rec.value.sum())  # read every page
+    assert resident_kb() >= rec.value.nbytes // 1024 - 8
+    big.release()
+    assert resident_kb() == 0
+    assert np.array_equal(np.array(rec.value), before)
