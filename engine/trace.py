@@ -8,6 +8,8 @@ the arithmetic of one element). See docs/trace-format.md.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import math
 import mmap
@@ -94,14 +96,34 @@ class Trace:
     def release(self, names: Iterable[str] | None = None) -> None:
         """Let the memory maps of a big run's records (all, or `names`) drop the pages they have read: the values
         stay in the file and are read again when next used, so a GPT-2-sized build does not end up holding all
-        8 GB of them."""
+        8 GB of them. Each record gives back its own bytes only (`madvise`), whether it maps a part of the run's
+        values file or is a view of a whole sidecar read back."""
         for rec in self.records if names is None else (self._by_name[n] for n in names if n in self._by_name):
-            mapping = getattr(rec.value, "_mmap", None)
-            if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-                try:
-                    mapping.madvise(mmap.MADV_DONTNEED)
-                except (OSError, ValueError):  # closed, or a kernel without it: only memory is at stake
-                    pass
+            if isinstance(rec.value, np.memmap) and rec.value.nbytes:
+                _drop_pages(rec.value.ctypes.data, rec.value.nbytes)
+
+
+def _drop_pages(address: int, size: int) -> None:
+    """madvise(MADV_DONTNEED) on the pages of [address, address + size) of a file mapping (Linux; elsewhere, or if
+    the call fails, nothing: only memory is at stake)."""
+    libc = _libc()
+    if libc is None:
+        return
+    start = address - address % mmap.PAGESIZE
+    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(address + size - start), MADV_DONTNEED)
+
+
+MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", 4)
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc if hasattr(mmap, "MADV_DONTNEED") else None
+    except (OSError, AttributeError):
+        return None
 
 
 class Recorder:

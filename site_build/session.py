@@ -176,10 +176,19 @@ class Session:
             self.indexer = None
 
     def close(self) -> None:
-        """Finish any search indexing, stop KaTeX and save its cache."""
+        """Finish any search indexing, stop KaTeX and save its cache; keep a big run whose build failed after its
+        checks passed, and delete the values of one whose checks had not (a failed build leaves no 8 GB file)."""
         self.finish_search()
         self.katex.close()
         self.pages.disk.prune()
+        if self._unkept is not None:
+            run, values = self._unkept
+            pending = run.checks.pending
+            if (pending is None or not pending.is_alive()) and run.checks.error is None:
+                self.finish_run(run)
+            else:
+                values.unlink(missing_ok=True)
+                self._unkept = None
 
 
 def _mtime(path: Path) -> float:

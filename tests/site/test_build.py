@@ -526,3 +526,20 @@ def test_a_big_run_is_kept_with_its_values_and_read_back(site, tmp_path, monkeyp
         time.sleep(0.05)
     assert [p.stem for p in folder.glob("*.bin")] == [p.stem for p in folder.glob("*.json")] and \
         len(list(folder.glob("*.bin"))) == 1 and values.stem not in [p.stem for p in folder.glob("*.bin")]
+
+
+def test_a_failed_build_leaves_no_half_kept_big_run(tmp_path, monkeypatch):
+    """A build that fails after its big run was made (here: a page names a record that does not exist) keeps the
+    run whole if its checks had passed, or removes its values; never a values file without its records."""
+    import engine.budget
+    import engine.trace
+
+    for module in (engine.budget, engine.trace):
+        monkeypatch.setattr(module, "INLINE_MAX_VALUES", 1000)
+    paths = make_site(tmp_path, {"extra.md": page('{{ value("no_such_record") }}\n')})
+    build_error(paths, tmp_path / "site")
+    folder = paths.cache / "runs"
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    assert not [n for n in names if ".tmp" in n], names
+    assert {n.split(".", 1)[0] for n in names if n.endswith(".bin")} == \
+        {n.split(".", 1)[0] for n in names if n.endswith(".json")}, names
