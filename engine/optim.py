@@ -44,8 +44,7 @@ def _adam(rec, name, p, g, wd, st, t, opt, ax):
     if opt.name == "adam":  # Adam's weight decay is L2: added to the gradient, so it passes through m and v
         g = g + wd * p
         grad_name = rec_as(rec, f"opt.g.{name}", g, "l2_grad", (grad_name, name), ax, wd=wd)
-    m, v, m_hat, v_hat, out = np.empty(g.shape), np.empty(g.shape), np.empty(g.shape), np.empty(g.shape), \
-        np.empty(g.shape)
+    m, v, m_hat, v_hat, out = (np.empty(g.shape) for _ in range(5))
     if g.size <= CHUNK:
         _adam_chunk(..., p, g, m, v, m_hat, v_hat, out, st, t, opt, wd)
     else:  # the same arithmetic element by element, a slice at a time: the temporaries stay in the cache

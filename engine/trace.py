@@ -107,21 +107,19 @@ def _drop_pages(address: int, size: int) -> None:
     """madvise(MADV_DONTNEED) on the pages of [address, address + size) of a file mapping (Linux; elsewhere, or if
     the call fails, nothing: only memory is at stake)."""
     libc = _libc()
-    if libc is None:
-        return
-    start = address - address % mmap.PAGESIZE
-    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(address + size - start), MADV_DONTNEED)
-
-
-MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", 4)
+    if libc is not None:
+        start = address - address % mmap.PAGESIZE
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(address + size - start), mmap.MADV_DONTNEED)
 
 
 @functools.cache
 def _libc() -> Any:
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        return libc if hasattr(mmap, "MADV_DONTNEED") else None
+        return libc
     except (OSError, AttributeError):
         return None
 

@@ -25,12 +25,16 @@ FD_STEPS = (FD_STEP, 1e-7, 1e-5)
 def config_digest(trace: Trace) -> str:
     """sha256 of the config alone: a verification file for another config is told apart without reading the
     values (a GPT-2-small trace holds 8 GB of them)."""
-    return hashlib.sha256(json.dumps(trace.config, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(_config_bytes(trace)).hexdigest()
+
+
+def _config_bytes(trace: Trace) -> bytes:
+    return json.dumps(trace.config, sort_keys=True).encode()
 
 
 def digest(trace: Trace) -> str:
     """sha256 over the config and every record's name, shape and value bytes."""
-    h = hashlib.sha256(json.dumps(trace.config, sort_keys=True).encode())
+    h = hashlib.sha256(_config_bytes(trace))
     for r in trace.records:
         h.update(r.name.encode() + b"\0" + str(r.shape).encode())
         h.update(np.ascontiguousarray(r.value, dtype="<f8").tobytes())
@@ -132,7 +136,8 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
         analytic += float(np.dot(np.asarray(trace[f"grad.{name}"]).reshape(-1), d.reshape(-1)))
     best = None
     for h in FD_STEPS:
-        numeric = (_shifted_loss(cfg, params, u, h, ids, targets) - _shifted_loss(cfg, params, u, -h, ids, targets))
+        step = h * scale
+        numeric = _shifted_loss(cfg, params, u, step, ids, targets) - _shifted_loss(cfg, params, u, -step, ids, targets)
         numeric /= 2 * h
         if best is None or abs(numeric - analytic) < abs(best - analytic):
             best = numeric
@@ -144,7 +149,6 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
 
 
 def _shifted_loss(cfg: Config, params: dict, signs: dict, step: float, ids, targets) -> float:
-    """The loss at θ + step·u, u the unit direction of `signs` (one entry a weight: 1 for +, 0 for −)."""
-    scale = 1.0 / math.sqrt(sum(p.size for p in params.values()))
-    return model.loss(cfg, {name: p + np.where(signs[name] == 1, step * scale, -step * scale)
-                            for name, p in params.items()}, ids, targets)
+    """The loss with every weight moved by `step` up (sign 1) or down (sign 0)."""
+    return model.loss(cfg, {name: p + np.where(signs[name] == 1, step, -step) for name, p in params.items()},
+                      ids, targets)

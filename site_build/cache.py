@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from site_build import stamp
+from site_build import stamp, write
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP = 400
@@ -148,28 +148,25 @@ class PageStore:
 class BigRuns:
     """Runs whose values live in a file (GPT-2 sizes: gigabytes), kept whole so that the next build of the same
     config reads them instead of running again: `<key>.json` (the trace's records, as `handstep trace` writes
-    them), `<key>.bin` (its values: the very file the engine wrote as it ran, never copied) and
-    `<key>.checks.pickle`. Only the newest KEEP_BIG runs are kept, older ones are deleted (in the background:
-    freeing gigabytes takes seconds) when a new one starts."""
+    them), `<key>.bin` (its values: the very file the engine wrote as it ran, never copied) and the check figures
+    (`<key>.checks.pickle`, a DiskCache entry). Only the newest KEEP_BIG runs are kept, older ones are deleted
+    (in the background: freeing gigabytes takes seconds) when a new one starts."""
 
     KEEP_BIG = 1
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.checks = DiskCache(folder)
 
     def get(self, key: str) -> tuple[Any, Any] | None:
         """(trace, checks) of the run `key`, or None."""
         index = self.folder / f"{key}.json"
-        if not index.is_file():
+        checks = self.checks.get(f"{key}.checks") if index.is_file() else None
+        if checks is None:
             return None
         try:
-            with open(self.folder / f"{key}.checks.pickle", "rb") as f:
-                if f.read(len(VERSION)) != VERSION:
-                    return None
-                checks = pickle.load(f)  # noqa: S301 - our own cache folder, written by put() below
             return engine.load_trace(index), checks
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError,
-                engine.TraceError):
+        except (OSError, engine.TraceError):
             return None
 
     def start(self, key: str) -> Path:
@@ -185,15 +182,12 @@ class BigRuns:
         return self.folder / f".{key}.bin.tmp-{os.getpid()}"
 
     def put(self, key: str, trace: Any, checks: Any, values: Path) -> None:
-        """Keep the finished run: its values file renamed into place, its records and checks beside it."""
+        """Keep the finished run: its checks, its values file renamed into place, its records beside it."""
+        self.checks.put(f"{key}.checks", checks)
         try:
-            with open(self.folder / f".{key}.checks.tmp", "wb") as f:
-                f.write(VERSION)
-                pickle.dump(checks, f, protocol=5)
             os.replace(values, self.folder / f"{key}.bin")
             trace.save(self.folder / f"{key}.json")  # the values are in place: only the records are written
-            os.replace(self.folder / f".{key}.checks.tmp", self.folder / f"{key}.checks.pickle")
-        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        except OSError:
             return  # a cache that cannot be written is only a slower next build
 
 
@@ -203,13 +197,7 @@ def _delete(paths: list[Path]) -> None:
 
 
 def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid.isdigit() and write.pid_alive(int(pid))
 
 
 def cacheable(trace: Any) -> bool:

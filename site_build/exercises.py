@@ -189,10 +189,7 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
     ranked = sorted(askable, key=lambda n: (-RULES[trace.record(n).op].rank, ctx.names.index(n)))
     seed = int(trace.config.get("seed", 0))
 
-    def cost(name: str, index: tuple[int, ...]) -> int:  # worked out only for the candidates looked at
-        return _cost(ctx, name, index)
-
-    values: list[tuple[str, tuple[int, ...]]] = []  # (record, index)
+    values: list[tuple[str, tuple[int, ...]]] = []  # (record, index); costs are worked out when looked at
     for name in ranked:
         if not RULES[trace.record(name).op].value:
             continue
@@ -212,26 +209,26 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
             choices.append((kind, name, index))
     picked: list[tuple[str, str, tuple[int, ...]]] = []  # (kind, record, index)
     left = budget
-    argmax = next((c for c in choices if c[0] == "argmax" and cost(*c[1:]) <= left), None)
+    argmax = next((c for c in choices if c[0] == "argmax" and _cost(ctx, *c[1:]) <= left), None)
     if argmax is not None:  # which key a query attends to most, which word comes next: the best question of a page
         picked.append(argmax)
-        left -= cost(*argmax[1:])
+        left -= _cost(ctx, *argmax[1:])
     ops_used: set[str] = set()
     for name, index in values:
         op = trace.record(name).op
         if len(ops_used) < 2 and op not in ops_used and (argmax is None or name != argmax[1]) \
-                and cost(name, index) <= left:
+                and _cost(ctx, name, index) <= left:
             picked.insert(len(ops_used), ("value", name, index))
             ops_used.add(op)
-            left -= cost(name, index)
+            left -= _cost(ctx, name, index)
     if argmax is None:
         asked = {name for _, name, _ in picked}
         for kind, name, index in sorted(choices, key=lambda c: c[1] in asked):  # another record first
-            if cost(name, index) <= left:
+            if _cost(ctx, name, index) <= left:
                 picked.append((kind, name, index))
                 break
     if not any(kind == "value" for kind, _, _ in picked) and values:  # over the budget: the cheapest value
-        name, index = min(values, key=lambda v: cost(*v))
+        name, index = min(values, key=lambda v: _cost(ctx, *v))
         picked.insert(0, ("value", name, index))
     items: list[Item] = []
     titles = {p.source: p for p in pages}

@@ -12,7 +12,8 @@ The next build with the same digest, into a folder whose files are exactly those
 sizes and modification times: nobody edited, added or removed one), has nothing to do and says so.
 Anything else, or any doubt (a missing, damaged or foreign stamp file), means a full build.
 
-Only the standard library is imported here, so the answer costs a few milliseconds.
+Only the standard library (and site_build.write, which needs no more) is imported here, so the answer costs a
+few milliseconds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from site_build import write
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = b"handstep stamp 1"
@@ -157,11 +160,4 @@ def record(cache: Path, out: Path, digest: str, summary: str) -> None:
     stamps[key] = {"inputs": digest, "files": _files(out), "summary": summary}
     for old in list(stamps)[:-KEEP]:
         del stamps[old]
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".{STAMPS}.tmp-{os.getpid()}"
-    try:
-        tmp.write_text(json.dumps(stamps), encoding="utf-8")
-        os.replace(tmp, cache / STAMPS)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write.write_file_atomic(cache / STAMPS, lambda tmp: tmp.write_text(json.dumps(stamps), encoding="utf-8"))

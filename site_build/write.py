@@ -226,13 +226,14 @@ def remove_stale(out_dir: Path) -> None:
     pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(build|old)-(\d+)$")
     for entry in out_dir.parent.iterdir():
         match = pattern.match(entry.name)
-        if not match or _alive(int(match.group(2))) or entry.is_symlink() or not entry.is_dir():
+        if not match or pid_alive(int(match.group(2))) or entry.is_symlink() or not entry.is_dir():
             continue
         if not any(entry.iterdir()) or is_handstep_site(entry):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` running (this process counts as gone: what it left is from an earlier build)?"""
     if pid == os.getpid():
         return False
     try:

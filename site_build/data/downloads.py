@@ -183,8 +183,7 @@ class Prefetch:
 
     def _make(self, path: str) -> bytes | str | None:
         made = _make(self.trace, path)
-        file = path.rpartition("/")[2]  # NAME~at~....png or .csv, NAME.npy
-        name = file.split("~")[0] if "~" in file else file.rpartition(".")[0]
+        name = _parts(path)[1][0]
         self.trace.release([name, "updated." + name])
         return made
 
@@ -196,13 +195,17 @@ class Prefetch:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _parts(path: str) -> tuple[str, list[str]]:
+    """`assets/heat/NAME~at~....png` -> ("heat", [NAME, at, ...]); `assets/npy/NAME.npy` -> ("npy", [NAME])."""
+    folder, file = path.split("/")[1:]
+    return folder, file.rpartition(".")[0].split("~")
+
+
 def _make(trace: Any, path: str) -> bytes | str | None:
     """The file at a site path named by `heat_path`, `window_csv_path` or `npy_path` (None: not one of those)."""
     from site_build.charts.plots import heat_png  # charts draw; this module only names and fills files
 
-    folder, file = path.split("/")[1:]
-    stem, _, ext = file.rpartition(".")
-    parts = stem.split("~")
+    folder, parts = _parts(path)
     if parts[0] not in trace:
         return None
     rec = trace.record(parts[0])
