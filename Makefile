@@ -13,10 +13,15 @@ NODE_STAMP := node_modules/.stamp
 
 .PHONY: site test serve trace diff docs verify bench lint clean
 
+# Python's bytecode of handstep's own modules, written even where PYTHONDONTWRITEBYTECODE is set (it saves a
+# quarter of a second on every command); only changed files are compiled again.
+BYTECODE = $(BIN)/python -m compileall -q engine site_build > /dev/null
+
 # The default site must show every record of its trace; other configs report the count.
 COVERAGE = $(if $(filter configs/default.yaml,$(CONFIG)),--require-coverage,)
 
 site: $(RUN_STAMP) $(NODE_STAMP)
+	@$(BYTECODE)
 	$(BIN)/handstep build --config $(CONFIG) --out site $(COVERAGE)
 
 test: $(DEV_STAMP) $(NODE_STAMP) verify
@@ -28,6 +33,7 @@ verify: $(DEV_STAMP)
 	$(BIN)/python tests/engine/verify_hf.py --config $(CONFIG) --out build/verification.json
 
 serve: $(RUN_STAMP) $(NODE_STAMP)
+	@$(BYTECODE)
 	$(BIN)/handstep serve --config $(CONFIG)
 
 trace: $(RUN_STAMP)
@@ -44,6 +50,7 @@ docs: $(RUN_STAMP)
 	$(BIN)/python -m engine.docs docs/records.md
 
 bench: $(DEV_STAMP) $(NODE_STAMP)
+	@$(BYTECODE)
 	$(BIN)/python -m benchmarks.bench
 
 lint: $(DEV_STAMP)

@@ -91,9 +91,11 @@ class PageText:
 
 
 def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = None,
-                 compiled: dict[tuple[str, str], Any] | None = None) -> list[PageText]:
+                 compiled: dict[tuple[str, str], Any] | None = None, site: PageContext | None = None
+                 ) -> list[PageText]:
     """Every page's Jinja rendered with the macros of `ctx` (a context of its own: the build's math and coverage are
-    not touched), turned into notebook Markdown. Records the pages show land in `ctx.shown`.
+    not touched), turned into notebook Markdown. Records the pages show land in `ctx.shown`. A page the site's
+    build (`site`) has just rendered is not rendered again: its Jinja output is taken from there.
 
     The macros that only make tables (`TABLE_MACROS`) are replaced by stand-ins that mark the record shown and
     return an empty block of the same kind: the notebook puts a one-line note where a table goes, and drawing
@@ -110,6 +112,9 @@ def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = N
     for page in pages:
         key = (page.source, page.body, page.body_line, links)
         keys.add(key)
+        if key not in memo and site is not None and page.source in site.texts:
+            text, shown = site.texts[page.source]
+            memo[key] = (notebook_markdown(md, text, site.math), shown)
         if key not in memo:  # the dev server remakes the notebook after every edit: only the edited page again
             ctx.begin_page(page.source, page.body_line)
             text = notebook_markdown(md, render_jinja(env, page, cache_dir, compiled), ctx.math)
@@ -199,6 +204,9 @@ def notebook_markdown(md: Any, text: str, slots: MathSlots) -> str:
     return re.sub(r"\n{3,}", "\n\n", body).strip()
 
 
+# a table's record: its data-record attribute, or the name in a drawn matrix's (or Jacobian's) caption
+_TABLE_NAME_RE = re.compile(r'data-record="([^"]+)"'
+                            r'|<(?:fig)?caption>(?:<span class="sym">[^<]*</span> )?[^<]*<code>([^<]*)</code>')
 BLOCK_RE = re.compile(r"\s*<(svg|figure|div|details|table|section)\b")
 LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
 
@@ -227,8 +235,15 @@ def _note(block: str, slots: MathSlots) -> str:
         at = re.search(r'data-at="([^"]*)"', block)
         where = f" at [{at.group(1).replace(',', ', ')}]" if at and at.group(1) else ""
         return f"*(On the site: the arithmetic of `{name}`{where}, worked out with the real numbers.)*"
-    if "<table" in block and name:
-        return f'*(On the site: the table of `{name}`; here it is `v["{name}"]`.)*'
+    names = list(dict.fromkeys(html.unescape(a or b) for a, b in _TABLE_NAME_RE.findall(block) if a or b))
+    if names and ("<table" in block or 'class="hm"' in block):  # tables, or a wide one's heatmap
+        if len(names) == 1:
+            return f'*(On the site: the table of `{names[0]}`; here it is `v["{names[0]}"]`.)*'
+        if len(names) > 4:
+            return f"*(On the site: a table of {len(names)} records, from `{names[0]}` to `{names[-1]}`.)*"
+        listed = ", ".join(f"`{n}`" for n in names)
+        values = ", ".join(f'`v["{n}"]`' for n in names)
+        return f"*(On the site: the tables of {listed}; here they are {values}.)*"
     title = re.search(r"<title[^>]*>(.*?)</title>", block, re.S) or re.search(r'aria-label="([^"]+)"', block)
     if title:
         return f"*(On the site: the chart “{html.unescape(re.sub(r'<[^>]+>', '', title.group(1))).strip()}”.)*"
@@ -365,10 +380,11 @@ def notebook_json(nb: dict[str, Any]) -> str:
 
 
 def make_notebook(trace: Any, pages: list[Page], trace_file: str, checks: Any = None,
-                  cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None) -> str:
-    """The notebook's JSON text for `trace`, following `pages`."""
+                  cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None,
+                  site: PageContext | None = None) -> str:
+    """The notebook's JSON text for `trace`, following `pages` (as the build `site` rendered them, where it did)."""
     ctx = PageContext(trace, MathSlots(), checks, {p.step: p.url for p in pages if p.step})
-    texts = render_pages(ctx, pages, cache_dir, compiled)
+    texts = render_pages(ctx, pages, cache_dir, compiled, site)
     return notebook_json(notebook(trace, texts, ctx.shown, trace_file))
 
 
@@ -392,7 +408,8 @@ def notebook_files(ctx: PageContext, pages: list[Page], cache: Path | None = Non
     key = (tuple((p.source, p.body) for p in pages), id(ctx.trace))
     if _LAST.get("key") != key or _LAST.get("trace") is not ctx.trace:
         compiled = _LAST.get("compiled", {})
-        text = make_notebook(ctx.trace, pages, SITE_TRACE, ctx.checks, cache / "jinja" if cache else None, compiled)
+        text = make_notebook(ctx.trace, pages, SITE_TRACE, ctx.checks, cache / "jinja" if cache else None, compiled,
+                             ctx)
         _LAST.update(key=key, trace=ctx.trace, data=text.encode("utf-8"), compiled=compiled)
     return {SITE_NOTEBOOK: _LAST["data"]}
 

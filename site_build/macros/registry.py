@@ -120,6 +120,8 @@ class PageContext:
         # page -> {url: what it put on a generated page}: the table of a wide matrix (macros.scale), cached with
         # the page's body (render.jinja.PageResult) since the build writes it from here
         self.made: dict[str, dict[str, Any]] = {}
+        self.texts: dict[str, tuple[str, list[str]]] = {}  # page -> its finished Jinja output and the records it
+        # shows (the notebook's prose is made from them)
 
     def begin_page(self, source: str, body_line: int) -> None:
         """Point math error locations and coverage marks at this page."""

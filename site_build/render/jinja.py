@@ -8,10 +8,13 @@ Every problem of every page is collected and raised together, each as `file:line
 from __future__ import annotations
 
 import hashlib
+import marshal
 import multiprocessing
 import os
 import re
+import sys
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,7 @@ def render_bodies(
         except BuildError as err:
             problems.extend(err.problems)
             continue
+        ctx.texts[page.source] = (text, [name for name, where in ctx.shown.items() if page.source in where])
         rendered = render_page(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
         problems.extend(rendered.problems)
         out[page.source] = rendered
@@ -161,35 +165,63 @@ def link_map(pages: list[Page]) -> dict[str, str]:
 # -- compiled page code -----------------------------------------------------------------------------------------
 def compiled_page(env: jinja2.Environment, page: Page, cache_dir: Path | None,
                   memory: dict[tuple[str, str], Any] | None = None) -> Any:
-    """The page body compiled by Jinja: from `memory`, else from the on-disk cache of generated Python source
-    (keyed by the body's hash), else compiled now; generating the source is most of Jinja's cost."""
+    """The page body compiled by Jinja: from `memory`, else from the on-disk cache (the Python bytecode, else the
+    generated Python source, keyed by the body's hash), else compiled now; generating the source is most of
+    Jinja's cost, compiling it to bytecode most of the rest."""
     key = (page.source, page.body)
     code = memory.get(key) if memory is not None else None
     if code is not None:
         return code
     path = compiled_path(cache_dir, page.source, page.body) if cache_dir is not None else None
-    source = None
-    if path is not None and path.is_file():
-        source = path.read_text(encoding="utf-8")
-    if source is None:
-        source = env.compile(page.body, name=page.source, filename=page.source, raw=True)
+    code = _read_code(path) if path is not None else None
+    if code is None:
+        source = None
+        if path is not None and path.is_file():
+            source = path.read_text(encoding="utf-8")
+        if source is None:
+            source = env.compile(page.body, name=page.source, filename=page.source, raw=True)
+            if path is not None:
+                _write_atomic(path, source)
+        code = compile(source, page.source, "exec")
         if path is not None:
-            _write_atomic(path, source)
-    code = compile(source, page.source, "exec")
+            _write_code(path, code)
     if memory is not None:
         memory[key] = code
     return code
 
 
 def compiled_path(cache_dir: Path, source: str, body: str) -> Path:
+    """Where the generated Python source of a page body is kept (its bytecode beside it: `_code_path`)."""
     digest = hashlib.sha256(f"{JINJA_CACHE_VERSION}\0{source}\0{body}".encode()).hexdigest()
     return cache_dir / f"{digest}.py"
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _code_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.{sys.implementation.cache_tag}.code")  # marshal is per Python version
+
+
+def _read_code(path: Path) -> Any:
+    try:
+        code = marshal.loads(_code_path(path).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
+def _write_code(path: Path, code: Any) -> None:
+    try:
+        _write_atomic(_code_path(path), marshal.dumps(code))
+    except (OSError, ValueError):
+        pass  # a cache that cannot be written is only a slower next build
+
+
+def _write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data, encoding="utf-8")
     tmp.replace(path)
 
 
@@ -226,7 +258,9 @@ def finish_compiling(compiling: Any, timeout: float = 30.0) -> None:
 def _compile_one(item: tuple[str, str, str]) -> None:
     source, body, path = item
     try:
-        _write_atomic(Path(path), content_environment().compile(body, name=source, filename=source, raw=True))
+        text = content_environment().compile(body, name=source, filename=source, raw=True)
+        _write_atomic(Path(path), text)
+        _write_code(Path(path), compile(text, source, "exec"))
     except Exception:  # noqa: BLE001 - the main process compiles it again and reports the error with its line
         pass
 

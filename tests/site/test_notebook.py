@@ -175,26 +175,30 @@ def test_the_site_ships_a_notebook_that_reads_its_trace_json(tmp_path):
 
 
 def test_the_dev_server_remakes_the_notebook_from_the_edited_page_only(tmp_path, monkeypatch):
-    """A Builder kept between builds (serve) renders again, for the notebook, only the page that changed; the
-    notebook is the one a fresh build makes."""
+    """A Builder kept between builds (serve) makes the notebook's prose again only for the page that changed, from
+    the site's own rendering of it (no page is rendered a second time for the notebook); the notebook is the one a
+    fresh build makes."""
     from site_build import notebook as notebook_module
     from site_build.build import Builder
 
-    rendered = []
-    real = notebook_module.render_jinja
+    rendered, made_prose = [], []
+    real_render, real_prose = notebook_module.render_jinja, notebook_module.notebook_markdown
     monkeypatch.setattr(notebook_module, "render_jinja", lambda env, page, *a: rendered.append(page.source)
-                        or real(env, page, *a))
+                        or real_render(env, page, *a))
+    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda md, text, slots: made_prose.append(text)
+                        or real_prose(md, text, slots))
     paths = make_site(tmp_path)
     builder = Builder(paths)
     try:
         builder.build(SMALL, tmp_path / "a")
-        first = len(rendered)
+        first = len(made_prose)
         page = paths.content / "index.md"
         page.write_text(page.read_text(encoding="utf-8") + "\nA line for the notebook.\n", encoding="utf-8")
         builder.build(SMALL, tmp_path / "a")
     finally:
         builder.close()
-    assert first >= 2 and [Path(s).name for s in rendered[first:]] == ["index.md"]
+    assert first >= 2 and len(made_prose) == first + 1 and "A line for the notebook." in made_prose[-1]
+    assert rendered == []  # every page's Jinja output came from the site's build
     build(SMALL, tmp_path / "b", paths=paths)  # a fresh build (its own memo: another trace object)
     made = (tmp_path / "a" / "notebook.ipynb").read_text(encoding="utf-8")
     assert "A line for the notebook." in made
