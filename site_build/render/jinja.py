@@ -108,6 +108,7 @@ class PageResult:
     formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot it uses
     slot_of: dict[int, int]  # slot number in the build that rendered it -> index into formulas
     made: dict[str, Any] = field(default_factory=dict)  # what it put on generated pages (PageContext.made)
+    text: tuple[str, list[str]] | None = None  # its Jinja output and the records that showed (PageContext.texts)
 
     @classmethod
     def capture(cls, rendered: Rendered, ctx: PageContext, source: str) -> PageResult:
@@ -116,7 +117,14 @@ class PageResult:
         formulas = [(ctx.math.formulas[n], *ctx.math.where[n]) for n in used]
         shown = [name for name, pages in ctx.shown.items() if source in pages]
         kept = Rendered(rendered.html, list(rendered.headings), [], list(rendered.anchors))  # later edits don't leak in
-        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)}, dict(ctx.made.get(source, {})))
+        text = ctx.texts.get(source)
+        if text is not None:  # its formulas too are replayed
+            extra = sorted({int(n) for n in SLOT_RE.findall(text[0])} - set(used))
+            formulas += [(ctx.math.formulas[n], *ctx.math.where[n]) for n in extra]
+            used += extra
+            text = (text[0], list(text[1]))
+        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)}, dict(ctx.made.get(source, {})),
+                   text)
 
     def replay(self, ctx: PageContext) -> Rendered:
         """The page's HTML with its formulas registered anew (slot numbers change between builds)."""
@@ -130,6 +138,8 @@ class PageResult:
             ctx.shown.setdefault(name, set()).add(self.source)
         for url, part in self.made.items():
             ctx.made.setdefault(self.source, {}).setdefault(url, part)
+        if self.text is not None:
+            ctx.texts[self.source] = (remap(self.text[0]), list(self.text[1]))
         r = self.rendered
         return Rendered(remap(r.html), [Heading(h.level, h.id, remap(h.html)) for h in r.headings], [], r.anchors)
 

@@ -224,3 +224,18 @@ def test_cli_refuses_unsafe_outputs_with_one_line(tmp_path, capsys):
     assert main(["notebook", "--config", cfg, "--out", str(tmp_path / "y.ipynb"), "--content",
                  str(tmp_path / "nowhere")]) == 2
     assert "--content" in capsys.readouterr().err and not (tmp_path / "y.ipynb").exists()
+
+
+def test_the_notebook_is_the_same_when_its_pages_come_from_the_page_cache(tmp_path):
+    """The notebook's prose comes from the build's rendering of each page, also when that page is replayed from the
+    page cache: the site's notebook is byte for byte the one a build with an empty cache makes."""
+    import shutil
+
+    paths = make_site(tmp_path)
+    build(SMALL, tmp_path / "a", paths=paths)
+    for kept in ("notebook", "bodies"):  # the pages alone are kept: each is replayed, none rendered
+        shutil.rmtree(paths.cache / kept)
+    build(SMALL, tmp_path / "b", paths=paths)
+    made = (tmp_path / "a" / "notebook.ipynb").read_bytes()
+    assert "On the site: the table of" in made.decode("utf-8")
+    assert (tmp_path / "b" / "notebook.ipynb").read_bytes() == made
