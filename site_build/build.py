@@ -126,6 +126,8 @@ class Builder:
             ctx.on_page = prefetch.page
 
             def finished() -> dict[str, Rendered]:
+                if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages
+                    ctx.start_ahead()
                 bodies = render_bodies(pages, ctx, links, problems, self.paths.cache / "jinja", session.compiled,
                                        session.pages, cache_key)
                 add_step_maps(ctx, pages, bodies)
@@ -161,7 +163,8 @@ class Builder:
             run.trace.release()
             clock.lap("data")
         finally:
-            prefetch.close()  # a failed build too: its worker stops
+            prefetch.close()  # a failed build too: its workers stop
+            ctx.close()
         # 5. write into a temporary folder, index it for search, swap it in
         self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
 

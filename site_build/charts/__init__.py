@@ -26,9 +26,11 @@ Class names used inside the SVGs (styled in charts.css):
 
 from site_build.charts.diagram import architecture
 from site_build.charts.plots import (
+    Counted,
     all_updates,
     bars,
     before_after,
+    count,
     grad_norms,
     heatmap,
     histogram,
@@ -49,12 +51,14 @@ from site_build.charts.teaching import (
 )
 
 __all__ = [
+    "Counted",
     "all_updates",
     "architecture",
     "attention_change",
     "backward_graph",
     "bars",
     "before_after",
+    "count",
     "gelu_chart",
     "gelu_stats",
     "generation",

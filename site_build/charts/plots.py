@@ -12,6 +12,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -296,7 +297,10 @@ def update_parts(trace, per_lr: bool = False) -> Callable[[], Iterator[np.ndarra
         for entry in trace.index.values():
             if isinstance(entry, Mapping):
                 u = np.asarray(trace[entry["updated"]], dtype=float) - np.asarray(trace[entry["initial"]], dtype=float)
-                yield np.abs(u.ravel()) / lr if per_lr else u.ravel()
+                if per_lr:  # |u| / lr, in place (the same numbers as np.abs(u) / lr, without two more copies)
+                    np.abs(u, out=u)
+                    np.divide(u, lr, out=u)
+                yield u.ravel()
 
     return parts
 
@@ -360,12 +364,29 @@ def bars(items: Sequence[tuple], title: str, unit: str,
 # --------------------------------------------------------------------------- histogram
 
 
-def histogram(values, bins: int, title: str, unit: str) -> str:
-    """The distribution of `values` in `bins` equal bins: counts up, values across.
+@dataclass(frozen=True)
+class Counted:
+    """What a histogram shows of its values (`count`): the bins, the axis and the summary figures."""
+
+    counts: np.ndarray
+    edges: np.ndarray
+    lo: float  # the axis
+    hi: float
+    xticks: list[float]
+    xdec: int
+    n: int
+    lo_v: float  # the values
+    hi_v: float
+    mean: float
+    median: float
+
+
+def count(values, bins: int) -> Counted:
+    """`values` in `bins` equal bins over a rounded range, with their mean and exact median.
 
     `values` is an array, or a function giving the values as several arrays (every parameter's update: GPT-2's
-    124M are counted a tensor at a time, never held together); it is called twice, for the range, then the counts.
-    """
+    124M are counted a tensor at a time, never held together); it is called twice, for the range, then the counts
+    (and once more for a median past WHOLE_MAX values)."""
     if callable(values):
         parts = values
     else:
@@ -386,6 +407,15 @@ def histogram(values, bins: int, title: str, unit: str) -> str:
     counts, edges = np.histogram(np.zeros(0), bins=bins, range=(lo, hi))  # the edges depend on the range only
     for part in parts():
         counts += np.histogram(part, bins=bins, range=(lo, hi))[0]
+    mean, median = _mean_median(parts, n, counts, edges, math.fsum(sums) / n)
+    return Counted(counts, edges, lo, hi, xticks, xdec, n, lo_v, hi_v, mean, median)
+
+
+def histogram(values, bins: int, title: str, unit: str, counted: Counted | None = None) -> str:
+    """The distribution of `values` in `bins` equal bins: counts up, values across (`counted`: `count(values,
+    bins)` worked out already)."""
+    h = counted or count(values, bins)
+    counts, edges, lo, hi, xticks, xdec, n = h.counts, h.edges, h.lo, h.hi, h.xticks, h.xdec, h.n
     _, ctop, yticks, _ = ticks(0, float(counts.max()), 4)
     yticks = [t for t in yticks if float(t).is_integer()]
     left, right, top, bottom = 50.0, W - 12.0, 28.0, 178.0
@@ -412,8 +442,8 @@ def histogram(values, bins: int, title: str, unit: str) -> str:
     out.append(text(12, mid, "count", "", "middle", f' transform="rotate(-90 12 {coord(mid)})"'))
     height = bottom + 38
     peak = int(np.argmax(counts))
-    mean, median = _mean_median(parts, n, counts, edges, math.fsum(sums) / n)
-    desc = (f"{title}: {n} values in {unit}, from {sig(lo_v)} to {sig(hi_v)}, "
+    mean, median = h.mean, h.median
+    desc = (f"{title}: {n} values in {unit}, from {sig(h.lo_v)} to {sig(h.hi_v)}, "
             f"mean {sig(mean)}, "
             f"median {sig(median)}, in {bins} bins of width {sig(float(edges[1] - edges[0]))}. "
             f"The fullest bin, {sig(float(edges[peak]))} to {sig(float(edges[peak + 1]))}, holds {int(counts[peak])} "

@@ -20,10 +20,11 @@ from markupsafe import Markup, escape
 from site_build import charts
 from site_build.charts.plots import blocks
 from site_build.data.downloads import update_heat_path
-from site_build.macros.registry import MacroError, PageContext, check_bool, check_int, macro
+from site_build.macros.registry import MacroError, PageContext, ahead, check_bool, check_int, macro
 from site_build.macros.scale import display_size
 from site_build.steps import STEP_KEYS
 
+HISTOGRAM_BINS = 30
 MAX_BINS = 200  # a histogram is 360 units wide: more bins than this would be thinner than a pixel
 
 
@@ -72,12 +73,22 @@ def update_chart(ctx: PageContext) -> Markup:
 
 
 @macro
-def update_histogram(ctx: PageContext, per_lr: bool = True, bins: int = 30) -> Markup:
+def update_histogram(ctx: PageContext, per_lr: bool = True, bins: int = HISTOGRAM_BINS) -> Markup:
     check_bool("per_lr", per_lr, "update_histogram")
     check_int("bins", bins, MAX_BINS + 1, "update_histogram", low=1)
     unit = "|θ' − θ| / lr" if per_lr else "θ' − θ"
-    values = charts.update_parts(ctx.trace, per_lr=per_lr)
-    return _figure(charts.histogram(values, bins, "Distribution of the updates, all parameters", unit))
+    counted = ctx.figures(("update histogram", per_lr, bins), lambda: _count_updates(ctx, per_lr, bins))
+    return _figure(charts.histogram(None, bins, "Distribution of the updates, all parameters", unit, counted))
+
+
+def _count_updates(ctx: PageContext, per_lr: bool, bins: int) -> charts.Counted:
+    return charts.count(charts.update_parts(ctx.trace, per_lr=per_lr), bins)
+
+
+@ahead
+def _start_update_histogram(ctx: PageContext) -> None:
+    """A big run's 124M updates are counted while the pages before the optimizer's render."""
+    ctx.start(("update histogram", True, HISTOGRAM_BINS), lambda: _count_updates(ctx, True, HISTOGRAM_BINS))
 
 
 @macro

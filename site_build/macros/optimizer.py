@@ -11,7 +11,8 @@ Which tensors decay is the engine's rule, read from each parameter record (`meta
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from site_build.format import MINUS, format_number, full_repr
-from site_build.macros.registry import MacroError, PageContext, macro
+from site_build.macros.registry import MacroError, PageContext, ahead, macro
 
 TORCH_NAMES = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
 
@@ -39,28 +40,77 @@ class TensorUpdate:
     tiny: int  # elements whose gradient is not 0 but below 100 ε
 
 
-@dataclass
 class OptimizerStats:
-    """The whole update in numbers (`optimizer_stats()`); tensors in Hugging Face's order."""
+    """The whole update in numbers (`optimizer_stats()`); tensors in Hugging Face's order.
 
-    tensors: list[TensorUpdate]
-    total: int = 0  # weights
-    near: int = 0  # weights moved by an amount within 1% of lr
-    zero: int = 0
-    tiny: int = 0
-    decaying: list[str] = field(default_factory=list)
-    plain: list[str] = field(default_factory=list)  # the tensors that do not decay
-    zero_tensors: list[str] = field(default_factory=list)  # tensors with a zero gradient somewhere
-    tiny_tensors: list[str] = field(default_factory=list)
-    largest_decaying_weight: float = 0.0  # the largest |θ| of a decaying tensor
-    largest_change: float = 0.0  # the largest |θ' − θ| of any weight
-    smallest_mean_change: float = 0.0  # the smallest mean |θ' − θ| of a tensor
-    steepest: TensorUpdate | None = None  # the tensor with the largest mean |gradient|
-    flattest: TensorUpdate | None = None  # the tensor with the smallest mean |gradient|
+    `total`, `names` and the number of `tensors` come from the shapes; every other figure reads the tensors (a
+    gigabyte at GPT-2 sizes) and is worked out on first use, so a page that only counts the weights costs nothing."""
 
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self.tensors]
+    FIGURES = ("near", "zero", "tiny", "decaying", "plain", "zero_tensors", "tiny_tensors", "largest_decaying_weight",
+               "largest_change", "smallest_mean_change", "steepest", "flattest")
+
+    def __init__(self, names: list[str], sizes: list[int], tensors: Callable[[], list[TensorUpdate]],
+                 largest_weight: Callable[[list[str]], float]) -> None:
+        self.names = names
+        self.total = sum(sizes)  # weights
+        self.tensors = _Tensors(len(names), self._fill)
+        self._tensors = tensors
+        self._largest_weight = largest_weight
+
+    def _fill(self) -> list[TensorUpdate]:
+        if "near" in self.__dict__:
+            return self.__dict__["_done"]
+        tensors = self._tensors()
+        near = zero = tiny = 0
+        decaying, plain, zero_tensors, tiny_tensors = [], [], [], []
+        for t in tensors:
+            near += t.near
+            (decaying if t.decays else plain).append(t.name)
+            if t.zero:
+                zero += t.zero
+                zero_tensors.append(t.name)
+            if t.tiny:
+                tiny += t.tiny
+                tiny_tensors.append(t.name)
+        self.__dict__.update(
+            _done=tensors,
+            near=near,  # weights moved by an amount within 1% of lr
+            zero=zero,  # weights whose gradient is exactly 0
+            tiny=tiny,  # weights whose gradient is not 0 but below 100 ε
+            decaying=decaying,
+            plain=plain,  # the tensors that do not decay
+            zero_tensors=zero_tensors,  # tensors with a zero gradient somewhere
+            tiny_tensors=tiny_tensors,
+            largest_decaying_weight=self._largest_weight(decaying),  # the largest |θ| of a decaying tensor
+            largest_change=max(t.max_change for t in tensors),  # the largest |θ' − θ| of any weight
+            smallest_mean_change=min(t.mean_change for t in tensors),  # the smallest mean |θ' − θ| of a tensor
+            steepest=max(tensors, key=lambda t: t.mean_grad),  # the tensor with the largest mean |gradient|
+            flattest=min(tensors, key=lambda t: t.mean_grad),  # the tensor with the smallest mean |gradient|
+        )
+        return tensors
+
+    def __getattr__(self, name: str) -> Any:  # only for what is not there yet: the figures
+        if name in self.FIGURES:
+            self._fill()
+            return self.__dict__[name]
+        raise AttributeError(name)
+
+
+class _Tensors(Sequence):
+    """OptimizerStats.tensors: its length is known at once, its items once the figures are worked out."""
+
+    def __init__(self, size: int, fill: Callable[[], list[TensorUpdate]]) -> None:
+        self.size = size
+        self.fill = fill
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.fill()[i]
+
+    def __iter__(self) -> Iterator[TensorUpdate]:
+        return iter(self.fill())
 
 
 def parameters(trace: Any) -> list[str]:
@@ -110,27 +160,29 @@ def optimizer_stats(ctx: PageContext, match: str = "*") -> OptimizerStats:
     names = [n for n in parameters(ctx.trace) if fnmatchcase(n, match)]
     if not names:
         raise MacroError(f"optimizer_stats('{match}'): no parameter tensor matches")
-    for n in names:  # once per tensor and build: pages ask for all tensors, then for groups of them
-        if ("update", n) not in ctx.memo:
-            ctx.memo["update", n] = tensor_update(ctx.trace, n)
-    tensors = [ctx.memo["update", n] for n in names]
-    stats = OptimizerStats(tensors)
-    for t in tensors:
-        stats.total += t.size
-        stats.near += t.near
-        (stats.decaying if t.decays else stats.plain).append(t.name)
-        if t.zero:
-            stats.zero += t.zero
-            stats.zero_tensors.append(t.name)
-        if t.tiny:
-            stats.tiny += t.tiny
-            stats.tiny_tensors.append(t.name)
-    stats.largest_decaying_weight = max([float(np.abs(ctx.trace[n]).max()) for n in stats.decaying], default=0.0)
-    stats.largest_change = max(t.max_change for t in tensors)
-    stats.smallest_mean_change = min(t.mean_change for t in tensors)
-    stats.steepest = max(tensors, key=lambda t: t.mean_grad)
-    stats.flattest = min(tensors, key=lambda t: t.mean_grad)
-    return stats
+
+    def tensors() -> list[TensorUpdate]:  # once per tensor and build: pages ask for all tensors, then for groups
+        return [_update(ctx, n) for n in names]
+
+    def largest_weight(decaying: list[str]) -> float:
+        return max([ctx.figures(("largest", n), lambda n=n: float(np.abs(ctx.trace[n]).max())) for n in decaying],
+                   default=0.0)
+
+    sizes = [int(np.prod(ctx.trace.record(n).value.shape)) for n in names]
+    return OptimizerStats(names, sizes, tensors, largest_weight)
+
+
+def _update(ctx: PageContext, name: str) -> TensorUpdate:
+    return ctx.figures(("update", name), lambda: tensor_update(ctx.trace, name))
+
+
+@ahead
+def _start_updates(ctx: PageContext) -> None:
+    """A big run's update figures are worked out while the pages before the optimizer's render."""
+    for name in parameters(ctx.trace):
+        ctx.start(("update", name), lambda name=name: tensor_update(ctx.trace, name))
+        if ctx.trace.record(name).meta["decays"]:
+            ctx.start(("largest", name), lambda name=name: float(np.abs(ctx.trace[name]).max()))
 
 
 @macro

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
@@ -29,12 +30,16 @@ from engine.explain import explain
 from site_build.render.mathslots import MathSlots
 
 F = TypeVar("F", bound=Callable[..., Any])
+_NONE = object()
 
 MACROS: dict[str, tuple[Callable[..., Any], bool]] = {}  # name -> (function, takes the PageContext first)
 FILTERS: dict[str, Callable[..., Any]] = {}  # name -> function of the filtered value (and arguments)
 # Functions (ctx, text) -> text run on each page's Jinja output before Markdown, in order (`page_hook`):
 # what a macro can only finish once the whole page is known (macros.scale: the calc cells of a matrix).
 PAGE_HOOKS: list[Callable[[Any, str], str]] = []
+# Functions (ctx) -> None that start, in a background thread, figures pages will need (`ahead`): a big run's
+# whole-model statistics are mostly NumPy, which runs beside the pages' Python (see PageContext.start).
+AHEAD: list[Callable[[Any], None]] = []
 
 
 class MacroError(Exception):
@@ -75,6 +80,12 @@ def filter(name: str) -> Callable[[F], F]:  # noqa: A001 - Jinja's word for it
 def page_hook(fn: F) -> F:
     """Register `fn(ctx, text) -> text`, run on every page's Jinja output (see PageContext.end_page)."""
     PAGE_HOOKS.append(fn)
+    return fn
+
+
+def ahead(fn: F) -> F:
+    """Register `fn(ctx)`, called before the pages render when the run is big (PageContext.start_ahead)."""
+    AHEAD.append(fn)
     return fn
 
 
@@ -120,6 +131,7 @@ class PageContext:
         # page -> {url: what it put on a generated page}: the table of a wide matrix (macros.scale), cached with
         # the page's body (render.jinja.PageResult) since the build writes it from here
         self.made: dict[str, dict[str, Any]] = {}
+        self._ahead: ThreadPoolExecutor | None = None  # computes figures in the background (`start`)
         self.texts: dict[str, tuple[str, list[str]]] = {}  # page -> its finished Jinja output and the records it
         # shows (the notebook's prose is made from them)
 
@@ -160,6 +172,34 @@ class PageContext:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise MacroError(f"unknown trace record '{name}'{hint}")
         return self.trace.record(name)
+
+    def figures(self, key: Any, make: Callable[[], Any]) -> Any:
+        """`make()`, once per build: from `memo`, or the background computation `start` began, or now."""
+        value = self.memo.get(key, _NONE)
+        if isinstance(value, Future):
+            value = self.memo[key] = value.result()  # its exception, if any, is the macro's
+        elif value is _NONE:
+            value = self.memo[key] = make()
+        return value
+
+    def start(self, key: Any, make: Callable[[], Any]) -> None:
+        """Begin `make()` in the background thread; `figures(key, ...)` waits for it. The figures are the same
+        as computed in the page (the same function), so a page reads the same whichever ran it."""
+        if key not in self.memo:
+            if self._ahead is None:
+                self._ahead = ThreadPoolExecutor(1, thread_name_prefix="figures")
+            self.memo[key] = self._ahead.submit(make)
+
+    def start_ahead(self) -> None:
+        """Start every registered `ahead` computation (the Builder calls it for a big run)."""
+        for fn in AHEAD:
+            fn(self)
+
+    def close(self) -> None:
+        """Stop the background thread (what it has not begun is dropped)."""
+        if self._ahead is not None:
+            self._ahead.shutdown(wait=True, cancel_futures=True)
+            self._ahead = None
 
     def explain(self, name: str, index: tuple[int, ...]) -> Any:
         """engine.explain of one element, worked out once per build (a calc block and an exercise may share it;

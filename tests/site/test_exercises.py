@@ -256,3 +256,26 @@ def test_exercises_for_other_configs(tmp_path):
 def test_the_exercise_script_is_small_and_works_from_file():
     js = (Path(ROOT) / "templates" / "assets" / "exercise.js").read_text(encoding="utf-8")
     assert len(js) < 12_000 and "fetch(" not in js and "import(" not in js
+
+
+def test_a_pages_exercise_budget_counts_its_check_lines_whether_or_not_they_are_filled_in_yet():
+    """A big run's finite differences finish while the pages render, so a page first holds placeholders for its
+    check lines; its exercise budget is measured with the lines themselves, as for a run read from the cache (the
+    same config must give the same exercises either way)."""
+    import random
+    from types import SimpleNamespace
+
+    from site_build.data.checks import Checks
+    from site_build.exercises import MAX_BUDGET, MIN_BUDGET, page_budget
+    from site_build.render.mathslots import MathSlots
+
+    names = [f"L{k}.mlp.c_fc.weight" for k in range(40)]
+    checks = Checks(fd={n: {"checked": list(range(8)), "max_abs_err": 1.5e-9} for n in names})
+    rng = random.Random(3)
+    prose = "".join(f"<p>{rng.getrandbits(64):x} {rng.getrandbits(64):x}</p>" for _ in range(1290))
+    placeholders = prose + "".join(checks.slot(n) for n in names)
+    ctx = SimpleNamespace(checks=checks, math=MathSlots())
+    budget = page_budget(ctx, placeholders)
+    assert MIN_BUDGET < budget < MAX_BUDGET  # a page whose size moves the budget
+    assert budget == page_budget(ctx, checks.fill(placeholders))
+    assert page_budget(SimpleNamespace(checks=None, math=MathSlots()), placeholders) != budget

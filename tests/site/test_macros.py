@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -283,3 +284,27 @@ def test_every_macro_and_filter_is_documented():
     missing = [name for name in MACROS if f"`{name}(" not in guide and f"{{{{ {name}(" not in guide]
     missing += [f"| {name}" for name in FILTERS if f"| {name}" not in guide]
     assert not missing
+
+
+def test_figures_worked_out_ahead_are_the_ones_a_page_would_work_out(small_trace):
+    """A big run's whole-model figures (every tensor's update, the update histogram) are started in a background
+    thread before the pages render (PageContext.start_ahead); a page reads exactly what it would have computed
+    itself, and the weights are counted without reading a tensor."""
+    from site_build.macros import optimizer
+
+    ahead, plain = macros_for(small_trace), macros_for(small_trace)
+    ahead.ctx.start_ahead()
+    try:
+        assert any(isinstance(v, Future) for v in ahead.ctx.memo.values())
+        assert str(ahead.update_histogram()) == str(plain.update_histogram())
+        a, b = ahead.optimizer_stats(), plain.optimizer_stats()
+        for name in optimizer.OptimizerStats.FIGURES:
+            assert getattr(a, name) == getattr(b, name), name
+        assert list(a.tensors) == list(b.tensors) and a.total == b.total
+    finally:
+        ahead.ctx.close()
+    counted = macros_for(small_trace)
+    stats = counted.optimizer_stats()
+    assert stats.total == sum(small_trace[n].size for n in optimizer.parameters(small_trace))
+    assert len(stats.tensors) == len(optimizer.parameters(small_trace)) and not counted.ctx.memo  # nothing read yet
+    assert stats.near >= 0 and len(counted.ctx.memo) == len(stats.tensors) + len(stats.decaying)
