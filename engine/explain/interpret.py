@@ -83,6 +83,10 @@ _FORMATTING = frozenset({"join", "par", "num", "sub", "text", "exact", "int", "w
 _PURE: dict[int, tuple[Any, bool]] = {}
 
 
+def _identity(x: Any) -> Any:
+    return x
+
+
 def _formats_only(node: Any) -> bool:
     known = _PURE.get(id(node))
     if known is not None and known[0] is node:
@@ -575,6 +579,12 @@ class Element:
                     return self.eval(body, local)
 
                 return LazyList(len(items), one)
+            if len(names) == 1:  # `[f(t) for t in terms if g(t)]`: called directly, no scope per item
+                body_fn, cond_fn = self._direct(body, names[0]), self._direct(cond, names[0])
+                if body_fn is not None and (cond is None or cond_fn is not None):
+                    if cond_fn is None:
+                        return [body_fn(item) for item in items]
+                    return [body_fn(item) for item in items if truthy(cond_fn(item))]
             out = []
             for item in items:
                 local = dict(scope or {})
@@ -675,6 +685,16 @@ class Element:
         for x in xs:
             p *= float(val(x))
         return p
+
+    def _direct(self, node: Any, var: str) -> Callable[[Any], Any] | None:
+        """The loop variable itself, or a function applied to it alone, as a plain callable (what eval would do
+        with the variable bound); None for anything else."""
+        if node == ("name", var):
+            return _identity
+        if isinstance(node, tuple) and len(node) == 3 and node[0] == "call" and node[1][0] == "name" \
+                and len(node[2]) == 1 and node[2][0] == ("name", var):
+            return self.functions.get(node[1][1])
+        return None
 
     def _einsum(self, spec: str, records: list) -> list:
         """The terms of one output element of an einsum: a list of factors (element refs) for each term."""
