@@ -103,6 +103,8 @@ def defer(ctx: PageContext, view: View) -> str:
         return draw(ctx, view, WINDOW_EDGE)
     views = ctx.page.setdefault("views", [])
     views.append(view)
+    if view.mode == "window" and not view.picked and not view.ships:  # a big run's: its statistics are worked
+        ctx.start(_stats_key(view), lambda: stats_of(view.values))  # out while the page goes on rendering
     return f"<!--hs:{len(views) - 1}-->"
 
 
@@ -386,10 +388,11 @@ def table_pages(ctx: PageContext, pages: list[Page]) -> dict[str, ExtraPage]:
 def statistics(ctx: PageContext, view: View) -> dict[str, Any]:
     """Mean, standard deviation, min, max and norm of every value of the view (finite ones: the causal mask's
     −∞ are counted apart), as NumPy computes them; once per build for each view."""
-    key = ("stats", view.rec.name, view.at)
-    if key not in ctx.memo:
-        ctx.memo[key] = stats_of(view.values)
-    return ctx.memo[key]
+    return ctx.figures(_stats_key(view), lambda: stats_of(view.values))
+
+
+def _stats_key(view: View) -> tuple:
+    return ("stats", view.rec.name, view.at)
 
 
 def stats_of(values: np.ndarray, chunk: int = 1 << 20) -> dict[str, Any]:
