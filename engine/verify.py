@@ -132,12 +132,14 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
     scale = 1.0 / math.sqrt(sum(p.size for p in params.values()))
     analytic = 0.0
     for name, signs in u.items():
-        d = np.where(signs == 1, scale, -scale)
-        analytic += float(np.dot(np.asarray(trace[f"grad.{name}"]).reshape(-1), d.reshape(-1)))
+        analytic += _signed_dot(np.asarray(trace[f"grad.{name}"]), signs, scale)
+    # the moved weights go to one set of arrays, filled again for every pass (GPT-2: 1 GB once, not 2 GB a pass)
+    moved = {name: np.empty(p.shape) for name, p in params.items()}
     best = None
     for h in FD_STEPS:
         step = h * scale
-        numeric = _shifted_loss(cfg, params, u, step, ids, targets) - _shifted_loss(cfg, params, u, -step, ids, targets)
+        numeric = _shifted_loss(cfg, params, u, step, ids, targets, moved)
+        numeric -= _shifted_loss(cfg, params, u, -step, ids, targets, moved)
         numeric /= 2 * h
         if best is None or abs(numeric - analytic) < abs(best - analytic):
             best = numeric
@@ -148,7 +150,30 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
             "ok": err <= FD_TOL, "values": int(sum(p.size for p in params.values()))}
 
 
-def _shifted_loss(cfg: Config, params: dict, signs: dict, step: float, ids, targets) -> float:
-    """The loss with every weight moved by `step` up (sign 1) or down (sign 0)."""
-    return model.loss(cfg, {name: p + np.where(signs[name] == 1, step, -step) for name, p in params.items()},
-                      ids, targets)
+_SLICE = 1 << 20  # values a pass over a big tensor handles at once (no temporary the size of the tensor)
+
+
+def _signed_dot(grad: np.ndarray, signs: np.ndarray, scale: float) -> float:
+    """Σ grad·d with d = +scale where the sign is 1 and -scale where it is 0, a slice at a time."""
+    g, s = grad.reshape(-1), signs.reshape(-1)
+    d = np.empty(min(g.size, _SLICE))
+    total = 0.0
+    for at in range(0, g.size, _SLICE):
+        part = d[:min(_SLICE, g.size - at)]
+        np.multiply(s[at:at + _SLICE], 2 * scale, out=part)
+        part -= scale
+        total += float(np.dot(g[at:at + _SLICE], part))
+    return total
+
+
+def _shifted_loss(cfg: Config, params: dict, signs: dict, step: float, ids, targets, moved: dict) -> float:
+    """The loss with every weight moved by `step` up (sign 1) or down (sign 0); the moved weights are written
+    into `moved` (arrays of the parameters' shapes), a slice at a time."""
+    for name, p in params.items():
+        out, s, flat = moved[name].reshape(-1), signs[name].reshape(-1), p.reshape(-1)
+        for at in range(0, out.size, _SLICE):
+            part = out[at:at + _SLICE]
+            np.multiply(s[at:at + _SLICE], 2 * step, out=part)
+            part -= step
+            part += flat[at:at + _SLICE]
+    return model.loss(cfg, moved, ids, targets)

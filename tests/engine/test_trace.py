@@ -444,9 +444,12 @@ def test_ctrl_c_in_progress_propagates_untouched():
         finite_differences(cfg, trace, progress=stop_at("finite differences", 3))
 
 
-def test_a_big_run_spills_its_values_to_a_file_and_saves_them_unchanged(tmp_path, monkeypatch):
+@pytest.mark.parametrize("direct", [True, False], ids=["past the page cache", "plain writes"])
+def test_a_big_run_spills_its_values_to_a_file_and_saves_them_unchanged(tmp_path, monkeypatch, direct):
     """Past INLINE_MAX_VALUES the recorder writes every value to a file as it is made and keeps memory maps of
-    the large records: the same numbers, saved as the same sidecar, read back as the same trace."""
+    the large records: the same numbers, saved as the same sidecar, read back as the same trace. Written past
+    the page cache (O_DIRECT, in chunks far smaller than a record, so records start and end mid-chunk) or with
+    plain writes, the file is the same."""
     import engine.budget
     import engine.trace
 
@@ -456,7 +459,13 @@ def test_a_big_run_spills_its_values_to_a_file_and_saves_them_unchanged(tmp_path
     monkeypatch.setattr(engine.budget, "INLINE_MAX_VALUES", 1000)
     monkeypatch.setattr(engine.trace, "INLINE_MAX_VALUES", 1000)
     monkeypatch.setattr(engine.trace, "SPILL_VALUES", 500)
-    big = run(config_from_dict(raw, "test"))
+    monkeypatch.setattr(engine.trace, "DIRECT_WRITES", direct)
+    monkeypatch.setattr(engine.trace._Writer, "CHUNK", 3 * engine.trace.DIRECT_BLOCK)
+    writes = []
+    write_all = engine.trace._write_all
+    monkeypatch.setattr(engine.trace, "_write_all", lambda fd, data, at: (writes.append(at), write_all(fd, data, at)))
+    big = run(config_from_dict(raw, "test"), spill_dir=tmp_path)
+    assert bool(writes) == (direct and _direct_io_works(tmp_path))
     assert big.values_file is not None
     mapped = [r.name for r in big.records if isinstance(r.value, np.memmap)]
     assert "L0.mlp.c_fc.weight" in mapped and "opt.v.L0.mlp.c_fc.weight" in mapped and "input_ids" not in mapped
@@ -467,6 +476,26 @@ def test_a_big_run_spills_its_values_to_a_file_and_saves_them_unchanged(tmp_path
     back = load_trace(tmp_path / "t.json")
     for a, b in zip(small.records, back.records, strict=True):
         assert np.array_equal(a.value, b.value) and a.value.dtype == b.value.dtype, a.name
+
+
+def _direct_io_works(folder) -> bool:
+    """Can this file system take O_DIRECT writes (Linux ext4, xfs, ...: yes)?"""
+    import mmap
+    import os
+
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    try:
+        fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+    except OSError:
+        return False
+    try:
+        os.pwrite(fd, mmap.mmap(-1, 4096), 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("name", ["adamw", "adam"])
