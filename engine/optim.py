@@ -24,15 +24,16 @@ def _skip(*args: Any, **kwargs: Any) -> None:
     pass
 
 
-def optimizer_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], state: dict, t: int,
+def optimizer_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], state: dict | None, t: int,
                    opt: OptimizerConfig, axes: dict[str, tuple[str, ...]],
                    record: Callable[..., Any] | None = None) -> dict[str, np.ndarray]:
-    """One update of every parameter at step t (1-based); `state` carries m, v or momentum between steps."""
+    """One update of every parameter at step t (1-based); `state` carries m, v or momentum between steps (None: a
+    last step, whose m and v go as soon as each tensor is updated: GPT-2's would hold 2 GB to the end)."""
     rec = record or _skip
     new = {}
     for name, p in params.items():
         wd = opt.weight_decay if decays(p, opt.decay) else 0.0
-        st = state.setdefault(name, {})
+        st = state.setdefault(name, {}) if state is not None else {}
         step = _sgd if opt.name == "sgd" else _adam
         new[name] = step(rec, name, p, grads[name], wd, st, t, opt, axes[name])
     return new

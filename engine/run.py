@@ -78,7 +78,7 @@ def _run(cfg: Config, progress: Progress, spill: BinaryIO | None) -> Trace:
         rec.phase = "backward"
         grads = model.backward(t, cfg)
         rec.phase = "optimizer"
-        new = optimizer_step(params, grads, {}, 1, cfg.optimizer, axes, rec.add)
+        new = optimizer_step(params, grads, None, 1, cfg.optimizer, axes, rec.add)  # its m and v: in the trace
         rec.phase = "evaluation"
         evaluate(new, ids, targets, cfg, rec)
     except NonFiniteError as exc:

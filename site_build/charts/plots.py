@@ -11,7 +11,7 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -384,19 +384,11 @@ class Counted:
 def count(values, bins: int) -> Counted:
     """`values` in `bins` equal bins over a rounded range, with their mean and exact median.
 
-    `values` is an array, or a function giving the values as several arrays (every parameter's update: GPT-2's
-    124M are counted a tensor at a time, never held together); it is called twice, for the range, then the counts
-    (and once more for a median past WHOLE_MAX values)."""
-    if callable(values):
-        parts = values
-    else:
-        whole = [np.asarray(values, dtype=float).ravel()]
-
-        def parts() -> list[np.ndarray]:
-            return whole
-
+    `values` is an array, or a function giving the values as several arrays (every parameter's update, a tensor
+    at a time: it is called once, and its arrays are counted where they are, then gathered for the median)."""
+    parts = list(values()) if callable(values) else [np.asarray(values, dtype=float).ravel()]
     lo_v, hi_v, n, sums = math.inf, -math.inf, 0, []
-    for part in parts():
+    for part in parts:
         if part.size:
             lo_v, hi_v, n = min(lo_v, float(part.min())), max(hi_v, float(part.max())), n + part.size
             sums.append(float(part.sum()))
@@ -405,9 +397,9 @@ def count(values, bins: int) -> Counted:
     lo_r, hi_r = (lo_v, hi_v) if hi_v > lo_v else (lo_v - 0.5, hi_v + 0.5)
     lo, hi, xticks, xdec = ticks(lo_r, hi_r, 4)
     counts, edges = np.histogram(np.zeros(0), bins=bins, range=(lo, hi))  # the edges depend on the range only
-    for part in parts():
+    for part in parts:
         counts += np.histogram(part, bins=bins, range=(lo, hi))[0]
-    mean, median = _mean_median(parts, n, counts, edges, math.fsum(sums) / n)
+    mean, median = _mean_median(parts, n, math.fsum(sums) / n)
     return Counted(counts, edges, lo, hi, xticks, xdec, n, lo_v, hi_v, mean, median)
 
 
@@ -451,40 +443,28 @@ def histogram(values, bins: int, title: str, unit: str, counted: Counted | None 
     return chart("histogram", height, title, desc, "".join(out))
 
 
-WHOLE_MAX = 1 << 22  # values a histogram's mean and median are taken over at once; past it, a tensor at a time
+WHOLE_MAX = 1 << 22  # values whose mean is taken over all at once; past it, the parts' sums over n
 
 
-def _mean_median(parts: Callable[[], Iterable[np.ndarray]], n: int, counts: np.ndarray, edges: np.ndarray,
-                 mean: float) -> tuple[float, float]:
-    """The mean and the exact median of all the parts' values. Past WHOLE_MAX values they are never held together:
-    the mean is `mean` (the parts' sums over n), the middle value(s) come from the histogram's bin that holds them
-    (`_middle`)."""
+def _mean_median(parts: list[np.ndarray], n: int, mean: float) -> tuple[float, float]:
+    """The mean and the exact median of the n values of `parts`. Up to WHOLE_MAX values, numpy's mean and median
+    of them all; past it, `mean` (the parts' sums over n) and the middle value(s) of one array the parts are moved
+    into (the list is emptied as they are, so GPT-2's 124M updates are held once, not twice) and partitioned in
+    place."""
     if n <= WHOLE_MAX:
-        data = np.concatenate([np.asarray(p, dtype=float).ravel() for p in parts()])
+        data = np.concatenate([np.asarray(p, dtype=float).ravel() for p in parts])
         return float(data.mean()), float(np.median(data))
-    middle = _middle(parts, sorted({(n - 1) // 2, n // 2}), float(edges[0]), float(edges[-1]), counts)
+    data = np.empty(n)
+    at = 0
+    while parts:
+        part = parts.pop(0)
+        data[at:at + part.size] = part
+        at += part.size
+        del part
+    ranks = sorted({(n - 1) // 2, n // 2})
+    data.partition(ranks)
+    middle = [float(data[r]) for r in ranks]
     return mean, sum(middle) / len(middle)
-
-
-def _middle(parts: Callable[[], Iterable[np.ndarray]], ranks: list[int], lo: float, hi: float,
-            counts: np.ndarray) -> list[float]:
-    """The values of the given adjacent ranks (0 = smallest) among all the parts' values, which lie in [lo, hi] with
-    `counts` per equal bin (np.histogram's): only the values of the bin holding the first rank are gathered (one
-    pass over the parts), and partitioned."""
-    edges = np.linspace(lo, hi, len(counts) + 1)  # np.histogram's edges for this range
-    cum = np.cumsum(counts)
-    b = int(np.searchsorted(cum, ranks[0], side="right"))
-    below = int(cum[b - 1]) if b else 0
-    lo, hi, closed = float(edges[b]), float(edges[b + 1]), b == len(counts) - 1
-    values = np.concatenate([p[(p >= lo) & ((p <= hi) if closed else (p < hi))] for p in parts()])
-    local = [r - below for r in ranks if r - below < len(values)]
-    picked = np.partition(values, local) if local else values
-    return [float(picked[r - below]) if r - below < len(values) else _next(parts, hi) for r in ranks]
-
-
-def _next(parts: Callable[[], Iterable[np.ndarray]], edge: float) -> float:
-    """The smallest value at or above `edge` (the rank after a bin that excludes its upper edge)."""
-    return min(float(p[p >= edge].min()) for p in parts() if (p >= edge).any())
 
 
 # --------------------------------------------------------------------------- line

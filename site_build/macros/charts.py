@@ -88,7 +88,8 @@ def _count_updates(ctx: PageContext, per_lr: bool, bins: int) -> charts.Counted:
 @ahead
 def _start_update_histogram(ctx: PageContext) -> None:
     """A big run's 124M updates are counted while the pages before the optimizer's render."""
-    ctx.start(("update histogram", True, HISTOGRAM_BINS), lambda: _count_updates(ctx, True, HISTOGRAM_BINS))
+    ctx.start(("update histogram", True, HISTOGRAM_BINS), lambda: _count_updates(ctx, True, HISTOGRAM_BINS),
+              lane="ahead")
 
 
 @macro

@@ -180,9 +180,9 @@ def _update(ctx: PageContext, name: str) -> TensorUpdate:
 def _start_updates(ctx: PageContext) -> None:
     """A big run's update figures are worked out while the pages before the optimizer's render."""
     for name in parameters(ctx.trace):
-        ctx.start(("update", name), lambda name=name: tensor_update(ctx.trace, name))
+        ctx.start(("update", name), lambda name=name: tensor_update(ctx.trace, name), lane="ahead")
         if ctx.trace.record(name).meta["decays"]:
-            ctx.start(("largest", name), lambda name=name: float(np.abs(ctx.trace[name]).max()))
+            ctx.start(("largest", name), lambda name=name: float(np.abs(ctx.trace[name]).max()), lane="ahead")
 
 
 @macro

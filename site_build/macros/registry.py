@@ -131,7 +131,7 @@ class PageContext:
         # page -> {url: what it put on a generated page}: the table of a wide matrix (macros.scale), cached with
         # the page's body (render.jinja.PageResult) since the build writes it from here
         self.made: dict[str, dict[str, Any]] = {}
-        self._ahead: ThreadPoolExecutor | None = None  # computes figures in the background (`start`)
+        self._lanes: dict[str, ThreadPoolExecutor] = {}  # a background thread per lane of figures (`start`)
         self.texts: dict[str, tuple[str, list[str]]] = {}  # page -> its finished Jinja output and the records it
         # shows (the notebook's prose is made from them)
 
@@ -182,13 +182,15 @@ class PageContext:
             value = self.memo[key] = make()
         return value
 
-    def start(self, key: Any, make: Callable[[], Any]) -> None:
-        """Begin `make()` in the background thread; `figures(key, ...)` waits for it. The figures are the same
-        as computed in the page (the same function), so a page reads the same whichever ran it."""
+    def start(self, key: Any, make: Callable[[], Any], lane: str = "figures") -> None:
+        """Begin `make()` in the background thread of `lane`; `figures(key, ...)` waits for it. The figures are the
+        same as computed in the page (the same function), so a page reads the same whichever ran it. Two lanes:
+        "figures" for what the page being rendered asks for next, "ahead" for the whole-model figures started
+        with the pages (a page's statistics then never wait behind a histogram of 124M updates)."""
         if key not in self.memo:
-            if self._ahead is None:
-                self._ahead = ThreadPoolExecutor(1, thread_name_prefix="figures")
-            self.memo[key] = self._ahead.submit(make)
+            if lane not in self._lanes:
+                self._lanes[lane] = ThreadPoolExecutor(1, thread_name_prefix=lane)
+            self.memo[key] = self._lanes[lane].submit(make)
 
     def start_ahead(self) -> None:
         """Start every registered `ahead` computation (the Builder calls it for a big run)."""
@@ -196,10 +198,10 @@ class PageContext:
             fn(self)
 
     def close(self) -> None:
-        """Stop the background thread (what it has not begun is dropped)."""
-        if self._ahead is not None:
-            self._ahead.shutdown(wait=True, cancel_futures=True)
-            self._ahead = None
+        """Stop the background threads (what they have not begun is dropped)."""
+        for pool in self._lanes.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._lanes.clear()
 
     def explain(self, name: str, index: tuple[int, ...]) -> Any:
         """engine.explain of one element, worked out once per build (a calc block and an exercise may share it;

@@ -441,8 +441,9 @@ def test_css_styles_every_class_the_charts_use(default_trace):
 
 
 def test_a_histogram_of_many_tensors_has_the_exact_median(monkeypatch):
-    """Past WHOLE_MAX values the median is found from the histogram's bin that holds it: it must be exactly
-    numpy's median of all the values: ties, values on bin edges, ranges a few representable numbers wide."""
+    """Past WHOLE_MAX values the parts are moved into one array and the median found by partitioning it: it must
+    be exactly numpy's median of all the values (ties, ranges a few representable numbers wide, odd and even
+    counts), the counts numpy's histogram of them all, the mean theirs to rounding."""
     from site_build.charts import plots
 
     rng = np.random.default_rng(5)
@@ -455,13 +456,13 @@ def test_a_histogram_of_many_tensors_has_the_exact_median(monkeypatch):
                           1.0 + (rng.random(m) < 0.1) * 2.2e-16 * rng.integers(1, 4, m),
                           np.where(rng.random(m) < 0.5, 1.0, np.nextafter(1.0, 2.0))][trial % 4])
         whole = np.concatenate(parts)
-        lo_v, hi_v = float(whole.min()), float(whole.max())
-        lo, hi, _, _ = plots.ticks(*((lo_v, hi_v) if hi_v > lo_v else (lo_v - 0.5, hi_v + 0.5)), 4)
-        counts, edges = np.histogram(whole, bins=int(rng.integers(1, 30)), range=(lo, hi))
-        mean, median = plots._mean_median(lambda parts=parts: parts, whole.size, counts, edges,
-                                           sum(float(p.sum()) for p in parts) / whole.size)
-        assert median == float(np.median(whole)), trial
-        assert mean == pytest.approx(float(whole.mean()), rel=1e-12, abs=1e-15)
+        bins = int(rng.integers(1, 30))
+        counted = plots.count(lambda parts=parts: iter(parts), bins)
+        assert counted.median == float(np.median(whole)), trial
+        assert counted.mean == pytest.approx(float(whole.mean()), rel=1e-12, abs=1e-15)
+        assert np.array_equal(counted.counts, np.histogram(whole, bins=bins, range=(counted.lo, counted.hi))[0])
+        assert counted.n == whole.size and (counted.lo_v, counted.hi_v) == (whole.min(), whole.max())
+        assert np.array_equal(np.concatenate(parts), whole)  # the caller's arrays are left as they were
 
 
 @pytest.mark.parametrize("shape", [(1000, 300), (50257, 7), (37, 5000), (200, 200)])
