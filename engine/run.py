@@ -29,7 +29,7 @@ class RunError(Exception):
 
 
 def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | None = None,
-        values_path: str | Path | None = None) -> Trace:
+        values_path: str | Path | None = None, on_gradients: Callable[[Trace], None] | None = None) -> Trace:
     """Run one recorded training step and the training run; return the trace.
 
     Refuses (BudgetError, one line) a config whose trace would not fit in memory or would take too long,
@@ -39,6 +39,10 @@ def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | N
     A big run's values go to a file as they are made (see trace.Recorder): `values_path` when given (the caller
     keeps it, e.g. as a cached run's sidecar; it is removed if the run fails), else a temporary file in
     `spill_dir` that goes with the trace.
+
+    `on_gradients(trace)`, when given, is called as soon as the gradients are recorded, with a trace of the records
+    so far (the weights, the forward pass, the gradients): a caller can check the gradients while the optimizer
+    step and the rest of the run go on (the build's finite differences do, for a big run).
     """
     if values_path is not None:
         spill_dir = Path(values_path).parent
@@ -50,7 +54,7 @@ def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | N
         spill = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 - likewise, and it goes with the trace
     with np.errstate(all="ignore"):  # a NaN or Inf is reported by name (NonFiniteError), not as a warning
         try:
-            return _run(cfg, progress or _skip, spill)
+            return _run(cfg, progress or _skip, spill, on_gradients)
         except BaseException as exc:
             if spill is not None and values_path is not None:
                 spill.close()
@@ -60,7 +64,8 @@ def run(cfg: Config, progress: Progress | None = None, spill_dir: str | Path | N
             raise
 
 
-def _run(cfg: Config, progress: Progress, spill: BinaryIO | None) -> Trace:
+def _run(cfg: Config, progress: Progress, spill: BinaryIO | None,
+         on_gradients: Callable[[Trace], None] | None = None) -> Trace:
     ids, targets = tokenize(cfg)
     specs = model.param_specs(cfg)
     axes = {name: ax for name, _, _, ax in specs}
@@ -77,6 +82,8 @@ def _run(cfg: Config, progress: Progress, spill: BinaryIO | None) -> Trace:
         model.forward(t, cfg)
         rec.phase = "backward"
         grads = model.backward(t, cfg)
+        if on_gradients is not None:
+            on_gradients(Trace(cfg.to_dict(), labels(cfg, ids, targets), list(rec.records), {}, values_file=spill))
         rec.phase = "optimizer"
         new = optimizer_step(params, grads, None, 1, cfg.optimizer, axes, rec.add)  # its m and v: in the trace
         rec.phase = "evaluation"

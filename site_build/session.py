@@ -26,7 +26,7 @@ from typing import Any
 import engine
 from site_build import cache
 from site_build.cache import BigRuns, DiskCache, PageStore
-from site_build.data.checks import VERIFICATION_FILE, Checks, compute_checks
+from site_build.data.checks import VERIFICATION_FILE, Checks, compute_checks, start_checks
 from site_build.data.downloads import csv_files, ships_trace
 from site_build.data.interact import data_files
 from site_build.errors import shown_path
@@ -79,11 +79,17 @@ class Session:
             if not isinstance(run, Run) or run.key != run_key:
                 # A run big enough to write its values to a file writes them where the cache keeps them.
                 values = self.big.start(run_key) if engine.estimate(cfg).spills else None
+                started: list[Checks] = []
+
+                def check(partial: Any) -> None:  # a big run's gradients, checked while its optimizer step goes on
+                    started.append(start_checks(cfg, partial, str(config_path)))
+
                 try:
-                    trace = engine.run(cfg, progress=self.progress, values_path=values)
+                    trace = engine.run(cfg, progress=self.progress, values_path=values,
+                                       on_gradients=check if values is not None else None)
                     # a big run's finite differences go on while the pages render (Builder calls finish_run)
                     checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress,
-                                            background=values is not None)
+                                            started=started[0] if started else None)
                 except BaseException:
                     if values is not None:
                         values.unlink(missing_ok=True)

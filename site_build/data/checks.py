@@ -80,15 +80,21 @@ class Checks:
 
 
 def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress: Any = None,
-                   background: bool = False) -> Checks:
-    """PyTorch figures if `make verify` matched, and finite differences (fail the build if one is off): now, or
-    with `background` in a thread while the pages render (a GPT-2-sized check takes seconds of NumPy); then each
-    page holds a slot for a record's check line (Checks.slot), filled once `finish()` has waited for them."""
-    checks = Checks()
+                   started: Checks | None = None) -> Checks:
+    """PyTorch figures if `make verify` matched, and finite differences (fail the build if one is off): now, or,
+    when `start_checks` began them (`started`), going on in their thread while the pages render; then each page
+    holds a slot for a record's check line (Checks.slot), filled once `finish()` has waited for them."""
+    checks = started if started is not None else Checks()
     _torch_figures(checks, trace, root)
-    if not background:
+    if started is None:
         checks.fd = _finite_differences(cfg, trace, config_label, progress)
-        return checks
+    return checks
+
+
+def start_checks(cfg: Any, trace: Any, config_label: str) -> Checks:
+    """Finite differences in a thread (a GPT-2-sized check takes seconds of NumPy), on a trace that needs to hold
+    only the weights, the forward pass and the gradients; `compute_checks(..., started=)` adds the rest."""
+    checks = Checks()
 
     def work() -> None:
         try:

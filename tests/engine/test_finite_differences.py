@@ -133,3 +133,31 @@ def test_the_directional_check_sees_one_wrong_gradient_element():
     grad[3, 5] += 0.01
     bad = directional_check(cfg, params, trace["input_ids"], trace["targets"], trace)
     assert not bad["ok"] and bad["max_abs_err"] > 100 * bad["tol"]
+
+
+def test_the_gradients_can_be_checked_while_the_run_goes_on(tmp_path, monkeypatch):
+    """engine.run(on_gradients=) hands over a trace of the records so far as soon as the gradients exist (a big
+    build checks them while the optimizer step goes on): it has every weight, activation and gradient and nothing
+    of the optimizer, and finite differences on it give exactly what they give on the finished trace, also when
+    the run writes its values to a file."""
+    import engine.budget
+    import engine.trace
+    from engine import run
+    from engine.verify import finite_differences
+
+    raw = {"model": {"d_model": 32, "d_ff": 128, "n_heads": 2, "n_layers": 2}, "train_steps": 1}
+    for spill in (False, True):
+        if spill:
+            monkeypatch.setattr(engine.budget, "INLINE_MAX_VALUES", 1000)
+            monkeypatch.setattr(engine.trace, "INLINE_MAX_VALUES", 1000)
+            monkeypatch.setattr(engine.trace, "SPILL_VALUES", 500)
+        cfg = config_from_dict(raw, "test")
+        seen = []
+        full = run(cfg, spill_dir=tmp_path, on_gradients=seen.append)
+        (partial,) = seen
+        names = partial.names()
+        assert names == full.names()[:len(names)]
+        assert {r.name for r in full.records if r.phase in ("forward", "backward")} == set(names)
+        assert not any(n.startswith(("opt.", "updated.")) for n in names)
+        assert (full.values_file is not None) == spill
+        assert finite_differences(cfg, partial) == finite_differences(cfg, full)

@@ -70,6 +70,7 @@ def mid(tmp_path_factory):
     paths = make_site(root, {"big.md": page(BIG_PAGE, title="Big")})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(session_module, "compute_checks", lambda *args, **kwargs: Checks())
+        mp.setattr(session_module, "start_checks", lambda *args, **kwargs: Checks())
         build(config, root / "out", paths=paths)
     trace = engine.run(engine.load_config(str(config)))
     return root / "out", trace, (root / "out" / "big.html").read_text(encoding="utf-8")
