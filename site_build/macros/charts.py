@@ -62,14 +62,22 @@ def attention_heatmaps(ctx: PageContext, name: str = "L0.attn.weights", batch: i
 
 @macro
 def gradient_chart(ctx: PageContext) -> Markup:
-    items = [(name.removeprefix("grad."), norm, top) for name, norm, top in charts.grad_norms(ctx.trace)]
+    sizes = ctx.figures("gradient sizes", lambda: charts.grad_norms(ctx.trace))
+    items = [(name.removeprefix("grad."), norm, top) for name, norm, top in sizes]
     return _figure(charts.bars(items, "Gradient size per parameter tensor", "|∂L/∂θ|"))
 
 
 @macro
 def update_chart(ctx: PageContext) -> Markup:
-    items = [(name.removeprefix("updated."), norm, top) for name, norm, top in charts.update_sizes(ctx.trace)]
+    sizes = ctx.figures("update sizes", lambda: charts.update_sizes(ctx.trace))
+    items = [(name.removeprefix("updated."), norm, top) for name, norm, top in sizes]
     return _figure(charts.bars(items, "Update size per parameter tensor", "|θ' − θ|"))
+
+
+@ahead(stage=0)
+def _start_gradient_sizes(ctx: PageContext) -> None:
+    """A big run's gradient sizes (1 GB read for GPT-2) are worked out while the forward pages render."""
+    ctx.start("gradient sizes", lambda: charts.grad_norms(ctx.trace), lane="ahead")
 
 
 @macro
@@ -85,9 +93,11 @@ def _count_updates(ctx: PageContext, per_lr: bool, bins: int) -> charts.Counted:
     return charts.count(charts.update_parts(ctx.trace, per_lr=per_lr), bins)
 
 
-@ahead
+@ahead(stage=2)
 def _start_update_histogram(ctx: PageContext) -> None:
-    """A big run's 124M updates are counted while the pages before the optimizer's render."""
+    """A big run's update sizes, and its 124M updates counted, while the pages before the optimizer's render
+    (after the optimizer's own figures: its page comes first)."""
+    ctx.start("update sizes", lambda: charts.update_sizes(ctx.trace), lane="ahead")
     ctx.start(("update histogram", True, HISTOGRAM_BINS), lambda: _count_updates(ctx, True, HISTOGRAM_BINS),
               lane="ahead")
 

@@ -39,7 +39,7 @@ FILTERS: dict[str, Callable[..., Any]] = {}  # name -> function of the filtered 
 PAGE_HOOKS: list[Callable[[Any, str], str]] = []
 # Functions (ctx) -> None that start, in a background thread, figures pages will need (`ahead`): a big run's
 # whole-model statistics are mostly NumPy, which runs beside the pages' Python (see PageContext.start).
-AHEAD: list[Callable[[Any], None]] = []
+AHEAD: list[tuple[int, Callable[[Any], None]]] = []  # (stage, starter)
 
 
 class MacroError(Exception):
@@ -83,10 +83,15 @@ def page_hook(fn: F) -> F:
     return fn
 
 
-def ahead(fn: F) -> F:
-    """Register `fn(ctx)`, called before the pages render when the run is big (PageContext.start_ahead)."""
-    AHEAD.append(fn)
-    return fn
+def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
+    """Register `fn(ctx)`, called before the pages render when the run is big (PageContext.start_ahead): `@ahead`,
+    or `@ahead(stage=n)`, the starters called in the order of their stage (the order the pages need the figures
+    in: the backward pass's before the optimizer's, 1, before the summaries after it), then of registration."""
+    def register(fn: F) -> F:
+        AHEAD.append((stage, fn))
+        return fn
+
+    return register(fn) if fn is not None else register
 
 
 def page_globals(ctx: PageContext) -> dict[str, Any]:
@@ -194,7 +199,7 @@ class PageContext:
 
     def start_ahead(self) -> None:
         """Start every registered `ahead` computation (the Builder calls it for a big run)."""
-        for fn in AHEAD:
+        for _, fn in sorted(AHEAD, key=lambda entry: entry[0]):
             fn(self)
 
     def close(self) -> None:
