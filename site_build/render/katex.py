@@ -73,7 +73,8 @@ class KatexRenderer:
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
         payload = {"katex": self.version, "output": OUTPUT_MODE, "formulas": self._cache}
-        tmp.write_text(json.dumps(payload, sort_keys=True, ensure_ascii=False), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as out:  # written as it is encoded: no second copy of it in memory
+            json.dump(payload, out, sort_keys=True, ensure_ascii=False)
         os.replace(tmp, self.cache_file)
         self._dirty = False
 
