@@ -138,7 +138,9 @@ def gpt2_build(config: Path, out: Path, cache: Path) -> dict:
     begin = start
     peaks = {}
     for name, end in ends:
-        peaks[name] = max((rss for t, rss in samples if begin <= t <= end), default=0.0)
+        inside = [rss for t, rss in samples if begin <= t <= end]
+        before = [rss for t, rss in samples if t < begin][-1:]  # a phase shorter than the sampling: the last sample
+        peaks[name] = max(inside or before or [0.0])
         times[name] = max(0.0, end - begin)
         begin = end
     return {"wall": wall, "why": why, "phase_s": times, "phase_mb": peaks,
