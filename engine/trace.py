@@ -229,6 +229,9 @@ class _Writer:
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
+        if self.direct is not None:
+            os.close(self.direct)
+            self.direct = None
         with self.cond:
             self.error = exc
             self.pending.clear()

@@ -153,15 +153,20 @@ def directional_check(cfg: Config, params: dict, ids, targets, trace: Trace) -> 
 _SLICE = 1 << 20  # values a pass over a big tensor handles at once (no temporary the size of the tensor)
 
 
+def _signed(signs: np.ndarray, x: float, out: np.ndarray) -> np.ndarray:
+    """`out` = +x where the sign is 1, -x where it is 0 (exactly: 2x and 2x - x are exact)."""
+    np.multiply(signs, 2 * x, out=out)
+    out -= x
+    return out
+
+
 def _signed_dot(grad: np.ndarray, signs: np.ndarray, scale: float) -> float:
     """Σ grad·d with d = +scale where the sign is 1 and -scale where it is 0, a slice at a time."""
     g, s = grad.reshape(-1), signs.reshape(-1)
     d = np.empty(min(g.size, _SLICE))
     total = 0.0
     for at in range(0, g.size, _SLICE):
-        part = d[:min(_SLICE, g.size - at)]
-        np.multiply(s[at:at + _SLICE], 2 * scale, out=part)
-        part -= scale
+        part = _signed(s[at:at + _SLICE], scale, d[:min(_SLICE, g.size - at)])
         total += float(np.dot(g[at:at + _SLICE], part))
     return total
 
@@ -172,8 +177,6 @@ def _shifted_loss(cfg: Config, params: dict, signs: dict, step: float, ids, targ
     for name, p in params.items():
         out, s, flat = moved[name].reshape(-1), signs[name].reshape(-1), p.reshape(-1)
         for at in range(0, out.size, _SLICE):
-            part = out[at:at + _SLICE]
-            np.multiply(s[at:at + _SLICE], 2 * step, out=part)
-            part -= step
-            part += flat[at:at + _SLICE]
+            _signed(s[at:at + _SLICE], step, out[at:at + _SLICE])
+            out[at:at + _SLICE] += flat[at:at + _SLICE]
     return model.loss(cfg, moved, ids, targets)

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -60,16 +62,25 @@ def attention_heatmaps(ctx: PageContext, name: str = "L0.attn.weights", batch: i
     return Markup(f'<div class="chart-row">{svgs}</div>')
 
 
+# Per-tensor sizes, worked out once per build (PageContext.figures) and, for a big run, ahead of their page.
+SIZES = {"gradient sizes": charts.grad_norms, "update sizes": charts.update_sizes}
+
+
+def _sizes(ctx: PageContext, key: str) -> tuple[str, Callable[[], Any]]:
+    """(figures key, maker) of one of SIZES, for ctx.figures and ctx.start alike."""
+    return key, partial(SIZES[key], ctx.trace)
+
+
 @macro
 def gradient_chart(ctx: PageContext) -> Markup:
-    sizes = ctx.figures("gradient sizes", lambda: charts.grad_norms(ctx.trace))
+    sizes = ctx.figures(*_sizes(ctx, "gradient sizes"))
     items = [(name.removeprefix("grad."), norm, top) for name, norm, top in sizes]
     return _figure(charts.bars(items, "Gradient size per parameter tensor", "|∂L/∂θ|"))
 
 
 @macro
 def update_chart(ctx: PageContext) -> Markup:
-    sizes = ctx.figures("update sizes", lambda: charts.update_sizes(ctx.trace))
+    sizes = ctx.figures(*_sizes(ctx, "update sizes"))
     items = [(name.removeprefix("updated."), norm, top) for name, norm, top in sizes]
     return _figure(charts.bars(items, "Update size per parameter tensor", "|θ' − θ|"))
 
@@ -77,7 +88,7 @@ def update_chart(ctx: PageContext) -> Markup:
 @ahead(stage=0)
 def _start_gradient_sizes(ctx: PageContext) -> None:
     """A big run's gradient sizes (1 GB read for GPT-2) are worked out while the forward pages render."""
-    ctx.start("gradient sizes", lambda: charts.grad_norms(ctx.trace), lane="ahead")
+    ctx.start(*_sizes(ctx, "gradient sizes"), lane="ahead")
 
 
 @macro
@@ -97,7 +108,7 @@ def _count_updates(ctx: PageContext, per_lr: bool, bins: int) -> charts.Counted:
 def _start_update_histogram(ctx: PageContext) -> None:
     """A big run's update sizes, and its 124M updates counted, while the pages before the optimizer's render
     (after the optimizer's own figures: its page comes first)."""
-    ctx.start("update sizes", lambda: charts.update_sizes(ctx.trace), lane="ahead")
+    ctx.start(*_sizes(ctx, "update sizes"), lane="ahead")
     ctx.start(("update histogram", True, HISTOGRAM_BINS), lambda: _count_updates(ctx, True, HISTOGRAM_BINS),
               lane="ahead")
 

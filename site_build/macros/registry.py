@@ -85,8 +85,8 @@ def page_hook(fn: F) -> F:
 
 def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
     """Register `fn(ctx)`, called before the pages render when the run is big (PageContext.start_ahead): `@ahead`,
-    or `@ahead(stage=n)`, the starters called in the order of their stage (the order the pages need the figures
-    in: the backward pass's before the optimizer's, 1, before the summaries after it), then of registration."""
+    or `@ahead(stage=n)`. Starters run by stage, in the order the pages need their figures (0: the backward pass's,
+    1, the default: the optimizer's, 2: the summaries after it), then in the order they were registered."""
     def register(fn: F) -> F:
         AHEAD.append((stage, fn))
         return fn
