@@ -27,7 +27,7 @@ from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
 from site_build.pages import ExtraPage, Page, collect_pages
 from site_build.progress import Progress, quiet
-from site_build.render.jinja import finish_compiling, link_map, render_bodies, start_compiling
+from site_build.render.jinja import finish_compiling, link_map, render_bodies, start_compiling, stop_compiling
 from site_build.render.layout import render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
 from site_build.render.mathslots import MathSlots
@@ -110,8 +110,10 @@ class Builder:
         session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while Python computes the trace
         try:
             run = session.run(config_path, seed)
-        finally:
-            finish_compiling(compiling)
+        except BaseException:
+            stop_compiling(compiling)  # a failed or interrupted run does not wait for them
+            raise
+        finish_compiling(compiling)
         clock.lap("trace")
         ctx = PageContext(run.trace, MathSlots(on_new=session.katex.prefetch), run.checks,
                           {p.step: p.url for p in pages if p.step})

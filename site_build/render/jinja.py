@@ -1,4 +1,4 @@
-"""Page bodies through Jinja, then Markdown: the content environment, its compiled-code cache and fork pool.
+"""Page bodies through Jinja, then Markdown: the content environment, its compiled-code cache and compile workers.
 
 A page body is compiled by Jinja to Python source once (kept on disk, keyed by the body's hash, and in the
 build session's memory), run with the registered macros (site_build.macros) and then rendered by Markdown.
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-import multiprocessing
 import os
 import re
+import signal
 import sys
+import time
 import traceback
 import types
 from dataclasses import dataclass, field
@@ -240,29 +241,80 @@ def start_compiling(pages: list[Page], cache_dir: Path, memory: dict[tuple[str, 
 
     On a cold build Jinja's code generation for the pages is the largest single cost (~0.75 s);
     the workers write the generated source into the cache, where `compiled_page` then finds it.
-    Returns the pool (join it with `finish_compiling`), or None when there is little to do. Call it
-    before any thread starts (a fork copies only the calling thread).
+    Returns the workers (wait for them with `finish_compiling`, or end them with `stop_compiling`), or None when
+    there is little to do. Call it before any thread starts (a fork copies only the calling thread).
+
+    Plain forks, each given half the pages up front (longest first, so the halves take about as long): nothing
+    is shared between them and the build, so there is no lock a worker could die holding. A worker takes the
+    default action on SIGTERM and ignores Ctrl-C (the build handles that): the build's own SIGTERM handler,
+    which turns the signal into KeyboardInterrupt, would be racy in a process blocked in a system call.
     """
     memory = memory or {}
     todo = [(p.source, p.body, str(compiled_path(cache_dir, p.source, p.body))) for p in pages
             if (p.source, p.body) not in memory and not compiled_path(cache_dir, p.source, p.body).is_file()]
-    if len(todo) < 4 or "fork" not in multiprocessing.get_all_start_methods():
+    if len(todo) < 4 or not hasattr(os, "fork"):
         return None
-    pool = multiprocessing.get_context("fork").Pool(2)
-    todo.sort(key=lambda item: -len(item[1]))  # longest first, so the two workers finish together
-    done = pool.map_async(_compile_one, todo, chunksize=1)
-    pool.close()
-    return pool, done
+    halves: list[list[tuple[str, str, str]]] = [[], []]
+    sizes = [0, 0]
+    for item in sorted(todo, key=lambda item: -len(item[1])):
+        k = sizes.index(min(sizes))
+        halves[k].append(item)
+        sizes[k] += len(item[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return [pid for pid in (_fork_worker(half) for half in halves) if pid]
+
+
+def _fork_worker(items: list[tuple[str, str, str]]) -> int:
+    """Fork a process that compiles `items` and exits; the child's pid (0 when fork failed)."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return 0  # the build compiles these pages itself
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for item in items:
+            _compile_one(item)
+        code = 0
+    finally:
+        os._exit(code)  # no atexit handlers, no flushing of the build's buffers: they are the parent's
 
 
 def finish_compiling(compiling: Any, timeout: float = 30.0) -> None:
     """Wait for the workers, but never hang on them: whatever they did not write, the build compiles itself."""
-    if compiling is None:
+    if not compiling:
         return
-    pool, done = compiling
-    done.wait(timeout)
-    pool.terminate()
-    pool.join()
+    deadline = time.monotonic() + timeout
+    waiting = set(compiling)
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            if _reaped(pid, os.WNOHANG):
+                waiting.discard(pid)
+        if waiting:
+            time.sleep(0.005)
+    stop_compiling(list(waiting))
+
+
+def stop_compiling(compiling: Any) -> None:
+    """End the workers now (a failed or interrupted build): kill and reap them."""
+    for pid in compiling or []:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _reaped(pid, 0)
+
+
+def _reaped(pid: int, flags: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, flags)
+    except ChildProcessError:
+        return True  # reaped already
+    return done == pid
 
 
 def _compile_one(item: tuple[str, str, str]) -> None:

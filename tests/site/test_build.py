@@ -434,13 +434,55 @@ def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_pat
                                  for i in range(5)})
     pages, problems = collect_pages(paths.content)
     assert not problems
-    pool = start_compiling(pages, tmp_path / "jinja")
-    assert pool is not None
-    finish_compiling(pool)
+    workers = start_compiling(pages, tmp_path / "jinja")
+    assert workers
+    finish_compiling(workers)
     env = content_environment()
     for p in pages:
         cached = compiled_path(tmp_path / "jinja", p.source, p.body).read_text(encoding="utf-8")
         assert cached == env.compile(p.body, name=p.source, filename=p.source, raw=True)
+
+
+def test_compile_workers_die_on_sigterm_even_under_the_builds_handler(tmp_path):
+    """The CLI turns SIGTERM into KeyboardInterrupt; a worker must not inherit that (a Python handler races with
+    a blocking call: the pool this replaced hung about one cold build in twelve), so it dies of the signal."""
+    from site_build.pages import collect_pages
+    from site_build.render.jinja import start_compiling, stop_compiling
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    long_body = "{% for i in range(2) %}{{ value('loss') }} {{ i }}{% endfor %}\n" * 3000
+    paths = make_site(tmp_path, {f"p{i}.md": page(long_body + f"{i}\n", order=i + 1) for i in range(8)})
+    pages, _ = collect_pages(paths.content)
+    workers = start_compiling(pages, tmp_path / "jinja")
+    try:
+        assert workers and len(workers) == 2
+        time.sleep(0.3)  # past the fork: each worker has set its own signal handling
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        for pid in workers:
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_compiling(workers)
+
+
+def test_stopping_the_compile_workers_leaves_none_behind(tmp_path):
+    from site_build.pages import collect_pages
+    from site_build.render.jinja import start_compiling, stop_compiling
+
+    long_body = "{{ value('loss') }}\n" * 5000
+    paths = make_site(tmp_path, {f"p{i}.md": page(long_body, order=i + 1) for i in range(6)})
+    pages, _ = collect_pages(paths.content)
+    workers = start_compiling(pages, tmp_path / "jinja")
+    assert workers
+    stop_compiling(workers)
+    for pid in workers:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # killed and reaped: no zombie, no process
 
 
 # -- paths in messages: as typed, or relative to the current directory --------------------------------
