@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 
 # The engine, NumPy and the renderer are imported by the commands that use them, so that `handstep build` of a
 # site that is up to date (site_build.stamp) answers in a few milliseconds.
+
+# One BLAS thread, set before NumPy loads OpenBLAS (a value the user set is kept). With one thread per core,
+# OpenBLAS may split a sum of products between threads, so the last bit of a GPT-2-sized gradient depended on the
+# machine's number of cores; with one, the same inputs give the same trace everywhere. It is also faster here: the
+# products of 64 tokens are small, and idle BLAS threads spin on the cores the build's own threads need (a
+# GPT-2-small-shaped run: 30 s with two threads, 17 s with one).
+for _blas in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_blas, "1")
 ROOT = stamp.ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DEFAULT_OUT = ROOT / "site"

@@ -66,6 +66,28 @@ def test_trace_files_are_byte_identical(tmp_path):
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
+# Asks the OpenBLAS that NumPy loaded how many threads it uses (NumPy's wheels bundle scipy-openblas).
+BLAS_THREADS = """
+import ctypes, glob, os, sys
+import site_build.cli
+import numpy
+libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs", "*openblas*"))
+assert libs, "NumPy's bundled OpenBLAS was not found"
+lib = ctypes.CDLL(libs[0])
+get = next(getattr(lib, n) for n in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                                     "openblas_get_num_threads") if hasattr(lib, n))
+print(get())
+"""
+
+
+def test_the_handstep_command_runs_blas_on_one_thread():
+    """With a thread per core OpenBLAS may split a sum between threads, and the last bit of a big gradient would
+    depend on the machine; the command pins one thread before NumPy loads (the GPT-2-shaped pages differed)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", BLAS_THREADS], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "1"
+
 # -- a build killed midway ---------------------------------------------------------------------
 KILL_POINTS = {
     # the temporary tree next to site/ has just been created: pages are being written
