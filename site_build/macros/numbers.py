@@ -7,6 +7,7 @@ PageContext, so the build can report coverage (`records shown: N/M`) and ship th
 
 from __future__ import annotations
 
+import sys
 from html import escape
 from typing import Any
 
@@ -409,6 +410,44 @@ def sci_number(x: Any) -> Markup:
 def tex_constant(x: Any) -> Markup:
     """`$\\eta = {{ tex_number(lr) }}$`: a config constant in LaTeX (`0.01`, `10^{-8}`)."""
     return Markup(tex_number(x))
+
+
+LIST_ALL = 16  # listed(): up to this many elements, every one ...
+LIST_EDGE = 3  # ... else this many at each end, plus the ones the page asks to keep
+
+
+class Listing(list):
+    """What `listed` returns: the indices to write out, None where a run is left out, and what the sentence
+    that says so needs (`whole`, `count`, `edge`, `extra`: the kept indices that are not at an end)."""
+
+    def __init__(self, shown: list[int | None], size: int, extra: list[int]) -> None:
+        super().__init__(shown)
+        self.count = sum(1 for i in shown if i is not None)
+        self.whole = self.count == size
+        self.edge = LIST_EDGE
+        self.extra = extra
+
+
+@macro(context=False)
+def listed(n: Any, keep: Any = ()) -> Listing:
+    """The elements 0..n-1 a page writes out one by one (a row, element by element): all of them up to 16, else
+    the first and last 3 and those in `keep`, in order, with None where a run is left out:
+    `{% set js = listed(C, keep=[c]) %}{% for j in js %}...`. A list is never cut silently: when `js.whole` is
+    false the page says `js.count` of n are shown, the first and last `js.edge`, and `js.extra`."""
+    check_int("n", n, sys.maxsize, "listed", low=0)
+    keep = [keep] if isinstance(keep, (int, np.integer)) else list(keep)
+    for k in keep:
+        check_int("keep", k, n, "listed")
+    if n <= LIST_ALL:
+        return Listing(list(range(n)), n, [])
+    ends = {*range(LIST_EDGE), *range(n - LIST_EDGE, n)}
+    extra = sorted({int(k) for k in keep} - ends)
+    shown: list[int | None] = []
+    for i in sorted(ends | set(extra)):
+        if shown and i > shown[-1] + 1:  # type: ignore[operator]
+            shown.append(None)
+        shown.append(i)
+    return Listing(shown, n, extra)
 
 
 @macro

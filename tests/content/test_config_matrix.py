@@ -315,6 +315,21 @@ def step_pages_calc(site: Site) -> list[str]:
             if 'class="step-map"' in p.html and 'class="calc-step"' not in p.html]
 
 
+@rule("a row written out in part says how much")
+def listed_in_part(site: Site) -> list[str]:
+    """An aligned listing with a gap (a long row written out element by element, `listed()`) is announced in
+    the prose as "k of the n elements", k the lines it writes out."""
+    out = []
+    for page in site.pages.values():
+        for tex in page.tex:
+            if r"\begin{aligned}" not in tex or r"\vdots" not in tex:
+                continue
+            k = len(re.findall(r"&=", tex))
+            if not re.search(rf"\b{k} of the \d+ elements\b", page.prose):
+                out.append(f"{page.name}: a listing of {k} lines with a gap, and no '{k} of the n elements'")
+    return out
+
+
 @rule("the update formula follows the optimizer")
 def update_formula(site: Site) -> list[str]:
     opt = {"name": "adamw", "momentum": 0.0, **site.config.get("optimizer", {})}
@@ -409,6 +424,9 @@ BAD: dict[str, Site] = {
     "sentences are spaced": _site("<p>It fell to a tenth by step 12.It fell at every step; “cat”in that order.</p>"),
     "sentences are spaced ": _site('<p>so v = <span class="katex">x</span>.Click any number.</p>'),
     "every step page works a number": _site('<details class="step-map"></details><p>no worked number</p>'),
+    "a row written out in part says how much": _site('<p>and the row:</p><span class="katex"><annotation '
+                                                     'encoding="application/x-tex">\\begin{aligned} a_0 &= 1 \\\\ '
+                                                     '&\\vdots \\\\ a_9 &= 2 \\end{aligned}</annotation></span>'),
     "the update formula follows the optimizer": _site('<span class="katex"><annotation encoding="application/x-tex">'
                                                       "\\theta_k = \\theta_{k-1} - \\eta\\,g_k</annotation></span>",
                                                       config={"optimizer": {"name": "sgd", "momentum": 0.9}}),

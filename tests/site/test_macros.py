@@ -308,3 +308,20 @@ def test_figures_worked_out_ahead_are_the_ones_a_page_would_work_out(small_trace
     assert stats.total == sum(small_trace[n].size for n in optimizer.parameters(small_trace))
     assert len(stats.tensors) == len(optimizer.parameters(small_trace)) and not counted.ctx.memo  # nothing read yet
     assert stats.near >= 0 and len(counted.ctx.memo) == len(stats.tensors) + len(stats.decaying)
+
+
+def test_listed_writes_out_a_short_row_whole_and_a_long_one_in_part(small_trace):
+    listed = macros_for(small_trace).listed
+    short = listed(16, keep=[5])
+    assert list(short) == list(range(16)) and short.whole and short.count == 16
+    long = listed(768, keep=[300])
+    assert list(long) == [0, 1, 2, None, 300, None, 765, 766, 767]
+    assert (long.whole, long.count, long.extra) == (False, 7, [300])
+    # a kept element next to an end joins it without a gap; one at an end is not "extra"
+    assert list(listed(40, keep=[3, 39])) == [0, 1, 2, 3, None, 37, 38, 39]
+    assert listed(40, keep=[3, 39]).extra == [3]
+    for bad in ([40], [-1], ["3"]):
+        with pytest.raises(MacroError, match="keep"):
+            listed(40, keep=bad)
+    with pytest.raises(MacroError, match="bad argument n"):
+        listed(-2)
