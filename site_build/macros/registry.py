@@ -17,6 +17,7 @@ renderer adds the file and line.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import sys
 from collections.abc import Callable
@@ -107,9 +108,29 @@ def template_line() -> int:
     while frame is not None:
         template = frame.f_globals.get("__jinja_template__")
         if template is not None:
-            return int(template.get_corresponding_lineno(frame.f_lineno))
+            return _page_line(template, frame.f_lineno)
         frame = frame.f_back
     return 0
+
+
+_LINES: dict[int, tuple[Any, list[int], list[int]]] = {}  # id(template) -> (template, code lines, page lines)
+
+
+def _page_line(template: Any, code_line: int) -> int:
+    """Jinja's `get_corresponding_lineno`, which parses the template's whole line map on every call (a page's
+    formulas each ask), with the map parsed once per template."""
+    known = _LINES.get(id(template))
+    if known is None or known[0] is not template:
+        pairs = template.debug_info  # (page line, code line), the code lines in order as Jinja writes them
+        codes = [c for _, c in pairs]
+        if any(a > b for a, b in zip(codes, codes[1:])):
+            return int(template.get_corresponding_lineno(code_line))
+        known = _LINES[id(template)] = (template, codes, [p for p, _ in pairs])
+        if len(_LINES) > 256:  # the dev server compiles pages again and again
+            _LINES.clear()
+            _LINES[id(template)] = known
+    k = bisect.bisect_right(known[1], code_line)
+    return known[2][k - 1] if k else 1
 
 
 class PageContext:

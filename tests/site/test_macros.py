@@ -325,3 +325,21 @@ def test_listed_writes_out_a_short_row_whole_and_a_long_one_in_part(small_trace)
             listed(40, keep=bad)
     with pytest.raises(MacroError, match="bad argument n"):
         listed(-2)
+
+
+def test_the_page_line_of_a_macro_call_is_jinjas_for_every_line_of_every_page():
+    """`template_line` (where a formula's KaTeX error is reported) reads the template's line map once; it must
+    give what Jinja's own get_corresponding_lineno gives, for every generated line of every real page."""
+    from site_build.build import ROOT
+    from site_build.macros.registry import _page_line
+    from site_build.pages import collect_pages
+    from site_build.render.jinja import content_environment
+
+    env = content_environment()
+    pages, _ = collect_pages(ROOT / "content")
+    for page in pages:
+        template = env.from_string(page.body)
+        last = max((code for _, code in template.debug_info), default=0)
+        for code_line in range(last + 3):
+            assert _page_line(template, code_line) == template.get_corresponding_lineno(code_line), \
+                (page.source, code_line)
