@@ -98,6 +98,22 @@ def test_the_step_equals_hugging_faces(trace, folder):
         assert max_abs(trace[names["updated"]], ref["updated"][key]) < max(tol, 1e-12), key
 
 
+def test_a_vocab_and_merges_tokenizer_reads_as_its_tokenizer_json(trace, folder, tmp_path):
+    """`vocab.json` + `merges.txt` (the older Hugging Face layout) instead of `tokenizer.json`: the same ids, so
+    the same step."""
+    other = tmp_path / "vocab-merges"
+    other.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (other / name).write_bytes((folder / name).read_bytes())
+    Tokenizer.from_file(str(folder / "tokenizer.json")).model.save(str(other))  # writes vocab.json, merges.txt
+    assert sorted(p.name for p in other.iterdir()) == ["config.json", "merges.txt", "model.safetensors", "vocab.json"]
+    again = run(load_config(config_file(tmp_path, other)))
+    assert np.array_equal(again["input_ids"], trace["input_ids"])
+    assert np.array_equal(again["targets"], trace["targets"])
+    assert again.labels["inputs"] == trace.labels["inputs"]
+    assert float(again["loss"]) == float(trace["loss"])
+
+
 def test_readable_tokens():
     assert readable("Ġcat") == "␣cat" and readable("Ċ") == "↵" and readable("<|endoftext|>") == "<|endoftext|>"
     assert readable("Ã©") == "é"
