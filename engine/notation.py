@@ -185,8 +185,8 @@ MEANINGS: dict[str, str] = {  # name (without its layer) -> what the record is, 
     "train.target_prob.before": "the right word's probability before the training run",
     "train.target_prob.after": "the right word's probability after the training run",
     "train.attn.weights.after": "attention weights of the trained model",
-    "train.generate.before": "greedy text from ⟨bos⟩, initial weights",
-    "train.generate.after": "greedy text from ⟨bos⟩, trained weights",
+    "train.generate.before": "greedy text from the first input token, initial weights",
+    "train.generate.after": "greedy text from the first input token, trained weights",
 }
 
 LN_NAMES = {"1": r"\mathrm{LN}_1", "2": r"\mathrm{LN}_2", "f": r"\mathrm{LN}_f"}

@@ -4,9 +4,11 @@ run by a test). It loads the initial weights from the site's trace.json and comp
 from __future__ import annotations
 
 
-def pytorch_snippet(config: dict, trace_file: str = "trace.json") -> str:
+def pytorch_snippet(config: dict, trace_file: str = "trace.json", bos: int | None = None) -> str:
+    """The program's text; `bos` is the id every input starts with (a Hugging Face checkpoint's own BOS token,
+    `<|endoftext|>` for GPT-2), by default the word-level vocabulary's `<bos>`."""
     m, o = config["model"], config["optimizer"]
-    bos = m["vocab"].index("<bos>")
+    bos = m["vocab"].index("<bos>") if bos is None else int(bos)
     eos = m["vocab"].index("<eos>") if "<eos>" in m["vocab"] else bos
     if o["name"] == "sgd":
         make_opt = f"torch.optim.SGD(groups, lr={o['lr']!r}, momentum={o['momentum']!r})"

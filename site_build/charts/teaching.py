@@ -369,7 +369,8 @@ def generation_reference(trace) -> int:
 
 
 def generation(trace) -> str:
-    """Greedy text from <bos> with the initial and the trained weights, beside the training text it is closest to."""
+    """Greedy text from the first input token (<bos>) with the initial and the trained weights, beside the training
+    text it is closest to."""
     vocab = trace.labels["vocab"]
     before = [vocab[int(i)] for i in np.asarray(trace["train.generate.before"])]
     after = [vocab[int(i)] for i in np.asarray(trace["train.generate.after"])]
@@ -380,7 +381,9 @@ def generation(trace) -> str:
     after_label = f"after {steps} step{'s' if steps != 1 else ''}" if steps else "no training run"
     rows = [(f"training text {ref_b + 1}", text0, None), ("initial weights", before, text0),
             (after_label, after, text0)]
-    out = [text(4, 14, "Greedy text from \u27e8bos\u27e9, before and after training", "tt")]
+    start = trace.labels["inputs"][0][0]  # the first input token: <bos>, or a checkpoint's <|endoftext|>
+    drawn = "\u27e8bos\u27e9" if start == "<bos>" else isolate_plain(start)
+    out = [text(4, 14, esc(f"Greedy text from {drawn}, before and after training"), "tt")]
     y = 26.0
     for label, words, ref in rows:
         out.append(text(4, y + 10, esc(label), "tx"))
@@ -401,12 +404,12 @@ def generation(trace) -> str:
     out.append(rect(4, y, 12, 12, "gm", ' rx="2"'))
     out.append(text(20, y + 10, "the same word as the text at that place", "tx"))
     height = y + 20
-    desc = (f"Starting from \u27e8bos\u27e9 alone and appending the most likely next word {n} times: with the initial "
+    desc = (f"Starting from {drawn} alone and appending the most likely next word {n} times: with the initial "
             f"weights the model writes \u201c{' '.join(isolate_plain(w) for w in before)}\u201d ({hit_b} of {n} words "
             f"as in training text {ref_b + 1}), {after_label} \u201c"
             f"{' '.join(isolate_plain(w) for w in after)}\u201d ({hit_a} of {n}). Training text {ref_b + 1} is \u201c"
             f"{' '.join(isolate_plain(w) for w in text0)}\u201d.")
-    return chart("generation", height, "Greedy text from <bos>, before and after training", desc, "".join(out))
+    return chart("generation", height, f"Greedy text from {start}, before and after training", desc, "".join(out))
 
 
 # --------------------------------------------------------------------------- the update of one tensor

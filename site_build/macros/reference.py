@@ -60,7 +60,7 @@ def pytorch_snippet(ctx: PageContext, trace_file: str = "trace.json") -> Markup:
     if not isinstance(trace_file, str) or not trace_file.strip():
         raise MacroError(f"bad argument trace_file={trace_file!r} for pytorch_snippet(): give a file name such as "
                          "'trace.json'")
-    code = engine_snippet(ctx.trace.config, trace_file)
+    code = engine_snippet(ctx.trace.config, trace_file, bos=int(ctx.trace["input_ids"][0, 0]))
     return Markup(f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
 
 

@@ -376,6 +376,28 @@ def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
     assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
 
 
+def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_follow(builder, tmp_path):
+    """`model: {from: PATH}`: the whole site builds, breaks no rule, and says what a checkpoint is: its own first
+    token (GPT-2's <|endoftext|>) and padding, weights read from the file, not drawn from a seed."""
+    from hf_checkpoint import make_checkpoint
+
+    folder = make_checkpoint(tmp_path)
+    report, site = build_site(builder, {"model": {"from": str(folder)}, "train_steps": 3,
+                                        "data": {"texts": ["the cat sat on the mat", "a dog ran"]}})
+    assert report.missing == [], f"records no page shows: {report.missing}"
+    broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
+    assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    for page in site.pages.values():
+        if page.name == "config.html":  # it documents every key, the word-level vocabulary's too
+            continue
+        for word in ("&lt;bos&gt;", "&lt;pad&gt;", "\u27e8bos\u27e9", "drawn at initialisation", "seeded by"):
+            assert word not in page.html, (page.name, word)
+        assert "random weights" not in page.prose, page.name
+    embeddings = site.pages["01-embeddings.html"]
+    assert "CODE starts every text" in " ".join(embeddings.prose.split()) and "<|endoftext|>" in embeddings.code
+    assert "read from the checkpoint's CODE" in " ".join(embeddings.prose.split())
+
+
 # -- every rule can fail --------------------------------------------------------------------------------------------
 class _Record:
     def __init__(self, name: str, shape: tuple[int, ...], symbol: str = "") -> None:

@@ -11,39 +11,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from hf_checkpoint import make_checkpoint
 from oracle import max_abs, oracle_step
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
-from tokenizers.implementations import ByteLevelBPETokenizer
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from engine import ConfigError, load_config, run
 from engine.checkpoint import readable
 from engine.config import config_from_dict
 
-SENTENCES = ["the cat sat on the mat", "the dog ran after the cat", "a bird sang in the old tree",
-             "the mat was red and the cat was grey", "dogs and cats and birds"]
 TEXTS = ["the cat sat on the mat", "a dog ran"]  # two lengths: the batch is padded
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A checkpoint folder as `save_pretrained` leaves it: config.json, model.safetensors, tokenizer.json."""
-    path = tmp_path_factory.mktemp("checkpoint")
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(SENTENCES, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tok.save(str(path / "tokenizer.json"))
-    eot = tok.token_to_id("<|endoftext|>")
-    torch.manual_seed(0)
-    conf = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=16, n_embd=12, n_layer=2, n_head=3,
-                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      bos_token_id=eot, eos_token_id=eot)
-    model = GPT2LMHeadModel(conf)
-    with torch.no_grad():  # GPT-2's 0.02 makes attention uniform; a wider spread exercises every op
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    model.save_pretrained(path, safe_serialization=True)
-    return path
+    return make_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 def config_file(tmp_path, folder, extra: str = "") -> str:

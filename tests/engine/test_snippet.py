@@ -26,3 +26,22 @@ def test_snippet_reproduces_the_step(tmp_path, raw):
     assert abs(torch_loss - engine_loss) < 1e-12
     diffs = [float(x) for x in re.findall(r"= (\S+)$", p.stdout, re.M)]
     assert len(diffs) == len(trace.index) - 4 and max(diffs) < 1e-9
+
+
+def test_snippet_reproduces_a_checkpoints_step(tmp_path):
+    """`model: {from: PATH}`: the vocabulary has no <bos>; the program starts from the checkpoint's own first token."""
+    from hf_checkpoint import make_checkpoint
+
+    (tmp_path / "checkpoint").mkdir()
+    folder = make_checkpoint(tmp_path / "checkpoint")
+    trace = run(config_from_dict({"model": {"from": str(folder)}, "train_steps": 1,
+                                  "data": {"texts": ["the cat sat on the mat", "a dog ran"]}}, "test"))
+    trace.save(tmp_path / "trace.json")
+    code = pytorch_snippet(trace.config, bos=int(trace["input_ids"][0, 0]))
+    (tmp_path / "step.py").write_text(code)
+    p = subprocess.run([sys.executable, "step.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    torch_loss, engine_loss = map(float, re.search(r"loss: torch (\S+) handstep (\S+)", p.stdout).groups())
+    assert abs(torch_loss - engine_loss) < 1e-12
+    diffs = [float(x) for x in re.findall(r"= (\S+)$", p.stdout, re.M)]
+    assert len(diffs) == len(trace.index) - 4 and max(diffs) < 1e-9
