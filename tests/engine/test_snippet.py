@@ -16,16 +16,9 @@ from engine.snippet import pytorch_snippet
                          ids=["adamw", "sgd", "adam-batch"])
 def test_snippet_reproduces_the_step(tmp_path, raw):
     trace = run(config_from_dict({**raw, "train_steps": 1}, "test"))
-    trace.save(tmp_path / "trace.json")
     code = pytorch_snippet(trace.config)
     assert len(code.splitlines()) <= 30
-    (tmp_path / "step.py").write_text(code)
-    p = subprocess.run([sys.executable, "step.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    torch_loss, engine_loss = map(float, re.search(r"loss: torch (\S+) handstep (\S+)", p.stdout).groups())
-    assert abs(torch_loss - engine_loss) < 1e-12
-    diffs = [float(x) for x in re.findall(r"= (\S+)$", p.stdout, re.M)]
-    assert len(diffs) == len(trace.index) - 4 and max(diffs) < 1e-9
+    assert_reproduces(tmp_path, trace, code)
 
 
 def test_snippet_reproduces_a_checkpoints_step(tmp_path):
@@ -36,10 +29,14 @@ def test_snippet_reproduces_a_checkpoints_step(tmp_path):
     folder = make_checkpoint(tmp_path / "checkpoint")
     trace = run(config_from_dict({"model": {"from": str(folder)}, "train_steps": 1,
                                   "data": {"texts": ["the cat sat on the mat", "a dog ran"]}}, "test"))
-    trace.save(tmp_path / "trace.json")
-    code = pytorch_snippet(trace.config, bos=int(trace["input_ids"][0, 0]))
-    (tmp_path / "step.py").write_text(code)
-    p = subprocess.run([sys.executable, "step.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert_reproduces(tmp_path, trace, pytorch_snippet(trace.config, bos=int(trace["input_ids"][0, 0])))
+
+
+def assert_reproduces(folder, trace, code: str) -> None:
+    """Run the program beside the trace's file: PyTorch's loss and every updated tensor equal the engine's."""
+    trace.save(folder / "trace.json")
+    (folder / "step.py").write_text(code)
+    p = subprocess.run([sys.executable, "step.py"], cwd=folder, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     torch_loss, engine_loss = map(float, re.search(r"loss: torch (\S+) handstep (\S+)", p.stdout).groups())
     assert abs(torch_loss - engine_loss) < 1e-12
