@@ -165,9 +165,15 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def readable(token: str) -> str:
-    """A byte-level token as a reader sees it: `Ġcat` -> `␣cat`, `Ċ` -> `↵`; special tokens stay as they are."""
+    """A byte-level token as a reader sees it: `Ġcat` -> `␣cat`, `Ċ` -> `↵`, a control byte as its picture (`␛`);
+    special tokens stay as they are."""
     decoder = _byte_decoder()
     if not token or any(ch not in decoder for ch in token):
         return token
     text = bytes(decoder[ch] for ch in token).decode("utf-8", errors="replace")
-    return text.replace(" ", SPACE).replace("\n", "↵").replace("\t", "⇥")
+    return text.replace(" ", SPACE).replace("\n", "↵").replace("\t", "⇥").translate(CONTROL_PICTURES)
+
+
+# GPT-2's vocabulary has a token for every byte: the other control characters are shown as their Unicode pictures
+# (U+0000 as ␀, U+001B as ␛, DEL as ␡), never as themselves (invisible on a page, and KaTeX refuses them).
+CONTROL_PICTURES = {**{c: 0x2400 + c for c in range(0x20)}, 0x7F: 0x2421}

@@ -45,14 +45,18 @@ def _adam(rec, name, p, g, wd, st, t, opt, ax):
     if opt.name == "adam":  # Adam's weight decay is L2: added to the gradient, so it passes through m and v
         g = g + wd * p
         grad_name = rec_as(rec, f"opt.g.{name}", g, "l2_grad", (grad_name, name), ax, wd=wd)
-    m, v, m_hat, v_hat, out = (np.empty(g.shape) for _ in range(5))
+    m, v, out = (np.empty(g.shape) for _ in range(3))
+    # m̂ and v̂ are records of the recorded step; a training run (nothing recorded) needs them one slice at a time
+    whole = rec is not _skip or g.size <= CHUNK
+    m_hat, v_hat = (np.empty(g.shape if whole else CHUNK) for _ in range(2))
     if g.size <= CHUNK:
         _adam_chunk(..., p, g, m, v, m_hat, v_hat, out, st, t, opt, wd)
     else:  # the same arithmetic element by element, a slice at a time: the temporaries stay in the cache
         flat = [a.reshape(-1) for a in (p, g, m, v, m_hat, v_hat, out)]
         old = {key: st[key].reshape(-1) for key in ("m", "v") if key in st}
         for start in range(0, g.size, CHUNK):
-            _adam_chunk(slice(start, start + CHUNK), *flat, old, t, opt, wd)
+            k = slice(start, start + CHUNK)
+            _adam_chunk(k, *flat, old, t, opt, wd, k if whole else slice(0, min(CHUNK, g.size - start)))
     st["m"], st["v"] = m, v
     rec_as(rec, f"opt.m.{name}", m, "adam_m", (grad_name,), ax, beta=b1, step=t)
     rec_as(rec, f"opt.v.{name}", v, "adam_v", (grad_name,), ax, beta=b2, step=t)
@@ -66,8 +70,10 @@ def _adam(rec, name, p, g, wd, st, t, opt, ax):
 CHUNK = 1 << 16  # elements per slice of Adam's update (GPT-2's 38.6M-entry wte would make 1 GB temporaries)
 
 
-def _adam_chunk(k, p, g, m, v, m_hat, v_hat, out, st, t, opt, wd):
-    """Adam (or AdamW) on the slice k of the flattened tensors, written into m, v, m_hat, v_hat and out."""
+def _adam_chunk(k, p, g, m, v, m_hat, v_hat, out, st, t, opt, wd, kh=None):
+    """Adam (or AdamW) on the slice k of the flattened tensors, written into m, v, m_hat, v_hat and out (m_hat and
+    v_hat at the slice kh, when they are one slice's scratch)."""
+    kh = k if kh is None else kh
     b1, b2 = opt.betas
     gk = g[k]
     np.multiply(gk, 1 - b1, out=m[k])  # first moment: a running mean of gradients (it starts at 0)
@@ -77,10 +83,10 @@ def _adam_chunk(k, p, g, m, v, m_hat, v_hat, out, st, t, opt, wd):
     v[k] *= gk
     if "v" in st:
         v[k] += b2 * st["v"][k]
-    np.divide(m[k], 1 - b1**t, out=m_hat[k])  # bias correction: m and v start at 0, so early averages are too small
-    np.divide(v[k], 1 - b2**t, out=v_hat[k])
-    step = opt.lr * m_hat[k]  # about lr * sign(g) on the first step, once divided
-    denom = np.sqrt(v_hat[k])
+    np.divide(m[k], 1 - b1**t, out=m_hat[kh])  # bias correction: m and v start at 0, so early averages are too small
+    np.divide(v[k], 1 - b2**t, out=v_hat[kh])
+    step = opt.lr * m_hat[kh]  # about lr * sign(g) on the first step, once divided
+    denom = np.sqrt(v_hat[kh])
     denom += opt.eps
     step /= denom
     if opt.name == "adamw":

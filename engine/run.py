@@ -138,11 +138,12 @@ def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | Non
         losses.append(loss)
         if step == cfg.train_steps + 1:
             break
-        before_state = {k: dict(v) for k, v in state.items()}
         grads = model.backward(t, cfg)
         new = optimizer_step(p, grads, state, step, cfg.optimizer, axes)
-        if not all(np.isfinite(v).all() for v in new.values()):
-            _name_first_non_finite(p, ids, targets, cfg, axes, before_state, step)
+        del grads  # not kept into the next step: GPT-2's are 1 GB
+        if not all(np.isfinite(v).all() for v in new.values()):  # the state before this step is made again: kept
+            _name_first_non_finite(p, ids, targets, cfg, axes, _state_before(params, ids, targets, cfg, axes, step),
+                                   step)  # at every step, a copy of m and v would be 2 GB more for GPT-2
         p = new
         if step % every == 0 or step == total:
             progress("training run", step, total)
@@ -162,6 +163,18 @@ def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | Non
 
 def _skip(*args, **kwargs):
     pass
+
+
+def _state_before(params, ids, targets, cfg, axes, step):
+    """The optimizer state (m, v or momentum) before `step` of the training run, made again from the start: the
+    same arithmetic on the same numbers, so the same state the run had."""
+    state: dict = {}
+    p = params
+    for k in range(1, step):
+        t = model.tape(cfg, p, ids, targets)
+        model.forward(t, cfg)
+        p = optimizer_step(p, model.backward(t, cfg), state, k, cfg.optimizer, axes)
+    return state
 
 
 def _name_first_non_finite(p, ids, targets, cfg, axes, state, step):

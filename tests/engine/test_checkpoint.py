@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from transformers import GPT2LMHeadModel
 
 from engine import ConfigError, load_config, run
-from engine.checkpoint import readable
+from engine.checkpoint import _byte_decoder, readable
 from engine.config import config_from_dict
 
 TEXTS = ["the cat sat on the mat", "a dog ran"]  # two lengths: the batch is padded
@@ -101,6 +101,11 @@ def test_a_vocab_and_merges_tokenizer_reads_as_its_tokenizer_json(trace, folder,
 def test_readable_tokens():
     assert readable("Ġcat") == "␣cat" and readable("Ċ") == "↵" and readable("<|endoftext|>") == "<|endoftext|>"
     assert readable("Ã©") == "é"
+    # every other control byte (GPT-2 has a token for each) as its Unicode picture, never as itself
+    encoder = {b: ch for ch, b in _byte_decoder().items()}
+    for byte, shown in ((0x00, "␀"), (0x0D, "␍"), (0x1B, "␛"), (0x7F, "␡")):
+        assert readable(encoder[byte] + "a") == shown + "a"
+    assert all(ch.isprintable() for b in range(256) for ch in readable(encoder[b]))
 
 
 @pytest.mark.parametrize("extra, message", [

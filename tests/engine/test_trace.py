@@ -556,3 +556,52 @@ def test_a_big_run_drops_the_pages_it_read_and_reads_them_again(monkeypatch, tmp
     back.release(["opt.v.L0.mlp.c_fc.weight"])
     assert both - resident_kb() >= a.nbytes // 1024 - 8 and resident_kb() >= b.nbytes // 1024 - 8
     assert np.array_equal(np.array(a), before)
+
+
+@pytest.mark.parametrize("opt", [{"name": "adamw"}, {"name": "sgd", "lr": 0.1, "momentum": 0.9}])
+def test_a_non_finite_update_in_the_training_run_is_named_from_the_state_before_its_step(monkeypatch, opt):
+    """The training run keeps no copy of m and v at each step (GPT-2's would be 2 GB): when a step's new weights
+    are not finite, the state before that step is made again from the start. It must be the state the run had."""
+    import copy
+    import importlib
+
+    engine_run = importlib.import_module("engine.run")  # the module (`engine.run` is also the function)
+
+    real_step = engine_run.optimizer_step
+    seen: dict[int, dict] = {}
+    named: list[tuple[dict, int]] = []
+
+    def step(p, grads, state, t, opt_cfg, axes, record=None):
+        seen.setdefault(t, copy.deepcopy(state))  # the run's own state before step t (the first call of each t)
+        new = real_step(p, grads, state, t, opt_cfg, axes, record)
+        if t == 4 and len(seen) == 4 and record is None:  # the run's step 4 (not its replay): a NaN in the update
+            new = {**new, "wpe": new["wpe"] * np.nan}
+        return new
+
+    def name(p, ids, targets, cfg, axes, state, t):
+        named.append((state, t))
+        raise engine_run.RunError("named")
+
+    monkeypatch.setattr(engine_run, "optimizer_step", step)
+    monkeypatch.setattr(engine_run, "_name_first_non_finite", name)
+    with pytest.raises(engine_run.RunError, match="named"):
+        run(config_from_dict({"optimizer": opt, "train_steps": 6}, "test"))
+    (state, t), = named
+    assert t == 4 and state.keys() == seen[4].keys() and state
+    for param, moments in seen[4].items():
+        assert moments.keys() == state[param].keys()
+        for key, value in moments.items():
+            assert np.array_equal(state[param][key], value), (param, key)
+
+
+@pytest.mark.parametrize("opt", [{"name": "adamw"}, {"name": "adam"}])
+def test_the_training_runs_first_step_is_the_recorded_step(opt):
+    """The training run updates big tensors a slice at a time with m̂ and v̂ as one slice's scratch (the recorded
+    step keeps them whole, as records): its first step must give the very weights the recorded step gave, so the
+    loss after it is the recorded after.loss to the bit. d_ff 1100 × d_model 64 is past one slice (optim.CHUNK)."""
+    from engine.optim import CHUNK
+
+    trace = run(config_from_dict({"model": {"d_model": 64, "n_heads": 2, "d_ff": 1100}, "optimizer": opt,
+                                  "train_steps": 2}, "test"))
+    assert trace["L0.mlp.c_fc.weight"].size > CHUNK and trace["L0.mlp.c_fc.weight"].size % CHUNK
+    assert float(trace["train.loss"][1]) == float(trace["after.loss"])
