@@ -17,14 +17,17 @@ hf_logging.set_verbosity_error()
 torch.set_default_dtype(torch.float64)
 
 
-def hf_model(cfg: dict) -> GPT2LMHeadModel:
+def hf_model(cfg: dict, bos: int | None = None) -> GPT2LMHeadModel:
+    """GPT-2 of the config's shape; `bos` is the id every input starts with (a checkpoint's vocabulary has no
+    `<bos>`: GPT-2 starts from `<|endoftext|>`). The ids only label the model: no computation reads them."""
     m = cfg["model"]
     vocab = m["vocab"]
+    bos = vocab.index("<bos>") if bos is None else bos
     conf = GPT2Config(vocab_size=len(vocab), n_positions=m["n_positions"], n_embd=m["d_model"],
                       n_layer=m["n_layers"], n_head=m["n_heads"], n_inner=m["d_ff"],
                       activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      layer_norm_epsilon=1e-5, bos_token_id=vocab.index("<bos>"),
-                      eos_token_id=vocab.index("<eos>") if "<eos>" in vocab else vocab.index("<bos>"))
+                      layer_norm_epsilon=1e-5, bos_token_id=bos,
+                      eos_token_id=vocab.index("<eos>") if "<eos>" in vocab else bos)
     return GPT2LMHeadModel(conf).to(torch.float64).eval()  # eval: no dropout anywhere
 
 
@@ -34,7 +37,7 @@ def oracle_step(trace, model: GPT2LMHeadModel | None = None) -> dict:
     cfg = trace.config
     keys = [k for k in trace.index if k.startswith("transformer.")]
     if model is None:
-        model = hf_model(cfg)
+        model = hf_model(cfg, bos=int(trace["input_ids"][0, 0]))
         state = {k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}
         missing, unexpected = model.load_state_dict(state, strict=False)
         assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
@@ -81,7 +84,7 @@ def oracle_activations(trace) -> dict:
     ones the engine records a gradient of.
     """
     cfg = trace.config
-    model = hf_model(cfg)
+    model = hf_model(cfg, bos=int(trace["input_ids"][0, 0]))
     model.config._attn_implementation = "eager"  # returns attention weights
     keys = [k for k in trace.index if k.startswith("transformer.")]
     model.load_state_dict({k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}, strict=False)

@@ -138,3 +138,15 @@ def test_bad_checkpoint_folders_are_one_line(tmp_path, folder):
         run(cfg)
     with pytest.raises(ConfigError, match=r"data.texts\[0\]: is \d+ tokens long"):
         config_from_dict({"model": {"from": str(folder)}, "data": {"texts": ["the cat sat " * 10]}}, "c.yaml")
+
+
+def test_make_verify_checks_a_checkpoints_trace(trace):
+    """`make verify CONFIG=...` on a checkpoint: every activation, gradient and update against Hugging Face (its
+    vocabulary has no <bos>; the model starts from the checkpoint's own first token)."""
+    from verify_hf import verification
+
+    data = verification(trace)
+    assert data["format"] == "handstep-verification" and len(data["max_abs_diff"]) > 50
+    loose = {name for name in data["max_abs_diff"] if name.startswith("updated.") and name.endswith("c_attn.bias")}
+    assert max(v for k, v in data["max_abs_diff"].items() if k not in loose) < 1e-12
+    assert max(data["max_abs_diff"][k] for k in loose) < 1e-9 * trace.config["optimizer"]["lr"] + 1e-12

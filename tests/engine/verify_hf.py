@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -19,7 +20,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from oracle import max_abs, oracle_activations, oracle_step  # noqa: E402
 
-from engine import load_config, run  # noqa: E402
+from engine import estimate, load_config, run  # noqa: E402
 from engine.verify import config_digest, digest  # noqa: E402
 
 
@@ -45,8 +46,13 @@ def main() -> int:
     ap.add_argument("--config", default="configs/default.yaml")
     ap.add_argument("--out", default="build/verification.json")
     args = ap.parse_args()
-    trace = run(load_config(args.config))
-    data = verification(trace)
+    cfg = load_config(args.config)
+    with tempfile.TemporaryDirectory(prefix="handstep-verify-") as folder:
+        # a run the size of GPT-2 writes its values to a file as the site build does, not all into memory
+        values = Path(folder) / "values.bin" if estimate(cfg).spills else None
+        trace = run(cfg, values_path=values)
+        data = verification(trace)
+        trace.release()
     worst = max(data["max_abs_diff"].items(), key=lambda kv: kv[1])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
