@@ -5,46 +5,18 @@ Prints a table (median, min, max) and writes it to docs/benchmarks.md with the m
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from benchmarks.measure import PY, ROOT, child, row, timed
 
 SCALE = {"seed": 0, "train_steps": 0,
          "model": {"vocab": ["<pad>", "<bos>", "<eos>"] + [f"w{i}" for i in range(2045)],
                    "d_model": 768, "n_heads": 12, "d_ff": 3072, "n_layers": 1, "n_positions": 64, "init_std": 0.02},
          "data": {"texts": [" ".join(f"w{(i * 37) % 2045}" for i in range(64))]}}
-
-
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def child(code: str) -> dict:
-    """Run code in a fresh interpreter that prints one JSON line; adds its peak RSS in MB."""
-    wrapped = (code + "\nimport resource, json as _j\n"
-               "print(_j.dumps({**RESULT, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
-    p = subprocess.run([PY, "-c", wrapped], capture_output=True, text=True, cwd=ROOT, check=True)
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def row(name: str, values: list[float], unit: str, target: str = "") -> tuple:
-    scale = 1000 if unit == "ms" else 1
-    v = [x * scale for x in values]
-    return (name, f"{statistics.median(v):.3g}", f"{min(v):.3g}", f"{max(v):.3g}", unit, target)
 
 
 def engine_rows() -> list[tuple]:

@@ -265,7 +265,7 @@ def rows(row: Callable, timed: Callable, child: Callable) -> list[tuple]:
 
 
 if __name__ == "__main__":  # only the GPT-2-small rows: python -m benchmarks.site_bench
-    from benchmarks.bench import row as bench_row
+    from benchmarks.measure import row as bench_row
 
     with tempfile.TemporaryDirectory(prefix="handstep-bench-") as folder:
         for line in _gpt2_rows(bench_row, Path(folder)):

@@ -38,11 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.numpy_steps import NumpyStepError, computed, numpy_lines
 from site_build import drills
-from site_build.data.downloads import ships_trace
 from site_build.format import describe_shape, full_repr, general, html_text, html_words
 from site_build.macros import PageContext
+from site_build.macros.exercises import numpy_html
 from site_build.macros.numbers import calc
 from site_build.macros.reference import first_block_twin
 from site_build.pages import Page
@@ -50,7 +49,6 @@ from site_build.render.markdown import Heading, Rendered
 from site_build.render.mathslots import SLOT_RE
 
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
-NOTEBOOK = "notebook.ipynb"  # the site's notebook (site_build.notebook), linked beside every NumPy line
 MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
 MAX_CHOICES = 16  # an argmax question lists every entry of the row, so rows longer than this are not asked
 # Page weight: a page should stay under 40 000 bytes gzipped (tests/site/test_interact.py). Before the exercises are
@@ -547,21 +545,6 @@ def drill_html(ctx: PageContext, d: drills.Drill) -> str:
 
 # -- each step's NumPy line ---------------------------------------------------------------------------------------
 FORMULA_RE = re.compile(r'<div class="formula" data-record="([^"]+)">[^<]*</div>(?!\s*<div class="numpy-line")')
-
-
-def numpy_html(trace: Any, name: str) -> str:
-    """The record's NumPy line(s) as a block (empty for a record the notebook loads rather than computes)."""
-    rec = trace.record(name)
-    if not computed(rec):
-        return ""
-    try:
-        code = "\n".join(numpy_lines(trace, name))
-    except NumpyStepError:
-        return ""
-    label = (f'<a class="numpy-label" href="{NOTEBOOK}" download title="This step in the notebook that recomputes '
-             f'the whole training step">NumPy</a>' if ships_trace(trace) else '<span class="numpy-label">NumPy</span>')
-    return (f'<div class="numpy-line" data-record="{html.escape(name)}" data-pagefind-ignore>{label}'
-            f'<pre><code class="language-python">{html.escape(code)}</code></pre></div>')
 
 
 def numpy_beside_formulas(ctx: PageContext, body: str) -> str:

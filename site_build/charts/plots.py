@@ -118,16 +118,15 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
+def heatmap(trace, name: str, head: int, batch: int = 0, raster: str = "") -> str:
     """One head of a (batch, heads, tokens, keys) record as a grid: queries down, keys across.
 
     Cells where the key comes after the query (the causal mask) are hatched and carry class `ms`;
     signed records (gradients) use a diverging scale, others a single colour from 0 to the maximum.
-    Past MAX_RECT_TOKENS tokens the grid is one raster image (`heat_png`, the site file `heat_path`) under the
-    hatched mask, and every k-th token is labelled.
+    Past MAX_RECT_TOKENS tokens the grid is one raster image under the hatched mask, and every k-th token is
+    labelled: `raster` is where the site keeps that image (`heat_png` of the head, at the path the caller names:
+    charts draw, they do not name the site's files).
     """
-    from site_build.data.downloads import heat_path  # the raster's site path (data imports nothing from charts)
-
     record = trace.record(name)
     values = np.asarray(record.value, dtype=float)
     if values.ndim != 4:
@@ -143,10 +142,12 @@ def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
     scale = peak or 1.0
     decimals = max(2, (2 if signed else 1) - math.floor(math.log10(scale)))
 
-    raster = n > MAX_RECT_TOKENS
+    is_raster = n > MAX_RECT_TOKENS
+    if is_raster and not raster:
+        raise ValueError(f"heatmap: {n} tokens are drawn as an image; give its site path (raster=)")
     left = 16 + max(text_width(lab, 10) for lab in labels) + 6
-    cell = (W - left - 8) / n if raster else int(max(14, min(44, (W - left - 8) // n)))
-    every = math.ceil(11 / cell) if raster else 1  # label every k-th token where the cells are small
+    cell = (W - left - 8) / n if is_raster else int(max(14, min(44, (W - left - 8) // n)))
+    every = math.ceil(11 / cell) if is_raster else 1  # label every k-th token where the cells are small
     top = 26
     gw = cell * n
     show_values = cell >= 30
@@ -155,8 +156,8 @@ def heatmap(trace, name: str, head: int, batch: int = 0) -> str:
     out = [text(4, 14, esc(_heatmap_title(name, head)), "tt")]
     out.append(rect(left, top, gw, gw, "bg"))
     hatch = []
-    if raster:
-        href = esc(heat_path(name, batch, head))
+    if is_raster:
+        href = esc(raster)
         out.append(f'<image class="px" href="{href}" x="{coord(left)}" y="{coord(top)}" width="{coord(gw)}" '
                    f'height="{coord(gw)}" preserveAspectRatio="none"/>')
         stairs = "".join(f"L{coord(left + (q + 1) * cell)} {coord(top + q * cell)}"

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import engine.trace as engine_trace
+from site_build.charts.plots import heat_png
 
 CSV_DIR = "assets/csv"
 NPY_DIR = "assets/npy"
@@ -203,8 +204,6 @@ def _parts(path: str) -> tuple[str, list[str]]:
 
 def _make(trace: Any, path: str) -> bytes | str | None:
     """The file at a site path named by `heat_path`, `window_csv_path` or `npy_path` (None: not one of those)."""
-    from site_build.charts.plots import heat_png  # charts draw; this module only names and fills files
-
     folder, parts = _parts(path)
     if parts[0] not in trace:
         return None

@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from site_build import charts
 from site_build.charts.plots import blocks
-from site_build.data.downloads import update_heat_path
+from site_build.data.downloads import heat_path, update_heat_path
 from site_build.macros.registry import MacroError, PageContext, ahead, check_bool, check_int, macro
 from site_build.macros.scale import display_size
 from site_build.steps import STEP_KEYS
@@ -58,7 +58,7 @@ def attention_heatmaps(ctx: PageContext, name: str = "L0.attn.weights", batch: i
                          f"'L0.attn.weights'; '{name}' has ({', '.join(rec.axes)})")
     check_int("batch", batch, rec.value.shape[0], name)
     heads = rec.value.shape[1]
-    svgs = "".join(charts.heatmap(ctx.trace, name, h, batch) for h in range(heads))
+    svgs = "".join(charts.heatmap(ctx.trace, name, h, batch, raster=heat_path(name, batch, h)) for h in range(heads))
     return Markup(f'<div class="chart-row">{svgs}</div>')
 
 
