@@ -45,9 +45,6 @@ class Checkpoint:
     def encode(self, text: str) -> list[int]:
         return list(_tokenizer(self.folder).encode(text, add_special_tokens=False).ids)
 
-    def readable_vocab(self) -> list[str]:
-        return [readable(t) for t in self.vocab]
-
 
 def load(folder: str | Path, label: str) -> Checkpoint:
     """Read config.json and the tokenizer of a checkpoint folder (the weights are read by `weights`)."""

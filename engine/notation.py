@@ -49,10 +49,6 @@ def param_symbol(name: str) -> str:
     return PARAM_SYMBOLS[generic(name)]
 
 
-def is_param(name: str) -> bool:
-    return generic(name) in PARAM_SYMBOLS
-
-
 def init_formula(name: str, cfg: Config) -> str:
     """How a parameter is drawn (GPT-2's scheme, see model.init_params)."""
     std, rest = cfg.model.init_std, generic(name)
@@ -189,7 +185,6 @@ MEANINGS: dict[str, str] = {  # name (without its layer) -> what the record is, 
     "train.generate.after": "greedy text from the first input token, trained weights",
 }
 
-LN_NAMES = {"1": r"\mathrm{LN}_1", "2": r"\mathrm{LN}_2", "f": r"\mathrm{LN}_f"}
 LAYERNORM = {  # a LayerNorm's records, by part; {k} is the LayerNorm's label (1, 2 or f), a superscript label
     "mean": (r"\mu_t = \tfrac{1}{C}\textstyle\sum_c x_{t,c}", r"\mu^{{\mathrm{{LN}}_{k}}}", "row means"),
     "var": (r"\sigma^2_t = \tfrac{1}{C}\textstyle\sum_c (x_{t,c}-\mu_t)^2", r"(\sigma^2)^{{\mathrm{{LN}}_{k}}}",

@@ -97,7 +97,7 @@ def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = N
     not touched), turned into notebook Markdown. Records the pages show land in `ctx.shown`. A page the site's
     build (`site`) has just rendered is not rendered again: its Jinja output is taken from there.
 
-    The macros that only make tables (`TABLE_MACROS`) are replaced by stand-ins that mark the record shown and
+    The macros that only make tables (`table_stand_ins`) are replaced by stand-ins that mark the record shown and
     return an empty block of the same kind: the notebook puts a one-line note where a table goes, and drawing
     thousands of cells only to drop them was most of the time."""
     env = content_environment(ctx)
@@ -129,9 +129,6 @@ def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = N
 
 
 _TEXTS: dict[str, Any] = {}  # the last run's pages as notebook text: {trace, checks, pages: {key: (text, shown)}}
-
-
-TABLE_MACROS = ("matrix", "vector", "calc", "jacobian", "other_blocks")
 
 
 def table_stand_ins(ctx: PageContext) -> dict[str, Any]:
