@@ -177,15 +177,16 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
                lap: Callable[[str], Any], reuse_search: bool = False) -> bool:
     """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
 
-    `pages` (HTML and page data) are written first, so Pagefind indexes them while `assets()` is computed and
-    written. With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return
-    value says whether it was, so a fresh one can follow in the background (`index_in_background`). On any
-    failure or Ctrl-C the temporary folder goes and `out_dir` stays as it was.
+    The HTML of `pages` is written first, so Pagefind indexes it while the rest of `pages` (page data, CSV) and
+    `assets()` are computed and written. With `reuse_search` (the dev server) the previous index is linked instead
+    of rebuilt; the return value says whether it was, so a fresh one can follow in the background
+    (`index_in_background`). On any failure or Ctrl-C the temporary folder goes and `out_dir` stays as it was.
     """
     tmp = temp_dir_for(out_dir)
     try:
         previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
-        changed = write_files(tmp, {MARKER: MARKER_TEXT, **pages}, previous)
+        html = {rel: data for rel, data in pages.items() if rel.endswith(".html")}  # what Pagefind reads ...
+        changed = write_files(tmp, {MARKER: MARKER_TEXT, **html}, previous)
         has_index = (out_dir / "pagefind" / "pagefind.js").is_file()
         same_pages = previous is not None and not any(rel.endswith(".html") for rel in changed)
         # The same pages give the same search index: link the old one. The dev server also links it when pages
@@ -193,6 +194,7 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
         reuse = has_index and (same_pages or reuse_search)
         indexer = None if reuse else start_pagefind(tmp)  # runs while the rest is written
         try:
+            write_files(tmp, {rel: data for rel, data in pages.items() if rel not in html}, previous)  # ... the rest
             write_files(tmp, assets(), previous)
             if reuse:
                 shutil.copytree(out_dir / "pagefind", tmp / "pagefind", copy_function=os.link)
