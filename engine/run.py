@@ -141,9 +141,10 @@ def train(params, ids, targets, cfg, rec, axes, before, progress: Progress | Non
         grads = model.backward(t, cfg)
         new = optimizer_step(p, grads, state, step, cfg.optimizer, axes)
         del grads  # not kept into the next step: GPT-2's are 1 GB
-        if not all(np.isfinite(v).all() for v in new.values()):  # the state before this step is made again: kept
-            _name_first_non_finite(p, ids, targets, cfg, axes, _state_before(params, ids, targets, cfg, axes, step),
-                                   step)  # at every step, a copy of m and v would be 2 GB more for GPT-2
+        if not all(np.isfinite(v).all() for v in new.values()):
+            # the state before this step is made again: a copy kept at every step would be 2 GB more for GPT-2
+            before_state = _state_before(params, ids, targets, cfg, axes, step)
+            _name_first_non_finite(p, ids, targets, cfg, axes, before_state, step)
         p = new
         if step % every == 0 or step == total:
             progress("training run", step, total)

@@ -113,24 +113,18 @@ def template_line() -> int:
     return 0
 
 
-_LINES: dict[int, tuple[Any, list[int], list[int]]] = {}  # id(template) -> (template, code lines, page lines)
-
-
 def _page_line(template: Any, code_line: int) -> int:
     """Jinja's `get_corresponding_lineno`, which parses the template's whole line map on every call (a page's
-    formulas each ask), with the map parsed once per template."""
-    known = _LINES.get(id(template))
-    if known is None or known[0] is not template:
+    formulas each ask), with the map parsed once and kept on the template."""
+    lines = getattr(template, "_handstep_lines", None)
+    if lines is None:
         pairs = template.debug_info  # (page line, code line), the code lines in order as Jinja writes them
         codes = [c for _, c in pairs]
         if any(a > b for a, b in zip(codes, codes[1:])):
             return int(template.get_corresponding_lineno(code_line))
-        known = _LINES[id(template)] = (template, codes, [p for p, _ in pairs])
-        if len(_LINES) > 256:  # the dev server compiles pages again and again
-            _LINES.clear()
-            _LINES[id(template)] = known
-    k = bisect.bisect_right(known[1], code_line)
-    return known[2][k - 1] if k else 1
+        lines = template._handstep_lines = (codes, [p for p, _ in pairs])
+    k = bisect.bisect_right(lines[0], code_line)
+    return lines[1][k - 1] if k else 1
 
 
 class PageContext:

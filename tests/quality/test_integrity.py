@@ -88,6 +88,7 @@ def test_the_handstep_command_runs_blas_on_one_thread():
                          timeout=120, check=True)
     assert out.stdout.strip() == "1"
 
+
 # -- a build killed midway ---------------------------------------------------------------------
 KILL_POINTS = {
     # the temporary tree next to site/ has just been created: pages are being written
