@@ -27,7 +27,7 @@ from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
 from site_build.pages import ExtraPage, Page, collect_pages
 from site_build.progress import Progress, quiet
-from site_build.render.jinja import finish_compiling, link_map, render_bodies, start_compiling, stop_compiling
+from site_build.render.jinja import link_map, render_bodies, start_compiling
 from site_build.render.layout import render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
 from site_build.render.mathslots import MathSlots
@@ -110,14 +110,13 @@ class Builder:
         session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while Python computes the trace
         try:
             run = session.run(config_path, seed)
+            clock.lap("trace")
+            ctx = PageContext(run.trace, MathSlots(on_new=session.katex.prefetch), run.checks,
+                              {p.step: p.url for p in pages if p.step})
+            extra_pages = self.compare_with(ctx, config_path, compare) if compare is not None else {}
         except BaseException:
-            stop_compiling(compiling)  # a failed or interrupted run does not wait for them
+            compiling.stop()  # a failed or interrupted run does not wait for them
             raise
-        finish_compiling(compiling)
-        clock.lap("trace")
-        ctx = PageContext(run.trace, MathSlots(on_new=session.katex.prefetch), run.checks,
-                          {p.step: p.url for p in pages if p.step})
-        extra_pages = self.compare_with(ctx, config_path, compare) if compare is not None else {}
         # 2. render: every page through Jinja and Markdown (the step pages open with the map), then the layout
         other_key = session.other_key if compare is not None else ""
         cache_key = (run.key or session.generation, other_key, tuple(sorted(ctx.step_links.items())))
@@ -131,7 +130,8 @@ class Builder:
                 if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages
                     ctx.start_ahead()
                 bodies = render_bodies(pages, ctx, links, problems, self.paths.cache / "jinja", session.compiled,
-                                       session.pages, cache_key)
+                                       session.pages, cache_key, compiling)  # each page once its code is there
+                compiling.finish()
                 add_step_maps(ctx, pages, bodies)
                 add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
                 return bodies
@@ -167,6 +167,7 @@ class Builder:
         finally:
             prefetch.close()  # a failed build too: its workers stop
             ctx.close()
+            compiling.stop()
         # 5. write into a temporary folder, index it for search, swap it in
         self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
 

@@ -66,12 +66,13 @@ def render_bodies(
     compiled: dict[tuple[str, str], Any] | None = None,
     page_cache: dict[Any, PageResult] | None = None,
     context: Any = None,
+    compiling: Compiling | None = None,
 ) -> dict[str, Rendered]:
     """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end.
 
     `compiled` keeps compiled page code in memory; with `page_cache` (the dev server), a page whose body, trace
     (`context`) and links are unchanged since the last build is not rendered again: its HTML, shown records and
-    formulas are replayed.
+    formulas are replayed. With `compiling`, a page whose code a worker is still writing is waited for.
     """
     env = content_environment(ctx)
     md = make_parser()
@@ -84,6 +85,8 @@ def render_bodies(
         if cached is not None:
             out[page.source] = cached.replay(ctx)
             continue
+        if compiling is not None and cache_dir is not None:
+            compiling.wait_for(page, cache_dir)
         ctx.begin_page(page.source, page.body_line)
         try:
             text = ctx.end_page(render_jinja(env, page, cache_dir, compiled))  # page hooks: macros.scale
@@ -239,36 +242,93 @@ def _write_atomic(path: Path, data: str | bytes) -> None:
     tmp.replace(path)
 
 
-def start_compiling(pages: list[Page], cache_dir: Path, memory: dict[tuple[str, str], Any] | None = None) -> Any:
-    """Compile the pages missing from the caches in two forked workers while the engine runs.
+class Compiling:
+    """Two forked workers compiling the pages missing from the caches, while the engine runs and then the pages
+    render: each page's code is written to the disk cache (`compiled_page` finds it there), and `wait_for(page)`
+    holds the build until the page it is about to render is there, so rendering starts with the first page
+    compiled rather than the last.
 
-    On a cold build Jinja's code generation for the pages is the largest single cost (~0.75 s);
-    the workers write the generated source into the cache, where `compiled_page` then finds it.
-    Returns the workers (wait for them with `finish_compiling`, or end them with `stop_compiling`), or None when
-    there is little to do. Call it before any thread starts (a fork copies only the calling thread).
-
-    Plain forks, each given half the pages up front (longest first, so the halves take about as long): nothing
-    is shared between them and the build, so there is no lock a worker could die holding. A worker takes the
-    default action on SIGTERM and ignores Ctrl-C (the build handles that): the build's own SIGTERM handler,
-    which turns the signal into KeyboardInterrupt, would be racy in a process blocked in a system call.
+    Plain forks, each given its pages up front: nothing is shared between them and the build, so there is no
+    lock a worker could die holding. A worker takes the default action on SIGTERM and ignores Ctrl-C (the build
+    handles that): the build's own SIGTERM handler, which turns the signal into KeyboardInterrupt, would be racy
+    in a process blocked in a system call. A worker that dies or hangs only costs time: whatever it did not
+    write, the build compiles itself.
     """
+
+    def __init__(self, owners: dict[Path, int]) -> None:
+        self.owner = owners  # the code file of each page -> the pid of the worker writing it
+        self.running = set(owners.values())
+        self.deadline = time.monotonic() + COMPILE_TIMEOUT_S
+
+    @property
+    def workers(self) -> list[int]:
+        return sorted(set(self.owner.values()))
+
+    def wait_for(self, page: Page, cache_dir: Path) -> None:
+        """Return once the page's code is on disk, or its worker has ended (or is past the time limit)."""
+        code = _code_path(compiled_path(cache_dir, page.source, page.body))
+        pid = self.owner.get(code)
+        while pid in self.running and not code.is_file():
+            if _reaped(pid, os.WNOHANG):
+                self.running.discard(pid)
+            elif time.monotonic() > self.deadline:
+                self.stop()
+            else:
+                time.sleep(0.002)
+
+    def finish(self) -> None:
+        """Wait for the workers to end (they have written everything once each page was waited for), never past
+        the time limit."""
+        while self.running and time.monotonic() < self.deadline:
+            self.running -= {pid for pid in self.running if _reaped(pid, os.WNOHANG)}
+            if self.running:
+                time.sleep(0.002)
+        self.stop()
+
+    def stop(self) -> None:
+        """End the workers now (a failed or interrupted build, or one past the time limit): kill and reap them.
+        Only workers not yet reaped are signalled: a reaped worker's pid may belong to another process by now."""
+        for pid in sorted(self.running):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _reaped(pid, 0)
+        self.running.clear()
+
+
+COMPILE_TIMEOUT_S = 30.0
+
+
+def start_compiling(pages: list[Page], cache_dir: Path, memory: dict[tuple[str, str], Any] | None = None
+                    ) -> Compiling:
+    """Compile the pages missing from the caches in two forked workers (see Compiling); none when there is
+    little to do. Call it before any thread starts (a fork copies only the calling thread).
+
+    The pages are dealt out in the order they render, each to the worker with less text so far, so that both
+    stay ahead of the rendering."""
     memory = memory or {}
-    todo = [(p.source, p.body, str(compiled_path(cache_dir, p.source, p.body))) for p in pages
+    todo = [(p.source, p.body, compiled_path(cache_dir, p.source, p.body)) for p in pages
             if (p.source, p.body) not in memory and not compiled_path(cache_dir, p.source, p.body).is_file()]
     if len(todo) < 4 or not hasattr(os, "fork"):
-        return None
-    halves: list[list[tuple[str, str, str]]] = [[], []]
+        return Compiling({})
+    shares: list[list[tuple[str, str, Path]]] = [[], []]
     sizes = [0, 0]
-    for item in sorted(todo, key=lambda item: -len(item[1])):
+    for item in todo:
         k = sizes.index(min(sizes))
-        halves[k].append(item)
+        shares[k].append(item)
         sizes[k] += len(item[1])
     sys.stdout.flush()
     sys.stderr.flush()
-    return [pid for pid in (_fork_worker(half) for half in halves) if pid]
+    owners = {}
+    for share in shares:
+        pid = _fork_worker(share)
+        if pid:
+            owners.update({_code_path(path): pid for _, _, path in share})
+    return Compiling(owners)
 
 
-def _fork_worker(items: list[tuple[str, str, str]]) -> int:
+def _fork_worker(items: list[tuple[str, str, Path]]) -> int:
     """Fork a process that compiles `items` and exits; the child's pid (0 when fork failed)."""
     try:
         pid = os.fork()
@@ -287,31 +347,6 @@ def _fork_worker(items: list[tuple[str, str, str]]) -> int:
         os._exit(code)  # no atexit handlers, no flushing of the build's buffers: they are the parent's
 
 
-def finish_compiling(compiling: Any, timeout: float = 30.0) -> None:
-    """Wait for the workers, but never hang on them: whatever they did not write, the build compiles itself."""
-    if not compiling:
-        return
-    deadline = time.monotonic() + timeout
-    waiting = set(compiling)
-    while waiting and time.monotonic() < deadline:
-        for pid in list(waiting):
-            if _reaped(pid, os.WNOHANG):
-                waiting.discard(pid)
-        if waiting:
-            time.sleep(0.005)
-    stop_compiling(list(waiting))
-
-
-def stop_compiling(compiling: Any) -> None:
-    """End the workers now (a failed or interrupted build): kill and reap them."""
-    for pid in compiling or []:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _reaped(pid, 0)
-
-
 def _reaped(pid: int, flags: int) -> bool:
     try:
         done, _ = os.waitpid(pid, flags)
@@ -320,12 +355,12 @@ def _reaped(pid: int, flags: int) -> bool:
     return done == pid
 
 
-def _compile_one(item: tuple[str, str, str]) -> None:
+def _compile_one(item: tuple[str, str, Path]) -> None:
     source, body, path = item
     try:
         text = content_environment().compile(body, name=source, filename=source, raw=True)
-        _write_atomic(Path(path), text)
-        _write_code(Path(path), compile(text, source, "exec"))
+        _write_atomic(path, text)
+        _write_code(path, compile(text, source, "exec"))
     except Exception:  # noqa: BLE001 - the main process compiles it again and reports the error with its line
         pass
 

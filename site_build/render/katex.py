@@ -1,7 +1,10 @@
 """Render TeX to HTML with KaTeX at build time, through one long-lived node process.
 
 Why one process: starting node and loading KaTeX costs ~0.1 s, rendering one small
-formula well under a millisecond. The builder collects every formula of every page
+formula well under a millisecond. A second worker would start and warm up V8's JIT
+again (about 0.25 CPU-s for the default site), and a cold build is bound by the CPU
+of two cores; one worker typesets the formulas while Python renders the pages and
+still finishes first. The builder collects every formula of every page
 first and renders the ones it has not seen before in one pipelined batch. Results
 are cached in memory (for `serve` rebuilds) and on disk, keyed by the KaTeX version
 and the output mode, so an unchanged formula is never rendered twice.
@@ -45,7 +48,7 @@ class KatexRenderer:
         self.root = Path(root)
         self.cache_file = cache_file
         self.version = installed_katex_version(self.root)
-        self.n_workers = workers or (2 if (os.cpu_count() or 1) >= 2 else 1)
+        self.n_workers = workers or 1
         self._workers: list[_Worker] = []
         self._requested: set[tuple[str, bool]] = set()
         self._cache: dict[str, str] = {}

@@ -428,26 +428,49 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
 
 def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_path, monkeypatch):
     from site_build.pages import collect_pages
-    from site_build.render.jinja import compiled_path, content_environment, finish_compiling, start_compiling
+    from site_build.render.jinja import compiled_path, content_environment, start_compiling
 
     paths = make_site(tmp_path, {f"p{i}.md": page(f"Page {i}: {{{{ value('loss') }}}}\n", order=i + 1)
                                  for i in range(5)})
     pages, problems = collect_pages(paths.content)
     assert not problems
-    workers = start_compiling(pages, tmp_path / "jinja")
-    assert workers
-    finish_compiling(workers)
+    compiling = start_compiling(pages, tmp_path / "jinja")
+    assert len(compiling.workers) == 2
+    compiling.finish()
     env = content_environment()
     for p in pages:
         cached = compiled_path(tmp_path / "jinja", p.source, p.body).read_text(encoding="utf-8")
         assert cached == env.compile(p.body, name=p.source, filename=p.source, raw=True)
 
 
+def test_a_page_is_rendered_once_its_worker_wrote_it_or_ended_without_it(tmp_path):
+    """`wait_for` holds a page until its code is on disk; a page its worker cannot compile (a syntax error) does
+    not hold the build for ever: once that worker has ended, the build compiles the page itself and reports it."""
+    from site_build.pages import collect_pages
+    from site_build.render.jinja import _code_path, compiled_path, start_compiling
+
+    bodies = {f"p{i}.md": page("{{ value('loss') }}\n" * 2000 + f"{i}\n", order=i + 1) for i in range(5)}
+    bodies["p0.md"] = page("{% for %}\n", order=1)
+    paths = make_site(tmp_path, bodies)
+    pages, _ = collect_pages(paths.content)
+    compiling = start_compiling(pages, tmp_path / "jinja")
+    try:
+        for p in reversed(pages):  # the last page first: its worker still has the others to do
+            compiling.wait_for(p, tmp_path / "jinja")
+            written = _code_path(compiled_path(tmp_path / "jinja", p.source, p.body)).is_file()
+            assert written == (not p.source.endswith("p0.md"))
+            assert written or compiling.owner[_code_path(compiled_path(tmp_path / "jinja", p.source, p.body))] \
+                not in compiling.running  # waited until its worker ended
+    finally:
+        compiling.stop()
+    assert any("p0.md:" in line and "template error" in line for line in build_error(paths, tmp_path / "site"))
+
+
 def test_compile_workers_die_on_sigterm_even_under_the_builds_handler(tmp_path):
     """The CLI turns SIGTERM into KeyboardInterrupt; a worker must not inherit that (a Python handler races with
     a blocking call: the pool this replaced hung about one cold build in twelve), so it dies of the signal."""
     from site_build.pages import collect_pages
-    from site_build.render.jinja import start_compiling, stop_compiling
+    from site_build.render.jinja import start_compiling
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -456,30 +479,33 @@ def test_compile_workers_die_on_sigterm_even_under_the_builds_handler(tmp_path):
     long_body = "{% for i in range(2) %}{{ value('loss') }} {{ i }}{% endfor %}\n" * 3000
     paths = make_site(tmp_path, {f"p{i}.md": page(long_body + f"{i}\n", order=i + 1) for i in range(8)})
     pages, _ = collect_pages(paths.content)
-    workers = start_compiling(pages, tmp_path / "jinja")
+    compiling = start_compiling(pages, tmp_path / "jinja")
+    workers = compiling.workers
     try:
-        assert workers and len(workers) == 2
+        assert len(workers) == 2
         time.sleep(0.3)  # past the fork: each worker has set its own signal handling
         for pid in workers:
             os.kill(pid, signal.SIGTERM)
         for pid in workers:
             _, status = os.waitpid(pid, 0)
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+            compiling.running.discard(pid)  # reaped here
     finally:
         signal.signal(signal.SIGTERM, previous)
-        stop_compiling(workers)
+        compiling.stop()
 
 
 def test_stopping_the_compile_workers_leaves_none_behind(tmp_path):
     from site_build.pages import collect_pages
-    from site_build.render.jinja import start_compiling, stop_compiling
+    from site_build.render.jinja import start_compiling
 
     long_body = "{{ value('loss') }}\n" * 5000
     paths = make_site(tmp_path, {f"p{i}.md": page(long_body, order=i + 1) for i in range(6)})
     pages, _ = collect_pages(paths.content)
-    workers = start_compiling(pages, tmp_path / "jinja")
+    compiling = start_compiling(pages, tmp_path / "jinja")
+    workers = compiling.workers
     assert workers
-    stop_compiling(workers)
+    compiling.stop()
     for pid in workers:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # killed and reaped: no zombie, no process
