@@ -160,6 +160,8 @@ class Builder:
             # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
             files: dict[str, Any] = {rel: search_ignores(run.checks.fill(ctx.math.fill(html, math.html)))
                                      for rel, html in layouts.items()}
+            search = {rel: search_ignores(run.checks.fill(ctx.math.strip(html)))  # the index leaves math out
+                      for rel, html in layouts.items() if rel.endswith(".html")}
             files.update(session.data_files(run, ctx, pages, other_key))
             files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
             run.trace.release()
@@ -177,7 +179,8 @@ class Builder:
             return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
                     **notebook}
 
-        if write.write_site(out_dir, files, assets, clock.lap, reuse_search=self.background_search):
+        if write.write_site(out_dir, files, assets, clock.lap, reuse_search=self.background_search,
+                            search_pages=search):
             session.index_in_background(out_dir)
         session.katex.save_cache()
         report.seconds = clock.total()

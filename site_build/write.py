@@ -33,6 +33,7 @@ _AT_FDCWD = -100
 MARKER = ".handstep-site"  # written into every site handstep builds: the folder may be replaced by the next build
 MARKER_TEXT = "This folder was written by `handstep build`, which may replace it whole.\n"
 SEARCH_NEXT = "pagefind.next"  # where the dev server builds the next search index, beside the one in use
+SEARCH_INPUT = ".search-input"  # the pages as Pagefind reads them, in the build's temporary folder, removed after
 CACHE_MARKER = ".handstep-cache"
 CACHE_MARKER_TEXT = "handstep's build cache (rendered math, compiled pages); safe to delete.\n"
 
@@ -174,34 +175,43 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[str, Any]],
-               lap: Callable[[str], Any], reuse_search: bool = False) -> bool:
+               lap: Callable[[str], Any], reuse_search: bool = False, search_pages: dict[str, str] | None = None
+               ) -> bool:
     """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
 
-    The HTML of `pages` is written first, so Pagefind indexes it while the rest of `pages` (page data, CSV) and
-    `assets()` are computed and written. With `reuse_search` (the dev server) the previous index is linked instead
-    of rebuilt; the return value says whether it was, so a fresh one can follow in the background
-    (`index_in_background`). On any failure or Ctrl-C the temporary folder goes and `out_dir` stays as it was.
+    Pagefind reads `search_pages` (the HTML pages as the index should see them: without the typeset math, which
+    the index leaves out and which is most of a page's bytes), else the HTML of `pages`; they are written first,
+    so Pagefind indexes them while the rest of `pages` (page data, CSV) and `assets()` are computed and written.
+    With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return value says
+    whether it was, so a fresh one can follow in the background (`index_in_background`). On any failure or
+    Ctrl-C the temporary folder goes and `out_dir` stays as it was.
     """
     tmp = temp_dir_for(out_dir)
     try:
         previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
-        html = {rel: data for rel, data in pages.items() if rel.endswith(".html")}  # what Pagefind reads ...
+        html = {rel: data for rel, data in pages.items() if rel.endswith(".html")}
         changed = write_files(tmp, {MARKER: MARKER_TEXT, **html}, previous)
         has_index = (out_dir / "pagefind" / "pagefind.js").is_file()
         same_pages = previous is not None and not any(rel.endswith(".html") for rel in changed)
         # The same pages give the same search index: link the old one. The dev server also links it when pages
         # changed, then indexes again in the background.
         reuse = has_index and (same_pages or reuse_search)
-        indexer = None if reuse else start_pagefind(tmp)  # runs while the rest is written
+        indexer = None
+        if not reuse:  # Pagefind runs while the rest is written
+            if search_pages is not None:
+                write_files(tmp / SEARCH_INPUT, search_pages)
+            indexer = start_pagefind(tmp / SEARCH_INPUT if search_pages is not None else tmp,
+                                     output=tmp / "pagefind")
         try:
-            write_files(tmp, {rel: data for rel, data in pages.items() if rel not in html}, previous)  # ... the rest
+            write_files(tmp, {rel: data for rel, data in pages.items() if rel not in html}, previous)  # the rest
             write_files(tmp, assets(), previous)
             if reuse:
                 shutil.copytree(out_dir / "pagefind", tmp / "pagefind", copy_function=os.link)
             lap("write")
         finally:
             if indexer is not None:
-                wait_pagefind(indexer, tmp)
+                wait_pagefind(indexer, tmp / "pagefind")
+                shutil.rmtree(tmp / SEARCH_INPUT, ignore_errors=True)
         lap("search")
         swap_in(tmp, out_dir)
     except BaseException:
@@ -285,7 +295,7 @@ def _link_if_same(old: Path, target: Path, data: bytes | Path) -> bool:
         return False
 
 
-def pagefind_command(site: Path, subdir: str = "pagefind") -> list[str]:
+def pagefind_command(site: Path, output: Path) -> list[str]:
     """Pagefind's binary from the `pagefind[bin]` wheel (skips a Python start-up), else `python -m pagefind`."""
     try:
         from pagefind_bin import get_executable
@@ -293,20 +303,20 @@ def pagefind_command(site: Path, subdir: str = "pagefind") -> list[str]:
         exe = [str(get_executable())]
     except (ImportError, FileNotFoundError):
         exe = [sys.executable, "-m", "pagefind"]
-    return [*exe, "--site", str(site), "--output-subdir", subdir, "--silent"]
+    return [*exe, "--site", str(site), "--output-path", str(output), "--silent"]
 
 
-def start_pagefind(site: Path, subdir: str = "pagefind") -> subprocess.Popen[str]:
-    """Start indexing the site's HTML for search (no network); finish with wait_pagefind."""
-    return subprocess.Popen(
-        pagefind_command(site, subdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def start_pagefind(site: Path, output: Path) -> subprocess.Popen[str]:
+    """Start indexing the HTML pages under `site` for search into the folder `output` (no network); finish with
+    wait_pagefind."""
+    return subprocess.Popen(pagefind_command(site, output), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
-def wait_pagefind(proc: subprocess.Popen[str], site: Path, subdir: str = "pagefind") -> None:
+def wait_pagefind(proc: subprocess.Popen[str], output: Path) -> None:
     """Wait for Pagefind; a failure is a build error."""
     log, _ = proc.communicate()
-    if proc.returncode != 0 or not (site / subdir / "pagefind.js").is_file():
+    if proc.returncode != 0 or not (output / "pagefind.js").is_file():
         detail = (log or "").strip().splitlines()
         raise BuildError("pagefind", 0, "search index failed: " + (detail[-1] if detail else "no output"))
 
@@ -314,11 +324,11 @@ def wait_pagefind(proc: subprocess.Popen[str], site: Path, subdir: str = "pagefi
 def index_in_background(out_dir: Path) -> threading.Thread:
     """Build a fresh search index of `out_dir` beside the one in use, then put it in place. The thread waits
     for Pagefind as soon as it ends (no defunct child between rebuilds); a failure is only printed."""
-    proc = start_pagefind(out_dir, subdir=SEARCH_NEXT)
+    proc = start_pagefind(out_dir, output=out_dir / SEARCH_NEXT)
 
     def finish() -> None:
         try:
-            wait_pagefind(proc, out_dir, subdir=SEARCH_NEXT)
+            wait_pagefind(proc, out_dir / SEARCH_NEXT)
         except BuildError as err:
             print(str(err), file=sys.stderr)
             return

@@ -49,6 +49,10 @@ class MathSlots:
         if problems:
             raise BuildError.collect(problems)
 
+    def strip(self, html: str) -> str:
+        """The html without its formulas (what the search index reads: it leaves typeset math out)."""
+        return SLOT_RE.sub("", html)
+
     def fill(self, html: str, rendered: dict[tuple[str, bool], str]) -> str:
         """Replace every placeholder in html with its rendered KaTeX HTML."""
         return SLOT_RE.sub(lambda m: rendered[self.formulas[int(m.group(1))]], html)

@@ -179,3 +179,22 @@ def test_the_defaults_shown_on_the_config_page_are_the_default_file(out, default
     blocks = [yaml.safe_load(html_lib.unescape(b))
               for b in re.findall(r'<code class="language-yaml">(.*?)</code>', page, re.S)]
     assert yaml.safe_load((ROOT / "configs/default.yaml").read_text()) in blocks
+
+
+def test_the_search_index_is_the_one_pagefind_makes_of_the_finished_pages(out, default_site, tmp_path):
+    """The build gives Pagefind its pages without the typeset math (the index leaves math out, and it is most of a
+    page's bytes); the index must be exactly the one Pagefind makes of the pages as shipped."""
+    from site_build.write import start_pagefind, wait_pagefind
+
+    site = out / "default"
+    shipped = tmp_path / "shipped"
+    for page in site_pages(site):
+        target = shipped / page.relative_to(site)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(page.read_bytes())
+    assert 'class="katex"' in (shipped / "04-attention.html").read_text(encoding="utf-8")
+    wait_pagefind(start_pagefind(shipped, output=tmp_path / "index"), tmp_path / "index")
+    built = {p.relative_to(site / "pagefind"): p.read_bytes() for p in (site / "pagefind").rglob("*") if p.is_file()}
+    made = {p.relative_to(tmp_path / "index"): p.read_bytes() for p in (tmp_path / "index").rglob("*") if p.is_file()}
+    assert sorted(built) == sorted(made) and built == made
+    assert not (site / ".search-input").exists()
