@@ -28,7 +28,7 @@ from engine.numpy_steps import computed, forward_function, numpy_lines, paramete
 from site_build.macros import PageContext
 from site_build.pages import Page
 from site_build.render.jinja import content_environment, render_jinja
-from site_build.render.markdown import make_parser
+from site_build.render.markdown import html_blocks, make_parser
 from site_build.render.mathslots import SLOT_RE, MathSlots
 
 SITE_NOTEBOOK = "notebook.ipynb"  # the site's copy, beside its trace.json
@@ -114,7 +114,7 @@ def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = N
         keys.add(key)
         if key not in memo and site is not None and page.source in site.texts:
             text, shown = site.texts[page.source]
-            memo[key] = (notebook_markdown(md, text, site.math), shown)
+            memo[key] = (notebook_markdown(md, text, site.math, site.blocks.get(page.source)), shown)
         if key not in memo:  # the dev server remakes the notebook after every edit: only the edited page again
             ctx.begin_page(page.source, page.body_line)
             text = notebook_markdown(md, render_jinja(env, page, cache_dir, compiled), ctx.math)
@@ -156,18 +156,13 @@ def table_stand_ins(ctx: PageContext) -> dict[str, Any]:
     return {"matrix": table, "vector": table, "calc": calc, "jacobian": jacobian, "other_blocks": other_blocks}
 
 
-def notebook_markdown(md: Any, text: str, slots: MathSlots) -> str:
+def notebook_markdown(md: Any, text: str, slots: MathSlots, blocks: list[tuple[int, int, str]] | None = None) -> str:
     """A page body after Jinja, as Markdown a notebook renders: HTML blocks (tables, charts, worked arithmetic) become
-    a one-line note, a displayed formula its $$math$$, callouts quotes; links to other pages keep only their text."""
+    a one-line note, a displayed formula its $$math$$, callouts quotes; links to other pages keep only their text.
+    `blocks` are the page's HTML blocks when the site's Markdown has found them already (render.markdown.Rendered)."""
     lines = text.split("\n")
-    tokens = md.parse(text, {})
-    for k, token in enumerate(tokens):
-        block = token.content if token.type == "html_block" else ""
-        if token.type == "paragraph_open" and k + 1 < len(tokens) and BLOCK_RE.match(tokens[k + 1].content):
-            block = tokens[k + 1].content  # an <svg> chart is not an HTML block to Markdown, but is one here
-        if block and token.map:
-            start, end = token.map
-            lines[start:end] = [_note(block, slots)] + [None] * (end - start - 1)  # type: ignore[list-item]
+    for start, end, block in html_blocks(md.parse(text, {})) if blocks is None else blocks:
+        lines[start:end] = [_note(block, slots)] + [None] * (end - start - 1)  # type: ignore[list-item]
     out: list[str] = []
     fence = ""
     quote = False
@@ -204,7 +199,6 @@ def notebook_markdown(md: Any, text: str, slots: MathSlots) -> str:
 # a table's record: its data-record attribute, or the name in a drawn matrix's (or Jacobian's) caption
 _TABLE_NAME_RE = re.compile(r'data-record="([^"]+)"'
                             r'|<(?:fig)?caption>(?:<span class="sym">[^<]*</span> )?[^<]*<code>([^<]*)</code>')
-BLOCK_RE = re.compile(r"\s*<(svg|figure|div|details|table|section)\b")
 LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
 
 

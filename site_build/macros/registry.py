@@ -154,6 +154,7 @@ class PageContext:
         self._lanes: dict[str, ThreadPoolExecutor] = {}  # a background thread per lane of figures (`start`)
         self.texts: dict[str, tuple[str, list[str]]] = {}  # page -> its finished Jinja output and the records it
         # shows (the notebook's prose is made from them)
+        self.blocks: dict[str, list[tuple[int, int, str]]] = {}  # page -> the HTML blocks its Markdown found
 
     def begin_page(self, source: str, body_line: int) -> None:
         """Point math error locations and coverage marks at this page."""

@@ -95,6 +95,8 @@ def render_bodies(
             continue
         ctx.texts[page.source] = (text, [name for name, where in ctx.shown.items() if page.source in where])
         rendered = render_page(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
+        if rendered.blocks is not None:
+            ctx.blocks[page.source] = rendered.blocks  # the notebook's prose is the same text
         problems.extend(rendered.problems)
         out[page.source] = rendered
         if page_cache is not None and not rendered.problems:

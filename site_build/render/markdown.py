@@ -45,6 +45,7 @@ class Rendered:
     headings: list[Heading] = field(default_factory=list)
     problems: list[tuple[str, int, str]] = field(default_factory=list)
     anchors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, target url or "", fragment)
+    blocks: list[tuple[int, int, str]] | None = None  # its HTML blocks (html_blocks), for the notebook; not cached
 
 
 def make_parser() -> MarkdownIt:
@@ -171,7 +172,23 @@ def render_page(
     tokens = md.parse(text, env)
     _attach_lines(tokens)
     body = md.renderer.render(tokens, md.options, env)
-    return Rendered(body, _outline(md, tokens, env), env["problems"], env.get("anchors", []))
+    return Rendered(body, _outline(md, tokens, env), env["problems"], env.get("anchors", []), html_blocks(tokens))
+
+
+BLOCK_RE = re.compile(r"\s*<(svg|figure|div|details|table|section)\b")
+
+
+def html_blocks(tokens: list[Token]) -> list[tuple[int, int, str]]:
+    """(first line, end line, HTML) of each block of raw HTML in a page's Markdown: an HTML block, or a paragraph
+    that starts with an element (an <svg> chart is not an HTML block to Markdown, but is one to the notebook)."""
+    out = []
+    for k, token in enumerate(tokens):
+        block = token.content if token.type == "html_block" else ""
+        if token.type == "paragraph_open" and k + 1 < len(tokens) and BLOCK_RE.match(tokens[k + 1].content):
+            block = tokens[k + 1].content
+        if block and token.map:
+            out.append((token.map[0], token.map[1], block))
+    return out
 
 
 def _attach_lines(tokens: list[Token]) -> None:

@@ -198,3 +198,18 @@ def test_the_search_index_is_the_one_pagefind_makes_of_the_finished_pages(out, d
     made = {p.relative_to(tmp_path / "index"): p.read_bytes() for p in (tmp_path / "index").rglob("*") if p.is_file()}
     assert sorted(built) == sorted(made) and built == made
     assert not (site / ".search-input").exists()
+
+
+def test_the_notebook_reads_the_same_blocks_the_sites_markdown_found(out, default_site, tmp_path):
+    """The notebook's prose takes each page's HTML blocks from the site's own Markdown pass; a page replayed from
+    the page cache has none, and its blocks are parsed again. Both ways give the same notebook, byte for byte."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(out / "cache", cache)
+    for kept in ("notebook", "bodies"):  # every page is replayed from the page cache: its blocks parsed again
+        shutil.rmtree(cache / kept)
+    build(ROOT / "configs/default.yaml", tmp_path / "again", paths=Paths(cache=cache))
+    made = (out / "default" / "notebook.ipynb").read_bytes()
+    assert "On the site: the table of" in made.decode("utf-8")
+    assert (tmp_path / "again" / "notebook.ipynb").read_bytes() == made
