@@ -502,7 +502,7 @@ def _direct_io_works(folder) -> bool:
 def test_adam_in_slices_is_the_same_arithmetic(monkeypatch, name):
     """A big tensor's Adam update runs a slice at a time (engine.optim.CHUNK), and a small model's training run
     updates every tensor at once as one flat vector (engine.optim._adam_together); every number must be bit for
-    bit the same either way. With CHUNK at 7 the run takes neither shortcut's counterpart: slices, tensor by tensor."""
+    bit the same either way. With CHUNK at 7 the run goes tensor by tensor, in slices."""
     from engine import optim
 
     cfg = config_from_dict({"optimizer": {"name": name, "weight_decay": 0.1}, "train_steps": 2}, "test")
