@@ -158,10 +158,9 @@ class Builder:
                 raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
                                  + ", ".join(report.missing))
             # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
-            files: dict[str, Any] = {rel: search_ignores(run.checks.fill(ctx.math.fill(html, math.html)))
+            layouts = {rel: run.checks.fill(html) for rel, html in layouts.items()}
+            files: dict[str, Any] = {rel: search_ignores(ctx.math.fill(html, math.html))
                                      for rel, html in layouts.items()}
-            search = {rel: search_ignores(run.checks.fill(ctx.math.strip(html)))  # the index leaves math out
-                      for rel, html in layouts.items() if rel.endswith(".html")}
             files.update(session.data_files(run, ctx, pages, other_key))
             files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
             run.trace.release()
@@ -178,6 +177,9 @@ class Builder:
                 if ships else {}  # it reads trace.json
             return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
                     **notebook}
+
+        def search() -> dict[str, str]:  # the pages as Pagefind reads them: the index leaves math out
+            return {rel: search_ignores(ctx.math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
 
         if write.write_site(out_dir, files, assets, clock.lap, reuse_search=self.background_search,
                             search_pages=search):

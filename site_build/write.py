@@ -175,11 +175,11 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[str, Any]],
-               lap: Callable[[str], Any], reuse_search: bool = False, search_pages: dict[str, str] | None = None
-               ) -> bool:
+               lap: Callable[[str], Any], reuse_search: bool = False,
+               search_pages: Callable[[], dict[str, str]] | None = None) -> bool:
     """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
 
-    Pagefind reads `search_pages` (the HTML pages as the index should see them: without the typeset math, which
+    Pagefind reads `search_pages()` (the HTML pages as the index should see them: without the typeset math, which
     the index leaves out and which is most of a page's bytes), else the HTML of `pages`; they are written first,
     so Pagefind indexes them while the rest of `pages` (page data, CSV) and `assets()` are computed and written.
     With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return value says
@@ -199,7 +199,7 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
         indexer = None
         if not reuse:  # Pagefind runs while the rest is written
             if search_pages is not None:
-                write_files(tmp / SEARCH_INPUT, search_pages)
+                write_files(tmp / SEARCH_INPUT, search_pages())
             indexer = start_pagefind(tmp / SEARCH_INPUT if search_pages is not None else tmp,
                                      output=tmp / "pagefind")
         try:
