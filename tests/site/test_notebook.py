@@ -185,8 +185,8 @@ def test_the_dev_server_remakes_the_notebook_from_the_edited_page_only(tmp_path,
     real_render, real_prose = notebook_module.render_jinja, notebook_module.notebook_markdown
     monkeypatch.setattr(notebook_module, "render_jinja", lambda env, page, *a: rendered.append(page.source)
                         or real_render(env, page, *a))
-    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda md, text, slots: made_prose.append(text)
-                        or real_prose(md, text, slots))
+    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda md, text, slots, *a: made_prose.append(text)
+                        or real_prose(md, text, slots, *a))
     paths = make_site(tmp_path)
     builder = Builder(paths)
     try:
