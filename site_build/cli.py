@@ -286,15 +286,21 @@ def run_build(args: argparse.Namespace) -> int:
         if done is not None:
             print(f"{shown_path(args.out)} is up to date: nothing changed since it was built ({done})")
             return 0
-    from site_build.build import Builder, Compare
-    from site_build.progress import Progress
+    from site_build.render import katex
 
-    builder = Builder(_paths(args), progress=Progress())
+    katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # node warms up while the build loads (a cold build)
     try:
-        report = builder.build(config, args.out, args.seed, require_coverage=args.require_coverage,
-                               compare=Compare(*compare) if compare else None, force=args.force)
+        from site_build.build import Builder, Compare
+        from site_build.progress import Progress
+
+        builder = Builder(_paths(args), progress=Progress())
+        try:
+            report = builder.build(config, args.out, args.seed, require_coverage=args.require_coverage,
+                                   compare=Compare(*compare) if compare else None, force=args.force)
+        finally:
+            builder.close()
     finally:
-        builder.close()
+        katex.close_early()
     if digest is not None:
         stamp.record(args.cache, args.out, digest, report.brief())
     print(report.summary())

@@ -32,7 +32,7 @@ from site_build.data.interact import data_files
 from site_build.errors import shown_path
 from site_build.progress import Progress
 from site_build.render.jinja import PageResult
-from site_build.render.katex import KatexRenderer
+from site_build.render.katex import CACHE_FILE, KatexRenderer
 from site_build.render.markdown import Rendered
 from site_build.write import index_in_background
 
@@ -50,7 +50,7 @@ class Session:
     def __init__(self, root: Path, cache: Path, progress: Progress) -> None:
         self.root = root
         self.progress = progress
-        self.katex = KatexRenderer(root, cache / "katex.json")
+        self.katex = KatexRenderer(root, cache / CACHE_FILE)
         self.compiled: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code
         self.runs = DiskCache(cache / "runs")
         self.big = BigRuns(cache / "runs")

@@ -611,3 +611,57 @@ def test_a_failed_build_leaves_no_half_kept_big_run(tmp_path, monkeypatch):
     assert not [n for n in names if ".tmp" in n], names
     assert {n.split(".", 1)[0] for n in names if n.endswith(".bin")} == \
         {n.split(".", 1)[0] for n in names if n.endswith(".json")}, names
+
+
+# -- the KaTeX worker of a cold build starts before the build has loaded ------------------------------------------
+def test_a_cold_cli_build_takes_over_the_worker_it_started_early(tmp_path, monkeypatch):
+    """`handstep build` with no formula cache starts node before it imports the build (on a core that is idle
+    then); the build's renderer takes that worker over and starts no other; with a formula cache, none starts early."""
+    from site_build.render import katex
+
+    started = []
+    real = katex._Worker.__init__
+
+    def spy(self, root, read=True):
+        started.append(read)
+        real(self, root, read)
+
+    monkeypatch.setattr(katex._Worker, "__init__", spy)
+    paths = make_site(tmp_path)
+    args = ["build", "--config", str(SMALL), "--content", str(paths.content), "--cache", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert started == [False] and not katex._EARLY  # one worker: the early one, taken over
+    (paths.content / "index.md").write_text((paths.content / "index.md").read_text() + "\nMore: $y^4$.\n")
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0  # the cache has formulas: a worker only for $y^4$
+    assert started == [False, True]
+
+
+def test_a_worker_started_early_starts_no_thread_and_ends_when_no_build_takes_it(tmp_path, capsys, monkeypatch):
+    """The build forks its compile workers after the early start, and a fork copies only the calling thread: the
+    early worker reads nothing until it is taken over. A build that fails first (a bad config) leaves no node."""
+    import threading
+
+    from site_build.render import katex
+
+    before = threading.active_count()
+    katex.start_early(ROOT, tmp_path / "no-cache" / katex.CACHE_FILE)
+    try:
+        (worker,) = katex._EARLY.values()
+        assert threading.active_count() == before and worker.alive()
+    finally:
+        katex.close_early()
+    assert not katex._EARLY and worker.proc.poll() is not None
+
+    procs = []
+    real = katex.start_early
+
+    def start_early(root, cache_file):
+        real(root, cache_file)
+        procs.extend(w.proc for w in katex._EARLY.values())
+
+    monkeypatch.setattr(katex, "start_early", start_early)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: many\n")
+    assert main(["build", "--config", str(bad), "--out", str(tmp_path / "s"), "--cache", str(tmp_path / "c")]) == 2
+    assert "seed" in capsys.readouterr().err
+    assert procs and all(p.poll() is not None for p in procs) and not katex._EARLY
