@@ -124,7 +124,11 @@ class Builder:
 
         prefetch = Prefetch(run.trace)  # the files of each rendered page are made while the next one renders
         try:
-            ctx.on_page = prefetch.page
+            def page_done(html: str) -> None:  # node gets the page's formulas, the pool its files to make
+                session.katex.flush()
+                prefetch.page(html)
+
+            ctx.on_page = page_done
 
             def finished() -> dict[str, Rendered]:
                 if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages

@@ -665,3 +665,23 @@ def test_a_worker_started_early_starts_no_thread_and_ends_when_no_build_takes_it
     assert main(["build", "--config", str(bad), "--out", str(tmp_path / "s"), "--cache", str(tmp_path / "c")]) == 2
     assert "seed" in capsys.readouterr().err
     assert procs and all(p.poll() is not None for p in procs) and not katex._EARLY
+
+
+def test_formulas_reach_node_in_batches_without_waiting_for_the_end(tmp_path):
+    """Formulas are written to node's pipe unflushed; every FLUSH_EVERY of them, and at the end of each page, they
+    are handed over, so node typesets while the build goes on; render_all hands over the rest."""
+    from site_build.render.katex import FLUSH_EVERY, KatexRenderer
+
+    with KatexRenderer(ROOT) as katex:
+        for i in range(FLUSH_EVERY):
+            katex.prefetch(f"x^{{{i}}}", False)
+        (worker,) = katex._workers
+        deadline = time.monotonic() + 20
+        while len(worker.replies) < FLUSH_EVERY and time.monotonic() < deadline:  # nobody asked for them yet
+            time.sleep(0.01)
+        assert len(worker.replies) == FLUSH_EVERY
+        katex.prefetch("y^2", True)  # one more: it waits in the pipe's buffer ...
+        time.sleep(0.3)
+        assert len(worker.replies) == FLUSH_EVERY
+        result = katex.render_all({("y^2", True), ("x^{0}", False)})  # ... until render_all hands it over
+        assert result.rendered == 2 and not result.errors
