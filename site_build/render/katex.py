@@ -108,7 +108,8 @@ class KatexRenderer:
         item = (tex, display)
         if item in self._requested or self._key(tex, display) in self._cache:
             return
-        self.start()
+        if not self._workers or any(w.dead for w in self._workers):  # not a process poll (a system call) a formula
+            self.start()
         worker = min(self._workers, key=lambda w: len(w.pending))
         self._requested.add(item)
         worker.send(item)
