@@ -685,3 +685,20 @@ def test_formulas_reach_node_in_batches_without_waiting_for_the_end(tmp_path):
         assert len(worker.replies) == FLUSH_EVERY
         result = katex.render_all({("y^2", True), ("x^{0}", False)})  # ... until render_all hands it over
         assert result.rendered == 2 and not result.errors
+
+
+def test_a_katex_worker_that_died_between_builds_is_replaced(tmp_path):
+    """The dev server keeps its node worker between builds; if node has died meanwhile, the next formula starts
+    another rather than being lost."""
+    from site_build.render.katex import KatexRenderer
+
+    with KatexRenderer(ROOT) as katex:
+        assert katex.render_all({("a^2", False)}).rendered == 1
+        (first,) = katex._workers
+        first.proc.kill()
+        first.proc.wait()
+        deadline = time.monotonic() + 20
+        while not first.dead and time.monotonic() < deadline:  # its reader sees the pipe close
+            time.sleep(0.01)
+        result = katex.render_all({("b^2", False)})
+        assert result.rendered == 1 and not result.errors and katex._workers[0] is not first
