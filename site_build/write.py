@@ -52,19 +52,20 @@ def _contains(outer: Path, inner: Path) -> bool:
 
 def _refuse_always(flag: str, path: Path, real: Path, protected: dict[str, Path]) -> None:
     """The places no command writes, even with --force."""
+    own = f"give a folder of its own, e.g. {flag} {'.cache' if flag == '--cache' else 'site'}"
     if path.is_symlink():
         raise UnsafePath(flag, path, "is a symbolic link; give a real folder (handstep never writes through links)")
     if path.exists() and not path.is_dir():
-        raise UnsafePath(flag, path, "is a file, not a folder; give the name of a folder for the site")
+        raise UnsafePath(flag, path, f"is a file, not a folder; {own}")
     if real == Path(real.anchor):
-        raise UnsafePath(flag, path, "is the root of the file system; give a folder of its own, e.g. --out site")
+        raise UnsafePath(flag, path, f"is the root of the file system; {own}")
     if real == Path.home().resolve():
-        raise UnsafePath(flag, path, "is your home folder; give a folder of its own, e.g. --out site")
+        raise UnsafePath(flag, path, f"is your home folder; {own}")
     cwd = Path.cwd().resolve()
     if _contains(real, cwd):
-        raise UnsafePath(flag, path, "holds the current folder; give a folder of its own, e.g. --out site")
+        raise UnsafePath(flag, path, f"holds the current folder; {own}")
     if (real / ".git").exists():
-        raise UnsafePath(flag, path, "is a git checkout; give a folder of its own, e.g. --out site")
+        raise UnsafePath(flag, path, f"is a git checkout; {own}")
     for what, inner in protected.items():
         if _contains(real, inner.resolve()):
             raise UnsafePath(flag, path, f"holds the build's {what} ({shown(inner)}); give a folder of its own")

@@ -702,3 +702,14 @@ def test_a_katex_worker_that_died_between_builds_is_replaced(tmp_path):
             time.sleep(0.01)
         result = katex.render_all({("b^2", False)})
         assert result.rendered == 1 and not result.errors and katex._workers[0] is not first
+
+
+@pytest.mark.parametrize("flag, example", [("--out", "--out site"), ("--cache", "--cache .cache")])
+def test_a_file_given_as_a_folder_is_refused_with_an_example_of_its_own_flag(tmp_path, capsys, flag, example):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    folders = {"--out": str(tmp_path / "site"), "--cache": str(tmp_path / "cache"), flag: str(a_file)}
+    assert main(["build", "--config", str(SMALL), *(x for f, d in folders.items() for x in (f, d))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{flag} ") and f"is a file, not a folder; give a folder of its own, e.g. {example}" in err
+    assert a_file.read_text() == "mine\n"
