@@ -19,6 +19,18 @@ SCALE = {"seed": 0, "train_steps": 0,
          "data": {"texts": [" ".join(f"w{(i * 37) % 2045}" for i in range(64))]}}
 
 
+def _fixed_task() -> None:
+    """The same CPU work every time (pure Python): its time says how fast the machine runs this hour."""
+    total = 0
+    for i in range(1_000_000):
+        total += i * i % 7
+
+
+def speed_row(when: str) -> tuple:
+    return row(f"machine: a fixed CPU task, timed at the {when} (the other figures scale with it)",
+               timed(_fixed_task, 7), "ms")
+
+
 def engine_rows() -> list[tuple]:
     from engine import run
     from engine.config import config_from_dict
@@ -53,7 +65,7 @@ def site_rows() -> list[tuple]:
 
 
 def main() -> int:
-    rows = engine_rows() + site_rows()
+    rows = [speed_row("start"), *engine_rows(), *site_rows(), speed_row("end")]
     header = ("figure", "median", "min", "max", "unit", "target")
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(r) + " |" for r in rows]
@@ -62,7 +74,10 @@ def main() -> int:
     print(text)
     (ROOT / "docs" / "benchmarks.md").write_text(
         "# Benchmarks\n\nWritten by `make bench` (each figure run several times: median, min, max).\n\n"
-        f"Machine: {machine}.\n\n{text}\n", encoding="utf-8")
+        f"Machine: {machine}. Its speed changes from hour to hour, by up to a half on the machine these figures\n"
+        "come from: the first and last rows time a fixed task, so that two runs can be compared (to compare two\n"
+        "versions of the code, run them in turns in the same hour).\n\n"
+        f"{text}\n", encoding="utf-8")
     return 0
 
 
