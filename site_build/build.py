@@ -137,7 +137,7 @@ class Builder:
                                        session.pages, cache_key, compiling)  # each page once its code is there
                 compiling.finish()
                 add_step_maps(ctx, pages, bodies)
-                add_exercises(ctx, pages, bodies)  # each step's NumPy line; exercises on the step pages
+                add_exercises(ctx, pages, bodies, session.exercises, cache_key)  # NumPy lines; exercises
                 return bodies
 
             bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)

@@ -46,7 +46,7 @@ from site_build.macros.numbers import calc
 from site_build.macros.reference import first_block_twin
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered
-from site_build.render.mathslots import SLOT_RE
+from site_build.render.mathslots import CLOSE, OPEN, SLOT_RE
 
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
 MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
@@ -119,26 +119,72 @@ AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "k
 
 
 # -- the hook ---------------------------------------------------------------------------------------------------
-def add_exercises(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendered]) -> None:
+def add_exercises(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendered],
+                  memo: dict[Any, Made] | None = None, context: Any = None) -> None:
     """After the pages are rendered: each step's NumPy line under its formula, and on every page of the forward
-    pass, the backward pass and the optimizer an Exercises section built from the records it shows."""
+    pass, the backward pass and the optimizer an Exercises section built from the records it shows.
+
+    With `memo` (the dev server's, kept between builds; `context` names the run), a page whose exercises have the
+    same inputs as last time (the run, the page, its budget, the records every page shows) gets them again, its
+    formulas and shown records registered anew, instead of working them out: after one page is edited, the others'
+    exercises are the same."""
     for page in pages:
         if page.source in bodies:
             bodies[page.source].html = numpy_beside_formulas(ctx, bodies[page.source].html)
     own = own_records(ctx, pages)
+    site = tuple((p.source, p.slug, p.section, p.url, p.title) for p in pages)
+    used: dict[Any, Made] = {}
     for page in pages:
         if page.section not in SECTIONS or page.source not in bodies:
             continue
         ctx.begin_page(page.source, page.body_line)
         budget = page_budget(ctx, bodies[page.source].html)
         named = [html.unescape(n) for n in re.findall(r'data-record="([^"]+)"', bodies[page.source].html)]
-        items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
+        key = None
+        if memo is not None:
+            shown = tuple(sorted((name, tuple(sorted(where))) for name, where in ctx.shown.items()))
+            key = (context, site, page.source, page.body_line, budget, tuple(named), shown)
+        if key is not None and key in memo:
+            used[key] = memo[key]
+            items = memo[key].replay(ctx, page.source)
+        else:
+            shown_before = {n for n, where in ctx.shown.items() if page.source in where}
+            items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
+            if key is not None:
+                used[key] = Made.capture(ctx, page.source, items, shown_before)
         if items:
             body = bodies[page.source]
             ids = set(re.findall(r'\sid="([^"]+)"', body.html))
             anchor = "exercises" if "exercises" not in ids else "exercises-section"
             body.html += section_html(anchor, items)
             body.headings.append(Heading(2, anchor, "Exercises"))
+    if memo is not None:  # this build's entries only
+        memo.clear()
+        memo.update(used)
+
+
+@dataclass
+class Made:
+    """A page's exercises in a form a later build can replay: their HTML, the formulas it uses (slot numbers change
+    between builds) and the records they marked as shown on the page (the working of an answer shows one)."""
+
+    items: list[tuple[str, str]]
+    formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot used, in order
+    marked: list[str]
+
+    @classmethod
+    def capture(cls, ctx: PageContext, source: str, items: list[Item], shown_before: set[str]) -> Made:
+        used = sorted({int(n) for item in items for n in SLOT_RE.findall(item.html)})
+        slot = {n: k for k, n in enumerate(used)}
+        kept = [(i.kind, SLOT_RE.sub(lambda m: f"{OPEN}{slot[int(m.group(1))]}{CLOSE}", i.html)) for i in items]
+        marked = [n for n, where in ctx.shown.items() if source in where and n not in shown_before]
+        return cls(kept, [(ctx.math.formulas[n], *ctx.math.where[n]) for n in used], marked)
+
+    def replay(self, ctx: PageContext, source: str) -> list[Item]:
+        new = [ctx.math.slot(tex, display, where, line) for (tex, display), where, line in self.formulas]
+        for name in self.marked:
+            ctx.shown.setdefault(name, set()).add(source)
+        return [Item(kind, SLOT_RE.sub(lambda m: new[int(m.group(1))], text)) for kind, text in self.items]
 
 
 def own_records(ctx: PageContext, pages: list[Page]) -> dict[str, list[str]]:

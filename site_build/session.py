@@ -57,6 +57,7 @@ class Session:
         self.data = DiskCache(cache / "data")
         self.pages = PageStore({}, DiskCache(cache / "pages"))  # page cache of render.jinja.render_bodies
         self.bodies = DiskCache(cache / "bodies")
+        self.exercises: dict[Any, Any] = {}  # each page's exercises of the last build (exercises.add_exercises)
         self.notebooks = DiskCache(cache / "notebook")
         self.generation = 0  # bumped whenever the trace, its checks or the compared run change
         self.indexer: threading.Thread | None = None
@@ -130,6 +131,7 @@ class Session:
     def _changed(self) -> None:
         self.generation += 1
         self.pages.memory.clear()
+        self.exercises.clear()
 
     def data_files(self, run: Run, ctx: Any, pages: list[Any], other_key: str) -> dict[str, str]:
         """Every page's click data and every shown record's CSV (from disk when the same run shows the same

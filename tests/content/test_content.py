@@ -213,3 +213,42 @@ def test_the_notebook_reads_the_same_blocks_the_sites_markdown_found(out, defaul
     made = (out / "default" / "notebook.ipynb").read_bytes()
     assert "On the site: the table of" in made.decode("utf-8")
     assert (tmp_path / "again" / "notebook.ipynb").read_bytes() == made
+
+
+def test_a_rebuild_after_one_edit_works_out_only_that_pages_exercises_and_matches_a_fresh_build(tmp_path,
+                                                                                                monkeypatch):
+    """The dev server keeps each page's exercises between builds: after an edit to one page's prose only that
+    page's can be worked out again; the others are replayed (their formulas and shown records registered anew), and
+    the site is byte for byte the one a fresh build makes."""
+    import shutil
+
+    from site_build import exercises
+    from site_build.build import Builder
+
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT, content)
+    config = ROOT / "configs/default.yaml"
+    builder = Builder(Paths(content=content, cache=tmp_path / "cache"))
+    made = []
+    real = exercises.page_exercises
+    monkeypatch.setattr(exercises, "page_exercises", lambda ctx, page, *a: made.append(page.source)
+                        or real(ctx, page, *a))
+    try:
+        builder.build(config, tmp_path / "served")
+        first = len(made)
+        page = content / "forward" / "02-layernorm.md"
+        page.write_text(page.read_text(encoding="utf-8") + "\nOne more sentence of prose.\n", encoding="utf-8")
+        builder.build(config, tmp_path / "served")
+    finally:
+        builder.close()
+    again = made[first:]  # the edited page at most (its exercises' inputs, e.g. its budget, may not have changed)
+    assert first >= 15 and set(again) <= {s for s in made[:first] if s.endswith("02-layernorm.md")}
+    build(config, tmp_path / "fresh", paths=Paths(content=content, cache=tmp_path / "fresh-cache"))
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    served, fresh = files(tmp_path / "served"), files(tmp_path / "fresh")
+    assert sorted(served) == sorted(fresh)
+    assert [name for name in served if served[name] != fresh[name]] == []
+    assert "One more sentence of prose." in served["02-layernorm.html"].decode("utf-8")
