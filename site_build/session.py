@@ -8,6 +8,7 @@
     pages      rendered pages, replayed when a page, the trace and the links are unchanged (on disk)
     bodies     every page after the whole-site steps (step maps, NumPy lines, exercises) and the site's notebook,
                replayed when the run and all pages are unchanged (on disk)
+    exercises  each page's exercises of the last build, replayed when their inputs are unchanged (in memory)
     indexer    the background search index of the last build (`serve`)
 
 A one-off `handstep build` uses a fresh session and closes it; what it finds on disk makes it fast.
