@@ -95,7 +95,10 @@ class KatexRenderer:
         self._workers = alive
         while len(self._workers) < self.n_workers:
             early = _EARLY.pop(self.root, None)
-            self._workers.append(early.adopt() if early is not None and early.alive() else _Worker(self.root))
+            if early is not None and not early.alive():
+                early.close()  # node could not start (no KaTeX, say): a worker of its own says why
+                early = None
+            self._workers.append(early.adopt() if early is not None else _Worker(self.root))
 
     def warm_up(self) -> None:
         """Start the workers now when nothing is cached (a cold build); otherwise only a formula the cache lacks
