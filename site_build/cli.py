@@ -288,7 +288,7 @@ def run_build(args: argparse.Namespace) -> int:
             return 0
     from site_build.render import katex
 
-    katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # node warms up while the build loads (a cold build)
+    katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # a cold build: node starts while the build loads
     try:
         from site_build.build import Builder, Compare
         from site_build.progress import Progress

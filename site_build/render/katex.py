@@ -26,8 +26,9 @@ from site_build.errors import BuildError
 
 SERVER_JS = Path(__file__).with_name("katex_server.js")
 CACHE_FILE = "katex.json"  # in the build's cache folder
-FLUSH_EVERY = 16  # formulas written to node's pipe before it is flushed: one write (and one wake-up of node) each cost
-# the build about 0.2 CPU-s over the default site
+# Formulas written to node's pipe before it is flushed: a write (and a wake-up of node) for every formula cost the
+# default site's cold build about 0.2 CPU-s.
+FLUSH_EVERY = 16
 OUTPUT_MODE = "htmlAndMathml"
 
 
