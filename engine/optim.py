@@ -20,6 +20,11 @@ def decays(value: np.ndarray, rule: str) -> bool:
     return rule == "all" or value.ndim >= 2
 
 
+def _decay(p: np.ndarray, opt: OptimizerConfig) -> float:
+    """The weight decay of one tensor: the optimizer's, or none where `decays` says so."""
+    return opt.weight_decay if decays(p, opt.decay) else 0.0
+
+
 def _skip(*args: Any, **kwargs: Any) -> None:
     pass
 
@@ -34,7 +39,7 @@ def optimizer_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], 
         return _adam_together(params, grads, state, t, opt)
     new = {}
     for name, p in params.items():
-        wd = opt.weight_decay if decays(p, opt.decay) else 0.0
+        wd = _decay(p, opt)
         st = state.setdefault(name, {}) if state is not None else {}
         step = _sgd if opt.name == "sgd" else _adam
         new[name] = step(rec, name, p, grads[name], wd, st, t, opt, axes[name])
@@ -76,8 +81,7 @@ def _adam_together(params, grads, state, t, opt):
     names = list(params)
     p = np.concatenate([params[n].reshape(-1) for n in names])
     g = np.concatenate([grads[n].reshape(-1) for n in names])
-    wd = np.concatenate([np.full(params[n].size, opt.weight_decay if decays(params[n], opt.decay) else 0.0)
-                         for n in names])
+    wd = np.concatenate([np.full(params[n].size, _decay(params[n], opt)) for n in names])
     states = [state.setdefault(n, {}) if state is not None else {} for n in names]
     old = {key: np.concatenate([st[key].reshape(-1) for st in states]) for key in ("m", "v") if key in states[0]}
     if opt.name == "adam":

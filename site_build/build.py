@@ -185,8 +185,7 @@ class Builder:
         def search() -> dict[str, str]:  # the pages as Pagefind reads them: the index leaves math out
             return {rel: search_ignores(ctx.math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
 
-        if write.write_site(out_dir, files, assets, clock.lap, reuse_search=self.background_search,
-                            search_pages=search):
+        if write.write_site(out_dir, files, assets, search, clock.lap, reuse_search=self.background_search):
             session.index_in_background(out_dir)
         session.katex.save_cache()
         report.seconds = clock.total()

@@ -46,7 +46,7 @@ from site_build.macros.numbers import calc
 from site_build.macros.reference import first_block_twin
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered
-from site_build.render.mathslots import CLOSE, OPEN, SLOT_RE
+from site_build.render.mathslots import SLOT_RE, Kept
 
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
 MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
@@ -165,26 +165,24 @@ def add_exercises(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendere
 
 @dataclass
 class Made:
-    """A page's exercises in a form a later build can replay: their HTML, the formulas it uses (slot numbers change
-    between builds) and the records they marked as shown on the page (the working of an answer shows one)."""
+    """A page's exercises in a form a later build can replay: their HTML, the formulas it uses (MathSlots.keep) and
+    the records they marked as shown on the page (the working of an answer shows one)."""
 
-    items: list[tuple[str, str]]
-    formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot used, in order
+    items: list[Item]
+    formulas: list[Kept]
+    slot_of: dict[int, int]
     marked: list[str]
 
     @classmethod
     def capture(cls, ctx: PageContext, source: str, items: list[Item], shown_before: set[str]) -> Made:
-        used = sorted({int(n) for item in items for n in SLOT_RE.findall(item.html)})
-        slot = {n: k for k, n in enumerate(used)}
-        kept = [(i.kind, SLOT_RE.sub(lambda m: f"{OPEN}{slot[int(m.group(1))]}{CLOSE}", i.html)) for i in items]
         marked = [n for n, where in ctx.shown.items() if source in where and n not in shown_before]
-        return cls(kept, [(ctx.math.formulas[n], *ctx.math.where[n]) for n in used], marked)
+        return cls(list(items), *ctx.math.keep(item.html for item in items), marked)
 
     def replay(self, ctx: PageContext, source: str) -> list[Item]:
-        new = [ctx.math.slot(tex, display, where, line) for (tex, display), where, line in self.formulas]
+        remap = ctx.math.renew(self.formulas, self.slot_of)
         for name in self.marked:
             ctx.shown.setdefault(name, set()).add(source)
-        return [Item(kind, SLOT_RE.sub(lambda m: new[int(m.group(1))], text)) for kind, text in self.items]
+        return [Item(item.kind, remap(item.html)) for item in self.items]
 
 
 def own_records(ctx: PageContext, pages: list[Page]) -> dict[str, list[str]]:
@@ -305,7 +303,7 @@ def page_budget(ctx: PageContext, html: str) -> int:
     if ctx.checks is not None:
         html = ctx.checks.fill(html)
     texs = {ctx.math.formulas[int(n)][0] for n in SLOT_RE.findall(html)}
-    body = len(zlib.compress(SLOT_RE.sub("", html).encode(), 6))
+    body = len(zlib.compress(ctx.math.strip(html).encode(), 6))
     estimate = BODY_FACTOR * body + LAYOUT_BYTES + MATH_BYTES * sum(map(len, texs)) + FIXED_BYTES
     return int(min(MAX_BUDGET, max(MIN_BUDGET, (PAGE_LIMIT - estimate) / MATH_BYTES)))
 

@@ -176,13 +176,13 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[str, Any]],
-               lap: Callable[[str], Any], reuse_search: bool = False,
-               search_pages: Callable[[], dict[str, str]] | None = None) -> bool:
+               search_pages: Callable[[], dict[str, str]], lap: Callable[[str], Any], reuse_search: bool = False
+               ) -> bool:
     """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
 
     Pagefind reads `search_pages()` (the HTML pages as the index should see them: without the typeset math, which
-    the index leaves out and which is most of a page's bytes), else the HTML of `pages`; they are written first,
-    so Pagefind indexes them while the rest of `pages` (page data, CSV) and `assets()` are computed and written.
+    the index leaves out and which is most of a page's bytes), written first, so that it indexes them while the
+    rest of `pages` (page data, CSV) and `assets()` are computed and written.
     With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return value says
     whether it was, so a fresh one can follow in the background (`index_in_background`). On any failure or
     Ctrl-C the temporary folder goes and `out_dir` stays as it was.
@@ -199,10 +199,8 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
         reuse = has_index and (same_pages or reuse_search)
         indexer = None
         if not reuse:  # Pagefind runs while the rest is written
-            if search_pages is not None:
-                write_files(tmp / SEARCH_INPUT, search_pages())
-            indexer = start_pagefind(tmp / SEARCH_INPUT if search_pages is not None else tmp,
-                                     output=tmp / "pagefind")
+            write_files(tmp / SEARCH_INPUT, search_pages())
+            indexer = start_pagefind(tmp / SEARCH_INPUT, output=tmp / "pagefind")
         try:
             write_files(tmp, {rel: data for rel, data in pages.items() if rel not in html}, previous)  # the rest
             write_files(tmp, assets(), previous)

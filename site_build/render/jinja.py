@@ -26,7 +26,7 @@ from site_build.errors import BuildError
 from site_build.macros import FILTERS, MacroError, PageContext, page_globals
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered, make_parser, render_page
-from site_build.render.mathslots import SLOT_RE, MathSlots
+from site_build.render.mathslots import Kept
 
 JINJA_CACHE_VERSION = f"jinja {jinja2.__version__}, handstep 2"  # bump when content_environment() changes
 
@@ -114,35 +114,25 @@ class PageResult:
     source: str
     rendered: Rendered
     shown: list[str]  # records whose numbers the page shows
-    formulas: list[tuple[tuple[str, bool], str, int]]  # ((tex, display), source, line) of each slot it uses
+    formulas: list[Kept]  # each formula it uses (MathSlots.keep)
     slot_of: dict[int, int]  # slot number in the build that rendered it -> index into formulas
     made: dict[str, Any] = field(default_factory=dict)  # what it put on generated pages (PageContext.made)
     text: tuple[str, list[str]] | None = None  # its Jinja output and the records that showed (PageContext.texts)
 
     @classmethod
     def capture(cls, rendered: Rendered, ctx: PageContext, source: str) -> PageResult:
-        html = [rendered.html, *(h.html for h in rendered.headings)]
-        used = sorted({int(n) for text in html for n in SLOT_RE.findall(text)})
-        formulas = [(ctx.math.formulas[n], *ctx.math.where[n]) for n in used]
         shown = [name for name, pages in ctx.shown.items() if source in pages]
         kept = Rendered(rendered.html, list(rendered.headings), [], list(rendered.anchors))  # later edits don't leak in
         text = ctx.texts.get(source)
         if text is not None:  # its formulas too are replayed
-            extra = sorted({int(n) for n in SLOT_RE.findall(text[0])} - set(used))
-            formulas += [(ctx.math.formulas[n], *ctx.math.where[n]) for n in extra]
-            used += extra
             text = (text[0], list(text[1]))
-        return cls(source, kept, shown, formulas, {n: i for i, n in enumerate(used)}, dict(ctx.made.get(source, {})),
-                   text)
+        formulas, slot_of = ctx.math.keep([rendered.html, *(h.html for h in rendered.headings),
+                                           *([text[0]] if text is not None else [])])
+        return cls(source, kept, shown, formulas, slot_of, dict(ctx.made.get(source, {})), text)
 
     def replay(self, ctx: PageContext) -> Rendered:
         """The page's HTML with its formulas registered anew (slot numbers change between builds)."""
-        slots: MathSlots = ctx.math
-        new = [slots.slot(tex, display, source, line) for (tex, display), source, line in self.formulas]
-
-        def remap(html: str) -> str:
-            return SLOT_RE.sub(lambda m: new[self.slot_of[int(m.group(1))]], html)
-
+        remap = ctx.math.renew(self.formulas, self.slot_of)
         for name in self.shown:
             ctx.shown.setdefault(name, set()).add(self.source)
         for url, part in self.made.items():

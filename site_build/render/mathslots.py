@@ -8,13 +8,16 @@ KaTeX error can name it. After the batch, `fill()` swaps the HTML in.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from site_build.errors import BuildError
 
 OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters: never in real text
 SLOT_RE = re.compile(f"{OPEN}(\\d+){CLOSE}")
+
+
+Kept = tuple[tuple[str, bool], str, int]  # a formula kept for a later build: (tex, display), source, line
 
 
 @dataclass
@@ -48,6 +51,17 @@ class MathSlots:
             problems.append((source, line, f"KaTeX error: {message}"))
         if problems:
             raise BuildError.collect(problems)
+
+    def keep(self, texts: Iterable[str]) -> tuple[list[Kept], dict[int, int]]:
+        """What a later build needs to put the formulas of `texts` back (`renew`): each formula they use, with where
+        it came from, and each slot number's index among them (slot numbers change between builds)."""
+        used = sorted({int(n) for text in texts for n in SLOT_RE.findall(text)})
+        return [(self.formulas[n], *self.where[n]) for n in used], {n: k for k, n in enumerate(used)}
+
+    def renew(self, kept: list[Kept], slot_of: dict[int, int]) -> Callable[[str], str]:
+        """Register the formulas `keep` found in an earlier build; returns what renumbers that build's texts."""
+        new = [self.slot(tex, display, source, line) for (tex, display), source, line in kept]
+        return lambda text: SLOT_RE.sub(lambda m: new[slot_of[int(m.group(1))]], text)
 
     def strip(self, html: str) -> str:
         """The html without its formulas (what the search index reads: it leaves typeset math out)."""
