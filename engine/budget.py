@@ -84,6 +84,7 @@ class _Sizes:
     T: int  # tokens: the longest text's words (<bos> + words, minus the last)
     steps: int  # train_steps
     opt: str  # adamw | adam | sgd | sgd+momentum
+    tied: bool = True  # the output layer is the token table; else its own V x C matrix (lm_head.weight)
 
 
 def _sizes(cfg: Config) -> _Sizes:
@@ -91,7 +92,7 @@ def _sizes(cfg: Config) -> _Sizes:
     opt = "sgd+momentum" if o.name == "sgd" and o.momentum else o.name
     return _Sizes(V=len(m.vocab or ()), C=m.d_model, F=m.d_ff, P=m.n_positions, L=m.n_layers, H=m.n_heads,
                   B=len(cfg.data.texts), T=max(len(s) for s in sequences(cfg)) - 1, steps=cfg.train_steps,
-                  opt=opt)
+                  opt=opt, tied=m.tie_embeddings)
 
 
 OPT_RECORDS = {"adamw": 5, "adam": 6, "sgd": 2, "sgd+momentum": 3}  # records per parameter (m, v, ..., updated)
@@ -100,7 +101,11 @@ OPT_PASSES = {"adamw": 16, "adam": 18, "sgd": 4, "sgd+momentum": 6}  # elementwi
 
 def _n_params(s: _Sizes) -> int:
     C, F = s.C, s.F
-    return s.V * C + s.P * C + s.L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
+    return s.V * C * (1 if s.tied else 2) + s.P * C + s.L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
+
+
+def _n_tensors(s: _Sizes) -> int:
+    return 4 + 12 * s.L + (0 if s.tied else 1)
 
 
 def _values(s: _Sizes) -> int:
@@ -112,9 +117,9 @@ def _values(s: _Sizes) -> int:
     # embed.tok/pos/out; per block ln_1 (mean, var, xhat, out), qkv, q/k/v, 4 attention maps, context,
     # merged, attn.out, resid_1, ln_2, fc, gelu, mlp.out, resid_2; ln_f; logits, probs, target_prob, per_token, loss
     forward = 2 * BTC + T * C + L * (16 * BTC + 4 * A + 2 * BTF + 4 * BT) + 2 * BT + 2 * BTC + 2 * BTV + 2 * BT + 1
-    # every parameter's gradient, grad.wte.from_logits/from_embed, grad.logits, grad.ln_f.out/xhat and
+    # every parameter's gradient, grad.wte.from_logits/from_embed (tied only), grad.logits, grad.ln_f.out/xhat and
     # ln_f's input; per block 16 (B, T, C) gradients, 4 attention maps and 2 (B, T, F)
-    backward = N + 2 * V * C + BTV + 3 * BTC + L * (16 * BTC + 4 * A + 2 * BTF)
+    backward = N + (2 * V * C if s.tied else 0) + BTV + 3 * BTC + L * (16 * BTC + 4 * A + 2 * BTF)
     optimizer = OPT_RECORDS[s.opt] * N
     evaluation = 2 * BTV + 2 * BT + 1  # after.logits, after.probs, after.target_prob, after.per_token, after.loss
     # train.loss, train.target_prob.before/after, train.L{i}.attn.weights.after, train.generate.before/after
@@ -131,8 +136,9 @@ def count_values(cfg: Config) -> int:
 
 
 def _n_records(s: _Sizes) -> int:
-    tensors = 4 + 12 * s.L
-    return tensors * (1 + OPT_RECORDS[s.opt]) + 34 + 57 * s.L
+    shares = 2 if s.tied else 0  # grad.wte.from_logits and grad.wte.from_embed
+    # each tensor: itself, its gradient and its optimizer records; then the activations and their gradients
+    return _n_tensors(s) * (2 + OPT_RECORDS[s.opt]) + 28 + shares + 45 * s.L
 
 
 @dataclass(frozen=True)
@@ -174,14 +180,15 @@ def _backward(s: _Sizes) -> _Work:
 
 def _optimizer(s: _Sizes) -> _Work:
     per_tensor = {"adamw": 16, "adam": 18, "sgd": 4, "sgd+momentum": 7}[s.opt]
-    return _Work(calls=per_tensor * (4 + 12 * s.L), passes=OPT_PASSES[s.opt] * _n_params(s))
+    return _Work(calls=per_tensor * _n_tensors(s), passes=OPT_PASSES[s.opt] * _n_params(s))
 
 
 def _picks(s: _Sizes) -> int:
     """Elements the finite-difference check takes when it covers every tensor: 1 + 3 per tensor (fewer in tiny ones)."""
     C, F = s.C, s.F
     block = [C, C, 3 * C * C, 3 * C, C * C, C, C, C, C * F, F, F * C, C]  # the tensors of one block
-    return sum(1 + min(3, n) for n in [s.V * C, s.P * C, C, C]) + s.L * sum(1 + min(3, n) for n in block)
+    outside = [s.V * C, s.P * C, C, C] + ([] if s.tied else [s.V * C])  # wte, wpe, ln_f, lm_head
+    return sum(1 + min(3, n) for n in outside) + s.L * sum(1 + min(3, n) for n in block)
 
 
 # The finite-difference check of a big model is held to about this many seconds (from the config's estimate, so a
@@ -293,6 +300,10 @@ def available_memory() -> int | None:
 KNOBS = {"model.d_model": ("C",), "model.d_ff": ("F",), "model.n_layers": ("L",), "model.n_positions": ("P",),
          "model.n_heads": ("H",), "model.vocab": ("V",), "data.texts": ("B", "T"), "train_steps": ("steps",)}
 DEFAULT_SIZES = _sizes(Config())
+# With `model.from`, the checkpoint's config.json sets the model's sizes (the config may not give them): a message
+# names them there, as config.json does. Only data.texts and train_steps are the config's to lower.
+CHECKPOINT_KEYS = {"model.d_model": "n_embd", "model.d_ff": "n_inner", "model.n_layers": "n_layer",
+                   "model.n_positions": "n_positions", "model.n_heads": "n_head", "model.vocab": "vocab_size"}
 
 
 def _lowered(s: _Sizes, key: str, to_default: bool) -> _Sizes:
@@ -303,30 +314,43 @@ def _lowered(s: _Sizes, key: str, to_default: bool) -> _Sizes:
                          for f in KNOBS[key]})
 
 
-def _shown(key: str, s: _Sizes) -> str:
+def _shown(key: str, s: _Sizes, unit: str = "words") -> str:
     value = {"model.d_model": s.C, "model.d_ff": s.F, "model.n_layers": s.L, "model.n_positions": s.P,
              "model.n_heads": s.H, "train_steps": s.steps}.get(key)
     if value is not None:
         return str(value) if value.bit_length() <= 60 else _count(value)  # as the config gives it
     if key == "model.vocab":
-        return f"{_count(s.V)} words"
-    return f"{_count(s.B)} text{'s' * (s.B != 1)} of up to {_count(s.T)} words"
+        return f"{_count(s.V)} {unit}"
+    return f"{_count(s.B)} text{'s' * (s.B != 1)} of up to {_count(s.T)} {unit}"
 
 
-def _advice(s: _Sizes, cost) -> tuple[str, str]:
-    """(the dominant key, advice naming it first and then the other sizes that would help) for a cost.
+def _advice(s: _Sizes, cost, checkpoint: str | None = None) -> tuple[str, str, str]:
+    """(the dominant key, where the message starts: that key and its value, advice naming it first and then the
+    other sizes that would help) for a cost.
 
     The dominant key is the one whose return to its default value saves the most (a huge n_positions is
     named even though halving d_model would also halve the position table); the others are ranked by
-    what halving each would save.
+    what halving each would save. With a `checkpoint` (model.from) the model's sizes are its config.json's: one of
+    them is named there, and only the config's own sizes are offered to lower.
     """
     base = cost(s)
     back = {k: base - cost(_lowered(s, k, True)) for k in KNOBS}
     halved = {k: base - cost(_lowered(s, k, False)) for k in KNOBS}
     top = max(KNOBS, key=lambda k: (back[k], halved[k]))
     others = sorted((k for k in KNOBS if k != top and halved[k] > 0), key=lambda k: -halved[k])
-    names = [k.removeprefix("model.") for k in others[:3]]
-    return top, f"lower {top} (the largest term)" + (f", or {', '.join(names)}" if names else "")
+    if checkpoint is None:
+        names = [k.removeprefix("model.") for k in others[:3]]
+        return top, f"{top}: {_shown(top, s)}", f"lower {top} (the largest term)" + (
+            f", or {', '.join(names)}" if names else "")
+    own = [k for k in others if k not in CHECKPOINT_KEYS]
+    if top not in CHECKPOINT_KEYS:
+        return top, f"{top}: {_shown(top, s, 'tokens')}", f"lower {top} (the largest term)" + (
+            f", or {', '.join(own)}" if own else "")
+    name = CHECKPOINT_KEYS[top]
+    value = _shown(top, s, "tokens").removesuffix(" tokens") + (" (4 × n_embd)" if top == "model.d_ff" else "")
+    where = f"model.from: {Path(checkpoint) / 'config.json'}: {name} {value}"
+    return top, where, (f"the checkpoint is too large ({name} is the largest term); use a smaller "
+                        "checkpoint" + (f", or lower {' or '.join(own)}" if own else ""))
 
 
 def check_budget(cfg: Config, available_bytes: int | None = None, max_seconds: float = MAX_SECONDS,
@@ -344,30 +368,31 @@ def check_budget(cfg: Config, available_bytes: int | None = None, max_seconds: f
     values = _values(s)
     need = _memory(s)
     free = available_memory() if available_bytes is None else available_bytes
+    ck = cfg.model.checkpoint
     if free is not None and need > free:
-        key, advice = _advice(s, _memory)
-        raise BudgetError(f"{label}: {key}: {_shown(key, s)} needs about {_size(need)} for the trace, "
+        key, where, advice = _advice(s, _memory, ck)
+        raise BudgetError(f"{label}: {where} needs about {_size(need)} for the trace, "
                           f"{_size(free)} of memory is free: {advice}")
     disk = 8 * values if _spills(s) else 0
     room = (free_disk(spill_dir) if available_disk is None else available_disk) if disk else None
     if room is not None and disk * 1.05 > room:
-        key, advice = _advice(s, _values)
-        where = spill_dir or tempfile.gettempdir()
-        raise BudgetError(f"{label}: {key}: {_shown(key, s)} needs about {_size(disk)} of disk for the trace's "
-                          f"values, {_size(room)} is free in {where}: {advice}")
+        key, where, advice = _advice(s, _values, ck)
+        folder = spill_dir or tempfile.gettempdir()
+        raise BudgetError(f"{label}: {where} needs about {_size(disk)} of disk for the trace's "
+                          f"values, {_size(room)} is free in {folder}: {advice}")
     step, train, check, per_step = _seconds(s)
     limit = Fraction(max_seconds)
     total = step + train + check
     if total <= limit:
         return Estimate(values, need, _float(step), _float(train), _float(check), _float(per_step), bool(disk), disk)
-    key, advice = _advice(s, lambda z: sum(_seconds(z)[:3]))
+    key, where, advice = _advice(s, lambda z: sum(_seconds(z)[:3]), ck)
     fixed = total - per_step * s.steps  # what train_steps 0 would still take
     if key == "train_steps" and fixed + per_step <= limit:
         fit = int((limit - fixed) / per_step)
         raise BudgetError(f"{label}: train_steps: {_shown(key, s)} would take about {_duration(_float(total))} "
                           f"(about {_duration(_float(per_step))} a step); lower train_steps "
                           f"(about {_count(_round_down(fit))} fit in {_duration(max_seconds)})")
-    raise BudgetError(f"{label}: {key}: {_shown(key, s)} would take about {_duration(_float(total))} "
+    raise BudgetError(f"{label}: {where} would take about {_duration(_float(total))} "
                       f"(recorded step {_duration(_float(step))}, training run {_duration(_float(train))}, "
                       f"finite-difference check {_duration(_float(check))}), over the limit of "
                       f"{_duration(max_seconds)}; {advice}")

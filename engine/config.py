@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,12 +18,20 @@ from typing import Any
 import yaml
 
 from . import checkpoint
-from .errors import ConfigError
+from .errors import ConfigError, cut, echo
+from .errors import echo_key as _key
 
 DEFAULT_VOCAB = ("<pad>", "<bos>", "<eos>", "the", "cat", "sat", "on", "mat", "dog", "ran")
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 DECAY_RULES = ("matrices", "all")
+# A config holds sizes, texts and at most a vocabulary: GPT-2's 50,257 words written out take 0.5 MiB
+# (benchmarks/gpt2_small.py). A larger file is refused before it is parsed, and so is one whose YAML aliases make it
+# larger once expanded: 400 bytes of nested aliases (a "billion laughs") stand for a billion strings.
+MAX_CONFIG_BYTES = 16 * 2**20
+# A file libyaml refuses is parsed again by the pure-Python parser for its wording of the error, which takes seconds
+# a megabyte: a larger file keeps libyaml's message.
+REPARSE_MAX_CHARS = 2**20
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,10 @@ class ModelConfig:
     # in the last row), a starting loss near ln(10) (an unbiased guess over 10 words), and a loss that
     # visibly drops after one step. 0.3 starts over-confident (loss well above ln 10).
     init_std: float = 0.2
+    # GPT-2 ties its output layer to the token table (logits = x · W_teᵀ). False: a separate output matrix,
+    # `lm_head.weight` (vocab × d_model), drawn like W_te after every other weight. With `from`, the checkpoint's
+    # config.json says (tie_word_embeddings, true unless given).
+    tie_embeddings: bool = True
     # `from` in a config file: a Hugging Face GPT-2 checkpoint folder (engine.checkpoint) that sets the sizes,
     # the vocabulary and the initial weights. None: the sizes above and GPT-2's random initialisation.
     checkpoint: str | None = None
@@ -81,6 +94,8 @@ class Config:
         if folder is not None:  # as the config file writes it
             model["from"] = folder
             model.pop("init_std")
+        if model["tie_embeddings"]:  # the default is not written: the default config's dict is as it always was
+            model.pop("tie_embeddings")
         return d
 
 
@@ -98,7 +113,7 @@ TOP_KEYS = ("seed", "model", "data", "optimizer", "train_steps")
 
 class _DuplicateKey(yaml.YAMLError):
     def __init__(self, key: Any, line: int, first: int):
-        super().__init__(f"duplicate key {key!r}")
+        super().__init__(f"duplicate key {echo(key)}")
         self.key, self.line, self.first = key, line, first
 
 
@@ -169,11 +184,13 @@ def load_config(path: str | Path | None = None, seed: int | None = None) -> Conf
         text = _read(Path(path), label)
         try:
             try:
-                raw = yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a safe loader
-            except (yaml.YAMLError, _DuplicateKey, RecursionError):
-                raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - the same, with the messages a reader gets
+                raw = _parse(text, _FastLoader, label)
+            except (yaml.YAMLError, RecursionError):
+                if len(text) > REPARSE_MAX_CHARS:
+                    raise
+                raw = _parse(text, _Loader, label)  # the same, with the messages a reader gets
         except _DuplicateKey as exc:
-            raise ConfigError(f"{label}:{exc.line}: duplicate key {exc.key!r} (first given at line {exc.first}); "
+            raise ConfigError(f"{label}:{exc.line}: duplicate key {echo(exc.key)} (first given at line {exc.first}); "
                               "keep one") from None
         except yaml.YAMLError as exc:
             raise ConfigError(_yaml_message(label, text, exc)) from None
@@ -186,6 +203,70 @@ def load_config(path: str | Path | None = None, seed: int | None = None) -> Conf
     return config_from_dict(raw, label, seed=seed)
 
 
+def _parse(text: str, loader_class: type, label: str) -> Any:
+    """`yaml.load(text)`, refusing a document whose aliases expand it past MAX_CONFIG_BYTES before anything is
+    constructed from it."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if "*" in text:  # no alias without one
+            _check_aliases(node, label)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root: yaml.Node, label: str) -> None:
+    """Refuse aliases that expand the document past MAX_CONFIG_BYTES, or that loop back into themselves.
+
+    PyYAML's composer gives an alias its anchor's node, so the composed document is a graph no larger than the file,
+    and the values built from it share their lists the same way; but whatever reads them as a tree (the checks, an
+    error message quoting a value, a merge `<<: *base`) sees the expansion. The expanded size (a scalar: its length
+    plus one; a collection: one plus its items') of each node is counted once, so this takes time in proportion to
+    the file, whatever the expansion.
+    """
+    limit = MAX_CONFIG_BYTES
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # collections whose items are being counted: meeting one again is a loop
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = len(node.value) + 1
+            continue
+        items = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
+        if done:
+            open_.discard(key)
+            size[key] = min(limit + 1, 1 + sum(size[id(item)] for item in items))
+        elif key not in size:
+            if key in open_:
+                raise ConfigError(f"{label}:{node.start_mark.line + 1}: a YAML alias here refers back to the "
+                                  "collection that holds it, a loop no config needs; write the value out")
+            open_.add(key)
+            stack.append((node, True))
+            stack.extend((item, False) for item in items if id(item) not in size)
+    if size[id(root)] <= limit:
+        return
+    path, node = [], root
+    while isinstance(node, yaml.MappingNode):  # down the keys to the value that is too large
+        big = next(((k, v) for k, v in node.value if size[id(v)] > limit), None)
+        if big is None or not isinstance(big[0], yaml.ScalarNode):
+            break
+        path.append(_key(big[0].value))
+        node = big[1]
+    where = f"{'.'.join(path)}: " if path else ""
+    raise ConfigError(f"{label}: {where}YAML aliases (*name) expand {'this value' if path else 'the file'} to more "
+                      f"than {_mib(limit)}, more than a whole config file may hold; write the values out or use "
+                      "fewer aliases")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
 def _read(p: Path, label: str) -> str:
     """The file's text, or a ConfigError naming what is wrong with the path."""
     try:
@@ -196,6 +277,11 @@ def _read(p: Path, label: str) -> str:
             raise ConfigError(f"{label}: file not found (give an existing YAML file, e.g. configs/default.yaml)")
         if not p.is_file():
             raise ConfigError(f"{label}: is not a regular file (give a YAML file such as configs/default.yaml)")
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{label}: is {_mib(size)}, more than the {_mib(MAX_CONFIG_BYTES)} a config file may "
+                              "be (sizes, texts and a vocabulary: GPT-2's 50,257 words take 0.5 MiB); give the right "
+                              "file, or shorten it")
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
@@ -211,8 +297,10 @@ def _yaml_message(label: str, text: str, exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f":{min(mark.line + 1, max(1, len(text.splitlines())))}" if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = cut(problem)  # it may quote the text (an unknown tag), which may be 16 MiB long
     context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    extra = f" ({context} that starts at line {cmark.line + 1})" if context and cmark is not None else ""
+    extra = f" ({context} that starts at line {min(cmark.line + 1, max(1, len(text.splitlines())))})" \
+        if context and cmark is not None else ""
     return f"{label}{where}: YAML syntax error: {problem}{extra}"
 
 
@@ -221,7 +309,7 @@ def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | N
     err = _errors(label)
     for key in raw:
         if key not in TOP_KEYS:
-            err(str(key), f"unknown key (known: {', '.join(TOP_KEYS)})")
+            err(_key(key), f"unknown key (known: {', '.join(TOP_KEYS)})")
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         given = raw.get(name, {})
@@ -232,7 +320,7 @@ def config_from_dict(raw: dict[str, Any], label: str = "<config>", seed: int | N
         known = [("from" if k == "checkpoint" else k) for k in cls.__dataclass_fields__ if k != "checkpoint_dir"]
         for key in given:
             if key not in known:
-                err(f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
+                err(f"{name}.{_key(key)}", f"unknown key (known: {', '.join(known)})")
         sections[name] = dict(given)
 
     cfg_seed = _integer(raw.get("seed", Config.seed), "seed", err, minimum=0)
@@ -256,6 +344,47 @@ def _errors(label: str):
     return err
 
 
+def _words(words: list[str], most: int = 10) -> str:
+    """`a, b, c`: the first `most` words (each as `_key` names it), then `and 1,234 more`."""
+    shown = ", ".join(_key(w) for w in words[:most])
+    return shown + (f" and {len(words) - most:,} more" if len(words) > most else "")
+
+
+# What a page cannot show of config text: KaTeX refuses control characters, private-use characters and a combining
+# mark with no letter before it (a lone surrogate is not even text), and a control character in HTML is invisible.
+# Right-to-left text and bidi controls are fine: the pages isolate them (site_build.format.needs_isolation).
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]")
+_WORD_START = re.compile(r"(?:^|(?<=\s))[^\x00-\x7f]")  # the first character of a word, when it is not ASCII
+
+
+def _showable(text: str, key: str, err, whitespace: bool) -> None:
+    """Refuse, naming the key and the position, a character of config text that no page can show (`whitespace`:
+    a tab, newline or carriage return is allowed, as the space between words)."""
+    for found in _UNSHOWABLE.finditer(text):
+        ch = found.group()
+        if whitespace and ch in "\t\n\r":
+            continue
+        what = {"Cs": "half of a UTF-16 surrogate pair, not a character",
+                "Co": "a private-use character"}.get(unicodedata.category(ch), "a control character")
+        err(key, f"character {found.start() + 1} is U+{ord(ch):04X} ({what}, which no page can show); remove it")
+    for found in _WORD_START.finditer(text):
+        ch = found.group()
+        if unicodedata.category(ch).startswith("M"):
+            name = unicodedata.name(ch, "a combining mark").lower()
+            err(key, f"character {found.start() + 1} is U+{ord(ch):04X} ({name}) at the start of a word, a combining "
+                "mark with no letter to mark, which no page can show; put it after its letter or remove it")
+
+
+def _showable_words(words: list[str], key: str, err) -> None:
+    """`_showable` for every word of a list (`key[i]`), in one pass over them all when none is refused (GPT-2's
+    50,257 words: 20 ms, not 170)."""
+    joined = " ".join(words)
+    if _UNSHOWABLE.search(joined) or any(unicodedata.category(m.group()).startswith("M")
+                                         for m in _WORD_START.finditer(joined)):
+        for i, word in enumerate(words):
+            _showable(word, f"{key}[{i}]", err, whitespace=False)
+
+
 def _kind(value: Any) -> str:
     return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping", type(None): "nothing"}.get(
         type(value), type(value).__name__
@@ -264,15 +393,15 @@ def _kind(value: Any) -> str:
 
 def _integer(value: Any, key: str, err, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        err(key, f"must be an integer, got {_kind(value)} {value!r}")
+        err(key, f"must be an integer, got {_kind(value)} {echo(value)}")
     if value < minimum:
-        err(key, f"must be ≥ {minimum}, got {value}")
+        err(key, f"must be ≥ {minimum}, got {echo(value)}")
     return value
 
 
 def _number(value: Any, key: str, err) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        err(key, f"must be a number, got {_kind(value)} {value!r}")
+        err(key, f"must be a number, got {_kind(value)} {echo(value)}")
     if not math.isfinite(value):
         err(key, f"must be finite, got {value}")
     return float(value)
@@ -289,6 +418,7 @@ def _data(given: dict[str, Any], err) -> DataConfig:
             err(f"data.texts[{i}]", f"must be a string, got {_kind(t)}")
         if not t.split():
             err(f"data.texts[{i}]", "is empty; give at least one word")
+        _showable(t, f"data.texts[{i}]", err, whitespace=True)
     return DataConfig(texts=tuple(texts))
 
 
@@ -301,7 +431,7 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
         err("model.d_model",
             f"must be ≥ 2 (a LayerNorm over one number always outputs its bias), got {sizes['d_model']}")
     if sizes["d_model"] % sizes["n_heads"]:
-        err("model.n_heads", f"{sizes['n_heads']} does not divide d_model {sizes['d_model']}")
+        err("model.n_heads", f"{echo(sizes['n_heads'])} does not divide d_model {echo(sizes['d_model'])}")
     init_std = _number(given.get("init_std", d.init_std), "model.init_std", err)
     if init_std <= 0:
         err("model.init_std", f"must be > 0, got {init_std}")
@@ -312,33 +442,42 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
         vocab = list(SPECIAL_TOKENS) + list(dict.fromkeys(w for w in words_in_order if w not in SPECIAL_TOKENS))
     if not isinstance(vocab, list) or not all(isinstance(w, str) and w for w in vocab):
         err("model.vocab", "must be a list of non-empty strings")
+    if "vocab" in given:
+        _showable_words(vocab, "model.vocab", err)
     dupes = sorted(w for w, n in Counter(vocab).items() if n > 1)
     if dupes:
-        err("model.vocab", f"duplicate words: {', '.join(dupes)}")
+        err("model.vocab", f"duplicate words: {_words(dupes)}")
     for special in ("<pad>", "<bos>"):
         if special not in vocab:
             err("model.vocab", f"must contain {special}")
     known = set(vocab)
     missing = list(dict.fromkeys(w for w in words_in_order if w not in known))
     if missing:
-        err("model.vocab", f"missing words used in data.texts: {', '.join(missing)} (add them to the vocab)")
+        err("model.vocab", f"missing words used in data.texts: {_words(missing)} (add them to the vocab)")
     for i, t in enumerate(data.texts):
         n = len(t.split())
         if n > sizes["n_positions"]:
             err(f"data.texts[{i}]",
-                f"has {n} words but model.n_positions is {sizes['n_positions']}; shorten it or raise n_positions")
-    return ModelConfig(vocab=tuple(vocab), init_std=init_std, **sizes)
+                f"has {n} words but model.n_positions is {echo(sizes['n_positions'])}; shorten it or raise "
+                "n_positions")
+    tie = given.get("tie_embeddings", d.tie_embeddings)
+    if not isinstance(tie, bool):
+        err("model.tie_embeddings", f"must be true or false, got {_kind(tie)} {echo(tie)}")
+    return ModelConfig(vocab=tuple(vocab), init_std=init_std, tie_embeddings=tie, **sizes)
 
 
 def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) -> ModelConfig:
     """`model: {from: PATH}`: sizes, vocabulary and weights from a Hugging Face checkpoint folder."""
     folder = given["from"]
     if not isinstance(folder, str) or not folder.strip():
-        err("model.from", f"must be the path of a checkpoint folder, got {_kind(folder)} {folder!r}")
+        err("model.from", f"must be the path of a checkpoint folder, got {_kind(folder)} {echo(folder)}")
     for key in given:
+        if key == "tie_embeddings":
+            err("model.tie_embeddings", "is given beside model.from, whose config.json says whether the output layer "
+                "is tied (tie_word_embeddings); remove it")
         if key != "from":
-            err(f"model.{key}", "is given beside model.from, whose checkpoint sets the sizes, the vocabulary and the "
-                "initial weights; remove it")
+            err(f"model.{_key(key)}", "is given beside model.from, whose checkpoint sets the sizes, the vocabulary "
+                "and the initial weights; remove it")
     path = Path(folder)
     if not path.is_absolute() and not path.exists() and Path(label).parent.joinpath(path).exists():
         path = Path(label).parent / path  # relative to the config file, when not to the current folder
@@ -351,20 +490,21 @@ def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) 
         if n == 0:
             err(f"data.texts[{i}]", "has no tokens; give some text")
     return ModelConfig(vocab=ck.vocab, d_model=ck.d_model, n_heads=ck.n_heads, d_ff=ck.d_ff, n_layers=ck.n_layers,
-                       n_positions=ck.n_positions, checkpoint=folder, checkpoint_dir=str(ck.folder))
+                       n_positions=ck.n_positions, tie_embeddings=ck.tie, checkpoint=folder,
+                       checkpoint_dir=str(ck.folder))
 
 
 def _optimizer(given: dict[str, Any], err) -> OptimizerConfig:
     d = OptimizerConfig()
     name = given.get("name", d.name)
     if name not in OPTIMIZERS:
-        err("optimizer.name", f"unknown optimizer {name!r} (choose one of: {', '.join(OPTIMIZERS)})")
+        err("optimizer.name", f"unknown optimizer {echo(name)} (choose one of: {', '.join(OPTIMIZERS)})")
     lr = _number(given.get("lr", d.lr), "optimizer.lr", err)
     if lr <= 0:
         err("optimizer.lr", f"must be > 0, got {lr}")
     betas = given.get("betas", list(d.betas))
     if not isinstance(betas, list) or len(betas) != 2:
-        err("optimizer.betas", f"must be a list of two numbers, got {betas!r}")
+        err("optimizer.betas", f"must be a list of two numbers, got {echo(betas)}")
     betas = tuple(_number(b, f"optimizer.betas[{i}]", err) for i, b in enumerate(betas))
     for i, b in enumerate(betas):
         if not 0 <= b < 1:
@@ -377,7 +517,7 @@ def _optimizer(given: dict[str, Any], err) -> OptimizerConfig:
         err("optimizer.weight_decay", f"must be ≥ 0, got {wd}")
     decay = given.get("decay", d.decay)
     if decay not in DECAY_RULES:
-        err("optimizer.decay", f"must be one of: {', '.join(DECAY_RULES)}, got {decay!r}")
+        err("optimizer.decay", f"must be one of: {', '.join(DECAY_RULES)}, got {echo(decay)}")
     momentum = _number(given.get("momentum", d.momentum), "optimizer.momentum", err)
     if momentum < 0:
         err("optimizer.momentum", f"must be ≥ 0, got {momentum}")

@@ -15,6 +15,9 @@ VARIANTS = [
     ("default config (`configs/default.yaml`: one layer, AdamW)", {}),
     ("only with `optimizer.name: adam` (L2 decay enters the gradient)", {"optimizer": {"name": "adam"}}),
     ("only with `optimizer.name: sgd` and `momentum` > 0", {"optimizer": {"name": "sgd", "momentum": 0.9}}),
+    ("only with `model.tie_embeddings: false` (an untied output layer: `logits` and `grad.ln_f.out` use "
+     "`lm_head.weight`, and `grad.wte` is the scatter-add alone, with no `grad.wte.from_logits` or "
+     "`grad.wte.from_embed`)", {"model": {"tie_embeddings": False}}),
 ]
 
 

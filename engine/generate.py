@@ -31,6 +31,7 @@ def generate(params: dict[str, np.ndarray], cfg: Config, bos: int, length: int) 
     n_heads = cfg.model.n_heads
     cache: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in range(cfg.model.n_layers)]
     seq = [int(bos)]
+    out = "wte" if cfg.model.tie_embeddings else "lm_head.weight"  # the output layer (model.output_weight)
     for pos in range(length):
         x = (params["wte"][seq[-1]] + params["wpe"][pos])[None, None, :]  # (1, 1, C): the newest token
         for i, (keys, values) in enumerate(cache):
@@ -47,7 +48,7 @@ def generate(params: dict[str, np.ndarray], cfg: Config, bos: int, length: int) 
             h = _layernorm(params, P + "ln_2", x)
             h = L.gelu_forward(L.linear_forward(h, params[P + "mlp.c_fc.weight"], params[P + "mlp.c_fc.bias"]))
             x = x + L.linear_forward(h, params[P + "mlp.c_proj.weight"], params[P + "mlp.c_proj.bias"])
-        logits = L.logits_forward(_layernorm(params, "ln_f", x), params["wte"])  # (1, 1, V)
+        logits = L.logits_forward(_layernorm(params, "ln_f", x), params[out])  # (1, 1, V)
         seq.append(int(np.argmax(logits[0, -1])))
     return np.array(seq[1:], dtype=np.int64)
 

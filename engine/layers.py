@@ -161,15 +161,15 @@ def gelu_backward(dout, x):
     return dout * (0.5 * (1.0 + t) + 0.5 * x * dt)  # product rule on 0.5 x (1 + t)
 
 
-def logits_forward(x, wte):
-    # (B, T, V): the output layer is the token table, transposed (tied)
-    return (_rows(x) @ wte.T).reshape(*x.shape[:-1], len(wte))
+def logits_forward(x, w):
+    # (B, T, V): x times the output layer w (V, C), transposed; GPT-2's w is the token table (tied)
+    return (_rows(x) @ w.T).reshape(*x.shape[:-1], len(w))
 
 
-def logits_backward(dlogits, x, wte):
-    dx = (_rows(dlogits) @ wte).reshape(x.shape)  # (B, T, C)
-    dwte = _rows(dlogits).T @ _rows(x)  # (V, C)
-    return dx, dwte
+def logits_backward(dlogits, x, w):
+    dx = (_rows(dlogits) @ w).reshape(x.shape)  # (B, T, C)
+    dw = _rows(dlogits).T @ _rows(x)  # (V, C)
+    return dx, dw
 
 
 def cross_entropy_forward(logits, targets):

@@ -45,7 +45,14 @@ def param_specs(cfg: Config) -> list[tuple[str, str, tuple[int, ...], tuple[str,
             specs.append((f"L{i}.{suffix}", f"transformer.h.{i}.{suffix}", tuple(size[k] for k in keys), axes))
     specs += [("ln_f.weight", "transformer.ln_f.weight", (m.d_model,), ("d_model",)),
               ("ln_f.bias", "transformer.ln_f.bias", (m.d_model,), ("d_model",))]
+    if not m.tie_embeddings:  # its own output layer, last (as in HF), so the other weights are drawn as when tied
+        specs.append(("lm_head.weight", "lm_head.weight", (len(m.vocab), m.d_model), ("vocab", "d_model")))
     return specs
+
+
+def output_weight(cfg: Config) -> str:
+    """The parameter the logits are made with: the token table when tied (GPT-2), else `lm_head.weight`."""
+    return "wte" if cfg.model.tie_embeddings else "lm_head.weight"
 
 
 def init_params(cfg: Config) -> dict[str, np.ndarray]:
@@ -77,14 +84,15 @@ def tape(cfg: Config, params: dict[str, np.ndarray], ids: np.ndarray, targets: n
 
 # -- forward ---------------------------------------------------------------------------------------------------------
 def forward(t: Tape, cfg: Config, start: int = 0) -> str:
-    """Embeddings, the blocks, the final LayerNorm, tied logits and the loss; returns the loss's record name.
+    """Embeddings, the blocks, the final LayerNorm, the logits (through the token table when tied, else through
+    `lm_head.weight`) and the loss; returns the loss's record name.
 
     From block `start` on when the tape already holds that block's input (`block_input(start)`)."""
     x = t.embed("input_ids") if start == 0 else block_input(start)
     for i in range(start, cfg.model.n_layers):
         x = block_forward(t, f"L{i}.", x, cfg.model.n_heads)
     x = t.layernorm("ln_f", x)
-    logits = t.logits(x)
+    logits = t.logits(x, output_weight(cfg))
     return t.cross_entropy(logits, "targets")
 
 
@@ -95,10 +103,10 @@ def block_input(i: int) -> str:
 
 def first_block(name: str, cfg: Config) -> int:
     """The first block whose input a change of parameter `name` alters: its own block, n_layers for the final
-    LayerNorm, 0 for the embeddings (whose wte is also the output layer)."""
+    LayerNorm and an untied output layer, 0 for the embeddings (whose wte is also the output layer when tied)."""
     if name.startswith("L"):
         return int(name[1:name.index(".")])
-    return cfg.model.n_layers if name.startswith("ln_f.") else 0
+    return cfg.model.n_layers if name.startswith(("ln_f.", "lm_head.")) else 0
 
 
 def block_forward(t: Tape, P: str, x: str, n_heads: int) -> str:
@@ -140,12 +148,12 @@ def backward(t: Tape, cfg: Config) -> dict[str, np.ndarray]:
     """The gradient of the loss for every record of `forward`, in reverse; returns {parameter: its gradient}."""
     last = f"L{cfg.model.n_layers - 1}.resid_2"
     g = t.cross_entropy_backward("probs", "targets")
-    g = t.logits_backward(g, "ln_f.out")
+    g = t.logits_backward(g, "ln_f.out", output_weight(cfg))
     g = t.layernorm_backward("ln_f", g, last, f"grad.{last}")
     for i in reversed(range(cfg.model.n_layers)):
         x = f"L{i - 1}.resid_2" if i else "embed.out"
         g = block_backward(t, f"L{i}.", g, x, cfg.model.n_heads)
-    t.embed_backward(g, "input_ids")
+    t.embed_backward(g, "input_ids", tied=cfg.model.tie_embeddings)
     return t.grads
 
 

@@ -21,7 +21,7 @@ PARAM_SYMBOLS = {
     "attn.c_attn.weight": r"W_{\text{attn}}", "attn.c_attn.bias": r"b_{\text{attn}}", "attn.c_proj.weight": "W_O",
     "attn.c_proj.bias": "b_O", "ln_2.weight": r"\gamma_2", "ln_2.bias": r"\delta_2", "mlp.c_fc.weight": "W_1",
     "mlp.c_fc.bias": "b_1", "mlp.c_proj.weight": "W_2", "mlp.c_proj.bias": "b_2", "ln_f.weight": r"\gamma_f",
-    "ln_f.bias": r"\delta_f",
+    "ln_f.bias": r"\delta_f", "lm_head.weight": r"W_{\text{out}}",
 }
 PARAM_MEANINGS = {
     "wte": "token embedding table: one row per vocabulary word (also the output layer, tied)",
@@ -35,7 +35,9 @@ PARAM_MEANINGS = {
     "mlp.c_fc.weight": "feed-forward expansion", "mlp.c_fc.bias": "bias of the feed-forward expansion",
     "mlp.c_proj.weight": "feed-forward projection back", "mlp.c_proj.bias": "bias of the feed-forward projection",
     "ln_f.weight": "gain of the final LayerNorm", "ln_f.bias": "shift of the final LayerNorm",
+    "lm_head.weight": "output layer, untied from the token table: one row per vocabulary word",
 }
+UNTIED_MEANINGS = {"wte": "token embedding table: one row per vocabulary word (the output layer is lm_head.weight)"}
 _LAYER = re.compile(r"(^|\.)L\d+\.")
 
 
@@ -131,6 +133,9 @@ NOTATION: dict[str, tuple[str, str]] = {  # name -> (formula, symbol)
     "grad.wte.from_embed": (rf"\nabla W_{{te}}^{{\text{{in}}}}[v] = \textstyle\sum_{{b,t:\ \mathrm{{id}}_{{b,t}}=v}} "
                             rf"{D} X_{{b,t}}}}", r"\nabla W_{te}^{\text{in}}"),
     "grad.wte": (r"\nabla W_{te} = \nabla W_{te}^{\text{out}} + \nabla W_{te}^{\text{in}}", r"\nabla W_{te}"),
+    # an untied output layer: its own gradient (the token table's output-side share when tied)
+    "grad.lm_head.weight": (r"\nabla W_{\text{out}} = \textstyle\sum_{b,t} \big(" + D
+                            + r"\,\mathrm{logits}_t}\big)^{\top} \mathrm{LN}_f(x_t)", r"\nabla W_{\text{out}}"),
     # the forward pass again on the updated weights, and the training run
     "after.logits": (r"\mathrm{logits}' = \mathrm{model}_{\theta'}(x)", r"\mathrm{logits}'"),
     "after.probs": (r"p'_{t,v} = \mathrm{softmax}(\mathrm{logits}'_t)_v", "p'"),
@@ -149,6 +154,16 @@ NOTATION: dict[str, tuple[str, str]] = {  # name -> (formula, symbol)
                               r"\rangle\,\hat w_0 \cdots \hat w_{j-1}\big)_v", r"\hat w^{\text{init}}"),
     "train.generate.after": (r"\hat w^{\text{end}}_j = \arg\max_v\,\mathrm{logit}_{\theta_{\text{end}}}\big("
                              r"\langle\text{bos}\rangle\,\hat w_0 \cdots \hat w_{j-1}\big)_v", r"\hat w^{\text{end}}"),
+}
+
+# With an untied output layer (`model.tie_embeddings: false`) these records are made with lm_head.weight, and the
+# token table's gradient is its scatter-add alone (no grad.wte.from_logits / from_embed).
+UNTIED: dict[str, tuple[str, str]] = {
+    "logits": (r"\mathrm{logits} = \mathrm{LN}_f(X'_{\text{last}})\,W_{\text{out}}^{\top}", r"\mathrm{logits}"),
+    "grad.ln_f.out": (rf"{D}\,\mathrm{{LN}}_f}} = {D}\,\mathrm{{logits}}}}\,W_{{\text{{out}}}}",
+                      r"\nabla\mathrm{LN}_f"),
+    "grad.wte": (rf"\nabla W_{{te}}[v] = \textstyle\sum_{{b,t:\ \mathrm{{id}}_{{b,t}}=v}} {D} X_{{b,t}}}}",
+                 r"\nabla W_{te}"),
 }
 
 MEANINGS: dict[str, str] = {  # name (without its layer) -> what the record is, in a few words
@@ -277,6 +292,8 @@ def describe(name: str, op: str, cfg: Config) -> tuple[str, str]:
             key = "sgd_momentum_update" if op == "sgd_update" and cfg.optimizer.momentum else op
             return UPDATES[key], param_symbol(param) + "'"
         return OPTIMIZER[f"opt.{kind}"]
+    if not cfg.model.tie_embeddings and rest in UNTIED:
+        return UNTIED[rest]
     if rest in NOTATION:
         return NOTATION[rest]
     ln, _, part = rest.partition(".")
@@ -288,10 +305,12 @@ def describe(name: str, op: str, cfg: Config) -> tuple[str, str]:
     raise KeyError(f"no notation for record {name!r} (op {op}): add it to engine/notation.py")
 
 
-def meaning(name: str) -> str:
-    """What a record is, in a few words (the symbols page)."""
+def meaning(name: str, tied: bool = True) -> str:
+    """What a record is, in a few words (the symbols page); `tied`: whether the output layer is the token table."""
     rest = generic(name)
     head, _, target = rest.partition(".")
+    if not tied and rest in UNTIED_MEANINGS:
+        return UNTIED_MEANINGS[rest]
     if rest in PARAM_MEANINGS:
         return PARAM_MEANINGS[rest]
     if rest in MEANINGS:
@@ -310,7 +329,7 @@ def meaning(name: str) -> str:
         if target.endswith(".via_ln"):
             return f"the share of {what}'s gradient that came back through the LayerNorm it feeds"
         if what in PARAM_MEANINGS or what in MEANINGS or what.partition(".")[0] in LN_INPUT:
-            return f"gradient of {what}: {meaning(base)}"
+            return f"gradient of {what}: {meaning(base, tied)}"
         return f"gradient of {what}"
     raise KeyError(f"no meaning for record {name!r}: add it to engine/notation.py")
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import model, notation
 from .budget import check_budget
+from .checkpoint import CheckpointError
 from .config import Config
 from .generate import generate, words_to_generate
 from .layers import cross_entropy_forward
@@ -71,6 +72,8 @@ def _run(cfg: Config, progress: Progress, spill: BinaryIO | None,
     axes = {name: ax for name, _, _, ax in specs}
     progress("step", 0, 1)
     params = model.init_params(cfg)
+    if cfg.model.checkpoint:
+        _check_weights(cfg, params, specs)
     rec = Recorder(lambda name, op: notation.describe(name, op, cfg), spill)
     try:
         for name, _, _, ax in specs:
@@ -89,8 +92,7 @@ def _run(cfg: Config, progress: Progress, spill: BinaryIO | None,
         rec.phase = "evaluation"
         evaluate(new, ids, targets, cfg, rec)
     except NonFiniteError as exc:
-        raise RunError(f"a NaN or Inf appeared in record {exc.name!r} of the recorded step; "
-                       "lower optimizer.lr or init_std") from None
+        raise RunError(_non_finite(cfg, exc.name, rec.phase, exc.name in params)) from None
     progress("step", 1, 1)
     before = t.v["loss.target_prob"]
     del t, grads, new  # the recorded step's working values: a big model's training run needs the room
@@ -101,6 +103,38 @@ def _run(cfg: Config, progress: Progress, spill: BinaryIO | None,
     index.update({"input_ids": "input_ids", "targets": "targets", "logits": "logits", "loss": "loss"})
     rec.finish()
     return Trace(cfg.to_dict(), labels(cfg, ids, targets), rec.records, index, values_file=spill)
+
+
+def _check_weights(cfg: Config, params: dict[str, np.ndarray], specs) -> None:
+    """Refuse a checkpoint whose weights hold a NaN or an infinity, naming the tensor as the file does."""
+    for name, key, _, _ in specs:
+        value = params[name]
+        if np.isfinite(value).all():
+            continue
+        bad = np.argwhere(~np.isfinite(value))
+        first = tuple(int(i) for i in bad[0])
+        what = "NaN" if np.isnan(value[first]) else "inf" if value[first] > 0 else "-inf"
+        raise CheckpointError(f"{cfg.source or '<config>'}: model.from: "
+                              f"{Path(cfg.model.checkpoint or '') / 'model.safetensors'}: tensor {key} holds {what} "
+                              f"(first at {list(first)}; {len(bad):,} of its {value.size:,} values not finite); "
+                              "the checkpoint is damaged: download or save it again")
+
+
+def _non_finite(cfg: Config, name: str, phase: str, initial: bool) -> str:
+    """The line for a NaN or Inf in the recorded step, naming what to change. The forward and backward passes depend
+    on the initial weights alone (model.init_std, or a checkpoint's weights), the update and the re-evaluation after
+    it on the optimizer too."""
+    found = f"a NaN or Inf appeared in record {name!r}"
+    if phase in ("optimizer", "evaluation"):
+        when = "of the update" if phase == "optimizer" else "when the updated weights were evaluated"
+        return f"optimizer.lr: {found} {when}; lower optimizer.lr (now {cfg.optimizer.lr:g})"
+    if cfg.model.checkpoint:  # its weights are finite (_check_weights), but too large to compute with
+        return (f"model.from: {cfg.model.checkpoint}: {found} of the {phase} pass, computed from the checkpoint's "
+                "weights alone: they are too large; use another checkpoint")
+    if initial:
+        return (f"model.init_std: {cfg.model.init_std:g} draws initial weights too large for a number ({found}); "
+                "lower model.init_std")
+    return f"model.init_std: {found} of the {phase} pass; lower model.init_std (now {cfg.model.init_std:g})"
 
 
 def evaluate(params, ids, targets, cfg, rec):

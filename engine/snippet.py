@@ -10,6 +10,10 @@ def pytorch_snippet(config: dict, trace_file: str = "trace.json", bos: int | Non
     m, o = config["model"], config["optimizer"]
     bos = m["vocab"].index("<bos>") if bos is None else int(bos)
     eos = m["vocab"].index("<eos>") if "<eos>" in m["vocab"] else bos
+    tied = m.get("tie_embeddings", True)  # an untied output layer is the trace's lm_head.weight
+    untie = "" if tied else ", tie_word_embeddings=False"
+    keys = '"transformer."' if tied else '("transformer.", "lm_head.")'
+    load = "  # lm_head is tied to transformer.wte" if tied else "  # lm_head.weight: its own matrix, untied"
     if o["name"] == "sgd":
         make_opt = f"torch.optim.SGD(groups, lr={o['lr']!r}, momentum={o['momentum']!r})"
     else:
@@ -24,11 +28,11 @@ rec = {{r["name"]: r for r in trace["records"]}}
 model = GPT2LMHeadModel(GPT2Config(
     vocab_size={len(m["vocab"])}, n_positions={m["n_positions"]}, n_embd={m["d_model"]}, n_layer={m["n_layers"]},
     n_head={m["n_heads"]}, n_inner={m["d_ff"]}, activation_function="gelu_new", layer_norm_epsilon=1e-5,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id={bos}, eos_token_id={eos})).eval()
-tensors = {{k: rec[v["initial"]] for k, v in trace["index"].items() if k.startswith("transformer.")}}
+    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id={bos}, eos_token_id={eos}{untie})).eval()
+tensors = {{k: rec[v["initial"]] for k, v in trace["index"].items() if k.startswith({keys})}}
 weights = {{k: torch.tensor(r["value"]) for k, r in tensors.items()}}
 decays = {{k for k, r in tensors.items() if r["meta"]["decays"]}}  # which tensors decay: the engine's one rule
-model.load_state_dict(weights, strict=False)  # lm_head is tied to transformer.wte
+model.load_state_dict(weights, strict=False){load}
 ids, targets = torch.tensor(rec["input_ids"]["value"]), torch.tensor(rec["targets"]["value"])
 logits = model(input_ids=ids).logits
 loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)  # float64, mean over targets

@@ -104,8 +104,9 @@ class Tape:
     def add(self, out: str, a: str, b: str) -> str:
         return self.put(out, self.v[a] + self.v[b], op="add", inputs=(a, b), axes=self.axes[a])
 
-    def logits(self, x: str) -> str:
-        return self.put("logits", L.logits_forward(self.v[x], self.v["wte"]), op="matmul", inputs=(x, "wte"),
+    def logits(self, x: str, w: str) -> str:
+        """`x @ w.T`: `w` is the token table (tied, GPT-2) or the output layer's own `lm_head.weight`."""
+        return self.put("logits", L.logits_forward(self.v[x], self.v[w]), op="matmul", inputs=(x, w),
                         axes=("batch", "tokens", "vocab"), einsum="btc,vc->btv")
 
     def cross_entropy(self, logits: str, targets: str) -> str:
@@ -120,11 +121,16 @@ class Tape:
         return self.put("grad.logits", L.cross_entropy_backward(self.v[probs], self.v[targets]),
                         op="cross_entropy_backward", inputs=(probs, targets), axes=("batch", "tokens", "vocab"))
 
-    def logits_backward(self, dlogits: str, x: str) -> str:
-        dx, dwte = L.logits_backward(self.v[dlogits], self.v[x], self.v["wte"])
-        dxname = self.put(f"grad.{x}", dx, op="matmul", inputs=(dlogits, "wte"), axes=BTC, einsum="btv,vc->btc")
-        self.put("grad.wte.from_logits", dwte, op="matmul", inputs=(dlogits, x), axes=("vocab", "d_model"),
-                 einsum="btv,btc->vc")
+    def logits_backward(self, dlogits: str, x: str, w: str) -> str:
+        """The gradients of `logits = x @ w.T`: of x (returned) and of w. The tied token table's output-side share
+        is `grad.wte.from_logits` (embed_backward adds the input side); an untied `lm_head.weight` gets its own."""
+        dx, dw = L.logits_backward(self.v[dlogits], self.v[x], self.v[w])
+        dxname = self.put(f"grad.{x}", dx, op="matmul", inputs=(dlogits, w), axes=BTC, einsum="btv,vc->btc")
+        how = dict(op="matmul", inputs=(dlogits, x), axes=("vocab", "d_model"), einsum="btv,btc->vc")
+        if w == "wte":
+            self.put("grad.wte.from_logits", dw, **how)
+        else:
+            self.param_grad(w, dw, **how)
         return dxname
 
     def layernorm_backward(self, ln: str, dout: str, x: str, dx: str) -> str:
@@ -189,10 +195,15 @@ class Tape:
         """Where a value fed two branches, its gradient is the sum of theirs."""
         return self.put(out, self.v[a] + self.v[b], op="add", inputs=(a, b), axes=self.axes[a])
 
-    def embed_backward(self, dx: str, ids: str) -> None:
+    def embed_backward(self, dx: str, ids: str, tied: bool = True) -> None:
+        """The gradients of the two tables: wpe's, and wte's scatter-add; when wte is also the output layer (tied),
+        that is its input-side share, added to the output side's."""
         vocab, positions = len(self.v["wte"]), len(self.v["wpe"])
         dwte_in, dwpe = L.embedding_backward(self.v[dx], self.v[ids], vocab, positions)
         self.param_grad("wpe", dwpe, op="embedding_backward", inputs=(dx,), axes=("positions", "d_model"))
+        if not tied:
+            self.param_grad("wte", dwte_in, op="embedding_backward", inputs=(dx, ids), axes=("vocab", "d_model"))
+            return
         self.put("grad.wte.from_embed", dwte_in, op="embedding_backward", inputs=(dx, ids), axes=("vocab", "d_model"))
         self.param_grad("wte", self.v["grad.wte.from_logits"] + dwte_in, op="add",
                         inputs=("grad.wte.from_logits", "grad.wte.from_embed"), axes=("vocab", "d_model"))

@@ -98,6 +98,7 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     m = cfg["model"]
     d, heads, d_ff, layers = m["d_model"], m["n_heads"], m["d_ff"], m["n_layers"]
     vocab_n = len(m["vocab"])
+    tied = m.get("tie_embeddings", True)  # the output layer is wte (GPT-2), else its own lm_head.weight
     inputs = trace.labels["inputs"]
     batch, tokens = len(inputs), len(inputs[0])
     opt = cfg["optimizer"]
@@ -208,16 +209,22 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     diagram.arrow(cx, y, cx, y + 20, act)
     y += 20
     logits_y = y
-    diagram.box(bl, y, bw, 34, ["logits = x \u00b7 wte\u1d40", f"tied to wte: {d} \u2192 {vocab_n} words"], "output")
+    if tied:
+        diagram.box(bl, y, bw, 34, ["logits = x \u00b7 wte\u1d40", f"tied to wte: {d} \u2192 {vocab_n} words"],
+                    "output")
+    else:
+        diagram.box(bl, y, bw, 34, ["logits = x \u00b7 lm_head\u1d40", f"untied: {d} \u2192 {vocab_n} words"],
+                    "output")
     y += 34
     diagram.arrow(cx, y, cx, y + 20, dims(*lead, tokens, vocab_n))
     y += 20
     diagram.box(bl, y, bw, 34, ["loss: softmax, cross-entropy", f"mean over predictions = {fixed(loss, 4)}"], "loss")
     y += 34
-    tie = f"M{coord(wte_x)} {coord(tie_top)}L6 {coord(tie_top)}L6 {coord(logits_y + 17)}"
-    line, head = arrow(6, logits_y + 17, bl, logits_y + 17)
-    diagram.parts.insert(0, f'<path class="fr" d="{tie}{line[line.index("L"):]}"/>')
-    diagram.heads.append(head)
+    if tied:  # the token table is read again by the output layer
+        tie = f"M{coord(wte_x)} {coord(tie_top)}L6 {coord(tie_top)}L6 {coord(logits_y + 17)}"
+        line, head = arrow(6, logits_y + 17, bl, logits_y + 17)
+        diagram.parts.insert(0, f'<path class="fr" d="{tie}{line[line.index("L"):]}"/>')
+        diagram.heads.append(head)
     diagram.arrow(cx, y, cx, y + 20, "1 number")
     y += 20
     half = (bw - 8) / 2
@@ -226,8 +233,9 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     y += 34 + 8
     desc = (f"The model as configured: {sizes}. {dims(*lead, tokens)} input tokens are embedded to {act}, "
             f"pass through the block{'s' if layers != 1 else ''} (LayerNorm, attention, residual add, LayerNorm, "
-            f"feed-forward {d} to {d_ff} to {d}, residual add), a final LayerNorm and the output layer tied to the "
-            f"token embedding ({dims(*lead, tokens, vocab_n)} logits), then the loss, {fixed(loss, 4)}.")
+            f"feed-forward {d} to {d_ff} to {d}, residual add), a final LayerNorm and the output layer "
+            + ("tied to the token embedding" if tied else f"lm_head, a {dims(vocab_n, d)} matrix of its own (untied)")
+            + f" ({dims(*lead, tokens, vocab_n)} logits), then the loss, {fixed(loss, 4)}.")
     return chart("architecture", y, "Architecture of the model", desc, diagram.render(), role)
 
 

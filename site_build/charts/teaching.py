@@ -228,8 +228,10 @@ def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) ->
 
 def backward_graph(trace) -> str:
     """The computation of one step as a graph, forward downwards; where a value feeds two places (a fork, ●) its
-    gradients add on the way back; where two values are added (+) the gradient is copied to both."""
+    gradients add on the way back; where two values are added (+) the gradient is copied to both. The token table
+    forks into the logits too when the output layer is tied to it (GPT-2); an untied one is its own W_out."""
     layers = trace.config["model"]["n_layers"]
+    tied = trace.config["model"].get("tie_embeddings", True)
     sx, bh = 120.0, 22.0  # the stream's x; box height
     out: list[str] = [text(4, 14, "Where gradients are copied and where they add", "tt")]
     edges: list[str] = []
@@ -285,11 +287,12 @@ def backward_graph(trace) -> str:
     box(sx - 60, y, 120, "LN_f")
     edge([(sx, y + bh), (sx, y + bh + 16)])
     y += bh + 16
-    box(sx - 80, y, 160, "logits = LN_f \u00b7 W_te\u1d40")
+    box(sx - 80, y, 160, "logits = LN_f \u00b7 W_te\u1d40" if tied else "logits = LN_f \u00b7 W_out\u1d40")
     logits_y = y + bh / 2
-    fork(25, 39, "")
-    out.append(text(8, 24, "\u2462", "tx"))
-    edge([(25, 39), (10, 39), (10, logits_y), (sx - 80, logits_y)])
+    if tied:
+        fork(25, 39, "")
+        out.append(text(8, 24, "\u2462", "tx"))
+        edge([(25, 39), (10, 39), (10, logits_y), (sx - 80, logits_y)])
     edge([(sx, y + bh), (sx, y + bh + 16)])
     y += bh + 16
     box(sx - 60, y, 120, "loss")
@@ -298,6 +301,8 @@ def backward_graph(trace) -> str:
               ("\u2460", "X feeds LN\u2081 and the residual: \u2207X = \u2207R + \u2207X|LN\u2081"),
               ("\u2461", "R feeds LN\u2082 and the residual: \u2207R = \u2207X\u2032 + \u2207R|LN\u2082"),
               ("\u2462", "W_te is used twice: \u2207W_te = \u2207W_te(in) + \u2207W_te(out)")]
+    if not tied:  # W_te is read once: no third fork
+        legend.pop()
     for mark, words in legend:
         out.append(text(8, y, mark, "", "middle"))
         out.append(text(20, y, esc(words), "tx"))
@@ -309,8 +314,9 @@ def backward_graph(trace) -> str:
             f"the block (repeated {layers} time{'s' if layers != 1 else ''}, each reading the previous block's output "
             "as its X), X forks (1) into LayerNorm 1 and attention and into the residual, which meet again in a sum "
             "giving R; R forks (2) into LayerNorm 2 and the feed-forward network and into the residual, which meet in "
-            "a sum giving the block's output X'. Then the final LayerNorm, the logits, which use W_te a second time "
-            "(3), and the loss. Going backwards, a sum copies its gradient to each input, and a value used in two "
+            "a sum giving the block's output X'. Then the final LayerNorm, the logits, which use "
+            + ("W_te a second time (3)" if tied else "an output matrix of their own, W_out (untied from W_te)")
+            + ", and the loss. Going backwards, a sum copies its gradient to each input, and a value used in two "
             "places receives the sum of the two gradients.")
     return chart("backward-graph", height, "Where gradients are copied and where they add", desc, body)
 

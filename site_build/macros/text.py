@@ -251,7 +251,8 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
             shown_name, meaning, shape = "updated.θ", "every parameter θ after the step: θ′", "the shape of θ"
         else:
             shown_name = rec.name
-            meaning, shape = notation.meaning(rec.name), fmt.describe_shape(rec.value.shape, rec.axes)
+            meaning = notation.meaning(rec.name, tied="lm_head.weight" not in ctx.trace)
+            shape = fmt.describe_shape(rec.value.shape, rec.axes)
         symbol = ctx.slot(rec.symbol, False) if rec.symbol else ""
         where = "every block" if notation._LAYER.search(rec.name) else ""
         name_html = f"<code>{fmt.html_text(shown_name)}</code>"

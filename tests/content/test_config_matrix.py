@@ -48,6 +48,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "repeated words": {"data": {"texts": ["the dog ran on the mat the cat"]}, "train_steps": 20},
     "vocab words with specials": {"model": {"vocab": ["<pad>", "<bos>", "<eos>", "<b>", "a&b", "x_y", "$z$"]},
                                   "data": {"texts": ["<b> a&b x_y $z$ <b>"]}, "train_steps": 2},
+    "untied output layer": {"model": {"tie_embeddings": False}, "train_steps": 3},
+    "untied, two layers, a batch, sgd": {"model": {"tie_embeddings": False, "n_layers": 2},
+                                         "data": {"texts": ["the cat", "the dog ran on the mat"]},
+                                         "optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0}, "train_steps": 3},
 }
 
 
@@ -374,14 +378,17 @@ def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
     assert report.shown == report.records
     broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
     assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    assert_tying_follows(site, CONFIGS[name].get("model", {}).get("tie_embeddings", True))
 
 
-def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_follow(builder, tmp_path):
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_follow(builder, tmp_path, tie):
     """`model: {from: PATH}`: the whole site builds, breaks no rule, and says what a checkpoint is: its own first
-    token (GPT-2's <|endoftext|>) and padding, weights read from the file, not drawn from a seed."""
+    token (GPT-2's <|endoftext|>) and padding, weights read from the file, not drawn from a seed. An untied
+    checkpoint (tie_word_embeddings false) shows its own output layer, lm_head.weight, and says it is untied."""
     from hf_checkpoint import make_checkpoint
 
-    folder = make_checkpoint(tmp_path)
+    folder = make_checkpoint(tmp_path, tie=tie)
     report, site = build_site(builder, {"model": {"from": str(folder)}, "train_steps": 3,
                                         "data": {"texts": ["the cat sat on the mat", "a dog ran"]}})
     assert report.missing == [], f"records no page shows: {report.missing}"
@@ -396,6 +403,19 @@ def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_
     embeddings = site.pages["01-embeddings.html"]
     assert "CODE starts every text" in " ".join(embeddings.prose.split()) and "<|endoftext|>" in embeddings.code
     assert "read from the checkpoint's CODE" in " ".join(embeddings.prose.split())
+    assert_tying_follows(site, tie)
+
+
+def assert_tying_follows(site: Site, tie: bool) -> None:
+    """The pages on the output layer say whether this run ties it, and show the records it made."""
+    output = " ".join(site.pages["07-output-loss.html"].prose.split())
+    backward = " ".join(site.pages["09-output-layer.html"].prose.split())
+    assert ("There is no new weight matrix here" in output) == tie
+    assert ("This model has an output layer of its own" in output) == (not tie)
+    assert ("This is only half of the gradient" in backward) == tie
+    assert ("This is the whole gradient" in backward) == (not tie)
+    shown = unescape(" ".join(p.html for p in site.pages.values()))
+    assert ("grad.lm_head.weight" in shown) == (not tie) and ("grad.wte.from_logits" in shown) == tie
 
 
 # -- every rule can fail --------------------------------------------------------------------------------------------

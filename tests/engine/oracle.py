@@ -1,7 +1,8 @@
 """The independent oracle: Hugging Face GPT2LMHeadModel + torch.optim in float64.
 
-Loads the engine's initial weights through the trace's `index` (HF state_dict keys, same layouts)
-and returns logits, loss, every gradient and the updated parameters, all as NumPy arrays.
+Loads the engine's initial weights through the trace's `index` (HF state_dict keys, same layouts; an untied
+output layer is `lm_head.weight`) and returns logits, loss, every gradient and the updated parameters, all as
+NumPy arrays.
 Nothing here imports the engine's model code: only the trace's numbers and config.
 """
 
@@ -27,21 +28,30 @@ def hf_model(cfg: dict, bos: int | None = None) -> GPT2LMHeadModel:
                       n_layer=m["n_layers"], n_head=m["n_heads"], n_inner=m["d_ff"],
                       activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                       layer_norm_epsilon=1e-5, bos_token_id=bos,
-                      eos_token_id=vocab.index("<eos>") if "<eos>" in vocab else bos)
+                      eos_token_id=vocab.index("<eos>") if "<eos>" in vocab else bos,
+                      tie_word_embeddings=m.get("tie_embeddings", True))
     return GPT2LMHeadModel(conf).to(torch.float64).eval()  # eval: no dropout anywhere
+
+
+def parameter_keys(trace) -> list[str]:
+    """The trace's parameters under their Hugging Face names (`transformer.*`, and `lm_head.weight` when untied)."""
+    return [k for k, v in trace.index.items() if isinstance(v, dict)]
 
 
 def oracle_step(trace, model: GPT2LMHeadModel | None = None) -> dict:
     """One forward, backward and optimizer step in PyTorch: from the trace's initial weights, or from `model`
     as given (a checkpoint loaded with `from_pretrained`)."""
     cfg = trace.config
-    keys = [k for k in trace.index if k.startswith("transformer.")]
+    keys = parameter_keys(trace)
+    tied = cfg["model"].get("tie_embeddings", True)
+    assert ("lm_head.weight" not in keys) == tied
     if model is None:
         model = hf_model(cfg, bos=int(trace["input_ids"][0, 0]))
         state = {k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
-    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied
+        assert not unexpected and set(missing) <= ({"lm_head.weight"} if tied else set()), (missing, unexpected)
+    assert (model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()) == tied
+    assert set(keys) == set(dict(model.named_parameters())), "every parameter of the model is a tensor of the trace"
 
     ids = torch.tensor(trace["input_ids"])
     targets = torch.tensor(trace["targets"])
@@ -86,7 +96,7 @@ def oracle_activations(trace) -> dict:
     cfg = trace.config
     model = hf_model(cfg, bos=int(trace["input_ids"][0, 0]))
     model.config._attn_implementation = "eager"  # returns attention weights
-    keys = [k for k in trace.index if k.startswith("transformer.")]
+    keys = parameter_keys(trace)
     model.load_state_dict({k: torch.tensor(trace[trace.index[k]["initial"]]) for k in keys}, strict=False)
     seen: dict[str, torch.Tensor] = {}
 

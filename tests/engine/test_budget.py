@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import engine
 from engine import BudgetError, ConfigError, run
-from engine.budget import MAX_SECONDS, available_memory, check_budget, count_values, estimate
+from engine.budget import MAX_SECONDS, _n_records, _sizes, available_memory, check_budget, count_values, estimate
 from engine.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,18 +28,19 @@ def cfg_of(raw: dict, label: str = "configs/x.yaml"):
 @given(n_layers=st.integers(1, 3), n_heads=st.sampled_from([1, 2, 4]), head_dim=st.integers(1, 3),
        d_ff=st.integers(1, 9), extra_positions=st.integers(0, 3), train_steps=st.integers(0, 3),
        texts=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=5), min_size=1, max_size=3),
-       optimizer=st.sampled_from([("adamw", 0.0), ("adam", 0.0), ("sgd", 0.0), ("sgd", 0.9)]))
+       optimizer=st.sampled_from([("adamw", 0.0), ("adam", 0.0), ("sgd", 0.0), ("sgd", 0.9)]), tied=st.booleans())
 def test_count_values_is_exactly_what_the_trace_holds(n_layers, n_heads, head_dim, d_ff, extra_positions,
-                                                       train_steps, texts, optimizer):
+                                                       train_steps, texts, optimizer, tied):
     longest = max(len(t) for t in texts)
     d_model = max(2, n_heads * head_dim)  # the validator asks for at least 2
     cfg = cfg_of({"model": {"n_layers": n_layers, "n_heads": n_heads, "d_model": d_model, "d_ff": d_ff,
-                            "n_positions": longest + extra_positions},
+                            "n_positions": longest + extra_positions, "tie_embeddings": tied},
                   "data": {"texts": [" ".join(t) for t in texts]},
                   "optimizer": {"name": optimizer[0], "momentum": optimizer[1]}, "train_steps": train_steps})
     trace = run(cfg)
     assert count_values(cfg) == sum(r.value.size for r in trace.records)
     assert estimate(cfg).values == count_values(cfg)
+    assert _n_records(_sizes(cfg)) == len(trace.records)  # the recording's share of the time estimate
 
 
 def test_default_config_passes_and_its_estimate_is_sane():

@@ -150,3 +150,231 @@ def test_make_verify_checks_a_checkpoints_trace(trace):
     loose = {name for name in data["max_abs_diff"] if name.startswith("updated.") and name.endswith("c_attn.bias")}
     assert max(v for k, v in data["max_abs_diff"].items() if k not in loose) < 1e-12
     assert max(data["max_abs_diff"][k] for k in loose) < 1e-9 * trace.config["optimizer"]["lr"] + 1e-12
+
+
+# -- an untied output layer (tie_word_embeddings: false) ----------------------------------------------------------
+def assert_matches_hugging_face(trace, model) -> None:
+    """Loss, logits, every gradient and every updated tensor against `model` (float64) + torch.optim. Adam's first
+    step turns the rounding noise of a gradient that is truly zero (the key bias's) into ~1e-11, so those elements
+    are held to 1e-9 (as in test_oracle.py), every other one to 1e-12."""
+    ref = oracle_step(trace, model)
+    assert max_abs(trace["logits"], ref["logits"]) < 1e-12
+    assert abs(float(trace["loss"]) - ref["loss"]) < 1e-12
+    assert set(ref["keys"]) == {k for k, v in trace.index.items() if isinstance(v, dict)}
+    loose = 1e-9 * max(1.0, trace.config["optimizer"]["lr"] / 0.01)
+    for key in ref["keys"]:
+        names = trace.index[key]
+        assert max_abs(trace[names["grad"]], ref["grads"][key]) < 1e-12, key
+        noise = np.abs(ref["grads"][key]) <= 1e-6
+        mine, theirs = trace[names["updated"]], ref["updated"][key]
+        assert max_abs(mine[~noise], theirs[~noise]) < 1e-12, key
+        assert max_abs(mine[noise], theirs[noise]) < loose, key
+
+
+@pytest.fixture(scope="module")
+def untied_folder(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("untied"), tie=False)
+
+
+@pytest.mark.parametrize("optimizer", ["", "optimizer:\n  name: sgd\n  lr: 0.1\n  momentum: 0.9\n",
+                                       "optimizer:\n  name: adam\n  weight_decay: 0.1\n"],
+                         ids=["adamw", "sgd-momentum", "adam"])
+def test_an_untied_checkpoint_reads_its_own_output_layer_and_equals_hugging_face(untied_folder, tmp_path,
+                                                                                 optimizer):
+    conf = json.loads((untied_folder / "config.json").read_text())
+    assert conf["tie_word_embeddings"] is False
+    path = config_file(tmp_path, untied_folder)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(optimizer)
+    trace = run(load_config(path))
+    assert trace.config["model"]["tie_embeddings"] is False
+    assert trace.index["lm_head.weight"]["grad"] == "grad.lm_head.weight" and "grad.wte.from_logits" not in trace
+    tensors = load_file(str(untied_folder / "model.safetensors"))
+    assert np.array_equal(trace["lm_head.weight"], tensors["lm_head.weight"].astype(np.float64))
+    assert not np.array_equal(trace["lm_head.weight"], trace["wte"])  # the file's own matrix, not the token table
+    model = GPT2LMHeadModel.from_pretrained(untied_folder).to(torch.float64).eval()
+    assert model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr()
+    assert_matches_hugging_face(trace, model)
+
+
+def test_tie_embeddings_beside_from_is_refused(tmp_path, untied_folder):
+    with pytest.raises(ConfigError, match=r"model.tie_embeddings: is given beside model.from, whose config.json "
+                                          r"says whether the output layer is tied \(tie_word_embeddings\)"):
+        load_config(config_file(tmp_path, untied_folder, "  tie_embeddings: false\n"))
+
+
+def test_an_untied_checkpoint_without_its_output_layer_says_so(tmp_path, folder):
+    """config.json says untied, but the file has no lm_head.weight (it was saved tied): one line, not a wrong loss."""
+    other = tmp_path / "half-untied"
+    other.mkdir()
+    for name in ("model.safetensors", "tokenizer.json"):
+        (other / name).write_bytes((folder / name).read_bytes())
+    conf = json.loads((folder / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**conf, "tie_word_embeddings": False}))
+    with pytest.raises(ConfigError, match=r"model.safetensors has no tensor lm_head.weight \(config.json says "
+                                          r"tie_word_embeddings: false"):
+        run(load_config(config_file(tmp_path, other)))
+    other.rename(tmp_path / "yes")  # another folder: a folder's config.json is read once
+    (tmp_path / "yes" / "config.json").write_text(json.dumps({**conf, "tie_word_embeddings": "yes"}))
+    with pytest.raises(ConfigError, match="config.json: tie_word_embeddings must be true or false, got 'yes'"):
+        load_config(config_file(tmp_path, tmp_path / "yes"))
+
+
+def test_a_tied_checkpoint_with_another_output_layer_is_refused(tmp_path, untied_folder, folder):
+    """A file with its own lm_head.weight whose config.json says tied (or says nothing: tied is the default):
+    transformers 4 would tie it away, transformers 5 keeps it untied. handstep matches neither silently; it says
+    what to set. A copy of the token table under that name (as some tied files hold) is the tied model."""
+    other = tmp_path / "tied-again"
+    other.mkdir()
+    for name in ("model.safetensors", "tokenizer.json"):
+        (other / name).write_bytes((untied_folder / name).read_bytes())
+    conf = json.loads((untied_folder / "config.json").read_text())
+    conf.pop("tie_word_embeddings")
+    (other / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(ConfigError) as exc:
+        run(load_config(config_file(tmp_path, other)))
+    assert str(exc.value).endswith("model.safetensors holds an lm_head.weight that differs from "
+                                   "transformer.wte.weight, but config.json ties the two (tie_word_embeddings is true "
+                                   "or not given); set tie_word_embeddings to false in config.json to use it as the "
+                                   "output layer")
+    tensors = load_file(str(folder / "model.safetensors"))
+    _copy_with_weights(folder, tmp_path / "copy", {**tensors, "lm_head.weight": tensors["transformer.wte.weight"]})
+    trace = run(load_config(config_file(tmp_path, tmp_path / "copy")))
+    assert "lm_head.weight" not in trace and "tie_embeddings" not in trace.config["model"]
+    model = GPT2LMHeadModel.from_pretrained(tmp_path / "copy").to(torch.float64).eval()
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+    assert_matches_hugging_face(trace, model)
+    # the shared matrix kept under the output layer's name alone: it is the token table
+    tensors["lm_head.weight"] = tensors.pop("transformer.wte.weight")
+    _copy_with_weights(folder, tmp_path / "head-only", tensors)
+    again = run(load_config(config_file(tmp_path, tmp_path / "head-only")))
+    assert np.array_equal(again["wte"], trace["wte"]) and float(again["loss"]) == float(trace["loss"])
+
+
+# -- weight dtypes: float16 and bfloat16 read exactly; any other dtype refused ------------------------------------
+@pytest.mark.parametrize("dtype, tie", [(torch.bfloat16, True), (torch.float16, False)], ids=["bfloat16", "float16"])
+def test_half_precision_weights_read_exactly_and_the_step_equals_hugging_faces(tmp_path, dtype, tie):
+    """A model saved in bfloat16 (or float16): the engine widens every value exactly, and the step equals Hugging
+    Face's model loaded from the same file and cast to float64: loss, every gradient, the update."""
+    (tmp_path / "half").mkdir()
+    folder = make_checkpoint(tmp_path / "half", tie=tie, dtype=dtype)
+    trace = run(load_config(config_file(tmp_path, folder)))
+    model = GPT2LMHeadModel.from_pretrained(folder, dtype=dtype)
+    assert model.transformer.wte.weight.dtype == dtype
+    state = model.state_dict()
+    for key, names in trace.index.items():
+        if isinstance(names, dict):
+            theirs = state[key].to(torch.float64).numpy()
+            assert np.array_equal(trace[names["initial"]], theirs), key
+            assert np.array_equal(trace[names["initial"]].astype(np.float32).astype(np.float64), theirs), key
+    assert_matches_hugging_face(trace, model.to(torch.float64).eval())
+
+
+def test_bfloat16_is_the_upper_half_of_a_float32(tmp_path):
+    """Every bit pattern of bfloat16 (normals, subnormals, ±0, ±inf, NaN) against torch's own widening."""
+    from engine.checkpoint import SafetensorsFile
+
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    header = json.dumps({"x": {"dtype": "BF16", "shape": [1 << 16], "data_offsets": [0, 1 << 17]}}).encode()
+    path = tmp_path / "all.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bits.astype("<u2").tobytes())
+    mine = SafetensorsFile(path, "all.safetensors").read("x")
+    theirs = torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16).to(torch.float64).numpy()
+    same = (mine == theirs) | (np.isnan(mine) & np.isnan(theirs))
+    assert same.all() and np.isnan(mine).sum() == 2 * 127
+
+
+def _copy_with_weights(src, dst, tensors: dict) -> None:
+    from safetensors.numpy import save_file
+
+    dst.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    save_file(tensors, str(dst / "model.safetensors"))
+
+
+@pytest.mark.parametrize("key, dtype, shown", [("transformer.wpe.weight", np.int32, "I32"),
+                                               ("transformer.h.0.ln_1.weight", np.bool_, "BOOL"),
+                                               ("transformer.wte.weight", np.int8, "I8")])
+def test_weights_of_another_dtype_are_refused_naming_the_tensor(tmp_path, folder, key, dtype, shown):
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors[key] = tensors[key].astype(dtype)
+    _copy_with_weights(folder, tmp_path / "ints", tensors)
+    with pytest.raises(ConfigError) as exc:
+        run(load_config(config_file(tmp_path, tmp_path / "ints")))
+    msg = str(exc.value)
+    assert "\n" not in msg and f"model.safetensors: tensor {key} has dtype {shown}; handstep reads float weights " \
+        "only (F64, F32, F16, BF16): save the model with float weights" in msg, msg
+
+
+def _safetensors(header, data: bytes = b"", length: int | None = None) -> bytes:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return (len(text) if length is None else length).to_bytes(8, "little") + text + data
+
+
+WPE = "transformer.wpe.weight"
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "it has 0 bytes, fewer than the 8 of a header length"),
+    (b"\x05\x00", "it has 2 bytes, fewer than the 8 of a header length"),
+    (_safetensors(b"{}", length=10**12), "its first 8 bytes give a header of 1000000000000 bytes, but the file has 10"),
+    (_safetensors(b"{not json"), "its header is not JSON"),
+    (_safetensors(b"\xff\xfe{}"), "its header is not JSON"),
+    (_safetensors([1, 2]), "its header is not a JSON object"),
+    (_safetensors({WPE: [1]}), f"the header entry of {WPE} is not an object"),
+    (_safetensors({WPE: {"shape": [16, 12], "data_offsets": [0, 768]}}), f"the header entry of {WPE} has no dtype"),
+    (_safetensors({WPE: {"dtype": "F32", "shape": "16x12", "data_offsets": [0, 768]}}),
+     f"the shape of {WPE} is '16x12', not a list of sizes"),
+    (_safetensors({WPE: {"dtype": "F32", "shape": [16, 12], "data_offsets": [0]}}),
+     f"the data_offsets of {WPE} are [0], not [begin, end]"),
+    (_safetensors({WPE: {"dtype": "F32", "shape": [16, 12], "data_offsets": [0, 768]}}, bytes(100)),
+     f"{WPE} lies at bytes 0 to 768 of the data, which has 100"),
+    (_safetensors({WPE: {"dtype": "F32", "shape": [16, 12], "data_offsets": [0, 700]}}, bytes(768)),
+     f"{WPE} is F32 of shape [16, 12], 768 bytes, but its data_offsets span 700"),
+], ids=["empty", "short", "huge header", "not json", "not utf-8", "a list", "entry", "dtype", "shape", "offsets",
+        "past the end", "inconsistent"])
+def test_a_damaged_safetensors_file_is_one_line(tmp_path, folder, content, expected):
+    """Whatever the bytes, a clean one-line error naming the file, never a traceback (the other tensors of the
+    header are not needed for these: wte is looked up first, so each case names its own tensor where it can)."""
+    from engine.checkpoint import CheckpointError, SafetensorsFile
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as exc:
+        tensors = SafetensorsFile(path, "x/model.safetensors")
+        tensors.read(WPE)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("x/model.safetensors: ") and expected in msg, msg
+
+
+def test_a_truncated_checkpoint_is_one_line(tmp_path, folder):
+    damaged = tmp_path / "cut"
+    damaged.mkdir()
+    data = (folder / "model.safetensors").read_bytes()
+    (damaged / "model.safetensors").write_bytes(data[: len(data) // 2])
+    for name in ("config.json", "tokenizer.json"):
+        (damaged / name).write_bytes((folder / name).read_bytes())
+    with pytest.raises(ConfigError, match=r"model.safetensors: \S+ lies at bytes \d+ to \d+ of the data, which has "
+                                          r"\d+; save the model again with save_pretrained$"):
+        run(load_config(config_file(tmp_path, damaged)))
+
+
+def test_a_big_tensor_is_converted_a_slice_at_a_time(tmp_path, monkeypatch):
+    """GPT-2's token table (38.6M values) is not widened through one temporary of its size: the reader converts
+    CONVERT values at a time, straight into the float64 result, from a memory map of the file."""
+    import engine.checkpoint as ck
+
+    monkeypatch.setattr(ck, "CONVERT", 7)
+    values = np.random.default_rng(0).normal(size=(5, 11)).astype(np.float32)
+    halves = (values.view(np.uint32) >> 16).astype("<u2")  # the same values cut to bfloat16
+    header = json.dumps({"__metadata__": {"format": "pt"},
+                         "w": {"dtype": "F32", "shape": [5, 11], "data_offsets": [0, values.nbytes]},
+                         "b": {"dtype": "BF16", "shape": [5, 11],
+                               "data_offsets": [values.nbytes, values.nbytes + halves.nbytes]}}).encode()
+    (tmp_path / "w.safetensors").write_bytes(_safetensors(header, values.tobytes() + halves.tobytes()))
+    tensors = ck.SafetensorsFile(tmp_path / "w.safetensors", "w")
+    out, cut = tensors.read("w"), tensors.read("b")
+    assert out.dtype == np.float64 and np.array_equal(out, values.astype(np.float64))
+    assert np.array_equal(cut, (halves.astype(np.uint32) << 16).view(np.float32).astype(np.float64))
+    assert 0 < np.abs(cut - out).max() < 2**-7 * np.abs(out).max()  # bfloat16 keeps 8 bits of mantissa

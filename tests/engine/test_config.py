@@ -161,3 +161,24 @@ def test_any_input_is_a_config_or_a_clean_error(raw):
         config_from_dict(yaml.safe_load(text) or {}, "c.yaml")
     except ConfigError as exc:
         assert str(exc).startswith("c.yaml: ") and "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("model:\n  tie_embeddings: no_thanks\n", "c.yaml: model.tie_embeddings: must be true or false, got a string"),
+    ("model:\n  tie_embeddings: 0\n", "c.yaml: model.tie_embeddings: must be true or false, got int 0"),
+    ("model:\n  tie_embeddings: null\n", "c.yaml: model.tie_embeddings: must be true or false, got nothing"),
+])
+def test_tie_embeddings_is_a_boolean(tmp_path, text, expected):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert "\n" not in str(exc.value) and expected in str(exc.value), str(exc.value)
+
+
+def test_tie_embeddings_defaults_to_true_and_is_written_only_when_false():
+    assert Config().model.tie_embeddings is True
+    assert "tie_embeddings" not in Config().to_dict()["model"]  # the default config's dict (and trace) as before
+    untied = config_from_dict({"model": {"tie_embeddings": False}}, "x")
+    assert untied.model.tie_embeddings is False and untied.to_dict()["model"]["tie_embeddings"] is False
+    assert config_from_dict({"model": {"tie_embeddings": True}}, "x") == Config()

@@ -23,6 +23,7 @@ CONFIGS = {
     "sgd-momentum": {"optimizer": {"name": "sgd", "momentum": 0.9, "weight_decay": 0.1}},
     "eps-and-decay": {"optimizer": {"eps": 0.003, "weight_decay": 0.3, "decay": "all"}, "seed": 3},
     "sgd": {"optimizer": {"name": "sgd", "lr": 0.1}, "data": {"texts": ["cat", "the dog"]}},
+    "untied": {"model": {"tie_embeddings": False}},  # lm_head.weight, and grad.wte as the scatter-add alone
 }
 PER_RECORD = 4  # elements per record (every record of every config, so every op kind and branch)
 

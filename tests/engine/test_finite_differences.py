@@ -96,7 +96,9 @@ MODEL_VARIANTS = {
     "two_layers_batch": {"model": {"n_layers": 2, "d_model": 8, "d_ff": 12},
                          "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
     "three_heads": {"model": {"d_model": 12, "n_heads": 3, "d_ff": 16}, "seed": 5},
+    "untied": {"model": {"tie_embeddings": False}},  # lm_head.weight is its own parameter
 }
+EVERY_ELEMENT = ("default", "untied")
 
 
 @pytest.mark.parametrize("name", MODEL_VARIANTS)
@@ -111,11 +113,25 @@ def test_every_parameter_gradient_matches_central_differences(name):
     sample = np.random.default_rng(1)
     for pname, p in params.items():
         flat = p.reshape(-1)
-        # every element on the default config; a sample of 40 per tensor on the others
-        idx = range(flat.size) if name == "default" else sample.choice(flat.size, min(40, flat.size), replace=False)
+        # every element on the default config and its untied twin; a sample of 40 per tensor on the others
+        idx = (range(flat.size) if name in EVERY_ELEMENT
+               else sample.choice(flat.size, min(40, flat.size), replace=False))
         for i in idx:
             num = central_difference(cfg, params, ids, targets, pname, int(i), H)
             assert abs(num - grads[pname].reshape(-1)[i]) < 1e-8, (pname, i, num, grads[pname].reshape(-1)[i])
+
+
+def test_the_builds_check_covers_an_untied_output_layer():
+    """The build's finite differences (engine.verify) on an untied run: lm_head.weight is checked like every tensor,
+    starting at the final LayerNorm's input (it alters nothing before the logits), and wte from the embeddings."""
+    from engine import run
+    from engine.verify import finite_differences
+
+    cfg = config_from_dict({**MODEL_VARIANTS["untied"], "train_steps": 0}, "test")
+    assert model.first_block("lm_head.weight", cfg) == cfg.model.n_layers and model.first_block("wte", cfg) == 0
+    checks = finite_differences(cfg, run(cfg))
+    assert {"grad.lm_head.weight", "grad.wte", "direction"} <= set(checks)
+    assert all(c["ok"] for c in checks.values()), {k: c["max_abs_err"] for k, c in checks.items()}
 
 
 def test_the_directional_check_sees_one_wrong_gradient_element():

@@ -33,12 +33,22 @@ VARIANTS = {
     "sgd_momentum": {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}},
     "adamw_decay_all": {"optimizer": {"decay": "all"}},
     "adam_decay_all": {"optimizer": {"name": "adam", "decay": "all", "weight_decay": 0.05}},
+    # an untied output layer (GPT2Config(tie_word_embeddings=False)): lm_head.weight is its own parameter
+    "untied": {"model": {"tie_embeddings": False}},
+    "untied_two_layers_batch": {"model": {"tie_embeddings": False, "n_layers": 2},
+                                "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
+    "untied_adam_decay_all": {"model": {"tie_embeddings": False},
+                              "optimizer": {"name": "adam", "decay": "all", "weight_decay": 0.05}},
+    "untied_sgd_momentum": {"model": {"tie_embeddings": False}, "optimizer": {"name": "sgd", "lr": 0.1,
+                                                                              "momentum": 0.9}},
 }
 
 
 def check_against_oracle(raw: dict) -> None:
     trace = run(config_from_dict(raw, "test"))
     o = oracle_step(trace)
+    tied = raw.get("model", {}).get("tie_embeddings", True)
+    assert ("lm_head.weight" in o["keys"]) == (not tied) and "transformer.wte.weight" in o["keys"]
     assert max_abs(o["logits"], trace["logits"]) < FORWARD_TOL
     assert abs(o["loss"] - trace["loss"]) < FORWARD_TOL
     assert abs(o["after_loss"] - trace["after.loss"]) < 1e-9
@@ -71,6 +81,28 @@ def test_matches_huggingface_and_torch_optim(name):
     check_against_oracle(VARIANTS[name])
 
 
+def test_untied_output_layer_has_its_own_gradient_and_update():
+    """Untied, wte's gradient is the embedding's scatter-add alone: the tied rule (adding the output side's share)
+    would be far off Hugging Face's; and the output layer starts from the seed stream after every other weight, so
+    the other weights are those of the tied run."""
+    trace = run(config_from_dict(VARIANTS["untied"], "test"))
+    tied = run(config_from_dict({}, "test"))
+    o = oracle_step(trace)
+    assert "grad.wte.from_logits" not in trace and "grad.wte.from_embed" not in trace
+    wte, head = trace.index["transformer.wte.weight"], trace.index["lm_head.weight"]
+    assert head == {"initial": "lm_head.weight", "grad": "grad.lm_head.weight", "updated": "updated.lm_head.weight"}
+    assert max_abs(o["grads"]["transformer.wte.weight"], trace[wte["grad"]]) < GRAD_TOL
+    wrong = trace[wte["grad"]] + trace[head["grad"]]  # the tied rule applied to two matrices
+    assert max_abs(o["grads"]["transformer.wte.weight"], wrong) > 1e-3
+    absent = [v for v in range(len(trace.labels["vocab"])) if v not in trace["input_ids"]]
+    assert absent and not trace[wte["grad"]][absent].any()  # no input uses these rows: nothing reaches them
+    assert trace[head["grad"]][absent].any()  # the output layer gives every word a gradient
+    for key, names in tied.index.items():
+        if isinstance(names, dict):
+            assert np.array_equal(tied[names["initial"]], trace[names["initial"]]), key
+    assert trace.record("lm_head.weight").meta["decays"]  # a 2-D weight: it decays under `decay: matrices`
+
+
 def test_oracle_catches_a_transposed_projection():
     """The reference project's bug (W_o instead of W_o^T) must not pass: corrupt one gradient, expect failure."""
     trace = run(config_from_dict({}, "test"))
@@ -92,7 +124,7 @@ def small_configs(draw):
     words = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
     texts = draw(st.lists(words, min_size=1, max_size=3))
     opt = draw(st.sampled_from(["adamw", "adam", "sgd"]))
-    return {
+    raw = {
         "seed": draw(st.integers(0, 2**31 - 1)),
         "model": {"vocab": None, "d_model": heads * head_size, "n_heads": heads, "d_ff": draw(st.integers(1, 12)),
                   "n_layers": draw(st.integers(1, 2)), "n_positions": draw(st.integers(5, 7)),
@@ -104,6 +136,8 @@ def small_configs(draw):
                       "momentum": draw(st.sampled_from([0.0, 0.9])) if opt == "sgd" else 0.0},
         "train_steps": 0,
     }
+    raw["model"]["tie_embeddings"] = draw(st.booleans())  # drawn last: the other draws are as they were
+    return raw
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -112,7 +146,7 @@ def test_random_small_configs_match_huggingface(raw):
     check_against_oracle(raw)
 
 
-@pytest.mark.parametrize("name", ["default", "two_layers", "d24_three_heads", "batch_of_two"])
+@pytest.mark.parametrize("name", ["default", "two_layers", "d24_three_heads", "batch_of_two", "untied"])
 def test_intermediate_values_and_their_gradients_match_huggingface(name):
     """Hooks on the HF modules give every block's intermediate outputs and their gradients."""
     from oracle import oracle_activations

@@ -12,8 +12,9 @@ from engine.snippet import pytorch_snippet
 
 
 @pytest.mark.parametrize("raw", [{}, {"optimizer": {"name": "sgd", "momentum": 0.9}},
-                                 {"optimizer": {"name": "adam"}, "data": {"texts": ["the cat", "the dog ran"]}}],
-                         ids=["adamw", "sgd", "adam-batch"])
+                                 {"optimizer": {"name": "adam"}, "data": {"texts": ["the cat", "the dog ran"]}},
+                                 {"model": {"tie_embeddings": False}}],
+                         ids=["adamw", "sgd", "adam-batch", "untied"])
 def test_snippet_reproduces_the_step(tmp_path, raw):
     trace = run(config_from_dict({**raw, "train_steps": 1}, "test"))
     code = pytorch_snippet(trace.config)

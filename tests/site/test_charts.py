@@ -260,6 +260,16 @@ def test_architecture_is_drawn_from_the_config():
     assert "LayerNorm ln_f" in words
 
 
+def test_architecture_draws_the_tie_only_when_the_output_layer_is_the_token_table():
+    tied = charts.architecture(_run({}))
+    untied = charts.architecture(_run({"model": {"tie_embeddings": False}}))
+    assert "tied to wte: 16 \u2192 10 words" in texts(parse(tied)) and "tied to the token embedding" in tied
+    words = texts(parse(untied))
+    assert "untied: 16 \u2192 10 words" in words and "logits = x \u00b7 lm_head\u1d40" in words
+    assert "tied to wte" not in untied and "lm_head, a 10\u00d716 matrix of its own (untied)" in untied
+    assert untied.count('<path class="fr"') == tied.count('<path class="fr"') - 1  # no line from wte to the logits
+
+
 def test_architecture_sizes_carry_the_batch(batch_trace):
     words = texts(parse(charts.architecture(batch_trace)))
     assert "2×5×16" in words and "2×5 ids" in words and "2×5×10" not in words

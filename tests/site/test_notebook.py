@@ -31,6 +31,7 @@ CONFIGS = {
                                        "  weight_decay: 0.1\n"),
     "adam-three-heads": "model:\n  d_model: 24\n  n_heads: 3\noptimizer:\n  name: adam\n  weight_decay: 0.1\n",
     "adamw-decay-all-plain-sgd": "optimizer:\n  name: sgd\n  decay: all\nseed: 3\n",
+    "untied-output-layer": "model:\n  tie_embeddings: false\n",
 }
 
 

@@ -26,6 +26,7 @@ CONFIGS = {
     "batch of two, train_steps 0": {"data": {"texts": ["the cat", "the dog ran on the mat"]}, "train_steps": 0},
     "hostile words": {"model": {"vocab": ["<pad>", "<bos>", "<eos>", "<b>&", "the", '"x"']},
                       "data": {"texts": ['the <b>& "x" the']}},
+    "untied output layer": {"model": {"tie_embeddings": False}},
 }
 
 
@@ -68,6 +69,13 @@ def test_every_picture_is_well_formed_accessible_and_styled(trace):
         unstyled = used - styled - {"cells"} - {c for c in used if c.startswith("chart-")}
         assert not unstyled, (name, unstyled)
         assert not re.search(r'(?:fill|stroke)="#|style="[^"]*(?:fill|stroke|color)', svg), name  # colours from CSS
+
+
+def test_the_backward_graph_forks_the_token_table_only_when_tied():
+    tied, untied = (charts.backward_graph(_run({"model": {"tie_embeddings": tie}})) for tie in (True, False))
+    assert "W_te is used twice" in tied and "logits = LN_f \u00b7 W_te\u1d40" in tied and "W_out" not in tied
+    assert "W_te is used twice" not in untied and "\u2462" not in untied
+    assert "logits = LN_f \u00b7 W_out\u1d40" in untied and "an output matrix of their own, W_out" in untied
 
 
 def test_pictures_are_deterministic_and_their_ids_differ():
