@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# What must not reach a terminal as it is: control characters (an escape sequence recolours the terminal, moves the
+# cursor or retitles the window; a newline would split one problem into two lines), bidi controls (they reorder
+# what the reader sees) and lone surrogates. An error line may quote a config value, a key or a path that holds them.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+MAX_LINE = 1000  # characters of one error line; the messages cut what they quote far below this
 
 
 class BuildError(Exception):
@@ -31,6 +38,15 @@ class BuildError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
+
+
+def terminal_line(text: object) -> str:
+    """One line of an error as it is printed: control and bidi characters escaped as Python writes them (`\\x1b`,
+    `\\n`, `\\u202e`), and cut after MAX_LINE characters. The last net under every message, whatever it quotes."""
+    text = str(text)
+    if len(text) > MAX_LINE:
+        text = f"{text[:MAX_LINE]}… ({len(text):,} characters)"
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def shown_path(path: str | os.PathLike[str]) -> str:

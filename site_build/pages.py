@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.errors import cut, echo
 from site_build.data.compare import COMPARE_PAGE
 from site_build.errors import BuildError, shown_path
 from site_build.steps import PHASES, STEP_KEYS
@@ -23,6 +24,7 @@ SECTIONS = ("Introduction", *PHASES, "Reference")  # the sidebar's sections: the
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
 OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+MAX_FRONT_MATTER = 64 * 1024  # characters: a page's front matter is a few short lines
 # Output files the builder writes itself (render.layout.render_layouts, build --compare): a page with one of
 # these slugs would silently replace, or be replaced by, the generated page.
 RESERVED_SLUGS = {
@@ -121,6 +123,9 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
     if end is None:
         raise BuildError(shown, 1, "front matter is not closed: add a '---' line after it")
     block = "\n".join(lines[1:end])
+    if len(block) > MAX_FRONT_MATTER:
+        raise BuildError(shown, 1, f"front matter is {len(block):,} characters long, more than the "
+                         f"{MAX_FRONT_MATTER:,} a page's few keys need; move the text into the page's body")
     try:
         try:
             node = yaml.compose(block, Loader=LOADER)
@@ -131,7 +136,7 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 2 if mark is not None else 2
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = cut(getattr(err, "problem", None) or str(err).splitlines()[0])
         raise BuildError(shown, line, f"front matter is not valid YAML: {problem}") from None
     if meta is None:
         meta = {}
@@ -140,7 +145,8 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
     key_lines = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, _ in node.value:
-            key_lines[str(key_node.value)] = key_node.start_mark.line + 2
+            if isinstance(key_node, yaml.ScalarNode):  # the str() of a collection's nodes could be gigabytes
+                key_lines[key_node.value] = key_node.start_mark.line + 2
     body = "\n".join(lines[end + 1 :])
     return meta, key_lines, body, end + 2
 
@@ -157,7 +163,7 @@ def validate_front_matter(
         if key not in REQUIRED and key not in OPTIONAL:
             known = ", ".join([*REQUIRED, *OPTIONAL])
             problems.append(
-                (shown, key_lines.get(str(key), first_line), f"unknown front matter key '{key}' (known: {known})")
+                (shown, key_lines.get(str(key), first_line), f"unknown front matter key {echo(key)} (known: {known})")
             )
     for key, kind in {**REQUIRED, **OPTIONAL}.items():
         line = key_lines.get(key, first_line)
@@ -168,7 +174,7 @@ def validate_front_matter(
         value = meta[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             problems.append(
-                (shown, line, f"front matter '{key}' must be {_kind_name(kind)}, not {value!r}")
+                (shown, line, f"front matter '{key}' must be {_kind_name(kind)}, not {echo(value)}")
             )
         elif kind is str and not value.strip():
             problems.append((shown, line, f"front matter '{key}' is empty"))
@@ -176,20 +182,21 @@ def validate_front_matter(
     if isinstance(section, str) and section not in SECTIONS:
         problems.append(
             (shown, key_lines.get("section", first_line),
-             f"unknown section {section!r} (one of: {', '.join(SECTIONS)})")
+             f"unknown section {echo(section)} (one of: {', '.join(SECTIONS)})")
         )
     slug = meta.get("slug", default_slug)
     if isinstance(slug, str) and not SLUG_RE.match(slug):
         problems.append(
             (shown, key_lines.get("slug", 1),
-             f"slug {slug!r} must be lowercase letters, digits and '-' (rename the file or set slug)")
+             f"slug {echo(slug)} must be lowercase letters, digits and '-' (rename the file or set slug)")
         )
     if isinstance(slug, str) and slug in RESERVED_SLUGS:
         problems.append((shown, key_lines.get("slug", 1),
                          f"slug '{slug}' is reserved for {RESERVED_SLUGS[slug]}; choose another"))
     step = meta.get("step", "")
     if isinstance(step, str) and step and step not in STEP_KEYS:
-        problems.append((shown, key_lines.get("step", 1), f"unknown step {step!r} (one of: {', '.join(STEP_KEYS)})"))
+        problems.append((shown, key_lines.get("step", 1),
+                         f"unknown step {echo(step)} (one of: {', '.join(STEP_KEYS)})"))
     if problems:
         raise BuildError.collect(problems)
     return {
