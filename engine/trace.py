@@ -14,6 +14,7 @@ import json
 import math
 import mmap
 import os
+import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -433,6 +434,40 @@ def _write_values(trace: Trace, out: BinaryIO, total: int) -> None:
         return
     for r in trace.records:
         out.write(memoryview(np.ascontiguousarray(r.value, dtype="<f8")).cast("B"))
+
+
+HEAD_MAX = 64 << 20  # the first line of a trace file: its head (config, labels, index, values)
+NAMING_MAX = 512 << 20  # a big trace's JSON holds no values, so it is far smaller than this
+
+
+def own_values_file(path: str | Path) -> Path | None:
+    """The values file that the trace file at `path` names, when it lies beside it as a plain file of exactly the
+    bytes the trace's records need: the file `save_trace` wrote with that trace. None otherwise (not a trace file,
+    a trace that keeps its values inline, or a values file missing, not a plain file, or of another size).
+
+    Reads the trace's first line (`save_trace` writes the head on it), and the rest only when the head names a
+    values file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(HEAD_MAX)
+            end = b',"records":[\n'
+            if not first.startswith(b'{"format":"' + FORMAT.encode() + b'"') or not first.endswith(end):
+                return None
+            head = json.loads(first[: -len(end)] + b"}")
+            values = head.get("values")
+            name = values.get("file") if isinstance(values, dict) else None
+            if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+                return None
+            side = path.with_name(name)
+            st = os.lstat(side)
+            if not stat.S_ISREG(st.st_mode) or os.fstat(f.fileno()).st_size > NAMING_MAX:
+                return None
+            records = json.loads(first[: -len(end)] + b',"records":[' + f.read())["records"]
+        total = sum(math.prod(r["shape"]) for r in records)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    return side if st.st_size == 8 * total else None
 
 
 DTYPES = {"int64": np.int64, "float64": np.float64}

@@ -17,6 +17,7 @@ import engine
 from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
+from site_build.data.checks import VERIFICATION_FILE
 from site_build.data.downloads import Prefetch, page_files, ships_trace
 from site_build.data.interact import pages_with_data
 from site_build.errors import BuildError, shown_path
@@ -93,6 +94,7 @@ class Builder:
         self.progress = progress or quiet()
         self.session = Session(self.paths.root, self.paths.cache, self.progress)
         self.background_search = False  # the dev server sets this: search is indexed after the swap
+        self.replaced = False  # the last build has swapped its site in (set at that moment: write.swap_in)
 
     def build(self, config_path: Path, out_dir: Path, seed: int | None = None, require_coverage: bool = False,
               base_url: str = "", compare: Compare | None = None, force: bool = False) -> Report:
@@ -102,8 +104,9 @@ class Builder:
         see site_build.write.check_site_dir."""
         config_path, out_dir, session = Path(config_path), Path(out_dir), self.session
         session.finish_search()
+        self.replaced = False
         clock = Clock(self.progress)
-        self.check_outputs(config_path, out_dir, force)
+        self.check_outputs(config_path, out_dir, force, compare)
         # 1. gather: the pages, and the trace with its checks (run, or kept from the last build)
         pages, problems = collect_pages(self.paths.content)
         compiling = start_compiling(pages, self.paths.cache / "jinja", session.compiled)  # forks: before threads
@@ -174,7 +177,7 @@ class Builder:
             ctx.close()
             compiling.stop()
         # 5. write into a temporary folder, index it for search, swap it in
-        self.check_outputs(config_path, out_dir, force)  # nothing changed under us while building
+        self.check_outputs(config_path, out_dir, force, compare)  # nothing changed under us while building
 
         def assets() -> dict[str, Any]:  # computed while the search index is built
             notebook = session.notebook_files(run, ctx, pages, lambda: notebook_files(ctx, pages, self.paths.cache)) \
@@ -185,11 +188,17 @@ class Builder:
         def search() -> dict[str, str]:  # the pages as Pagefind reads them: the index leaves math out
             return {rel: search_ignores(ctx.math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
 
-        if write.write_site(out_dir, files, assets, search, clock.lap, reuse_search=self.background_search):
+        with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
+            indexed = write.write_site(out_dir, files, assets, search, clock.lap, reuse_search=self.background_search,
+                                       replaced=self._replaced)
+        if indexed:
             session.index_in_background(out_dir)
         session.katex.save_cache()
         report.seconds = clock.total()
         return report
+
+    def _replaced(self) -> None:
+        self.replaced = True
 
     def compare_with(self, ctx: PageContext, config_path: Path, compare: Compare) -> dict[str, ExtraPage]:
         """Run the other config or seed; every matrix then shows it (through `ctx`); returns the summary page."""
@@ -199,12 +208,29 @@ class Builder:
         html = compare_view.summary_html(ctx.trace, other, diff_traces(ctx.trace, other), label, ctx.other_label)
         return {compare_view.COMPARE_PAGE: ExtraPage("Comparing two runs", "How the numbers of two runs differ.", html)}
 
-    def check_outputs(self, config_path: Path, out_dir: Path, force: bool) -> None:
-        """Refuse (one line, nothing written) an output folder or cache handstep must not write."""
-        inputs = {"pages": self.paths.content, "templates": self.paths.templates, "config": config_path}
+    def check_outputs(self, config_path: Path, out_dir: Path, force: bool, compare: Compare | None = None) -> None:
+        """Refuse (one line, nothing written) an output folder or cache handstep must not write: among others, one
+        that holds anything the build reads (site_build.write.check_site_dir)."""
+        inputs = {"pages": self.paths.content, "templates": self.paths.templates, "config": config_path,
+                  **self.read_inputs(config_path, compare)}
         write.check_site_dir(out_dir, force, {**inputs, "cache": self.paths.cache, "code": self.paths.root})
         write.check_cache_dir(self.paths.cache, {**inputs, "site": out_dir})
         write.mark_cache_dir(self.paths.cache)
+
+    def read_inputs(self, config_path: Path, compare: Compare | None = None) -> dict[str, Path]:
+        """What else the build reads, beside its pages, templates and config: the checkpoint folder the config names
+        (`model.from`), the config of `--compare` and its checkpoint folder, and the verification file."""
+        found: dict[str, Path] = {}
+        verification = self.paths.root / VERIFICATION_FILE
+        if verification.exists():
+            found["verification file"] = verification
+        if (folder := checkpoint_folder(config_path)) is not None:
+            found["checkpoint folder"] = folder
+        if compare is not None and compare.config is not None:
+            found["--compare config"] = Path(compare.config)
+            if (folder := checkpoint_folder(Path(compare.config))) is not None:
+                found["--compare config's checkpoint folder"] = folder
+        return found
 
     def finish_search(self) -> None:
         """Wait until the background search index is in place."""
@@ -223,6 +249,16 @@ def build(config_path: str | Path, out_dir: str | Path, seed: int | None = None,
         return builder.build(Path(config_path), Path(out_dir), seed, require_coverage)
     finally:
         builder.close()
+
+
+def checkpoint_folder(config: Path) -> Path | None:
+    """The checkpoint folder a config's `model.from` names, found as the engine finds it (it reads the config); None
+    when there is none, or when the config cannot be read: the build then stops on that, with its own message."""
+    try:
+        cfg = engine.load_config(str(config))
+    except engine.ConfigError:
+        return None
+    return Path(cfg.model.checkpoint_dir) if cfg.model.checkpoint_dir else None
 
 
 def add_step_maps(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendered]) -> None:

@@ -3,30 +3,41 @@
 A build never touches `site/` until everything is written: the new tree goes into a
 sibling directory and replaces the old one with a single rename exchange (Linux
 `renameat2(RENAME_EXCHANGE)`, else two renames). A killed build leaves only a
-stale temporary directory, removed by the next build.
+stale temporary directory, removed by the next build. While it runs, a build also holds the lock file
+`.<name>.handstep-lock` beside the output folder (site_build.lock), deleted when it ends (one a killed build left,
+by the next build).
 
 What may be replaced (`check_site_dir`, `check_output_file`): only what handstep itself wrote. A site folder
 carries the marker file `.handstep-site`; a folder that does not exist or is empty may be used; anything else
 needs `--force`, and some places are refused even then (a file, a symbolic link, `/`, the home folder, a folder
-that holds the current folder, a git checkout, or a folder that holds the build's own inputs).
+that holds the current folder, a git checkout, a folder that holds any of the build's inputs, or a place where no
+file can be made, which is tried). `TraceFiles` applies the same rule to a trace and its values file beside it, and
+`writing` turns a failure to write (a full disk) into one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from site_build.errors import BuildError
 from site_build.errors import shown_path as shown
+
+if TYPE_CHECKING:
+    import engine
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -36,6 +47,7 @@ SEARCH_NEXT = "pagefind.next"  # where the dev server builds the next search ind
 SEARCH_INPUT = ".search-input"  # the pages as Pagefind reads them, in the build's temporary folder, removed after
 CACHE_MARKER = ".handstep-cache"
 CACHE_MARKER_TEXT = "handstep's build cache (rendered math, compiled pages); safe to delete.\n"
+TRACE_PREFIX = b'{"format":"handstep-trace"'  # how every trace file handstep writes begins
 
 
 class UnsafePath(BuildError):
@@ -72,14 +84,53 @@ def _refuse_always(flag: str, path: Path, real: Path, protected: dict[str, Path]
 
 
 def _check_parent(flag: str, path: Path, real: Path) -> None:
-    """The nearest existing folder above `path` must be a writable folder."""
+    """The nearest existing folder above `path` must be a folder that takes new files: tried by making (and
+    removing) an empty file in it, since permissions alone do not say it (a read-only disk, /proc, root)."""
     parent = real.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise UnsafePath(flag, path, f"{shown(parent)} is a file, so nothing can be written under it")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UnsafePath(flag, path, f"cannot write in {shown(parent)} (permission denied)")
+    why = _cannot_create_in(parent)
+    if why:
+        raise UnsafePath(flag, path, f"cannot write in {shown(parent)} ({why}); give a path in a folder you can write")
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be made in `folder`, or None when one can (the trial file is removed at once)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".handstep-probe-", dir=folder)
+    except OSError as exc:
+        return _reason(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_REASONS = {errno.EACCES: "permission denied", errno.EPERM: "not permitted", errno.EROFS: "a read-only file system",
+            errno.ENOENT: "it takes no new files", errno.ENOSPC: "the disk is full",
+            errno.EDQUOT: "the disk quota is used up", errno.EFBIG: "a file may not grow that large there"}
+
+
+def _reason(exc: OSError, new_file: bool = True) -> str:
+    """`exc` in a few words; ENOENT on making a new file means a folder that takes none (/proc)."""
+    if exc.errno in _REASONS and (new_file or exc.errno != errno.ENOENT):
+        return _REASONS[exc.errno]
+    return (exc.strerror or str(exc)).lower()
+
+
+@contextlib.contextmanager
+def writing(flag: str, path: Path) -> Iterator[None]:
+    """Turn a failure while writing the output `path` (a full disk, a folder made read-only meanwhile) into one
+    line naming `flag`; the writer has removed its temporary files by then (write_file_atomic, write_site)."""
+    try:
+        yield
+    except OSError as exc:
+        advice = "free some space, or give a path on another disk" if exc.errno in _FULL else \
+            "give a path in a folder you can write"
+        raise UnsafePath(flag, path, f"could not be written ({_reason(exc, new_file=False)}); {advice}") from None
 
 
 def is_handstep_site(folder: Path) -> bool:
@@ -92,7 +143,7 @@ def is_handstep_site(folder: Path) -> bool:
             head = f.read(64)
     except OSError:
         return False
-    return (folder / "index.html").is_file() and head.startswith(b'{"format":"handstep-trace"')
+    return (folder / "index.html").is_file() and head.startswith(TRACE_PREFIX)
 
 
 def check_site_dir(out: Path, force: bool = False, protected: dict[str, Path] | None = None,
@@ -119,9 +170,11 @@ def check_cache_dir(cache: Path, protected: dict[str, Path] | None = None, flag:
         legacy = entries <= {"katex.json", "jinja"}  # caches from before the marker
         if entries and CACHE_MARKER not in entries and not legacy:
             raise UnsafePath(flag, cache, "not empty and not a handstep cache; give a new or empty folder")
-        if not os.access(cache, os.W_OK | os.X_OK):
-            raise UnsafePath(flag, cache, "cannot write in it (permission denied)")
-    _check_parent(flag, cache, real)
+        why = _cannot_create_in(cache)
+        if why:
+            raise UnsafePath(flag, cache, f"cannot write in it ({why}); give a folder you can write")
+    else:
+        _check_parent(flag, cache, real)
 
 
 def mark_cache_dir(cache: Path) -> None:
@@ -134,12 +187,16 @@ def mark_cache_dir(cache: Path) -> None:
 
 def check_output_file(path: Path, flag: str, is_ours: Callable[[Path], bool], what: str, force: bool = False,
                       example: str = "out.json") -> None:
-    """Raise UnsafePath unless `path` may be written as a file: new, or a file handstep wrote (`is_ours`)."""
+    """Raise UnsafePath unless `path` may be written as a file: new, or a file handstep wrote (`is_ours`), or with
+    `force` any plain file; never a symbolic link, a folder, a device, or in a folder that takes no new files."""
     path = Path(path)
     if path.is_symlink():
         raise UnsafePath(flag, path, "is a symbolic link; give a plain file name (handstep never writes through links)")
     if path.is_dir():
         raise UnsafePath(flag, path, f"is a folder; give a file name, e.g. {shown(path / example)}")
+    if path.exists() and not path.is_file():
+        raise UnsafePath(flag, path, f"is not a plain file (a device, a pipe or a socket); give a file name, "
+                         f"e.g. {example}")
     if path.exists() and not force and not is_ours(path):
         raise UnsafePath(flag, path, f"exists and is not {what} (pass --force to replace it)")
     real = path.resolve()
@@ -161,23 +218,117 @@ def file_starts_with(prefix: bytes) -> Callable[[Path], bool]:
     return test
 
 
+class TraceFiles:
+    """Where `handstep trace` and `handstep notebook` write a trace: the file `path` (`--out`, or the notebook's
+    FILE.trace.json beside `given`) and, for a big trace, its values file `<path>.bin` beside it.
+
+    `check(big)` refuses in one line, before the run, what may not be written; `save(trace)` checks again with the
+    run's real size and writes. The values file is handstep's when the trace it replaces names it and has its size
+    (engine.trace.own_values_file): it is replaced by a big trace, and removed after a small one (which writes no
+    values file) so that no stale pair is left. Any other file of that name is refused unless `force` (only when
+    a big trace needs the name: a small one leaves it alone); a link, a folder or a device always."""
+
+    def __init__(self, path: Path, flag: str, given: Path, force: bool) -> None:
+        self.path, self.flag, self.given, self.force = Path(path), flag, Path(given), force
+        self.values = self.path.with_suffix(".bin")
+        self.old: os.stat_result | None = None  # the values file of the trace `path` holds, handstep's
+
+    def check(self, big: bool) -> None:
+        from engine.trace import own_values_file
+
+        self.old = None
+        if self.values != self.path and own_values_file(self.path) == self.values:
+            with contextlib.suppress(OSError):
+                self.old = os.lstat(self.values)
+        if not big:
+            return
+        v = shown(self.values)
+
+        def refuse(message: str) -> None:
+            raise UnsafePath(self.flag, self.given, f"a big trace's values go to {message}")
+
+        if self.values == self.path:
+            refuse(f"a file named like the trace with .bin, which this name already ends in; give a name ending in "
+                   f".json, e.g. {shown(self.path.with_suffix('.json'))}")
+        if self.values.is_symlink():
+            refuse(f"{v}, which is a symbolic link; remove it or give {self.flag} another name")
+        if self.values.is_dir():
+            refuse(f"{v}, which is a folder; give {self.flag} another name")
+        if self.values.exists():
+            if not self.values.is_file():
+                refuse(f"{v}, which is not a plain file; give {self.flag} another name")
+            if self.old is None and not self.force:
+                refuse(f"{v}, which exists and is not the values file of {shown(self.path)} (pass --force to "
+                       "replace it)")
+            if not os.access(self.values, os.W_OK):
+                refuse(f"{v}, which cannot be replaced (permission denied)")
+
+    def save(self, trace: engine.Trace) -> bool:
+        """Write the trace (and its values file, when big), each file moved into place whole; returns whether the
+        values file was written."""
+        from engine import trace as engine_trace
+
+        big = sum(r.value.size for r in trace.records) > engine_trace.INLINE_MAX_VALUES
+        self.check(big)  # the run's own size, and nothing changed meanwhile
+        with writing(self.flag, self.given):
+            save_trace_beside(trace, self.path)
+        if not big and self.old is not None:  # the replaced trace's values file, unless someone replaced it since
+            with contextlib.suppress(OSError):
+                now = os.lstat(self.values)
+                if os.path.samestat(now, self.old) and now.st_size == self.old.st_size \
+                        and now.st_mtime_ns == self.old.st_mtime_ns:
+                    self.values.unlink()
+        return big
+
+
+def save_trace_beside(trace: engine.Trace, path: Path) -> None:
+    """The trace as `path` (and its values file, named after it, for a big trace), each moved into place whole: saved
+    in a temporary folder beside it first, so the values file keeps its own name; the folder goes in any case."""
+    with _folders_for(path):
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            trace.save(folder / path.name)
+            for part in sorted(folder.iterdir(), key=lambda p: p.name == path.name):  # the JSON last
+                os.replace(part, path.with_name(part.name))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _folders_for(path: Path) -> Iterator[None]:
+    """Make the missing folders above `path`; if the body fails, remove those of them it left empty."""
+    made = []
+    folder = path.parent
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        for folder in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` for a temporary file beside `path`, then move it into place; nothing is left behind
     on failure or Ctrl-C."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _folders_for(path):
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[str, Any]],
-               search_pages: Callable[[], dict[str, str]], lap: Callable[[str], Any], reuse_search: bool = False
-               ) -> bool:
+               search_pages: Callable[[], dict[str, str]], lap: Callable[[str], Any], reuse_search: bool = False,
+               replaced: Callable[[], None] | None = None) -> bool:
     """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
 
     Pagefind reads `search_pages()` (the HTML pages as the index should see them: without the typeset math, which
@@ -185,7 +336,8 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
     rest of `pages` (page data, CSV) and `assets()` are computed and written.
     With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return value says
     whether it was, so a fresh one can follow in the background (`index_in_background`). On any failure or
-    Ctrl-C the temporary folder goes and `out_dir` stays as it was.
+    Ctrl-C before the swap the temporary folder goes and `out_dir` stays as it was; `replaced()` is called the
+    moment `out_dir` holds the new site (swap_in), so whoever reports an interrupt knows which it was.
     """
     tmp = temp_dir_for(out_dir)
     try:
@@ -212,7 +364,7 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
                 wait_pagefind(indexer, tmp / "pagefind")
                 shutil.rmtree(tmp / SEARCH_INPUT, ignore_errors=True)
         lap("search")
-        swap_in(tmp, out_dir)
+        swap_in(tmp, out_dir, replaced)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -347,19 +499,48 @@ def replace_dir(new: Path, old: Path) -> None:
     os.rename(new, old)
 
 
-def swap_in(tmp: Path, out_dir: Path) -> None:
-    """Make tmp the new out_dir; at every instant out_dir is either old or new, complete."""
+def swap_in(tmp: Path, out_dir: Path, replaced: Callable[[], None] | None = None) -> None:
+    """Make tmp the new out_dir; at every instant out_dir is either old or new, complete.
+
+    Ctrl-C and SIGTERM are held while the folders move (they act right after), and `replaced()` is called as soon
+    as out_dir is the new tree, still under that hold: whenever an interrupt lands, the caller knows which of the
+    two trees it left."""
     out_dir = Path(out_dir).absolute()
-    if not out_dir.exists():
-        os.rename(tmp, out_dir)
-        return
-    if _exchange(tmp, out_dir):
-        shutil.rmtree(tmp)  # tmp now holds the old site
-        return
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    os.rename(out_dir, old)
-    os.rename(tmp, out_dir)
-    shutil.rmtree(old)
+    release = _hold_signals()
+    try:
+        if not out_dir.exists():
+            os.rename(tmp, out_dir)
+            old = None
+        elif _exchange(tmp, out_dir):
+            old = tmp  # tmp now holds the old site
+        else:
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.rename(out_dir, old)
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(old, out_dir)  # the old site goes back
+                raise
+        if replaced is not None:
+            replaced()
+    finally:
+        release()
+    if old is not None:  # the new site is in place: a file of the old one that will not go is no failure of the build
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _hold_signals() -> Callable[[], None]:
+    """Hold Ctrl-C and SIGTERM (in this thread) until the returned function is called; where the platform cannot,
+    nothing is held."""
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    except (AttributeError, OSError, ValueError):
+        return lambda: None
+
+    def release() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+    return release
 
 
 def _exchange(a: Path, b: Path) -> bool:

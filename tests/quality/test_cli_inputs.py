@@ -6,9 +6,11 @@ and after. The output-safety rules of `--out` (README, "What --out replaces") ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -19,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from quality_helpers import GOOD_CONFIG, ROOT, hash_tree, make_inputs
 
 import engine
 
 SITE_FLAGS = ("--content", "content", "--templates", "templates", "--cache", "cache")
+WIDE = "model: {d_model: 256, d_ff: 1024, n_heads: 4}\ntrain_steps: 0\n"  # past two million values: a values file
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,67 @@ CASES: dict[str, Case] = {
     "diff a ragged row": Case(damaged(_ragged), "bad.json: ", ("wte",)),
     "diff a record without a name": Case(damaged(lambda d: d["records"][3].update(name=None)), "bad.json: ",
                                          ("record 3", "name")),
+    # -- build and serve: a folder holding something else the build reads -----------------------------
+    "build --out a folder holding the checkpoint folder": Case(
+        lambda w: ["build", "--config", "configs/ckpt.yaml", *SITE_FLAGS, "--out", "models", "--force"],
+        "--out models: ", ("checkpoint folder", "models/tiny")),
+    "build --out the checkpoint folder": Case(
+        lambda w: ["build", "--config", "configs/ckpt.yaml", *SITE_FLAGS, "--out", "models/tiny", "--force"],
+        "--out models/tiny: ", ("checkpoint folder",)),
+    "build --out holding a checkpoint named from the current folder": Case(
+        lambda w: ["build", "--config", "configs/ckpt-here.yaml", *SITE_FLAGS, "--out", "models", "--force"],
+        "--out models: ", ("checkpoint folder", "models/tiny")),
+    "build --out a folder holding the --compare config": Case(
+        build("--compare", "alt/compare.yaml", "--out", "alt", "--force"), "--out alt: ",
+        ("--compare config", "alt/compare.yaml")),
+    "build --out a folder holding the --compare config's checkpoint": Case(
+        build("--compare", "configs/ckpt.yaml", "--out", "models", "--force"), "--out models: ",
+        ("--compare config's checkpoint folder",)),
+    "build --cache a folder holding the checkpoint folder": Case(
+        lambda w: ["build", "--config", "configs/ckpt.yaml", "--content", "content", "--templates", "templates",
+                   "--cache", "models", "--out", "out"], "--cache models: ", ("checkpoint folder",)),
+    "serve --out a folder holding the checkpoint folder": Case(
+        lambda w: ["serve", "--config", "configs/ckpt.yaml", *SITE_FLAGS, "--out", "models", "--force", "--port", "0"],
+        "--out models: ", ("checkpoint folder",)),
+    # -- places where nothing can be written -----------------------------------------------------------
+    "build --out in /proc": Case(build("--out", "/proc/handstep-site"), "--out /proc/handstep-site: ",
+                                 ("cannot write in",)),
+    "serve --out in /proc": Case(serve("--out", "/proc/handstep-site", "--port", "0"), "--out /proc/handstep-site: ",
+                                 ("cannot write in",)),
+    "build --cache in /proc": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates",
+                                              "templates", "--cache", "/proc/handstep-cache", "--out", "out"],
+                                   "--cache /proc/handstep-cache: ", ("cannot write in",)),
+    "trace --out in /proc": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "/proc/t.json"),
+                                 "--out /proc/t.json: ", ("cannot write in",)),
+    "notebook --out in /proc": Case(fixed("notebook", "--config", GOOD_CONFIG, "--out", "/proc/s.ipynb"),
+                                    "--out /proc/s.ipynb: ", ("cannot write in",)),
+    "notebook --out under a file": Case(fixed("notebook", "--config", GOOD_CONFIG, "--out", "notes.txt/s.ipynb"),
+                                        "--out notes.txt/s.ipynb: ", ("is a file",)),
+    "diff --html in /proc": Case(fixed("diff", "good.json", "good.json", "--html", "/proc/d.html"),
+                                 "--html /proc/d.html: ", ("cannot write in",)),
+    "diff --html under a file": Case(fixed("diff", "good.json", "good.json", "--html", "notes.txt/d.html"),
+                                     "--html notes.txt/d.html: ", ("is a file",)),
+    "trace --out a device, even with --force": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "/dev/null",
+                                                          "--force"), "--out /dev/null: ", ("not a plain file",)),
+    "diff --html a device, even with --force": Case(fixed("diff", "good.json", "good.json", "--html", "/dev/null",
+                                                          "--force"), "--html /dev/null: ", ("not a plain file",)),
+    # -- a big trace's values file, beside --out --------------------------------------------------------
+    "trace --out beside a user's .bin": Case(fixed("trace", "--config", "configs/wide.yaml", "--out", "data.json"),
+                                             "--out data.json: ", ("data.bin", "--force")),
+    "trace --out a handstep trace beside a user's .bin": Case(
+        fixed("trace", "--config", "configs/wide.yaml", "--out", "good.json"), "--out good.json: ",
+        ("good.bin", "not the values file of good.json", "--force")),
+    "trace --out beside a .bin folder, even with --force": Case(
+        fixed("trace", "--config", "configs/wide.yaml", "--out", "folder.json", "--force"), "--out folder.json: ",
+        ("folder.bin", "a folder")),
+    "trace --out beside a .bin link, even with --force": Case(
+        fixed("trace", "--config", "configs/wide.yaml", "--out", "link.json", "--force"), "--out link.json: ",
+        ("link.bin", "symbolic link")),
+    "trace --out ending in .bin, for a big trace": Case(fixed("trace", "--config", "configs/wide.yaml", "--out",
+                                                              "t.bin"), "--out t.bin: ", ("t.json",)),
+    "notebook --out beside a user's .trace.bin": Case(
+        fixed("notebook", "--config", "configs/wide.yaml", "--out", "data.ipynb"), "--out data.ipynb: ",
+        ("data.trace.bin", "--force")),
 }
 
 
@@ -198,7 +263,53 @@ def make_world(root: Path) -> Path:
     (world / "project" / "main.py").write_text("print('hello')\n")
     (world / "outer").mkdir()
     (world / "outer" / "keep.txt").write_text("keep\n")
+    (world / "configs" / "wide.yaml").write_text(WIDE)
+    (world / "data.bin").write_bytes(b"my measurements\n")  # a user's files named like a big trace's values file
+    (world / "good.bin").write_bytes(b"\0" * 64)
+    (world / "data.trace.bin").write_bytes(b"mine too\n")
+    (world / "folder.bin").mkdir()
+    (world / "folder.bin" / "inside.txt").write_text("inside\n")
+    (world / "link.bin").symlink_to(world / "notes.txt")
+    (world / "alt").mkdir()
+    shutil.copy(world / GOOD_CONFIG, world / "alt" / "compare.yaml")
+    # a Hugging Face checkpoint folder (made by the `good` fixture), named relative to the config's folder and to
+    # the current folder: both as the engine finds it
+    (world / "configs" / "ckpt.yaml").write_text(f"model: {{from: ../models/tiny}}\n{CKPT_REST}")
+    (world / "configs" / "ckpt-here.yaml").write_text(f"model: {{from: models/tiny}}\n{CKPT_REST}")
     return world
+
+
+CKPT_REST = "data: {texts: ['the cat sat on the mat']}\ntrain_steps: 2\n"
+
+
+def make_checkpoint(folder: Path) -> None:
+    """config.json, tokenizer.json and model.safetensors as `save_pretrained` leaves them (8 wide, 1 block), made
+    without torch: a byte-level BPE trained on two sentences and random float32 weights."""
+    from tokenizers.implementations import ByteLevelBPETokenizer
+
+    from engine.model import param_specs
+
+    folder.mkdir(parents=True)
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(["the cat sat on the mat", "the dog ran"], vocab_size=280, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    tok.save(str(folder / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "gpt2", "vocab_size": tok.get_vocab_size(), "n_positions": 16, "n_embd": 8, "n_layer": 1,
+        "n_head": 2, "bos_token_id": eot, "eos_token_id": eot}))
+    config = folder.parent / "ckpt.yaml"
+    config.write_text(f"model: {{from: {folder}}}\n{CKPT_REST}")
+    rng = np.random.default_rng(0)
+    header, blobs, offset = {}, [], 0
+    for _, key, shape, _ in param_specs(engine.load_config(config)):
+        data = (rng.standard_normal(shape) * 0.2).astype("<f4").tobytes()
+        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    config.unlink()
+    text = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +320,7 @@ def good(tmp_path_factory) -> tuple[Path, Path]:
     result = handstep(world, "build", "--config", GOOD_CONFIG, *SITE_FLAGS, "--out", "site")
     assert result.returncode == 0, result.stderr
     engine.run(engine.load_config(world / GOOD_CONFIG)).save(world / "good.json")
+    make_checkpoint(base / "models" / "tiny")
     return world / "site", world / "good.json"
 
 
@@ -218,6 +330,7 @@ def world(tmp_path: Path, good: tuple[Path, Path]) -> Path:
     shutil.copytree(good[0], world / "site")
     (world / "sitelink").symlink_to(world / "site")
     shutil.copy(good[1], world / "good.json")
+    shutil.copytree(good[0].parent.parent / "models", world / "models")
     return world
 
 
@@ -331,7 +444,8 @@ def test_an_interrupted_build_leaves_the_previous_site_and_nothing_else(world: P
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "handstep: interrupted; nothing was replaced"
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == \
+        "handstep: interrupted; nothing was replaced (site/ is as it was)"
     after = hash_tree(world)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert {k for k in changed if not k.startswith("cache/")} == set(), sorted(changed)
@@ -339,9 +453,157 @@ def test_an_interrupted_build_leaves_the_previous_site_and_nothing_else(world: P
 
 def test_a_big_trace_is_written_with_its_values_file(world: Path):
     """Past two million values the values go to `<name>.bin` beside the JSON, under that name."""
-    (world / "configs" / "wide.yaml").write_text("model: {d_model: 256, d_ff: 1024, n_heads: 4}\ntrain_steps: 0\n")
     result = handstep(world, "trace", "--config", "configs/wide.yaml", "--out", "out/wide.json")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (world / "out").iterdir()) == ["wide.bin", "wide.json"]
     trace = engine.load_trace(world / "out" / "wide.json")
     assert trace["L0.mlp.c_fc.weight"].shape == (256, 1024)
+
+
+def one_line(result: subprocess.CompletedProcess[str], prefix: str, *fragments: str) -> str:
+    """The command stopped with exit status 2 and one line on stderr that starts with `prefix`."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == 2, f"exit {result.returncode}: {result.stderr!r}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), lines
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} missing from {lines[0]!r}"
+    return lines[0]
+
+
+def unchanged_but_cache(before: dict[str, str], after: dict[str, str]) -> None:
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert {k for k in changed if not k.startswith("cache/")} == set(), sorted(changed)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def trace(world: Path, config: str, out: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return handstep(world, "trace", "--config", config, "--out", out, *extra)
+
+
+def test_a_big_traces_values_file_is_replaced_and_a_small_trace_removes_it(world: Path):
+    """handstep's own values file (named by the trace it replaces, of its size) is replaced by the next big trace;
+    a small trace writes none and removes it, so no stale pair is left."""
+    assert trace(world, "configs/wide.yaml", "out/w.json").returncode == 0
+    again = trace(world, "configs/wide.yaml", "out/w.json", "--seed", "3")
+    assert again.returncode == 0, again.stderr
+    assert engine.load_trace(world / "out" / "w.json").config["seed"] == 3
+    assert sorted(p.name for p in (world / "out").iterdir()) == ["w.bin", "w.json"]
+    small = trace(world, GOOD_CONFIG, "out/w.json")
+    assert small.returncode == 0, small.stderr
+    assert sorted(p.name for p in (world / "out").iterdir()) == ["w.json"]
+    assert engine.load_trace(world / "out" / "w.json").config["seed"] == 5
+
+
+def test_a_small_trace_leaves_a_users_values_file_alone(world: Path):
+    before = sha256(world / "data.bin")
+    result = trace(world, GOOD_CONFIG, "data.json")
+    assert result.returncode == 0, result.stderr
+    assert sha256(world / "data.bin") == before
+    assert json.loads((world / "data.json").read_text())["values"] is None
+
+
+def test_force_replaces_a_users_values_file(world: Path):
+    result = trace(world, "configs/wide.yaml", "data.json", "--force")
+    assert result.returncode == 0, result.stderr
+    assert engine.load_trace(world / "data.json")["L0.mlp.c_fc.weight"].shape == (256, 1024)
+
+
+def test_a_values_file_of_another_size_is_not_taken_for_handsteps(world: Path):
+    """Beside a trace that names it, a values file is handstep's only with the size the trace says."""
+    assert trace(world, "configs/wide.yaml", "out/w.json").returncode == 0
+    with open(world / "out" / "w.bin", "ab") as f:
+        f.write(b"appended")
+    before = hash_tree(world)
+    one_line(trace(world, "configs/wide.yaml", "out/w.json"), "--out out/w.json: ", "out/w.bin", "--force")
+    assert hash_tree(world) == before
+    small = trace(world, GOOD_CONFIG, "out/w.json")  # writes no values file: leaves that one alone
+    assert small.returncode == 0 and (world / "out" / "w.bin").stat().st_size % 8 == 0
+    assert "w.bin" in {p.name for p in (world / "out").iterdir()}
+
+
+def test_a_notebook_replaces_its_own_trace_files(world: Path):
+    big = handstep(world, "notebook", "--config", "configs/wide.yaml", "--out", "nb/s.ipynb")
+    assert big.returncode == 0, big.stderr
+    assert sorted(p.name for p in (world / "nb").iterdir()) == ["s.ipynb", "s.trace.bin", "s.trace.json"]
+    small = handstep(world, "notebook", "--config", GOOD_CONFIG, "--out", "nb/s.ipynb")
+    assert small.returncode == 0, small.stderr
+    assert sorted(p.name for p in (world / "nb").iterdir()) == ["s.ipynb", "s.trace.json"]
+
+
+def _full_disk(limit: int) -> Callable[[], None]:
+    """Make the command's files unable to grow past `limit` bytes: its writes fail as on a full disk."""
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+FULL_DISK = {
+    "trace --out": (fixed("trace", "--config", GOOD_CONFIG, "--out", "new/t.json"), "--out new/t.json: ", 20_000),
+    "notebook --out": (fixed("notebook", "--config", GOOD_CONFIG, "--out", "new/s.ipynb"), "--out new/s.ipynb: ",
+                       20_000),
+    "diff --html": (fixed("diff", "good.json", "good.json", "--html", "new/d.html"), "--html new/d.html: ", 4_000),
+    "build --out": (build("--out", "new/site"), "--out new/site: ", 20_000),
+}
+
+
+@pytest.mark.parametrize("name", list(FULL_DISK))
+def test_a_full_disk_is_one_line_and_leaves_nothing(world: Path, name: str):
+    argv, prefix, limit = FULL_DISK[name]
+    before = hash_tree(world)
+    result = subprocess.run([sys.executable, "-m", "site_build.cli", *argv(world)], cwd=world, capture_output=True,
+                            text=True, timeout=300, preexec_fn=_full_disk(limit),
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    one_line(result, prefix, "could not be written", "free some space")
+    unchanged_but_cache(before, hash_tree(world))
+
+
+def test_a_read_only_folder_is_one_line(world: Path):
+    folder = world / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        try:
+            (folder / "probe").touch()
+        except PermissionError:
+            pass
+        else:  # root: permissions do not bind it (/proc stands in for it, in CASES)
+            (folder / "probe").unlink()
+            pytest.skip("this user may write in a read-only folder")
+        before = hash_tree(world)
+        for argv, prefix in ((fixed("trace", "--config", GOOD_CONFIG, "--out", "readonly/t.json"), "--out"),
+                             (fixed("notebook", "--config", GOOD_CONFIG, "--out", "readonly/new/s.ipynb"), "--out"),
+                             (fixed("diff", "good.json", "good.json", "--html", "readonly/d.html"), "--html"),
+                             (build("--out", "readonly/site"), "--out"),
+                             (lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates",
+                                         "templates", "--cache", "readonly/cache", "--out", "out"], "--cache")):
+            one_line(handstep(world, *argv(world)), prefix + " readonly/", "cannot write in readonly",
+                     "permission denied")
+        unchanged_but_cache(before, hash_tree(world))
+    finally:
+        folder.chmod(0o755)
+
+
+def test_build_refuses_an_out_folder_holding_the_verification_file(tmp_path: Path):
+    """`make verify` writes build/verification.json, which the build reads: an --out holding it is refused."""
+    from site_build.build import Builder, Paths
+    from site_build.errors import BuildError
+
+    inputs = make_inputs(tmp_path / "root")
+    (inputs / "node_modules").symlink_to(ROOT / "node_modules")  # KaTeX
+    (inputs / "build").mkdir()
+    (inputs / "build" / "verification.json").write_text("{}")
+    builder = Builder(Paths(root=inputs, content=inputs / "content", templates=inputs / "templates",
+                            cache=tmp_path / "cache"))
+    try:
+        with pytest.raises(BuildError, match=r"holds the build's verification file"):
+            builder.check_outputs(inputs / GOOD_CONFIG, inputs / "build", force=True)
+    finally:
+        builder.close()
+    assert (inputs / "build" / "verification.json").read_text() == "{}"
