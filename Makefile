@@ -14,8 +14,10 @@ NODE_STAMP := node_modules/.stamp
 .PHONY: site test serve trace diff docs verify bench lint clean
 
 # Python's bytecode of handstep's own modules, written even where PYTHONDONTWRITEBYTECODE is set (it saves a
-# quarter of a second on every command); only changed files are compiled again.
-BYTECODE = $(BIN)/python -m compileall -q engine site_build > /dev/null
+# quarter of a second on every command), and checked against the source's content, not its time
+# (site_build/bytecode.py; `handstep` does it too). Only a module whose bytecode is missing or checked by time is
+# compiled (Python 3.11's compileall would compile every file again on every call).
+BYTECODE = $(BIN)/python -m site_build.bytecode
 
 # The default site must show every record of its trace; other configs report the count.
 COVERAGE = $(if $(filter configs/default.yaml,$(CONFIG)),--require-coverage,)

@@ -2,18 +2,23 @@
 recomputed by the next `handstep build`:
 
     runs/<key>.pickle    a trace with its check figures; the key: the config (as the engine reads it), the
-                         engine's source, the checkpoint files a config names, and the verification file
+                         engine's source, the content of the checkpoint files a config names (their hashes are
+                         remembered in hashes.json: site_build.stamp.checkpoint_digest) and the verification file
     pages/<key>.pickle   a rendered page body (render.jinja.PageResult); the key: the page's text, the run, the
                          links and the site builder's source
     runs/<key>.json/.bin a big run (GPT-2 sizes) with its values file, the newest one only (BigRuns)
+    build.lock           held by the build that uses the cache (site_build.lock)
 
-A damaged or foreign entry is ignored (the work is simply done again), so deleting the cache folder is always
-safe. Each folder keeps its newest KEEP entries.
+A DiskCache entry is VERSION, the sha256 of the pickle, then the pickle. An entry that cannot be read, whose digest
+does not match (a truncated or damaged file), that does not unpickle (a pickle can raise nearly anything) or that
+holds the wrong kind of value is a miss: the work is done again and the entry written anew. So deleting the cache
+folder, or any file in it, is always safe. Each folder keeps its newest KEEP entries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -28,7 +33,8 @@ from site_build import stamp, write
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP = 400
-VERSION = b"handstep cache 1"
+VERSION = b"handstep cache 2"  # then the sha256 of the pickle, then the pickle
+_DIGEST = 32
 
 
 @cache
@@ -37,22 +43,14 @@ def source_digest(package: str) -> str:
     return stamp.source_digest(package, ROOT)
 
 
-def _stat(path: Path) -> str:
-    try:
-        st = path.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return "-"
-
-
-def run_key(cfg: Any, verification: Path | None) -> str:
-    """The key of a run: what the trace and its checks depend on."""
+def run_key(cfg: Any, verification: Path | None, cache: Path | None = None) -> str:
+    """The key of a run: what the trace and its checks depend on (a checkpoint by the content of its files, whose
+    hashes `cache`, the cache folder, remembers)."""
     h = hashlib.sha256(source_digest("engine").encode())
     h.update(json.dumps(cfg.to_dict(), sort_keys=True, ensure_ascii=False).encode())
     folder = cfg.model.checkpoint_dir
     if folder:
-        for path in sorted(Path(folder).iterdir()):
-            h.update(path.name.encode() + _stat(path).encode())
+        h.update(b"checkpoint\0" + stamp.checkpoint_digest(Path(folder), cache).encode())
     try:
         h.update(verification.read_bytes() if verification else b"no verification")
     except OSError:
@@ -61,9 +59,15 @@ def run_key(cfg: Any, verification: Path | None) -> str:
 
 
 def page_key(parts: Any) -> str:
-    """The key of a rendered page: its inputs (any picklable value) and the site builder's source."""
+    """The key of a rendered page: its inputs (any picklable value) and the site builder's source. Pickled without
+    the memo, so that equal inputs give the same key whether or not some of them are one object (a build that
+    replays its pages from the cache shares fewer strings than one that rendered them)."""
     h = hashlib.sha256(source_digest("site_build").encode())
-    h.update(pickle.dumps(parts, protocol=5))
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True  # no memo
+    pickler.dump(parts)
+    h.update(buffer.getbuffer())
     return h.hexdigest()
 
 
@@ -78,30 +82,39 @@ class DiskCache:
         path = self.folder / f"{key}.pickle"
         try:
             with open(path, "rb") as f:
-                head = f.read(len(VERSION))
-                if head != VERSION:
+                if f.read(len(VERSION)) != VERSION or f.read(_DIGEST) != _digest(f, len(VERSION) + _DIGEST):
                     return None
+                f.seek(len(VERSION) + _DIGEST)
                 return pickle.load(f)  # noqa: S301 - our own cache folder, written by put() below
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError):
+        except Exception:  # noqa: BLE001 - whatever a damaged entry raises, it is a miss
             return None
 
     def put(self, key: str, value: Any) -> None:
+        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f".{key}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(VERSION)
+            with open(tmp, "w+b") as f:
+                f.write(VERSION + bytes(_DIGEST))
                 pickle.dump(value, f, protocol=5)
+                f.flush()
+                digest = _digest(f, len(VERSION) + _DIGEST)
+                f.seek(len(VERSION))
+                f.write(digest)
             tmp.replace(self.folder / f"{key}.pickle")
-        except (OSError, pickle.PicklingError, TypeError, AttributeError):
-            return  # a cache that cannot be written is only a slower next build
+        except Exception:  # noqa: BLE001 - a cache that cannot be written is only a slower next build
+            _unlink(tmp)
+            return
+        except BaseException:
+            _unlink(tmp)
+            raise
         self.written += 1
 
-    def get_or_make(self, key: str, make: Callable[[], Any], kind: type, keep: int = 20) -> Any:
-        """The `kind` value stored under `key`, else `make()`, stored there (keeping the newest `keep`); with no key
-        (a run that cannot be cached), `make()` alone."""
+    def get_or_make(self, key: str, make: Callable[[], Any], kind: type, keep: int = 20,
+                    valid: Callable[[Any], bool] | None = None) -> Any:
+        """The `kind` value stored under `key` (that passes `valid`), else `make()`, stored there (keeping the newest
+        `keep`); with no key (a run that cannot be cached), `make()` alone."""
         stored = self.get(key) if key else None
-        if isinstance(stored, kind):
+        if isinstance(stored, kind) and (valid is None or valid(stored)):
             return stored
         value = make()
         if key:
@@ -125,9 +138,10 @@ class PageStore:
     """render.jinja's page cache backed by a DiskCache: `get`/`__setitem__` with the render key's parts (which
     name the run by its key, so a cached page belongs to one trace)."""
 
-    def __init__(self, memory: dict[Any, Any], disk: DiskCache) -> None:
+    def __init__(self, memory: dict[Any, Any], disk: DiskCache, valid: Callable[[Any], bool] | None = None) -> None:
         self.memory = memory
         self.disk = disk
+        self.valid = valid  # what a page read from disk must pass (anything else is a miss)
 
     def _key(self, key: Any) -> str:
         return page_key(key)
@@ -136,6 +150,8 @@ class PageStore:
         hit = self.memory.get(key)
         if hit is None:
             hit = self.disk.get(self._key(key))
+            if hit is not None and self.valid is not None and not self.valid(hit):
+                hit = None
             if hit is not None:
                 self.memory[key] = hit
         return hit
@@ -166,7 +182,7 @@ class BigRuns:
             return None
         try:
             return engine.load_trace(index), checks
-        except (OSError, engine.TraceError):
+        except Exception:  # noqa: BLE001 - a damaged run is a miss: it runs again
             return None
 
     def start(self, key: str) -> Path:
@@ -189,6 +205,22 @@ class BigRuns:
             trace.save(self.folder / f"{key}.json")  # the values are in place: only the records are written
         except OSError:
             return  # a cache that cannot be written is only a slower next build
+
+
+def _digest(f: Any, start: int) -> bytes:
+    """The sha256 of the open file `f` from byte `start` to its end."""
+    f.seek(start)
+    h = hashlib.sha256()
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+    return h.digest()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _delete(paths: list[Path]) -> None:

@@ -56,7 +56,7 @@ class Session:
         self.runs = DiskCache(cache / "runs")
         self.big = BigRuns(cache / "runs")
         self.data = DiskCache(cache / "data")
-        self.pages = PageStore({}, DiskCache(cache / "pages"))  # page cache of render.jinja.render_bodies
+        self.pages = PageStore({}, DiskCache(cache / "pages"), PageResult.valid)  # render.jinja.render_bodies' cache
         self.bodies = DiskCache(cache / "bodies")
         self.exercises: dict[Any, Any] = {}  # each page's exercises of the last build (exercises.add_exercises)
         self.notebooks = DiskCache(cache / "notebook")
@@ -73,12 +73,12 @@ class Session:
         key = (str(config_path), seed, _mtime(config_path), _mtime(self.root / VERIFICATION_FILE))
         if self._run is None or self._run[0] != key:
             cfg = engine.load_config(str(config_path), seed=seed)
-            run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE)
+            run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent)
             run = self.runs.get(run_key)
-            big = self.big.get(run_key) if not isinstance(run, Run) else None
+            big = self.big.get(run_key) if not _valid_run(run, run_key) else None
             if big is not None:
                 run = Run(*big, run_key)
-            if not isinstance(run, Run) or run.key != run_key:
+            if not _valid_run(run, run_key):
                 # A run big enough to write its values to a file writes them where the cache keeps them.
                 values = self.big.start(run_key) if engine.estimate(cfg).spills else None
                 started: list[Checks] = []
@@ -125,7 +125,7 @@ class Session:
         if self._other is None or self._other[0] != key:
             cfg = engine.load_config(str(config_path), seed=seed)
             self._other = (key, engine.run(cfg))
-            self.other_key = cache.run_key(cfg, None)
+            self.other_key = cache.run_key(cfg, None, self.runs.folder.parent)
             self._changed()
         return self._other[1], shown_path(config_path)
 
@@ -140,7 +140,7 @@ class Session:
         shown = sorted((name, sorted(where)) for name, where in ctx.shown.items())
         key = _key(run, "data", other_key, shown, [(p.source, p.url, p.slug, p.title) for p in pages])
         return self.data.get_or_make(key, lambda: {**data_files(run.trace, ctx.shown, pages, ctx.other),
-                                                   **csv_files(run.trace, ctx.shown)}, dict)
+                                                   **csv_files(run.trace, ctx.shown)}, dict, valid=_files)
 
     def finished_bodies(self, run: Run, ctx: Any, pages: list[Any], parts: Any,
                         make: Callable[[], dict[str, Rendered]]) -> dict[str, Rendered]:
@@ -148,7 +148,7 @@ class Session:
         bodies it made last time replayed into `ctx` (their formulas and shown records registered anew)."""
         key = _key(run, "bodies", parts, [repr(p) for p in pages])
         stored = self.bodies.get(key) if key else None
-        if isinstance(stored, list) and all(isinstance(r, PageResult) for r in stored):
+        if isinstance(stored, list) and all(PageResult.valid(r) for r in stored):
             return {r.source: r.replay(ctx) for r in stored}
         bodies = make()
         if key:
@@ -159,7 +159,8 @@ class Session:
     def notebook_files(self, run: Run, ctx: Any, pages: list[Any], make: Callable[[], dict[str, bytes]]
                        ) -> dict[str, bytes]:
         """The site's notebook: `make()`, or the one made last time for the same run and pages."""
-        return self.notebooks.get_or_make(_key(run, "notebook", [repr(p) for p in pages]), make, dict, keep=10)
+        return self.notebooks.get_or_make(_key(run, "notebook", [repr(p) for p in pages]), make, dict, keep=10,
+                                          valid=_files)
 
     def trace_files(self, trace: Any) -> dict[str, bytes]:
         """The trace as the engine saves it (`trace.json`, with its values file for a trace past INLINE_MAX_VALUES),
@@ -198,6 +199,17 @@ class Session:
             else:
                 values.unlink(missing_ok=True)
                 self._unkept = None
+
+
+def _valid_run(run: Any, key: str) -> bool:
+    """A run read from the cache is what its key names (anything else read there is a miss)."""
+    return (isinstance(run, Run) and run.key == key and isinstance(run.trace, engine.Trace)
+            and isinstance(run.checks, Checks))
+
+
+def _files(files: Any) -> bool:
+    """Site files read from the cache: {site path: text or bytes}."""
+    return all(isinstance(k, str) and isinstance(v, (str, bytes)) for k, v in files.items())
 
 
 def _mtime(path: Path) -> float:

@@ -4,13 +4,16 @@
 After each successful build the CLI records, in the cache folder, a stamp for the output folder:
 
     stamps.json   {output folder: {"inputs": digest, "files": {path: [size, mtime_ns]}, "summary": line}}
+    hashes.json   the sha256 of each checkpoint file, by its path and stat numbers (see checkpoint_digest)
 
-`inputs` is a digest of everything a build reads: the config file (and the checkpoint files and working
-folder it may name), the seed and flags, every file of the pages and templates folders, the verification
-figures, handstep's own source, the installed Python packages, the npm lock file and the Python version.
-The next build with the same digest, into a folder whose files are exactly those recorded (same names,
-sizes and modification times: nobody edited, added or removed one), has nothing to do and says so.
-Anything else, or any doubt (a missing, damaged or foreign stamp file), means a full build.
+`inputs` is a digest of everything a build reads: the config file (and the content of the files of the
+checkpoint folder it may name, found as the engine finds it), the seed and flags, every file of the pages and
+templates folders, the verification figures, handstep's own source, the installed Python packages, the npm lock
+file and the Python version. The next build with the same digest, into a folder whose files are exactly those
+recorded (same names, sizes and modification times: nobody edited, added or removed one), has nothing to do and
+says so. Anything else, or any doubt (a missing, damaged or foreign stamp file), means a full build. The check
+and the record are made while the build holds the locks of its output and cache folders (site_build.lock), so
+the files recorded are the ones this build wrote.
 
 Only the standard library (and site_build.write, which needs no more) is imported here, so the answer costs a
 few milliseconds.
@@ -21,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
+import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,34 +73,149 @@ def _packages(h: Any) -> None:
                                                                                       ".pth")))).encode())
 
 
-def _checkpoint(h: Any, config: Path | None, text: bytes) -> None:
-    """A config that names a checkpoint folder (`model: {from: ...}`): the folder's files as they are now, found
-    where the engine looks (the working folder, or beside the config)."""
-    if config is None or not re.search(rb"(?m)^[^#]*\bfrom\s*:", text):
+def _checkpoint(h: Any, config: Path | None, text: bytes, cache: Path | None) -> None:
+    """A config that names a checkpoint folder (`model: {from: ...}`, in any spelling YAML or JSON allows): that
+    folder, found where the engine looks, and the content of its files as they are now."""
+    if config is None or not _may_name_checkpoint(text):
         return
-    h.update(b"cwd\0" + os.getcwd().encode())
-    import yaml  # only for such configs
+    import yaml  # only for a config that may name one (a few milliseconds)
 
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        folder = data["model"]["from"]
-    except Exception:  # not our business here: the build reports a broken config
+    except Exception:  # noqa: BLE001 - the build reports a broken config; until then this digest matches nothing
+        h.update(b"unread\0" + os.urandom(16))
         return
+    model = data.get("model") if isinstance(data, dict) else None
+    folder = model.get("from") if isinstance(model, dict) else None
     if not isinstance(folder, str):
-        return
-    for base in (Path(folder), config.parent / folder):
-        if base.is_dir():
-            for path in sorted(base.iterdir()):
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        return  # no checkpoint (or one the engine refuses: no stamp is recorded for a failed build)
+    path = checkpoint_folder(config, folder)
+    h.update(b"checkpoint\0" + str(path.resolve()).encode("utf-8", "surrogateescape") + b"\0"
+             + checkpoint_digest(path, cache).encode())
+
+
+def _may_name_checkpoint(text: bytes) -> bool:
+    """False only when no reading of `text` as YAML or JSON can have the key `from`: the word appears nowhere but in
+    whole-line comments (the default config mentions it in one), and no escape (`\\u0066rom`) or line break other
+    than CR and LF (YAML 1.1 also ends a comment at NEL, LS and PS) is present. Anything else is parsed."""
+    if b"\\" in text or b"\xc2\x85" in text or b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text:
+        return True
+    return any(b"from" in line and not line.lstrip(b" \t").startswith(b"#") for line in text.splitlines())
+
+
+def checkpoint_folder(config: Path, folder: str) -> Path:
+    """The checkpoint folder a config names, as engine.config reads it: relative to the current folder when it
+    exists there, else beside the config file."""
+    path = Path(folder)
+    if not path.is_absolute() and not path.exists() and (config.parent / path).exists():
+        path = config.parent / path
+    return path
+
+
+def checkpoint_digest(folder: str | Path, cache: Path | None = None) -> str:
+    """sha256 over the names and contents of the files of a checkpoint folder (what a run read from it).
+
+    The one helper of both the stamp and the run cache (site_build.cache.run_key). A file is read again only
+    when its size, modification time, change time or inode changed (the change time cannot be set back, so an
+    edit in place is always seen): each file's hash is remembered in the cache folder (`hashes.json`), so a
+    500 MB checkpoint is read once, not on every build."""
+    h = hashlib.sha256(b"handstep checkpoint 1\0")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as err:
+        h.update(f"no folder {err.errno}".encode())
+        return h.hexdigest()
+    memo = _Hashes(cache)
+    for name in names:
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0" + memo.digest(Path(folder) / name).encode() + b"\0")
+    memo.save()
+    return h.hexdigest()
+
+
+def _valid(entry: Any) -> bool:
+    """An entry of hashes.json: five whole numbers (the stat) and a sha256 in hex."""
+    return (isinstance(entry, list) and len(entry) == 6 and all(type(n) is int for n in entry[:5])
+            and isinstance(entry[5], str) and len(entry[5]) == 64)
+
+
+_SEEN: dict[str, list[Any]] = {}  # the hashes this process worked out (used before the cache folder exists)
+
+
+class _Hashes:
+    """The sha256 of files by (resolved path, size, mtime_ns, ctime_ns, inode, device), remembered in the cache
+    folder:
+
+        hashes.json   {"format": FORMAT, "files": {resolved path: [size, mtime, ctime, inode, device, sha256]}}
+
+    A damaged or foreign file, or an entry of another shape, is a miss (the file is read again). A hash is only
+    remembered once the file has been unchanged for RACY_NS: a file's times advance in ticks (of a few
+    milliseconds), so an edit within the tick of the one hashed could otherwise keep all the stat numbers."""
+
+    FILE = "hashes.json"
+    FORMAT = "handstep file hashes 1"
+    KEEP = 200
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, cache: Path | None) -> None:
+        self.path = cache / self.FILE if cache is not None and (cache / write.CACHE_MARKER).is_file() else None
+        self.files: dict[str, list[Any]] = {}
+        self.changed = False
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if data.get("format") == self.FORMAT and isinstance(data.get("files"), dict):
+                    self.files = {path: entry for path, entry in data["files"].items() if _valid(entry)}
+            except Exception:  # noqa: BLE001 - a damaged memo is a miss
+                self.files = {}
+
+    @staticmethod
+    def _key(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+    def digest(self, path: Path) -> str:
+        """The sha256 of the file `path` (following links), or what it is when it is not a readable file."""
+        try:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                return "folder" if stat.S_ISDIR(st.st_mode) else "not a file"
+            real = str(path.resolve())
+            key = self._key(st)
+            for known in (self.files.get(real), _SEEN.get(real)):
+                if known is not None and known[:5] == key:
+                    if self.files.get(real) != known:
+                        self._remember(real, known)
+                    return known[5]
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+                during = self._key(os.fstat(f.fileno()))
+            after = path.stat()
+        except OSError as err:
+            return f"unreadable {err.errno}"
+        if key == during == self._key(after) and time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) > \
+                self.RACY_NS:
+            self._remember(real, [*key, digest])
+        return digest
+
+    def _remember(self, real: str, entry: list[Any]) -> None:
+        self.files.pop(real, None)  # the newest last: the oldest go first
+        self.files[real] = _SEEN[real] = entry
+        self.changed = True
+
+    def save(self) -> None:
+        if self.path is None or not self.changed:
+            return
+        files = dict(list(self.files.items())[-self.KEEP:])
+        text = json.dumps({"format": self.FORMAT, "files": files})
+        try:
+            write.write_file_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        except OSError:
+            pass  # only a slower next build: the files are read again
 
 
 def inputs_digest(config: Path | None, flags: dict[str, Any], content: Path, templates: Path,
-                  root: Path = ROOT) -> str:
-    """The digest of everything a build reads (see the module docstring)."""
+                  root: Path = ROOT, cache: Path | None = None) -> str:
+    """The digest of everything a build reads (see the module docstring); `cache` remembers the hashes of a
+    checkpoint's files."""
     h = hashlib.sha256(VERSION)
     h.update(json.dumps({"python": sys.version, "flags": flags}, sort_keys=True, default=str).encode())
     text = b""
@@ -106,7 +225,7 @@ def inputs_digest(config: Path | None, flags: dict[str, Any], content: Path, tem
         except OSError:
             text = b"unreadable"
         h.update(b"config\0" + str(config.resolve()).encode() + b"\0" + text)
-    _checkpoint(h, config, text)
+    _checkpoint(h, config, text, cache)
     for package in ("engine", "site_build"):
         h.update(source_digest(package, root).encode())
     _tree(h, content)
@@ -131,9 +250,19 @@ def _files(out: Path) -> dict[str, list[int]]:
 def _load(cache: Path) -> dict[str, Any]:
     try:
         data = json.loads((cache / STAMPS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - a damaged stamp file (deep nesting raises RecursionError) means a full build
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def recorded(cache: Path, out: Path) -> bool:
+    """Is there a stamp for `out` in `cache`, a cache folder of handstep's (then both folders were written by a
+    build before, and may get their lock files before the next one is checked)?"""
+    try:
+        text = (cache / STAMPS).read_bytes() if (cache / write.CACHE_MARKER).is_file() else b""
+    except OSError:
+        return False
+    return json.dumps(str(out.resolve())).encode() in text  # as record() writes the key (up_to_date reads it all)
 
 
 def up_to_date(cache: Path, out: Path, digest: str) -> str | None:
@@ -160,4 +289,7 @@ def record(cache: Path, out: Path, digest: str, summary: str) -> None:
     stamps[key] = {"inputs": digest, "files": _files(out), "summary": summary}
     for old in list(stamps)[:-KEEP]:
         del stamps[old]
-    write.write_file_atomic(cache / STAMPS, lambda tmp: tmp.write_text(json.dumps(stamps), encoding="utf-8"))
+    try:
+        write.write_file_atomic(cache / STAMPS, lambda tmp: tmp.write_text(json.dumps(stamps), encoding="utf-8"))
+    except OSError:
+        pass  # a stamp that cannot be written (a folder in its place): the next build builds again

@@ -3,11 +3,22 @@ could change the site (a page, a template, the config, the seed, a flag, a file 
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
+import py_compile
+import re
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from quality_helpers import GOOD_CONFIG, handstep_build, hash_tree, make_inputs
+from quality_helpers import GOOD_CONFIG, ROOT, build_command, handstep_build, hash_tree, make_inputs
 
 UP_TO_DATE = "is up to date: nothing changed since it was built"
 
@@ -93,3 +104,340 @@ def test_other_inputs_count(built: Path, change: str):
             config.write_text(text)
     assert again(built).startswith("built ")  # back to the original inputs: the site changed since
     assert UP_TO_DATE in again(built)
+
+
+# -- a checkpoint folder (`model: {from: ...}`), however the config spells the key ----------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny Hugging Face checkpoint (tests/engine/hf_checkpoint.py), copied by each test that changes it."""
+    from hf_checkpoint import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("checkpoint"))
+
+
+def set_weight(folder: Path, value: float, keep_times: bool = True) -> None:
+    """Write `value` over the first element of transformer.wte.weight in model.safetensors, in place: the same size,
+    the same inode and (with `keep_times`) the same modification time as before."""
+    path = folder / "model.safetensors"
+    st = path.stat()
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        entry = header.get("transformer.wte.weight") or header["wte.weight"]
+        assert entry["dtype"] == "F32"
+        f.seek(8 + n + entry["data_offsets"][0])
+        f.write(struct.pack("<f", value))
+    if keep_times:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_ino) == (st.st_size, st.st_ino)
+    assert not keep_times or after.st_mtime_ns == st.st_mtime_ns
+
+
+def site_weight(site: Path) -> float:
+    """The first element of the initial token embedding, as the site's trace.json holds it."""
+    records = json.loads((site / "trace.json").read_text())["records"]
+    return next(r for r in records if r["name"] == "wte")["value"][0][0]
+
+
+CHECKPOINT_CONFIGS = {
+    "quoted.yaml": '# the key in quotes\nmodel:\n  "from": {folder}\ndata:\n  texts: ["the cat sat on the mat"]\n'
+                   "train_steps: 1\n",
+    "single.yaml": "model: {{'from': {folder}}}\ndata: {{texts: [the cat sat on the mat]}}\ntrain_steps: 1\n",
+    "escaped.yaml": 'model:\n  "fr\\x6fm": {folder}\ndata:\n  texts: ["the cat sat on the mat"]\ntrain_steps: 1\n',
+    "config.json": '{{"model": {{"from": {folder}}}, "data": {{"texts": ["the cat sat on the mat"]}}, '
+                   '"train_steps": 1}}\n',
+    "escaped.json": '{{"model": {{"fr\\u006fm": {folder}}}, "data": {{"texts": ["the cat sat on the mat"]}}, '
+                    '"train_steps": 1}}\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_CONFIGS))
+def test_a_checkpoint_named_in_any_spelling_counts(tmp_path, checkpoint, name):
+    """`"from":` in quotes, in a flow mapping, escaped, or a JSON config: the checkpoint is an input like any other.
+    The folder is found as the engine finds it: beside the config when the current folder has none."""
+    inputs = make_inputs(tmp_path / "inputs")
+    folder = inputs / "configs" / "ck"  # relative to the config file (the current folder, inputs/, has no `ck`)
+    shutil.copytree(checkpoint, folder)
+    config = inputs / "configs" / name
+    config.write_text(CHECKPOINT_CONFIGS[name].format(folder=json.dumps("ck")))
+    site, cache = inputs / "site", inputs / "cache"
+
+    def build(*extra: str) -> subprocess.CompletedProcess[str]:
+        return handstep_build(inputs, config.relative_to(inputs), site, cache, *extra)
+
+    result = build()
+    assert result.returncode == 0 and result.stdout.startswith("built "), result.stderr
+    before = site_weight(site)
+    assert UP_TO_DATE in build().stdout
+    set_weight(folder, 0.5, keep_times=False)  # an ordinary edit: new modification time
+    result = build()
+    assert result.returncode == 0 and result.stdout.startswith("built "), result.stderr
+    assert site_weight(site) == 0.5 != before
+    assert UP_TO_DATE in build().stdout
+    site_files = hash_tree(site)
+    shutil.rmtree(folder)  # the checkpoint gone: the build fails (one line), the site stays as it was
+    result = build()
+    assert result.returncode == 2 and "model.from" in result.stderr and UP_TO_DATE not in result.stdout, result
+    assert hash_tree(site) == site_files
+
+
+def test_a_same_size_edit_of_a_checkpoint_with_its_time_restored_counts(tmp_path, checkpoint):
+    """model.safetensors changed in place (same size, modification time set back): not "up to date", and the run
+    cache holds no stale run either (a forced rebuild shows the new values); the old values again come from the
+    cache, by content."""
+    inputs = make_inputs(tmp_path / "inputs")
+    folder = inputs / "ck"
+    shutil.copytree(checkpoint, folder)
+    set_weight(folder, 0.25)
+    config = inputs / "configs" / "ck.yaml"
+    config.write_text('model:\n  from: ck\ndata:\n  texts: ["the cat sat on the mat"]\ntrain_steps: 1\n')
+    site, cache = inputs / "site", inputs / "cache"
+
+    def build() -> str:
+        result = handstep_build(inputs, "configs/ck.yaml", site, cache)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert build().startswith("built ") and site_weight(site) == 0.25
+    assert UP_TO_DATE in build()
+    set_weight(folder, 0.75)
+    assert build().startswith("built ") and site_weight(site) == 0.75
+    assert UP_TO_DATE in build()
+    set_weight(folder, 0.25)  # back, and the site deleted: the run of these weights is read from the run cache
+    shutil.rmtree(site)
+    assert build().startswith("built ") and site_weight(site) == 0.25
+    set_weight(folder, 0.75)
+    shutil.rmtree(site)
+    assert build().startswith("built ") and site_weight(site) == 0.75
+    assert UP_TO_DATE in build()
+    memo = json.loads((cache / "hashes.json").read_text()) if (cache / "hashes.json").exists() else {"files": {}}
+    assert all(len(entry) == 6 for entry in memo["files"].values())
+
+
+def test_checkpoint_hashes_are_remembered_by_content_and_a_damaged_memo_is_a_miss(tmp_path, monkeypatch):
+    """site_build.stamp.checkpoint_digest, the one helper of the stamp and the run cache: a file is read once, again
+    after an in-place edit with its modification time set back, and a damaged hashes.json is only a miss."""
+    from site_build import stamp, write
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / write.CACHE_MARKER).write_text(write.CACHE_MARKER_TEXT)
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setattr(stamp._Hashes, "RACY_NS", 0)  # the files were just written: remember them at once
+    monkeypatch.setattr(stamp, "_SEEN", {})
+    reads = []
+    real_digest = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda f, name: reads.append(f.name) or real_digest(f, name))
+
+    first = stamp.checkpoint_digest(folder, cache)
+    assert len(reads) == 2 and (cache / "hashes.json").is_file()
+    monkeypatch.setattr(stamp, "_SEEN", {})
+    assert stamp.checkpoint_digest(folder, cache) == first and len(reads) == 2  # from hashes.json
+    time.sleep(0.05)  # past the file system's clock tick
+    st = weights.stat()
+    with open(weights, "r+b") as f:
+        f.write(b"b")
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = stamp.checkpoint_digest(folder, cache)
+    assert second != first and len(reads) == 3
+    for damage in ("{", '{"format": 1}', "[1, 2]", '{"format": "handstep file hashes 1", "files": {"x": 1}}'):
+        (cache / "hashes.json").write_text(damage)
+        monkeypatch.setattr(stamp, "_SEEN", {})
+        assert stamp.checkpoint_digest(folder, cache) == second
+    entries = json.loads((cache / "hashes.json").read_text())["files"]
+    assert sorted(Path(p).name for p in entries) == ["config.json", "model.safetensors"]
+
+
+# -- two builds at once ---------------------------------------------------------------------------------------------
+def site_seed(site: Path) -> int:
+    return json.loads((site / "trace.json").read_text())["config"]["seed"]
+
+
+def test_two_builds_at_once_into_one_folder_leave_a_site_and_a_stamp_that_agree(tmp_path):
+    """Seeds 1 and 2 built at the same time into the same --out and --cache: one waits for the other; the site is
+    the build of one seed, whole, and the stamp says so (that seed is up to date, the other builds)."""
+    inputs = make_inputs(tmp_path / "inputs")
+    site, cache = inputs / "site", inputs / "cache"
+    procs = {seed: subprocess.Popen(build_command(inputs, GOOD_CONFIG, site, cache, "--seed", str(seed)), cwd=inputs,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)}
+    outputs = {seed: proc.communicate(timeout=300) for seed, proc in procs.items()}
+    for seed, proc in procs.items():
+        assert proc.returncode == 0, outputs[seed][1]
+        assert outputs[seed][0].startswith("built "), outputs[seed]
+    seed = site_seed(site)
+    other = 3 - seed
+    alone = tmp_path / "alone"
+    result = handstep_build(inputs, GOOD_CONFIG, alone, tmp_path / "cache-alone", "--seed", str(seed))
+    assert result.returncode == 0, result.stderr
+    assert hash_tree(site) == hash_tree(alone)  # the files of one build, not a mix
+    assert UP_TO_DATE in again(inputs, "--seed", str(seed))
+    assert again(inputs, "--seed", str(other)).startswith("built ") and site_seed(site) == other
+    assert UP_TO_DATE in again(inputs, "--seed", str(other))
+    assert [p.name for p in inputs.iterdir() if "lock" in p.name] == []  # no lock file left beside the site
+
+
+def held(path: Path):
+    """Hold the lock file `path` as a build would (an open file with an exclusive flock)."""
+    f = open(path, "a+b")  # noqa: SIM115 - closed by the caller
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    return f
+
+
+def read_stderr_line(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    ready, _, _ = select.select([proc.stderr], [], [], timeout)
+    assert ready, "the build printed nothing"
+    assert proc.stderr is not None
+    return proc.stderr.readline()
+
+
+@pytest.mark.parametrize("which", ["out", "cache"])
+def test_a_build_waits_for_the_one_holding_its_folders_and_says_so(built: Path, which: str):
+    """While another build holds the lock of --out (or of --cache), a build says so in one line and waits; the
+    up-to-date check happens once it has the locks."""
+    from site_build.lock import CACHE_LOCK, out_lock_path
+
+    assert UP_TO_DATE in again(built)
+    path = out_lock_path(built / "site") if which == "out" else built / "cache" / CACHE_LOCK
+    lock = held(path)
+    try:
+        proc = subprocess.Popen(build_command(built, GOOD_CONFIG, built / "site", built / "cache", "--seed", "9"),
+                                cwd=built, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = read_stderr_line(proc)
+        assert line == ("handstep: another build is writing site, waiting\n" if which == "out" else
+                        "handstep: another build is using the cache cache, waiting\n")
+        time.sleep(0.5)
+        assert proc.poll() is None and site_seed(built / "site") == 5  # still waiting: nothing written
+    finally:
+        lock.close()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.startswith("built "), err
+    assert site_seed(built / "site") == 9
+    assert again(built).startswith("built ")
+    assert not path.exists() or which == "cache"  # the out lock goes with the build that held it
+
+
+def test_serve_rebuilds_under_the_same_locks(tmp_path):
+    """`handstep serve` waits, like `handstep build`, for a build that holds its output folder, and holds the locks
+    only while it rebuilds: a build into the same folder runs while the server is idle."""
+    from site_build.lock import out_lock_path
+
+    inputs = make_inputs(tmp_path / "inputs")
+    site, cache = inputs / "site", inputs / "cache"
+    serve = build_command(inputs, GOOD_CONFIG, site, cache)
+    serve[serve.index("build")] = "serve"
+    lock = held(out_lock_path(site))
+    proc = subprocess.Popen([*serve, "--port", "0"], cwd=inputs, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        try:
+            assert read_stderr_line(proc) == "handstep: another build is writing site, waiting\n"
+            time.sleep(0.5)
+            assert proc.poll() is None and not site.exists()
+        finally:
+            lock.close()
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], 120)
+            assert ready and proc.stdout is not None, "serve printed nothing"
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            if line.startswith("serving "):
+                break
+        assert site_seed(site) == 5
+        result = handstep_build(inputs, GOOD_CONFIG, site, cache, "--seed", "6", timeout=120)
+        assert result.returncode == 0 and result.stdout.startswith("built "), result.stderr
+        assert site_seed(site) == 6
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+# -- handstep's own code: what runs is what is digested -------------------------------------------------------------
+def test_a_same_size_edit_of_the_engine_with_its_time_restored_runs_the_new_code(tmp_path):
+    """An engine file edited in place with the same size and its modification time set back: Python would trust the
+    old bytecode (checked by time and size), run it, and the cache would keep that run under the new source's
+    digest. handstep's bytecode is checked against the source's hash (site_build/bytecode.py), so the build runs
+    the new code. Done on a copy of the project: the checkout is never edited."""
+    copy = make_inputs(tmp_path / "copy")
+    for package in ("engine", "site_build"):
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "node_modules").symlink_to(ROOT / "node_modules")
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    tape = copy / "engine" / "tape.py"
+
+    def build() -> str:
+        result = subprocess.run(build_command(copy, GOOD_CONFIG, copy / "site", copy / "cache"), cwd=copy, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def epsilons() -> set[str]:  # LayerNorm's, in the records' meta (AdamW's is 1e-08)
+        return set(re.findall(r'"eps":([0-9e.+-]+)', (copy / "site" / "trace.json").read_text())) - {"1e-08"}
+
+    def edit(old: str, new: str) -> None:
+        """Replace `old` by `new` (the same length) in engine/tape.py, keeping its size and modification time."""
+        st = tape.stat()
+        text = tape.read_text()
+        assert len(old) == len(new) and text.count(old) == 1
+        tape.write_text(text.replace(old, new))
+        os.utime(tape, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (tape.stat().st_size, tape.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    eps = re.search(r"^EPS = (1e-5)\b", tape.read_text(), re.M)
+    assert eps, "engine/tape.py: EPS = 1e-5 (LayerNorm's epsilon) is the constant this test changes"
+    assert build().startswith("built ") and epsilons() == {"1e-05"}
+    # the worst case: bytecode checked by time, as a plain `python -m compileall` or a first import writes it
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-f", "--invalidation-mode", "timestamp", "engine",
+                    "site_build"], cwd=copy, env=env, capture_output=True, check=True)
+    edit("EPS = 1e-5", "EPS = 9e-5")
+    assert build().startswith("built ") and epsilons() == {"9e-05"}
+    edit("EPS = 9e-5", "EPS = 3e-5")  # now with handstep's own (checked-hash) bytecode
+    assert build().startswith("built ") and epsilons() == {"3e-05"}
+    assert UP_TO_DATE in build()
+    edit("EPS = 3e-5", "EPS = 9e-5")  # a run the cache holds: read from it, by the source's digest
+    assert build().startswith("built ") and epsilons() == {"9e-05"}
+    pyc = copy / "engine" / "__pycache__" / f"tape.{sys.implementation.cache_tag}.pyc"
+    assert pyc.read_bytes()[4:8] == b"\x03\x00\x00\x00"  # hash-based, checked against the source
+
+    # The command's own first modules (site_build/cli.py) are imported before it can look at any bytecode: one that
+    # came from stale bytecode checked by time makes the command start again, once, on the current source.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-f", "--invalidation-mode", "timestamp", "site_build"],
+                   cwd=copy, env=env, capture_output=True, check=True)
+    cli, old = copy / "site_build" / "cli.py", '"is not a folder" if folder.exists() else "does not exist"'
+    st, text = cli.stat(), cli.read_text()
+    assert text.count(old) == 1, "site_build/cli.py: _check_folders's message is the text this test changes"
+    cli.write_text(text.replace(old, old.replace("does not", "DOES NOT")))
+    os.utime(cli, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = subprocess.run([sys.executable, "-m", "site_build.cli", "build", "--content", "nowhere"], cwd=copy,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--content nowhere: DOES NOT exist" in result.stderr, result.stderr
+
+
+def test_the_bytecode_check_is_cheap_and_compiles_only_what_needs_it(tmp_path):
+    """site_build.bytecode.ensure: a few milliseconds when every pyc is checked-hash; a time-based one is compiled
+    again as checked-hash, and nothing else is."""
+    from site_build import bytecode
+
+    copy = tmp_path / "copy"
+    for package in bytecode.PACKAGES:
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    root = str(copy)
+    assert len(bytecode.ensure(root)) == len(list(copy.rglob("*.py")))
+    assert bytecode.ensure(root) == [] and bytecode.stale(root) == []
+    py_compile.compile(str(copy / "engine" / "tape.py"), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    assert [Path(s).name for s, _, existed in bytecode.stale(root)] == ["tape.py"]
+    assert [Path(s).name for s in bytecode.ensure(root)] == ["tape.py"]
+    tape = copy / "engine" / "tape.py"  # edited, as by hand, with nothing importing it since:
+    tape.write_text(tape.read_text() + "# x\n")
+    assert bytecode.stale(root) == []  # the import checks its hash (and compiles it)
+    assert [Path(s).name for s in bytecode.ensure(root, hashes=True)] == ["tape.py"]  # the Makefile's, at once
+    assert bytecode.stale(root, hashes=True) == []
+    start = time.perf_counter()
+    for _ in range(20):
+        bytecode.stale(root)
+    assert (time.perf_counter() - start) / 20 < 0.02
