@@ -5,28 +5,42 @@ a burst of saves gives one rebuild, a threaded http.server on 127.0.0.1, and a
 long-poll endpoint `/__reload` that the pages' injected script waits on. The script
 is added to HTML responses by the server, never written into site/. A failed rebuild
 prints the error and shows it over the page; the server keeps serving the last good
-site. A change to Python code (engine/, site_build/) restarts the process.
+site.
+
+What is watched is every input a build reads, wherever it lies: the config file and the checkpoint folder it
+names (`model.from`), the pages (--content) and templates (--templates) folders, the verification figures
+(build/verification.json) and handstep's own source (engine/, site_build/). A change to that source restarts the
+process in place (exec), handing it the listening socket: the server keeps its address, and the open pages,
+whose reload script reconnects to it, reload once the restarted server has built.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
 from site_build.build import EXPECTED_ERRORS, Builder, Paths
+from site_build.data.checks import VERIFICATION_FILE
+from site_build.errors import shown_path, terminal_line
+from site_build.lock import BuildLocks
 from site_build.progress import Progress
 
-WATCHED = ("content", "templates", "configs", "engine", "site_build")
 CODE_DIRS = ("engine", "site_build")
+CODE_SUFFIXES = (".py", ".yaml", ".js")  # handstep's source (as site_build.stamp counts it): a change restarts
+SOCKET_ENV = "HANDSTEP_SERVE_SOCKET"  # the listening socket's descriptor, handed to the restarted server
 POLL_SECONDS = 0.15
 QUIET_SECONDS = 0.12  # a burst of saves ends after this long without changes
 LONG_POLL_SECONDS = 25
@@ -44,7 +58,9 @@ class State:
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.id = f"{os.getpid()}-0"
+        # A restarted server keeps its process id (exec): the token tells its builds from the ones before.
+        self.token = f"{os.getpid()}.{secrets.token_hex(4)}"
+        self.id = f"{self.token}-0"
         self.error: str | None = None
         self._n = 0
 
@@ -52,7 +68,7 @@ class State:
         """Record a finished build and wake every waiting page."""
         with self.cond:
             self._n += 1
-            self.id = f"{os.getpid()}-{self._n}"
+            self.id = f"{self.token}-{self._n}"
             self.error = error
             self.cond.notify_all()
 
@@ -63,25 +79,53 @@ class State:
             return {"id": self.id, "error": self.error}
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every watched file."""
+def watched(paths: Paths, config: Path) -> list[Path]:
+    """Every input of a build (files and folders, wherever they are): the config file and the checkpoint folder it
+    names, the pages and templates folders, handstep's source and the verification figures. One that does not
+    exist yet is watched for its appearance."""
+    config = Path(config).absolute()
+    tops = [config, *checkpoint_folders(config), Path(paths.content).absolute(), Path(paths.templates).absolute(),
+            *(paths.root / d for d in CODE_DIRS), paths.root / VERIFICATION_FILE]
+    return list(dict.fromkeys(tops))
+
+
+def checkpoint_folders(config: Path) -> list[Path]:
+    """Where the checkpoint folder a config names (`model: {from: PATH}`) may be: PATH from the current folder, and
+    beside the config (engine.config looks in both); none for any other config, or one that does not read."""
+    try:
+        data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+        folder = data["model"]["from"]
+    except Exception:  # noqa: BLE001 - a broken config is the build's to report; its file is watched anyway
+        return []
+    if not isinstance(folder, str) or not folder.strip():
+        return []
+    return list(dict.fromkeys([Path(folder).absolute(), (Path(config).parent / folder).absolute()]))
+
+
+def snapshot(tops: Iterable[Path]) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every watched file: each of `tops` that is a file, every file in each that is a folder."""
     files = {}
-    for top in WATCHED:
-        base = root / top
+    for top in tops:
+        base = Path(top)
+        if base.is_file():
+            _stat_into(files, str(base))
+            continue
         if not base.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith((".", "__pycache__"))]
             for name in filenames:
-                if name.startswith(".") or name.endswith((".pyc", "~", ".swp")):
-                    continue
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                files[path] = (st.st_mtime_ns, st.st_size)
+                if not name.startswith(".") and not name.endswith((".pyc", "~", ".swp")):
+                    _stat_into(files, os.path.join(dirpath, name))
     return files
+
+
+def _stat_into(files: dict[str, tuple[int, int]], path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    files[path] = (st.st_mtime_ns, st.st_size)
 
 
 def changed(old: dict[str, tuple[int, int]], new: dict[str, tuple[int, int]]) -> list[str]:
@@ -131,57 +175,125 @@ def make_handler(site: Path, state: State) -> type[SimpleHTTPRequestHandler]:
 
 
 def rebuild(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
-    """One build; print its summary or its errors, and tell the open pages."""
-    try:
-        report = builder.build(config, out, seed, force=force)
-    except EXPECTED_ERRORS as err:
-        _fail(state, str(err))
-    except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
-        _fail(state, f"{type(err).__name__}: {err}")
-    else:
-        print(report.summary(), flush=True)
-        state.publish(None)
+    """One build; print its summary or its errors, and tell the open pages. It holds the locks of the output and
+    cache folders, as `handstep build` does (site_build.lock), until its search index is in place."""
+    with BuildLocks(out, builder.paths.cache) as locks:
+        locks.acquire()
+        try:
+            report = builder.build(config, out, seed, force=force)
+        except EXPECTED_ERRORS as err:
+            _fail(state, str(err))
+        except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
+            _fail(state, f"{type(err).__name__}: {err}")
+        else:
+            print(report.summary(), flush=True)
+            state.publish(None)
+        builder.finish_search()  # the index of the new pages is written into `out` after the swap
 
 
 def _fail(state: State, message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print("\n".join(map(terminal_line, message.splitlines())), file=sys.stderr, flush=True)
     state.publish(message)
 
 
-def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
-    """Poll the inputs forever; rebuild once per burst; restart on Python changes."""
-    root = builder.paths.root
-    seen = snapshot(root)
+def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False,
+          sock: socket.socket | None = None, seen: dict[str, tuple[int, int]] | None = None) -> None:
+    """Poll the inputs forever (from the snapshot `seen`, else from now); rebuild once per burst; restart on a change
+    to handstep's source."""
+    tops = watched(builder.paths, config)
+    seen = snapshot(tops) if seen is None else seen
+    broken: dict[str, str] = {}  # source files that do not compile, and why: no restart until they do
     while True:
         time.sleep(POLL_SECONDS)
-        now = snapshot(root)
+        now = snapshot(tops)
         if not changed(seen, now):
             continue
         while True:  # debounce: wait for the burst to end
             time.sleep(QUIET_SECONDS)
-            later = snapshot(root)
+            later = snapshot(tops)
             if not changed(now, later):
                 break
             now = later
         paths = changed(seen, now)
+        inputs = watched(builder.paths, config)
+        if inputs != tops:  # the config names another checkpoint folder now
+            tops, now = inputs, snapshot(inputs)
         seen = now
-        if any(Path(p).suffix == ".py" and _under(Path(p), root, CODE_DIRS) for p in paths):
-            restart(builder)
+        code = [p for p in paths if is_code(Path(p), builder.paths.root)]
+        if code or broken:
+            broken = {p: why for p in sorted({*code, *broken}) if (why := compile_error(p))}
+            if broken:  # a restart would end the server: wait for the next save
+                _fail(state, "\n".join(broken.values()) + "\n(the server restarts once handstep's code compiles)")
+                continue
+            if code:
+                restart(builder, sock)
         rebuild(builder, config, out, seed, state, force)
 
 
-def _under(path: Path, root: Path, tops: tuple[str, ...]) -> bool:
+def is_code(path: Path, root: Path) -> bool:
+    """A file of handstep's own source (what a running server has loaded)."""
     try:
-        return path.relative_to(root).parts[0] in tops
+        return path.suffix in CODE_SUFFIXES and path.relative_to(root).parts[0] in CODE_DIRS
     except (ValueError, IndexError):
         return False
 
 
-def restart(builder: Builder) -> None:
-    """Re-run this command in a fresh interpreter, so edited engine code is used."""
-    print("Python code changed: restarting the server", flush=True)
+def compile_error(path: str) -> str | None:
+    """Why the Python file `path` does not compile (`file:line: message`), or None (also for a file that is gone)."""
+    if not path.endswith(".py"):
+        return None
+    try:
+        source = Path(path).read_bytes()
+    except OSError:
+        return None
+    try:
+        compile(source, path, "exec")
+    except SyntaxError as err:
+        return f"{shown_path(path)}:{err.lineno or 0}: {err.msg}"
+    except ValueError as err:  # a NUL byte
+        return f"{shown_path(path)}:0: {err}"
+    return None
+
+
+def restart(builder: Builder, sock: socket.socket | None = None) -> None:
+    """Re-run this command in a fresh interpreter, so edited code is used, in this same process (exec) and on the
+    same listening socket: the address stays, and requests wait in its queue until the new server answers them.
+    Should exec fail, the server goes on with the code it has."""
+    print("handstep's code changed: restarting the server", flush=True)
     builder.close()
-    os.execv(sys.executable, [sys.executable, "-m", "site_build.cli", *sys.argv[1:]])
+    env = dict(os.environ)
+    if sock is not None:
+        sock.set_inheritable(True)
+        env[SOCKET_ENV] = str(sock.fileno())
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "site_build.cli", *sys.argv[1:]], env)
+    except OSError as err:
+        if sock is not None:
+            sock.set_inheritable(False)
+        print(f"could not restart ({err.strerror or err}); rebuilding with the code already loaded", file=sys.stderr,
+              flush=True)
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket a restarting server handed to this process (`restart`), or None."""
+    fd = os.environ.pop(SOCKET_ENV, "")
+    if not fd.isdigit():
+        return None
+    try:
+        sock = socket.socket(fileno=int(fd))
+    except OSError:
+        return None
+    try:
+        ours = (sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+                and sock.getsockname()[0] == "127.0.0.1")
+    except OSError:
+        ours = False
+    if not ours:
+        sock.detach()  # not a server's socket: leave the descriptor alone
+        return None
+    sock.set_inheritable(False)
+    return sock
 
 
 def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None = None, paths: Paths | None = None,
@@ -201,9 +313,11 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     server.daemon_threads = True
     try:
         builder.check_outputs(Path(config), Path(out), force)
+        first = snapshot(watched(builder.paths, Path(config)))  # before the first build: an edit during it shows
         rebuild(builder, Path(config), Path(out), seed, state, force)
         out = Path(out).absolute()
-        threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force), daemon=True).start()
+        threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force, sock, first),
+                         daemon=True).start()
         print(f"serving {out.name}/ at http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:

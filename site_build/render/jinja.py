@@ -119,6 +119,23 @@ class PageResult:
     made: dict[str, Any] = field(default_factory=dict)  # what it put on generated pages (PageContext.made)
     text: tuple[str, list[str]] | None = None  # its Jinja output and the records that showed (PageContext.texts)
 
+    @staticmethod
+    def valid(value: Any) -> bool:
+        """`value` has the shape of a PageResult (what a disk cache hands back is checked before it is replayed)."""
+        if not isinstance(value, PageResult):
+            return False
+        r = value.rendered
+        return (isinstance(value.source, str) and isinstance(r, Rendered) and isinstance(r.html, str)
+                and isinstance(r.headings, list) and all(isinstance(h, Heading) and isinstance(h.html, str)
+                                                         for h in r.headings)
+                and isinstance(r.anchors, list) and isinstance(value.shown, list)
+                and all(isinstance(n, str) for n in value.shown)
+                and isinstance(value.formulas, list) and all(_kept(k) for k in value.formulas)
+                and isinstance(value.slot_of, dict) and isinstance(value.made, dict)
+                and all(isinstance(url, str) for url in value.made)
+                and (value.text is None or (isinstance(value.text, tuple) and len(value.text) == 2
+                                            and isinstance(value.text[0], str) and isinstance(value.text[1], list))))
+
     @classmethod
     def capture(cls, rendered: Rendered, ctx: PageContext, source: str) -> PageResult:
         shown = [name for name, pages in ctx.shown.items() if source in pages]
@@ -141,6 +158,13 @@ class PageResult:
             ctx.texts[self.source] = (remap(self.text[0]), list(self.text[1]))
         r = self.rendered
         return Rendered(remap(r.html), [Heading(h.level, h.id, remap(h.html)) for h in r.headings], [], r.anchors)
+
+
+def _kept(k: Any) -> bool:
+    """A formula as MathSlots.keep keeps it: ((tex, display), source, line)."""
+    return (isinstance(k, tuple) and len(k) == 3 and isinstance(k[0], tuple) and len(k[0]) == 2
+            and isinstance(k[0][0], str) and isinstance(k[0][1], bool) and isinstance(k[1], str)
+            and isinstance(k[2], int))
 
 
 _ID_RE = re.compile(r'\sid="([^"]+)"')
@@ -172,26 +196,34 @@ def link_map(pages: list[Page]) -> dict[str, str]:
 
 
 # -- compiled page code -----------------------------------------------------------------------------------------
+# On disk, a page body's generated Python source is `# handstep <sha256 of the rest>` and the source; its bytecode is
+# CODE_MAGIC, the sha256 of the marshalled code, and that code. A file that is missing, damaged (its digest does not
+# match), or whose code does not compile or run is a miss: the page is compiled again from its text, and the files
+# written anew. So a damaged cache never shows as an error of the page.
+SOURCE_HEAD = "# handstep "
+CODE_MAGIC = b"handstep code 1\n"
+
+
 def compiled_page(env: jinja2.Environment, page: Page, cache_dir: Path | None,
-                  memory: dict[tuple[str, str], Any] | None = None) -> Any:
+                  memory: dict[tuple[str, str], Any] | None = None, fresh: bool = False) -> Any:
     """The page body compiled by Jinja: from `memory`, else from the on-disk cache (the Python bytecode, else the
     generated Python source, keyed by the body's hash), else compiled now; generating the source is most of
-    Jinja's cost, compiling it to bytecode most of the rest."""
+    Jinja's cost, compiling it to bytecode most of the rest. With `fresh`, compiled now whatever is cached (and the
+    cache overwritten)."""
     key = (page.source, page.body)
-    code = memory.get(key) if memory is not None else None
+    code = memory.get(key) if memory is not None and not fresh else None
     if code is not None:
         return code
     path = compiled_path(cache_dir, page.source, page.body) if cache_dir is not None else None
-    code = _read_code(path) if path is not None else None
+    code = _read_code(path) if path is not None and not fresh else None
     if code is None:
-        source = None
-        if path is not None and path.is_file():
-            source = path.read_text(encoding="utf-8")
-        if source is None:
+        source = _read_source(path) if path is not None and not fresh else None
+        code = _compile(source, page.source) if source is not None else None
+        if code is None:  # nothing cached, or nothing usable
             source = env.compile(page.body, name=page.source, filename=page.source, raw=True)
             if path is not None:
-                _write_atomic(path, source)
-        code = compile(source, page.source, "exec")
+                _write_source(path, source)
+            code = compile(source, page.source, "exec")
         if path is not None:
             _write_code(path, code)
     if memory is not None:
@@ -209,29 +241,71 @@ def _code_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.{sys.implementation.cache_tag}.code")  # marshal is per Python version
 
 
+def _compile(source: str, name: str) -> Any:
+    """Python source from the cache compiled, or None when it does not compile."""
+    try:
+        return compile(source, name, "exec")
+    except Exception:  # noqa: BLE001 - a cached source that does not compile is a miss
+        return None
+
+
+def _read_source(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    head, _, source = text.partition("\n")
+    if head != SOURCE_HEAD + hashlib.sha256(source.encode()).hexdigest():
+        return None
+    return source
+
+
+def _write_source(path: Path, source: str) -> None:
+    _write_atomic(path, f"{SOURCE_HEAD}{hashlib.sha256(source.encode()).hexdigest()}\n{source}")
+
+
 def _read_code(path: Path) -> Any:
     try:
-        code = marshal.loads(_code_path(path).read_bytes())
-    except (OSError, ValueError, EOFError, TypeError):
+        data = _code_path(path).read_bytes()
+        digest, body = data[len(CODE_MAGIC):len(CODE_MAGIC) + 32], data[len(CODE_MAGIC) + 32:]
+        if not data.startswith(CODE_MAGIC) or hashlib.sha256(body).digest() != digest:
+            return None
+        code = marshal.loads(body)
+    except Exception:  # noqa: BLE001 - whatever a damaged file raises, it is a miss
         return None
     return code if isinstance(code, types.CodeType) else None
 
 
 def _write_code(path: Path, code: Any) -> None:
     try:
-        _write_atomic(_code_path(path), marshal.dumps(code))
-    except (OSError, ValueError):
-        pass  # a cache that cannot be written is only a slower next build
+        body = marshal.dumps(code)
+    except ValueError:
+        return
+    _write_atomic(_code_path(path), CODE_MAGIC + hashlib.sha256(body).digest() + body)
 
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a cache file whole, or not at all (a cache that cannot be written is only a slower next build)."""
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        _unlink(tmp)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 class Compiling:
@@ -351,7 +425,7 @@ def _compile_one(item: tuple[str, str, Path]) -> None:
     source, body, path = item
     try:
         text = content_environment().compile(body, name=source, filename=source, raw=True)
-        _write_atomic(path, text)
+        _write_source(path, text)
         _write_code(path, compile(text, source, "exec"))
     except Exception:  # noqa: BLE001 - the main process compiles it again and reports the error with its line
         pass
@@ -362,15 +436,28 @@ def render_jinja(env: jinja2.Environment, page: Page, cache_dir: Path | None = N
     """Render a page body; any error becomes `file:line: message` with the source line."""
     offset = page.body_line - 1
     try:
-        code = compiled_page(env, page, cache_dir, memory)
-        template = env.template_class.from_code(env, code, env.globals, None)
-        return template.render()
+        return page_template(env, page, cache_dir, memory).render()
     except jinja2.TemplateSyntaxError as err:
         raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
     except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback
         line = _template_line(err, page.source)
         message = str(err) if isinstance(err, MacroError) else _describe(err)
         raise BuildError(page.source, offset + line if line else 0, message) from None
+
+
+def page_template(env: jinja2.Environment, page: Page, cache_dir: Path | None = None,
+                  memory: dict[tuple[str, str], Any] | None = None) -> jinja2.Template:
+    """The page's Jinja template from its compiled code. Code from a cache that does not load as the page's
+    template (a damaged entry) is compiled again from the page's text, and the cache overwritten."""
+    code = compiled_page(env, page, cache_dir, memory)
+    try:
+        template = env.template_class.from_code(env, code, env.globals, None)
+        if template.name == page.source:
+            return template
+    except Exception:  # noqa: BLE001 - a page's own errors are raised by compiling and rendering it, not here
+        pass
+    code = compiled_page(env, page, cache_dir, memory, fresh=True)
+    return env.template_class.from_code(env, code, env.globals, None)
 
 
 def _template_line(err: BaseException, source: str) -> int:

@@ -12,6 +12,7 @@ and the output mode, so an unchanged formula is never rendered twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,8 @@ from pathlib import Path
 from site_build.errors import BuildError
 
 SERVER_JS = Path(__file__).with_name("katex_server.js")
-CACHE_FILE = "katex.json"  # in the build's cache folder
+CACHE_FILE = "katex.json"  # in the build's cache folder: CACHE_HEAD, the sha256 of the rest in hex, a newline, JSON
+CACHE_HEAD = b"handstep katex 1 "
 # Formulas written to node's pipe before it is flushed: a write (and a wake-up of node) for every formula cost the
 # default site's cold build about 0.2 CPU-s.
 FLUSH_EVERY = 16
@@ -66,25 +68,52 @@ class KatexRenderer:
         return ("D" if display else "I") + tex
 
     def _load_cache(self) -> None:
-        if not self.cache_file or not self.cache_file.is_file():
+        """Read the formula cache; a file that cannot be read or is not what save_cache writes is a miss (only a
+        slower build), and is written anew at the end of the build."""
+        if not self.cache_file or not self.cache_file.exists():
             return
+        self._dirty = True  # unless it reads back whole, below
         try:
-            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return  # a corrupt cache is only a slower build
-        if data.get("katex") == self.version and data.get("output") == OUTPUT_MODE:
-            self._cache = dict(data.get("formulas", {}))
+            head, _, body = self.cache_file.read_bytes().partition(b"\n")
+            if head != CACHE_HEAD + hashlib.sha256(body).hexdigest().encode():
+                return  # damaged (or written by an older handstep)
+            data = json.loads(body)
+        except Exception:  # noqa: BLE001 - whatever a damaged file raises (deep nesting: RecursionError), a miss
+            return
+        if not isinstance(data, dict) or data.get("katex") != self.version or data.get("output") != OUTPUT_MODE:
+            return
+        formulas = data.get("formulas")
+        if not isinstance(formulas, dict):
+            return
+        self._cache = {k: v for k, v in formulas.items() if k.startswith(("D", "I")) and isinstance(v, str)}
+        self._dirty = len(self._cache) != len(formulas)  # an entry was dropped: write the file without it
 
     def save_cache(self) -> None:
         """Write the cache atomically (a killed build must not leave half a file)."""
         if not self.cache_file or not self._dirty:
             return
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
         payload = {"katex": self.version, "output": OUTPUT_MODE, "formulas": self._cache}
-        with open(tmp, "w", encoding="utf-8") as out:  # written as it is encoded: no second copy of it in memory
-            json.dump(payload, out, sort_keys=True, ensure_ascii=False)
-        os.replace(tmp, self.cache_file)
+        head = CACHE_HEAD + b"0" * 64 + b"\n"
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as out:  # written as it is encoded: no second copy of it in memory
+                out.write(head.decode())
+                json.dump(payload, out, sort_keys=True, ensure_ascii=False)
+            with open(tmp, "r+b") as f:  # then its digest, read back from the disk
+                f.seek(len(head))
+                digest = hashlib.sha256()
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+                f.seek(len(CACHE_HEAD))
+                f.write(digest.hexdigest().encode())
+            os.replace(tmp, self.cache_file)
+        except OSError:  # a cache that cannot be written (its place taken by a folder, a full disk): a slower build
+            _unlink(tmp)
+            return
+        except BaseException:
+            _unlink(tmp)
+            raise
         self._dirty = False
 
     # -- rendering ---------------------------------------------------------
@@ -285,6 +314,13 @@ class _Worker:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def katex_dist(root: Path) -> Path:

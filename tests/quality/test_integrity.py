@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import marshal
 import os
+import pickle
+import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -284,3 +290,303 @@ def test_hostile_text_renders_in_latex(hostile_site):
         # KaTeX builds an accented letter from the letter and the accent: é comes out as "e" + "ˊ".
         spellings = {word, unicodedata.normalize("NFD", word).replace("\u0301", "\u02ca")}
         assert spellings & set(shown), f"{word!r} not typeset as itself: {shown[:20]}"
+
+
+# -- a damaged cache is a miss -------------------------------------------------------------------
+# Every kind of file a build of the fixture site writes into its cache folder (test_every_cache_kind_is_damaged
+# keeps this list whole), with what must go too for a build to read it: a layer is read when the one above misses.
+CACHE_KINDS = {
+    "runs": [],  # the trace with its checks
+    "data": [],  # click data and CSV
+    "notebook": [],  # the site's notebook
+    "bodies": [],  # every page after the whole-site steps
+    "pages": ["bodies"],  # each rendered page
+    "jinja-code": ["bodies", "pages"],  # each page's compiled code
+    "jinja-source": ["bodies", "pages", "jinja-code"],  # each page's generated Python source
+    "katex": [],  # the typeset formulas
+    "stamps": [],  # what each output folder was built from (read by `handstep build` before anything else)
+}
+PICKLED = ("runs", "data", "notebook", "bodies", "pages")
+# A pickle that raises OverflowError as it loads: BINUNICODE8 of 2**63 bytes.
+OVERFLOW_PICKLE = b"\x80\x04\x8d" + (2 ** 63).to_bytes(8, "little") + b"."
+
+
+def cache_files(cache: Path, kind: str) -> list[Path]:
+    if kind in PICKLED:
+        return sorted((cache / kind).glob("*.pickle"))
+    if kind == "jinja-code":
+        return sorted((cache / "jinja").glob("*.code"))
+    if kind == "jinja-source":
+        return sorted((cache / "jinja").glob("*.py"))
+    return [cache / {"katex": "katex.json", "stamps": "stamps.json"}[kind]]
+
+
+def _entry(payload: bytes) -> bytes:
+    """A DiskCache entry holding `payload` with a digest that matches: damage that only unpickling can find."""
+    from site_build.cache import VERSION
+
+    return VERSION + hashlib.sha256(payload).digest() + payload
+
+
+def _code_entry(code) -> bytes:
+    """A compiled-page file holding `code` with a digest that matches."""
+    from site_build.render.jinja import CODE_MAGIC
+
+    body = marshal.dumps(code)
+    return CODE_MAGIC + hashlib.sha256(body).digest() + body
+
+
+def _source_entry(source: str) -> str:
+    from site_build.render.jinja import SOURCE_HEAD
+
+    return f"{SOURCE_HEAD}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
+
+
+def _katex_entry(data, body: bytes | None = None) -> bytes:
+    """katex.json holding `data` (any JSON; or the text `body`) with a digest that matches."""
+    from site_build.render.katex import CACHE_HEAD
+
+    body = json.dumps(data).encode() if body is None else body
+    return CACHE_HEAD + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def _katex_data(path: Path) -> dict:
+    return json.loads(path.read_bytes().partition(b"\n")[2])
+
+
+def _in_place_of(path: Path, make) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    make(path)
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+    (path / "x").write_text("x")
+
+
+# Each damage: (files of one kind, the cache they are in) -> None. Every file of the kind gets it.
+COMMON_DAMAGE = {
+    "truncated": lambda f, c: f.write_bytes(f.read_bytes()[: f.stat().st_size // 2]),
+    "empty": lambda f, c: f.write_bytes(b""),
+    "garbage": lambda f, c: f.write_bytes(random.Random(f.name).randbytes(max(64, f.stat().st_size))),
+    "one byte changed": lambda f, c: f.write_bytes(_flip(f.read_bytes())),
+    "deleted": lambda f, c: f.unlink(),
+    "a folder in its place": lambda f, c: _in_place_of(f, _folder),
+}
+KIND_DAMAGE = {
+    "pickle": {
+        "a list": lambda f, c: f.write_bytes(_entry(pickle.dumps(["not", "a", "cache", "value"]))),
+        "a dict of numbers": lambda f, c: f.write_bytes(_entry(pickle.dumps({"index.html": 1, "x": 2.5}))),
+        "OverflowError": lambda f, c: f.write_bytes(_entry(OVERFLOW_PICKLE)),
+        "another kind's entry": lambda f, c: f.write_bytes(
+            next(p for p in sorted(c.glob("*/*.pickle")) if p.parent != f.parent).read_bytes()),
+        "the old format": lambda f, c: f.write_bytes(b"handstep cache 1" + f.read_bytes()[len(_entry(b"")):]),
+    },
+    "jinja-code": {
+        "other code": lambda f, c: f.write_bytes(_code_entry(compile("x = 1", "x", "exec"))),
+        "code that raises": lambda f, c: f.write_bytes(_code_entry(compile("raise OverflowError", "x", "exec"))),
+        "not code": lambda f, c: f.write_bytes(_code_entry(12345)),
+        "another page's code": lambda f, c: f.write_bytes(_other(f, "*.code").read_bytes()),
+        "the old format": lambda f, c: f.write_bytes(marshal.dumps(compile("x = 1", "x", "exec"))),
+    },
+    "jinja-source": {
+        "a syntax error": lambda f, c: f.write_text(_source_entry("def (:\n"), encoding="utf-8"),
+        "other Python": lambda f, c: f.write_text(_source_entry("x = 1\n"), encoding="utf-8"),
+        "another page's source": lambda f, c: f.write_bytes(_other(f, "*.py").read_bytes()),
+        "the old format": lambda f, c: f.write_text(f.read_text(encoding="utf-8").partition("\n")[2]
+                                                    + "\ndef root(context, missing=None, environment=None):\n"
+                                                    "    yield 'stale'\n", encoding="utf-8"),
+    },
+    "katex": {
+        "a list": lambda f, c: f.write_bytes(_katex_entry([1, 2, 3])),
+        "formulas a list": lambda f, c: f.write_bytes(_katex_entry({**_katex_data(f), "formulas": ["x"]})),
+        "formulas of numbers": lambda f, c: f.write_bytes(_katex_entry(
+            {**_katex_data(f), "formulas": {k: 7 for k in _katex_data(f)["formulas"]}})),
+        "wrong version": lambda f, c: f.write_bytes(_katex_entry({**_katex_data(f), "katex": ["0"]})),
+        "deeply nested": lambda f, c: f.write_bytes(_katex_entry(None, b"[" * 100_000 + b"]" * 100_000)),
+        "the old format": lambda f, c: f.write_bytes(f.read_bytes().partition(b"\n")[2]),
+    },
+    "stamps": {
+        "a list": lambda f, c: f.write_text("[1, 2]"),
+        "entries of the wrong types": lambda f, c: f.write_text(json.dumps(
+            {k: {"inputs": v["inputs"], "files": "x", "summary": 5} for k, v in json.loads(f.read_text()).items()})),
+        "entries as lists": lambda f, c: f.write_text(json.dumps({k: [] for k in json.loads(f.read_text())})),
+        "deeply nested": lambda f, c: f.write_text("[" * 100_000 + "]" * 100_000),
+    },
+}
+
+
+def _flip(data: bytes) -> bytes:
+    at = len(data) // 2
+    return data[:at] + bytes([data[at] ^ 0x08]) + data[at + 1:]
+
+
+def _other(path: Path, pattern: str) -> Path:
+    return next(p for p in sorted(path.parent.glob(pattern)) if p != path)
+
+
+def _damages(kind: str) -> dict:
+    own = KIND_DAMAGE["pickle" if kind in PICKLED else kind]
+    return {**COMMON_DAMAGE, **own}
+
+
+CASES = [(kind, damage) for kind in CACHE_KINDS for damage in _damages(kind)]
+
+
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory):
+    """The fixture site built with a fresh cache: (inputs, the cache, the site's hash tree)."""
+    base = tmp_path_factory.mktemp("damaged-cache")
+    inputs = make_inputs(base / "inputs")
+    build_ok(inputs, GOOD_CONFIG, base / "fresh" / "site", base / "cache")
+    return inputs, base / "cache", hash_tree(base / "fresh" / "site")
+
+
+def test_every_cache_kind_is_damaged(built_once):
+    """Each file a build writes into its cache is of a kind the test below damages."""
+    _, cache, _ = built_once
+    listed = {p for kind in CACHE_KINDS for p in cache_files(cache, kind)}
+    written = {p for p in cache.rglob("*") if p.is_file() and p.name not in {".handstep-cache", "build.lock"}}
+    assert written == listed, sorted(str(p.relative_to(cache)) for p in written ^ listed)
+    assert all(cache_files(cache, kind) for kind in CACHE_KINDS)
+
+
+@pytest.mark.parametrize("kind, damage", CASES, ids=[f"{k}: {d}" for k, d in CASES])
+def test_a_damaged_cache_entry_is_rebuilt(built_once, tmp_path, kind, damage):
+    """Whatever is wrong with a cache entry, the next build reads it as a miss: it succeeds, says nothing of it,
+    makes the same site as a build with a fresh cache, and writes the entry anew."""
+    inputs, fresh_cache, fresh_site = built_once
+    cache = tmp_path / "cache"
+    shutil.copytree(fresh_cache, cache)
+    out = tmp_path / "site"
+    if kind == "stamps":  # the stamp of this very output folder is read: build there first
+        build_ok(inputs, GOOD_CONFIG, out, cache)
+    for above in CACHE_KINDS[kind]:
+        for path in cache_files(cache, above):
+            path.unlink()
+    files = cache_files(cache, kind)
+    assert files
+    for path in files:
+        _damages(kind)[damage](path, cache)
+
+    result = handstep_build(inputs, GOOD_CONFIG, out, cache)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout.startswith("built "), result.stdout + result.stderr
+    assert hash_tree(out) == fresh_site
+    assert cache_files(cache, kind) == files  # the build looked for these very entries (no other key)
+    if damage != "a folder in its place":  # written anew, and read back whole
+        _assert_readable(cache, kind, out)
+
+
+def _assert_readable(cache: Path, kind: str, out: Path) -> None:
+    from site_build.cache import DiskCache
+    from site_build.render import jinja
+
+    if kind in PICKLED:
+        for path in cache_files(cache, kind):
+            entry = DiskCache(path.parent).get(path.stem)
+            assert entry is not None, path
+            if kind in ("pages", "bodies"):  # and what the next build accepts
+                assert all(jinja.PageResult.valid(r) for r in (entry if kind == "bodies" else [entry]))
+    elif kind == "jinja-code":
+        assert all(jinja._read_code(p.with_name(p.name.split(".")[0] + ".py")) is not None
+                   for p in cache_files(cache, kind))
+    elif kind == "jinja-source":
+        assert all(jinja._read_source(p) is not None for p in cache_files(cache, kind))
+    elif kind == "katex":
+        formulas = _katex_data(cache / "katex.json")["formulas"]
+        assert formulas and all(isinstance(v, str) for v in formulas.values())
+    else:
+        assert str(out.resolve()) in json.loads((cache / "stamps.json").read_text())
+
+
+def test_a_cache_folder_that_is_a_file_is_only_slower(built_once, tmp_path):
+    """Each cache folder replaced by a file: nothing can be read from it or written to it, and the build succeeds."""
+    inputs, fresh_cache, fresh_site = built_once
+    cache = tmp_path / "cache"
+    shutil.copytree(fresh_cache, cache)
+    for name in ("runs", "data", "notebook", "bodies", "pages", "jinja"):
+        shutil.rmtree(cache / name)
+        (cache / name).write_text("not a folder")
+    result = handstep_build(inputs, GOOD_CONFIG, tmp_path / "site", cache)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert hash_tree(tmp_path / "site") == fresh_site
+
+
+# -- SIGTERM before and after the swap ----------------------------------------------------------------------------
+# Runs `handstep build` with write.swap_in and stamp.record wrapped to send the build SIGTERM at a chosen point:
+# just before the new site is swapped in, just after, or just before the stamp that says it is up to date.
+INTERRUPTING_BUILD = """
+import signal, sys
+from site_build import stamp, write
+
+point = sys.argv[1]
+real_swap_in, real_record = write.swap_in, stamp.record
+
+
+def swap_in(*args, **kwargs):
+    if point == "before the swap":
+        signal.raise_signal(signal.SIGTERM)
+    real_swap_in(*args, **kwargs)
+    if point == "after the swap":
+        signal.raise_signal(signal.SIGTERM)
+
+
+def record(*args, **kwargs):
+    if point == "before the stamp":
+        signal.raise_signal(signal.SIGTERM)
+    real_record(*args, **kwargs)
+
+
+write.swap_in, stamp.record = swap_in, record
+from site_build.cli import main
+
+sys.exit(main(sys.argv[2:]))
+"""
+REPLACED = ("handstep: interrupted after out/site/ was replaced: it holds the new site, complete with its search "
+            "index, but the cache and the record that out/site/ is up to date may not be written; run the same build "
+            "again to finish (it uses what is cached)")
+SIGTERM_POINTS = {
+    "before the swap": "handstep: interrupted; nothing was replaced (out/site/ is as it was)",
+    "after the swap": REPLACED,
+    "before the stamp": REPLACED,
+}
+
+
+@pytest.mark.parametrize("point", list(SIGTERM_POINTS))
+def test_sigterm_says_whether_the_site_was_replaced(point, tmp_path):
+    """The last line says what the interrupted build left; the site is the old one or the new one, whole; and
+    the next build builds (it never says "up to date" over a build that did not finish) the same site as a fresh
+    build of the same inputs."""
+    inputs = make_inputs(tmp_path / "inputs")
+    out, cache = inputs / "out" / "site", tmp_path / "cache"
+    build_ok(inputs, GOOD_CONFIG, out, cache)
+    before = hash_tree(out)
+    page = inputs / "content" / "index.md"
+    page.write_text(page.read_text(encoding="utf-8") + "\nA new sentence.\n", encoding="utf-8")
+    driver = tmp_path / "interrupting_build.py"
+    driver.write_text(INTERRUPTING_BUILD, encoding="utf-8")
+    argv = build_command(inputs, GOOD_CONFIG, Path("out/site"), cache)[3:]  # ["build", ...]
+
+    result = subprocess.run([sys.executable, str(driver), point, *argv], cwd=inputs, capture_output=True,
+                            text=True, timeout=300)
+
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == SIGTERM_POINTS[point]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["site"]  # no temporary folder left
+    fresh = tmp_path / "fresh" / "site"
+    build_ok(inputs, GOOD_CONFIG, fresh, tmp_path / "fresh-cache")
+    if point == "before the swap":
+        assert hash_tree(out) == before
+    else:
+        assert hash_tree(out) == hash_tree(fresh)  # the whole new site, search index and all
+    again = handstep_build(inputs, GOOD_CONFIG, out, cache)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("built "), again.stdout
+    assert hash_tree(out) == hash_tree(fresh)
+    assert "up to date" in handstep_build(inputs, GOOD_CONFIG, out, cache).stdout  # and now it is recorded

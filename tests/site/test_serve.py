@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -13,8 +18,8 @@ from pathlib import Path
 
 from conftest import SMALL
 
-from site_build.build import Builder, build
-from site_build.serve import State, changed, make_handler, snapshot
+from site_build.build import ROOT, Builder, Paths, build
+from site_build.serve import State, changed, checkpoint_folders, make_handler, snapshot, watched
 
 
 def test_server_injects_reload_script_and_serves_404(site, tmp_path):
@@ -45,10 +50,10 @@ def test_snapshot_sees_edits_additions_and_removals(tmp_path):
     (tmp_path / "content").mkdir()
     page = tmp_path / "content" / "a.md"
     page.write_text("one")
-    before = snapshot(tmp_path)
+    before = snapshot([tmp_path / "content"])
     page.write_text("one two")
     (tmp_path / "content" / "b.md").write_text("new")
-    after = snapshot(tmp_path)
+    after = snapshot([tmp_path / "content"])
     assert changed(before, after) == sorted([str(page), str(tmp_path / "content" / "b.md")])
     assert changed(after, after) == []
 
@@ -83,3 +88,168 @@ def test_background_search_index_leaves_no_defunct_child(site, tmp_path):
         assert (out / "pagefind" / "pagefind.js").is_file()
     finally:
         builder.close()
+
+
+# -- what the server watches, and its restart ----------------------------------------------------------------------
+QUALITY = Path(__file__).resolve().parents[1] / "quality" / "fixtures"  # a tiny config and two pages
+
+
+def test_watched_inputs_are_wherever_the_build_reads_them(tmp_path):
+    """The config file, the checkpoint folder it names (looked for from the current folder and beside the config),
+    the pages and templates folders, handstep's source and the verification figures: an edit of any shows."""
+    (tmp_path / "elsewhere" / "ckpt").mkdir(parents=True)
+    config = tmp_path / "elsewhere" / "gpt.yaml"
+    config.write_text("model:\n  from: ckpt\n")
+    paths = Paths(content=tmp_path / "pages", templates=tmp_path / "layout", cache=tmp_path / "cache")
+    tops = watched(paths, config)
+    assert config in tops and tmp_path / "elsewhere" / "ckpt" in tops and Path("ckpt").absolute() in tops
+    assert {paths.content, paths.templates, ROOT / "engine", ROOT / "site_build",
+            ROOT / "build" / "verification.json"} <= set(tops)
+    assert watched(paths, tmp_path / "no-such.yaml")[0] == tmp_path / "no-such.yaml"  # watched for its appearance
+    before = snapshot(tops)
+    (tmp_path / "elsewhere" / "ckpt" / "model.safetensors").write_bytes(b"weights")
+    config.write_text("model:\n  from: ckpt\n# edited\n")
+    assert changed(before, snapshot(tops)) == sorted([str(config),
+                                                      str(tmp_path / "elsewhere" / "ckpt" / "model.safetensors")])
+    assert checkpoint_folders(config) == [Path("ckpt").absolute(), tmp_path / "elsewhere" / "ckpt"]
+    config.write_text("model: [not, a, mapping")
+    assert checkpoint_folders(config) == []
+
+
+class Server:
+    """`handstep serve` in a process of its own (and its own session: its KaTeX and Pagefind children end with it),
+    its output lines collected as they come."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "site_build.cli", "serve", "--port", "0", *argv],
+                                     cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.port = int(self.wait_for(r"serving \S+ at http://127\.0\.0\.1:(\d+)/").group(1))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, after: int = 0, timeout: float = 120) -> re.Match:
+        """The first output line from line `after` on that matches `pattern`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                if match := re.search(pattern, line):
+                    return match
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # the last lines
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r}; the server said:\n" + "\n".join(self.lines))
+
+    def get(self, path: str = "/") -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as reply:
+            return reply.read().decode()
+
+    def poll_page(self, text: str, path: str = "/", timeout: float = 120) -> str:
+        """The page once it shows `text` (the server rebuilds after an edit)."""
+        deadline = time.monotonic() + timeout
+        page = ""
+        while time.monotonic() < deadline:
+            try:
+                page = self.get(path)
+            except OSError:
+                page = ""
+            if text in page:
+                return page
+            assert self.proc.poll() is None, "the server stopped:\n" + "\n".join(self.lines)
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never showed on {path}; the server said:\n" + "\n".join(self.lines))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of its session is left
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, path
+    time.sleep(0.05)  # a new modification time, even on a coarse clock
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_serve_rebuilds_when_a_config_pages_or_templates_outside_the_project_change(tmp_path):
+    work = tmp_path / "elsewhere"
+    shutil.copytree(QUALITY / "content", work / "pages")
+    shutil.copytree(ROOT / "templates", work / "layout")
+    shutil.copy(QUALITY / "configs" / "good.yaml", work / "run.yaml")
+    server = Server(["--config", str(work / "run.yaml"), "--content", str(work / "pages"), "--templates",
+                     str(work / "layout"), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")],
+                    cwd=tmp_path)
+    try:
+        assert "A site with 2 heads." in server.get("/")
+        _edit(work / "pages" / "index.md", "## The loss", "A sentence added while serving.\n\n## The loss")
+        server.poll_page("A sentence added while serving.")
+        _edit(work / "run.yaml", "n_heads: 2", "n_heads: 4")
+        server.poll_page("A site with 4 heads.")
+        _edit(work / "layout" / "page.html", "</main>", "<p>A template edited while serving.</p></main>")
+        server.poll_page("A template edited while serving.")
+        assert not any("Traceback" in line for line in server.lines), server.lines
+    finally:
+        server.stop()
+
+
+PROBE = '''
+
+@macro(context=False)
+def restart_probe() -> str:
+    """What this copy of handstep says (the restart test edits it)."""
+    return "probe one"
+'''
+
+
+def test_serve_restarts_on_a_code_edit_on_the_same_port(tmp_path):
+    """An edit of handstep's source restarts the server in place, on the same port (even one the system picked),
+    and the page shows what the new code makes; an edit that does not compile is shown, and the server waits."""
+    project = tmp_path / "project"  # a copy: the real checkout is never edited
+    for name in ("engine", "site_build", "templates", "content", "configs"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "node_modules").symlink_to(ROOT / "node_modules")
+    text_macros = project / "site_build" / "macros" / "text.py"
+    text_macros.write_text(text_macros.read_text(encoding="utf-8") + PROBE, encoding="utf-8")
+    pages = tmp_path / "pages"
+    shutil.copytree(QUALITY / "content", pages)
+    index = pages / "index.md"
+    index.write_text(index.read_text(encoding="utf-8") + "\nProbe: {{ restart_probe() }}.\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    server = Server(["--config", str(QUALITY / "configs" / "good.yaml"), "--content", str(pages),
+                     "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")], cwd=project, env=env)
+    try:
+        page = server.get("/")
+        assert "Probe: probe one." in page
+        old_id = re.search(r"var id=(\"[^\"]*\")", page).group(1)
+
+        _edit(text_macros, 'return "probe one"', 'return "probe one" +')  # a syntax error: no restart
+        server.wait_for(r"text\.py:\d+: invalid syntax")
+        assert json.loads(server.get(f"/__reload?since={old_id.strip(chr(34))}"))["error"]
+        assert "Probe: probe one." in server.get("/")  # still serving the last good site
+
+        seen = len(server.lines)
+        _edit(text_macros, 'return "probe one" +', 'return "probe two"')
+        server.wait_for("restarting the server", after=seen)
+        page = server.poll_page("Probe: probe two.")
+        assert server.wait_for(r"serving \S+ at http://127\.0\.0\.1:(\d+)/", after=seen).group(1) == str(server.port)
+        # A page opened before the restart asks the same address and is told to reload.
+        reply = json.loads(server.get(f"/__reload?since={old_id.strip(chr(34))}"))
+        assert reply["error"] is None and reply["id"] != old_id.strip('"')
+        assert not any("Traceback" in line for line in server.lines), server.lines
+    finally:
+        server.stop()
