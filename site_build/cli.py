@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from site_build import stamp, write
-from site_build.errors import BuildError, shown_path
+from site_build import bytecode, lock, stamp, write
+from site_build.errors import BuildError, shown_path, terminal_line
 
 if TYPE_CHECKING:
     import engine
@@ -40,7 +40,7 @@ ROOT = stamp.ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DEFAULT_OUT = ROOT / "site"
 DEFAULT_CONTENT, DEFAULT_TEMPLATES, DEFAULT_CACHE = ROOT / "content", ROOT / "templates", ROOT / ".cache"
-TRACE_PREFIX = b'{"format":"handstep-trace"'
+TRACE_PREFIX = write.TRACE_PREFIX
 
 
 def version() -> str:
@@ -67,7 +67,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (`handstep serve: --port: ...`) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, terminal_line(f"{self.prog}: {message} (see {self.prog} --help)") + "\n")
 
 
 def port_number(text: str) -> int:
@@ -175,13 +175,13 @@ def run_trace(args: argparse.Namespace) -> int:
     out: Path = args.out
     ours = write.file_starts_with(TRACE_PREFIX)
     write.check_output_file(out, "--out", ours, "a handstep trace", args.force, "trace.json")
-    sidecar = out.with_suffix(".bin")
-    if sidecar != out:
-        write.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "trace.json")
     cfg = _config(args)
-    trace = engine.run(cfg, progress=Progress(), spill_dir=out.parent if out.parent.is_dir() else None)
-    _save_trace_beside(trace, out)
-    print(f"wrote {shown_path(out)}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
+    files = write.TraceFiles(out, "--out", out, args.force)
+    files.check(_big(cfg))  # its values file too, before the run
+    with write.writing("--out", out):  # the run's values go to a temporary file there as they are made
+        trace = engine.run(cfg, progress=Progress(), spill_dir=out.parent if out.parent.is_dir() else None)
+    wrote = shown_path(out) + (f" and {shown_path(files.values)}" if files.save(trace) else "")
+    print(f"wrote {wrote}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
           f"after one {cfg.optimizer.name} step, {time.perf_counter() - start:.2f} s")
     return 0
 
@@ -198,11 +198,10 @@ def run_notebook(args: argparse.Namespace) -> int:
     if out.suffix != ".ipynb":
         raise BuildError(f"--out {shown_path(out)}", 0, "give a notebook file name ending in .ipynb, e.g. step.ipynb")
     trace_path = out.with_suffix(".trace.json")
-    sidecar = trace_path.with_suffix(".bin")
     write.check_output_file(out, "--out", is_notebook, "a notebook handstep wrote", args.force, "step.ipynb")
     write.check_output_file(trace_path, "--out", write.file_starts_with(TRACE_PREFIX), "a handstep trace",
                             args.force, "step.ipynb")
-    write.check_output_file(sidecar, "--out", lambda p: True, "", args.force, "step.ipynb")
+    files = write.TraceFiles(trace_path, "--out", out, args.force)
     if not args.content.is_dir():
         what = "is not a folder" if args.content.exists() else "does not exist"
         raise BuildError(f"--content {shown_path(args.content)}", 0, f"{what}; give the folder of the site's pages")
@@ -210,33 +209,24 @@ def run_notebook(args: argparse.Namespace) -> int:
     if problems:
         raise BuildError.collect(problems)
     cfg = _config(args)
+    files.check(_big(cfg))  # its values file too, before the run
     trace = engine.run(cfg, progress=Progress())
     text = make_notebook(trace, pages, trace_path.name)
-    _save_trace_beside(trace, trace_path)
-    write.write_file_atomic(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    from engine.trace import INLINE_MAX_VALUES
-
-    big = sum(r.value.size for r in trace.records) > INLINE_MAX_VALUES
+    big = files.save(trace)
+    with write.writing("--out", out):
+        write.write_file_atomic(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     cells = text.count('"cell_type": "code"')
     print(f"wrote {shown_path(out)} ({cells} code cells), reading {shown_path(trace_path)}"
-          f"{' and ' + shown_path(sidecar) if big else ''}; {time.perf_counter() - start:.2f} s")
+          f"{' and ' + shown_path(files.values) if big else ''}; {time.perf_counter() - start:.2f} s")
     return 0
 
 
-def _save_trace_beside(trace: engine.Trace, path: Path) -> None:
-    """The trace as `path` (and its values file, named after it, for a big trace), each moved into place whole: saved
-    in a temporary folder beside it first, so the values file keeps its own name."""
-    import shutil
-    import tempfile
+def _big(cfg: engine.Config) -> bool:
+    """Will the run's trace keep its values in a file beside it (engine.trace.save_trace)? From the sizes alone."""
+    from engine import trace
+    from engine.budget import count_values
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        trace.save(folder / path.name)
-        for part in sorted(folder.iterdir(), key=lambda p: p.name == path.name):  # the JSON last
-            os.replace(part, path.with_name(part.name))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return count_values(cfg) > trace.INLINE_MAX_VALUES
 
 
 def run_diff(args: argparse.Namespace) -> int:
@@ -252,7 +242,8 @@ def run_diff(args: argparse.Namespace) -> int:
     d = diff_traces(a, b)
     print(format_diff(d, str(args.a), str(args.b), limit=0 if args.all else 40))
     if args.html is not None:
-        write.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, str(args.a), str(args.b)))
+        with write.writing("--html", args.html):
+            write.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, str(args.a), str(args.b)))
         print(f"wrote {shown_path(args.html)}")
     return 0 if d.identical else 1
 
@@ -275,45 +266,81 @@ def _paths(args: argparse.Namespace) -> Paths:
 def run_build(args: argparse.Namespace) -> int:
     """`handstep build`: one build, one summary line; nothing to do when the output folder already holds the build
     of exactly these inputs (site_build.stamp)."""
+    args.interrupted = lambda: _interrupted_build(args.out, replaced=False)
     _check_folders(args)
     config = Path(args.config or DEFAULT_CONFIG)
     compare = None if args.compare is None and args.compare_seed is None else (args.compare, args.compare_seed)
+    stamped = compare is None and config.is_file()
     digest = None
-    if compare is None and config.is_file():  # read before building: a page edited meanwhile is built next time
-        flags = {"seed": args.seed, "require_coverage": args.require_coverage}
-        digest = stamp.inputs_digest(config, flags, args.content, args.templates)
-        done = stamp.up_to_date(args.cache, args.out, digest)
-        if done is not None:
-            print(f"{shown_path(args.out)} is up to date: nothing changed since it was built ({done})")
-            return 0
-    from site_build.render import katex
+    # Both checked and recorded while this build holds the locks of --out and --cache (site_build.lock), so that the
+    # stamp names the files this build wrote; read before building: a page edited meanwhile is built next time.
+    with lock.BuildLocks(args.out, args.cache) as locks:
+        if stamped and stamp.recorded(args.cache, args.out):  # built before: its lock files may go there at once
+            locks.acquire()
+            digest = _stamp_digest(args, config)
+            if _up_to_date(args, digest):
+                return 0
+        from site_build.render import katex
 
-    katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # a cold build: node starts while the build loads
-    try:
-        from site_build.build import Builder, Compare
-        from site_build.progress import Progress
-
-        builder = Builder(_paths(args), progress=Progress())
+        katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # a cold build: node starts while the build loads
         try:
-            report = builder.build(config, args.out, args.seed, require_coverage=args.require_coverage,
-                                   compare=Compare(*compare) if compare else None, force=args.force)
+            from site_build.build import Builder, Compare
+            from site_build.progress import Progress
+
+            builder = Builder(_paths(args), progress=Progress())
+            args.interrupted = lambda: _interrupted_build(args.out, builder.replaced)
+            try:
+                if not locks.taken:  # a first build: the folders are checked (the cache made) before a lock goes there
+                    builder.check_outputs(config, args.out, args.force, Compare(*compare) if compare else None)
+                    locks.acquire()
+                    digest = _stamp_digest(args, config) if stamped else None
+                    if _up_to_date(args, digest):  # another build, waited for, built these inputs
+                        return 0
+                report = builder.build(config, args.out, args.seed, require_coverage=args.require_coverage,
+                                       compare=Compare(*compare) if compare else None, force=args.force)
+            finally:
+                builder.close()
         finally:
-            builder.close()
-    finally:
-        katex.close_early()
-    if digest is not None:
-        stamp.record(args.cache, args.out, digest, report.brief())
+            katex.close_early()
+        if digest is not None:
+            stamp.record(args.cache, args.out, digest, report.brief())
     print(report.summary())
     return 0
 
 
+def _stamp_digest(args: argparse.Namespace, config: Path) -> str:
+    """The digest of this build's inputs (site_build.stamp), the hashes of a checkpoint's files kept in --cache."""
+    flags = {"seed": args.seed, "require_coverage": args.require_coverage}
+    return stamp.inputs_digest(config, flags, args.content, args.templates, cache=args.cache)
+
+
+def _up_to_date(args: argparse.Namespace, digest: str | None) -> bool:
+    """Does --out hold the build of these inputs, untouched since? Then say so."""
+    done = stamp.up_to_date(args.cache, args.out, digest) if digest is not None else None
+    if done is not None:
+        print(f"{shown_path(args.out)} is up to date: nothing changed since it was built ({done})")
+    return done is not None
+
+
+def _interrupted_build(out: Path, replaced: bool) -> str:
+    """What an interrupted `handstep build` left (Builder.replaced says whether the new site was swapped in)."""
+    site = f"{shown_path(out)}/"
+    if not replaced:
+        kept = "is as it was" if out.exists() else "was not written"
+        return f"interrupted; nothing was replaced ({site} {kept})"
+    return (f"interrupted after {site} was replaced: it holds the new site, complete with its search index, but the "
+            f"cache and the record that {site} is up to date may not be written; run the same build again to finish "
+            "(it uses what is cached)")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """`handstep serve`: the dev server (see site_build.serve); the port is taken before the first build."""
-    from site_build.serve import serve
+    from site_build.serve import inherited_socket, serve
 
     paths = _paths(args)
+    sock = inherited_socket()  # a server restarted after an edit of handstep's code keeps its socket and address
     try:
-        sock = socket.create_server(("127.0.0.1", args.port))
+        sock = sock or socket.create_server(("127.0.0.1", args.port))
     except OSError as err:
         reason = "is already in use" if err.errno == errno.EADDRINUSE else f"cannot be used ({err.strerror or err})"
         other = args.port + 1 if 0 < args.port < 65535 else 8001
@@ -328,6 +355,9 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `handstep` console script."""
     args = make_parser().parse_args(argv)
+    # Before the engine and the build are imported: their bytecode is checked against their source (the command
+    # itself starts again, once, if its own first modules came from bytecode that was not).
+    bytecode.ensure(restart=argv is None)
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
@@ -338,10 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         lines = err.lines() if isinstance(err, BuildError) else [str(err)]
         for line in lines:
-            print(line, file=sys.stderr)
+            print(terminal_line(line), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("handstep: interrupted; nothing was replaced", file=sys.stderr)
+    except KeyboardInterrupt:  # a command that writes in steps says what it left (run_build: args.interrupted)
+        said = args.interrupted() if hasattr(args, "interrupted") else "interrupted; nothing was replaced"
+        print(f"handstep: {said}", file=sys.stderr)
         return 130
     finally:
         if previous is not None:
