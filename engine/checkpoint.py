@@ -11,22 +11,29 @@ ConfigError): one line naming the folder, the file and what to do.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
+import time
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, cut, echo
+from .errors import ConfigError, cut, echo, echo_key
 
 SPACE = "␣"  # how a token's leading space shows on the pages
 # What the engine computes: GPT-2's architecture. A checkpoint that differs is refused, not silently misread.
-REQUIRED = {"activation_function": ("gelu_new",), "layer_norm_epsilon": (1e-5,), "scale_attn_weights": (True,),
-            "scale_attn_by_inverse_layer_idx": (False,), "reorder_and_upcast_attn": (False,)}
+# gelu_pytorch_tanh is PyTorch's GELU with approximate="tanh": the formula of gelu_new (its values agree to an
+# ulp, tests/engine/test_checkpoint.py); "gelu", "gelu_fast", "relu" and the others compute something else.
+REQUIRED = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "layer_norm_epsilon": (1e-5,),
+            "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
+            "reorder_and_upcast_attn": (False,)}
 
 
 class CheckpointError(ConfigError):
@@ -47,7 +54,7 @@ class Checkpoint:
     tie: bool = True  # config.json's tie_word_embeddings: the output layer is the token table (Hugging Face's default)
 
     def encode(self, text: str) -> list[int]:
-        return list(_tokenizer(self.folder).encode(text, add_special_tokens=False).ids)
+        return list(_memo(_tokenizer, self.folder).encode(text, add_special_tokens=False).ids)
 
 
 def load(folder: str | Path, label: str) -> Checkpoint:
@@ -57,11 +64,42 @@ def load(folder: str | Path, label: str) -> Checkpoint:
     if not path.is_dir():
         raise CheckpointError(f"{where}: {'is not a folder' if path.exists() else 'no such folder'}; give the folder "
                               "of a Hugging Face GPT-2 checkpoint (config.json, model.safetensors, tokenizer.json)")
-    return _load(path.resolve(), where)
+    return _memo(_load, path.resolve(), where)
 
 
-@cache
-def _load(folder: Path, where: str) -> Checkpoint:
+# The files `_load` and `_tokenizer` read. What they made is kept in memory (a server builds again and again) under
+# the stat numbers of these files, so an edit, even of the same size with its modification time set back (its change
+# time cannot be), reads them again; a file changed within the last RACY_NS (times advance in ticks) is not kept.
+READ_FILES = ("config.json", "tokenizer.json", "vocab.json", "merges.txt")
+RACY_NS = 2_000_000_000
+
+
+def _fingerprint(folder: Path) -> tuple[Any, ...] | None:
+    """The stat numbers of READ_FILES in `folder`, or None when one changed too recently to be told from the next."""
+    found: list[Any] = []
+    now = time.time_ns()
+    for name in READ_FILES:
+        try:
+            st = os.stat(folder / name)
+        except OSError as err:
+            found.append(err.errno)
+            continue
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+            return None
+        found.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return tuple(found)
+
+
+def _memo(make: Any, folder: Path, *args: Any) -> Any:
+    """`make(folder, *args, fingerprint)`, kept while the files it read are unchanged (`_fingerprint`)."""
+    fingerprint = _fingerprint(folder)
+    if fingerprint is None:
+        return make.__wrapped__(folder, *args, None)
+    return make(folder, *args, fingerprint)
+
+
+@lru_cache(maxsize=8)
+def _load(folder: Path, where: str, fingerprint: Any) -> Checkpoint:
     conf = _json(folder / "config.json", where)
     if conf.get("model_type", "gpt2") != "gpt2":
         raise CheckpointError(f"{where}/config.json: model_type is {echo(conf.get('model_type'))}; only gpt2 is "
@@ -77,11 +115,26 @@ def _load(folder: Path, where: str) -> Checkpoint:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise CheckpointError(f"{where}/config.json: {theirs} must be a whole number ≥ 1, got {echo(value)}")
         sizes[ours] = value
-    d_ff = conf.get("n_inner") or 4 * sizes["d_model"]
+    d_ff = conf.get("n_inner")
+    if d_ff is None:
+        d_ff = 4 * sizes["d_model"]
+    elif not isinstance(d_ff, int) or isinstance(d_ff, bool) or d_ff < 1:  # Hugging Face takes 0 as a width of 0
+        raise CheckpointError(f"{where}/config.json: n_inner must be a whole number ≥ 1 or null (4 × n_embd), got "
+                              f"{echo(d_ff)}")
     if sizes["d_model"] % sizes["n_heads"]:
         raise CheckpointError(f"{where}/config.json: n_head {sizes['n_heads']} does not divide "
                               f"n_embd {sizes['d_model']}")
-    tokens = _tokenizer(folder).get_vocab(with_added_tokens=True)
+    # The vocabulary is made a word per id: a vocab_size no weights file could hold is refused before that (10**12
+    # would fill the memory), once the file's header is known to be sound (its own damage is named first).
+    # (A too large n_embd or n_layer is the budget's to name: engine.budget.)
+    stored = folder / "model.safetensors"
+    if stored.is_file():
+        table = 2 * sizes["vocab_size"]  # bytes of a token table n_embd 1 wide, in the narrowest float read
+        if table > SafetensorsFile(stored, f"{where}: model.safetensors").data_size:
+            raise CheckpointError(f"{where}/config.json: vocab_size {sizes['vocab_size']} makes a token table of at "
+                                  f"least {table:,} bytes, more than all of model.safetensors; give the config.json "
+                                  "saved with these weights")
+    tokens = _memo(_tokenizer, folder).get_vocab(with_added_tokens=True)
     vocab = [f"<unused {i}>" for i in range(sizes["vocab_size"])]
     for token, i in tokens.items():
         if i >= sizes["vocab_size"]:
@@ -90,9 +143,9 @@ def _load(folder: Path, where: str) -> Checkpoint:
         vocab[i] = token
     bos = conf.get("bos_token_id", tokens.get("<|endoftext|>"))
     eos = conf.get("eos_token_id", bos)
-    if not isinstance(bos, int) or not 0 <= bos < sizes["vocab_size"]:
+    if not isinstance(bos, int) or isinstance(bos, bool) or not 0 <= bos < sizes["vocab_size"]:
         raise CheckpointError(f"{where}/config.json: bos_token_id {echo(bos)} is not a token id; set it (GPT-2: 50256)")
-    if not isinstance(eos, int) or not 0 <= eos < sizes["vocab_size"]:
+    if not isinstance(eos, int) or isinstance(eos, bool) or not 0 <= eos < sizes["vocab_size"]:
         eos = bos
     tie = conf.get("tie_word_embeddings", True)
     if not isinstance(tie, bool):
@@ -107,6 +160,7 @@ MAX_JSON_BYTES = 2**20
 
 def _json(path: Path, where: str) -> dict[str, Any]:
     try:
+        _regular(path, where)
         with path.open("rb") as f:
             raw = f.read(MAX_JSON_BYTES + 1)
         if len(raw) > MAX_JSON_BYTES:
@@ -128,8 +182,24 @@ def _json(path: Path, where: str) -> dict[str, Any]:
     return data
 
 
-@cache
-def _tokenizer(folder: Path) -> Any:
+def _regular(path: Path, where: str) -> None:
+    """Refuse `path` unless it is a regular file (or a link to one): a FIFO would block a read forever, a device
+    never ends, a folder cannot be read. FileNotFoundError when there is nothing there (a dangling link too)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link that leads back to itself
+            raise CheckpointError(f"{where}: {path.name} is a symbolic link that loops; replace it with the file") \
+                from None
+        raise
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise CheckpointError(f"{where}: {path.name} is {what}, not a file; put the checkpoint's own {path.name} there")
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(folder: Path, fingerprint: Any) -> Any:
     try:
         from tokenizers import Tokenizer
         from tokenizers.implementations import ByteLevelBPETokenizer
@@ -137,13 +207,22 @@ def _tokenizer(folder: Path) -> Any:
         raise CheckpointError(f"{folder}: reading a checkpoint's tokenizer needs the tokenizers package, which is "
                               "not installed; run `pip install tokenizers`") from None
 
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        if os.path.lexists(folder / name):
+            try:
+                _regular(folder / name, str(folder))
+            except FileNotFoundError:
+                pass
+    files = "tokenizer.json" if (folder / "tokenizer.json").is_file() else "vocab.json and merges.txt"
     try:
         if (folder / "tokenizer.json").is_file():
             return Tokenizer.from_file(str(folder / "tokenizer.json"))
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             return ByteLevelBPETokenizer.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
     except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exceptions for bad files
-        raise CheckpointError(f"{folder}: its tokenizer cannot be read ({cut(str(exc).splitlines()[0])})") from None
+        reason = cut(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{folder}: its tokenizer ({files}) cannot be read ({reason}); give the checkpoint's "
+                              "own tokenizer files") from None
     raise CheckpointError(f"{folder}: no tokenizer (tokenizer.json, or vocab.json and merges.txt) in the folder")
 
 
@@ -157,14 +236,28 @@ def weights(ck: Checkpoint, specs: list[tuple[str, str, tuple[int, ...], tuple[s
     untied: neither can be matched silently)."""
     where = f"{label}: model.from: {ck.folder}"
     path = ck.folder / "model.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"{where}: model.safetensors is missing (save with safe_serialization=True)")
+    try:
+        _regular(path, where)
+    except FileNotFoundError:
+        if (ck.folder / "model.safetensors.index.json").exists():
+            raise CheckpointError(f"{where}: the weights are split into shards (model.safetensors.index.json); "
+                                  "handstep reads one model.safetensors: save the model again with "
+                                  "save_pretrained(folder, max_shard_size=\"100GB\")") from None
+        old = " (there is only pytorch_model.bin)" if (ck.folder / "pytorch_model.bin").exists() else ""
+        raise CheckpointError(f"{where}: model.safetensors is missing{old}; save the model with "
+                              "save_pretrained(folder, safe_serialization=True)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{where}: model.safetensors cannot be read ({exc.strerror or exc})") from None
     tensors = SafetensorsFile(path, f"{where}: model.safetensors")
     out, keys = {}, {}
     for name, key, shape, _ in specs:
         candidates = (key, key.removeprefix("transformer."))
         if key == "transformer.wte.weight" and ck.tie:  # a tied file may keep the shared matrix under this name alone
             candidates += ("lm_head.weight",)
+        present = [k for k in dict.fromkeys(candidates[:2]) if k in tensors.header]
+        if len(present) == 2 and not tensors.same(*present):  # which one a loader takes differs between versions
+            raise CheckpointError(f"{where}: model.safetensors holds both {present[0]} and {present[1]}, with "
+                                  "different values; keep one of them")
         found = keys[key] = next((k for k in candidates if k in tensors.header), None)
         if found is None:
             hint = " (config.json says tie_word_embeddings: false, so the output layer is its own tensor)" \
@@ -189,6 +282,9 @@ def weights(ck: Checkpoint, specs: list[tuple[str, str, tuple[int, ...], tuple[s
 # header. These dtypes are read (bfloat16 is the upper half of a float32: shifted into place, it is that float32);
 # every value of each is exactly a float64.
 FLOATS = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
+# Bytes per value of every dtype of the format (a dtype not listed is checked only if a tensor of it is read).
+ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
+              "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
 MAX_HEADER = 100_000_000  # bytes of JSON: the limit of the safetensors format itself
 CONVERT = 1 << 20  # values converted at a time (no temporary the size of GPT-2's 38.6M-entry token table)
 
@@ -213,13 +309,41 @@ class SafetensorsFile:
             raise CheckpointError(f"{where} cannot be read ({exc.strerror or exc})") from None
         try:
             header = json.loads(text.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            self._bad(f"its header is not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        except (ValueError, RecursionError) as exc:  # also a number of over 4300 digits
+            self._bad(f"its header is not JSON ({cut(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__})")
         if not isinstance(header, dict):
             self._bad("its header is not a JSON object")
-        header.pop("__metadata__", None)
+        metadata = header.pop("__metadata__", None)
+        if metadata is not None and (not isinstance(metadata, dict)
+                                     or not all(isinstance(v, str) for v in metadata.values())):
+            self._bad(f"its __metadata__ is {echo(metadata)}, not an object of strings")
         self.header: dict[str, Any] = header
         self.start, self.data_size = 8 + n, size - 8 - n
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """What the safetensors library checks before Hugging Face reads a file: every entry is a tensor whose bytes
+        fit its dtype and shape, and the tensors fill the data from its first byte to its last, none overlapping
+        another (two names on the same bytes, or bytes no tensor owns, are a damaged file, which Hugging Face
+        refuses too)."""
+        spans = []
+        for name in self.header:
+            dtype, shape, begin, end = self._entry(name)
+            width = ITEM_BYTES.get(dtype)
+            if width is not None and end - begin != math.prod(shape) * width:
+                self._bad(f"{echo_key(name)} is {dtype} of shape {list(shape)}, {math.prod(shape) * width} "
+                          f"bytes, but its data_offsets span {end - begin}")
+            spans.append((begin, end, name))
+        at = 0
+        for begin, end, name in sorted(spans):
+            if begin > at:
+                self._bad(f"bytes {at} to {begin} of its data belong to no tensor")
+            if begin < at:
+                self._bad(f"{echo_key(name)} starts at byte {begin} of the data, inside another tensor (which ends at "
+                          f"byte {at})")
+            at = end
+        if at != self.data_size:
+            self._bad(f"its tensors end at byte {at} of the data, which has {self.data_size}")
 
     def _bad(self, message: str):
         raise CheckpointError(f"{self.where}: {message}; save the model again with save_pretrained")
@@ -227,19 +351,19 @@ class SafetensorsFile:
     def _entry(self, name: str) -> tuple[str, tuple[int, ...], int, int]:
         entry = self.header[name]
         if not isinstance(entry, dict):
-            self._bad(f"the header entry of {name} is not an object")
+            self._bad(f"the header entry of {echo_key(name)} is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if not isinstance(dtype, str):
-            self._bad(f"the header entry of {name} has no dtype")
+            self._bad(f"the header entry of {echo_key(name)} has no dtype")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
-            self._bad(f"the shape of {name} is {echo(shape)}, not a list of sizes")
+            self._bad(f"the shape of {echo_key(name)} is {echo(shape)}, not a list of sizes")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
-            self._bad(f"the data_offsets of {name} are {echo(offsets)}, not [begin, end]")
+            self._bad(f"the data_offsets of {echo_key(name)} are {echo(offsets)}, not [begin, end]")
         begin, end = offsets
         if not 0 <= begin <= end <= self.data_size:
-            self._bad(f"{name} lies at bytes {begin} to {end} of the data, which has {self.data_size}")
+            self._bad(f"{echo_key(name)} lies at bytes {begin} to {end} of the data, which has {self.data_size}")
         return dtype, tuple(shape), begin, end
 
     def shape(self, name: str) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import json
 import math
 import mmap
@@ -391,8 +392,8 @@ def save_trace(trace: Trace, path: str | Path) -> None:
         lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
     head_text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
     text = head_text[:-1] + ',"records":[\n' + ",\n".join(lines) + "\n]}\n"
-    tmp = path.with_name(path.name + ".tmp")
-    stmp = sidecar.with_name(sidecar.name + ".tmp") if sidecar else None
+    tmp = _temporary(path)
+    stmp = _temporary(sidecar) if sidecar else None
     try:
         tmp.write_text(text, encoding="utf-8")
         if sidecar and stmp and _is_values_file(trace, sidecar):
@@ -438,6 +439,16 @@ def _write_values(trace: Trace, out: BinaryIO, total: int) -> None:
 
 HEAD_MAX = 64 << 20  # the first line of a trace file: its head (config, labels, index, values)
 NAMING_MAX = 512 << 20  # a big trace's JSON holds no values, so it is far smaller than this
+
+
+def _temporary(path: Path) -> Path:
+    """Where `path` is written before it is moved into place: `<name>.tmp`, or, when that would pass the file
+    system's 255 bytes, a shorter one that still tells names apart (a trace and its values file begin alike)."""
+    name = path.name + ".tmp"
+    if len(os.fsencode(name)) > 255:
+        tag = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+        name = f".{os.fsencode(path.name)[:100].decode('utf-8', 'ignore')}.{tag}.tmp"
+    return path.with_name(name)
 
 
 def own_values_file(path: str | Path) -> Path | None:
@@ -514,6 +525,9 @@ def _read_json(path: Path, label: str) -> Any:
     try:
         if path.is_dir():
             raise TraceError(f"{label}: is a directory, not a trace file (give a .json file written by handstep trace)")
+        if not stat.S_ISREG(path.stat().st_mode):  # a pipe would block the read forever, /dev/zero never ends
+            raise TraceError(f"{label}: is not a plain file (a pipe, a socket or a device), not a trace file (give a "
+                             ".json file written by handstep trace)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TraceError(f"{label}: file not found") from None

@@ -7,6 +7,7 @@ trained on a few sentences): the hub is out of reach here, and the code path is 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -378,3 +379,131 @@ def test_a_big_tensor_is_converted_a_slice_at_a_time(tmp_path, monkeypatch):
     assert out.dtype == np.float64 and np.array_equal(out, values.astype(np.float64))
     assert np.array_equal(cut, (halves.astype(np.uint32) << 16).view(np.float32).astype(np.float64))
     assert 0 < np.abs(cut - out).max() < 2**-7 * np.abs(out).max()  # bfloat16 keeps 8 bits of mantissa
+
+
+def _copy_with_config(src, dst, **changes) -> None:
+    """A copy of the checkpoint with config.json's keys changed (None: removed)."""
+    dst.mkdir()
+    for name in ("tokenizer.json", "model.safetensors"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    conf = json.loads((src / "config.json").read_text())
+    conf.update(changes)
+    (dst / "config.json").write_text(json.dumps(conf))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_inner": 0}, "config.json: n_inner must be a whole number ≥ 1 or null (4 × n_embd), got 0"),
+    ({"n_inner": "48"}, "n_inner must be a whole number ≥ 1 or null (4 × n_embd), got '48'"),
+    ({"n_inner": 48.0}, "n_inner must be a whole number ≥ 1 or null (4 × n_embd), got 48.0"),
+    ({"bos_token_id": True}, "config.json: bos_token_id True is not a token id"),
+    ({"vocab_size": 10**12}, "config.json: vocab_size 1000000000000 makes a token table of at least "
+                             "2,000,000,000,000 bytes, more than all of model.safetensors"),
+], ids=["n_inner 0", "n_inner text", "n_inner float", "bos true", "vocab_size past the file"])
+def test_config_values_hugging_face_would_read_otherwise_are_refused(tmp_path, folder, changes, message):
+    """Hugging Face builds an MLP of width 0 from n_inner 0 and fails on a text or a float; a vocab_size no file could
+    hold is refused before a word is made for each id (10**12 of them would fill the memory)."""
+    _copy_with_config(folder, tmp_path / "ck", **changes)
+    with pytest.raises(ConfigError) as exc:
+        run(load_config(config_file(tmp_path, tmp_path / "ck")))
+    assert "\n" not in str(exc.value) and message in str(exc.value), exc.value
+
+
+def test_a_tensor_under_both_names_with_other_values_is_refused(tmp_path, folder):
+    """`transformer.h.0...` and `h.0...` in one file: the same values are one tensor; different ones are refused
+    (transformers 5 reads the other name than handstep would, silently)."""
+    tensors = load_file(str(folder / "model.safetensors"))
+    key = "transformer.h.0.ln_1.weight"
+    _copy_with_weights(folder, tmp_path / "same", {**tensors, key.removeprefix("transformer."): tensors[key]})
+    trace = run(load_config(config_file(tmp_path, tmp_path / "same")))
+    assert np.array_equal(trace[trace.index[key]["initial"]], tensors[key].astype(np.float64))
+    _copy_with_weights(folder, tmp_path / "both", {**tensors, key.removeprefix("transformer."): tensors[key] + 1})
+    with pytest.raises(ConfigError, match=r"model.safetensors holds both transformer.h.0.ln_1.weight and "
+                                          r"h.0.ln_1.weight, with different values; keep one of them$"):
+        run(load_config(config_file(tmp_path, tmp_path / "both")))
+
+
+def _layout(entries: dict, data: bytes, meta=None) -> bytes:
+    header = {k: {"dtype": "F32", "shape": [n], "data_offsets": list(at)} for k, (n, at) in entries.items()}
+    if meta is not None:
+        header["__metadata__"] = meta
+    return _safetensors(header, data)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (_layout({"a": (2, (0, 8)), "b": (2, (0, 8))}, bytes(8)), "b starts at byte 0 of the data, inside another tensor"),
+    (_layout({"a": (2, (0, 8)), "b": (2, (12, 20))}, bytes(20)), "bytes 8 to 12 of its data belong to no tensor"),
+    (_layout({"a": (2, (0, 8))}, bytes(12)), "its tensors end at byte 8 of the data, which has 12"),
+    (_layout({"a": (2, (0, 8)), "v_head": (2, (8, 10**9))}, bytes(16)), "v_head lies at bytes 8 to 1000000000"),
+    (_layout({"a": (2, (0, 8))}, bytes(8), meta=[1]), "its __metadata__ is [1], not an object of strings"),
+    (_layout({"a": (2, (0, 8))}, bytes(8), meta={"format": {"pt": 1}}), "not an object of strings"),
+    (_safetensors(b'{"a": ' + b"9" * 5000 + b"}"), "its header is not JSON (Exceeds the limit (4300 digits)"),
+    (_safetensors({"a\x1b[2J": 5}), r"the header entry of 'a\x1b[2J' is not an object"),
+], ids=["overlap", "gap", "trailing bytes", "an unused tensor out of range", "metadata list", "metadata nested",
+        "a 5000-digit number", "a name with an escape"])
+def test_a_safetensors_layout_hugging_face_refuses_is_refused(tmp_path, content, expected):
+    """What the safetensors library checks of the whole header before Hugging Face reads a file, checked here too:
+    two names on the same bytes (which would make ln_f.weight read ln_f.bias's values), bytes no tensor owns, an
+    entry of a tensor handstep does not read. One line, naming the file."""
+    from engine.checkpoint import CheckpointError, SafetensorsFile
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as exc:
+        SafetensorsFile(path, "x/model.safetensors")
+    msg = str(exc.value)
+    assert "\n" not in msg and "\x1b" not in msg and msg.startswith("x/model.safetensors: ") and expected in msg, msg
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "tokenizer.json"])
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link loop"])
+def test_a_checkpoint_file_that_is_not_a_file_is_one_line(tmp_path, folder, name, kind):
+    """A pipe named config.json would block a read forever; a folder, or a link that leads back to itself, cannot
+    be read: each is one line naming the file, at once."""
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for n in ("config.json", "tokenizer.json", "model.safetensors"):
+        if n != name:
+            (ck / n).write_bytes((folder / n).read_bytes())
+    {"fifo": lambda p: os.mkfifo(p), "folder": lambda p: p.mkdir(), "link loop": lambda p: p.symlink_to(p.name)}[kind](
+        ck / name)
+    what = {"fifo": "is a pipe, not a file", "folder": "is a folder, not a file",
+            "link loop": "is a symbolic link that loops"}[kind]
+    with pytest.raises(ConfigError) as exc:
+        run(load_config(config_file(tmp_path, ck)))
+    assert "\n" not in str(exc.value) and f"{name} {what}" in str(exc.value), exc.value
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"model-00001-of-00002.safetensors": b"", "model.safetensors.index.json": b"{}"},
+     "the weights are split into shards (model.safetensors.index.json); handstep reads one model.safetensors: save "
+     "the model again with save_pretrained(folder, max_shard_size=\"100GB\")"),
+    ({"pytorch_model.bin": b"PK"}, "model.safetensors is missing (there is only pytorch_model.bin); save the model "
+                                   "with save_pretrained(folder, safe_serialization=True)"),
+], ids=["sharded", "pytorch_model.bin"])
+def test_weights_in_another_form_say_what_to_do(tmp_path, folder, files, expected):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for n in ("config.json", "tokenizer.json"):
+        (ck / n).write_bytes((folder / n).read_bytes())
+    for n, data in files.items():
+        (ck / n).write_bytes(data)
+    with pytest.raises(ConfigError) as exc:
+        run(load_config(config_file(tmp_path, ck)))
+    assert str(exc.value).endswith(expected), exc.value
+
+
+@pytest.mark.parametrize("activation, accepted", [("gelu_pytorch_tanh", True), ("gelu", False), ("gelu_fast", False),
+                                                  ("quick_gelu", False), ("relu", False)])
+def test_only_activations_that_compute_gelu_new_are_read(tmp_path, folder, activation, accepted):
+    """PyTorch's tanh GELU is gelu_new's formula: such a checkpoint runs and equals Hugging Face (float64, 1e-12);
+    the exact erf GELU, gelu_fast's rounded constants and the others would differ: refused, naming the key."""
+    _copy_with_config(folder, tmp_path / "ck", activation_function=activation)
+    config = config_file(tmp_path, tmp_path / "ck")
+    if not accepted:
+        with pytest.raises(ConfigError, match=f"config.json: activation_function is '{activation}'; handstep "
+                                              "computes GPT-2 with activation_function 'gelu_new'"):
+            load_config(config)
+        return
+    model = GPT2LMHeadModel.from_pretrained(tmp_path / "ck").to(torch.float64).eval()
+    assert model.config.activation_function == activation
+    assert_matches_hugging_face(run(load_config(config)), model)

@@ -125,3 +125,45 @@ def test_half_precision_weights_run_through_the_command_line(tmp_path, dtype):
     stored = load_torch(str(folder / "model.safetensors"))["transformer.wte.weight"]
     assert stored.dtype == dtype and (trace["wte"] == stored.to(torch.float64).numpy()).all()
     assert float(trace["loss"]) > 0  # the step itself is compared with Hugging Face in tests/engine
+
+
+@pytest.mark.parametrize("command", ["trace", "build"])
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_pipe_in_place_of_a_checkpoint_file_is_one_line_at_once(tmp_path, checkpoint, command, name):
+    """A FIFO named config.json or model.safetensors would block a read forever: refused at once, naming it."""
+    world = world_with(tmp_path, checkpoint)
+    (world / "models" / "tiny" / name).unlink()
+    os.mkfifo(world / "models" / "tiny" / name)
+    out = ["--out", "t.json"] if command == "trace" else ["--out", "site", "--cache", "cache"]
+    result = subprocess.run([sys.executable, "-m", "site_build.cli", command, "--config", "c.yaml", *out], cwd=world,
+                            capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr and result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("c.yaml: model.from: ") and \
+        f"{name} is a pipe, not a file" in lines[0], lines
+    assert not (world / "t.json").exists() and not (world / "site").exists()
+
+
+def test_a_vocab_size_no_file_could_hold_is_one_line(tmp_path, checkpoint):
+    """config.json's vocab_size 10**12 (a word is made per id): refused before the memory fills."""
+    world = world_with(tmp_path, checkpoint)
+    conf = json.loads((world / "models" / "tiny" / "config.json").read_text())
+    (world / "models" / "tiny" / "config.json").write_text(json.dumps({**conf, "vocab_size": 10**12}))
+    result = handstep(world, "trace", "--config", "c.yaml", "--out", "t.json")
+    assert "Traceback" not in result.stderr and result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith("c.yaml: model.from: models/tiny/config.json: vocab_size 1000000000000 "
+                                            "makes a token table of at least 2,000,000,000,000 bytes"), result.stderr
+    assert not (world / "t.json").exists()
+
+
+def test_two_tensors_on_the_same_bytes_are_refused(tmp_path, checkpoint):
+    """A header that points ln_f.weight at ln_f.bias's bytes (Hugging Face's reader refuses such a file): handstep
+    would read the bias's values as the weight; it refuses in one line instead."""
+    data = (checkpoint / "model.safetensors").read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["transformer.ln_f.weight"]["data_offsets"] = header["transformer.ln_f.bias"]["data_offsets"]
+    text = json.dumps(header).encode()
+    world = world_with(tmp_path, checkpoint, data=len(text).to_bytes(8, "little") + text + data[8 + n:])
+    line = assert_one_line(handstep(world, "trace", "--config", "c.yaml", "--out", "t.json"), "inside another tensor")
+    assert "save the model again" in line and not (world / "t.json").exists()
