@@ -29,13 +29,14 @@ if TYPE_CHECKING:
 # The engine, NumPy and the renderer are imported by the commands that use them, so that `handstep build` of a
 # site that is up to date (site_build.stamp) answers in a few milliseconds.
 
-# One BLAS thread, set before NumPy loads OpenBLAS (a value the user set is kept). With one thread per core,
+# One BLAS thread, set before NumPy loads OpenBLAS (a value the user set too: the same inputs must give the same
+# bytes whatever the environment, and the caches do not key runs by it). With one thread per core,
 # OpenBLAS may split a sum of products between threads, so the last bit of a GPT-2-sized gradient depended on the
 # machine's number of cores; with one, the same inputs give the same trace everywhere. It is also faster here: the
 # products of 64 tokens are small, and idle BLAS threads spin on the cores the build's own threads need (a
 # GPT-2-small-shaped run: 30 s with two threads, 17 s with one).
 for _blas in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_blas, "1")
+    os.environ[_blas] = "1"
 ROOT = stamp.ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 DEFAULT_OUT = ROOT / "site"
@@ -91,6 +92,13 @@ def seed_number(text: str) -> int:
     return seed
 
 
+def file_path(text: str) -> Path:
+    """An output file's name: one that ends in `/` (or `.`, `..`) names a folder, which Path would silently drop."""
+    if text.endswith(("/", os.sep)) or os.path.basename(text) in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} names a folder; give a file name in it")
+    return Path(text)
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = Parser(prog="handstep", description="One training step of a tiny GPT-2, by hand, as a website.")
@@ -99,7 +107,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trace", help="run one training step and write its trace as JSON")
     _add_run_options(p)
-    p.add_argument("--out", type=Path, default=Path("trace.json"), help="output file (default: trace.json)")
+    p.add_argument("--out", type=file_path, default=Path("trace.json"), help="output file (default: trace.json)")
     p.add_argument("--force", action="store_true", help="replace --out even if it is not a handstep trace")
     p.set_defaults(func=run_trace)
 
@@ -107,7 +115,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("a", type=Path, help="first trace file")
     p.add_argument("b", type=Path, help="second trace file")
     p.add_argument("--all", action="store_true", help="list every differing record (default: the first 40)")
-    p.add_argument("--html", type=Path, default=None, metavar="OUT.html",
+    p.add_argument("--html", type=file_path, default=None, metavar="OUT.html",
                    help="also write the comparison as a standalone HTML page")
     p.add_argument("--force", action="store_true", help="replace --html even if handstep did not write it")
     p.set_defaults(func=run_diff)
@@ -124,7 +132,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("notebook", help="write a Jupyter notebook that recomputes the step in NumPy, page by page")
     _add_run_options(p)
-    p.add_argument("--out", type=Path, required=True, metavar="FILE.ipynb",
+    p.add_argument("--out", type=file_path, required=True, metavar="FILE.ipynb",
                    help="the notebook; its trace file is written beside it (FILE.trace.json)")
     p.add_argument("--content", type=Path, default=DEFAULT_CONTENT, help="pages folder (default: content/)")
     p.add_argument("--force", action="store_true", help="replace --out even if handstep did not write it")
@@ -174,15 +182,17 @@ def run_trace(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out: Path = args.out
     ours = write.file_starts_with(TRACE_PREFIX)
-    write.check_output_file(out, "--out", ours, "a handstep trace", args.force, "trace.json")
+    write.check_output_file(out, "--out", ours, "a handstep trace", args.force, "trace.json", _inputs(args))
     cfg = _config(args)
-    files = write.TraceFiles(out, "--out", out, args.force)
+    files = write.TraceFiles(out, "--out", out, args.force, _inputs(args, cfg))
+    args.interrupted = lambda: _interrupted_files(files, out)
     files.check(_big(cfg))  # its values file too, before the run
     with write.writing("--out", out):  # the run's values go to a temporary file there as they are made
         trace = engine.run(cfg, progress=Progress(), spill_dir=out.parent if out.parent.is_dir() else None)
     wrote = shown_path(out) + (f" and {shown_path(files.values)}" if files.save(trace) else "")
-    print(f"wrote {wrote}: {len(trace)} records, loss {trace['loss']:.6f} -> {trace['after.loss']:.6f} "
-          f"after one {cfg.optimizer.name} step, {time.perf_counter() - start:.2f} s")
+    print(terminal_line(f"wrote {wrote}: {len(trace)} records, loss {trace['loss']:.6f} -> "
+                        f"{trace['after.loss']:.6f} after one {cfg.optimizer.name} step, "
+                        f"{time.perf_counter() - start:.2f} s"))
     return 0
 
 
@@ -198,10 +208,12 @@ def run_notebook(args: argparse.Namespace) -> int:
     if out.suffix != ".ipynb":
         raise BuildError(f"--out {shown_path(out)}", 0, "give a notebook file name ending in .ipynb, e.g. step.ipynb")
     trace_path = out.with_suffix(".trace.json")
-    write.check_output_file(out, "--out", is_notebook, "a notebook handstep wrote", args.force, "step.ipynb")
+    write.check_utf8("--out", out, f"the notebook names its trace file {trace_path.name} in its code",
+                     name_only=True)
+    write.check_output_file(out, "--out", is_notebook, "a notebook handstep wrote", args.force, "step.ipynb",
+                            _inputs(args))
     write.check_output_file(trace_path, "--out", write.file_starts_with(TRACE_PREFIX), "a handstep trace",
-                            args.force, "step.ipynb")
-    files = write.TraceFiles(trace_path, "--out", out, args.force)
+                            args.force, "step.ipynb", _inputs(args))
     if not args.content.is_dir():
         what = "is not a folder" if args.content.exists() else "does not exist"
         raise BuildError(f"--content {shown_path(args.content)}", 0, f"{what}; give the folder of the site's pages")
@@ -209,16 +221,39 @@ def run_notebook(args: argparse.Namespace) -> int:
     if problems:
         raise BuildError.collect(problems)
     cfg = _config(args)
+    write.check_output_file(out, "--out", is_notebook, "a notebook handstep wrote", args.force, "step.ipynb",
+                            _inputs(args, cfg))  # the checkpoint folder is known now
+    files = write.TraceFiles(trace_path, "--out", out, args.force, _inputs(args, cfg))
+    args.interrupted = lambda: _interrupted_files(files, out)
     files.check(_big(cfg))  # its values file too, before the run
-    trace = engine.run(cfg, progress=Progress())
+    with write.writing("--out", out):  # the run's values go to a temporary file there as they are made
+        trace = engine.run(cfg, progress=Progress(),
+                           spill_dir=trace_path.parent if trace_path.parent.is_dir() else None)
     text = make_notebook(trace, pages, trace_path.name)
-    big = files.save(trace)
-    with write.writing("--out", out):
-        write.write_file_atomic(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    with write.writing("--out", out), write.staged(out, lambda tmp: tmp.write_text(text, encoding="utf-8")) as move:
+        big = files.save(trace, also=move)  # the notebook moves into place with its trace files, not apart
     cells = text.count('"cell_type": "code"')
-    print(f"wrote {shown_path(out)} ({cells} code cells), reading {shown_path(trace_path)}"
-          f"{' and ' + shown_path(files.values) if big else ''}; {time.perf_counter() - start:.2f} s")
+    print(terminal_line(f"wrote {shown_path(out)} ({cells} code cells), reading {shown_path(trace_path)}"
+                        f"{' and ' + shown_path(files.values) if big else ''}; {time.perf_counter() - start:.2f} s"))
     return 0
+
+
+def _interrupted_files(files: write.TraceFiles, out: Path) -> str:
+    """What an interrupted `trace` or `notebook` left: its new files, all in place, or the previous ones as they were
+    (the moves into place hold Ctrl-C: write.save_trace_beside)."""
+    if files.written:
+        return f"interrupted after {shown_path(out)} was written, whole; nothing is missing"
+    left = "is as it was" if out.exists() else "was not written"
+    return f"interrupted; nothing was replaced ({shown_path(out)} {left})"
+
+
+def _inputs(args: argparse.Namespace, cfg: engine.Config | None = None) -> dict[str, Path]:
+    """What `trace` and `notebook` read, which they never write over, even with --force: the config file and (once
+    the config is read) the checkpoint folder it names."""
+    found = {"--config file": Path(args.config) if args.config is not None else DEFAULT_CONFIG}
+    if cfg is not None and cfg.model.checkpoint_dir:
+        found["checkpoint folder"] = Path(cfg.model.checkpoint_dir)
+    return found
 
 
 def _big(cfg: engine.Config) -> bool:
@@ -236,20 +271,29 @@ def run_diff(args: argparse.Namespace) -> int:
     from site_build.data.compare import DIFF_HTML_HEAD, write_diff_html
 
     if args.html is not None:
+        from engine.trace import own_values_file
+
         ours = write.file_starts_with(DIFF_HTML_HEAD.encode())
-        write.check_output_file(args.html, "--html", ours, "a page handstep wrote", args.force, "diff.html")
+        inputs = {"first trace": args.a, "second trace": args.b}
+        for name, given in (("first", args.a), ("second", args.b)):
+            if (values := own_values_file(given)) is not None:
+                inputs[f"{name} trace's values file"] = values
+        write.check_output_file(args.html, "--html", ours, "a page handstep wrote", args.force, "diff.html", inputs)
     a, b = engine.load_trace(args.a), engine.load_trace(args.b)
     d = diff_traces(a, b)
-    print(format_diff(d, str(args.a), str(args.b), limit=0 if args.all else 40))
+    # A name's bytes that are not UTF-8 (kept by Python as lone surrogates) are shown as U+FFFD, on a page and here.
+    label_a, label_b = (os.fsencode(p).decode("utf-8", "replace") for p in (args.a, args.b))
+    print(format_diff(d, label_a, label_b, limit=0 if args.all else 40))
     if args.html is not None:
         with write.writing("--html", args.html):
-            write.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, str(args.a), str(args.b)))
-        print(f"wrote {shown_path(args.html)}")
+            write.write_file_atomic(args.html, lambda tmp: write_diff_html(a, b, d, tmp, label_a, label_b))
+        print(terminal_line(f"wrote {shown_path(args.html)}"))
     return 0 if d.identical else 1
 
 
 def _check_folders(args: argparse.Namespace) -> None:
     for flag, folder in (("--content", args.content), ("--templates", args.templates)):
+        write.check_usable(flag, folder)
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"
             raise BuildError(f"{flag} {shown_path(folder)}", 0, f"{what}; give the folder of the site's "
@@ -268,6 +312,10 @@ def run_build(args: argparse.Namespace) -> int:
     of exactly these inputs (site_build.stamp)."""
     args.interrupted = lambda: _interrupted_build(args.out, replaced=False)
     _check_folders(args)
+    for flag, path in (("--out", args.out), ("--cache", args.cache), ("--config", args.config),
+                       ("--compare", args.compare)):
+        if path is not None:  # a name too long or a link loop: one line, before anything looks there
+            write.check_usable(flag, path)
     config = Path(args.config or DEFAULT_CONFIG)
     compare = None if args.compare is None and args.compare_seed is None else (args.compare, args.compare_seed)
     stamped = compare is None and config.is_file()
@@ -349,7 +397,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary files go, the old site stays
+    raise KeyboardInterrupt  # SIGTERM (or SIGHUP) cleans up like Ctrl-C: temporary files go, the old site stays
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -359,6 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # itself starts again, once, if its own first modules came from bytecode that was not).
     bytecode.ensure(restart=argv is None)
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    # A closed terminal (SIGHUP) too, unless it is ignored (`nohup handstep serve`): without this the build would
+    # die where it stood, saying nothing and leaving its temporary files.
+    hangup = getattr(signal, "SIGHUP", None)
+    if previous is not None and hangup is not None and signal.getsignal(hangup) is signal.SIG_DFL:
+        signal.signal(hangup, _terminate)
     try:
         return int(args.func(args) or 0)
     except Exception as err:

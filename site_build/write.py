@@ -54,7 +54,19 @@ class UnsafePath(BuildError):
     """A path the command must not write: `--out docs: not empty and not a handstep site (pass --force ...)`."""
 
     def __init__(self, flag: str, path: Path | str, message: str) -> None:
-        super().__init__(f"{flag} {shown(path)}", 0, message)
+        given = shown(path)
+        if len(given) > 300:  # a path of thousands of characters would push the reason out of the one line
+            given = f"{given[:150]}…{given[-100:]}"
+        super().__init__(f"{flag} {given}", 0, message)
+
+
+def _real(path: Path) -> Path:
+    """`path` resolved; where it cannot be (a link loop, a name too long), as written, made absolute: an input that
+    cannot be read is named by the command that reads it, not taken for the output that is being checked."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError for a link loop
+        return Path(os.path.abspath(path))
 
 
 def _contains(outer: Path, inner: Path) -> bool:
@@ -79,7 +91,7 @@ def _refuse_always(flag: str, path: Path, real: Path, protected: dict[str, Path]
     if (real / ".git").exists():
         raise UnsafePath(flag, path, f"is a git checkout; {own}")
     for what, inner in protected.items():
-        if _contains(real, inner.resolve()):
+        if _contains(real, _real(inner)):
             raise UnsafePath(flag, path, f"holds the build's {what} ({shown(inner)}); give a folder of its own")
 
 
@@ -146,10 +158,40 @@ def is_handstep_site(folder: Path) -> bool:
     return (folder / "index.html").is_file() and head.startswith(TRACE_PREFIX)
 
 
+def check_usable(flag: str, path: Path) -> None:
+    """Refuse in one line a path no command can use: a name in it too long for the file system, or a symbolic link
+    on the way that leads back to itself (every later look at it would fail)."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+            raise UnsafePath(flag, path, _unusable(exc)) from None
+
+
+def check_utf8(flag: str, path: Path, why: str, name_only: bool = False) -> None:
+    """Refuse a path (or with `name_only` its last name) whose bytes are not UTF-8 text (a name made elsewhere, e.g.
+    in Latin-1): what is written names it (`why`), and a page or a notebook is UTF-8."""
+    try:
+        os.fsencode(Path(path).name if name_only else os.path.abspath(path)).decode("utf-8")
+    except UnicodeDecodeError:
+        what = "name" if name_only else "path"
+        raise UnsafePath(flag, path, f"its {what} is not UTF-8 text, and {why}; give a name in UTF-8") from None
+
+
+# A site folder's name, in bytes, leaves room for the folders and the lock file named after it beside it
+# (`.NAME.build-PID`, `.NAME.old-PID`, `.NAME.handstep-lock`) within the file system's 255.
+MAX_SITE_NAME = 240
+
+
 def check_site_dir(out: Path, force: bool = False, protected: dict[str, Path] | None = None,
                    flag: str = "--out") -> None:
     """Raise UnsafePath unless `out` may receive a new site (see the module docstring)."""
     out = Path(out)
+    check_usable(flag, out)
+    check_utf8(flag, out, "the search index is built from it")
+    if len(os.fsencode(out.absolute().name)) > MAX_SITE_NAME:
+        raise UnsafePath(flag, out, f"its name is {len(os.fsencode(out.absolute().name))} bytes long; handstep "
+                         f"names its working folder and lock file after it, so give one of at most {MAX_SITE_NAME}")
     real = out.resolve()
     _refuse_always(flag, out, real, protected or {})
     if out.is_dir():
@@ -163,6 +205,7 @@ def check_site_dir(out: Path, force: bool = False, protected: dict[str, Path] | 
 def check_cache_dir(cache: Path, protected: dict[str, Path] | None = None, flag: str = "--cache") -> None:
     """The cache folder gets files added, never removed: it must be new, empty, or handstep's own cache."""
     cache = Path(cache)
+    check_usable(flag, cache)
     real = cache.resolve()
     _refuse_always(flag, cache, real, protected or {})
     if cache.is_dir():
@@ -186,10 +229,52 @@ def mark_cache_dir(cache: Path) -> None:
 
 
 def check_output_file(path: Path, flag: str, is_ours: Callable[[Path], bool], what: str, force: bool = False,
-                      example: str = "out.json") -> None:
+                      example: str = "out.json", protected: dict[str, Path] | None = None) -> None:
     """Raise UnsafePath unless `path` may be written as a file: new, or a file handstep wrote (`is_ours`), or with
-    `force` any plain file; never a symbolic link, a folder, a device, or in a folder that takes no new files."""
+    `force` any plain file; never a symbolic link, a folder, a device, one of the command's inputs (`protected`: a
+    file, or a folder and what it holds), or in a folder that takes no new files."""
     path = Path(path)
+    try:
+        _check_output_file(path, flag, is_ours, what, force, example, protected or {})
+    except OSError as exc:  # a name too long for the file system, a link loop above it
+        raise UnsafePath(flag, path, _unusable(exc)) from None
+
+
+def _unusable(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "cannot be used: a name in it is too long for the file system; give a shorter one"
+    if exc.errno == errno.ELOOP:
+        return "cannot be used: a symbolic link above it leads back to itself; give another path"
+    return f"cannot be used ({_reason(exc, new_file=False)}); give another path"
+
+
+def input_named(path: Path, protected: dict[str, Path]) -> str | None:
+    """The input that writing `path` would overwrite or change (`is the command's what (path)`, or `lies in the
+    command's what (path)` for a folder it reads, such as the checkpoint folder, whose every file is an input)."""
+    real = _real(path)
+    for what, inner in protected.items():
+        inner_real = _real(inner)
+        try:
+            folder = inner_real.is_dir()
+        except OSError:  # cannot be looked at: it is no folder this command reads
+            folder = False
+        if real == inner_real:
+            return f"is the command's {what} ({shown(inner)})"
+        if folder and inner_real in real.parents:
+            return f"lies in the command's {what} ({shown(inner)})"
+    return None
+
+
+def _check_output_file(path: Path, flag: str, is_ours: Callable[[Path], bool], what: str, force: bool,
+                       example: str, protected: dict[str, Path]) -> None:
+    try:
+        os.lstat(path)
+    except OSError as exc:  # a name too long, or a link loop on the way there: one line, not a traceback below
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+            raise
+    if (named := input_named(path, protected)) is not None:
+        raise UnsafePath(flag, path, f"{named}; handstep never writes over its inputs, give another name, "
+                         f"e.g. {example}")
     if path.is_symlink():
         raise UnsafePath(flag, path, "is a symbolic link; give a plain file name (handstep never writes through links)")
     if path.is_dir():
@@ -228,15 +313,24 @@ class TraceFiles:
     values file) so that no stale pair is left. Any other file of that name is refused unless `force` (only when
     a big trace needs the name: a small one leaves it alone); a link, a folder or a device always."""
 
-    def __init__(self, path: Path, flag: str, given: Path, force: bool) -> None:
+    def __init__(self, path: Path, flag: str, given: Path, force: bool,
+                 protected: dict[str, Path] | None = None) -> None:
         self.path, self.flag, self.given, self.force = Path(path), flag, Path(given), force
+        self.protected = protected or {}  # the command's inputs (its config, the checkpoint folder): never written
         self.values = self.path.with_suffix(".bin")
         self.old: os.stat_result | None = None  # the values file of the trace `path` holds, handstep's
+        self.written = False  # the new files are in place (set while Ctrl-C is held: an interrupt knows which)
 
     def check(self, big: bool) -> None:
         from engine.trace import own_values_file
 
         self.old = None
+        for target in (self.path, self.values) if big else (self.path,):
+            if (named := input_named(target, self.protected)) is not None:
+                where = "it" if target == self.given else f"the trace file {shown(target)}" \
+                    if target == self.path else f"its values file {shown(target)}"
+                raise UnsafePath(self.flag, self.given, f"{where} {named}; handstep never writes over its inputs, "
+                                 f"give {self.flag} another name")
         if self.values != self.path and own_values_file(self.path) == self.values:
             with contextlib.suppress(OSError):
                 self.old = os.lstat(self.values)
@@ -246,6 +340,12 @@ class TraceFiles:
 
         def refuse(message: str) -> None:
             raise UnsafePath(self.flag, self.given, f"a big trace's values go to {message}")
+
+        try:
+            os.lstat(self.values)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                refuse(f"{v}, a name too long for the file system; give {self.flag} a shorter name")
 
         if self.values == self.path:
             refuse(f"a file named like the trace with .bin, which this name already ends in; give a name ending in "
@@ -263,33 +363,48 @@ class TraceFiles:
             if not os.access(self.values, os.W_OK):
                 refuse(f"{v}, which cannot be replaced (permission denied)")
 
-    def save(self, trace: engine.Trace) -> bool:
+    def save(self, trace: engine.Trace, also: Callable[[], None] | None = None) -> bool:
         """Write the trace (and its values file, when big), each file moved into place whole; returns whether the
-        values file was written."""
+        values file was written. The moves, the removal of a replaced values file and `also()` (the notebook moving
+        into place) happen while Ctrl-C is held: an interrupt finds the old files or the new ones, never a mix."""
         from engine import trace as engine_trace
 
         big = sum(r.value.size for r in trace.records) > engine_trace.INLINE_MAX_VALUES
         self.check(big)  # the run's own size, and nothing changed meanwhile
+
+        def finish() -> None:
+            if not big and self.old is not None:  # the replaced trace's values file, unless someone replaced it since
+                with contextlib.suppress(OSError):
+                    now = os.lstat(self.values)
+                    if os.path.samestat(now, self.old) and now.st_size == self.old.st_size \
+                            and now.st_mtime_ns == self.old.st_mtime_ns:
+                        self.values.unlink()
+            if also is not None:
+                also()
+            self.written = True
+
         with writing(self.flag, self.given):
-            save_trace_beside(trace, self.path)
-        if not big and self.old is not None:  # the replaced trace's values file, unless someone replaced it since
-            with contextlib.suppress(OSError):
-                now = os.lstat(self.values)
-                if os.path.samestat(now, self.old) and now.st_size == self.old.st_size \
-                        and now.st_mtime_ns == self.old.st_mtime_ns:
-                    self.values.unlink()
+            save_trace_beside(trace, self.path, finish)
         return big
 
 
-def save_trace_beside(trace: engine.Trace, path: Path) -> None:
+def save_trace_beside(trace: engine.Trace, path: Path, finish: Callable[[], None] | None = None) -> None:
     """The trace as `path` (and its values file, named after it, for a big trace), each moved into place whole: saved
-    in a temporary folder beside it first, so the values file keeps its own name; the folder goes in any case."""
+    in a temporary folder beside it first, so the values file keeps its own name; the folder goes in any case. The
+    moves and `finish()` run while Ctrl-C and SIGTERM are held (they act right after): a new values file is never
+    left beside the old trace."""
     with _folders_for(path):
-        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        folder = Path(tempfile.mkdtemp(prefix=f".{_short(path.name)}.tmp-", dir=path.parent))
         try:
             trace.save(folder / path.name)
-            for part in sorted(folder.iterdir(), key=lambda p: p.name == path.name):  # the JSON last
-                os.replace(part, path.with_name(part.name))
+            release = _hold_signals()
+            try:
+                for part in sorted(folder.iterdir(), key=lambda p: p.name == path.name):  # the JSON last
+                    os.replace(part, path.with_name(part.name))
+                if finish is not None:
+                    finish()
+            finally:
+                release()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -312,11 +427,31 @@ def _folders_for(path: Path) -> Iterator[None]:
         raise
 
 
+def _short(name: str) -> str:
+    """`name` as a temporary file beside it starts: cut, so that the temporary name fits the file system's limit
+    (255 bytes) whenever the name itself does."""
+    return name if len(os.fsencode(name)) <= 200 else os.fsencode(name)[:100].decode("utf-8", "ignore")
+
+
+@contextlib.contextmanager
+def staged(path: Path, write: Callable[[Path], None]) -> Iterator[Callable[[], None]]:
+    """`write(tmp)` for a temporary file beside `path`; the body gets the function that moves it into place (to
+    call with other moves, e.g. TraceFiles.save's `also`). The temporary file goes in any case."""
+    path = Path(path)
+    tmp = path.with_name(f".{_short(path.name)}.tmp-{os.getpid()}")
+    with _folders_for(path):
+        try:
+            write(tmp)
+            yield lambda: os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` for a temporary file beside `path`, then move it into place; nothing is left behind
     on failure or Ctrl-C."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{_short(path.name)}.tmp-{os.getpid()}")
     with _folders_for(path):
         try:
             write(tmp)
@@ -530,10 +665,10 @@ def swap_in(tmp: Path, out_dir: Path, replaced: Callable[[], None] | None = None
 
 
 def _hold_signals() -> Callable[[], None]:
-    """Hold Ctrl-C and SIGTERM (in this thread) until the returned function is called; where the platform cannot,
-    nothing is held."""
+    """Hold Ctrl-C, SIGTERM and SIGHUP (in this thread) until the returned function is called; where the platform
+    cannot, nothing is held."""
     try:
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     except (AttributeError, OSError, ValueError):
         return lambda: None
 

@@ -244,6 +244,59 @@ CASES: dict[str, Case] = {
     "notebook --out beside a user's .trace.bin": Case(
         fixed("notebook", "--config", "configs/wide.yaml", "--out", "data.ipynb"), "--out data.ipynb: ",
         ("data.trace.bin", "--force")),
+    # -- a command's own inputs are never written, even with --force -------------------------------------
+    "trace --out the config, even with --force": Case(
+        fixed("trace", "--config", GOOD_CONFIG, "--out", GOOD_CONFIG, "--force"), f"--out {GOOD_CONFIG}: ",
+        ("the command's --config file", "never writes over its inputs")),
+    "trace whose values file would be the config, even with --force": Case(
+        fixed("trace", "--config", "configs/wide.bin", "--out", "configs/wide.json", "--force"),
+        "--out configs/wide.json: ", ("configs/wide.bin", "the command's --config file")),
+    "trace --out in the checkpoint folder, even with --force": Case(
+        fixed("trace", "--config", "configs/ckpt.yaml", "--out", "models/tiny/config.json", "--force"),
+        "--out models/tiny/config.json: ", ("checkpoint folder", "never writes over its inputs")),
+    "notebook whose trace file would be the config, even with --force": Case(
+        fixed("notebook", "--config", "configs/nb.trace.json", "--out", "configs/nb.ipynb", "--force"),
+        "--out configs/nb.trace.json: ", ("the command's --config file",)),
+    "notebook --out the config, even with --force": Case(
+        fixed("notebook", "--config", "configs/nb.ipynb", "--out", "configs/nb.ipynb", "--force"),
+        "--out configs/nb.ipynb: ", ("the command's --config file",)),
+    "diff --html one of the traces, even with --force": Case(
+        fixed("diff", "good.json", "good.json", "--html", "good.json", "--force"), "--html good.json: ",
+        ("the command's first trace",)),
+    # -- names the file system cannot take, or that name a folder ----------------------------------------
+    "trace --out ending in /": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "new/"), "handstep trace: ",
+                                    ("'new/' names a folder",)),
+    "notebook --out ending in /": Case(fixed("notebook", "--config", GOOD_CONFIG, "--out", "s.ipynb/"),
+                                       "handstep notebook: ", ("names a folder",)),
+    "diff --html ending in /.": Case(fixed("diff", "good.json", "good.json", "--html", "new/."), "handstep diff: ",
+                                     ("names a folder",)),
+    "trace --out a name too long": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "a" * 300 + ".json"),
+                                        "--out " + "a" * 150 + "…", ("too long for the file system",)),
+    "trace --out a path too long": Case(fixed("trace", "--config", GOOD_CONFIG, "--out", "d/" * 3000 + "t.json"),
+                                        "--out d/d/", ("too long for the file system",)),
+    "notebook --out a name too long": Case(fixed("notebook", "--config", GOOD_CONFIG, "--out", "n" * 256 + ".ipynb"),
+                                           "--out nnn", ("too long for the file system",)),
+    "diff --html a name too long": Case(fixed("diff", "good.json", "good.json", "--html", "h" * 256 + ".html"),
+                                        "--html hhh", ("too long for the file system",)),
+    "build --out a name too long": Case(build("--out", "s" * 300), "--out sss", ("too long for the file system",)),
+    "build --cache a name too long": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content",
+                                                     "--templates", "templates", "--cache", "c" * 300, "--out", "o"],
+                                          "--cache ccc", ("too long for the file system",)),
+    "trace --config a name too long": Case(fixed("trace", "--config", "c" * 300 + ".yaml", "--out", "t.json"), "ccc",
+                                           ("cannot be read (File name too long)",)),
+    "build --config a name too long": Case(lambda w: ["build", "--config", "c" * 300, *SITE_FLAGS, "--out", "o"],
+                                           "--config ccc", ("too long for the file system",)),
+    "build --content a name too long": Case(lambda w: ["build", "--config", GOOD_CONFIG, "--content", "c" * 300,
+                                                       "--templates", "templates", "--cache", "cache", "--out", "o"],
+                                            "--content ccc", ("too long for the file system",)),
+    "notebook --out a name that is not UTF-8": Case(
+        fixed("notebook", "--config", GOOD_CONFIG, "--out", os.fsdecode(b"n\xff.ipynb")), "--out n\\udcff.ipynb: ",
+        ("its name is not UTF-8 text", "names its trace file")),
+    "build --out a name that is not UTF-8": Case(build("--out", os.fsdecode(b"s\xff")), "--out s\\udcff: ",
+                                                 ("its path is not UTF-8 text",)),
+    "diff a device": Case(fixed("diff", "good.json", "/dev/zero"), "/dev/zero: ", ("not a plain file",)),
+    "build --out a name with no room for its working folder": Case(
+        build("--out", "s" * 250), "--out sss", ("its name is 250 bytes long", "at most 240")),
 }
 
 
@@ -264,6 +317,9 @@ def make_world(root: Path) -> Path:
     (world / "outer").mkdir()
     (world / "outer" / "keep.txt").write_text("keep\n")
     (world / "configs" / "wide.yaml").write_text(WIDE)
+    (world / "configs" / "wide.bin").write_text(WIDE)  # a config named like the values file of configs/wide.json
+    shutil.copy(world / GOOD_CONFIG, world / "configs" / "nb.trace.json")  # YAML, named like a notebook's trace
+    shutil.copy(world / GOOD_CONFIG, world / "configs" / "nb.ipynb")
     (world / "data.bin").write_bytes(b"my measurements\n")  # a user's files named like a big trace's values file
     (world / "good.bin").write_bytes(b"\0" * 64)
     (world / "data.trace.bin").write_bytes(b"mine too\n")
@@ -548,6 +604,8 @@ FULL_DISK = {
     "trace --out": (fixed("trace", "--config", GOOD_CONFIG, "--out", "new/t.json"), "--out new/t.json: ", 20_000),
     "notebook --out": (fixed("notebook", "--config", GOOD_CONFIG, "--out", "new/s.ipynb"), "--out new/s.ipynb: ",
                        20_000),
+    "notebook --out, a big trace": (fixed("notebook", "--config", "configs/wide.yaml", "--out", "new/s.ipynb"),
+                                    "--out new/s.ipynb: ", 2**21),  # the run's values, as they are made
     "diff --html": (fixed("diff", "good.json", "good.json", "--html", "new/d.html"), "--html new/d.html: ", 4_000),
     "build --out": (build("--out", "new/site"), "--out new/site: ", 20_000),
 }
@@ -607,3 +665,82 @@ def test_build_refuses_an_out_folder_holding_the_verification_file(tmp_path: Pat
     finally:
         builder.close()
     assert (inputs / "build" / "verification.json").read_text() == "{}"
+
+
+def test_a_link_loop_on_the_way_is_one_line(world: Path):
+    """A symbolic link that leads back to itself, above --out or --cache: one line, not a traceback."""
+    (world / "loop").symlink_to("loop")
+    before = hash_tree(world)
+    for argv, prefix in ((fixed("trace", "--config", GOOD_CONFIG, "--out", "loop/t.json"), "--out loop/t.json: "),
+                         (fixed("notebook", "--config", GOOD_CONFIG, "--out", "loop/s.ipynb"), "--out loop/s.ipynb: "),
+                         (fixed("diff", "good.json", "good.json", "--html", "loop/d.html"), "--html loop/d.html: "),
+                         (build("--out", "loop/site"), "--out loop/site: "),
+                         (lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates",
+                                     "templates", "--cache", "loop/cache", "--out", "out"], "--cache loop/cache: ")):
+        one_line(handstep(world, *argv(world)), prefix, "a symbolic link above it leads back to itself")
+    unchanged_but_cache(before, hash_tree(world))
+
+
+@pytest.mark.parametrize("config", [GOOD_CONFIG, "configs/wide.yaml"], ids=["small", "big"])
+def test_a_trace_with_the_longest_name_is_written(world: Path, config: str):
+    """A name of 255 bytes, the most a file system takes: the temporary files beside it have shorter names."""
+    name = "t" * 250 + ".json"
+    result = trace(world, config, f"out/{name}")
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in (world / "out").iterdir())
+    assert written == ([name] if config == GOOD_CONFIG else ["t" * 250 + ".bin", name])
+    assert engine.load_trace(world / "out" / name)["loss"].shape == ()
+
+
+def test_what_is_printed_escapes_a_names_control_characters(world: Path):
+    result = trace(world, GOOD_CONFIG, "a\x1b[31mb\nc.json")
+    assert result.returncode == 0, result.stderr
+    assert (world / "a\x1b[31mb\nc.json").is_file()
+    assert result.stdout.startswith("wrote a\\x1b[31mb\\nc.json: ") and result.stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["trace", "notebook"])
+def test_an_interrupted_trace_or_notebook_leaves_the_previous_files(world: Path, command: str):
+    """Ctrl-C during the run: the previous files as they were, no temporary file, and a line that says so."""
+    out = "prev.json" if command == "trace" else "prev.ipynb"
+    assert handstep(world, command, "--config", "configs/wide.yaml", "--out", out).returncode == 0
+    good = (world / GOOD_CONFIG).read_text()
+    (world / "configs" / "slow.yaml").write_text(re.sub(r"(?m)^train_steps:.*$", "train_steps: 20000", good))
+    before = hash_tree(world)
+    proc = subprocess.Popen([sys.executable, "-m", "site_build.cli", command, "--config", "configs/slow.yaml",
+                             "--out", out], cwd=world, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # well inside the training run
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == \
+        f"handstep: interrupted; nothing was replaced ({out} is as it was)"
+    assert hash_tree(world) == before
+
+
+def test_diff_of_a_pipe_is_one_line_at_once(tmp_path: Path):
+    """A FIFO given as a trace would block the read forever: refused at once."""
+    os.mkfifo(tmp_path / "p.json")
+    result = handstep(tmp_path, "diff", "p.json", "p.json", timeout=60)
+    one_line(result, "p.json: ", "not a plain file (a pipe, a socket or a device)")
+
+
+def test_diff_of_traces_whose_names_are_not_utf8(world: Path):
+    """Names made elsewhere (Latin-1 bytes): the comparison is printed and written, the bytes shown as U+FFFD."""
+    name = os.fsdecode(b"caf\xe9.json")
+    shutil.copy(world / "good.json", world / name)
+    result = handstep(world, "diff", name, "good.json", "--html", "d.html")
+    assert result.returncode == 0, result.stderr
+    assert "caf\ufffd.json" in result.stdout and "caf\ufffd.json" in (world / "d.html").read_text(encoding="utf-8")
+
+
+def test_a_config_whose_name_is_not_utf8_builds(world: Path):
+    """A config named in Latin-1 bytes: the build (and its record that the site is up to date) takes the name's
+    bytes as they are."""
+    name = os.fsdecode(b"caf\xe9.yaml")
+    shutil.copy(world / GOOD_CONFIG, world / "configs" / name)
+    argv = ["build", "--config", f"configs/{name}", *SITE_FLAGS, "--out", "new"]
+    first = handstep(world, *argv)
+    assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr
+    again = handstep(world, *argv)
+    assert again.returncode == 0 and "is up to date" in again.stdout, again.stdout + again.stderr
