@@ -28,7 +28,11 @@ DECAY_RULES = ("matrices", "all")
 # A config holds sizes, texts and at most a vocabulary: GPT-2's 50,257 words written out take 0.5 MiB
 # (benchmarks/gpt2_small.py). A larger file is refused before it is parsed, and so is one whose YAML aliases make it
 # larger once expanded: 400 bytes of nested aliases (a "billion laughs") stand for a billion strings.
-MAX_CONFIG_BYTES = 16 * 2**20
+MAX_CONFIG_BYTES = 4 * 2**20
+# And so is one of more YAML values (each scalar, list, mapping and alias counts one) than this, counted from the
+# parser's events before anything is built: GPT-2's vocabulary is 50,257 values, while a 4 MiB flow list of one-letter
+# strings would be two million of them (a gigabyte of memory and tens of seconds to build).
+MAX_CONFIG_NODES = 250_000
 # A file libyaml refuses is parsed again by the pure-Python parser for its wording of the error, which takes seconds
 # a megabyte: a larger file keeps libyaml's message.
 REPARSE_MAX_CHARS = 2**20
@@ -206,6 +210,7 @@ def load_config(path: str | Path | None = None, seed: int | None = None) -> Conf
 def _parse(text: str, loader_class: type, label: str) -> Any:
     """`yaml.load(text)`, refusing a document whose aliases expand it past MAX_CONFIG_BYTES before anything is
     constructed from it."""
+    _count_nodes(text, label)
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
@@ -216,6 +221,27 @@ def _parse(text: str, loader_class: type, label: str) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _count_nodes(text: str, label: str, limit: int | None = None) -> None:
+    """Refuse a document of more than `limit` (MAX_CONFIG_NODES) values, counting the parser's events and stopping
+    at the first past the limit (250,000 events: a fraction of a second); a syntax error is left to the loader."""
+    limit = MAX_CONFIG_NODES if limit is None else limit
+    parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    kinds = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+    n = 0
+    try:
+        while parser.check_event():
+            if isinstance(parser.get_event(), kinds):
+                n += 1
+                if n > limit:
+                    raise ConfigError(f"{label}: holds more than {limit:,} YAML values (each string, number, list "
+                                      "and mapping counts one; GPT-2's 50,257-word vocabulary is about 50,000): not "
+                                      "a config; give the right file, or shorten its lists")
+    except yaml.YAMLError:
+        return  # the loader reports it, with its line
+    finally:
+        parser.dispose()
 
 
 def _check_aliases(root: yaml.Node, label: str) -> None:
@@ -297,7 +323,7 @@ def _yaml_message(label: str, text: str, exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f":{min(mark.line + 1, max(1, len(text.splitlines())))}" if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    problem = cut(problem)  # it may quote the text (an unknown tag), which may be 16 MiB long
+    problem = cut(problem)  # it may quote the text (an unknown tag), which may be 4 MiB long
     context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     extra = f" ({context} that starts at line {min(cmark.line + 1, max(1, len(text.splitlines())))})" \
         if context and cmark is not None else ""

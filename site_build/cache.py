@@ -80,6 +80,8 @@ class DiskCache:
 
     def get(self, key: str) -> Any:
         path = self.folder / f"{key}.pickle"
+        if _linked(self.folder):
+            return None
         try:
             with open(path, "rb") as f:
                 if f.read(len(VERSION)) != VERSION or f.read(_DIGEST) != _digest(f, len(VERSION) + _DIGEST):
@@ -91,6 +93,8 @@ class DiskCache:
 
     def put(self, key: str, value: Any) -> None:
         tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+        if _linked(self.folder):
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w+b") as f:
@@ -124,7 +128,7 @@ class DiskCache:
 
     def prune(self, keep: int = KEEP) -> None:
         """Keep the newest `keep` entries."""
-        if not self.written:
+        if not self.written or _linked(self.folder):
             return
         try:
             entries = sorted(self.folder.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
@@ -188,6 +192,8 @@ class BigRuns:
     def start(self, key: str) -> Path:
         """Where the engine writes the values of a new run `key` (made room for first: older runs go)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        if _linked(self.folder):  # never delete in a folder a link leads to: it is not the cache's
+            return self.folder / f".{key}.bin.tmp-{os.getpid()}"
         runs = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
         doomed = [p.with_suffix(ext) for p in runs[self.KEEP_BIG - 1:] for ext in (".json", ".bin")]
         doomed += [p.with_name(p.stem + ".checks.pickle") for p in runs[self.KEEP_BIG - 1:]]
@@ -199,6 +205,9 @@ class BigRuns:
 
     def put(self, key: str, trace: Any, checks: Any, values: Path) -> None:
         """Keep the finished run: its checks, its values file renamed into place, its records beside it."""
+        if _linked(self.folder):
+            _unlink(values)  # not kept in a folder that is not the cache's
+            return
         self.checks.put(f"{key}.checks", checks)
         try:
             os.replace(values, self.folder / f"{key}.bin")
@@ -214,6 +223,11 @@ def _digest(f: Any, start: int) -> bytes:
     while chunk := f.read(1 << 20):
         h.update(chunk)
     return h.digest()
+
+
+def _linked(folder: Path) -> bool:
+    """A cache folder that is a symbolic link (to a folder of the user's, maybe): never read, written or pruned."""
+    return folder.is_symlink()
 
 
 def _unlink(path: Path) -> None:

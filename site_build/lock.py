@@ -66,7 +66,7 @@ class Lock:
             try:
                 if self.make_folders:
                     self._make_folders()
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+                fd = _open(self.path)
             except OSError:
                 self._remove_made()
                 return  # cannot lock here: the build's own checks say what is wrong with the folder
@@ -122,6 +122,22 @@ class Lock:
             except FileExistsError:
                 continue
             self.made.append(folder)
+
+
+def _open(path: Path) -> int:
+    """The lock file, opened (made when missing), never through a symbolic link: a link in its place (whatever it
+    points to, which is left alone) is removed and the file made; a folder in its place is locked itself."""
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW
+    for _ in range(3):
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+        except IsADirectoryError:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | flags)
+        except OSError:
+            if not os.path.islink(path):
+                raise
+            os.unlink(path)  # the link only: this name is handstep's
+    raise OSError(f"{path}: replaced by a link again and again")
 
 
 def _same_file(fd: int, path: Path) -> bool:

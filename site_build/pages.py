@@ -7,7 +7,9 @@ problem, before any page is rendered.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -79,6 +81,8 @@ def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, s
     pages: list[Page] = []
     problems: list[tuple[str, int, str]] = []
     for path in sorted(content_dir.rglob("*.md")):
+        if path.is_dir():  # a folder named `x.md` holds pages (rglob goes in); it is none itself
+            continue
         try:
             page = read_page(path, shown_path(path))
         except BuildError as err:
@@ -91,9 +95,28 @@ def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, s
     return sort_pages(pages), problems
 
 
+def _read(path: Path, shown: str) -> bytes:
+    """The bytes of a page file; a link to nothing, a FIFO (never waited on), a device or a file that cannot be
+    read is a BuildError naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        what = "is a link to nothing" if path.is_symlink() and not path.exists() else \
+            f"cannot be read ({err.strerror or err})"
+        raise BuildError(shown, 0, f"{what}; fix or remove it") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BuildError(shown, 0, "is not a regular file (a FIFO, a socket or a device); give a page file "
+                             "or remove it")
+        try:
+            return f.read()
+        except OSError as err:
+            raise BuildError(shown, 0, f"cannot be read ({err.strerror or err}); fix or remove it") from None
+
+
 def read_page(path: Path, shown: str) -> Page:
     """Parse one page file; `shown` is the path used in error messages."""
-    text = decode_utf8(path.read_bytes(), shown)
+    text = decode_utf8(_read(path, shown), shown)
     meta, meta_lines, body, body_line = split_front_matter(text, shown)
     fields = validate_front_matter(meta, meta_lines, shown, default_slug=path.stem)
     return Page(source=shown, body=body, body_line=body_line, **fields)

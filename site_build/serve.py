@@ -30,8 +30,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
+from site_build import stamp
 from site_build.build import EXPECTED_ERRORS, Builder, Paths
 from site_build.data.checks import VERIFICATION_FILE
 from site_build.errors import shown_path, terminal_line
@@ -63,6 +62,8 @@ class State:
         self.id = f"{self.token}-0"
         self.error: str | None = None
         self._n = 0
+        self.busy = threading.Lock()  # held by the rebuild under way
+        self.stopping = threading.Event()  # the server is stopping: a rebuild that fails now says nothing
 
     def publish(self, error: str | None) -> None:
         """Record a finished build and wake every waiting page."""
@@ -93,8 +94,7 @@ def checkpoint_folders(config: Path) -> list[Path]:
     """Where the checkpoint folder a config names (`model: {from: PATH}`) may be: PATH from the current folder, and
     beside the config (engine.config looks in both); none for any other config, or one that does not read."""
     try:
-        data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-        folder = data["model"]["from"]
+        folder = stamp.named_checkpoint(Path(config).read_bytes())  # as the up-to-date check reads it: cheaply
     except Exception:  # noqa: BLE001 - a broken config is the build's to report; its file is watched anyway
         return []
     if not isinstance(folder, str) or not folder.strip():
@@ -102,8 +102,10 @@ def checkpoint_folders(config: Path) -> list[Path]:
     return list(dict.fromkeys([Path(folder).absolute(), (Path(config).parent / folder).absolute()]))
 
 
-def snapshot(tops: Iterable[Path]) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every watched file: each of `tops` that is a file, every file in each that is a folder."""
+def snapshot(tops: Iterable[Path]) -> dict[str, tuple[int, ...]]:
+    """The stat numbers of every watched file (mtime, size, change time, inode: an edit of the same size whose
+    modification time is set back still changes the change time): each of `tops` that is a file, every file in
+    each that is a folder."""
     files = {}
     for top in tops:
         base = Path(top)
@@ -112,23 +114,33 @@ def snapshot(tops: Iterable[Path]) -> dict[str, tuple[int, int]]:
             continue
         if not base.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith((".", "__pycache__"))]
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in stamp.walk(base):  # a linked folder is read by the build
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                st = None
+            if st is None or (st.st_dev, st.st_ino) in seen:  # a link back up: each folder once
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            # hidden names too: `content/.draft.md` is a page, and a checkpoint's every file is digested
+            dirnames[:] = [d for d in dirnames if d not in ("__pycache__", ".git")]
             for name in filenames:
-                if not name.startswith(".") and not name.endswith((".pyc", "~", ".swp")):
+                if not name.endswith((".pyc", "~", ".swp", ".swx")):
                     _stat_into(files, os.path.join(dirpath, name))
     return files
 
 
-def _stat_into(files: dict[str, tuple[int, int]], path: str) -> None:
+def _stat_into(files: dict[str, tuple[int, ...]], path: str) -> None:
     try:
         st = os.stat(path)
     except OSError:
         return
-    files[path] = (st.st_mtime_ns, st.st_size)
+    files[path] = (st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def changed(old: dict[str, tuple[int, int]], new: dict[str, tuple[int, int]]) -> list[str]:
+def changed(old: dict[str, tuple[int, ...]], new: dict[str, tuple[int, ...]]) -> list[str]:
     """Paths added, removed or modified between two snapshots."""
     return sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
 
@@ -177,14 +189,18 @@ def make_handler(site: Path, state: State) -> type[SimpleHTTPRequestHandler]:
 def rebuild(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
     """One build; print its summary or its errors, and tell the open pages. It holds the locks of the output and
     cache folders, as `handstep build` does (site_build.lock), until its search index is in place."""
-    with BuildLocks(out, builder.paths.cache) as locks:
+    with state.busy, BuildLocks(out, builder.paths.cache) as locks:
+        if state.stopping.is_set():
+            return
         locks.acquire()
         try:
             report = builder.build(config, out, seed, force=force)
         except EXPECTED_ERRORS as err:
-            _fail(state, str(err))
+            if not state.stopping.is_set():
+                _fail(state, str(err))
         except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
-            _fail(state, f"{type(err).__name__}: {err}")
+            if not state.stopping.is_set():  # else the server closed what the build was using
+                _fail(state, f"{type(err).__name__}: {err}")
         else:
             print(report.summary(), flush=True)
             state.publish(None)
@@ -197,7 +213,7 @@ def _fail(state: State, message: str) -> None:
 
 
 def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False,
-          sock: socket.socket | None = None, seen: dict[str, tuple[int, int]] | None = None) -> None:
+          sock: socket.socket | None = None, seen: dict[str, tuple[int, ...]] | None = None) -> None:
     """Poll the inputs forever (from the snapshot `seen`, else from now); rebuild once per burst; restart on a change
     to handstep's source."""
     tops = watched(builder.paths, config)
@@ -233,7 +249,8 @@ def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: St
 def is_code(path: Path, root: Path) -> bool:
     """A file of handstep's own source (what a running server has loaded)."""
     try:
-        return path.suffix in CODE_SUFFIXES and path.relative_to(root).parts[0] in CODE_DIRS
+        return (path.suffix in CODE_SUFFIXES and path.relative_to(root).parts[0] in CODE_DIRS
+                and not path.name.startswith("."))  # an editor's hidden copy is no module
     except (ValueError, IndexError):
         return False
 
@@ -323,8 +340,19 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     except KeyboardInterrupt:
         pass
     finally:
+        state.stopping.set()
         server.server_close()
-        builder.close()
+        under_way = not state.busy.acquire(blocking=False)
+        builder.close()  # a rebuild under way fails at its next formula, and cleans up after itself
+        if under_way:  # it ends at its next formula, or goes on to the end if it has none left
+            site = f"{shown_path(out)}/"
+            if not state.busy.acquire(timeout=60):
+                said = f"stopped during a rebuild that did not end in time; {site} is the old site or the new, whole"
+            elif builder.replaced:
+                said = f"stopped during a rebuild, after it had replaced {site}: it holds the new site, whole"
+            else:
+                said = f"stopped during a rebuild, which was abandoned; {site} is as it was"
+            print(f"handstep: {said}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -1,7 +1,7 @@
 """What a Builder keeps between builds, so the dev server rebuilds in a fraction of a second.
 
-    run        the trace and its checks, reused while the config (and the verification file) is unchanged;
-               on disk too (site_build.cache), keyed by the config and the engine's source
+    run        the trace and its checks, reused while their key is the same (site_build.cache.run_key: the config
+               as read, the checkpoint's files, the verification figures and the engine's source); on disk too
     other      the run compared with (`build --compare`), likewise
     katex      the KaTeX node workers and their formula cache (on disk)
     compiled   the Jinja code of every page body (on disk)
@@ -16,7 +16,6 @@ A one-off `handstep build` uses a fresh session and closes it; what it finds on 
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -69,11 +68,12 @@ class Session:
         self._trace_files: tuple[Any, dict[str, bytes]] | None = None
 
     def run(self, config_path: Path, seed: int | None) -> Run:
-        """Load the config, run the engine and check the gradients, unless the same config was just run."""
-        key = (str(config_path), seed, _mtime(config_path), _mtime(self.root / VERIFICATION_FILE))
-        if self._run is None or self._run[0] != key:
-            cfg = engine.load_config(str(config_path), seed=seed)
-            run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent)
+        """Load the config, run the engine and check the gradients, unless the same run was just made: runs are
+        told apart by their content (cache.run_key: the config as read, the checkpoint's files, the verification
+        figures), never by a file's modification time."""
+        cfg = engine.load_config(str(config_path), seed=seed)
+        run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent)
+        if self._run is None or self._run[0] != run_key:
             run = self.runs.get(run_key)
             big = self.big.get(run_key) if not _valid_run(run, run_key) else None
             if big is not None:
@@ -96,13 +96,15 @@ class Session:
                     if values is not None:
                         values.unlink(missing_ok=True)
                     raise
+                if cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent) != run_key:
+                    run_key = ""  # a checkpoint file changed while it was read: this run is kept under no key
                 run = Run(trace, checks, run_key)
-                if cache.cacheable(trace):
+                if run_key and cache.cacheable(trace):
                     self.runs.put(run_key, run)
                     self.runs.prune(keep=20)
-                elif values is not None and trace.values_file is not None:
+                elif run_key and values is not None and trace.values_file is not None:
                     self._unkept = (run, values)
-            self._run = (key, run)
+            self._run = (run_key, run)
             self._changed()
         return self._run[1]
 
@@ -121,11 +123,11 @@ class Session:
 
     def other(self, config_path: Path, seed: int | None) -> tuple[Any, str]:
         """The run to compare with, and where it came from (`configs/x.yaml`)."""
-        key = (str(config_path), seed, _mtime(config_path))
+        cfg = engine.load_config(str(config_path), seed=seed)
+        key = cache.run_key(cfg, None, self.runs.folder.parent)
         if self._other is None or self._other[0] != key:
-            cfg = engine.load_config(str(config_path), seed=seed)
             self._other = (key, engine.run(cfg))
-            self.other_key = cache.run_key(cfg, None, self.runs.folder.parent)
+            self.other_key = key
             self._changed()
         return self._other[1], shown_path(config_path)
 
@@ -210,13 +212,6 @@ def _valid_run(run: Any, key: str) -> bool:
 def _files(files: Any) -> bool:
     """Site files read from the cache: {site path: text or bytes}."""
     return all(isinstance(k, str) and isinstance(v, (str, bytes)) for k, v in files.items())
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
 
 
 def _key(run: Run, *parts: Any) -> str:

@@ -3,17 +3,20 @@
 `handstep build` run twice with nothing changed should cost what `make` costs for an up-to-date target.
 After each successful build the CLI records, in the cache folder, a stamp for the output folder:
 
-    stamps.json   {output folder: {"inputs": digest, "files": {path: [size, mtime_ns]}, "summary": line}}
-    hashes.json   the sha256 of each checkpoint file, by its path and stat numbers (see checkpoint_digest)
+    stamps.json   {output folder: {"inputs": digest, "files": {path: [size, mtime, ctime, inode, link]},
+                   "summary": line}}
+    hashes.json   the sha256 of each checkpoint file and npm package file, by its path and stat numbers
+                  (see checkpoint_digest)
 
 `inputs` is a digest of everything a build reads: the config file (and the content of the files of the
 checkpoint folder it may name, found as the engine finds it), the seed and flags, every file of the pages and
-templates folders, the verification figures, handstep's own source, the installed Python packages, the npm lock
-file and the Python version. The next build with the same digest, into a folder whose files are exactly those
-recorded (same names, sizes and modification times: nobody edited, added or removed one), has nothing to do and
-says so. Anything else, or any doubt (a missing, damaged or foreign stamp file), means a full build. The check
-and the record are made while the build holds the locks of its output and cache folders (site_build.lock), so
-the files recorded are the ones this build wrote.
+templates folders (through links: wherever the build reads them), the verification figures, handstep's own source,
+the installed Python packages, every file of the npm packages (by their remembered hashes) and the Python version.
+The next build with the same digest, into a folder whose files are exactly those recorded (same names, sizes,
+modification and change times: nobody edited, added or removed one), has nothing to do and says so. Anything
+else, or any doubt (a missing, damaged or foreign stamp file), means a full build. The check and the record are
+made while the build holds the locks of its output and cache folders (site_build.lock), so the files recorded are
+the ones this build wrote.
 
 Only the standard library (and site_build.write, which needs no more) is imported here, so the answer costs a
 few milliseconds.
@@ -45,17 +48,75 @@ def source_digest(package: str, root: Path = ROOT) -> str:
     base = root / package
     for path in sorted(base.rglob("*")):
         if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
-            h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+            h.update(os.fsencode(path.relative_to(base).as_posix()) + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
 def _tree(h: Any, folder: Path) -> None:
-    h.update(b"tree\0" + str(folder.resolve()).encode() + b"\0")
+    h.update(b"tree\0" + str(folder.resolve()).encode("utf-8", "surrogateescape") + b"\0")
     if not folder.is_dir():
         return
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, path in tree_files(folder):
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        if not path:
+            h.update(b"not a file\0")
+            continue
+        try:
+            with open(path, "rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+        except OSError as err:
+            h.update(f"unreadable {err.errno}".encode())
+        h.update(b"\0")
+
+
+def walk(folder: str | Path) -> Any:
+    """os.walk through links to folders, but not through one to a folder that holds `folder` (`up -> ..`, a link to
+    `/` or to the home folder: the build reads no page or template there, and the walk would never end)."""
+    base = os.path.realpath(folder)
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        for d in [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            real = os.path.realpath(os.path.join(top, d))
+            if base == real or base.startswith(real.rstrip(os.sep) + os.sep):
+                dirs.remove(d)
+        yield top, dirs, names
+
+
+def tree_files(folder: Path) -> list[tuple[str, str]]:
+    """(name under `folder`, path) of every regular file in it, sorted, through symbolic links to files and to
+    folders too (the build reads a template, an asset or a page wherever its link points: `templates/assets` may be
+    a link), each folder once (a link back up is no loop); not in `__pycache__`. Anything else that is not a folder
+    (a link to nothing, a FIFO: the build refuses a page that is one) comes with the path "" (never opened)."""
+    found, seen = [], set()
+    for top, dirs, names in walk(folder):
+        try:
+            st = os.stat(top)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in names:
+            path = os.path.join(top, name)
+            try:
+                regular = stat.S_ISREG(os.stat(path).st_mode)
+            except OSError:
+                regular = False
+            found.append((os.path.relpath(path, folder).replace(os.sep, "/"), path if regular else ""))
+    return sorted(found)
+
+
+def _installed(h: Any, folder: Path, cache: Path | None) -> None:
+    """Every file of the npm packages (KaTeX's code, CSS and fonts go into the site), by content: each file's hash is
+    remembered by its stat numbers (hashes.json), so this is a stat a file (some 240), not 5 MB read each time."""
+    h.update(b"installed\0")
+    memo = _Hashes(cache)
+    for name, path in tree_files(folder) if folder.is_dir() else []:
+        digest = memo.digest(Path(path)) if path else "not a file"
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0" + digest.encode() + b"\0")
+    memo.save()
 
 
 def _file(h: Any, path: Path) -> None:
@@ -76,22 +137,52 @@ def _packages(h: Any) -> None:
 def _checkpoint(h: Any, config: Path | None, text: bytes, cache: Path | None) -> None:
     """A config that names a checkpoint folder (`model: {from: ...}`, in any spelling YAML or JSON allows): that
     folder, found where the engine looks, and the content of its files as they are now."""
-    if config is None or not _may_name_checkpoint(text):
+    if config is None:
         return
-    import yaml  # only for a config that may name one (a few milliseconds)
-
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        folder = named_checkpoint(text)
     except Exception:  # noqa: BLE001 - the build reports a broken config; until then this digest matches nothing
         h.update(b"unread\0" + os.urandom(16))
         return
-    model = data.get("model") if isinstance(data, dict) else None
-    folder = model.get("from") if isinstance(model, dict) else None
     if not isinstance(folder, str):
         return  # no checkpoint (or one the engine refuses: no stamp is recorded for a failed build)
     path = checkpoint_folder(config, folder)
     h.update(b"checkpoint\0" + str(path.resolve()).encode("utf-8", "surrogateescape") + b"\0"
              + checkpoint_digest(path, cache).encode())
+
+
+def named_checkpoint(text: bytes) -> Any:
+    """The value of `model.from` in the config `text` (None when there is none); raises for a config that does not
+    read, or that the engine refuses for its size (found cheaply: never seconds and a gigabyte of parsing)."""
+    if not _may_name_checkpoint(text):
+        return None
+    import yaml  # only for a config that may name one (a few milliseconds)
+
+    if len(text) > MAX_CONFIG_BYTES or _too_many_values(yaml, text):
+        raise ValueError("a config the engine refuses")
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    model = data.get("model") if isinstance(data, dict) else None
+    return model.get("from") if isinstance(model, dict) else None
+
+
+# engine.config's limits (not imported here: the engine loads NumPy): a larger config is refused by the build.
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_CONFIG_NODES = 250_000
+
+
+def _too_many_values(yaml: Any, text: bytes) -> bool:
+    """More YAML values than engine.config.MAX_CONFIG_NODES, counted from the parser's events (stopping there)."""
+    parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    kinds = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+    n = 0
+    try:
+        while parser.check_event():
+            n += isinstance(parser.get_event(), kinds)
+            if n > MAX_CONFIG_NODES:
+                return True
+    finally:
+        parser.dispose()
+    return False
 
 
 def _may_name_checkpoint(text: bytes) -> bool:
@@ -153,7 +244,7 @@ class _Hashes:
 
     FILE = "hashes.json"
     FORMAT = "handstep file hashes 1"
-    KEEP = 200
+    KEEP = 1000  # the npm packages' files (some 240) and a checkpoint's
     RACY_NS = 2_000_000_000
 
     def __init__(self, cache: Path | None) -> None:
@@ -224,26 +315,28 @@ def inputs_digest(config: Path | None, flags: dict[str, Any], content: Path, tem
             text = config.read_bytes()
         except OSError:
             text = b"unreadable"
-        h.update(b"config\0" + str(config.resolve()).encode() + b"\0" + text)
+        h.update(b"config\0" + os.fsencode(config.resolve()) + b"\0" + text)
     _checkpoint(h, config, text, cache)
     for package in ("engine", "site_build"):
         h.update(source_digest(package, root).encode())
     _tree(h, content)
     _tree(h, templates)
     _file(h, root / "build" / "verification.json")
-    _file(h, root / "node_modules" / ".package-lock.json")
+    _installed(h, root / "node_modules", cache)
     _packages(h)
     return h.hexdigest()
 
 
 def _files(out: Path) -> dict[str, list[int]]:
-    """Every file under `out` with its size and modification time (symlinks and folders as they are named)."""
+    """Every file under `out` with its stat numbers (symlinks and folders as they are named)."""
     found: dict[str, list[int]] = {}
     for folder, dirs, names in os.walk(out):
         for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
             path = os.path.join(folder, name)
             st = os.lstat(path)
-            found[os.path.relpath(path, out)] = [st.st_size, st.st_mtime_ns, int(os.path.islink(path))]
+            # the change time and inode too: an edit of the same size whose modification time is set back shows
+            found[os.path.relpath(path, out)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                                                 int(os.path.islink(path))]
     return found
 
 
@@ -258,6 +351,8 @@ def _load(cache: Path) -> dict[str, Any]:
 def recorded(cache: Path, out: Path) -> bool:
     """Is there a stamp for `out` in `cache`, a cache folder of handstep's (then both folders were written by a
     build before, and may get their lock files before the next one is checked)?"""
+    if os.path.islink(cache):  # refused by the build (never written through a link): so is its stamp
+        return False
     try:
         text = (cache / STAMPS).read_bytes() if (cache / write.CACHE_MARKER).is_file() else b""
     except OSError:

@@ -10,6 +10,7 @@ Inputs built to be expensive (a YAML alias bomb, a 15 MB value) must also stay c
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -93,6 +94,15 @@ def edit(rel: str, old: str, new: str) -> Callable[[Path], None]:
         text = path.read_text(encoding="utf-8")
         assert old in text, f"{rel} no longer contains {old!r}: update this case"
         path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    return apply
+
+
+def odd_page(make: Callable[[Path], None]) -> Callable[[Path], None]:
+    """content/odd.md made by `make` (a FIFO, a link to nothing): never waited on, never a traceback."""
+
+    def apply(root: Path) -> None:
+        make(root / "content" / "odd.md")
 
     return apply
 
@@ -294,12 +304,22 @@ CASES: dict[str, Case] = {
         config("model: {d_model: 8, n_heads: 2, d_ff: 16, init_std: 1.0e+308}\ntrain_steps: 2\n"),
         B, ("model.init_std",), absent=("optimizer.lr",)),
     # -- config: sizes and expansions built to be expensive ---------------------------------------------------------
-    "config file over 16 MiB": Case(config("seed: 1\n# " + "x" * (17 * 2**20) + "\n"), B,
-                                    ("17 MiB", "16 MiB"), **CHEAP),
-    "config 15 MB value is quoted cut": Case(config('seed: "' + "x" * 15_000_000 + '"\n'), B,
-                                             ("seed", "integer", "…", "15,000,000 characters"), **CHEAP),
+    "config file over 4 MiB": Case(config("seed: 1\n# " + "x" * (17 * 2**20) + "\n"), B,
+                                   ("17 MiB", "4 MiB"), **CHEAP),
+    "config 4 MB value is quoted cut": Case(config('seed: "' + "x" * 4_000_000 + '"\n'), B,
+                                            ("seed", "integer", "…", "4,000,000 characters"), **CHEAP),
     "config alias bomb in a value": Case(config(alias_bomb("optimizer", "betas")), B,
-                                         ("optimizer.betas", "aliases", "16 MiB"), **CHEAP),
+                                         ("optimizer.betas", "aliases", "4 MiB"), **CHEAP),
+    # Just under the size cap, two million one-letter values: counted from the parser's events, never built.
+    "config flow list of 2M one-letter texts": Case(
+        config("data:\n  texts: [" + ",".join(["a"] * 2_000_000) + "]\n"), B, ("250,000 YAML values",),
+        **{**CHEAP, "max_seconds": 10.0, "max_memory_mb": 200.0}),
+    "config flow list of 2M texts naming a checkpoint": Case(  # the up-to-date check reads `from` cheaply too
+        config("model: {from: models/x}\ndata:\n  texts: [" + ",".join(["a"] * 2_000_000) + "]\n"), B,
+        ("250,000 YAML values",), **{**CHEAP, "max_seconds": 10.0, "max_memory_mb": 200.0}),
+    "config block list of 500k texts with a syntax error at the end": Case(
+        config("data:\n  texts:\n" + "  - a\n" * 500_000 + "  - [\n"), B, ("250,000 YAML values",),
+        **{**CHEAP, "max_seconds": 10.0, "max_memory_mb": 200.0}),
     "config alias bomb in the texts": Case(config(alias_bomb("data", "texts")), B, ("data.texts", "aliases"),
                                            **CHEAP),
     "config alias bomb of merge keys": Case(config(merge_bomb()), B, ("optimizer.betas", "aliases"), **CHEAP),
@@ -432,6 +452,9 @@ CASES: dict[str, Case] = {
     "page not utf-8": Case(content("extra.md", page_text("fine\n").encode() + b"caf\xe9\n"), E + ":8:",
                            ("UTF-8",)),
     "no pages at all": Case(empty_content, "content", ("no pages",)),
+    "page that is a FIFO": Case(odd_page(os.mkfifo), "content/odd.md", ("not a regular file",), max_seconds=60),
+    "page that is a link to nothing": Case(odd_page(lambda p: p.symlink_to(p.with_name("gone.md"))), "content/odd.md",
+                                           ("link to nothing",)),
     # -- templates -----------------------------------------------------------------------------
     "template missing": Case(remove("templates/page.html"), "templates/page.html", ("not found",)),
     "template base missing": Case(remove("templates/base.html"), "templates/base.html", ("not found",)),

@@ -90,9 +90,10 @@ def test_the_handstep_command_runs_blas_on_one_thread():
     """With a thread per core OpenBLAS may split a sum between threads, and the last bit of a big gradient would
     depend on the machine; the command pins one thread before NumPy loads (the GPT-2-shaped pages differed)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", BLAS_THREADS], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120, check=True)
-    assert out.stdout.strip() == "1"
+    for threads in ({}, {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}):  # a value the user set too
+        out = subprocess.run([sys.executable, "-c", BLAS_THREADS], cwd=ROOT, env={**env, **threads},
+                             capture_output=True, text=True, timeout=120, check=True)
+        assert out.stdout.strip() == "1", threads
 
 
 # -- a build killed midway ---------------------------------------------------------------------
@@ -305,6 +306,7 @@ CACHE_KINDS = {
     "jinja-source": ["bodies", "pages", "jinja-code"],  # each page's generated Python source
     "katex": [],  # the typeset formulas
     "stamps": [],  # what each output folder was built from (read by `handstep build` before anything else)
+    "hashes": [],  # the sha256 of input files by their stat numbers (the npm packages', a checkpoint's)
 }
 PICKLED = ("runs", "data", "notebook", "bodies", "pages")
 # A pickle that raises OverflowError as it loads: BINUNICODE8 of 2**63 bytes.
@@ -318,7 +320,7 @@ def cache_files(cache: Path, kind: str) -> list[Path]:
         return sorted((cache / "jinja").glob("*.code"))
     if kind == "jinja-source":
         return sorted((cache / "jinja").glob("*.py"))
-    return [cache / {"katex": "katex.json", "stamps": "stamps.json"}[kind]]
+    return [cache / {"katex": "katex.json", "stamps": "stamps.json", "hashes": "hashes.json"}[kind]]
 
 
 def _entry(payload: bytes) -> bytes:
@@ -416,6 +418,16 @@ KIND_DAMAGE = {
         "entries as lists": lambda f, c: f.write_text(json.dumps({k: [] for k in json.loads(f.read_text())})),
         "deeply nested": lambda f, c: f.write_text("[" * 100_000 + "]" * 100_000),
     },
+    "hashes": {
+        "a list": lambda f, c: f.write_text("[1, 2]"),
+        "files a list": lambda f, c: f.write_text(json.dumps({**json.loads(f.read_text()), "files": [1]})),
+        "entries of the wrong types": lambda f, c: f.write_text(json.dumps({**json.loads(f.read_text()), "files": {
+            k: ["1", 2.5, None, [], {}, 7] for k in json.loads(f.read_text())["files"]}})),
+        "huge numbers": lambda f, c: f.write_text(json.dumps({**json.loads(f.read_text()), "files": {
+            k: [10**300] * 5 + ["0" * 64] for k in json.loads(f.read_text())["files"]}})),
+        "a number of 5,000 digits": lambda f, c: f.write_text('{"format": ' + "9" * 5000 + "}"),
+        "deeply nested": lambda f, c: f.write_text("[" * 100_000 + "]" * 100_000),
+    },
 }
 
 
@@ -499,6 +511,9 @@ def _assert_readable(cache: Path, kind: str, out: Path) -> None:
     elif kind == "katex":
         formulas = _katex_data(cache / "katex.json")["formulas"]
         assert formulas and all(isinstance(v, str) for v in formulas.values())
+    elif kind == "hashes":
+        data = json.loads((cache / "hashes.json").read_text())
+        assert data["files"] and all(len(entry) == 6 for entry in data["files"].values())
     else:
         assert str(out.resolve()) in json.loads((cache / "stamps.json").read_text())
 
@@ -517,6 +532,29 @@ def test_a_cache_folder_that_is_a_file_is_only_slower(built_once, tmp_path):
     assert hash_tree(tmp_path / "site") == fresh_site
 
 
+def test_a_cache_folder_that_is_a_link_to_a_folder_of_the_users_is_never_pruned(built_once, tmp_path):
+    """Each cache folder replaced by a link to a folder of the user's, full of files named like entries: the builds
+    succeed (only slower) and delete or change none of them."""
+    inputs, fresh_cache, fresh_site = built_once
+    cache = tmp_path / "cache"
+    shutil.copytree(fresh_cache, cache)
+    mine = tmp_path / "mine"
+    for name in ("runs", "data", "notebook", "bodies", "pages"):
+        shutil.rmtree(cache / name)
+        (mine / name).mkdir(parents=True)
+        for i in range(30):
+            for ext in ("pickle", "json", "bin"):
+                (mine / name / f"{i:064x}.{ext}").write_text(f"my file {i}\n")
+        (cache / name).symlink_to(mine / name)
+    before = hash_tree(mine)
+    for seed in ("11", "12"):
+        result = handstep_build(inputs, GOOD_CONFIG, tmp_path / "site", cache, "--seed", seed)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert hash_tree(mine) == before
+    result = handstep_build(inputs, GOOD_CONFIG, tmp_path / "site", cache)
+    assert result.returncode == 0 and hash_tree(tmp_path / "site") == fresh_site
+
+
 # -- SIGTERM before and after the swap ----------------------------------------------------------------------------
 # Runs `handstep build` with write.swap_in and stamp.record wrapped to send the build SIGTERM at a chosen point:
 # just before the new site is swapped in, just after, or just before the stamp that says it is up to date.
@@ -525,20 +563,22 @@ import signal, sys
 from site_build import stamp, write
 
 point = sys.argv[1]
+sig = signal.SIGHUP if point.startswith("hangup ") else signal.SIGTERM  # a closed terminal ends a build like SIGTERM
+point = point.removeprefix("hangup ")
 real_swap_in, real_record = write.swap_in, stamp.record
 
 
 def swap_in(*args, **kwargs):
     if point == "before the swap":
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(sig)
     real_swap_in(*args, **kwargs)
     if point == "after the swap":
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(sig)
 
 
 def record(*args, **kwargs):
     if point == "before the stamp":
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(sig)
     real_record(*args, **kwargs)
 
 
@@ -554,6 +594,8 @@ SIGTERM_POINTS = {
     "before the swap": "handstep: interrupted; nothing was replaced (out/site/ is as it was)",
     "after the swap": REPLACED,
     "before the stamp": REPLACED,
+    "hangup before the swap": "handstep: interrupted; nothing was replaced (out/site/ is as it was)",
+    "hangup after the swap": REPLACED,
 }
 
 
@@ -581,7 +623,7 @@ def test_sigterm_says_whether_the_site_was_replaced(point, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["site"]  # no temporary folder left
     fresh = tmp_path / "fresh" / "site"
     build_ok(inputs, GOOD_CONFIG, fresh, tmp_path / "fresh-cache")
-    if point == "before the swap":
+    if point.endswith("before the swap"):
         assert hash_tree(out) == before
     else:
         assert hash_tree(out) == hash_tree(fresh)  # the whole new site, search index and all

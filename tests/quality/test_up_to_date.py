@@ -73,6 +73,10 @@ def test_a_touched_site_file_is_built_again(built: Path):
     assert not (built / "site" / "extra.txt").exists() and hash_tree(built / "site") == before
     os.remove(built / "site" / "index.html")
     assert again(built).startswith("built ") and hash_tree(built / "site") == before
+    st = index.stat()  # an edit of the same size, its modification time set back: its change time shows it
+    index.write_bytes(index.read_bytes().replace(b"<html", b"<htmX", 1))
+    os.utime(index, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert again(built).startswith("built ") and hash_tree(built / "site") == before
 
 
 @pytest.mark.parametrize("change", ["seed", "flag", "template", "config"])
@@ -104,6 +108,42 @@ def test_other_inputs_count(built: Path, change: str):
             config.write_text(text)
     assert again(built).startswith("built ")  # back to the original inputs: the site changed since
     assert UP_TO_DATE in again(built)
+
+
+def test_inputs_behind_symbolic_links_count(tmp_path):
+    """A templates' folder that is a link to another folder (with a link back to itself inside, and links up to the
+    project and to `/` beside: no loop, no walk of the disk), a page that is a link to a file outside the pages, a
+    config that is a link retargeted: each edit of what they point to is built, and nothing else is."""
+    inputs = make_inputs(tmp_path / "inputs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(inputs / "templates" / "assets", elsewhere / "assets")
+    (inputs / "templates" / "assets").symlink_to(elsewhere / "assets")
+    (elsewhere / "assets" / "self").symlink_to(".")
+    (inputs / "templates" / "up").symlink_to("..")  # links to folders that hold the inputs: not walked
+    (inputs / "content" / "root").symlink_to("/")
+    page = sorted((inputs / "content").glob("*.md"))[0]
+    shutil.move(page, elsewhere / page.name)
+    page.symlink_to(elsewhere / page.name)
+    assert again(inputs).startswith("built ")
+    assert UP_TO_DATE in again(inputs)
+    css = sorted((elsewhere / "assets").glob("*.css"))[0]
+    css.write_text(css.read_text() + "\n/* edited behind a link */\n")
+    assert again(inputs).startswith("built ")
+    assert "/* edited behind a link */" in (inputs / "site" / "assets" / css.name).read_text()
+    assert UP_TO_DATE in again(inputs)
+    (elsewhere / page.name).write_text((elsewhere / page.name).read_text() + "\nA sentence behind a link.\n")
+    assert again(inputs).startswith("built ")
+    assert "A sentence behind a link." in "".join(p.read_text() for p in (inputs / "site").glob("*.html"))
+    config = inputs / GOOD_CONFIG
+    shutil.move(config, elsewhere / "one.yaml")
+    (elsewhere / "two.yaml").write_text((elsewhere / "one.yaml").read_text().replace("seed: 5", "seed: 6"))
+    config.symlink_to(elsewhere / "one.yaml")
+    again(inputs)
+    assert UP_TO_DATE in again(inputs)
+    config.unlink()
+    config.symlink_to(elsewhere / "two.yaml")
+    assert again(inputs).startswith("built ")
 
 
 # -- a checkpoint folder (`model: {from: ...}`), however the config spells the key ----------------------------------
@@ -321,6 +361,42 @@ def test_a_build_waits_for_the_one_holding_its_folders_and_says_so(built: Path, 
     assert not path.exists() or which == "cache"  # the out lock goes with the build that held it
 
 
+def test_a_lock_file_replaced_by_a_link_a_folder_or_a_fifo_still_locks(tmp_path):
+    """A link where a lock file goes is removed (what it points to is left alone, never opened), a folder is
+    locked itself, a FIFO is opened without waiting: the build neither hangs nor writes into a file of the user's,
+    and a build that holds the lock is still waited for."""
+    from site_build.lock import CACHE_LOCK, out_lock_path
+
+    inputs = make_inputs(tmp_path / "inputs")
+    assert again(inputs).startswith("built ")
+    mine = tmp_path / "mine.txt"
+    mine.write_text("my notes\n")
+    out_lock, cache_lock = out_lock_path(inputs / "site"), inputs / "cache" / CACHE_LOCK
+    cache_lock.unlink()
+    for seed, make in (("7", lambda p: p.symlink_to(mine)), ("6", os.mkfifo)):
+        for path in (out_lock, cache_lock):
+            make(path)
+        result = handstep_build(inputs, GOOD_CONFIG, inputs / "site", inputs / "cache", "--seed", seed, timeout=120)
+        assert result.returncode == 0 and result.stdout.startswith("built "), result.stderr
+        assert mine.read_text() == "my notes\n" and mine.is_file()
+        assert not out_lock.exists() and not os.path.islink(out_lock)
+        cache_lock.unlink()
+    out_lock.mkdir()
+    holder = os.open(out_lock, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        proc = subprocess.Popen(build_command(inputs, GOOD_CONFIG, inputs / "site", inputs / "cache", "--seed", "8"),
+                                cwd=inputs, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert read_stderr_line(proc) == "handstep: another build is writing site, waiting\n"
+        time.sleep(0.3)
+        assert proc.poll() is None
+    finally:
+        os.close(holder)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.startswith("built "), err
+    assert site_seed(inputs / "site") == 8 and out_lock.is_dir()
+
+
 def test_serve_rebuilds_under_the_same_locks(tmp_path):
     """`handstep serve` waits, like `handstep build`, for a build that holds its output folder, and holds the locks
     only while it rebuilds: a build into the same folder runs while the server is idle."""
@@ -441,3 +517,87 @@ def test_the_bytecode_check_is_cheap_and_compiles_only_what_needs_it(tmp_path):
     for _ in range(20):
         bytecode.stale(root)
     assert (time.perf_counter() - start) / 20 < 0.02
+
+
+def test_an_edit_of_the_installed_katex_counts(tmp_path):
+    """KaTeX's CSS, fonts and code go into the site: a file of node_modules edited (the same size, its time set
+    back), added or removed changes the digest of the inputs, whatever the npm lock file says."""
+    from site_build import stamp, write
+
+    root = tmp_path / "root"
+    for package in ("engine", "site_build"):
+        (root / package).mkdir(parents=True)
+    dist = root / "node_modules" / "katex" / "dist"
+    dist.mkdir(parents=True)
+    (root / "node_modules" / ".package-lock.json").write_text('{"katex": "0.16.0"}')
+    css = dist / "katex.min.css"
+    css.write_text(".katex{font:1em}")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / write.CACHE_MARKER).write_text("")
+
+    def digest() -> str:
+        return stamp.inputs_digest(None, {}, tmp_path / "content", tmp_path / "templates", root=root, cache=cache)
+
+    first = digest()
+    assert digest() == first
+    st = css.stat()
+    css.write_text(".katex{font:2em}")
+    os.utime(css, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = digest()
+    assert second != first
+    (dist / "fonts.woff2").write_bytes(b"font")
+    assert digest() not in (first, second)
+
+
+def test_a_cache_given_through_a_link_is_refused_even_when_the_site_is_up_to_date(built: Path):
+    """A build never writes through a link (its lock file, its hashes): one up to date is refused alike."""
+    assert UP_TO_DATE in again(built)
+    link = built / "cache-link"
+    link.symlink_to(built / "cache")
+    try:
+        result = handstep_build(built, GOOD_CONFIG, built / "site", link)
+        assert result.returncode == 2 and "symbolic link" in result.stderr, result.stdout + result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        link.unlink()
+    assert UP_TO_DATE in again(built)
+
+
+def test_the_up_to_date_check_refuses_what_the_engine_refuses():
+    """The check reads a config for its checkpoint with the engine's limits (it cannot import the engine)."""
+    from engine import config
+    from site_build import stamp
+
+    assert (stamp.MAX_CONFIG_BYTES, stamp.MAX_CONFIG_NODES) == (config.MAX_CONFIG_BYTES, config.MAX_CONFIG_NODES)
+
+
+def test_a_run_whose_checkpoint_changed_while_it_ran_is_kept_under_no_key(tmp_path, checkpoint, monkeypatch):
+    """The weights are read after the run's key was taken: a checkpoint edited meanwhile gives a run that matches
+    neither its old content nor its new one, so it is neither cached on disk nor reused by the next build."""
+    import engine
+    from site_build import session as session_module
+    from site_build.progress import Progress
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, folder)
+    config = tmp_path / "run.yaml"
+    config.write_text(CHECKPOINT_CONFIGS["single.yaml"].format(folder=folder))
+    cache = tmp_path / "cache"
+    real_run = engine.run
+
+    def edited_while_running(*args, **kwargs):
+        set_weight(folder, 0.5, keep_times=False)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(session_module.engine, "run", edited_while_running)
+    session = session_module.Session(ROOT, cache, Progress())
+    try:
+        first = session.run(config, None)
+        assert first.key == "" and not list((cache / "runs").glob("*.pickle"))
+        monkeypatch.setattr(session_module.engine, "run", real_run)
+        second = session.run(config, None)  # run again, from the checkpoint as it is now
+        assert second is not first and second.key and list((cache / "runs").glob("*.pickle"))
+        assert session.run(config, None) is second
+    finally:
+        session.close()

@@ -253,3 +253,109 @@ def test_serve_restarts_on_a_code_edit_on_the_same_port(tmp_path):
         assert not any("Traceback" in line for line in server.lines), server.lines
     finally:
         server.stop()
+
+
+def _tiny_checkpoint(folder: Path) -> None:
+    """config.json, tokenizer.json and model.safetensors of a GPT-2 8 wide with 2 heads, made without torch."""
+    import numpy as np
+    from tokenizers.implementations import ByteLevelBPETokenizer
+
+    import engine
+    from engine.model import param_specs
+
+    folder.mkdir(parents=True)
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(["the cat sat on the mat", "the dog ran"], vocab_size=280, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    tok.save(str(folder / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "gpt2", "vocab_size": tok.get_vocab_size(), "n_positions": 16, "n_embd": 8, "n_layer": 1,
+        "n_head": 2, "bos_token_id": eot, "eos_token_id": eot}))
+    probe = folder.parent / "probe.yaml"
+    probe.write_text(f"model: {{from: {folder}}}\n")
+    header, blobs, offset = {}, [], 0
+    rng = np.random.default_rng(0)
+    for _, key, shape, _ in param_specs(engine.load_config(probe)):
+        data = (rng.standard_normal(shape) * 0.2).astype("<f4").tobytes()
+        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    probe.unlink()
+    text = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def _edit_keeping_times(path: Path, old: str, new: str) -> None:
+    """Replace `old` by `new` (of the same length) and set the modification time back, as a restored backup does."""
+    assert len(old) == len(new)
+    st = path.stat()
+    text = path.read_text(encoding="utf-8")
+    assert old in text, path
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_serve_rebuilds_from_a_checkpoint_edited_in_place(tmp_path):
+    """The checkpoint a served config names is edited (the same size, its modification time set back), and then its
+    folder is swapped for another through a symbolic link: each rebuild shows the checkpoint as it is now, never the
+    one the server read before (nothing is kept by path or by modification time)."""
+    work = tmp_path / "work"
+    shutil.copytree(QUALITY / "content", work / "pages")
+    _tiny_checkpoint(work / "models" / "a")
+    shutil.copytree(work / "models" / "a", work / "models" / "b")
+    _edit_keeping_times(work / "models" / "b" / "config.json", '"n_head": 2', '"n_head": 1')
+    (work / "ckpt").symlink_to(work / "models" / "a")
+    config = work / "run.yaml"
+    config.write_text(f"model: {{from: {work / 'ckpt'}}}\ndata: {{texts: ['the cat sat on the mat']}}\n"
+                      "train_steps: 2\n")
+    time.sleep(2.1)  # older than the tick within which an edit could keep every stat number
+    server = Server(["--config", str(config), "--content", str(work / "pages"), "--cache", str(tmp_path / "cache"),
+                     "--out", str(tmp_path / "site")], cwd=tmp_path)
+    try:
+        assert "A site with 2 heads." in server.get("/")
+        _edit_keeping_times(work / "models" / "a" / "config.json", '"n_head": 2', '"n_head": 4')
+        server.poll_page("A site with 4 heads.")
+        (work / "ckpt").unlink()
+        (work / "ckpt").symlink_to(work / "models" / "b")
+        server.poll_page("A site with 1 heads.")
+        assert not any("Traceback" in line for line in server.lines), server.lines
+    finally:
+        server.stop()
+
+
+def test_serve_stopped_during_a_rebuild_says_so_and_leaves_the_site_whole(tmp_path):
+    """SIGTERM while a rebuild is under way: the server stops, says in one line that the rebuild was abandoned and
+    what the site is, prints no error of the build it cut short, and leaves no temporary folder or lock."""
+    shutil.copytree(ROOT / "content", tmp_path / "pages")
+    config = tmp_path / "run.yaml"
+    shutil.copy(ROOT / "configs" / "default.yaml", config)
+    site = tmp_path / "out" / "site"
+    server = Server(["--config", str(config), "--content", str(tmp_path / "pages"), "--cache", str(tmp_path / "cache"),
+                     "--out", str(site)], cwd=tmp_path)
+    try:
+        before = sorted(p.relative_to(site).as_posix() for p in site.rglob("*"))
+        index = (site / "index.html").read_bytes()
+        lock = tmp_path / "out" / ".site.handstep-lock"
+        _edit(config, "seed: 42", "seed: 43")
+        deadline = time.monotonic() + 60
+        while not lock.exists():  # the rebuild holds it
+            assert time.monotonic() < deadline, "\n".join(server.lines)
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(timeout=120)
+        time.sleep(0.2)
+        serving = next(i for i, line in enumerate(server.lines) if line.startswith("serving "))
+        said = [line for line in server.lines[serving + 1:] if not line.startswith("  ")]
+        kept = "handstep: stopped during a rebuild, which was abandoned; out/site/ is as it was"
+        new = "handstep: stopped during a rebuild, after it had replaced out/site/: it holds the new site, whole"
+        # either way, no error of the build it cut short (one that had formulas left to typeset ends; one that had
+        # none finishes, says so and swaps its site in)
+        assert said == [kept] or (len(said) == 2 and said[0].startswith("built ") and said[1] == new), said
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["site"]
+        assert sorted(p.relative_to(site).as_posix() for p in site.rglob("*")) == before or said != [kept]
+        assert ((site / "index.html").read_bytes() == index) == (said == [kept])
+        assert not any("Error" in line or "Traceback" in line for line in server.lines), server.lines
+    finally:
+        server.stop()
