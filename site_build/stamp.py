@@ -87,6 +87,7 @@ def tree_files(folder: Path) -> list[tuple[str, str]]:
     a link), each folder once (a link back up is no loop); not in `__pycache__`. Anything else that is not a folder
     (a link to nothing, a FIFO: the build refuses a page that is one) comes with the path "" (never opened)."""
     found, seen = [], set()
+    prefix = os.path.join(str(folder), "")  # every path below starts with it: its name under `folder` follows
     for top, dirs, names in walk(folder):
         try:
             st = os.stat(top)
@@ -104,7 +105,7 @@ def tree_files(folder: Path) -> list[tuple[str, str]]:
                 regular = stat.S_ISREG(os.stat(path).st_mode)
             except OSError:
                 regular = False
-            found.append((os.path.relpath(path, folder).replace(os.sep, "/"), path if regular else ""))
+            found.append((path[len(prefix):].replace(os.sep, "/"), path if regular else ""))
     return sorted(found)
 
 
@@ -233,10 +234,10 @@ _SEEN: dict[str, list[Any]] = {}  # the hashes this process worked out (used bef
 
 
 class _Hashes:
-    """The sha256 of files by (resolved path, size, mtime_ns, ctime_ns, inode, device), remembered in the cache
+    """The sha256 of files by (absolute path, size, mtime_ns, ctime_ns, inode, device), remembered in the cache
     folder:
 
-        hashes.json   {"format": FORMAT, "files": {resolved path: [size, mtime, ctime, inode, device, sha256]}}
+        hashes.json   {"format": FORMAT, "files": {absolute path: [size, mtime, ctime, inode, device, sha256]}}
 
     A damaged or foreign file, or an entry of another shape, is a miss (the file is read again). A hash is only
     remembered once the file has been unchanged for RACY_NS: a file's times advance in ticks (of a few
@@ -269,7 +270,7 @@ class _Hashes:
             st = path.stat()
             if not stat.S_ISREG(st.st_mode):
                 return "folder" if stat.S_ISDIR(st.st_mode) else "not a file"
-            real = str(path.resolve())
+            real = os.path.abspath(path)  # not resolved (a stat a path component): the inode and device identify it
             key = self._key(st)
             for known in (self.files.get(real), _SEEN.get(real)):
                 if known is not None and known[:5] == key:
