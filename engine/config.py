@@ -300,6 +300,9 @@ def _read(p: Path, label: str) -> str:
             raise ConfigError(f"{label}: is a directory, not a config file "
                               "(give a YAML file such as configs/default.yaml)")
         if not p.exists():
+            if p.is_symlink():  # a link to nothing, or one that loops: "not found" would send the user looking for it
+                raise ConfigError(f"{label}: is a symbolic link to nothing (or to itself); point it at a YAML file, "
+                                  "or give the file itself")
             raise ConfigError(f"{label}: file not found (give an existing YAML file, e.g. configs/default.yaml)")
         if not p.is_file():
             raise ConfigError(f"{label}: is not a regular file (give a YAML file such as configs/default.yaml)")

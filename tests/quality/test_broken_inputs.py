@@ -56,6 +56,16 @@ def config(text: str | bytes) -> Callable[[Path], str]:
     return apply
 
 
+def config_link(target: str) -> Callable[[Path], str]:
+    """Build with configs/link.yaml, a symbolic link to `target` (beside it), which is not there."""
+
+    def apply(root: Path) -> str:
+        (root / "configs" / "link.yaml").symlink_to(target)
+        return "configs/link.yaml"
+
+    return apply
+
+
 def page_text(body: str, title: str = "Extra", section: str = "Reference", order: int = 1) -> str:
     """A page with valid front matter: its body starts on line 7."""
     return f"---\ntitle: {title}\ndescription: An extra page.\nsection: {section}\norder: {order}\n---\n{body}"
@@ -248,6 +258,8 @@ CASES: dict[str, Case] = {
     "config top level is a list": Case(config("- 1\n- 2\n"), B, ("top level",)),
     "config not utf-8": Case(config(b"seed: 1\ndata:\n  texts: ['caf\xe9']\n"), B, ("UTF-8",)),
     "config file missing": Case(lambda root: "configs/nowhere.yaml", "configs/nowhere.yaml", ("not found",)),
+    "config link to nothing": Case(config_link("gone.yaml"), "configs/link.yaml", ("link to nothing",)),
+    "config link that loops": Case(config_link("link.yaml"), "configs/link.yaml", ("link to nothing",)),
     # -- config: wrong types -----------------------------------------------------------------
     "config d_model is text": Case(config("model: {d_model: sixteen}\n"), B, ("model.d_model", "integer")),
     "config d_model is fractional": Case(config("model: {d_model: 16.5}\n"), B, ("model.d_model", "integer")),
