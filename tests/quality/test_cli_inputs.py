@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from quality_helpers import GOOD_CONFIG, ROOT, hash_tree, make_inputs
+from tiny_checkpoint import write_checkpoint
 
 import engine
 
@@ -340,32 +340,8 @@ CKPT_REST = "data: {texts: ['the cat sat on the mat']}\ntrain_steps: 2\n"
 
 def make_checkpoint(folder: Path) -> None:
     """config.json, tokenizer.json and model.safetensors as `save_pretrained` leaves them (8 wide, 1 block), made
-    without torch: a byte-level BPE trained on two sentences and random float32 weights."""
-    from tokenizers.implementations import ByteLevelBPETokenizer
-
-    from engine.model import param_specs
-
-    folder.mkdir(parents=True)
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(["the cat sat on the mat", "the dog ran"], vocab_size=280, min_frequency=1,
-                            special_tokens=["<|endoftext|>"])
-    tok.save(str(folder / "tokenizer.json"))
-    eot = tok.token_to_id("<|endoftext|>")
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "gpt2", "vocab_size": tok.get_vocab_size(), "n_positions": 16, "n_embd": 8, "n_layer": 1,
-        "n_head": 2, "bos_token_id": eot, "eos_token_id": eot}))
-    config = folder.parent / "ckpt.yaml"
-    config.write_text(f"model: {{from: {folder}}}\n{CKPT_REST}")
-    rng = np.random.default_rng(0)
-    header, blobs, offset = {}, [], 0
-    for _, key, shape, _ in param_specs(engine.load_config(config)):
-        data = (rng.standard_normal(shape) * 0.2).astype("<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    config.unlink()
-    text = json.dumps(header).encode()
-    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+    without torch."""
+    write_checkpoint(folder)
 
 
 @pytest.fixture(scope="module")

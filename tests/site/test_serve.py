@@ -17,6 +17,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from conftest import SMALL
+from tiny_checkpoint import write_checkpoint
 
 from site_build.build import ROOT, Builder, Paths, build
 from site_build.serve import State, changed, checkpoint_folders, make_handler, snapshot, watched
@@ -255,37 +256,6 @@ def test_serve_restarts_on_a_code_edit_on_the_same_port(tmp_path):
         server.stop()
 
 
-def _tiny_checkpoint(folder: Path) -> None:
-    """config.json, tokenizer.json and model.safetensors of a GPT-2 8 wide with 2 heads, made without torch."""
-    import numpy as np
-    from tokenizers.implementations import ByteLevelBPETokenizer
-
-    import engine
-    from engine.model import param_specs
-
-    folder.mkdir(parents=True)
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(["the cat sat on the mat", "the dog ran"], vocab_size=280, min_frequency=1,
-                            special_tokens=["<|endoftext|>"])
-    tok.save(str(folder / "tokenizer.json"))
-    eot = tok.token_to_id("<|endoftext|>")
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "gpt2", "vocab_size": tok.get_vocab_size(), "n_positions": 16, "n_embd": 8, "n_layer": 1,
-        "n_head": 2, "bos_token_id": eot, "eos_token_id": eot}))
-    probe = folder.parent / "probe.yaml"
-    probe.write_text(f"model: {{from: {folder}}}\n")
-    header, blobs, offset = {}, [], 0
-    rng = np.random.default_rng(0)
-    for _, key, shape, _ in param_specs(engine.load_config(probe)):
-        data = (rng.standard_normal(shape) * 0.2).astype("<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    probe.unlink()
-    text = json.dumps(header).encode()
-    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
-
-
 def _edit_keeping_times(path: Path, old: str, new: str) -> None:
     """Replace `old` by `new` (of the same length) and set the modification time back, as a restored backup does."""
     assert len(old) == len(new)
@@ -302,7 +272,7 @@ def test_serve_rebuilds_from_a_checkpoint_edited_in_place(tmp_path):
     one the server read before (nothing is kept by path or by modification time)."""
     work = tmp_path / "work"
     shutil.copytree(QUALITY / "content", work / "pages")
-    _tiny_checkpoint(work / "models" / "a")
+    write_checkpoint(work / "models" / "a")
     shutil.copytree(work / "models" / "a", work / "models" / "b")
     _edit_keeping_times(work / "models" / "b" / "config.json", '"n_head": 2', '"n_head": 1')
     (work / "ckpt").symlink_to(work / "models" / "a")
