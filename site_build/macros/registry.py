@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.explain import explain
+from site_build.facts import facts_for
 from site_build.render.mathslots import MathSlots
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,8 +97,13 @@ def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
 
 
 def page_globals(ctx: PageContext) -> dict[str, Any]:
-    """What a page sees: every registered macro (bound to `ctx` where it takes one), `trace` and `config`."""
+    """What a page sees: every registered macro (bound to `ctx` where it takes one), the facts of every topic
+    (site_build.facts), `trace` and `config`."""
     out: dict[str, Any] = {name: partial(f, ctx) if bound else f for name, (f, bound) in MACROS.items()}
+    facts = facts_for(ctx.trace)
+    if clash := sorted(facts.keys() & out.keys()):
+        raise ValueError(f"facts topic and macro share a name: {', '.join(clash)}")
+    out.update(facts)
     out.update(trace=ctx.trace, config=ctx.trace.config)
     return out
 

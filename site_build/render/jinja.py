@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 
 from site_build.errors import BuildError
+from site_build.facts import FactError
 from site_build.macros import FILTERS, MacroError, PageContext, page_globals
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered, make_parser, render_page
@@ -441,7 +442,7 @@ def render_jinja(env: jinja2.Environment, page: Page, cache_dir: Path | None = N
         raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
     except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback
         line = _template_line(err, page.source)
-        message = str(err) if isinstance(err, MacroError) else _describe(err)
+        message = str(err) if isinstance(err, (MacroError, FactError)) else _describe(err)
         raise BuildError(page.source, offset + line if line else 0, message) from None
 
 
