@@ -18,17 +18,16 @@ from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
 from site_build.data.checks import VERIFICATION_FILE
-from site_build.data.downloads import Prefetch, page_files, ships_trace
-from site_build.data.interact import pages_with_data
+from site_build.data.downloads import Prefetch, csv_files, page_files, ships_trace
+from site_build.data.interact import data_files, pages_with_data
 from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
-from site_build.macros import PageContext
-from site_build.macros.charts import step_map
+from site_build.macros.registry import RunContext
 from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
-from site_build.pages import ExtraPage, Page, collect_pages
+from site_build.pages import ExtraPage, collect_pages
 from site_build.progress import Progress, quiet
-from site_build.render.jinja import link_map, render_bodies, start_compiling
+from site_build.render.jinja import PageResult, link_map, render_pages, start_compiling
 from site_build.render.layout import render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
 from site_build.render.mathslots import MathSlots
@@ -111,82 +110,85 @@ class Builder:
         pages, problems = collect_pages(self.paths.content)
         compiling = start_compiling(pages, self.paths.cache / "jinja", session.compiled)  # forks: before threads
         session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while Python computes the trace
+        run_ctx: RunContext | None = None
         try:
             run = session.run(config_path, seed)
             clock.lap("trace")
-            ctx = PageContext(run.trace, MathSlots(on_new=session.katex.prefetch), run.checks,
-                              {p.step: p.url for p in pages if p.step})
-            extra_pages = self.compare_with(ctx, config_path, compare) if compare is not None else {}
+            run_ctx = RunContext(run.trace, run.checks, {p.step: p.url for p in pages if p.step})
+            extra_pages = self.compare_with(run_ctx, config_path, compare) if compare is not None else {}
         except BaseException:
             compiling.stop()  # a failed or interrupted run does not wait for them
+            if run_ctx is not None:
+                run_ctx.close()
             raise
-        # 2. render: every page through Jinja and Markdown (the step pages open with the map), then the layout
+        # 2. render: every page through Jinja and Markdown (or from the page cache), then the whole-site parts
         other_key = session.other_key if compare is not None else ""
-        cache_key = (run.key or session.generation, other_key, tuple(sorted(ctx.step_links.items())))
         links = link_map(pages)
-
         prefetch = Prefetch(run.trace)  # the files of each rendered page are made while the next one renders
         try:
-            def page_done(html: str) -> None:  # node gets the page's formulas, the pool its files to make
+            def page_done(result: PageResult) -> None:  # node gets the page's formulas, the pool its files to make
                 session.katex.flush()
-                prefetch.page(html)
+                prefetch.page(result.html)
 
-            ctx.on_page = page_done
-
-            def finished() -> dict[str, Rendered]:
-                if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages
-                    ctx.start_ahead()
-                bodies = render_bodies(pages, ctx, links, problems, self.paths.cache / "jinja", session.compiled,
-                                       session.pages, cache_key, compiling)  # each page once its code is there
-                compiling.finish()
-                add_step_maps(ctx, pages, bodies)
-                add_exercises(ctx, pages, bodies, session.exercises, cache_key)  # NumPy lines; exercises
-                return bodies
-
-            bodies = session.finished_bodies(run, ctx, pages, (cache_key, sorted(links.items()), problems), finished)
-            ctx.on_page = None
-            extra_pages.update(table_pages(ctx, pages))  # the tables of wide matrices, one page each
+            if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages
+                run_ctx.start_ahead()
+            results = render_pages(pages, run_ctx, links, session.pages if run.key else None, problems,
+                                   (run.key, other_key, sorted(run_ctx.step_links.items())),
+                                   self.paths.cache / "jinja", session.compiled, compiling,
+                                   on_formula=session.katex.prefetch, on_page=page_done)
+            compiling.finish()
+            session.pages.end_build()
+            math = MathSlots()
+            shown: dict[str, set[str]] = {}
+            for result in results.values():
+                math.add(result.math)
+                for name in result.shown:
+                    shown.setdefault(name, set()).add(result.source)
+            bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
+            add_exercises(run_ctx, pages, bodies, shown, math)
+            extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
             clock.lap("pages")
             ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
-            layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(ctx.shown, pages),
+            layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(shown, pages),
                                      extra_pages, notebook=ships)
             clock.lap("layout")
             # 3. check: the gradients (finite differences of a big run ran while the pages rendered), every formula
             # typesets; every record is shown, if required
             session.finish_run(run)
             clock.lap("checks")
-            math = session.katex.render_all(set(ctx.math.formulas))
-            ctx.math.check(math.errors)
+            typeset = session.katex.render_all(set(math.formulas.values()))
+            math.check(typeset.errors)
             clock.lap("katex")
-            report = Report(out_dir, pages=len(pages), formulas=len(ctx.math.formulas), rendered=math.rendered,
-                            cached=math.cached, missing=ctx.missing(), timings=clock.timings)
-            report.shown, report.records = ctx.coverage()
+            names = run_ctx.names
+            report = Report(out_dir, pages=len(pages), formulas=len(math.formulas), rendered=typeset.rendered,
+                            cached=typeset.cached, missing=[n for n in names if n not in shown], timings=clock.timings)
+            report.shown, report.records = len(shown.keys() & set(names)), len(names)
             if require_coverage and report.missing:
                 raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
                                  + ", ".join(report.missing))
             # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
             layouts = {rel: run.checks.fill(html) for rel, html in layouts.items()}
-            files: dict[str, Any] = {rel: search_ignores(ctx.math.fill(html, math.html))
+            files: dict[str, Any] = {rel: search_ignores(math.fill(html, typeset.html))
                                      for rel, html in layouts.items()}
-            files.update(session.data_files(run, ctx, pages, other_key))
+            files.update(data_files(run.trace, shown, pages, run_ctx.other))
+            files.update(csv_files(run.trace, shown))
             files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
             run.trace.release()
             clock.lap("data")
         finally:
             prefetch.close()  # a failed build too: its workers stop
-            ctx.close()
+            run_ctx.close()
             compiling.stop()
         # 5. write into a temporary folder, index it for search, swap it in
         self.check_outputs(config_path, out_dir, force, compare)  # nothing changed under us while building
 
         def assets() -> dict[str, Any]:  # computed while the search index is built
-            notebook = session.notebook_files(run, ctx, pages, lambda: notebook_files(ctx, pages, self.paths.cache)) \
-                if ships else {}  # it reads trace.json
+            notebook = notebook_files(run_ctx, pages, results) if ships else {}  # it reads trace.json
             return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
                     **notebook}
 
         def search() -> dict[str, str]:  # the pages as Pagefind reads them: the index leaves math out
-            return {rel: search_ignores(ctx.math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
+            return {rel: search_ignores(math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
 
         with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
             indexed = write.write_site(out_dir, files, assets, search, clock.lap, reuse_search=self.background_search,
@@ -200,7 +202,7 @@ class Builder:
     def _replaced(self) -> None:
         self.replaced = True
 
-    def compare_with(self, ctx: PageContext, config_path: Path, compare: Compare) -> dict[str, ExtraPage]:
+    def compare_with(self, ctx: RunContext, config_path: Path, compare: Compare) -> dict[str, ExtraPage]:
         """Run the other config or seed; every matrix then shows it (through `ctx`); returns the summary page."""
         other, source = self.session.other(Path(compare.config or config_path), compare.seed)
         ctx.other, ctx.other_label = other, compare_view.run_label(other, source)
@@ -259,13 +261,6 @@ def checkpoint_folder(config: Path) -> Path | None:
     except engine.ConfigError:
         return None
     return Path(cfg.model.checkpoint_dir) if cfg.model.checkpoint_dir else None
-
-
-def add_step_maps(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendered]) -> None:
-    """The compact map of the steps on top of every step page, its own step highlighted."""
-    for page in pages:
-        if page.step and page.source in bodies:
-            bodies[page.source].html = step_map(ctx, page.step) + bodies[page.source].html
 
 
 class Clock:

@@ -4,7 +4,7 @@ recomputed by the next `handstep build`:
     runs/<key>.pickle    a trace with its check figures; the key: the config (as the engine reads it), the
                          engine's source, the content of the checkpoint files a config names (their hashes are
                          remembered in hashes.json: site_build.stamp.checkpoint_digest) and the verification file
-    pages/<key>.pickle   a rendered page body (render.jinja.PageResult); the key: the page's text, the run, the
+    pages/<key>.pickle   a rendered page (render.jinja.PageResult); the key: the page's text, the run, the
                          links and the site builder's source
     runs/<key>.json/.bin a big run (GPT-2 sizes) with its values file, the newest one only (BigRuns)
     build.lock           held by the build that uses the cache (site_build.lock)
@@ -138,31 +138,38 @@ class DiskCache:
             path.unlink(missing_ok=True)
 
 
-class PageStore:
-    """render.jinja's page cache backed by a DiskCache: `get`/`__setitem__` with the render key's parts (which
-    name the run by its key, so a cached page belongs to one trace)."""
+class PageCache:
+    """Rendered pages (render.jinja.PageResult) by their content key (`page_key` of the render's inputs): on disk,
+    and in memory for the dev server, which keeps the pages of its last build."""
 
-    def __init__(self, memory: dict[Any, Any], disk: DiskCache, valid: Callable[[Any], bool] | None = None) -> None:
-        self.memory = memory
-        self.disk = disk
+    def __init__(self, folder: Path, valid: Callable[[Any], bool]) -> None:
+        self.disk = DiskCache(folder)
         self.valid = valid  # what a page read from disk must pass (anything else is a miss)
+        self.memory: dict[str, Any] = {}
+        self._used: set[str] = set()
 
-    def _key(self, key: Any) -> str:
-        return page_key(key)
-
-    def get(self, key: Any) -> Any:
+    def get(self, parts: Any) -> Any:
+        key = page_key(parts)
+        self._used.add(key)
         hit = self.memory.get(key)
         if hit is None:
-            hit = self.disk.get(self._key(key))
-            if hit is not None and self.valid is not None and not self.valid(hit):
+            hit = self.disk.get(key)
+            if hit is not None and not self.valid(hit):
                 hit = None
             if hit is not None:
                 self.memory[key] = hit
         return hit
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def put(self, parts: Any, value: Any) -> None:
+        key = page_key(parts)
+        self._used.add(key)
         self.memory[key] = value
-        self.disk.put(self._key(key), value)
+        self.disk.put(key, value)
+
+    def end_build(self) -> None:
+        """Keep in memory only the pages of the build just made."""
+        self.memory = {k: v for k, v in self.memory.items() if k in self._used}
+        self._used = set()
 
 
 class BigRuns:

@@ -44,9 +44,10 @@ from site_build.macros import PageContext
 from site_build.macros.exercises import numpy_html
 from site_build.macros.numbers import calc
 from site_build.macros.reference import first_block_twin
+from site_build.macros.registry import RunContext
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered
-from site_build.render.mathslots import SLOT_RE, Kept
+from site_build.render.mathslots import SLOT_RE, MathSlots
 
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
 MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
@@ -119,85 +120,56 @@ AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "k
 
 
 # -- the hook ---------------------------------------------------------------------------------------------------
-def add_exercises(ctx: PageContext, pages: list[Page], bodies: dict[str, Rendered],
-                  memo: dict[Any, Made] | None = None, context: Any = None) -> None:
-    """After the pages are rendered: each step's NumPy line under its formula, and on every page of the forward
-    pass, the backward pass and the optimizer an Exercises section built from the records it shows.
+class ExerciseContext(PageContext):
+    """A page's context while its exercises are made: it also knows which pages show each record (`everywhere`),
+    so a question can say where its inputs are."""
 
-    With `memo` (the dev server's, kept between builds; `context` names the run), a page whose exercises have the
-    same inputs as last time (the run, the page, its budget, the records every page shows) gets them again, its
-    formulas and shown records registered anew, instead of working them out: after one page is edited, the others'
-    exercises are the same."""
-    for page in pages:
-        if page.source in bodies:
-            bodies[page.source].html = numpy_beside_formulas(ctx, bodies[page.source].html)
-    own = own_records(ctx, pages)
-    site = tuple((p.source, p.slug, p.section, p.url, p.title) for p in pages)
-    used: dict[Any, Made] = {}
+    def __init__(self, run: RunContext, math: MathSlots, source: str, body_line: int,
+                 everywhere: dict[str, set[str]]) -> None:
+        super().__init__(run, math, source=source, body_line=body_line)
+        self.page = {}
+        self.everywhere = everywhere
+
+    def mark(self, name: str) -> None:
+        """The working of an answer shows the record: the page's next questions find it "above"."""
+        super().mark(name)
+        self.everywhere.setdefault(name, set()).add(self.source)
+
+
+def add_exercises(run: RunContext, pages: list[Page], bodies: dict[str, Rendered], shown: dict[str, set[str]],
+                  math: MathSlots) -> None:
+    """After the pages are rendered: on every page of the forward pass, the backward pass and the optimizer an
+    Exercises section built from the records it shows (`shown`: the pages that show each record; the records an
+    answer's working shows are added, its formulas go into `math`)."""
+    own = own_records(run.names, shown, pages)
     for page in pages:
         if page.section not in SECTIONS or page.source not in bodies:
             continue
-        ctx.begin_page(page.source, page.body_line)
+        ctx = ExerciseContext(run, math, page.source, page.body_line, shown)
         budget = page_budget(ctx, bodies[page.source].html)
         named = [html.unescape(n) for n in re.findall(r'data-record="([^"]+)"', bodies[page.source].html)]
-        key = None
-        if memo is not None:
-            shown = tuple(sorted((name, tuple(sorted(where))) for name, where in ctx.shown.items()))
-            key = (context, site, page.source, page.body_line, budget, tuple(named), shown)
-        if key is not None and key in memo:
-            used[key] = memo[key]
-            items = memo[key].replay(ctx, page.source)
-        else:
-            shown_before = {n for n, where in ctx.shown.items() if page.source in where}
-            items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
-            if key is not None:
-                used[key] = Made.capture(ctx, page.source, items, shown_before)
+        items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
         if items:
             body = bodies[page.source]
             ids = set(re.findall(r'\sid="([^"]+)"', body.html))
             anchor = "exercises" if "exercises" not in ids else "exercises-section"
             body.html += section_html(anchor, items)
             body.headings.append(Heading(2, anchor, "Exercises"))
-    if memo is not None:  # this build's entries only
-        memo.clear()
-        memo.update(used)
 
 
-@dataclass
-class Made:
-    """A page's exercises in a form a later build can replay: their HTML, the formulas it uses (MathSlots.keep) and
-    the records they marked as shown on the page (the working of an answer shows one)."""
-
-    items: list[Item]
-    formulas: list[Kept]
-    slot_of: dict[int, int]
-    marked: list[str]
-
-    @classmethod
-    def capture(cls, ctx: PageContext, source: str, items: list[Item], shown_before: set[str]) -> Made:
-        marked = [n for n, where in ctx.shown.items() if source in where and n not in shown_before]
-        return cls(list(items), *ctx.math.keep(item.html for item in items), marked)
-
-    def replay(self, ctx: PageContext, source: str) -> list[Item]:
-        remap = ctx.math.renew(self.formulas, self.slot_of)
-        for name in self.marked:
-            ctx.shown.setdefault(name, set()).add(source)
-        return [Item(item.kind, remap(item.html)) for item in self.items]
-
-
-def own_records(ctx: PageContext, pages: list[Page]) -> dict[str, list[str]]:
+def own_records(names: list[str], shown: dict[str, set[str]], pages: list[Page]) -> dict[str, list[str]]:
     """{page source: the records it is the first page (in site order) to show}, each list in trace order."""
     order = {p.source: k for k, p in enumerate(pages)}
     out: dict[str, list[str]] = {}
-    for name in ctx.names:
-        where = [s for s in ctx.shown.get(name, ()) if s in order]
+    for name in names:
+        where = [s for s in shown.get(name, ()) if s in order]
         if where:
             out.setdefault(min(where, key=order.__getitem__), []).append(name)
     return out
 
 
-def shown_on(ctx: PageContext, page: Page) -> list[str]:
-    return [n for n in ctx.names if page.source in ctx.shown.get(n, ())]
+def shown_on(ctx: ExerciseContext, page: Page) -> list[str]:
+    return [n for n in ctx.names if page.source in ctx.everywhere.get(n, ())]
 
 
 # -- one page's exercises --------------------------------------------------------------------------------------
@@ -302,7 +274,7 @@ def page_budget(ctx: PageContext, html: str) -> int:
     are the same whether the run was made by this build or read from the cache."""
     if ctx.checks is not None:
         html = ctx.checks.fill(html)
-    texs = {ctx.math.formulas[int(n)][0] for n in SLOT_RE.findall(html)}
+    texs = {ctx.math.formulas[n][0] for n in SLOT_RE.findall(html)}
     body = len(zlib.compress(ctx.math.strip(html).encode(), 6))
     estimate = BODY_FACTOR * body + LAYOUT_BYTES + MATH_BYTES * sum(map(len, texs)) + FIXED_BYTES
     return int(min(MAX_BUDGET, max(MIN_BUDGET, (PAGE_LIMIT - estimate) / MATH_BYTES)))
@@ -460,7 +432,7 @@ def _inputs(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, in
 
 
 def _where_shown(ctx: PageContext, page: Page, titles: dict[str, Page], name: str) -> str:
-    sources = sorted(ctx.shown.get(name, ()), key=lambda s: list(titles).index(s) if s in titles else 0)
+    sources = sorted(ctx.everywhere.get(name, ()), key=lambda s: list(titles).index(s) if s in titles else 0)
     if page.source in sources:
         return " (above)"
     links = [f'<a href="{html.escape(titles[s].url)}">{html_text(titles[s].title)}</a>' for s in sources if s in titles]

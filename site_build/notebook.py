@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from engine.numpy_steps import computed, forward_function, numpy_lines, parameters, updated_weights_function
 from site_build.macros import PageContext
+from site_build.macros.registry import RunContext
 from site_build.pages import Page
 from site_build.render.jinja import content_environment, render_jinja
 from site_build.render.markdown import html_blocks, make_parser
@@ -90,45 +91,36 @@ class PageText:
     markdown: str  # the page's prose for a Markdown cell
 
 
-def render_pages(ctx: PageContext, pages: list[Page], cache_dir: Path | None = None,
-                 compiled: dict[tuple[str, str], Any] | None = None, site: PageContext | None = None
-                 ) -> list[PageText]:
-    """Every page's Jinja rendered with the macros of `ctx` (a context of its own: the build's math and coverage are
-    not touched), turned into notebook Markdown. Records the pages show land in `ctx.shown`. A page the site's
-    build (`site`) has just rendered is not rendered again: its Jinja output is taken from there.
+def render_pages(run: RunContext, pages: list[Page], results: dict[str, Any] | None = None,
+                 cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None
+                 ) -> tuple[list[PageText], dict[str, set[str]]]:
+    """Every page as notebook Markdown, and {record: pages that show it}. A page the site's build has rendered
+    (`results`, render.jinja.PageResult) is taken from there: its Jinja output, its HTML blocks, its formulas. Any
+    other is rendered here with the macros of a context of its own (the `handstep notebook` command).
 
     The macros that only make tables (`table_stand_ins`) are replaced by stand-ins that mark the record shown and
     return an empty block of the same kind: the notebook puts a one-line note where a table goes, and drawing
     thousands of cells only to drop them was most of the time."""
-    env = content_environment(ctx)
-    env.globals.update({name: f for name, f in table_stand_ins(ctx).items() if name in env.globals})
+    env = content_environment()
     md = make_parser()
     md.core.ruler.enableOnly(["normalize", "block"])  # the blocks are all it needs: inline parsing is skipped
-    if _TEXTS.get("trace") is not ctx.trace or _TEXTS.get("checks") is not ctx.checks:
-        _TEXTS.update(trace=ctx.trace, checks=ctx.checks, pages={})
-    memo: dict[Any, tuple[str, list[str]]] = _TEXTS["pages"]
-    links = tuple(sorted(ctx.step_links.items()))
-    out, keys = [], set()
+    out: list[PageText] = []
+    shown: dict[str, set[str]] = {}
     for page in pages:
-        key = (page.source, page.body, page.body_line, links)
-        keys.add(key)
-        if key not in memo and site is not None and page.source in site.texts:
-            text, shown = site.texts[page.source]
-            memo[key] = (notebook_markdown(md, text, site.math, site.blocks.get(page.source)), shown)
-        if key not in memo:  # the dev server remakes the notebook after every edit: only the edited page again
-            ctx.begin_page(page.source, page.body_line)
-            text = notebook_markdown(md, render_jinja(env, page, cache_dir, compiled), ctx.math)
-            memo[key] = (text, [name for name, where in ctx.shown.items() if page.source in where])
-        text, shown = memo[key]
-        for name in shown:
-            ctx.shown.setdefault(name, set()).add(page.source)
+        result = (results or {}).get(page.source)
+        if result is not None:
+            text = notebook_markdown(md, result.text, result.math, result.blocks)
+            names: Any = result.shown
+        else:
+            ctx = run.page(page.source, page.body_line)
+            stand_ins = table_stand_ins(ctx)
+            jinja_text = render_jinja(env, page, ctx, cache_dir, compiled, stand_ins)
+            text = notebook_markdown(md, jinja_text, ctx.math)
+            names = ctx.shown
+        for name in names:
+            shown.setdefault(name, set()).add(page.source)
         out.append(PageText(page, text))
-    for key in set(memo) - keys:
-        del memo[key]
-    return out
-
-
-_TEXTS: dict[str, Any] = {}  # the last run's pages as notebook text: {trace, checks, pages: {key: (text, shown)}}
+    return out, shown
 
 
 def table_stand_ins(ctx: PageContext) -> dict[str, Any]:
@@ -203,12 +195,12 @@ LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
 
 
 def _inline(line: str, slots: MathSlots) -> str:
-    line = SLOT_RE.sub(lambda m: _math(slots, int(m.group(1))), line)
+    line = SLOT_RE.sub(lambda m: _math(slots, m.group(1)), line)
     line = re.sub(r"</?span\b[^>]*>", "", line)  # inline values: their number stays
     return LINK_RE.sub(r"\1", line)  # a link to another page (or this one): its text
 
 
-def _math(slots: MathSlots, n: int) -> str:
+def _math(slots: MathSlots, n: str) -> str:
     tex, display = slots.formulas[n]
     return f"$${tex}$$" if display else f"${tex}$"
 
@@ -371,12 +363,15 @@ def notebook_json(nb: dict[str, Any]) -> str:
 
 
 def make_notebook(trace: Any, pages: list[Page], trace_file: str, checks: Any = None,
-                  cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None,
-                  site: PageContext | None = None) -> str:
-    """The notebook's JSON text for `trace`, following `pages` (as the build `site` rendered them, where it did)."""
-    ctx = PageContext(trace, MathSlots(), checks, {p.step: p.url for p in pages if p.step})
-    texts = render_pages(ctx, pages, cache_dir, compiled, site)
-    return notebook_json(notebook(trace, texts, ctx.shown, trace_file))
+                  cache_dir: Path | None = None, results: dict[str, Any] | None = None) -> str:
+    """The notebook's JSON text for `trace`, following `pages` (as the build rendered them, `results`, where it
+    did)."""
+    run = RunContext(trace, checks, {p.step: p.url for p in pages if p.step})
+    try:
+        texts, shown = render_pages(run, pages, results, cache_dir)
+    finally:
+        run.close()
+    return notebook_json(notebook(trace, texts, shown, trace_file))
 
 
 def is_notebook(path: Path) -> bool:
@@ -390,17 +385,8 @@ def is_notebook(path: Path) -> bool:
 
 
 # -- the site's copy ----------------------------------------------------------------------------------------------
-_LAST: dict[str, Any] = {}
-
-
-def notebook_files(ctx: PageContext, pages: list[Page], cache: Path | None = None) -> dict[str, bytes]:
-    """{"notebook.ipynb": ...} for the site (it reads the site's trace.json); the last one is kept while the trace
-    and the pages are the same, so the dev server's rebuilds do not make it again."""
-    key = (tuple((p.source, p.body) for p in pages), id(ctx.trace))
-    if _LAST.get("key") != key or _LAST.get("trace") is not ctx.trace:
-        compiled = _LAST.get("compiled", {})
-        text = make_notebook(ctx.trace, pages, SITE_TRACE, ctx.checks, cache / "jinja" if cache else None, compiled,
-                             ctx)
-        _LAST.update(key=key, trace=ctx.trace, data=text.encode("utf-8"), compiled=compiled)
-    return {SITE_NOTEBOOK: _LAST["data"]}
-
+def notebook_files(run: RunContext, pages: list[Page], results: dict[str, Any]) -> dict[str, bytes]:
+    """{"notebook.ipynb": ...} for the site (it reads the site's trace.json), made from the pages the build
+    rendered."""
+    text = make_notebook(run.trace, pages, SITE_TRACE, run.checks, None, results)
+    return {SITE_NOTEBOOK: text.encode("utf-8")}

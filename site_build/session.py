@@ -5,10 +5,7 @@
     other      the run compared with (`build --compare`), likewise
     katex      the KaTeX node workers and their formula cache (on disk)
     compiled   the Jinja code of every page body (on disk)
-    pages      rendered pages, replayed when a page, the trace and the links are unchanged (on disk)
-    bodies     every page after the whole-site steps (step maps, NumPy lines, exercises) and the site's notebook,
-               replayed when the run and all pages are unchanged (on disk)
-    exercises  each page's exercises of the last build, replayed when their inputs are unchanged (in memory)
+    pages      rendered pages (render.jinja.PageResult) by their content key (cache.PageCache; on disk too)
     indexer    the background search index of the last build (`serve`)
 
 A one-off `handstep build` uses a fresh session and closes it; what it finds on disk makes it fast.
@@ -18,22 +15,19 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import engine
 from site_build import cache
-from site_build.cache import BigRuns, DiskCache, PageStore
+from site_build.cache import BigRuns, DiskCache, PageCache
 from site_build.data.checks import VERIFICATION_FILE, Checks, compute_checks, start_checks
-from site_build.data.downloads import csv_files, ships_trace
-from site_build.data.interact import data_files
+from site_build.data.downloads import ships_trace
 from site_build.errors import shown_path
 from site_build.progress import Progress
 from site_build.render.jinja import PageResult
 from site_build.render.katex import CACHE_FILE, KatexRenderer
-from site_build.render.markdown import Rendered
 from site_build.write import index_in_background
 
 
@@ -54,12 +48,7 @@ class Session:
         self.compiled: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code
         self.runs = DiskCache(cache / "runs")
         self.big = BigRuns(cache / "runs")
-        self.data = DiskCache(cache / "data")
-        self.pages = PageStore({}, DiskCache(cache / "pages"), PageResult.valid)  # render.jinja.render_bodies' cache
-        self.bodies = DiskCache(cache / "bodies")
-        self.exercises: dict[Any, Any] = {}  # each page's exercises of the last build (exercises.add_exercises)
-        self.notebooks = DiskCache(cache / "notebook")
-        self.generation = 0  # bumped whenever the trace, its checks or the compared run change
+        self.pages = PageCache(cache / "pages", PageResult.valid)
         self.indexer: threading.Thread | None = None
         self._run: tuple[Any, Run] | None = None
         self._unkept: tuple[Run, Path] | None = None  # a big run not yet on disk, and its values file
@@ -105,7 +94,6 @@ class Session:
                 elif run_key and values is not None and trace.values_file is not None:
                     self._unkept = (run, values)
             self._run = (run_key, run)
-            self._changed()
         return self._run[1]
 
     def finish_run(self, run: Run) -> None:
@@ -128,41 +116,7 @@ class Session:
         if self._other is None or self._other[0] != key:
             self._other = (key, engine.run(cfg))
             self.other_key = key
-            self._changed()
         return self._other[1], shown_path(config_path)
-
-    def _changed(self) -> None:
-        self.generation += 1
-        self.pages.memory.clear()
-        self.exercises.clear()
-
-    def data_files(self, run: Run, ctx: Any, pages: list[Any], other_key: str) -> dict[str, str]:
-        """Every page's click data and every shown record's CSV (from disk when the same run shows the same
-        records on the same pages)."""
-        shown = sorted((name, sorted(where)) for name, where in ctx.shown.items())
-        key = _key(run, "data", other_key, shown, [(p.source, p.url, p.slug, p.title) for p in pages])
-        return self.data.get_or_make(key, lambda: {**data_files(run.trace, ctx.shown, pages, ctx.other),
-                                                   **csv_files(run.trace, ctx.shown)}, dict, valid=_files)
-
-    def finished_bodies(self, run: Run, ctx: Any, pages: list[Any], parts: Any,
-                        make: Callable[[], dict[str, Rendered]]) -> dict[str, Rendered]:
-        """Every page's finished body: `make()`, or, when the same run (and `parts`) renders the same pages, the
-        bodies it made last time replayed into `ctx` (their formulas and shown records registered anew)."""
-        key = _key(run, "bodies", parts, [repr(p) for p in pages])
-        stored = self.bodies.get(key) if key else None
-        if isinstance(stored, list) and all(PageResult.valid(r) for r in stored):
-            return {r.source: r.replay(ctx) for r in stored}
-        bodies = make()
-        if key:
-            self.bodies.put(key, [PageResult.capture(body, ctx, source) for source, body in bodies.items()])
-            self.bodies.prune(keep=20)
-        return bodies
-
-    def notebook_files(self, run: Run, ctx: Any, pages: list[Any], make: Callable[[], dict[str, bytes]]
-                       ) -> dict[str, bytes]:
-        """The site's notebook: `make()`, or the one made last time for the same run and pages."""
-        return self.notebooks.get_or_make(_key(run, "notebook", [repr(p) for p in pages]), make, dict, keep=10,
-                                          valid=_files)
 
     def trace_files(self, trace: Any) -> dict[str, bytes]:
         """The trace as the engine saves it (`trace.json`, with its values file for a trace past INLINE_MAX_VALUES),
@@ -207,13 +161,3 @@ def _valid_run(run: Any, key: str) -> bool:
     """A run read from the cache is what its key names (anything else read there is a miss)."""
     return (isinstance(run, Run) and run.key == key and isinstance(run.trace, engine.Trace)
             and isinstance(run.checks, Checks))
-
-
-def _files(files: Any) -> bool:
-    """Site files read from the cache: {site path: text or bytes}."""
-    return all(isinstance(k, str) and isinstance(v, (str, bytes)) for k, v in files.items())
-
-
-def _key(run: Run, *parts: Any) -> str:
-    """The disk-cache key of something made from `run` and `parts`; "" for a run that cannot be cached."""
-    return cache.page_key((parts[0], run.key, *parts[1:])) if run.key else ""

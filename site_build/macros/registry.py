@@ -86,7 +86,7 @@ def page_hook(fn: F) -> F:
 
 
 def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
-    """Register `fn(ctx)`, called before the pages render when the run is big (PageContext.start_ahead): `@ahead`,
+    """Register `fn(ctx)`, called before the pages render when the run is big (RunContext.start_ahead): `@ahead`,
     or `@ahead(stage=n)`. Starters run by stage, in the order the pages need their figures (0: the backward pass's,
     1, the default: the optimizer's, 2: the summaries after it), then in the order they were registered."""
     def register(fn: F) -> F:
@@ -96,7 +96,7 @@ def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
     return register(fn) if fn is not None else register
 
 
-def page_globals(ctx: PageContext) -> dict[str, Any]:
+def page_globals(ctx: Any) -> dict[str, Any]:
     """What a page sees: every registered macro (bound to `ctx` where it takes one), the facts of every topic
     (site_build.facts), `trace` and `config`."""
     out: dict[str, Any] = {name: partial(f, ctx) if bound else f for name, (f, bound) in MACROS.items()}
@@ -133,62 +133,28 @@ def _page_line(template: Any, code_line: int) -> int:
     return lines[1][k - 1] if k else 1
 
 
-class PageContext:
-    """What the macros of one build share: the trace, the math slots, the check figures, the records shown so
-    far (for coverage and the click data), what pages put on generated pages (a wide matrix's table), the page
-    and line being rendered, the step pages the diagrams link to, and the other run when comparing
-    (`build --compare`)."""
+class RunContext:
+    """What every page of one build reads: the trace, the check figures, the step pages the diagrams link to, the
+    other run when comparing (`build --compare`), and the figures macros work out once per build (`figures`, `start`:
+    statistics of a record, a big run's histograms). Pages never write here, except those figures (the same numbers
+    whichever page asks first)."""
 
-    def __init__(self, trace: Any, math: MathSlots, checks: Any = None, step_links: dict[str, str] | None = None):
+    def __init__(self, trace: Any, checks: Any = None, step_links: dict[str, str] | None = None,
+                 other: Any = None, other_label: str = "") -> None:
         self.trace = trace
-        self.math = math
         self.checks = checks
         self.step_links = dict(step_links or {})
+        self.other = other
+        self.other_label = other_label
         self.names: list[str] = list(trace.names())
-        self.shown: dict[str, set[str]] = {}  # record -> pages that show its numbers
-        self.source = ""  # page being rendered (for math error locations)
-        self.line_offset = 0  # body line 1 is this file line + 1
-        self.other: Any = None  # the other run's trace when comparing
-        self.other_label = ""
-        self.calcs: list[tuple[str, tuple[int, ...]]] = []  # (record, index) of every calc() on the page
-        self.page: dict[str, Any] | None = None  # what macros keep while one page renders (for the page hooks)
-        self.memo: dict[Any, Any] = {}  # figures macros compute once per build (statistics of a record)
-        self.on_page: Callable[[str], None] | None = None  # told each finished page (the build prefetches its files)
-        # page -> {url: what it put on a generated page}: the table of a wide matrix (macros.scale), cached with
-        # the page's body (render.jinja.PageResult) since the build writes it from here
-        self.made: dict[str, dict[str, Any]] = {}
+        self.memo: dict[Any, Any] = {}
         self._lanes: dict[str, ThreadPoolExecutor] = {}  # a background thread per lane of figures (`start`)
-        self.texts: dict[str, tuple[str, list[str]]] = {}  # page -> its finished Jinja output and the records it
-        # shows (the notebook's prose is made from them)
-        self.blocks: dict[str, list[tuple[int, int, str]]] = {}  # page -> the HTML blocks its Markdown found
 
-    def begin_page(self, source: str, body_line: int) -> None:
-        """Point math error locations and coverage marks at this page."""
-        self.source = source
-        self.line_offset = body_line - 1
-        self.calcs = []
-        self.page = {}
-
-    def end_page(self, text: str) -> str:
-        """The page's Jinja output, finished by the page hooks (run before Markdown); the page is then over."""
-        for hook in PAGE_HOOKS:
-            text = hook(self, text)
-        self.page = None
-        if self.on_page is not None:
-            self.on_page(text)
-        return text
-
-    def slot(self, tex: str, display: bool) -> str:
-        """A formula's placeholder, located at the line of the macro call."""
-        return self.math.slot(tex, display, self.source, self.line_offset + template_line())
-
-    def mark(self, name: str) -> None:
-        """The page being rendered shows the numbers of record `name`."""
-        self.shown.setdefault(name, set()).add(self.source)
-
-    def make(self, url: str, part: Any) -> None:
-        """The page being rendered puts `part` on the generated page `url` (its first `part` for that url stays)."""
-        self.made.setdefault(self.source, {}).setdefault(url, part)
+    def page(self, source: str = "", body_line: int = 1, math: MathSlots | None = None) -> PageContext:
+        """A context for rendering one page (or part of one: the exercises, the notebook's text)."""
+        ctx = PageContext(self, math or MathSlots(), source=source, body_line=body_line)
+        ctx.page = {}
+        return ctx
 
     def record(self, name: str) -> Any:
         """The trace record `name`, or an error suggesting the closest name."""
@@ -244,13 +210,68 @@ class PageContext:
             return ""
         return self.checks.slot(name) if self.checks.pending is not None else self.checks.paragraph(name)
 
-    def coverage(self) -> tuple[int, int]:
-        """(records whose numbers some page shows, records in the trace)."""
-        return len(self.shown.keys() & set(self.names)), len(self.names)
 
-    def missing(self) -> list[str]:
-        """Records no page shows, in trace order."""
-        return [n for n in self.names if n not in self.shown]
+class PageContext:
+    """What the macros of one page share: the build's RunContext (`run`: the trace, the figures), and what the page
+    collects as it renders: its formulas (`math`), the records whose numbers it shows (`shown`), what it puts on
+    generated pages (`made`: a wide matrix's table), its calc blocks, and the page and line being rendered. A page's
+    context starts empty and is read once the page is done (render.page.render_page): nothing is shared between
+    pages but the RunContext."""
+
+    def __init__(self, run: Any, math: MathSlots | None = None, checks: Any = None,
+                 step_links: dict[str, str] | None = None, source: str = "", body_line: int = 1) -> None:
+        self.run: RunContext = run if isinstance(run, RunContext) else RunContext(run, checks, step_links)
+        self.math = math if math is not None else MathSlots()
+        self.source = source  # page being rendered (for math error locations)
+        self.line_offset = body_line - 1  # body line 1 is this file line + 1
+        self.shown: set[str] = set()  # records whose numbers the page shows
+        self.made: dict[str, Any] = {}  # {url: what the page put on a generated page} (macros.scale)
+        self.calcs: list[tuple[str, tuple[int, ...]]] = []  # (record, index) of every calc() on the page
+        # what macros keep while a page renders, for the page hooks (None outside a page: a matrix is drawn at once)
+        self.page: dict[str, Any] | None = None
+
+    # what the whole build shares
+    trace = property(lambda self: self.run.trace)
+    checks = property(lambda self: self.run.checks)
+    step_links = property(lambda self: self.run.step_links)
+    other = property(lambda self: self.run.other)
+    other_label = property(lambda self: self.run.other_label)
+    names = property(lambda self: self.run.names)
+    memo = property(lambda self: self.run.memo)
+
+    def record(self, name: str) -> Any:
+        return self.run.record(name)
+
+    def figures(self, key: Any, make: Callable[[], Any]) -> Any:
+        return self.run.figures(key, make)
+
+    def start(self, key: Any, make: Callable[[], Any], lane: str = "figures") -> None:
+        self.run.start(key, make, lane)
+
+    def explain(self, name: str, index: tuple[int, ...]) -> Any:
+        return self.run.explain(name, index)
+
+    def check_line(self, name: str) -> str:
+        return self.run.check_line(name)
+
+    def end_page(self, text: str) -> str:
+        """The page's Jinja output, finished by the page hooks (run before Markdown); the page is then over."""
+        for hook in PAGE_HOOKS:
+            text = hook(self, text)
+        self.page = None
+        return text
+
+    def slot(self, tex: str, display: bool) -> str:
+        """A formula's placeholder, located at the line of the macro call."""
+        return self.math.slot(tex, display, self.source, self.line_offset + template_line())
+
+    def mark(self, name: str) -> None:
+        """The page being rendered shows the numbers of record `name`."""
+        self.shown.add(name)
+
+    def make(self, url: str, part: Any) -> None:
+        """The page being rendered puts `part` on the generated page `url` (its first `part` for that url stays)."""
+        self.made.setdefault(url, part)
 
 
 # -- arguments: the checks every macro shares --------------------------------------------------------------------

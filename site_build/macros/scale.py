@@ -20,7 +20,7 @@ a calc uses) open, which assets/site.js turns into buttons; without JavaScript e
 
 Outside a page (a test calling a macro), a matrix is drawn at once.
 
-The table page of a wide matrix is collected through the build's PageContext (`ctx.make`, cached with the page's
+The table page of a wide matrix is collected through the page's PageContext (`ctx.make`, kept with the page's
 body) and written by the build (`table_pages`): one page per record and fixed indices, whichever pages show it.
 """
 
@@ -366,12 +366,13 @@ def table_link(ctx: PageContext, view: View) -> str:
     return f'<p class="numbers"><a href="{escape(url)}">All {n:,} numbers as a table</a> (its own page)</p>'
 
 
-def table_pages(ctx: PageContext, pages: list[Page]) -> dict[str, ExtraPage]:
+def table_pages(made: list[tuple[Page, dict[str, TablePart]]]) -> dict[str, ExtraPage]:
     """{url: page} of every wide matrix's table, as the first page (in site order) that shows it drew it, linking
-    back to every page that shows it. Kept out of the search index: people search for words, not numbers."""
+    back to every page that shows it (`made`: each page, in site order, with what it put on table pages). Kept out of
+    the search index: people search for words, not numbers."""
     shown_on: dict[str, list[tuple[Page, TablePart]]] = {}
-    for page in pages:
-        for url, part in ctx.made.get(page.source, {}).items():
+    for page, parts in made:
+        for url, part in parts.items():
             shown_on.setdefault(url, []).append((page, part))
     out = {}
     for url, where in sorted(shown_on.items()):

@@ -16,27 +16,32 @@ import sys
 import time
 import traceback
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from site_build.errors import BuildError
+from site_build.exercises import numpy_beside_formulas
 from site_build.facts import FactError
 from site_build.macros import FILTERS, MacroError, PageContext, page_globals
+from site_build.macros.charts import step_map
+from site_build.macros.registry import RunContext
 from site_build.pages import Page
-from site_build.render.markdown import Heading, Rendered, make_parser, render_page
-from site_build.render.mathslots import Kept
+from site_build.render.markdown import Heading, make_parser
+from site_build.render.markdown import render_page as render_markdown
+from site_build.render.mathslots import MathSlots
 
 JINJA_CACHE_VERSION = f"jinja {jinja2.__version__}, handstep 2"  # bump when content_environment() changes
 
 
-def content_environment(ctx: PageContext | None = None) -> jinja2.Environment:
-    """Jinja for page bodies: strict about undefined names, HTML-escaping by default.
+def content_environment(compile_only: bool = False) -> jinja2.Environment:
+    """Jinja for page bodies: strict about undefined names, HTML-escaping by default. A page's macros, facts, `trace`
+    and `config` are given when it renders (`render_jinja`), so one environment serves every page.
 
-    Without a context it can only compile (what the parallel compile workers need): the filters are there by
-    name, since compiling checks them."""
+    `compile_only` (what the parallel compile workers need) has the filters by name only, since compiling checks
+    them."""
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         autoescape=True,
@@ -50,128 +55,101 @@ def content_environment(ctx: PageContext | None = None) -> jinja2.Environment:
         # cost (folding is about a sixth of it); the output is the same either way
         optimized=False,
     )
-    if ctx is not None:
-        env.globals.update(page_globals(ctx))
-        env.filters.update(FILTERS)
-    else:
-        env.filters.update({name: str for name in FILTERS})
+    env.filters.update({name: str for name in FILTERS} if compile_only else FILTERS)
     return env
 
 
-def render_bodies(
-    pages: list[Page],
-    ctx: PageContext,
-    links: dict[str, str],
-    problems: list[tuple[str, int, str]] | None = None,
-    cache_dir: Path | None = None,
-    compiled: dict[tuple[str, str], Any] | None = None,
-    page_cache: dict[Any, PageResult] | None = None,
-    context: Any = None,
-    compiling: Compiling | None = None,
-) -> dict[str, Rendered]:
-    """Jinja then Markdown for every page; raise every problem (plus `problems`) at the end.
+@dataclass
+class PageResult:
+    """A rendered page as a value: its HTML body (formulas as placeholders named by their hash), its outline and
+    in-page links, and the blocks later stages read: its formulas, the records whose numbers it shows, what it put on
+    generated pages (a wide matrix's table), its Jinja output and the HTML blocks its Markdown found (the notebook's
+    prose). Rendering a page changes nothing else, so a result from the page cache is as good as a fresh one."""
 
-    `compiled` keeps compiled page code in memory; with `page_cache` (the dev server), a page whose body, trace
-    (`context`) and links are unchanged since the last build is not rendered again: its HTML, shown records and
-    formulas are replayed. With `compiling`, a page whose code a worker is still writing is waited for.
-    """
-    env = content_environment(ctx)
-    md = make_parser()
-    out: dict[str, Rendered] = {}
+    source: str
+    html: str
+    headings: list[Heading]
+    anchors: list[tuple[int, str, str]]  # (line, target url or "", fragment)
+    math: MathSlots  # its formulas, each with the line that first used it
+    shown: frozenset[str]
+    made: dict[str, Any]
+    text: str  # its Jinja output
+    blocks: list[tuple[int, int, str]]  # (first line, end line, HTML) of each HTML block (markdown.html_blocks)
+
+    @staticmethod
+    def valid(value: Any) -> bool:
+        """`value` has the shape of a PageResult (what the page cache hands back is checked before it is used)."""
+        return (isinstance(value, PageResult) and isinstance(value.source, str) and isinstance(value.html, str)
+                and isinstance(value.headings, list)
+                and all(isinstance(h, Heading) and isinstance(h.html, str) for h in value.headings)
+                and isinstance(value.anchors, list) and isinstance(value.math, MathSlots)
+                and isinstance(value.math.formulas, dict) and value.math.formulas.keys() == value.math.where.keys()
+                and isinstance(value.shown, frozenset) and all(isinstance(n, str) for n in value.shown)
+                and isinstance(value.made, dict) and all(isinstance(url, str) for url in value.made)
+                and isinstance(value.text, str) and isinstance(value.blocks, list))
+
+
+def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.Environment | None = None,
+                md: Any = None, cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None,
+                on_formula: Any = None) -> PageResult:
+    """One page through Jinja (with the macros, reading `run`) and Markdown; raise BuildError with every problem of
+    the page. `env` and `md` may be shared between pages (they keep nothing of a page); `compiled` and `cache_dir`
+    keep the page's compiled Jinja code."""
+    env = env or content_environment()
+    md = md or make_parser()
+    ctx = run.page(page.source, page.body_line, MathSlots(on_new=on_formula))
+    text = ctx.end_page(render_jinja(env, page, ctx, cache_dir, compiled))  # page hooks: macros.scale
+    rendered = render_markdown(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
+    ctx.math.on_new = None  # the result is a value: it holds its formulas, not who was told of them
+    if rendered.problems:
+        raise BuildError.collect(rendered.problems)
+    html = numpy_beside_formulas(ctx, rendered.html)  # each step's NumPy line under its formula
+    if page.step:  # the compact map of the steps on top of every step page, its own step highlighted
+        html = step_map(ctx, page.step) + html
+    return PageResult(page.source, html, rendered.headings, rendered.anchors, ctx.math, frozenset(ctx.shown),
+                      ctx.made, text, rendered.blocks or [])
+
+
+def render_pages(pages: list[Page], run: RunContext, links: dict[str, str], cache: Any = None,
+                 problems: list[tuple[str, int, str]] | None = None, key: Any = None,
+                 cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None,
+                 compiling: Compiling | None = None, on_formula: Any = None,
+                 on_page: Any = None) -> dict[str, PageResult]:
+    """Every page rendered (or taken from `cache`, a PageCache, under its content key: the page's text, `key` (the
+    run and whatever else every page reads) and the links); raise every problem (plus `problems`) at the end."""
+    env, md = content_environment(), make_parser()
+    out: dict[str, PageResult] = {}
     problems = list(problems or [])
     link_key = tuple(sorted(links.items()))
     for page in pages:
-        key = (page.source, page.body, page.body_line, context, link_key)
-        cached = page_cache.get(key) if page_cache is not None else None
-        if cached is not None:
-            out[page.source] = cached.replay(ctx)
-            continue
-        if compiling is not None and cache_dir is not None:
-            compiling.wait_for(page, cache_dir)
-        ctx.begin_page(page.source, page.body_line)
-        try:
-            text = ctx.end_page(render_jinja(env, page, cache_dir, compiled))  # page hooks: macros.scale
-        except BuildError as err:
-            problems.extend(err.problems)
-            continue
-        ctx.texts[page.source] = (text, [name for name, where in ctx.shown.items() if page.source in where])
-        rendered = render_page(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
-        if rendered.blocks is not None:
-            ctx.blocks[page.source] = rendered.blocks  # the notebook's prose is the same text
-        problems.extend(rendered.problems)
-        out[page.source] = rendered
-        if page_cache is not None and not rendered.problems:
-            page_cache[key] = PageResult.capture(rendered, ctx, page.source)
+        page_key = (page.source, page.body, page.body_line, page.step, key, link_key) if cache is not None else None
+        result = cache.get(page_key) if page_key is not None else None
+        if result is None:
+            if compiling is not None and cache_dir is not None:
+                compiling.wait_for(page, cache_dir)
+            try:
+                result = render_page(page, run, links, env, md, cache_dir, compiled, on_formula)
+            except BuildError as err:
+                problems.extend(err.problems)
+                continue
+            if page_key is not None:
+                cache.put(page_key, result)
+        elif on_formula is not None:
+            for tex, display in result.math.formulas.values():
+                on_formula(tex, display)
+        out[page.source] = result
+        if on_page is not None:
+            on_page(result)
     problems.extend(missing_anchors(pages, out))
     if problems:
         raise BuildError.collect(problems)
     return out
 
 
-@dataclass
-class PageResult:
-    """A rendered page in a form that can be replayed into a later build's context and math slots."""
-
-    source: str
-    rendered: Rendered
-    shown: list[str]  # records whose numbers the page shows
-    formulas: list[Kept]  # each formula it uses (MathSlots.keep)
-    slot_of: dict[int, int]  # slot number in the build that rendered it -> index into formulas
-    made: dict[str, Any] = field(default_factory=dict)  # what it put on generated pages (PageContext.made)
-    text: tuple[str, list[str]] | None = None  # its Jinja output and the records that showed (PageContext.texts)
-
-    @staticmethod
-    def valid(value: Any) -> bool:
-        """`value` has the shape of a PageResult (what a disk cache hands back is checked before it is replayed)."""
-        if not isinstance(value, PageResult):
-            return False
-        r = value.rendered
-        return (isinstance(value.source, str) and isinstance(r, Rendered) and isinstance(r.html, str)
-                and isinstance(r.headings, list) and all(isinstance(h, Heading) and isinstance(h.html, str)
-                                                         for h in r.headings)
-                and isinstance(r.anchors, list) and isinstance(value.shown, list)
-                and all(isinstance(n, str) for n in value.shown)
-                and isinstance(value.formulas, list) and all(_kept(k) for k in value.formulas)
-                and isinstance(value.slot_of, dict) and isinstance(value.made, dict)
-                and all(isinstance(url, str) for url in value.made)
-                and (value.text is None or (isinstance(value.text, tuple) and len(value.text) == 2
-                                            and isinstance(value.text[0], str) and isinstance(value.text[1], list))))
-
-    @classmethod
-    def capture(cls, rendered: Rendered, ctx: PageContext, source: str) -> PageResult:
-        shown = [name for name, pages in ctx.shown.items() if source in pages]
-        kept = Rendered(rendered.html, list(rendered.headings), [], list(rendered.anchors))  # later edits don't leak in
-        text = ctx.texts.get(source)
-        if text is not None:  # its formulas too are replayed
-            text = (text[0], list(text[1]))
-        formulas, slot_of = ctx.math.keep([rendered.html, *(h.html for h in rendered.headings),
-                                           *([text[0]] if text is not None else [])])
-        return cls(source, kept, shown, formulas, slot_of, dict(ctx.made.get(source, {})), text)
-
-    def replay(self, ctx: PageContext) -> Rendered:
-        """The page's HTML with its formulas registered anew (slot numbers change between builds)."""
-        remap = ctx.math.renew(self.formulas, self.slot_of)
-        for name in self.shown:
-            ctx.shown.setdefault(name, set()).add(self.source)
-        for url, part in self.made.items():
-            ctx.made.setdefault(self.source, {}).setdefault(url, part)
-        if self.text is not None:
-            ctx.texts[self.source] = (remap(self.text[0]), list(self.text[1]))
-        r = self.rendered
-        return Rendered(remap(r.html), [Heading(h.level, h.id, remap(h.html)) for h in r.headings], [], r.anchors)
-
-
-def _kept(k: Any) -> bool:
-    """A formula as MathSlots.keep keeps it: ((tex, display), source, line)."""
-    return (isinstance(k, tuple) and len(k) == 3 and isinstance(k[0], tuple) and len(k[0]) == 2
-            and isinstance(k[0][0], str) and isinstance(k[0][1], bool) and isinstance(k[1], str)
-            and isinstance(k[2], int))
-
-
 _ID_RE = re.compile(r'\sid="([^"]+)"')
 
 
-def missing_anchors(pages: list[Page], bodies: dict[str, Rendered]) -> list[tuple[str, int, str]]:
+def missing_anchors(pages: list[Page], bodies: dict[str, Any]) -> list[tuple[str, int, str]]:
     """Every `#fragment` a page links to must be an id on the target page."""
     ids: dict[str, set[str]] = {}
     for p in pages:  # the first page of a URL wins, as links do (a duplicate is reported on its own)
@@ -425,19 +403,20 @@ def _reaped(pid: int, flags: int) -> bool:
 def _compile_one(item: tuple[str, str, Path]) -> None:
     source, body, path = item
     try:
-        text = content_environment().compile(body, name=source, filename=source, raw=True)
+        text = content_environment(compile_only=True).compile(body, name=source, filename=source, raw=True)
         _write_source(path, text)
         _write_code(path, compile(text, source, "exec"))
     except Exception:  # noqa: BLE001 - the main process compiles it again and reports the error with its line
         pass
 
 
-def render_jinja(env: jinja2.Environment, page: Page, cache_dir: Path | None = None,
-                 memory: dict[tuple[str, str], Any] | None = None) -> str:
-    """Render a page body; any error becomes `file:line: message` with the source line."""
+def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, cache_dir: Path | None = None,
+                 memory: dict[tuple[str, str], Any] | None = None, extra: dict[str, Any] | None = None) -> str:
+    """Render a page body with the macros bound to `ctx` (and `extra` names over them); any error becomes
+    `file:line: message` with the source line."""
     offset = page.body_line - 1
     try:
-        return page_template(env, page, cache_dir, memory).render()
+        return page_template(env, page, cache_dir, memory).render({**page_globals(ctx), **(extra or {})})
     except jinja2.TemplateSyntaxError as err:
         raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
     except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback

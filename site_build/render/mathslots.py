@@ -1,72 +1,80 @@
-"""Placeholders for math, so every formula of every page is rendered in one KaTeX batch.
+"""Placeholders for math, so every formula of every page is typeset in one KaTeX batch.
 
-Macros and the Markdown renderer do not call KaTeX; they ask for a slot, get a short
-placeholder string, and remember where the formula came from (file and line) so a
-KaTeX error can name it. After the batch, `fill()` swaps the HTML in.
+Macros and the Markdown renderer do not call KaTeX; they ask for a slot and get a short placeholder named by a
+hash of the formula (so the same formula has the same name on every page and in every build: nothing is
+renumbered), and the page remembers the formula with its line, so a KaTeX error can name it. After the batch,
+`fill()` swaps the HTML in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from site_build.errors import BuildError
 
 OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters: never in real text
-SLOT_RE = re.compile(f"{OPEN}(\\d+){CLOSE}")
+SLOT_RE = re.compile(f"{OPEN}([0-9a-f]{{20}}){CLOSE}")
+
+Formula = tuple[str, bool]  # (tex, display)
 
 
-Kept = tuple[tuple[str, bool], str, int]  # a formula kept for a later build: (tex, display), source, line
+def formula_key(tex: str, display: bool) -> str:
+    """The name of a formula: a hash of its TeX and whether it is displayed."""
+    return hashlib.sha256(f"{int(display)}{tex}".encode()).hexdigest()[:20]
 
 
 @dataclass
 class MathSlots:
-    """Registry of (tex, display) formulas and where each was used."""
+    """The formulas of one page (or of the site, once the pages are put together), by name, with the line of the
+    page that first used each."""
 
-    formulas: list[tuple[str, bool]] = field(default_factory=list)
-    ids: dict[tuple[str, bool], int] = field(default_factory=dict)
-    where: dict[int, tuple[str, int]] = field(default_factory=dict)
-    on_new: Callable[[str, bool], None] | None = None  # e.g. start rendering right away
+    formulas: dict[str, Formula] = field(default_factory=dict)
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (page, line)
+    on_new: Callable[[str, bool], None] | None = None  # told each formula the first time (KaTeX starts on it)
 
     def slot(self, tex: str, display: bool, source: str, line: int) -> str:
         """Register a formula and return its placeholder."""
-        key = (tex.strip(), display)
-        n = self.ids.get(key)
-        if n is None:
-            n = self.ids[key] = len(self.formulas)
-            self.formulas.append(key)
-            self.where[n] = (source, line)
+        tex = tex.strip()
+        key = formula_key(tex, display)
+        if key not in self.formulas:
+            self.formulas[key] = (tex, display)
+            self.where[key] = (source, line)
             if self.on_new is not None:
-                self.on_new(*key)
-        return f"{OPEN}{n}{CLOSE}"
+                self.on_new(tex, display)
+        return f"{OPEN}{key}{CLOSE}"
 
-    def check(self, errors: dict[tuple[str, bool], str]) -> None:
+    def add(self, other: MathSlots) -> None:
+        """Take in another page's formulas (the first place a formula was used stays its place)."""
+        for key, formula in other.formulas.items():
+            if key not in self.formulas:
+                self.formulas[key] = formula
+                self.where[key] = other.where[key]
+
+    def used(self, texts: Iterable[str]) -> list[Formula]:
+        """The formulas the placeholders in `texts` stand for."""
+        return [self.formulas[k] for text in texts for k in SLOT_RE.findall(text)]
+
+    def check(self, errors: Mapping[Formula, str]) -> None:
         """Raise one BuildError naming page and line of every formula KaTeX rejected."""
         problems = []
-        for key, message in errors.items():
-            source, line = self.where[self.ids[key]]
+        for (tex, display), message in errors.items():
+            source, line = self.where[formula_key(tex, display)]
             # KaTeX underlines the culprit with combining characters; terminals garble them
             message = message.removeprefix("KaTeX parse error: ").replace("\u0332", "")
             problems.append((source, line, f"KaTeX error: {message}"))
         if problems:
             raise BuildError.collect(problems)
 
-    def keep(self, texts: Iterable[str]) -> tuple[list[Kept], dict[int, int]]:
-        """What a later build needs to put the formulas of `texts` back (`renew`): each formula they use, with where
-        it came from, and each slot number's index among them (slot numbers change between builds)."""
-        used = sorted({int(n) for text in texts for n in SLOT_RE.findall(text)})
-        return [(self.formulas[n], *self.where[n]) for n in used], {n: k for k, n in enumerate(used)}
-
-    def renew(self, kept: list[Kept], slot_of: dict[int, int]) -> Callable[[str], str]:
-        """Register the formulas `keep` found in an earlier build; returns what renumbers that build's texts."""
-        new = [self.slot(tex, display, source, line) for (tex, display), source, line in kept]
-        return lambda text: SLOT_RE.sub(lambda m: new[slot_of[int(m.group(1))]], text)
-
     def strip(self, html: str) -> str:
         """The html without its formulas (what the search index reads: it leaves typeset math out)."""
         return SLOT_RE.sub("", html)
 
-    def fill(self, html: str, rendered: dict[tuple[str, bool], str]) -> str:
+    def fill(self, html: str, rendered: Mapping[Formula, str]) -> str:
         """Replace every placeholder in html with its rendered KaTeX HTML."""
-        return SLOT_RE.sub(lambda m: rendered[self.formulas[int(m.group(1))]], html)
+        return SLOT_RE.sub(lambda m: rendered[self.formulas[m.group(1)]], html)
+
+    def tex(self, key: str) -> Formula:
+        return self.formulas[key]

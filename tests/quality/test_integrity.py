@@ -298,17 +298,14 @@ def test_hostile_text_renders_in_latex(hostile_site):
 # keeps this list whole), with what must go too for a build to read it: a layer is read when the one above misses.
 CACHE_KINDS = {
     "runs": [],  # the trace with its checks
-    "data": [],  # click data and CSV
-    "notebook": [],  # the site's notebook
-    "bodies": [],  # every page after the whole-site steps
-    "pages": ["bodies"],  # each rendered page
-    "jinja-code": ["bodies", "pages"],  # each page's compiled code
-    "jinja-source": ["bodies", "pages", "jinja-code"],  # each page's generated Python source
+    "pages": [],  # each rendered page
+    "jinja-code": ["pages"],  # each page's compiled code
+    "jinja-source": ["pages", "jinja-code"],  # each page's generated Python source
     "katex": [],  # the typeset formulas
     "stamps": [],  # what each output folder was built from (read by `handstep build` before anything else)
     "hashes": [],  # the sha256 of input files by their stat numbers (the npm packages', a checkpoint's)
 }
-PICKLED = ("runs", "data", "notebook", "bodies", "pages")
+PICKLED = ("runs", "pages")
 # A pickle that raises OverflowError as it loads: BINUNICODE8 of 2**63 bytes.
 OVERFLOW_PICKLE = b"\x80\x04\x8d" + (2 ** 63).to_bytes(8, "little") + b"."
 
@@ -501,8 +498,8 @@ def _assert_readable(cache: Path, kind: str, out: Path) -> None:
         for path in cache_files(cache, kind):
             entry = DiskCache(path.parent).get(path.stem)
             assert entry is not None, path
-            if kind in ("pages", "bodies"):  # and what the next build accepts
-                assert all(jinja.PageResult.valid(r) for r in (entry if kind == "bodies" else [entry]))
+            if kind == "pages":  # and what the next build accepts
+                assert jinja.PageResult.valid(entry)
     elif kind == "jinja-code":
         assert all(jinja._read_code(p.with_name(p.name.split(".")[0] + ".py")) is not None
                    for p in cache_files(cache, kind))
@@ -523,7 +520,7 @@ def test_a_cache_folder_that_is_a_file_is_only_slower(built_once, tmp_path):
     inputs, fresh_cache, fresh_site = built_once
     cache = tmp_path / "cache"
     shutil.copytree(fresh_cache, cache)
-    for name in ("runs", "data", "notebook", "bodies", "pages", "jinja"):
+    for name in ("runs", "pages", "jinja"):
         shutil.rmtree(cache / name)
         (cache / name).write_text("not a folder")
     result = handstep_build(inputs, GOOD_CONFIG, tmp_path / "site", cache)
@@ -539,7 +536,7 @@ def test_a_cache_folder_that_is_a_link_to_a_folder_of_the_users_is_never_pruned(
     cache = tmp_path / "cache"
     shutil.copytree(fresh_cache, cache)
     mine = tmp_path / "mine"
-    for name in ("runs", "data", "notebook", "bodies", "pages"):
+    for name in ("runs", "pages"):
         shutil.rmtree(cache / name)
         (mine / name).mkdir(parents=True)
         for i in range(30):

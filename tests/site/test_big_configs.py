@@ -241,12 +241,12 @@ def test_a_wide_matrix_shows_a_heatmap_and_links_every_number_on_a_page_of_its_o
     assert f'<p class="numbers"><a href="{url}">All 384 numbers as a table</a> (its own page)</p>' in html_
     assert 'src="assets/heat/L0.mlp.fc~0.png"' in html_ and "one square each" in html_
     assert "open the table of all numbers, for its number" in html_
-    part = ctx.made[""][url]  # every number, one click away: on the page this figure links to
+    part = ctx.made[url]  # every number, one click away: on the page this figure links to
     assert part.table.count("<td class=") == trace["L0.mlp.fc"][0].size
     assert part.name == "L0.mlp.fc, batch 0" and "6 × 64 (tokens × d&#95;ff)" in part.about
     # one page per record and fixed indices: a row of it (a wide vector) has a page of its own
     row = str(page_globals(ctx)["vector"]("L0.mlp.fc", row=2))
-    assert 'href="numbers/L0.mlp.fc~batch0~row2.html"' in row and set(ctx.made[""]) == {url, url[:-5] + "~row2.html"}
+    assert 'href="numbers/L0.mlp.fc~batch0~row2.html"' in row and set(ctx.made) == {url, url[:-5] + "~row2.html"}
     assert scale.mode_of(6, 16, 64) == "full" and scale.mode_of(6, 64, 64) == "wide"
     assert scale.mode_of(64, 768, 64) == "window"
 

@@ -93,8 +93,7 @@ def test_coverage_counts_records_shown(small_trace):
     m.matrix("wte")
     m.value("loss")
     m.formula("L0.attn.q")  # a formula shows no numbers
-    assert m.ctx.coverage() == (2, len(small_trace.names()))
-    assert "wte" not in m.ctx.missing() and "L0.attn.q" in m.ctx.missing()
+    assert m.ctx.shown == {"wte", "loss"}
 
 
 def test_calc_renders_every_explain_line(small_trace):
@@ -104,7 +103,7 @@ def test_calc_renders_every_explain_line(small_trace):
     lines = engine.explain(small_trace, "L0.attn.scores", (0, 1, 2, 1)).latex
     assert html.startswith('<div class="calc-step" data-record="L0.attn.scores" data-at="0,1,2,1">')
     assert html.count('<div class="calc-line">') == len(lines)
-    assert [tex for tex, display in slots.formulas] == [line.strip() for line in lines]
+    assert [tex for tex, display in slots.formulas.values()] == [line.strip() for line in lines]
 
 
 @pytest.mark.parametrize(
@@ -234,7 +233,7 @@ def test_other_blocks_shows_every_record_of_each_other_block():
 
 def test_other_blocks_is_empty_for_one_block(small_trace):
     m = macros_for(small_trace)
-    assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and m.ctx.coverage()[0] == 0
+    assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and not m.ctx.shown
 
 
 def test_count_and_span_words():
@@ -288,12 +287,12 @@ def test_every_macro_and_filter_is_documented():
 
 def test_figures_worked_out_ahead_are_the_ones_a_page_would_work_out(small_trace):
     """A big run's whole-model figures (every tensor's update, the update histogram) are started in a background
-    thread before the pages render (PageContext.start_ahead); a page reads exactly what it would have computed
+    thread before the pages render (RunContext.start_ahead); a page reads exactly what it would have computed
     itself, and the weights are counted without reading a tensor."""
     from site_build.macros import optimizer
 
     ahead, plain = macros_for(small_trace), macros_for(small_trace)
-    ahead.ctx.start_ahead()
+    ahead.ctx.run.start_ahead()
     try:
         assert any(isinstance(v, Future) for v in ahead.ctx.memo.values())
         assert str(ahead.update_histogram()) == str(plain.update_histogram())
@@ -302,7 +301,7 @@ def test_figures_worked_out_ahead_are_the_ones_a_page_would_work_out(small_trace
             assert getattr(a, name) == getattr(b, name), name
         assert list(a.tensors) == list(b.tensors) and a.total == b.total
     finally:
-        ahead.ctx.close()
+        ahead.ctx.run.close()
     counted = macros_for(small_trace)
     stats = counted.optimizer_stats()
     assert stats.total == sum(small_trace[n].size for n in optimizer.parameters(small_trace))
