@@ -436,6 +436,9 @@ OPS: dict[str, OpKind] = {k.name: k for k in _KINDS}
 class UnknownOpKind(KeyError):
     """An op with no entry in OPS."""
 
+    def __str__(self) -> str:
+        return str(self.args[0])
+
 
 def kind(op: str) -> OpKind:
     """The entry of op kind `op`; an op without one is an error, whoever asks."""
