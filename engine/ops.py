@@ -301,6 +301,7 @@ def _sgd_buf(r: Line) -> list[str]:
 GIVEN = No("a given value: there is no arithmetic to do by hand")
 SUMMARY = No("a summary of the training run (engine/run.py `train`: many steps, not one): the notebook does not "
              "recompute it")
+SUMMED_UP = No("a summary of the training run's many steps: no one computation to do by hand")
 OPTIMIZER = No("an optimizer op: engine/optim.py computes it from the gradient, no pair of engine/layers.py")
 EMBEDDING = ((L.embedding_forward, L.embedding_backward),)
 LAYERNORM = ((L.layernorm_forward, L.layernorm_backward),)
@@ -314,19 +315,20 @@ _KINDS = (
     OpKind("forward", pairs=No("the forward pass again on the updated weights (run.evaluate): the forward kinds' "
                                "pairs make its values"),
            notation=N.by_name, numpy=_forward,
-           exercise=No("the forward pass again: its arithmetic is asked on the forward pass's pages"), drill=GIVEN),
+           exercise=No("the forward pass again: its arithmetic is asked on the forward pass's pages"),
+           drill=No("the forward pass again: each of its ops has its drill on the forward pass's pages")),
     OpKind("train_loss", pairs=No("the loss of each step of the training run (run.train)"), notation=N.by_name,
-           numpy=SUMMARY, drill=GIVEN,
+           numpy=SUMMARY, drill=SUMMED_UP,
            # the loss after its first update is the loss the summary page computes again
            exercise=Rule(1, what="the training run's loss after its first update",
                          at=lambda rec: (1,) if rec.value.shape[0] > 1 else None)),
     OpKind("train_prob", pairs=No("the right word's probability before and after the training run (run.train)"),
-           notation=N.by_name, numpy=SUMMARY, drill=GIVEN,
+           notation=N.by_name, numpy=SUMMARY, drill=SUMMED_UP,
            exercise=Rule(1, "argmax", "the probability of the right next word", value=False, noun="probability")),
     OpKind("train_attention", pairs=No("the trained model's attention weights (run.train)"), notation=N.by_name,
-           numpy=SUMMARY, exercise=No("the training run's result, not one computation of the step"), drill=GIVEN),
+           numpy=SUMMARY, exercise=No("the training run's result, not one computation of the step"), drill=SUMMED_UP),
     OpKind("generate", pairs=No("greedy decoding (engine/generate.py)"), notation=N.by_name, numpy=SUMMARY,
-           exercise=No("word ids chosen by greedy decoding: integers, not arithmetic"), drill=GIVEN),
+           exercise=No("word ids chosen by greedy decoding: integers, not arithmetic"), drill=SUMMED_UP),
     OpKind("input", pairs=No("token ids from the tokenizer (run.tokenize)"), notation=N.by_name, numpy=load,
            exercise=No("token ids from the tokenizer: integers, not arithmetic"), drill=GIVEN),
 
