@@ -1,5 +1,6 @@
 """The op kinds: one entry per kind of record (the `op` of a trace record), holding every part the engine and the
-site need of it. Nothing else is keyed by an op kind's name.
+site need of it. Nothing else is keyed by an op kind's name, but its explanation in engine/explain/ops.yaml (data
+the browser reads too), which the entry reaches.
 
     kind("softmax").pairs          the NumPy forward/backward pairs of engine/layers.py that make its records
     kind("softmax").notation       the function of engine/notation.py that gives its records' formula and symbol
@@ -9,7 +10,7 @@ site need of it. Nothing else is keyed by an op kind's name.
     kind("softmax").exercise       what the exercises ask about one of its records (a `Rule`)
     kind("softmax").drill          its pen-and-paper drill (a function of engine/drills.py)
 
-A part a kind honestly does not have is `No("why")` (false in a test), never left out: a backward or optimizer op
+A part a kind honestly does not have is `No("why")` (false in an `if`), never left out: a backward or optimizer op
 has no pair of its own, a given value no drill. `kind(op)` raises for an op with no entry, so whatever walks the
 records (the exercises, the notebook, the trace's recorder) fails on a new op kind until it has one;
 tests/engine/test_ops_registry.py checks every entry has every part and every op of several configs' traces has an
@@ -303,11 +304,10 @@ SUMMARY = No("a summary of the training run (engine/run.py `train`: many steps, 
              "recompute it")
 SUMMED_UP = No("a summary of the training run's many steps: no one computation to do by hand")
 OPTIMIZER = No("an optimizer op: engine/optim.py computes it from the gradient, no pair of engine/layers.py")
-EMBEDDING = ((L.embedding_forward, L.embedding_backward),)
 LAYERNORM = ((L.layernorm_forward, L.layernorm_backward),)
 CROSS_ENTROPY = ((L.cross_entropy_forward, L.cross_entropy_backward),)
 
-_KINDS = (
+KINDS = (
     # -- given values: parameters at init, inputs, the re-run forward pass, training-run summaries -------------
     OpKind("param", pairs=No("a weight, drawn at initialisation (model.init_params) or read from a checkpoint"),
            notation=N.parameter, numpy=load,
@@ -333,7 +333,7 @@ _KINDS = (
            exercise=No("token ids from the tokenizer: integers, not arithmetic"), drill=GIVEN),
 
     # -- forward ------------------------------------------------------------------------------------------------
-    OpKind("embedding", pairs=EMBEDDING, notation=N.by_name, numpy=_embedding,
+    OpKind("embedding", pairs=((L.embedding_forward, L.embedding_backward),), notation=N.by_name, numpy=_embedding,
            exercise=Rule(5, what="this entry of the input vectors", lookup=True), drill=drills.embedding),
     OpKind("add", pairs=No("plain `a + b` in engine/tape.py (Tape.add, Tape.add_grads): its backward hands the "
                            "gradient to both inputs"),
@@ -432,7 +432,7 @@ _KINDS = (
            numpy=lambda r: [f"{r.out} = {r.x[0]} - {r.meta['lr']!r} * {r.x[1]}"],
            exercise=Rule(7, what="this updated weight"), drill=drills.update),
 )
-OPS: dict[str, OpKind] = {k.name: k for k in _KINDS}
+OPS: dict[str, OpKind] = {k.name: k for k in KINDS}
 
 
 class UnknownOpKind(KeyError):

@@ -18,7 +18,7 @@ from engine import layers as L
 from engine import notation as N
 from engine.config import config_from_dict
 from engine.explain import ops as descriptions
-from engine.ops import OPS, No, OpKind, Rule, UnknownOpKind, describe, kind
+from engine.ops import KINDS, OPS, No, OpKind, Rule, UnknownOpKind, describe, kind
 
 CONFIGS = {
     "default": {},
@@ -93,6 +93,7 @@ def test_a_missing_part_fails():
 
 
 def test_the_registry_and_the_explanations_list_the_same_kinds():
+    assert len(OPS) == len(KINDS)  # one entry per kind: a second would hide the first
     assert list(OPS) == list(descriptions()["ops"])  # the same kinds, in the same order
 
 
