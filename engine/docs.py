@@ -1,4 +1,5 @@
-"""Write docs/records.md, the list of every record name, from real traces (so it never goes stale).
+"""Write docs/records.md, the list of every record name, from real traces, and of every op kind, from the registry
+(engine/ops.py), so it never goes stale.
 
 Run with `python -m engine.docs` (or `make docs`); a test fails when the file is out of date.
 """
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .config import config_from_dict
+from .ops import OPS, No, OpKind
 from .run import run
 
 VARIANTS = [
@@ -44,7 +46,36 @@ def render() -> str:
             formula = r.formula.replace("|", r"\|")
             lines.append(f"| `{r.name}` | {r.op} | {', '.join(r.axes) or '—'} | {shape} | `{formula}` |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + op_kinds())
+
+
+def op_kinds() -> list[str]:
+    """The table of op kinds: each part of its entry in engine/ops.py, or why it has none."""
+    lines = ["## Op kinds", "",
+             "Each record's `op` has one entry in `engine/ops.py` (its NumPy line, its formula's namer in "
+             "`engine/notation.py` and its explanation in `engine/explain/ops.yaml` are there too). A part a kind "
+             "does not have says why (—).", "",
+             "| op | forward/backward pairs (`engine/layers.py`) | exercise | drill (`engine/drills.py`) |",
+             "|---|---|---|---|"]
+    for k in OPS.values():
+        lines.append(f"| `{k.name}` | {_pairs(k)} | {_exercise(k)} | {_part(k.drill, lambda f: f'`{f.__name__}`')} |")
+    return lines + [""]
+
+
+def _part(part: object, shown) -> str:
+    return f"— {part.why}" if isinstance(part, No) else shown(part)
+
+
+def _pairs(k: OpKind) -> str:
+    return _part(k.pairs, lambda pairs: ", ".join(f"`{f.__name__}` / `{b.__name__}`" for f, b in pairs))
+
+
+def _exercise(k: OpKind) -> str:
+    def shown(rule) -> str:
+        asks = (["value"] if rule.value else []) + ([rule.choice] if rule.choice else [])
+        return f"{' and '.join(asks)} of {rule.what} (rank {rule.rank})"
+
+    return _part(k.exercise, shown)
 
 
 def main() -> int:

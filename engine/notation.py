@@ -1,13 +1,16 @@
 """How each record is written: its defining formula and its symbol, in LaTeX, keyed by record name.
 
-The model computes; this module only names. `describe(name, op, cfg)` gives (formula, symbol) for every record
-the engine makes; per-layer records are looked up without their `L{i}.` prefix. `latex_escape` is the one
-escaper for config text inside LaTeX (the site and the explanations use it too).
+The model computes; this module only names. Each op kind's entry in engine/ops.py points at the function here
+that names its records, `(name, cfg) -> (formula, symbol)`: `by_name` (most kinds: the tables below, per-layer
+records looked up without their `L{i}.` prefix, then the rules of a gradient), `parameter`, `optimizer_record`,
+`through_layernorm`, `stream_sum`, or an `update(...)` rule; `engine.ops.describe` asks the record's kind.
+`latex_escape` is the one escaper for config text inside LaTeX (the site and the explanations use it too).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .config import Config
 
@@ -235,12 +238,11 @@ OPT_MEANINGS = {
     "opt.v": "Adam's second moment: running mean of the squared gradient",
     "opt.m_hat": "bias-corrected first moment", "opt.v_hat": "bias-corrected second moment",
 }
-UPDATES = {
-    "adamw_update": r"\theta_k = \theta_{k-1}(1-\eta\lambda) - \eta\,\hat m_k / (\sqrt{\hat v_k}+\epsilon)",
-    "adam_update": r"\theta_k = \theta_{k-1} - \eta\,\hat m_k / (\sqrt{\hat v_k}+\epsilon)",
-    "sgd_update": r"\theta_k = \theta_{k-1} - \eta\,g_k",
-    "sgd_momentum_update": r"\theta_k = \theta_{k-1} - \eta\,\mathrm{buf}_k",
-}
+# the rules of the updates (engine/ops.py gives each update kind its rule with `update`)
+ADAMW_UPDATE = r"\theta_k = \theta_{k-1}(1-\eta\lambda) - \eta\,\hat m_k / (\sqrt{\hat v_k}+\epsilon)"
+ADAM_UPDATE = r"\theta_k = \theta_{k-1} - \eta\,\hat m_k / (\sqrt{\hat v_k}+\epsilon)"
+SGD_UPDATE = r"\theta_k = \theta_{k-1} - \eta\,g_k"
+SGD_MOMENTUM_UPDATE = r"\theta_k = \theta_{k-1} - \eta\,\mathrm{buf}_k"
 
 # -- symbols that are not records: sizes, constants, indices (the symbols page lists them with the records) ------
 # (LaTeX, meaning, where its value comes from: a config key, `trace` for a size read off the trace, or "")
@@ -280,18 +282,13 @@ SIZES: list[tuple[str, str, str]] = [
 ]
 
 
-def describe(name: str, op: str, cfg: Config) -> tuple[str, str]:
-    """(formula, symbol) of the record `name` made by op `op` under `cfg`."""
+# -- the namers: each op kind's entry (engine/ops.py) names its records with one of these --------------------------
+Namer = Callable[[str, Config], tuple[str, str]]
+
+
+def _tabled(name: str, cfg: Config) -> tuple[str, str] | None:
+    """A record of the tables above, by its name without its layer; None when no table has it."""
     rest = generic(name)
-    if op == "param":
-        return init_formula(name, cfg), param_symbol(name)
-    head, _, target = name.partition(".")
-    if head in ("opt", "updated"):
-        kind, _, param = target.partition(".") if head == "opt" else ("", "", target)
-        if head == "updated":
-            key = "sgd_momentum_update" if op == "sgd_update" and cfg.optimizer.momentum else op
-            return UPDATES[key], param_symbol(param) + "'"
-        return OPTIMIZER[f"opt.{kind}"]
     if not cfg.model.tie_embeddings and rest in UNTIED:
         return UNTIED[rest]
     if rest in NOTATION:
@@ -300,9 +297,64 @@ def describe(name: str, op: str, cfg: Config) -> tuple[str, str]:
     if ln in ("ln_1", "ln_2", "ln_f") and part in LAYERNORM:
         formula, symbol, _ = LAYERNORM[part]
         return formula, symbol.format(k=ln[3:])
+    return None
+
+
+def by_name(name: str, cfg: Config) -> tuple[str, str]:
+    """A record of the tables above, else a gradient by its rules (a parameter's, a LayerNorm part's)."""
+    found = _tabled(name, cfg)
+    if found is not None:
+        return found
+    head, _, target = name.partition(".")
     if head == "grad":
-        return _gradient(name, generic(target), op)
-    raise KeyError(f"no notation for record {name!r} (op {op}): add it to engine/notation.py")
+        return _gradient(name, generic(target))
+    raise KeyError(f"no notation for record {name!r}: add it to engine/notation.py")
+
+
+def parameter(name: str, cfg: Config) -> tuple[str, str]:
+    """A parameter: how it is drawn (or read) and its symbol."""
+    return init_formula(name, cfg), param_symbol(name)
+
+
+def optimizer_record(name: str, cfg: Config) -> tuple[str, str]:
+    """`opt.<kind>.<param>`: the optimizer's own quantity, one per weight (OPTIMIZER)."""
+    return OPTIMIZER["opt." + name.split(".")[1]]
+
+
+def update(rule: str, with_momentum: str | None = None) -> Namer:
+    """The namer of `updated.<param>` records: `rule` (`with_momentum` when the config has momentum), and the
+    parameter's symbol primed."""
+
+    def named(name: str, cfg: Config) -> tuple[str, str]:
+        formula = with_momentum if with_momentum is not None and cfg.optimizer.momentum else rule
+        return formula, param_symbol(name.partition(".")[2]) + "'"
+
+    return named
+
+
+def through_layernorm(name: str, cfg: Config) -> tuple[str, str]:
+    """The gradient of a LayerNorm's input, `grad.<stream>.via_ln` (or the last block's output, whose only
+    consumer is LN_f)."""
+    target = generic(name.partition(".")[2])
+    stream = target.removesuffix(".via_ln")
+    if target.endswith(".via_ln") and stream in VIA_LN:
+        sym, k = VIA_LN[stream]
+        return LN_BACKWARD, rf"\nabla {sym}\big|_{{\mathrm{{LN}}_{k}}}"
+    return LN_BACKWARD, r"\nabla X'"
+
+
+def stream_sum(name: str, cfg: Config) -> tuple[str, str]:
+    """A sum: a record of the tables above, else the gradient of a residual stream, both branches' gradients
+    summed."""
+    found = _tabled(name, cfg)
+    if found is not None:
+        return found
+    head, _, target = name.partition(".")
+    if head != "grad":
+        raise KeyError(f"no notation for record {name!r}: add it to engine/notation.py")
+    if generic(target) == "resid_2":  # a block's output that the next block reads
+        return rf"{D} X'}} = {D} R}}_{{\text{{next}}}} + {D} X'}}\Big|_{{\text{{via }}\mathrm{{LN}}_1}}", r"\nabla X'"
+    return RESIDUAL_GRAD
 
 
 def meaning(name: str, tied: bool = True) -> str:
@@ -334,18 +386,8 @@ def meaning(name: str, tied: bool = True) -> str:
     raise KeyError(f"no meaning for record {name!r}: add it to engine/notation.py")
 
 
-def _gradient(name: str, target: str, op: str) -> tuple[str, str]:
-    if op == "layernorm_backward":
-        stream = target.removesuffix(".via_ln")
-        if target.endswith(".via_ln") and stream in VIA_LN:
-            sym, k = VIA_LN[stream]
-            return LN_BACKWARD, rf"\nabla {sym}\big|_{{\mathrm{{LN}}_{k}}}"
-        return LN_BACKWARD, r"\nabla X'"  # the last block's output: its only consumer is LN_f
-    if op == "add":  # the gradient of a residual stream: both branches' gradients summed
-        if target == "resid_2":  # a block's output that the next block reads
-            return (rf"{D} X'}} = {D} R}}_{{\text{{next}}}} + {D} X'}}\Big|_{{\text{{via }}\mathrm{{LN}}_1}}",
-                    r"\nabla X'")
-        return RESIDUAL_GRAD
+def _gradient(name: str, target: str) -> tuple[str, str]:
+    """The gradient of parameter or LayerNorm part `target` (its name without its layer)."""
     if target in PARAM_SYMBOLS:
         ln, _, part = target.partition(".")
         symbol = r"\nabla " + PARAM_SYMBOLS[target]
@@ -356,7 +398,7 @@ def _gradient(name: str, target: str, op: str) -> tuple[str, str]:
     if ln.startswith("ln_") and part in LAYERNORM_GRADS:
         formula, symbol = LAYERNORM_GRADS[part]
         return formula, (symbol or "").format(k=ln[3:])
-    raise KeyError(f"no notation for record {name!r} (op {op}): add it to engine/notation.py")
+    raise KeyError(f"no notation for record {name!r}: add it to engine/notation.py")
 
 
 # -- config text inside LaTeX -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import model, notation
+from . import model, ops
 from .budget import check_budget
 from .checkpoint import CheckpointError
 from .config import Config
@@ -74,7 +74,7 @@ def _run(cfg: Config, progress: Progress, spill: BinaryIO | None,
     params = model.init_params(cfg)
     if cfg.model.checkpoint:
         _check_weights(cfg, params, specs)
-    rec = Recorder(lambda name, op: notation.describe(name, op, cfg), spill)
+    rec = Recorder(lambda name, op: ops.describe(name, op, cfg), spill)
     try:
         for name, _, _, ax in specs:
             init = {"source": "checkpoint"} if cfg.model.checkpoint else {"init_std": cfg.model.init_std}

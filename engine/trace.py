@@ -127,7 +127,7 @@ def _libc() -> Any:
 
 
 class Recorder:
-    """Collects records during a run. `describe(name, op)` gives a record's (formula, symbol): engine.notation.
+    """Collects records during a run. `describe(name, op)` gives a record's (formula, symbol): engine.ops.describe.
 
     With `spill` (an open binary file), every value is written there as it is made, in the sidecar layout of
     `save_trace` (little-endian float64, record after record), by a writer thread while the run goes on; a record

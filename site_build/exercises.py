@@ -3,7 +3,7 @@ whose answers are numbers of this very step, graded against the trace.
 
 Nothing is typed into the pages. After the pages are rendered, `add_exercises` looks at the records each page
 shows (`PageContext.shown`), keeps the ones the page is the first to show (its own steps), and asks, by the rule
-of each record's op kind (`RULES`):
+of each record's op kind (its `exercise` in engine/ops.py, an `engine.ops.Rule`):
 
 - value   the value of one element (an attention weight, a LayerNorm output, a gradient entry, an updated
           weight...), its inputs shown or linked, within a stated tolerance;
@@ -11,7 +11,11 @@ of each record's op kind (`RULES`):
 - argmax  which entry of a softmax row is largest (which key a query attends to most; which word the model
           thinks comes next): the element is that largest entry, the choice is graded against its index;
 - shape   the shape of one record;
-- drill   the same arithmetic on small integers, drawn by a seeded generator (site_build.drills).
+- drill   the same arithmetic on small integers, drawn by a seeded generator (the op kind's `drill`, a function
+          of engine/drills.py).
+
+A record whose op kind has no entry in engine/ops.py is an error; a kind without a rule or a drill says so in its
+entry (`No(why)`), and its records are not asked about.
 
 Markup (tests and the browser rely on it): a trace-graded exercise is `<li class="exercise">` with
 `data-record`, `data-index` (comma-separated, empty for a scalar), `data-answer` (the value, Python repr) and
@@ -32,13 +36,12 @@ import math
 import random
 import re
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from site_build import drills
+from engine import drills, ops
 from site_build.format import describe_shape, full_repr, general, html_text, html_words
 from site_build.macros import PageContext
 from site_build.macros.exercises import numpy_html
@@ -60,60 +63,6 @@ PAGE_LIMIT, BODY_FACTOR, LAYOUT_BYTES, MATH_BYTES, FIXED_BYTES = 38_500, 1.2, 2_
 MIN_BUDGET, MAX_BUDGET = 100, 900
 
 
-@dataclass(frozen=True)
-class Rule:
-    """What to ask about a record of one op kind: `rank` orders the questions of a page (the most instructive
-    step first); `choice` is "sign", "argmax" or ""; `what` names the element in a question."""
-
-    rank: int
-    choice: str = ""
-    what: str = "this entry"
-    at: Callable[[Any], tuple[int, ...] | None] | None = None  # the element to ask for (default: a seeded pick)
-    value: bool = True  # ask for the value itself (not for a number that is only stored, not computed)
-    lookup: bool = False  # the element is a copy of one input entry: say where to look, not what is there
-
-
-RULES: dict[str, Rule] = {
-    "embedding": Rule(5, what="this entry of the input vectors", lookup=True),
-    "add": Rule(4, what="this entry of the sum"),
-    "mean": Rule(6, what="this row mean"),
-    "var": Rule(6, what="this row variance"),
-    "normalize": Rule(8, "sign", "this normalised entry"),
-    "affine": Rule(6, what="this LayerNorm output"),
-    "linear": Rule(7, "sign", "this output of the linear layer"),
-    "matmul": Rule(7, "sign", "this entry of the product"),
-    "mul": Rule(5, "sign", "this entry of the product"),
-    "sum": Rule(6, "sign", "this sum"),
-    "split_heads": Rule(3, what="this entry of the head", lookup=True),
-    "merge_heads": Rule(3, what="this entry of the merged heads", lookup=True),
-    "merge_qkv": Rule(3, what="this entry of the packed gradient", lookup=True),
-    "scale": Rule(5, what="this scaled score"),
-    "causal_mask": Rule(3, what="this masked score", lookup=True),
-    "softmax": Rule(9, "argmax", "this weight"),
-    "gelu": Rule(7, what="this GELU output"),
-    "gather": Rule(5, what="this target probability", lookup=True),
-    "cross_entropy": Rule(8, what="this loss"),
-    "loss_mean": Rule(6, what="the loss"),
-    "cross_entropy_backward": Rule(8, "sign", "this gradient"),
-    "layernorm_backward": Rule(8, "sign", "this gradient"),
-    "gelu_backward": Rule(7, "sign", "this gradient"),
-    "softmax_backward": Rule(8, "sign", "this gradient"),
-    "mask_backward": Rule(3, what="this gradient", lookup=True),
-    "embedding_backward": Rule(6, "sign", "this gradient"),
-    "l2_grad": Rule(5, "sign", "this gradient with weight decay"),
-    "adam_m": Rule(5, "sign", "this first moment"),
-    "adam_v": Rule(5, what="this second moment"),
-    "adam_m_hat": Rule(4, "sign", "this bias-corrected first moment"),
-    "adam_v_hat": Rule(4, what="this bias-corrected second moment"),
-    "adamw_update": Rule(7, what="this updated weight"),
-    "adam_update": Rule(7, what="this updated weight"),
-    "sgd_buf": Rule(2, what="this momentum buffer entry", lookup=True),
-    "sgd_update": Rule(7, what="this updated weight"),
-    # the training run: the loss after its first update is the loss the summary page computes again
-    "train_loss": Rule(1, what="the training run's loss after its first update",
-                       at=lambda rec: (1,) if rec.value.shape[0] > 1 else None),
-    "train_prob": Rule(1, "argmax", "the probability of the right next word", value=False),
-}
 AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "key", "vocab": "word",
               "positions": "position", "d_model": "dimension", "head_dim": "dimension", "d_ff": "unit",
               "qkv": "column", "step": "step"}
@@ -200,20 +149,20 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
         askable = first_block(shown_on(ctx, page))
     if not askable:  # a page of formulas and pictures: the records it names (a formula, a chart's record)
         askable = first_block([n for n in dict.fromkeys(named or []) if n in trace])
-    ranked = sorted(askable, key=lambda n: (-RULES[trace.record(n).op].rank, ctx.names.index(n)))
+    ranked = sorted(askable, key=lambda n: (-_rule(trace, n).rank, ctx.names.index(n)))
     seed = int(trace.config.get("seed", 0))
 
     values: list[tuple[str, tuple[int, ...]]] = []  # (record, index); costs are worked out when looked at
     for name in ranked:
-        if not RULES[trace.record(name).op].value:
+        if not _rule(trace, name).value:
             continue
-        at = RULES[trace.record(name).op].at
+        at = _rule(trace, name).at
         index = at(trace.record(name)) if at else pick_element(trace, name, _rng(seed, page.slug, name, "value"))
         if index is not None:
             values.append((name, index))
     choices: list[tuple[str, str, tuple[int, ...]]] = []
     for name in ranked:
-        kind = RULES[trace.record(name).op].choice
+        kind = _rule(trace, name).choice
         index = None
         if kind == "argmax":
             index = pick_argmax(trace, name, _rng(seed, page.slug, name, "argmax"))
@@ -255,9 +204,9 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
         items.append(Item("shape", shape_question(ctx, shape_name)))
     drill_ops = [trace.record(n).op for n in ranked] + [f"{trace.config['optimizer']['name']}_update"]
     for op in drill_ops:
-        rng = random.Random(f"{seed}:{page.slug}:{op}:drill")
-        d = drills.drill(op, rng, trace.config)
-        if d is not None:
+        make = ops.kind(op).drill
+        if make:
+            d = drills.draw(make, random.Random(f"{seed}:{page.slug}:{op}:drill"), trace.config)
             items.append(Item("drill", drill_html(ctx, d)))
             break
     return items
@@ -280,8 +229,16 @@ def page_budget(ctx: PageContext, html: str) -> int:
     return int(min(MAX_BUDGET, max(MIN_BUDGET, (PAGE_LIMIT - estimate) / MATH_BYTES)))
 
 
+def _rule(trace: Any, name: str) -> ops.Rule:
+    """The exercise rule of a record's op kind (asked only of a record whose kind has one: `_askable`)."""
+    rule = ops.kind(trace.record(name).op).exercise
+    if not rule:
+        raise ValueError(f"{name} is not asked about: {rule.why}")
+    return rule
+
+
 def _askable(rec: Any) -> bool:
-    return rec.op in RULES and rec.value.dtype.kind == "f" and rec.value.size > 0
+    return bool(ops.kind(rec.op).exercise) and rec.value.dtype.kind == "f" and rec.value.size > 0
 
 
 def _rng(seed: int, *parts: str) -> np.random.Generator:
@@ -417,7 +374,7 @@ def _inputs(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, in
     distinct = list(dict.fromkeys(expl.operands))  # in order, once each (a softmax over 50,257 words has as many)
     if not distinct:
         return ""
-    if len(distinct) <= 6 and not RULES[ctx.trace.record(name).op].lookup:
+    if len(distinct) <= 6 and not _rule(ctx.trace, name).lookup:
         parts = [f"<code>{html_text(n)}</code>[{', '.join(map(str, i))}] = "
                  f'<span class="exercise-num">{_show(ctx.trace[n][i])}</span>' for n, i in distinct]
         return '<p class="exercise-inputs">You need: ' + "; ".join(parts) + ".</p>"
@@ -466,7 +423,7 @@ def value_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: 
     tol = tolerance(answer)
     expl = ctx.explain(name, index)
     how = f" {html_text(expl.text[0].upper() + expl.text[1:])}." if expl.text else ""
-    question = (f'<p class="exercise-q">What is {RULES[rec.op].what}, {_element(ctx, rec, index)}?{how}</p>'
+    question = (f'<p class="exercise-q">What is {_rule(ctx.trace, name).what}, {_element(ctx, rec, index)}?{how}</p>'
                 + _inputs(ctx, page, titles, name, index)
                 + f'<p class="exercise-tol">Answer within ±{general(tol, 1)}.</p>')
     return (f'<li class="exercise"{_attrs("value", name, index, answer, tol)}>'
@@ -478,7 +435,8 @@ def sign_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: s
     rec = ctx.trace.record(name)
     answer = float(np.asarray(rec.value)[index])
     word = "positive" if answer > 0 else "negative"
-    question = (f'<p class="exercise-q">Positive or negative: {RULES[rec.op].what}, {_element(ctx, rec, index)}?</p>'
+    question = (f'<p class="exercise-q">Positive or negative: {_rule(ctx.trace, name).what}, '
+                f'{_element(ctx, rec, index)}?</p>'
                 + _inputs(ctx, page, titles, name, index))
     choices = _choices([("positive", "positive"), ("negative", "negative")])
     return (f'<li class="exercise"{_attrs("sign", name, index, answer, tolerance(answer))}>'
@@ -488,6 +446,7 @@ def sign_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: s
 
 def argmax_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
     rec = ctx.trace.record(name)
+    rule = _rule(ctx.trace, name)
     value = np.asarray(rec.value)
     answer = float(value[index])
     row = value[index[:-1]]
@@ -508,17 +467,17 @@ def argmax_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name:
     elif last == "vocab":
         ask = f"Which word does the model give the highest probability at {row_where}?"
     elif last == "tokens":
-        ask = (f"At which position is {RULES[rec.op].what} largest: <code>{html_text(name)}</code>"
+        ask = (f"At which position is {rule.what} largest: <code>{html_text(name)}</code>"
                f"{' at ' + row_where if row_where else ''}{_where_shown(ctx, page, titles, name)}?")
     else:
         ask = f"Which entry of the row at {row_where} is largest?"
     hint = ""
-    if rec.op == "softmax" and rec.inputs:
+    if rule.keeps_order and rec.inputs:
         hint = (f" Predict it before you look at the row: the softmax keeps the order of its input, "
                 f"<code>{html_text(rec.inputs[0])}</code>{_where_shown(ctx, page, titles, rec.inputs[0])}.")
     question = (f'<p class="exercise-q">{ask}{hint}</p>'
                 + _choices([(str(k), label(k)) for k in entries]))
-    noun = "weight" if last == "keys" else "probability" if rec.op in ("softmax", "train_prob") else "value"
+    noun = "weight" if last == "keys" else rule.noun
     lead = f"{label(index[-1])}, with {noun} {_value_text(answer)}."
     return (f'<li class="exercise"{_attrs("argmax", name, index, answer, tolerance(answer))}>'
             f'<div class="exercise-question">{question}</div>' + _reveal(ctx, name, index, lead) + "</li>")

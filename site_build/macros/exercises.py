@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from engine.numpy_steps import LOADED, NumpyStepError, computed, numpy_lines
+from engine.numpy_steps import NumpyStepError, computed, loaded, numpy_lines
 from site_build.data.downloads import ships_trace
 from site_build.macros.registry import MacroError, PageContext, macro
 
@@ -29,7 +29,7 @@ def numpy_html(trace: Any, name: str) -> str:
         return ""
     try:
         code = "\n".join(numpy_lines(trace, name))
-    except NumpyStepError:
+    except NumpyStepError:  # Adam's moments of a step after the first: the engine records only the first
         return ""
     label = (f'<a class="numpy-label" href="{NOTEBOOK}" download title="This step in the notebook that recomputes '
              f'the whole training step">NumPy</a>' if ships_trace(trace) else '<span class="numpy-label">NumPy</span>')
@@ -43,6 +43,6 @@ def numpy_line(ctx: PageContext, name: str) -> Markup:
     rec = ctx.record(name)
     block = numpy_html(ctx.trace, name)
     if not block:
-        how = "the notebook reads it from the trace file" if rec.op in LOADED else "the notebook does not recompute it"
+        how = "the notebook reads it from the trace file" if loaded(rec) else "the notebook does not recompute it"
         raise MacroError(f"'{name}' has no NumPy line: {how}")
     return Markup(block)

@@ -117,7 +117,7 @@ class _Reader(HTMLParser):
 
 def read(name: str, html: str) -> Page:
     main = html[html.find("<main"):] if "<main" in html else html
-    # the exercises are appended by the build from their own source (site_build/drills.py), not from content/
+    # the exercises are appended by the build from their own source (site_build/exercises.py), not from content/
     main = main[: main.find('id="exercises"')] if 'id="exercises"' in main else main
     parser = _Reader()
     parser.feed(main)

@@ -18,9 +18,10 @@ import pytest
 from test_macros import macros_for
 
 import engine
+from engine import drills
 from engine.explain import explain
 from engine.numpy_steps import numpy_lines
-from site_build import drills
+from engine.ops import OPS
 from site_build.build import ROOT, Paths, build
 from site_build.exercises import SECTIONS, tolerance
 from site_build.macros import MacroError
@@ -210,24 +211,24 @@ def test_a_formula_with_its_line_placed_by_the_page_gets_no_second(tmp_path):
     assert text.count('<div class="numpy-line" data-record="L0.attn.weights"') == 1
 
 
-@pytest.mark.parametrize("op", sorted(drills.DRILLS))
+@pytest.mark.parametrize("op", sorted(op for op, kind in OPS.items() if kind.drill))
 def test_every_drill_is_pen_and_paper_and_its_working_ends_in_the_answer(op):
     config = {"optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.01, "betas": [0.9, 0.999]}}
     for n in range(20):
-        d = drills.drill(op, random.Random(f"{op}:{n}"), config)
-        assert d is not None and d.lines and d.question
+        d = drills.draw(OPS[op].drill, random.Random(f"{op}:{n}"), config)
+        assert d.lines and d.question
         assert "$" not in d.question and "\\" not in d.question  # plain text: no typeset math on the page
         last = d.lines[-1].rsplit("=", 1)[-1].strip().replace("\u2212", "-")
         assert abs(float(last) - d.answer) <= max(d.tol, 5e-7), (op, d.lines[-1], d.answer)
-    a = drills.drill(op, random.Random("a"), config)
-    assert a is not None and a.question == drills.drill(op, random.Random("a"), config).question  # seeded
+    a = drills.draw(OPS[op].drill, random.Random("a"), config)
+    assert a.question == drills.draw(OPS[op].drill, random.Random("a"), config).question  # seeded
 
 
 def test_optimizer_drills_follow_the_config():
     for name in ("sgd", "adam", "adamw"):
-        d = drills.drill(f"{name}_update", random.Random(1), {"optimizer": {"name": name, "lr": 0.1,
-                                                                           "weight_decay": 0.5}})
-        assert d is not None and d.op == f"{name}_update" and "0.1" in d.question
+        d = drills.draw(OPS[f"{name}_update"].drill, random.Random(1), {"optimizer": {"name": name, "lr": 0.1,
+                                                                                      "weight_decay": 0.5}})
+        assert d.op == f"{name}_update" and "0.1" in d.question
 
 
 def test_exercises_for_other_configs(tmp_path):

@@ -2,9 +2,10 @@
 
 A drill is not a value of the trace: it is the same computation as the page's step on numbers small enough to do
 by hand (a dot product of three small integers, a softmax of exponentials that are given, an Adam step with the
-config's own constants). `drill(op, rng, config)` returns the question and the worked lines (plain text with
-Unicode symbols: a drill carries no typeset math, which keeps pages light) and the answer with its tolerance; the
-numbers change with the seed, the page and the op.
+config's own constants). Each function here is the drill of the op kinds whose entry in engine/ops.py names it;
+`draw(make, rng, config)` runs one and returns the question and the worked lines (plain text with Unicode symbols:
+a drill carries no typeset math, which keeps pages light) and the answer with its tolerance; the numbers change
+with the seed, the page and the op.
 """
 
 from __future__ import annotations
@@ -68,32 +69,16 @@ def _const(x: float) -> str:
     return repr(float(x)).replace("-", MINUS)
 
 
-DRILLS: dict[str, Callable[[random.Random, dict], Drill]] = {}
-
-
-def drill_for(*ops: str) -> Callable[[Callable[[random.Random, dict], Drill]], Callable[[random.Random, dict], Drill]]:
-    def register(f: Callable[[random.Random, dict], Drill]) -> Callable[[random.Random, dict], Drill]:
-        for op in ops:
-            DRILLS[op] = f
-        return f
-
-    return register
-
-
-def drill(op: str, rng: random.Random, config: dict) -> Drill | None:
-    """A drill for op kind `op`, or None when there is none."""
-    f = DRILLS.get(op)
-    if f is None:
-        return None
-    d = f(rng, config)
+def draw(make: Callable[[random.Random, dict], Drill], rng: random.Random, config: dict) -> Drill:
+    """The drill `make` (an op kind's, engine/ops.py) on numbers drawn by `rng`."""
+    d = make(rng, config)
     if abs(round(d.answer, 4) - d.answer) > 1e-12:  # a repeating decimal: three decimals are enough
         d.tol = max(d.tol, 0.001)
     return d
 
 
 # -- forward --------------------------------------------------------------------------------------------------
-@drill_for("embedding")
-def _embedding(rng: random.Random, config: dict) -> Drill:
+def embedding(rng: random.Random, config: dict) -> Drill:
     tid, t, c = rng.randint(0, 3), rng.randint(0, 3), rng.randint(0, 2)
     row, pos = _ints(rng, 3), _ints(rng, 3)
     return Drill("embedding", f"Token id {tid} sits at position {t}. Row {tid} of the token table is {_vec(row)} and "
@@ -103,8 +88,7 @@ def _embedding(rng: random.Random, config: dict) -> Drill:
                   f"{_n(row[c] + pos[c])}"], row[c] + pos[c], 0.0)
 
 
-@drill_for("add")
-def _add(rng: random.Random, config: dict) -> Drill:
+def add(rng: random.Random, config: dict) -> Drill:
     x, h = _ints(rng, 4), _ints(rng, 4)
     c = rng.randint(0, 3)
     return Drill("add", f"The stream holds x = {_vec(x)} and the branch returns h = {_vec(h)}. What is entry {c} of "
@@ -112,8 +96,7 @@ def _add(rng: random.Random, config: dict) -> Drill:
                  [f"(x + h){_sub(c)} = {_p(x[c])} + {_p(h[c])} = {_n(x[c] + h[c])}"], x[c] + h[c], 0.0)
 
 
-@drill_for("mean")
-def _mean(rng: random.Random, config: dict) -> Drill:
+def mean(rng: random.Random, config: dict) -> Drill:
     row = _ints(rng, 3, -5, 9, nonzero=False)
     row.append(rng.choice([k for k in range(-6, 13) if (sum(row) + k) % 4 == 0]))
     s = sum(row)
@@ -121,8 +104,7 @@ def _mean(rng: random.Random, config: dict) -> Drill:
                  [f"Σ x = {' + '.join(_p(v) for v in row)} = {_n(s)}", f"μ = {_n(s)} / 4 = {_n(s / 4)}"], s / 4, 0.0)
 
 
-@drill_for("var")
-def _var(rng: random.Random, config: dict) -> Drill:
+def var(rng: random.Random, config: dict) -> Drill:
     mu = rng.randint(-3, 3)
     dev = rng.choice([[-1, -1, 1, 1], [-2, 0, 0, 2], [-3, 1, 1, 1], [-2, -1, 1, 2], [-1, -1, -1, 3]])
     scale = rng.choice([1, 2])
@@ -136,8 +118,7 @@ def _var(rng: random.Random, config: dict) -> Drill:
                  s / 4, 0.0)
 
 
-@drill_for("normalize")
-def _normalize(rng: random.Random, config: dict) -> Drill:
+def normalize(rng: random.Random, config: dict) -> Drill:
     mu, sd = rng.randint(-4, 4), rng.choice([1, 2, 4, 5])
     x = mu + rng.choice([-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6])
     ans = (x - mu) / sd
@@ -147,8 +128,7 @@ def _normalize(rng: random.Random, config: dict) -> Drill:
                  ans, 1e-9)
 
 
-@drill_for("affine")
-def _affine(rng: random.Random, config: dict) -> Drill:
+def affine(rng: random.Random, config: dict) -> Drill:
     xh = rng.choice([-1.5, -1, -0.5, 0.5, 1, 1.5, 2])
     g, b = rng.choice([-2, -1, 2, 3]), rng.randint(-2, 2)
     ans = g * xh + b
@@ -157,8 +137,7 @@ def _affine(rng: random.Random, config: dict) -> Drill:
                  [f"y = γ·x̂ + β = {_p(g)}·{_p(xh)} + {_p(b)} = {_n(ans)}"], ans, 1e-9)
 
 
-@drill_for("linear")
-def _linear(rng: random.Random, config: dict) -> Drill:
+def linear(rng: random.Random, config: dict) -> Drill:
     x, w = _ints(rng, 3, -3, 3), _ints(rng, 3, -3, 3)
     b = rng.randint(-2, 2)
     total = sum(p * q for p, q in zip(x, w)) + b
@@ -167,16 +146,14 @@ def _linear(rng: random.Random, config: dict) -> Drill:
                  [_dot_line("x · wⱼ", x, w), f"yⱼ = {_n(total - b)} + {_p(b)} = {_n(total)}"], total, 0.0)
 
 
-@drill_for("sum")
-def _sum(rng: random.Random, config: dict) -> Drill:
+def bias_sum(rng: random.Random, config: dict) -> Drill:
     g = _ints(rng, rng.choice([3, 4]), -4, 4)
     return Drill("sum", "A bias is added at every position, so its gradient is the sum of the gradients reaching its "
                  f"output at all positions. Those are {_vec(g)}: what is the bias's gradient?",
                  [f"Σₜ gₜ = {' + '.join(_p(x) for x in g)} = {_n(sum(g))}"], sum(g), 0.0)
 
 
-@drill_for("matmul")
-def _dot(rng: random.Random, config: dict) -> Drill:
+def dot(rng: random.Random, config: dict) -> Drill:
     n = rng.choice([3, 4])
     a, b = _ints(rng, n, -3, 3), _ints(rng, n, -3, 3)
     return Drill("matmul", "Every entry of a matrix product is a dot product of a row and a column. What is a · b "
@@ -184,16 +161,14 @@ def _dot(rng: random.Random, config: dict) -> Drill:
                  [_dot_line("a · b", a, b)], sum(x * y for x, y in zip(a, b)), 0.0)
 
 
-@drill_for("mul")
-def _mul(rng: random.Random, config: dict) -> Drill:
+def mul(rng: random.Random, config: dict) -> Drill:
     g, w = _ints(rng, 1)[0], rng.choice([-1.5, -0.5, 0.5, 2, 3])
     return Drill("mul", f"The gradient reaching a LayerNorm output is g = {_n(g)} and its weight is γ = {_n(w)}. "
                  "What is the gradient of x̂ there?",
                  [f"∂L/∂x̂ = g·γ = {_p(g)}·{_p(w)} = {_n(g * w)}"], g * w, 1e-9)
 
 
-@drill_for("split_heads", "merge_qkv")
-def _split(rng: random.Random, config: dict) -> Drill:
+def split(rng: random.Random, config: dict) -> Drill:
     H, D = rng.choice([2, 3, 4]), rng.choice([2, 4, 8])
     C = H * D
     part, h, d = rng.randint(0, 2), rng.randint(0, H - 1), rng.randint(0, D - 1)
@@ -204,8 +179,7 @@ def _split(rng: random.Random, config: dict) -> Drill:
                  [f"column = {part}·C + h·D + d = {part}·{C} + {h}·{D} + {d} = {col}"], col, 0.0)
 
 
-@drill_for("merge_heads")
-def _merge(rng: random.Random, config: dict) -> Drill:
+def merge(rng: random.Random, config: dict) -> Drill:
     H, D = rng.choice([2, 3, 4]), rng.choice([2, 4, 8])
     h, d = rng.randint(0, H - 1), rng.randint(0, D - 1)
     return Drill("merge_heads", f"{H} heads of size D = {D} are put side by side. Which column (from 0) of the "
@@ -213,8 +187,7 @@ def _merge(rng: random.Random, config: dict) -> Drill:
                  [f"column = h·D + d = {h}·{D} + {d} = {h * D + d}"], h * D + d, 0.0)
 
 
-@drill_for("scale")
-def _scale(rng: random.Random, config: dict) -> Drill:
+def scale(rng: random.Random, config: dict) -> Drill:
     D = rng.choice([4, 9, 16, 25])
     r = math.isqrt(D)
     s = rng.randint(-4, 4) * r + rng.choice([0, 1])
@@ -222,8 +195,7 @@ def _scale(rng: random.Random, config: dict) -> Drill:
                  [f"S / √D = {_n(s)} / √{D} = {_n(s)} / {r} = {_n(s / r)}"], s / r, 1e-9)
 
 
-@drill_for("causal_mask", "mask_backward")
-def _mask(rng: random.Random, config: dict) -> Drill:
+def mask(rng: random.Random, config: dict) -> Drill:
     n = rng.randint(3, 9)
     kept = n * (n + 1) // 2
     return Drill("causal_mask", f"A text has {n} tokens, so each head has a {n} × {n} matrix of scores. How many of "
@@ -231,8 +203,7 @@ def _mask(rng: random.Random, config: dict) -> Drill:
                  [f"1 + 2 + ⋯ + {n} = {n}·{n + 1} / 2 = {kept}"], kept, 0.0)
 
 
-@drill_for("softmax")
-def _softmax(rng: random.Random, config: dict) -> Drill:
+def softmax(rng: random.Random, config: dict) -> Drill:
     e = [rng.randint(1, 6) for _ in range(rng.choice([3, 4]))]
     k = rng.randint(0, len(e) - 1)
     total = sum(e)
@@ -242,8 +213,7 @@ def _softmax(rng: random.Random, config: dict) -> Drill:
                   f"y{_sub(k)} = {e[k]} / {total} = {_n(round(e[k] / total, 6))}"], e[k] / total, 0.001)
 
 
-@drill_for("gelu")
-def _gelu(rng: random.Random, config: dict) -> Drill:
+def gelu(rng: random.Random, config: dict) -> Drill:
     u = rng.choice([-2, -1, -0.5, 0.5, 1, 2, 3])
     t = round(math.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u**3)), 2)
     ans = 0.5 * u * (1 + t)
@@ -252,8 +222,7 @@ def _gelu(rng: random.Random, config: dict) -> Drill:
                  [f"½·{_p(u)}·(1 + {_p(t)}) = {_n(ans)}"], ans, 1e-6)
 
 
-@drill_for("gather")
-def _gather(rng: random.Random, config: dict) -> Drill:
+def gather(rng: random.Random, config: dict) -> Drill:
     probs = rng.choice([[0.5, 0.25, 0.125, 0.125], [0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.4, 0.1]])
     y = rng.randint(0, 3)
     return Drill("gather", f"A row of predicted probabilities over four words is {_vec(probs)} and the next word has "
@@ -261,8 +230,7 @@ def _gather(rng: random.Random, config: dict) -> Drill:
                  [f"p_y = p{_sub(y)} = {_n(probs[y])}"], probs[y], 1e-9)
 
 
-@drill_for("cross_entropy")
-def _cross_entropy(rng: random.Random, config: dict) -> Drill:
+def cross_entropy(rng: random.Random, config: dict) -> Drill:
     lse = rng.choice([1.5, 2, 2.5, 3])
     zy = rng.choice([-1, -0.5, 0, 0.5, 1])
     return Drill("cross_entropy", f"A row of logits has log Σᵥ e^(zᵥ) = {_n(lse)} and the logit of the right next "
@@ -270,8 +238,7 @@ def _cross_entropy(rng: random.Random, config: dict) -> Drill:
                  [f"ℓ = log Σᵥ e^(zᵥ) − z_y = {_n(lse)} − {_p(zy)} = {_n(lse - zy)}"], lse - zy, 1e-9)
 
 
-@drill_for("loss_mean")
-def _loss_mean(rng: random.Random, config: dict) -> Drill:
+def loss_mean(rng: random.Random, config: dict) -> Drill:
     losses = [rng.choice([1, 1.5, 2, 2.5, 3]) for _ in range(4)]
     pad = rng.randint(0, 3)
     valid = [x for i, x in enumerate(losses) if i != pad]
@@ -283,8 +250,7 @@ def _loss_mean(rng: random.Random, config: dict) -> Drill:
 
 
 # -- backward -------------------------------------------------------------------------------------------------
-@drill_for("cross_entropy_backward")
-def _ce_backward(rng: random.Random, config: dict) -> Drill:
+def cross_entropy_backward(rng: random.Random, config: dict) -> Drill:
     probs = rng.choice([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.125, 0.375, 0.5]])
     y, v, n = rng.randint(0, 2), rng.randint(0, 2), rng.choice([1, 2, 4])
     hit = 1 if v == y else 0
@@ -295,8 +261,7 @@ def _ce_backward(rng: random.Random, config: dict) -> Drill:
                  [f"({_n(probs[v])} − {hit}) / {n} = {_n(ans)}"], ans, 1e-9)
 
 
-@drill_for("layernorm_backward")
-def _ln_backward(rng: random.Random, config: dict) -> Drill:
+def layernorm_backward(rng: random.Random, config: dict) -> Drill:
     xh = [-1, -1, 1, 1]
     rng.shuffle(xh)
     g = _ints(rng, 4, -4, 4, nonzero=False)
@@ -311,8 +276,7 @@ def _ln_backward(rng: random.Random, config: dict) -> Drill:
                   f"{_p(g[c])} − {_p(mg)} − {_p(xh[c])}·{_p(mgx)} = {_n(ans)}"], ans, 1e-9)
 
 
-@drill_for("gelu_backward")
-def _gelu_backward(rng: random.Random, config: dict) -> Drill:
+def gelu_backward(rng: random.Random, config: dict) -> Drill:
     u = rng.choice([-1, 0, 1, 2])
     k, c = math.sqrt(2 / math.pi), 0.044715
     t = math.tanh(k * (u + c * u**3))
@@ -323,8 +287,7 @@ def _gelu_backward(rng: random.Random, config: dict) -> Drill:
                  [f"g·GELU′(u) = {_p(g)}·{_p(d)} = {_n(g * d)}"], g * d, 1e-6)
 
 
-@drill_for("softmax_backward")
-def _softmax_backward(rng: random.Random, config: dict) -> Drill:
+def softmax_backward(rng: random.Random, config: dict) -> Drill:
     y = rng.choice([[0.5, 0.25, 0.25], [0.25, 0.25, 0.5], [0.5, 0.5, 0.0]])
     g = _ints(rng, 3, -4, 4, nonzero=False)
     k = rng.randint(0, 2)
@@ -336,8 +299,7 @@ def _softmax_backward(rng: random.Random, config: dict) -> Drill:
                   f"{_n(y[k])}·({_p(g[k])} − {_p(dot)}) = {_n(ans)}"], ans, 1e-9)
 
 
-@drill_for("embedding_backward")
-def _embedding_backward(rng: random.Random, config: dict) -> Drill:
+def embedding_backward(rng: random.Random, config: dict) -> Drill:
     ids = [rng.randint(0, 2) for _ in range(4)]
     word = rng.choice(ids)
     rows = [_ints(rng, 1)[0] for _ in ids]
@@ -354,8 +316,7 @@ def _opt(config: dict) -> dict:
     return config.get("optimizer", {})
 
 
-@drill_for("l2_grad")
-def _l2(rng: random.Random, config: dict) -> Drill:
+def l2_grad(rng: random.Random, config: dict) -> Drill:
     wd = float(_opt(config).get("weight_decay", 0.01))
     p, g = _ints(rng, 1)[0], _ints(rng, 1)[0]
     ans = g + wd * p
@@ -364,8 +325,7 @@ def _l2(rng: random.Random, config: dict) -> Drill:
                  [f"g + λ·θ = {_p(g)} + {_const(wd)}·{_p(p)} = {_n(ans)}"], ans, 1e-9)
 
 
-@drill_for("adam_m", "adam_m_hat")
-def _adam_m(rng: random.Random, config: dict) -> Drill:
+def adam_m(rng: random.Random, config: dict) -> Drill:
     b1 = float((_opt(config).get("betas") or [0.9, 0.999])[0])
     g = _ints(rng, 1, -5, 5)[0]
     m = (1 - b1) * g
@@ -376,8 +336,7 @@ def _adam_m(rng: random.Random, config: dict) -> Drill:
                  m / (1 - b1), 1e-9)
 
 
-@drill_for("adam_v", "adam_v_hat")
-def _adam_v(rng: random.Random, config: dict) -> Drill:
+def adam_v(rng: random.Random, config: dict) -> Drill:
     b2 = float((_opt(config).get("betas") or [0.9, 0.999])[1])
     g = _ints(rng, 1, -5, 5)[0]
     v = (1 - b2) * g * g
@@ -386,8 +345,7 @@ def _adam_v(rng: random.Random, config: dict) -> Drill:
                  [f"v₁ = {_n(1 - b2)}·{_p(g)}² = {_n(v)}"], v, 1e-9)
 
 
-@drill_for("adamw_update", "adam_update", "sgd_update", "sgd_buf")
-def _update(rng: random.Random, config: dict) -> Drill:
+def update(rng: random.Random, config: dict) -> Drill:
     opt = _opt(config)
     name = opt.get("name", "adamw")
     lr, wd = float(opt.get("lr", 0.01)), float(opt.get("weight_decay", 0.01))
