@@ -63,3 +63,85 @@ def weakest_word(trace: Any) -> str:
 def largest_row_sum(trace: Any) -> float:
     """The largest row sum in size of the first text's gradient, which the algebra says is zero."""
     return float(max([abs(row.sum()) for row in np.asarray(trace["grad.logits"][0])], default=0))
+
+
+# -- the output layer and the final LayerNorm (the output-layer page) ------------------------------------------------
+def out_weight(trace: Any) -> str:
+    """The record of the output layer's matrix: the token table `wte` when tied, else `lm_head.weight`."""
+    return "wte" if grads.tied(trace) else "lm_head.weight"
+
+
+def out_grad(trace: Any) -> str:
+    """The record of that matrix's gradient from the logits: the output side's share of `wte` when tied."""
+    return "grad.wte.from_logits" if grads.tied(trace) else "grad.lm_head.weight"
+
+
+def out_symbol(trace: Any) -> str:
+    """That matrix's symbol in TeX: W_{te} when tied, else W_{out}."""
+    return "W_{te}" if grads.tied(trace) else "W_{\\text{out}}"
+
+
+def zero_rows(trace: Any) -> str:
+    """How many rows of the output matrix's gradient are zero, as the sentence says it: 'no row of this matrix is
+    zero', '1 row of this matrix is zero', '3 rows of this matrix are zero'."""
+    zero = len(trace.labels["vocab"]) - int((np.asarray(trace[out_grad(trace)]) != 0).any(axis=1).sum())
+    if zero == 0:
+        return "no row of this matrix is zero"
+    return f"{zero} row of this matrix is zero" if zero == 1 else f"{zero} rows of this matrix are zero"
+
+
+def gains_are_one(trace: Any) -> bool:
+    """Whether every gain γ of the final LayerNorm is still exactly 1, its initial value."""
+    return bool((np.asarray(trace["ln_f.weight"]) == 1).all())
+
+
+def inverse_sd(trace: Any) -> float:
+    """1/σ̂ of the worked row of ln_f: one over √(var + ε)."""
+    var = trace["ln_f.var"][0][grads.row(trace)]
+    return (var + trace.record("ln_f.xhat").meta["eps"]) ** (-1 / 2)
+
+
+def negative(trace: Any) -> int:
+    """How many off-diagonal entries of the worked row's LayerNorm Jacobian are negative (x̂_i x̂_j > −1)."""
+    xr = np.asarray(trace["ln_f.xhat"][0][grads.row(trace)])
+    return int(((xr.reshape(-1, 1) * xr) > -1).sum()) - grads.d_model(trace)
+
+
+def off_diagonal(trace: Any) -> int:
+    """How many off-diagonal entries a C × C Jacobian has."""
+    return grads.d_model(trace) * (grads.d_model(trace) - 1)
+
+
+def jacobian_entries(trace: Any) -> int:
+    """How many entries a C × C Jacobian has."""
+    return grads.d_model(trace) ** 2
+
+
+def block_grad(trace: Any) -> str:
+    """The record of the gradient of the last block's output, where the final LayerNorm hands it on."""
+    return f"grad.L{grads.last(trace)}.resid_2"
+
+
+def _ln_rows(trace: Any) -> tuple[float, float, float]:
+    gx, xh = np.asarray(trace[block_grad(trace)][0]), np.asarray(trace["ln_f.xhat"][0])
+    total = dot = largest = 0
+    for r in range(gx.shape[0]):
+        total = max(total, abs(gx[r].sum()))
+        dot = max(dot, abs((gx[r] * xh[r]).sum()))
+        largest = max(largest, abs(gx[r]).max())
+    return total, dot, largest
+
+
+def ln_row_sum(trace: Any) -> float:
+    """The largest row sum in size of the gradient through ln_f (first text), zero up to rounding."""
+    return _ln_rows(trace)[0]
+
+
+def ln_row_dot(trace: Any) -> float:
+    """The largest Σ_c ∇x_{t,c} x̂_{t,c} in size (first text): the small effect of ε."""
+    return _ln_rows(trace)[1]
+
+
+def ln_largest(trace: Any) -> float:
+    """The largest entry in size of the gradient through ln_f (first text)."""
+    return _ln_rows(trace)[2]
