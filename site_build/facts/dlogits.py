@@ -15,8 +15,7 @@ def padding(trace: Any) -> str:
     n = grads.ignored(trace)
     if not n:
         return ""
-    slots = grads.texts(trace) * grads.positions(trace)
-    in_all = f", {slots} in all" if grads.texts(trace) > 1 else ""
+    in_all = f", {grads.slots(trace)} in all" if grads.texts(trace) > 1 else ""
     return f"{in_all}, of which {n} {'is' if n == 1 else 'are'} padding whose target is ignored"
 
 

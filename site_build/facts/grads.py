@@ -93,3 +93,18 @@ def others_follow(trace: Any) -> str:
     """The texts the tables leave out, with their verb: 'the other text follows', 'the other two texts follow'."""
     others = texts(trace) - 1
     return "the other text follows" if others == 1 else f"the other {counted(others, 'text')} follow"
+
+
+def slots(trace: Any) -> int:
+    """How many positions the whole batch has, texts times positions (padding included)."""
+    return texts(trace) * positions(trace)
+
+
+def last_position(trace: Any) -> int:
+    """The last position of a text (padding included)."""
+    return positions(trace) - 1
+
+
+def last_head(trace: Any) -> int:
+    """The number of the last attention head."""
+    return heads(trace) - 1
