@@ -108,3 +108,18 @@ def last_position(trace: Any) -> int:
 def last_head(trace: Any) -> int:
     """The number of the last attention head."""
     return heads(trace) - 1
+
+
+def batch(trace: Any) -> str:
+    """What prose calls the inputs as a whole: 'text' when there is one, else 'batch'."""
+    return "text" if texts(trace) == 1 else "batch"
+
+
+def adaptive(trace: Any) -> bool:
+    """Whether the optimizer is Adam or AdamW, which divide each step by the gradient's own running size."""
+    return trace.config["optimizer"]["name"] in ("adam", "adamw")
+
+
+def weight_decay(trace: Any) -> bool:
+    """Whether the optimizer's weight decay is on (greater than zero)."""
+    return trace.config["optimizer"]["weight_decay"] > 0
