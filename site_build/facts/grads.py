@@ -123,3 +123,8 @@ def adaptive(trace: Any) -> bool:
 def weight_decay(trace: Any) -> bool:
     """Whether the optimizer's weight decay is on (greater than zero)."""
     return trace.config["optimizer"]["weight_decay"] > 0
+
+
+def vocab_size(trace: Any) -> int:
+    """How many words the vocabulary has."""
+    return len(trace.labels["vocab"])
