@@ -3,6 +3,7 @@ repeated, absent, or targets), the tied output side's share, and every parameter
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -57,13 +58,25 @@ def _counts(trace: Any) -> np.ndarray:
     return np.bincount(np.asarray(trace["input_ids"]).ravel(), minlength=len(trace.labels["vocab"]))
 
 
+_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _nonzero_rows(trace: Any, name: str) -> np.ndarray:
+    """Whether each row of a vocabulary-sized gradient has a nonzero entry: read block by block (GPT-2's table is
+    big and may be memory-mapped), once per run and record."""
+    memo = _ROWS.setdefault(trace, {})
+    if name not in memo:
+        grad = np.asarray(trace[name])
+        rows = np.zeros(grad.shape[0], dtype=bool)
+        for start in range(0, grad.shape[0], 4096):
+            rows[start:start + 4096] = np.abs(grad[start:start + 4096]).max(axis=1) > 0
+        memo[name] = rows
+    return memo[name]
+
+
 def _input_rows(trace: Any) -> np.ndarray:
-    """Whether each row of the input side's gradient has a nonzero entry (block by block: the table can be big)."""
-    grad = np.asarray(trace[input_grad(trace)])
-    rows = np.zeros(grad.shape[0], dtype=bool)
-    for start in range(0, grad.shape[0], 4096):
-        rows[start:start + 4096] = np.abs(grad[start:start + 4096]).max(axis=1) > 0
-    return rows
+    """Whether each row of the input side's gradient has a nonzero entry."""
+    return _nonzero_rows(trace, input_grad(trace))
 
 
 def _repeated(trace: Any) -> list[int]:
@@ -77,9 +90,9 @@ def _absent(trace: Any) -> list[int]:
 def _quoted(trace: Any, words: list[int]) -> Markup:
     """Words for a sentence, each in quotes: '"a"', '"a" and "b"', '"a", "b" and "c"', or the first twelve and
     'and 3 more words'."""
-    quoted = [Markup('"') + fmt.html_words(grads.word(trace, v)) + Markup('"') for v in words]
-    if len(quoted) > MOST:
-        more = len(quoted) - MOST
+    quoted = [Markup('"') + fmt.html_words(grads.word(trace, v)) + Markup('"') for v in words[:MOST + 1]]
+    if len(words) > MOST:
+        more = len(words) - MOST
         return Markup(", ").join(quoted[:MOST]) + Markup(f", and {more} more word{'' if more == 1 else 's'}")
     if len(quoted) < 2:
         return Markup("").join(quoted)
@@ -155,8 +168,7 @@ def plain(trace: Any) -> int:
 
 def absent_moved(trace: Any) -> int:
     """How many of the absent words have a nonzero row of ∇W_te (from the output side, when tied)."""
-    grad = np.asarray(trace["grad.wte"])
-    return sum(1 for v in _absent(trace) if np.abs(grad[v]).max() > 0)
+    return int(_nonzero_rows(trace, "grad.wte")[_absent(trace)].sum())
 
 
 def every_absent_moved(trace: Any) -> bool:
