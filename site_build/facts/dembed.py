@@ -1,0 +1,220 @@
+"""The embedding gradients: the position table's unused rows, the token table's scatter-add (which words are
+repeated, absent, or targets), the tied output side's share, and every parameter's gradient at a glance."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup
+
+from site_build import format as fmt
+from site_build.facts import grads
+
+MOST = 12  # a list of words names at most this many, then says how many more
+
+
+# -- the position table ------------------------------------------------------------------------------------------
+def table_rows(trace: Any) -> int:
+    """How many rows the position table has: the longest text the model could read."""
+    return int(trace.config["model"]["n_positions"])
+
+
+def unused(trace: Any) -> int:
+    """How many rows of the position table no text reaches (0 when the texts fill it)."""
+    return table_rows(trace) - grads.positions(trace)
+
+
+def last_row(trace: Any) -> int:
+    """The last row of the position table."""
+    return table_rows(trace) - 1
+
+
+def unused_zero(trace: Any) -> bool:
+    """Whether every entry of the unused rows' gradient is exactly zero."""
+    return bool(np.abs(np.asarray(trace["grad.wpe"][grads.positions(trace):])).max() == 0)
+
+
+def branches(trace: Any) -> int:
+    """How many branches add a correction to the residual stream: an attention and a feed-forward one per block."""
+    return 2 * grads.layers(trace)
+
+
+# -- the token table, from the input side ---------------------------------------------------------------------------
+def input_grad(trace: Any) -> str:
+    """The record of the token table's gradient from the input side: a share of `grad.wte` when tied, all of it
+    when not."""
+    return "grad.wte.from_embed" if grads.tied(trace) else "grad.wte"
+
+
+def input_symbol(trace: Any) -> str:
+    """Its symbol in TeX."""
+    return "\\nabla W_{te}^{\\text{in}}" if grads.tied(trace) else "\\nabla W_{te}"
+
+
+def _counts(trace: Any) -> np.ndarray:
+    """How often each vocabulary word is an input, over every text of the batch."""
+    return np.bincount(np.asarray(trace["input_ids"]).ravel(), minlength=len(trace.labels["vocab"]))
+
+
+_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _nonzero_rows(trace: Any, name: str) -> np.ndarray:
+    """Whether each row of a vocabulary-sized gradient has a nonzero entry: read block by block (GPT-2's table is
+    big and may be memory-mapped), once per run and record."""
+    memo = _ROWS.setdefault(trace, {})
+    if name not in memo:
+        grad = np.asarray(trace[name])
+        rows = np.zeros(grad.shape[0], dtype=bool)
+        for start in range(0, grad.shape[0], 4096):
+            rows[start:start + 4096] = np.abs(grad[start:start + 4096]).max(axis=1) > 0
+        memo[name] = rows
+    return memo[name]
+
+
+def _input_rows(trace: Any) -> np.ndarray:
+    """Whether each row of the input side's gradient has a nonzero entry."""
+    return _nonzero_rows(trace, input_grad(trace))
+
+
+def _repeated(trace: Any) -> list[int]:
+    return np.flatnonzero(_counts(trace) > 1).tolist()
+
+
+def _absent(trace: Any) -> list[int]:
+    return np.flatnonzero(_counts(trace) == 0).tolist()
+
+
+def _quoted(trace: Any, words: list[int]) -> Markup:
+    """Words for a sentence, each in quotes: '"a"', '"a" and "b"', '"a", "b" and "c"', or the first twelve and
+    'and 3 more words'."""
+    quoted = [Markup('"') + fmt.html_words(grads.word(trace, v)) + Markup('"') for v in words[:MOST + 1]]
+    if len(words) > MOST:
+        more = len(words) - MOST
+        return Markup(", ").join(quoted[:MOST]) + Markup(f", and {more} more word{'' if more == 1 else 's'}")
+    if len(quoted) < 2:
+        return Markup("").join(quoted)
+    return Markup(", ").join(quoted[:-1]) + Markup(" and ") + quoted[-1]
+
+
+def repeated(trace: Any) -> int:
+    """How many words are an input more than once."""
+    return len(_repeated(trace))
+
+
+def repeated_words(trace: Any) -> Markup:
+    """Those words, quoted, for a sentence."""
+    return _quoted(trace, _repeated(trace))
+
+
+def shared(trace: Any) -> int:
+    """The word whose row the page works through: the first repeated word with a nonzero row, else the first
+    repeated word, else the first input."""
+    rows = _input_rows(trace)
+    live = [v for v in _repeated(trace) if rows[v]]
+    if live:
+        return live[0]
+    return _repeated(trace)[0] if _repeated(trace) else int(trace["input_ids"][0][0])
+
+
+def shared_word(trace: Any) -> str:
+    """That word."""
+    return grads.word(trace, shared(trace))
+
+
+def shared_count(trace: Any) -> int:
+    """How many times that word is an input."""
+    return int(_counts(trace)[shared(trace)])
+
+
+def silent_words(trace: Any) -> list[str]:
+    """The repeated words whose row is zero nonetheless: every position they sit at is padding."""
+    rows = _input_rows(trace)
+    return [grads.word(trace, v) for v in _repeated(trace) if not rows[v]]
+
+
+def absent(trace: Any) -> int:
+    """How many words of the vocabulary are never an input."""
+    return len(_absent(trace))
+
+
+def absent_words(trace: Any) -> Markup:
+    """Those words, quoted, for a sentence."""
+    return _quoted(trace, _absent(trace))
+
+
+def _targeted(trace: Any) -> list[int]:
+    """The absent words that are a target somewhere."""
+    targets = np.asarray(trace["targets"]).ravel()
+    return sorted(set(_absent(trace)) & set(targets[targets >= 0].tolist()))
+
+
+def targeted(trace: Any) -> int:
+    """How many of the absent words are a target somewhere."""
+    return len(_targeted(trace))
+
+
+def targeted_words(trace: Any) -> Markup:
+    """Those words, quoted, for a sentence."""
+    return _quoted(trace, _targeted(trace))
+
+
+def plain(trace: Any) -> int:
+    """How many of the absent words are never a target either."""
+    return absent(trace) - targeted(trace)
+
+
+def absent_moved(trace: Any) -> int:
+    """How many of the absent words have a nonzero row of ∇W_te (from the output side, when tied)."""
+    return int(_nonzero_rows(trace, "grad.wte")[_absent(trace)].sum())
+
+
+def every_absent_moved(trace: Any) -> bool:
+    """Whether every absent word has a nonzero row of ∇W_te."""
+    return absent_moved(trace) == absent(trace)
+
+
+def example(trace: Any) -> int:
+    """The absent word the page works through: the first never a target either, else the first absent word."""
+    targeted_ = set(_targeted(trace))
+    plain_ = [v for v in _absent(trace) if v not in targeted_]
+    return plain_[0] if plain_ else _absent(trace)[0]
+
+
+def example_word(trace: Any) -> str:
+    """That word."""
+    return grads.word(trace, example(trace))
+
+
+def once(trace: Any) -> int:
+    """The first word that is an input exactly once (-1 if there is none)."""
+    found = np.flatnonzero(_counts(trace) == 1)
+    return int(found[0]) if found.size else -1
+
+
+def once_word(trace: Any) -> str:
+    """That word."""
+    return grads.word(trace, once(trace))
+
+
+# -- every parameter's gradient --------------------------------------------------------------------------------------
+def _parameters(trace: Any) -> list[str]:
+    return [names["grad"] for names in trace.index.values() if isinstance(names, dict)]
+
+
+def parameters(trace: Any) -> list[dict[str, Any]]:
+    """Every parameter's gradient record, in the trace's order, with its largest entry in size."""
+    return [{"name": name, "largest": np.abs(np.asarray(trace[name])).max()} for name in _parameters(trace)]
+
+
+def steepest(trace: Any) -> str:
+    """The gradient record of largest norm (the first such, on a tie)."""
+    best, largest = "", -1
+    for name in _parameters(trace):
+        g = np.asarray(trace[name])
+        n = (g * g).sum()
+        if n > largest:
+            best, largest = name, n
+    return best

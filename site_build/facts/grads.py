@@ -1,0 +1,130 @@
+"""The backward pass in general: the sizes and the words its pages share (texts, positions, targets, blocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from site_build.macros.text import counted
+
+
+def texts(trace: Any) -> int:
+    """How many texts the batch holds."""
+    return int(trace["input_ids"].shape[0])
+
+
+def positions(trace: Any) -> int:
+    """How many positions each text has (padding included)."""
+    return int(trace["input_ids"].shape[1])
+
+
+def targets(trace: Any) -> int:
+    """N, the number of positions over the whole batch that have a target (the mean of the loss divides by it)."""
+    return int((np.asarray(trace["targets"]) >= 0).sum())
+
+
+def ignored(trace: Any) -> int:
+    """How many positions of the batch are padding, whose target is ignored."""
+    return texts(trace) * positions(trace) - targets(trace)
+
+
+def real(trace: Any) -> int:
+    """How many positions of the first text have a target."""
+    return int((np.asarray(trace["targets"][0]) >= 0).sum())
+
+
+def row(trace: Any) -> int:
+    """The position most backward pages work through: the third, or the last real one of the first text."""
+    return min(2, real(trace) - 1)
+
+
+def query(trace: Any) -> int:
+    """The query position the attention pages work through: the fourth, or the last real one of the first text."""
+    return min(3, real(trace) - 1)
+
+
+def layers(trace: Any) -> int:
+    """How many transformer blocks the model has."""
+    return int(trace.config["model"]["n_layers"])
+
+
+def last(trace: Any) -> int:
+    """The number of the last block (the first the backward pass goes through)."""
+    return layers(trace) - 1
+
+
+def d_model(trace: Any) -> int:
+    """C, the width of the residual stream."""
+    return int(trace.config["model"]["d_model"])
+
+
+def d_ff(trace: Any) -> int:
+    """The number of hidden units of the feed-forward network."""
+    return int(trace.config["model"]["d_ff"])
+
+
+def heads(trace: Any) -> int:
+    """How many attention heads each block has."""
+    return int(trace.config["model"]["n_heads"])
+
+
+def head_size(trace: Any) -> int:
+    """D, the size of one head."""
+    return d_model(trace) // heads(trace)
+
+
+def tied(trace: Any) -> bool:
+    """Whether the output layer is the token table (GPT-2's tying) rather than a matrix of its own."""
+    return bool(trace.config["model"].get("tie_embeddings", True))
+
+
+def word(trace: Any, v: int) -> str:
+    """Word v of the vocabulary (config text: the page escapes it)."""
+    return trace.labels["vocab"][v]
+
+
+def first_text(trace: Any) -> str:
+    """How prose names the text the tables show: 'this text' when it is the only one, else 'text 1'."""
+    return "this text" if texts(trace) == 1 else "text 1"
+
+
+def others_follow(trace: Any) -> str:
+    """The texts the tables leave out, with their verb: 'the other text follows', 'the other two texts follow'."""
+    others = texts(trace) - 1
+    return "the other text follows" if others == 1 else f"the other {counted(others, 'text')} follow"
+
+
+def slots(trace: Any) -> int:
+    """How many positions the whole batch has, texts times positions (padding included)."""
+    return texts(trace) * positions(trace)
+
+
+def last_position(trace: Any) -> int:
+    """The last position of a text (padding included)."""
+    return positions(trace) - 1
+
+
+def last_head(trace: Any) -> int:
+    """The number of the last attention head."""
+    return heads(trace) - 1
+
+
+def batch(trace: Any) -> str:
+    """What prose calls the inputs as a whole: 'text' when there is one, else 'batch'."""
+    return "text" if texts(trace) == 1 else "batch"
+
+
+def adaptive(trace: Any) -> bool:
+    """Whether the optimizer is Adam or AdamW, which divide each step by the gradient's own running size."""
+    return trace.config["optimizer"]["name"] in ("adam", "adamw")
+
+
+def weight_decay(trace: Any) -> bool:
+    """Whether the optimizer's weight decay is on (greater than zero)."""
+    return trace.config["optimizer"]["weight_decay"] > 0
+
+
+def vocab_size(trace: Any) -> int:
+    """How many words the vocabulary has."""
+    return len(trace.labels["vocab"])
