@@ -8,8 +8,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from site_build.charts.teaching import generation_reference
+from site_build.facts import opt
 from site_build.format import fixed
-from site_build.macros.optimizer import TORCH_NAMES, parameters
+from site_build.macros.optimizer import TORCH_NAMES
 from site_build.macros.text import text_name
 
 LOSS_STEPS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the loss table's rows, up to the last
@@ -36,11 +37,6 @@ def blocks(trace: Any) -> int:
     return int(trace.config["model"]["n_layers"])
 
 
-def weights(trace: Any) -> int:
-    """How many weights the model has, over every parameter tensor."""
-    return sum(int(trace[name].size) for name in parameters(trace))
-
-
 def targets(trace: Any) -> int:
     """How many targets (real next words, padding left out) the batch has."""
     return int((np.asarray(trace["targets"]) >= 0).sum())
@@ -48,7 +44,7 @@ def targets(trace: Any) -> int:
 
 def can_memorise(trace: Any) -> bool:
     """The model has more than ten weights for every target: far more than it needs to learn its texts by heart."""
-    return weights(trace) > 10 * targets(trace)
+    return opt.weights(trace) > 10 * targets(trace)
 
 
 def last(trace: Any) -> int:
