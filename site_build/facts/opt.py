@@ -95,6 +95,11 @@ def uncorrected(trace: Any) -> float:
     return round((1 - b1) / (1 - b2) ** (1 / 2), 2)
 
 
+def decay_rate(trace: Any) -> float:
+    """ηλ: the fraction of itself a decaying weight loses to AdamW's decay in one step."""
+    return lr(trace) * wd(trace)
+
+
 def decay_factor(trace: Any) -> float:
     """1 − ηλ: what AdamW multiplies a decaying weight by before its step."""
     return 1 - lr(trace) * wd(trace)
