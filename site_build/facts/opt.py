@@ -58,8 +58,7 @@ def decay(trace: Any) -> str:
 
 
 def constants(trace: Any) -> str:
-    """The optimizer's constants after the learning rate, as the page lists them in TeX: `, $\\beta_1 = 0.9$, ...`
-    for Adam and AdamW, `, momentum $\\rho = 0.9$` for SGD."""
+    """The constants after η, in TeX: `, $\\beta_1 = 0.9$, ...` (Adam, AdamW) or `, momentum $\\rho = 0.9$` (SGD)."""
     o = _config(trace)
     if adam_like(trace):
         b1, b2 = (tex_number(b) for b in o["betas"])

@@ -31,8 +31,7 @@ def _shown(value: Any) -> Markup:
 
 
 def show(trace: Any, key: str, limit: int | None = None) -> Markup:
-    """A resolved config value as the config table shows it: `model.d_model` gives `` `24` ``; text as a code
-    span; a list item by item, joined by commas (its first `limit` items)."""
+    """A config value (by key) as the config table shows it: `` `24` ``, text as code, a list item by item."""
     value: Any = trace.config
     for part in key.split("."):
         value = value[part]

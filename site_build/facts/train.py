@@ -68,8 +68,7 @@ def _loss(trace: Any) -> np.ndarray:
 
 
 def loss_rows(trace: Any) -> list[tuple[int, float | None]]:
-    """The steps the loss table shows (0, 1, 2, 3, 5, 10, 20, 50, ... up to the run's length, and the last), each
-    with the change of the loss from the step before (None for step 0)."""
+    """The loss table's steps (0, 1, 2, 3, 5, 10, ... and the last), each with its change (None for step 0)."""
     K, L = steps(trace), _loss(trace)
     picks = [k for k in LOSS_STEPS if k <= K]
     if K not in picks:
@@ -78,8 +77,7 @@ def loss_rows(trace: Any) -> list[tuple[int, float | None]]:
 
 
 def loss_change(trace: Any) -> str:
-    """How the last loss compares with the first, as the clause that follows it: `, 12 times lower` (below a
-    tenth), `, 35.2% lower`, `: it went *up*, 3.1% higher`, or nothing when the two are equal."""
+    """The last loss against the first: `, 12 times lower`, `, 35.2% lower`, `: it went *up*, 3.1% higher` or ""."""
     L = _loss(trace)
     first, end = float(L[0]), float(L[steps(trace)])
     if end < first / 10:
@@ -136,8 +134,7 @@ def early_by(trace: Any) -> str:
 
 
 def late_by(trace: Any) -> str:
-    """The last tenth's change of the loss, as the page says it: `0.012`, `less than a thousandth`, with
-    ` (upwards)` when the loss rose."""
+    """The last tenth's change of the loss, as the page says it: `0.012`, `less than a thousandth`, `(upwards)`."""
     late = late_fall(trace)
     size = fixed(abs(late), 3) if abs(late) >= 1 / 1000 else "less than a thousandth"
     return size + ("" if late >= 0 else " (upwards)")
@@ -177,8 +174,7 @@ def _written(trace: Any, name: str) -> list[str]:
 
 
 def generation_rows(trace: Any) -> list[tuple[int, str, str, str | None]]:
-    """The greedy-text table, one row per word written: its index, the word of the initial weights, that of the
-    trained weights, and the reference text's word there (None past its end)."""
+    """The greedy-text table: each word's index, initial and trained words, the reference's word (None past it)."""
     before, after = _written(trace, "train.generate.before"), _written(trace, "train.generate.after")
     ref = _reference_words(trace)
     return [(j, before[j], after[j], ref[j] if j < len(ref) else None) for j in range(len(before))]
@@ -221,8 +217,7 @@ def _mean_peak(trace: Any, name: str) -> float:
 
 
 def peak_before(trace: Any) -> float:
-    """A row's largest attention weight with the initial weights, on average over block 0's heads and the positions
-    of text 1."""
+    """A row's largest attention weight, initial weights, mean over block 0's heads and the positions of text 1."""
     return _mean_peak(trace, "L0.attn.weights")
 
 
@@ -232,8 +227,7 @@ def peak_after(trace: Any) -> float:
 
 
 def attention_folds(trace: Any) -> list[tuple[int, list[int]]]:
-    """The trained attention shown in fold-outs: each block with the heads it shows (block 0 without head 0, which
-    the page shows in full); blocks with none left out."""
+    """The trained attention's fold-outs: each block with its heads to show (block 0 without head 0, shown above)."""
     heads = int(trace.config["model"]["n_heads"])
     folds = [(layer, list(range(1 if layer == 0 else 0, heads))) for layer in range(blocks(trace))]
     return [(layer, hs) for layer, hs in folds if hs]
@@ -275,8 +269,7 @@ def ambiguous(trace: Any) -> list[Place]:
 
 
 def far_from_best(trace: Any) -> list[str]:
-    """The places where the trained model gives the right word less than half the best possible probability, as the
-    page names them: `3`, or `3 of text 2` in a batch."""
+    """The positions given less than half the best possible probability: `3`, or `3 of text 2` in a batch."""
     after = np.asarray(trace["train.target_prob.after"])
     many = texts(trace) > 1
     return [str(p.t) + (" of " + text_name(p.b) if many else "") for p in places(trace)
@@ -308,8 +301,7 @@ class Repeat(NamedTuple):
 
 
 def repeat(trace: Any) -> Repeat | None:
-    """The first input word that occurs more than once in a text with different next words (None if there is none):
-    the current word alone cannot tell its places apart."""
+    """The first input word found twice in a text with different next words (None if there is none)."""
     ins, tgs = trace.labels["inputs"], trace.labels["targets"]
     valid = np.asarray(trace["targets"]) >= 0
     for b in range(valid.shape[0]):

@@ -178,8 +178,7 @@ def mean_v(trace: Any) -> float:
 
 
 def groups(trace: Any) -> list[tuple[str, list[opt.Tensor]]]:
-    """The parameter tensors as the page shows their pictures, under a heading each: the embeddings, each block,
-    the final LayerNorm and, when untied, the output layer."""
+    """The tensors under the picture headings: the embeddings, each block, the final LayerNorm, the output layer."""
     out: list[tuple[str, list[opt.Tensor]]] = []
     for name in parameters(trace):
         if name in ("wte", "wpe"):
