@@ -1,0 +1,312 @@
+"""The optimizer: which one the run uses, its constants, which tensors decay, and the figures of its step (the
+optimizer page, and the pages after it).
+
+The step's figures are the optimizer macros' (`tensor_update`, one parameter tensor at a time), worked out once per
+run and shared by the facts here and in the other optimizer topics."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
+
+import numpy as np
+
+from site_build.format import tex_number
+from site_build.macros.optimizer import TensorUpdate, parameters, tensor_update
+
+WORKED = "wte"  # the tensor whose element the page works in full: the token embedding
+
+
+# -- the configured optimizer -----------------------------------------------------------------------------------------
+def _config(trace: Any) -> dict[str, Any]:
+    return trace.config["optimizer"]
+
+
+def name(trace: Any) -> str:
+    """The optimizer as the config names it: `adamw`, `adam` or `sgd`."""
+    return _config(trace)["name"]
+
+
+def adam_like(trace: Any) -> bool:
+    """The optimizer keeps Adam's running averages m and v (AdamW or Adam, not SGD)."""
+    return name(trace) in ("adamw", "adam")
+
+
+def lr(trace: Any) -> float:
+    """The learning rate η."""
+    return _config(trace)["lr"]
+
+
+def wd(trace: Any) -> float:
+    """The weight decay λ."""
+    return _config(trace)["weight_decay"]
+
+
+def eps(trace: Any) -> float:
+    """Adam's ε."""
+    return _config(trace)["eps"]
+
+
+def momentum(trace: Any) -> float:
+    """SGD's momentum ρ (0: none)."""
+    return _config(trace)["momentum"]
+
+
+def decay(trace: Any) -> str:
+    """Which tensors decay, as the config says it: `matrices` or `all`."""
+    return _config(trace)["decay"]
+
+
+def constants(trace: Any) -> str:
+    """The constants after η, in TeX: `, $\\beta_1 = 0.9$, ...` (Adam, AdamW) or `, momentum $\\rho = 0.9$` (SGD)."""
+    o = _config(trace)
+    if adam_like(trace):
+        b1, b2 = (tex_number(b) for b in o["betas"])
+        return f", $\\beta_1 = {b1}$, $\\beta_2 = {b2}$, $\\epsilon = {tex_number(o['eps'])}$"
+    if o["name"] == "sgd":
+        return f", momentum $\\rho = {tex_number(o['momentum'])}$"
+    return ""
+
+
+def first_correction(trace: Any) -> float:
+    """1 − β₁: what bias correction divides m by at step 1."""
+    return 1 - _config(trace)["betas"][0]
+
+
+def second_correction(trace: Any) -> float:
+    """1 − β₂: what bias correction divides v by at step 1."""
+    return 1 - _config(trace)["betas"][1]
+
+
+def memory1(trace: Any) -> float:
+    """How many steps the first moment m remembers, about: 1/(1 − β₁), to one decimal."""
+    return round(1 / (1 - _config(trace)["betas"][0]), 1)
+
+
+def memory2(trace: Any) -> float:
+    """How many steps the second moment v remembers, about: 1/(1 − β₂), to one decimal."""
+    return round(1 / (1 - _config(trace)["betas"][1]), 1)
+
+
+def uncorrected(trace: Any) -> float:
+    """The first step without bias correction, in units of η: (1 − β₁)/√(1 − β₂), to two decimals."""
+    b1, b2 = _config(trace)["betas"]
+    return round((1 - b1) / (1 - b2) ** (1 / 2), 2)
+
+
+def decay_rate(trace: Any) -> float:
+    """ηλ: the fraction of itself a decaying weight loses to AdamW's decay in one step."""
+    return lr(trace) * wd(trace)
+
+
+def decay_factor(trace: Any) -> float:
+    """1 − ηλ: what AdamW multiplies a decaying weight by before its step."""
+    return 1 - lr(trace) * wd(trace)
+
+
+def has_l2(trace: Any) -> bool:
+    """The optimizer adds the L2 weight-decay term to the gradient (Adam and SGD, not AdamW)."""
+    return "opt.g." + WORKED in trace
+
+
+def has_buffer(trace: Any) -> bool:
+    """The optimizer keeps a momentum buffer (SGD with momentum)."""
+    return "opt.buf." + WORKED in trace
+
+
+# -- which tensors decay ----------------------------------------------------------------------------------------------
+def decaying(trace: Any) -> list[str]:
+    """The parameter tensors that decay, in Hugging Face's order (the engine's rule, from each record)."""
+    return [n for n in parameters(trace) if trace.record(n).meta["decays"]]
+
+
+def plain(trace: Any) -> list[str]:
+    """The parameter tensors that do not decay."""
+    return [n for n in parameters(trace) if not trace.record(n).meta["decays"]]
+
+
+def _code_list(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names) if names else "none"
+
+
+def decaying_list(trace: Any) -> str:
+    """The tensors that decay, as the page lists them: code spans joined by commas, or `none`."""
+    return _code_list(decaying(trace))
+
+
+def plain_list(trace: Any) -> str:
+    """The tensors that do not decay, as the page lists them."""
+    return _code_list(plain(trace))
+
+
+# -- the step, tensor by tensor ---------------------------------------------------------------------------------------
+class Tensor(NamedTuple):
+    """How one parameter tensor moved in the step (the macros' TensorUpdate), with its changes in units of η."""
+
+    name: str
+    size: int
+    decays: bool
+    near: int  # elements moved by an amount within 1% of η
+    zero: int  # elements whose gradient (with the L2 term, where there is one) is exactly 0
+    tiny: int  # elements whose gradient is not 0 but below 100 ε
+    max_change: float  # largest |θ' − θ|
+    mean_change: float  # mean |θ' − θ|
+    max_grad: float  # largest |∂L/∂θ|
+    mean_grad: float  # mean |∂L/∂θ|
+    max_change_lr: float  # max_change / η
+    mean_change_lr: float  # mean_change / η
+
+
+_UPDATES: WeakKeyDictionary[Any, list[TensorUpdate]] = WeakKeyDictionary()
+
+
+def _updates(trace: Any) -> list[TensorUpdate]:
+    """Every parameter tensor's figures, worked out once per run (they read every weight)."""
+    if trace not in _UPDATES:
+        _UPDATES[trace] = [tensor_update(trace, n) for n in parameters(trace)]
+    return _UPDATES[trace]
+
+
+def tensors(trace: Any) -> list[Tensor]:
+    """Every parameter tensor's update, in Hugging Face's order."""
+    rate = lr(trace)
+    return [Tensor(u.name, u.size, u.decays, u.near, u.zero, u.tiny, u.max_change, u.mean_change, u.max_grad,
+                   u.mean_grad, u.max_change / rate, u.mean_change / rate) for u in _updates(trace)]
+
+
+def tensor(trace: Any, name: str) -> Tensor:
+    """One parameter tensor's update, by name."""
+    return next(t for t in tensors(trace) if t.name == name)
+
+
+def tensor_count(trace: Any) -> int:
+    """How many parameter tensors the model has."""
+    return len(parameters(trace))
+
+
+def weights(trace: Any) -> int:
+    """How many weights the model has, over every parameter tensor."""
+    return sum(int(trace[n].size) for n in parameters(trace))
+
+
+def near(trace: Any) -> int:
+    """How many weights moved by an amount within 1% of η."""
+    return sum(u.near for u in _updates(trace))
+
+
+def near_percent(trace: Any) -> float:
+    """The share of the weights that moved by an amount within 1% of η, in percent."""
+    return 100 * near(trace) / weights(trace)
+
+
+def off(trace: Any) -> int:
+    """How many weights did not move by an amount within 1% of η."""
+    return weights(trace) - near(trace)
+
+
+def zero(trace: Any) -> int:
+    """How many weights have a gradient (with the L2 term, where the optimizer adds one) of exactly 0."""
+    return sum(u.zero for u in _updates(trace))
+
+
+def tiny(trace: Any) -> int:
+    """How many weights have a gradient that is not 0 but below 100 ε."""
+    return sum(u.tiny for u in _updates(trace))
+
+
+def rest(trace: Any) -> int:
+    """How many weights have a gradient of a fair size and still did not move by about η."""
+    return off(trace) - zero(trace) - tiny(trace)
+
+
+def zero_list(trace: Any) -> str:
+    """The tensors with a gradient of exactly 0 somewhere, as the page lists them."""
+    return _code_list([u.name for u in _updates(trace) if u.zero])
+
+
+def tiny_list(trace: Any) -> str:
+    """The tensors with a tiny gradient somewhere, as the page lists them."""
+    return _code_list([u.name for u in _updates(trace) if u.tiny])
+
+
+def zero_in_wpe(trace: Any) -> bool:
+    """Some gradient of the position table is exactly 0 (rows no text reaches)."""
+    return any(u.zero for u in _updates(trace) if u.name == "wpe")
+
+
+def largest_decaying_weight(trace: Any) -> float:
+    """The largest |θ| of any tensor that decays (0 if none does)."""
+    return max((float(np.abs(trace[n]).max()) for n in decaying(trace)), default=0.0)
+
+
+def decay_share(trace: Any) -> float:
+    """What decay adds to the step of the largest decaying weight, ηλ|θ|, in percent of η."""
+    return 100 * wd(trace) * largest_decaying_weight(trace)
+
+
+def steepest(trace: Any) -> Tensor:
+    """The tensor with the largest mean |gradient|."""
+    return max(tensors(trace), key=lambda t: t.mean_grad)
+
+
+def flattest(trace: Any) -> Tensor:
+    """The tensor with the smallest mean |gradient|."""
+    return min(tensors(trace), key=lambda t: t.mean_grad)
+
+
+def gradient_spread(trace: Any) -> float:
+    """How many times the steepest tensor's mean |gradient| is the flattest's."""
+    return steepest(trace).mean_grad / flattest(trace).mean_grad
+
+
+def largest_change(trace: Any) -> float:
+    """The largest |θ' − θ| of any weight."""
+    return max(u.max_change for u in _updates(trace))
+
+
+def smallest_mean_change(trace: Any) -> float:
+    """The smallest mean |θ' − θ| of a tensor."""
+    return min(u.mean_change for u in _updates(trace))
+
+
+# -- the element worked in full ---------------------------------------------------------------------------------------
+def _largest(trace: Any, name: str) -> tuple[int, ...]:
+    values = np.abs(np.asarray(trace[name]))
+    return tuple(int(i) for i in np.unravel_index(int(values.argmax()), values.shape))
+
+
+def worked_at(trace: Any) -> tuple[int, ...]:
+    """The element of the token embedding the page works in full: the one of largest |gradient| (row, column)."""
+    return _largest(trace, "grad." + WORKED)
+
+
+def worked_word(trace: Any) -> str:
+    """The word of that element's row."""
+    return trace.labels["vocab"][worked_at(trace)[0]]
+
+
+def worked_decays(trace: Any) -> bool:
+    """The token embedding decays."""
+    return bool(trace.record(WORKED).meta["decays"])
+
+
+def worked_move(trace: Any) -> float:
+    """How far that element moved, |θ' − θ|."""
+    at = worked_at(trace)
+    return float(abs(trace["updated." + WORKED][at] - trace[WORKED][at]))
+
+
+def worked_move_lr(trace: Any) -> float:
+    """The same, in units of η."""
+    return worked_move(trace) / lr(trace)
+
+
+def contrast(trace: Any) -> str | None:
+    """The tensor the page contrasts with the worked one: the last that does not decay (None if every one does)."""
+    names = plain(trace)
+    return names[-1] if names else None
+
+
+def contrast_at(trace: Any) -> int:
+    """Its element of largest |gradient| (the tensor is 1-D)."""
+    return _largest(trace, "grad." + contrast(trace))[0]

@@ -1,0 +1,177 @@
+"""Did the step help? (the summary page): the loss before and after the step, the change at every position, the
+first-order prediction of that change, and where the gradient was largest."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from markupsafe import Markup, escape
+
+from site_build import format as fmt
+from site_build.macros.optimizer import parameters
+
+
+def before(trace: Any) -> float:
+    """The loss before the step."""
+    return float(trace["loss"])
+
+
+def after(trace: Any) -> float:
+    """The loss on the updated weights."""
+    return float(trace["after.loss"])
+
+
+def fall(trace: Any) -> float:
+    """How much the step lowered the loss (negative if it raised it)."""
+    return before(trace) - after(trace)
+
+
+def fall_percent(trace: Any) -> float:
+    """The same, in percent of the loss before the step."""
+    return 100 * fall(trace) / before(trace)
+
+
+def change(trace: Any) -> float:
+    """The change of the loss, after minus before."""
+    return after(trace) - before(trace)
+
+
+def tied(trace: Any) -> bool:
+    """The output layer is the token table, transposed (weight tying)."""
+    return bool(trace.config["model"].get("tie_embeddings", True))
+
+
+# -- one row worked in full -------------------------------------------------------------------------------------------
+def row(trace: Any) -> int:
+    """The position of text 1 worked in full: the second, or the first if the text has only one target."""
+    return min(1, int((np.asarray(trace["targets"][0]) >= 0).sum()) - 1)
+
+
+def row_target(trace: Any) -> int:
+    """The target (vocabulary index) at that position."""
+    return int(trace["targets"][0][row(trace)])
+
+
+def row_word(trace: Any) -> str:
+    """The target word at that position."""
+    return trace.labels["targets"][0][row(trace)]
+
+
+# -- position by position ---------------------------------------------------------------------------------------------
+class Gain(NamedTuple):
+    """How the probability of the right word changed at one position: text `b`, position `t`, its target word."""
+
+    b: int
+    t: int
+    target: str
+    change: float  # after − before
+
+
+def positions(trace: Any) -> list[Gain]:
+    """Every target of the batch, text by text, with the change of its probability over the step."""
+    valid = np.asarray(trace["targets"]) >= 0
+    p0, p1 = np.asarray(trace["loss.target_prob"]), np.asarray(trace["after.target_prob"])
+    return [Gain(b, t, trace.labels["targets"][b][t], float(p1[b][t] - p0[b][t]))
+            for b in range(valid.shape[0]) for t in range(valid.shape[1]) if valid[b][t]]
+
+
+def scored(trace: Any) -> int:
+    """How many positions have a target."""
+    return len(positions(trace))
+
+
+def up(trace: Any) -> int:
+    """At how many positions the right word became more likely."""
+    return sum(1 for g in positions(trace) if g.change > 0)
+
+
+def down(trace: Any) -> int:
+    """At how many positions the right word became less likely."""
+    return sum(1 for g in positions(trace) if g.change < 0)
+
+
+def kept(trace: Any) -> int:
+    """At how many positions the right word kept its probability."""
+    return scored(trace) - up(trace) - down(trace)
+
+
+def best(trace: Any) -> Gain:
+    """The position of the largest gain (the first, on a tie)."""
+    out, top = positions(trace)[0], -1.0
+    for g in positions(trace):
+        if g.change > top:
+            out, top = g, g.change
+    return out
+
+
+def worst(trace: Any) -> Gain:
+    """The position of the largest loss of probability (the first, on a tie)."""
+    out, low = positions(trace)[0], 1.0
+    for g in positions(trace):
+        if g.change < low:
+            out, low = g, g.change
+    return out
+
+
+# -- the first-order prediction ---------------------------------------------------------------------------------------
+def predicted(trace: Any) -> float:
+    """The change of the loss the gradient predicts for this step: Σ g·Δθ over every weight."""
+    total = 0
+    for name in parameters(trace):
+        total = total + (trace["grad." + name] * (trace["updated." + name] - trace[name])).sum()
+    return float(total)
+
+
+def ratio(trace: Any) -> float:
+    """The real change of the loss over the predicted one."""
+    return change(trace) / predicted(trace)
+
+
+def change_percent(trace: Any) -> float:
+    """The real change of the loss in percent of the predicted one."""
+    return 100 * change(trace) / predicted(trace)
+
+
+# -- where the gradient was largest ----------------------------------------------------------------------------------
+class Steepest(NamedTuple):
+    """One parameter tensor's largest gradient entry: the tensor, the entry's index, its size, where it sits (as the
+    table says it) and the tensor's mean |gradient|."""
+
+    name: str
+    at: tuple[int, ...]
+    largest: float
+    where: Markup
+    mean: float
+
+
+def _where(trace: Any, name: str, at: tuple[int, ...], word: str) -> Markup:
+    """`vocab 3 ("cat"), d_model 5`: every axis with the entry's index; the word of a vocabulary index quoted."""
+    parts = []
+    for axis, i in zip(trace.record(name).axes, at):
+        part = f"{escape(axis)} {i}"
+        if axis == "vocab":
+            part += f' ({word}"{fmt.html_words(trace.labels["vocab"][i])}")'
+        parts.append(part)
+    return Markup(", ".join(parts))
+
+
+def gradients(trace: Any) -> list[Steepest]:
+    """Every parameter tensor, ordered by its largest gradient entry, largest first."""
+    rows = []
+    for name in parameters(trace):
+        g = np.abs(np.asarray(trace["grad." + name]))
+        at = tuple(int(i) for i in np.unravel_index(int(g.argmax()), g.shape))
+        rows.append(Steepest(name, at, float(g.max()), _where(trace, name, at, ""), float(g.mean())))
+    return sorted(rows, key=lambda r: r.largest, reverse=True)
+
+
+def top(trace: Any) -> Steepest:
+    """The tensor with the largest gradient entry of the whole model."""
+    return gradients(trace)[0]
+
+
+def top_where(trace: Any) -> Markup:
+    """Where that entry sits, as the sentence says it: `vocab 3 (the word "cat"), d_model 5`."""
+    t = top(trace)
+    return _where(trace, t.name, t.at, "the word ")

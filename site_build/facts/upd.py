@@ -1,0 +1,195 @@
+"""Every tensor's update (the updates page): the four elements it works in full (a weight matrix, a bias, the key
+bias, an unused row of the position table), the average gradient of the step, and the tensors grouped for their
+pictures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from site_build.facts import opt
+from site_build.macros.optimizer import parameters
+
+MATRIX = "L0.mlp.c_fc.weight"  # the weight matrix worked in full: the feed-forward expansion of block 0
+BIAS = "L0.mlp.c_fc.bias"  # the bias worked in full: the expansion's
+KEY_BIAS = "L0.attn.c_attn.bias"  # the packed query | key | value bias, whose key block gets no gradient
+
+
+def _largest(trace: Any, name: str) -> tuple[int, ...]:
+    values = np.abs(np.asarray(trace[name]))
+    return tuple(int(i) for i in np.unravel_index(int(values.argmax()), values.shape))
+
+
+def _move(trace: Any, name: str, at: Any) -> float:
+    return float(trace["updated." + name][at] - trace[name][at])
+
+
+def _decays(trace: Any, name: str) -> bool:
+    return bool(trace.record(name).meta["decays"])
+
+
+# -- a weight matrix --------------------------------------------------------------------------------------------------
+def matrix_at(trace: Any) -> tuple[int, ...]:
+    """The element of the feed-forward expansion's weight with the largest gradient (row, column)."""
+    return _largest(trace, "grad." + MATRIX)
+
+
+def matrix_decays(trace: Any) -> bool:
+    """That weight matrix decays."""
+    return _decays(trace, MATRIX)
+
+
+def matrix_move(trace: Any) -> float:
+    """How far that element moved, θ' − θ."""
+    return _move(trace, MATRIX, matrix_at(trace))
+
+
+def matrix_move_lr(trace: Any) -> float:
+    """The same, in units of η."""
+    return matrix_move(trace) / opt.lr(trace)
+
+
+def matrix_size(trace: Any) -> float:
+    """The size |θ| of that element before the step."""
+    return float(abs(trace[MATRIX][matrix_at(trace)]))
+
+
+def matrix_decay_term(trace: Any) -> float:
+    """What AdamW's decay adds to its move: −ηλθ."""
+    return float(-opt.lr(trace) * opt.wd(trace) * trace[MATRIX][matrix_at(trace)])
+
+
+def matrix_off(trace: Any) -> float:
+    """How far its |Δθ/η| is from 1."""
+    return abs(abs(matrix_move_lr(trace)) - 1)
+
+
+# -- a bias -----------------------------------------------------------------------------------------------------------
+def bias_at(trace: Any) -> tuple[int, ...]:
+    """The entry of the expansion's bias with the largest gradient."""
+    return _largest(trace, "grad." + BIAS)
+
+
+def bias_decays(trace: Any) -> bool:
+    """That bias decays (only under `decay: all`)."""
+    return _decays(trace, BIAS)
+
+
+def bias_move(trace: Any) -> float:
+    """How far that entry moved, θ' − θ."""
+    return _move(trace, BIAS, bias_at(trace))
+
+
+def bias_move_lr(trace: Any) -> float:
+    """The same, in units of η."""
+    return bias_move(trace) / opt.lr(trace)
+
+
+# -- the key bias -----------------------------------------------------------------------------------------------------
+def keys_from(trace: Any) -> int:
+    """The first entry of the key block of the packed bias (d_model)."""
+    return int(trace.config["model"]["d_model"])
+
+
+def keys_to(trace: Any) -> int:
+    """The last entry of the key block (2 d_model − 1)."""
+    return 2 * keys_from(trace) - 1
+
+
+def key_at(trace: Any) -> int:
+    """The entry of the key block with the largest |gradient|."""
+    C = keys_from(trace)
+    return C + int(np.abs(np.asarray(trace["grad." + KEY_BIAS])[C:2 * C]).argmax())
+
+
+def key_grad(trace: Any) -> float:
+    """Its gradient: zero in exact arithmetic, rounding noise in floating point."""
+    return float(trace["grad." + KEY_BIAS][key_at(trace)])
+
+
+def key_seen(trace: Any) -> float:
+    """The size of the gradient the optimizer sees there (with the L2 term, for Adam)."""
+    name = ("opt.g." if opt.name(trace) == "adam" else "grad.") + KEY_BIAS
+    return float(abs(trace[name][key_at(trace)]))
+
+
+def key_decays(trace: Any) -> bool:
+    """The packed bias decays (only under `decay: all`)."""
+    return _decays(trace, KEY_BIAS)
+
+
+def key_move(trace: Any) -> float:
+    """How far that entry moved, θ' − θ."""
+    return _move(trace, KEY_BIAS, key_at(trace))
+
+
+def key_terms(trace: Any) -> int:
+    """How many numbers are added up into that gradient: one per position of every text."""
+    ids = np.asarray(trace["input_ids"])
+    return int(ids.shape[1] * ids.shape[0])
+
+
+# -- a row of the position table that no text reaches ----------------------------------------------------------------
+def table_rows(trace: Any) -> int:
+    """The rows of the position table (`n_positions`)."""
+    return int(trace.config["model"]["n_positions"])
+
+
+def unused_row(trace: Any) -> int | None:
+    """The first row of the position table no text reaches (None if the longest text fills the table)."""
+    T = int(np.asarray(trace["input_ids"]).shape[1])
+    return T if T < table_rows(trace) else None
+
+
+def wpe_decays(trace: Any) -> bool:
+    """The position table decays."""
+    return _decays(trace, "wpe")
+
+
+def unused_move(trace: Any) -> float:
+    """How far the element in column 0 of that row moved, θ' − θ."""
+    return _move(trace, "wpe", (unused_row(trace), 0))
+
+
+def unused_move_lr(trace: Any) -> float:
+    """The same, in units of η."""
+    return unused_move(trace) / opt.lr(trace)
+
+
+def unused_share(trace: Any) -> float:
+    """Its size, |Δθ/η|: the share of a full step η that moved it."""
+    return abs(unused_move_lr(trace))
+
+
+# -- every tensor -----------------------------------------------------------------------------------------------------
+def mean_grad(trace: Any) -> float:
+    """The mean |gradient| over every weight of the model."""
+    total = 0
+    for t in opt.tensors(trace):
+        total = total + t.mean_grad * t.size
+    return total / opt.weights(trace)
+
+
+def mean_v(trace: Any) -> float:
+    """The second moment v = (1 − β₂) g² of a gradient of that mean size."""
+    g = mean_grad(trace)
+    return (1 - trace.config["optimizer"]["betas"][1]) * g * g
+
+
+def groups(trace: Any) -> list[tuple[str, list[opt.Tensor]]]:
+    """The tensors under the picture headings: the embeddings, each block, the final LayerNorm, the output layer."""
+    out: list[tuple[str, list[opt.Tensor]]] = []
+    for name in parameters(trace):
+        if name in ("wte", "wpe"):
+            heading = "The embeddings"
+        elif name.startswith("ln_f."):
+            heading = "The final LayerNorm"
+        elif name == "lm_head.weight":
+            heading = "The output layer"
+        else:
+            heading = "Block " + name[1:].split(".", 1)[0]
+        if not out or out[-1][0] != heading:
+            out.append((heading, []))
+        out[-1][1].append(opt.tensor(trace, name))
+    return out
