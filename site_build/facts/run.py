@@ -101,3 +101,13 @@ def start(trace: Any) -> str:
 def weights_kind(trace: Any) -> str:
     """The initial weights, in a word: "random", or "checkpoint" when they are read from one."""
     return "checkpoint" if checkpoint(trace) else "random"
+
+
+def seed(trace: Any) -> int:
+    """The seed of the random initial weights."""
+    return int(trace.config["seed"])
+
+
+def weight_decay(trace: Any) -> float:
+    """The optimizer's weight decay λ."""
+    return float(trace.config["optimizer"]["weight_decay"])
