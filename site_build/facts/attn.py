@@ -142,3 +142,38 @@ def uniform_excess(trace: Any) -> float:
 def peaked(trace: Any) -> bool:
     """Whether some head clearly prefers some positions: a weight exceeds its uniform share by more than 0.1."""
     return uniform_excess(trace) > 1 / 10
+
+
+# -- merging the heads, the output projection, the residual --------------------------------------------------------
+def out_row(trace: Any) -> int:
+    """The position the multi-head page works through: the third, or the last real one of the first text."""
+    return min(2, n0(trace) - 1)
+
+
+def out_col(trace: Any) -> int:
+    """The column of the merged heads and of the projection worked in full: the fourth, or the last if C is smaller."""
+    return min(3, C(trace) - 1)
+
+
+def merged_col(trace: Any) -> int:
+    """A column of the merged heads that comes from the last head: its second (or only) dimension."""
+    return (H(trace) - 1) * D(trace) + min(1, D(trace) - 1)
+
+
+def _rms(values: Any) -> float:
+    return float(((values * values).mean()) ** (1 / 2))
+
+
+def rms_out(trace: Any) -> float:
+    """The root mean square of the attention output O over the first text's real positions."""
+    return _rms(trace["L0.attn.out"][0][:n0(trace)])
+
+
+def rms_stream(trace: Any) -> float:
+    """The root mean square of the stream X that O is added to, over the same positions."""
+    return _rms(trace["embed.out"][0][:n0(trace)])
+
+
+def out_larger(trace: Any) -> bool:
+    """Whether the attention output is larger (in root mean square) than the stream it is added to."""
+    return rms_out(trace) > rms_stream(trace)
