@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_build.facts.run import C, N, V, n0
+from site_build.facts.run import C, N, V, init_std, n0
 from site_build.macros.text import exp_of, log_of
 
 
@@ -115,11 +115,6 @@ def expected_loss(trace: Any) -> float:
 def expected_close(trace: Any) -> bool:
     """Whether that estimate is within 0.1 of the loss."""
     return abs(expected_loss(trace) - loss(trace)) <= 1 / 10
-
-
-def init_std(trace: Any) -> Any:
-    """The spread of the random initial weights, as the config gives it."""
-    return trace.config["model"]["init_std"]
 
 
 def init_logit_spread(trace: Any) -> float:

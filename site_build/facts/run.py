@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from site_build.macros.optimizer import parameters
+
 
 def _model(trace: Any) -> dict[str, Any]:
     return trace.config["model"]
@@ -111,3 +115,36 @@ def seed(trace: Any) -> int:
 def weight_decay(trace: Any) -> float:
     """The optimizer's weight decay λ."""
     return float(trace.config["optimizer"]["weight_decay"])
+
+
+def init_std(trace: Any) -> Any:
+    """The spread of the random initial weights, as the config gives it."""
+    return _model(trace)["init_std"]
+
+
+def weights(trace: Any) -> int:
+    """How many weights the step adjusts: the sizes of every parameter tensor, added up."""
+    return sum(int(np.prod(trace.record(n).value.shape)) for n in parameters(trace))
+
+
+def tensors(trace: Any) -> int:
+    """How many parameter tensors the model has."""
+    return len(parameters(trace))
+
+
+def loss_change(trace: Any) -> float:
+    """How much the loss on the same texts changes with the updated weights (negative: it falls)."""
+    return float(trace["after.loss"] - trace["loss"])
+
+
+def optimizer_settings(trace: Any) -> str:
+    """The optimizer's settings as the model table lists them: learning rate, Adam's β₁, β₂ and ε (or SGD's
+    momentum), and the weight decay with what it applies to."""
+    opt = trace.config["optimizer"]
+    out = f"learning rate $\\eta$ = {opt['lr']}"
+    if opt["name"] != "sgd":
+        out += f", $\\beta_1$ = {opt['betas'][0]}, $\\beta_2$ = {opt['betas'][1]}, $\\epsilon$ = {opt['eps']}"
+    else:
+        out += f", momentum $\\rho$ = {opt['momentum']}"
+    what = "2-D weights only" if opt["decay"] == "matrices" else "every tensor"
+    return f"{out}, weight decay $\\lambda$ = {opt['weight_decay']} ({what})"
