@@ -1,0 +1,72 @@
+"""The feed-forward network (block 0): the entries the page works through, what it says about GELU on this step's
+inputs, and the parameter counts it compares with attention's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from site_build.charts.teaching import gelu_stats
+from site_build.facts.run import C, F, n0
+
+
+def row(trace: Any) -> int:
+    """The position worked through: the third, or the last real one of the first text."""
+    return min(2, n0(trace) - 1)
+
+
+def col(trace: Any) -> int:
+    """The dimension of the stream worked in full: the fourth, or the last if C is smaller."""
+    return min(3, C(trace) - 1)
+
+
+def unit(trace: Any) -> int:
+    """The hidden unit (column of U) worked in full: the third, or the last if d_ff is smaller."""
+    return min(2, F(trace) - 1)
+
+
+def squashed(trace: Any) -> int | None:
+    """The first hidden unit of the worked row whose input is negative, for a second GELU example; None when there
+    is none or it is the unit worked already."""
+    u = trace["L0.mlp.fc"][0, row(trace)]
+    first = next((j for j in range(F(trace)) if u[j] < 0), None)
+    return None if first == unit(trace) else first
+
+
+def gelu(trace: Any) -> dict[str, float]:
+    """What the page says about GELU on the first text's inputs U: GELU's minimum (`min_value`, at `min_u`), the
+    two tanh constants (`series_c`, `fitted_c`) and their errors, the smallest output (`g_min`), and the ratio
+    GELU(u)/u over the positive inputs (`ratio_min`, `ratio_median`, `ratio_max`)."""
+    return gelu_stats(trace, "L0.mlp.fc", 0)
+
+
+def entries(trace: Any) -> int:
+    """How many entries U has for the first text's real positions."""
+    return int(gelu(trace)["n"])
+
+
+def negatives(trace: Any) -> int:
+    """How many of those entries are negative."""
+    return int(gelu(trace)["n_neg"])
+
+
+def positives(trace: Any) -> int:
+    """How many of those entries are positive."""
+    return int(gelu(trace)["n_pos"])
+
+
+def params(trace: Any) -> int:
+    """The feed-forward network's parameters in one block: W₁, b₁, W₂, b₂."""
+    c, f = C(trace), F(trace)
+    return 2 * c * f + f + c
+
+
+def attn_params(trace: Any) -> int:
+    """Attention's parameters in one block: W_attn, b_attn, W_O, b_O."""
+    c = C(trace)
+    return 4 * c * c + 4 * c
+
+
+def than_attention(trace: Any) -> str:
+    """How the feed-forward network's parameters compare with attention's: more than, as many as, fewer than."""
+    mlp, attn = params(trace), attn_params(trace)
+    return "more than" if mlp > attn else "as many as" if mlp == attn else "fewer than"
