@@ -1,11 +1,11 @@
 """The facts a page states, as small named Python functions of the run.
 
-Prose reads a fact by topic and name: `{{ ln.sd }}`, `{{ run.half_loss_step }}`, `{{ attention.top_key(0, 3) }}`.
+Prose reads a fact by topic and name: `{{ ln.sd }}`, `{{ train.half_step }}`, `{{ attn.head_columns(1) }}`.
 Each module of this package is a topic (its file name is what a page writes), and each of its public functions
 whose first parameter is `trace` is a fact:
 
-    def sd(trace) -> float:                 # {{ ln.sd }}: worked out once per build, on first use
-    def top_key(trace, head, t) -> int:     # {{ attention.top_key(0, 3) }}: called with the page's arguments
+    def sd(trace) -> float:                    # {{ ln.sd }}: worked out once per build, on first use
+    def head_columns(trace, part) -> str:      # {{ attn.head_columns(1) }}: called with the page's arguments
 
 A fact computes from the trace (statistics, counts, which row a page works through, which words a sentence
 needs); a page formats it with the macros (`num`, `value`, `count`, ...). Nothing here writes HTML for a whole
@@ -73,6 +73,15 @@ class Topic:
 
     def __repr__(self) -> str:
         return f"<facts {self._name}>"
+
+
+def per_run(trace: Any, key: Any, make: Any) -> Any:
+    """`make()`, worked out once per run: for figures several facts share (they read every weight). Kept with the
+    run's trace, so it goes with it; nothing is kept at module level."""
+    memo = trace.__dict__.setdefault("_facts_once", {})
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
 
 
 def facts_for(trace: Any) -> dict[str, Topic]:

@@ -3,14 +3,13 @@ repeated, absent, or targets), the tied output side's share, and every parameter
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
-from site_build.facts import grads
+from site_build.facts import grads, per_run
 
 MOST = 12  # a list of words names at most this many, then says how many more
 
@@ -58,20 +57,17 @@ def _counts(trace: Any) -> np.ndarray:
     return np.bincount(np.asarray(trace["input_ids"]).ravel(), minlength=len(trace.labels["vocab"]))
 
 
-_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _nonzero_rows(trace: Any, name: str) -> np.ndarray:
     """Whether each row of a vocabulary-sized gradient has a nonzero entry: read block by block (GPT-2's table is
     big and may be memory-mapped), once per run and record."""
-    memo = _ROWS.setdefault(trace, {})
-    if name not in memo:
+    def make() -> np.ndarray:
         grad = np.asarray(trace[name])
         rows = np.zeros(grad.shape[0], dtype=bool)
         for start in range(0, grad.shape[0], 4096):
             rows[start:start + 4096] = np.abs(grad[start:start + 4096]).max(axis=1) > 0
-        memo[name] = rows
-    return memo[name]
+        return rows
+
+    return per_run(trace, ("nonzero rows", name), make)
 
 
 def _input_rows(trace: Any) -> np.ndarray:

@@ -7,10 +7,10 @@ run and shared by the facts here and in the other optimizer topics."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple
-from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from site_build.facts import per_run
 from site_build.format import tex_number
 from site_build.macros.optimizer import TensorUpdate, parameters, tensor_update
 
@@ -157,14 +157,9 @@ class Tensor(NamedTuple):
     mean_change_lr: float  # mean_change / η
 
 
-_UPDATES: WeakKeyDictionary[Any, list[TensorUpdate]] = WeakKeyDictionary()
-
-
 def _updates(trace: Any) -> list[TensorUpdate]:
     """Every parameter tensor's figures, worked out once per run (they read every weight)."""
-    if trace not in _UPDATES:
-        _UPDATES[trace] = [tensor_update(trace, n) for n in parameters(trace)]
-    return _UPDATES[trace]
+    return per_run(trace, "updates", lambda: [tensor_update(trace, n) for n in parameters(trace)])
 
 
 def tensors(trace: Any) -> list[Tensor]:

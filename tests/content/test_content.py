@@ -201,38 +201,34 @@ def test_the_search_index_is_the_one_pagefind_makes_of_the_finished_pages(out, d
 
 
 def test_the_notebook_reads_the_same_blocks_the_sites_markdown_found(out, default_site, tmp_path):
-    """The notebook's prose takes each page's HTML blocks from the site's own Markdown pass; a page replayed from
-    the page cache has none, and its blocks are parsed again. Both ways give the same notebook, byte for byte."""
+    """The notebook's prose takes each page's HTML blocks from the site's own Markdown pass, kept in its PageResult:
+    a build whose pages all come from the page cache makes the same notebook, byte for byte."""
     import shutil
 
     cache = tmp_path / "cache"
     shutil.copytree(out / "cache", cache)
-    for kept in ("notebook", "bodies"):  # every page is replayed from the page cache: its blocks parsed again
-        shutil.rmtree(cache / kept)
     build(ROOT / "configs/default.yaml", tmp_path / "again", paths=Paths(cache=cache))
     made = (out / "default" / "notebook.ipynb").read_bytes()
     assert "On the site: the table of" in made.decode("utf-8")
     assert (tmp_path / "again" / "notebook.ipynb").read_bytes() == made
 
 
-def test_a_rebuild_after_one_edit_works_out_only_that_pages_exercises_and_matches_a_fresh_build(tmp_path,
-                                                                                                monkeypatch):
-    """The dev server keeps each page's exercises between builds: after an edit to one page's prose only that
-    page's can be worked out again; the others are replayed (their formulas and shown records registered anew), and
-    the site is byte for byte the one a fresh build makes."""
+def test_a_rebuild_after_one_edit_renders_only_that_page_and_matches_a_fresh_build(tmp_path, monkeypatch):
+    """The dev server keeps the rendered pages between builds: after an edit to one page's prose only that page is
+    rendered again (the exercises of every page are made from the PageResults), and the site is byte for byte the one
+    a fresh build makes."""
     import shutil
 
-    from site_build import exercises
     from site_build.build import Builder
+    from site_build.render import jinja
 
     content = tmp_path / "content"
     shutil.copytree(CONTENT, content)
     config = ROOT / "configs/default.yaml"
     builder = Builder(Paths(content=content, cache=tmp_path / "cache"))
     made = []
-    real = exercises.page_exercises
-    monkeypatch.setattr(exercises, "page_exercises", lambda ctx, page, *a: made.append(page.source)
-                        or real(ctx, page, *a))
+    real = jinja.render_page
+    monkeypatch.setattr(jinja, "render_page", lambda page, *a, **k: made.append(page.source) or real(page, *a, **k))
     try:
         builder.build(config, tmp_path / "served")
         first = len(made)
@@ -241,8 +237,7 @@ def test_a_rebuild_after_one_edit_works_out_only_that_pages_exercises_and_matche
         builder.build(config, tmp_path / "served")
     finally:
         builder.close()
-    again = made[first:]  # the edited page at most (its exercises' inputs, e.g. its budget, may not have changed)
-    assert first >= 15 and set(again) <= {s for s in made[:first] if s.endswith("02-layernorm.md")}
+    assert first >= 15 and made[first:] == [s for s in made[:first] if s.endswith("02-layernorm.md")]
     build(config, tmp_path / "fresh", paths=Paths(content=content, cache=tmp_path / "fresh-cache"))
 
     def files(root):
