@@ -601,3 +601,53 @@ def test_a_run_whose_checkpoint_changed_while_it_ran_is_kept_under_no_key(tmp_pa
         assert session.run(config, None) is second
     finally:
         session.close()
+
+
+SAME_SIZE_EDITS = {  # kind of input: (file in the project copy, old text, new text of the same length, site file, seen)
+    "config": ("configs/good.yaml", "n_heads: 2", "n_heads: 1", "index.html", "A site with 1 heads."),
+    "page": ("content/index.md", "A site with", "A SITE WITH", "index.html", "A SITE WITH 2 heads."),
+    "template": ("templates/base.html", "<title>", "<TITLE>", "index.html", "<TITLE>"),
+    "macro source": ("site_build/macros/numbers.py", "digits: int = 4) -> Markup:\n    \"\"\"One element inline",
+                     "digits: int = 7) -> Markup:\n    \"\"\"One element inline", "index.html", None),
+}
+
+
+@pytest.mark.parametrize("kind", SAME_SIZE_EDITS)
+def test_a_same_size_edit_with_its_time_restored_shows_in_the_next_build(tmp_path, kind):
+    """Each kind of input (the config, a page, a template, a macro's source; a checkpoint file has its own test
+    above) edited in place with the same size and its modification time set back: the next build is not "up to date",
+    takes nothing stale from its caches (the run, the page, the KaTeX cache are keyed by content), and the site shows
+    the edit. Done on a copy of the project: the checkout is never edited."""
+    copy = make_inputs(tmp_path / "copy")
+    for package in ("engine", "site_build"):
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "node_modules").symlink_to(ROOT / "node_modules")
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    env.pop("PYTHONPYCACHEPREFIX", None)
+
+    def build() -> str:
+        result = subprocess.run(build_command(copy, GOOD_CONFIG, copy / "site", copy / "cache"), cwd=copy, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def loss_digits() -> int:
+        shown = re.search(r"The loss is <span[^>]*>([-0-9.]+)</span>", (copy / "site" / "index.html").read_text())
+        assert shown, "index.html: the loss's value"
+        return len(shown.group(1).partition(".")[2])
+
+    name, old, new, site_file, seen = SAME_SIZE_EDITS[kind]
+    path = copy / name
+    assert build().startswith("built ") and UP_TO_DATE in build()
+    digits = loss_digits()
+    st, text = path.stat(), path.read_text()
+    assert len(old) == len(new) and text.count(old) == 1, f"{name}: the text this test changes"
+    path.write_text(text.replace(old, new))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert build().startswith("built ")
+    shown = (copy / "site" / site_file).read_text()
+    if seen is not None:
+        assert seen in shown
+    else:  # the loss with seven decimals instead of four
+        assert (digits, loss_digits()) == (4, 7)
