@@ -72,13 +72,19 @@ def main() -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
     text = "\n".join(table)
     print(text)
-    (ROOT / "docs" / "benchmarks.md").write_text(
+    doc = ROOT / "docs" / "benchmarks.md"
+    old = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    by_hand = old[old.index(HAND_MARK):] if HAND_MARK in old else ""  # kept as it is
+    doc.write_text(
         "# Benchmarks\n\nWritten by `make bench` (each figure run several times: median, min, max).\n\n"
         f"Machine: {machine}. Its speed changes from hour to hour, by up to a half on the machine these figures\n"
         "come from: the first and last rows time a fixed task, so that two runs can be compared (to compare two\n"
         "versions of the code, run them in turns in the same hour).\n\n"
-        f"{text}\n", encoding="utf-8")
+        f"{text}\n" + (f"\n{by_hand}" if by_hand else ""), encoding="utf-8")
     return 0
+
+
+HAND_MARK = "<!-- Written by hand, not by `make bench`: everything from here on. -->"
 
 
 if __name__ == "__main__":

@@ -228,6 +228,53 @@ def cache_kinds(cache: Path) -> list[str]:
     return sorted(p.name for p in cache.iterdir() if p.name not in {".handstep-cache", "build.lock"})
 
 
+# The Astro/Starlight site handstep replaced (github.com/zhubert/manual-llm, its docs/ folder), built side by side
+# with the default site when HANDSTEP_BENCH_ASTRO names that docs/ folder with its node_modules installed
+# (docs/benchmarks.md, "The replaced Astro site"). Nothing of it is in this repository.
+ASTRO_REPEAT = int(os.environ.get("HANDSTEP_BENCH_ASTRO_REPEAT", "3"))  # each build takes 10-15 s here
+ASTRO_LABEL = "replaced Astro site: `astro build` of zhubert/manual-llm docs/ (wall)"
+ASTRO_RATIO = "site: cold `handstep build` ÷ the replaced Astro site's `astro build` (medians, same run)"
+ASTRO_HOW = ("not measured: clone github.com/zhubert/manual-llm, run `npm install --no-package-lock` in its docs/, "
+             "then HANDSTEP_BENCH_ASTRO=that/docs make bench")
+
+
+def astro_build(docs: Path) -> None:
+    """`astro build` of the replaced site, cold: its output and Astro's and Vite's caches are removed first."""
+    for folder in ("dist", ".astro", "node_modules/.astro", "node_modules/.vite"):
+        shutil.rmtree(docs / folder, ignore_errors=True)
+    subprocess.run([str(docs / "node_modules" / ".bin" / "astro"), "build"], cwd=docs, check=True,
+                   capture_output=True, text=True, timeout=900, env={**os.environ, "ASTRO_TELEMETRY_DISABLED": "1"})
+
+
+def astro_rows(row: Callable, timed: Callable, handstep_cold: list[float]) -> list[tuple]:
+    """The replaced Astro site's build time and the ratio of handstep's cold build to it (both medians, this run);
+    without HANDSTEP_BENCH_ASTRO, two rows saying how to prepare it."""
+    import json
+    import statistics
+
+    folder = os.environ.get("HANDSTEP_BENCH_ASTRO", "")
+    docs = Path(folder).expanduser().resolve() if folder else None
+    why = ""
+    if docs is None:
+        why = ASTRO_HOW
+    elif not (docs / "node_modules" / ".bin" / "astro").exists():
+        why = f"not measured: {folder} has no node_modules/.bin/astro; " + ASTRO_HOW.removeprefix("not measured: ")
+    else:
+        try:
+            times = timed(lambda: astro_build(docs), ASTRO_REPEAT)
+        except subprocess.CalledProcessError as e:
+            why = "failed: " + ((e.stderr or e.stdout or "").strip().splitlines() or ["?"])[-1]
+        except subprocess.TimeoutExpired:
+            why = "failed: over 900 s"
+    if why:
+        return [(ASTRO_LABEL, "skipped", "", "", "s", why), (ASTRO_RATIO, "skipped", "", "", "x", "≤ 0.25")]
+    astro, starlight = (json.loads((docs / "node_modules" / p / "package.json").read_text(encoding="utf-8"))["version"]
+                        for p in ("astro", "@astrojs/starlight"))
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return [row(ASTRO_LABEL, times, "s", f"astro {astro}, Starlight {starlight}, Node {node}"),
+            row(ASTRO_RATIO, [statistics.median(handstep_cold) / statistics.median(times)], "x", "≤ 0.25")]
+
+
 def rows(row: Callable, timed: Callable, child: Callable) -> list[tuple]:
     out: list[tuple] = []
     lines, files = code_lines()
@@ -240,8 +287,10 @@ def rows(row: Callable, timed: Callable, child: Callable) -> list[tuple]:
             shutil.rmtree(cache, ignore_errors=True)
             _cli_build(cache, tmp / "cold" / "site")
 
+        cold_times = timed(cold, REPEAT)
         out.append(row("site: cold `handstep build`, empty KaTeX cache (wall, incl. interpreter start)",
-                       timed(cold, REPEAT), "s", "≤ 1.6 s"))
+                       cold_times, "s", "≤ 1.6 s"))
+        out.extend(astro_rows(row, timed, cold_times))  # right after, so both see the machine at the same speed
         kinds = cache_kinds(cache)
         out.append(row(f"site: kinds of cache entry on disk after a build ({', '.join(kinds)})", [len(kinds)], ""))
         _cli_build(cache, tmp / "warm" / "site")  # the folder the next builds find up to date

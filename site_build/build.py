@@ -1,9 +1,9 @@
-"""Build the site: config → trace → pages → Jinja → Markdown → KaTeX → layout → site/.
+"""Build the site: gather → run or reuse → render pages → derive → check → write, index, swap.
 
-Everything is gathered and checked in memory first (every page, every macro call, every formula); only then
-is anything written, into a temporary folder that is swapped in whole (site_build.write). `Builder.build` is
-that recipe, step by step; what a Builder keeps between builds (the trace, KaTeX, compiled and rendered pages)
-lives in its Session, so the dev server rebuilds in a fraction of a second.
+Everything is made and checked in memory first (every page, every macro call, every formula); only then is
+anything written, into a temporary folder that is swapped in whole (site_build.write). `Builder.build` is that
+recipe, step by step. What a Builder keeps between builds is its Session's three caches (the run, the rendered
+pages, KaTeX's formulas), so the dev server rebuilds in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
 from site_build.data.checks import VERIFICATION_FILE
-from site_build.data.downloads import Prefetch, csv_files, page_files, ships_trace
+from site_build.data.downloads import csv_files, page_files, ships_trace
 from site_build.data.interact import data_files, pages_with_data
 from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
 from site_build.macros.registry import RunContext
 from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
-from site_build.pages import ExtraPage, collect_pages
+from site_build.pages import ExtraPage, Page, collect_pages
 from site_build.progress import Progress, quiet
-from site_build.render.jinja import PageResult, link_map, render_pages, start_compiling
+from site_build.render.compile import Compiled
+from site_build.render.jinja import PageResult, link_map, page_key, render_pages
 from site_build.render.layout import render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
 from site_build.render.mathslots import MathSlots
@@ -99,99 +100,81 @@ class Builder:
               base_url: str = "", compare: Compare | None = None, force: bool = False) -> Report:
         """Build the whole site into out_dir; raise BuildError (old site untouched) on failure.
 
-        out_dir must be new, empty or a site handstep built (or anything but a protected place with `force`);
-        see site_build.write.check_site_dir."""
+        gather → run or reuse → render pages → derive → check → write, index, swap. out_dir must be new, empty
+        or a site handstep built (or anything but a protected place with `force`); see write.check_site_dir."""
         config_path, out_dir, session = Path(config_path), Path(out_dir), self.session
         session.finish_search()
         self.replaced = False
         clock = Clock(self.progress)
         self.check_outputs(config_path, out_dir, force, compare)
-        # 1. gather: the pages, and the trace with its checks (run, or kept from the last build)
+        # 1. gather: the pages and the run's key; the pages the cache lacks start compiling (forks: before threads)
         pages, problems = collect_pages(self.paths.content)
-        compiling = start_compiling(pages, self.paths.cache / "jinja", session.compiled)  # forks: before threads
-        session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while Python computes the trace
-        run_ctx: RunContext | None = None
+        cfg, run_key = session.run_key(config_path, seed)
+        other = session.other(Path(compare.config or config_path), compare.seed) if compare is not None else None
+        links, steps = link_map(pages), {p.step: p.url for p in pages if p.step}
+        key = (run_key, session.other_key if compare is not None else "", sorted(steps.items()))
+        compiled = Compiled.start([p for p in pages if not (run_key and session.pages.has(page_key(p, key, links)))])
         try:
-            run = session.run(config_path, seed)
+            # 2. run or reuse: the trace and its checks
+            session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while the engine runs
+            run = session.run(config_path, cfg, run_key)
             clock.lap("trace")
-            run_ctx = RunContext(run.trace, run.checks, {p.step: p.url for p in pages if p.step})
-            extra_pages = self.compare_with(run_ctx, config_path, compare) if compare is not None else {}
-        except BaseException:
-            compiling.stop()  # a failed or interrupted run does not wait for them
-            if run_ctx is not None:
-                run_ctx.close()
-            raise
-        # 2. render: every page through Jinja and Markdown (or from the page cache), then the whole-site parts
-        other_key = session.other_key if compare is not None else ""
-        links = link_map(pages)
-        prefetch = Prefetch(run.trace)  # the files of each rendered page are made while the next one renders
-        try:
-            def page_done(result: PageResult) -> None:  # node gets the page's formulas, the pool its files to make
-                session.katex.flush()
-                prefetch.page(result.html)
-
-            if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages
-                run_ctx.start_ahead()
-            results = render_pages(pages, run_ctx, links, session.pages if run.key else None, problems,
-                                   (run.key, other_key, sorted(run_ctx.step_links.items())),
-                                   self.paths.cache / "jinja", session.compiled, compiling,
-                                   on_formula=session.katex.prefetch, on_page=page_done)
-            compiling.finish()
-            session.pages.end_build()
-            math = MathSlots()
-            shown: dict[str, set[str]] = {}
-            for result in results.values():
-                math.add(result.math)
-                for name in result.shown:
-                    shown.setdefault(name, set()).add(result.source)
-            bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
-            add_exercises(run_ctx, pages, bodies, shown, math)
-            extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
-            clock.lap("pages")
-            ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
-            layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(shown, pages),
-                                     extra_pages, notebook=ships)
-            clock.lap("layout")
-            # 3. check: the gradients (finite differences of a big run ran while the pages rendered), every formula
-            # typesets; every record is shown, if required
-            session.finish_run(run)
-            clock.lap("checks")
-            typeset = session.katex.render_all(set(math.formulas.values()))
-            math.check(typeset.errors)
-            clock.lap("katex")
-            names = run_ctx.names
-            report = Report(out_dir, pages=len(pages), formulas=len(math.formulas), rendered=typeset.rendered,
-                            cached=typeset.cached, missing=[n for n in names if n not in shown], timings=clock.timings)
-            report.shown, report.records = len(shown.keys() & set(names)), len(names)
-            if require_coverage and report.missing:
-                raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
-                                 + ", ".join(report.missing))
-            # 4. everything the site holds, in memory: pages with their math, click data, CSV downloads
-            layouts = {rel: run.checks.fill(html) for rel, html in layouts.items()}
-            files: dict[str, Any] = {rel: search_ignores(math.fill(html, typeset.html))
-                                     for rel, html in layouts.items()}
-            files.update(data_files(run.trace, shown, pages, run_ctx.other))
-            files.update(csv_files(run.trace, shown))
-            files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
-            run.trace.release()
-            clock.lap("data")
+            site = RunContext(run.trace, run.checks, steps)
+            try:
+                extra_pages = self.compare_with(site, config_path, other) if other is not None else {}
+                # 3. render pages: each through Jinja and Markdown, or from the page cache
+                results = self.render_pages(pages, site, links, problems, key if run.key else None, compiled)
+                # 4. derive, from the pages: exercises, coverage, the tables of wide matrices, the layout
+                math = MathSlots()
+                shown: dict[str, set[str]] = {}
+                for result in results.values():
+                    math.add(result.math)
+                    for name in result.shown:
+                        shown.setdefault(name, set()).add(result.source)
+                bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
+                add_exercises(site, pages, bodies, shown, math)
+                extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
+                clock.lap("pages")
+                ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
+                layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(shown, pages),
+                                         extra_pages, notebook=ships)
+                clock.lap("layout")
+                # 5. check: the gradients (a big run's finite differences ran while the pages rendered), every
+                # formula typesets, every record is shown (if required)
+                session.finish_run(run)
+                clock.lap("checks")
+                typeset = session.katex.render_all(set(math.formulas.values()))
+                math.check(typeset.errors)
+                clock.lap("katex")
+                report = Report(out_dir, pages=len(pages), formulas=len(math.formulas), rendered=typeset.rendered,
+                                cached=typeset.cached, timings=clock.timings)
+                report.missing = [n for n in site.names if n not in shown]
+                report.shown, report.records = len(site.names) - len(report.missing), len(site.names)
+                if require_coverage and report.missing:
+                    raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
+                                     + ", ".join(report.missing))
+                # 6. everything the site holds, in memory: pages with their math, click data, downloads
+                layouts = {rel: run.checks.fill(html) for rel, html in layouts.items()}
+                files: dict[str, Any] = {rel: search_ignores(math.fill(html, typeset.html))
+                                         for rel, html in layouts.items()}
+                files.update(data_files(run.trace, shown, pages, site.other))
+                files.update(csv_files(run.trace, shown))
+                files.update(page_files(run.trace, files))  # the windows' CSVs, .npy files and heatmaps
+                files.update(static_files(self.paths.root, self.paths.templates))
+                if ships:  # it reads trace.json
+                    files.update(notebook_files(site, pages, results))
+                run.trace.release()
+                clock.lap("data")
+            finally:
+                site.close()
         finally:
-            prefetch.close()  # a failed build too: its workers stop
-            run_ctx.close()
-            compiling.stop()
-        # 5. write into a temporary folder, index it for search, swap it in
+            compiled.close()
+        # 7. write into a temporary folder, index it for search, swap it in
         self.check_outputs(config_path, out_dir, force, compare)  # nothing changed under us while building
-
-        def assets() -> dict[str, Any]:  # computed while the search index is built
-            notebook = notebook_files(run_ctx, pages, results) if ships else {}  # it reads trace.json
-            return {**static_files(self.paths.root, self.paths.templates), **session.trace_files(run.trace),
-                    **notebook}
-
-        def search() -> dict[str, str]:  # the pages as Pagefind reads them: the index leaves math out
-            return {rel: search_ignores(math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
-
+        search = {rel: search_ignores(math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
         with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
-            indexed = write.write_site(out_dir, files, assets, search, clock.lap, reuse_search=self.background_search,
+            files.update(session.trace_files(run.trace))  # trace.json as the engine saves it (through a file)
+            indexed = write.write_site(out_dir, files, search, clock.lap, reuse_search=self.background_search,
                                        replaced=self._replaced)
         if indexed:
             session.index_in_background(out_dir)
@@ -199,12 +182,25 @@ class Builder:
         report.seconds = clock.total()
         return report
 
+    def render_pages(self, pages: list[Page], site: RunContext, links: dict[str, str],
+                     problems: list[tuple[str, int, str]], key: Any, compiled: Compiled) -> dict[str, PageResult]:
+        """Every page rendered, or from the page cache (under `key`; none for a run that has no key); each page's
+        formulas go to KaTeX as it is done, and a big run's whole-model figures are worked out beside the pages."""
+        katex = self.session.katex
+        if not ships_trace(site.trace):
+            site.start_ahead()
+        results = render_pages(pages, site, links, self.session.pages if key is not None else None, problems, key,
+                               compiled, on_formula=katex.prefetch, on_page=lambda _: katex.flush())
+        self.session.pages.end_build()
+        return results
+
     def _replaced(self) -> None:
         self.replaced = True
 
-    def compare_with(self, ctx: RunContext, config_path: Path, compare: Compare) -> dict[str, ExtraPage]:
-        """Run the other config or seed; every matrix then shows it (through `ctx`); returns the summary page."""
-        other, source = self.session.other(Path(compare.config or config_path), compare.seed)
+    def compare_with(self, ctx: RunContext, config_path: Path, other: tuple[Any, str]) -> dict[str, ExtraPage]:
+        """The other run (a config or seed, and where it came from); every matrix then shows it (through `ctx`);
+        returns the summary page."""
+        other, source = other
         ctx.other, ctx.other_label = other, compare_view.run_label(other, source)
         label = compare_view.run_label(ctx.trace, shown_path(config_path))
         html = compare_view.summary_html(ctx.trace, other, diff_traces(ctx.trace, other), label, ctx.other_label)

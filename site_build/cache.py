@@ -160,6 +160,11 @@ class PageCache:
                 self.memory[key] = hit
         return hit
 
+    def has(self, parts: Any) -> bool:
+        """An entry is there (it may still turn out unreadable: then the page renders, only later)."""
+        key = page_key(parts)
+        return key in self.memory or (self.disk.folder / f"{key}.pickle").is_file()
+
     def put(self, parts: Any, value: Any) -> None:
         key = page_key(parts)
         self._used.add(key)

@@ -28,7 +28,8 @@ from engine.numpy_steps import computed, forward_function, numpy_lines, paramete
 from site_build.macros import PageContext
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
-from site_build.render.jinja import content_environment, render_jinja
+from site_build.render.compile import content_environment
+from site_build.render.jinja import render_jinja
 from site_build.render.markdown import html_blocks, make_parser
 from site_build.render.mathslots import SLOT_RE, MathSlots
 
@@ -91,8 +92,7 @@ class PageText:
     markdown: str  # the page's prose for a Markdown cell
 
 
-def render_pages(run: RunContext, pages: list[Page], results: dict[str, Any] | None = None,
-                 cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None
+def render_pages(run: RunContext, pages: list[Page], results: dict[str, Any] | None = None
                  ) -> tuple[list[PageText], dict[str, set[str]]]:
     """Every page as notebook Markdown, and {record: pages that show it}. A page the site's build has rendered
     (`results`, render.jinja.PageResult) is taken from there: its Jinja output, its HTML blocks, its formulas. Any
@@ -114,7 +114,7 @@ def render_pages(run: RunContext, pages: list[Page], results: dict[str, Any] | N
         else:
             ctx = run.page(page.source, page.body_line)
             stand_ins = table_stand_ins(ctx)
-            jinja_text = render_jinja(env, page, ctx, cache_dir, compiled, stand_ins)
+            jinja_text = render_jinja(env, page, ctx, extra=stand_ins)
             text = notebook_markdown(md, jinja_text, ctx.math)
             names = ctx.shown
         for name in names:
@@ -363,12 +363,12 @@ def notebook_json(nb: dict[str, Any]) -> str:
 
 
 def make_notebook(trace: Any, pages: list[Page], trace_file: str, checks: Any = None,
-                  cache_dir: Path | None = None, results: dict[str, Any] | None = None) -> str:
+                  results: dict[str, Any] | None = None) -> str:
     """The notebook's JSON text for `trace`, following `pages` (as the build rendered them, `results`, where it
     did)."""
     run = RunContext(trace, checks, {p.step: p.url for p in pages if p.step})
     try:
-        texts, shown = render_pages(run, pages, results, cache_dir)
+        texts, shown = render_pages(run, pages, results)
     finally:
         run.close()
     return notebook_json(notebook(trace, texts, shown, trace_file))
@@ -388,5 +388,5 @@ def is_notebook(path: Path) -> bool:
 def notebook_files(run: RunContext, pages: list[Page], results: dict[str, Any]) -> dict[str, bytes]:
     """{"notebook.ipynb": ...} for the site (it reads the site's trace.json), made from the pages the build
     rendered."""
-    text = make_notebook(run.trace, pages, SITE_TRACE, run.checks, None, results)
+    text = make_notebook(run.trace, pages, SITE_TRACE, run.checks, results)
     return {SITE_NOTEBOOK: text.encode("utf-8")}

@@ -4,7 +4,6 @@
                as read, the checkpoint's files, the verification figures and the engine's source); on disk too
     other      the run compared with (`build --compare`), likewise
     katex      the KaTeX node workers and their formula cache (on disk)
-    compiled   the Jinja code of every page body (on disk)
     pages      rendered pages (render.jinja.PageResult) by their content key (cache.PageCache; on disk too)
     indexer    the background search index of the last build (`serve`)
 
@@ -45,7 +44,6 @@ class Session:
         self.root = root
         self.progress = progress
         self.katex = KatexRenderer(root, cache / CACHE_FILE)
-        self.compiled: dict[tuple[str, str], Any] = {}  # (page, body) -> compiled Jinja code
         self.runs = DiskCache(cache / "runs")
         self.big = BigRuns(cache / "runs")
         self.pages = PageCache(cache / "pages", PageResult.valid)
@@ -56,12 +54,15 @@ class Session:
         self.other_key = ""  # cache.run_key of the run compared with
         self._trace_files: tuple[Any, dict[str, bytes]] | None = None
 
-    def run(self, config_path: Path, seed: int | None) -> Run:
-        """Load the config, run the engine and check the gradients, unless the same run was just made: runs are
-        told apart by their content (cache.run_key: the config as read, the checkpoint's files, the verification
-        figures), never by a file's modification time."""
+    def run_key(self, config_path: Path, seed: int | None) -> tuple[Any, str]:
+        """The config as the engine reads it, and the run's key (cache.run_key: the config, the checkpoint's files,
+        the verification figures, the engine's source), never a file's modification time."""
         cfg = engine.load_config(str(config_path), seed=seed)
-        run_key = cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent)
+        return cfg, cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent)
+
+    def run(self, config_path: Path, cfg: Any, run_key: str) -> Run:
+        """The trace with its checks: kept from the last build, from the run cache, or the engine run and the
+        gradients checked now."""
         if self._run is None or self._run[0] != run_key:
             run = self.runs.get(run_key)
             big = self.big.get(run_key) if not _valid_run(run, run_key) else None

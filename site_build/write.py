@@ -461,14 +461,14 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
             raise
 
 
-def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[str, Any]],
-               search_pages: Callable[[], dict[str, str]], lap: Callable[[str], Any], reuse_search: bool = False,
-               replaced: Callable[[], None] | None = None) -> bool:
-    """Write a whole site into a temporary folder beside `out_dir`, index it for search, and swap it in.
+def write_site(out_dir: Path, pages: dict[str, Any], search_pages: dict[str, str], lap: Callable[[str], Any],
+               reuse_search: bool = False, replaced: Callable[[], None] | None = None) -> bool:
+    """Write a whole site (`pages`: every file, by its path in the site) into a temporary folder beside `out_dir`,
+    index it for search, and swap it in.
 
-    Pagefind reads `search_pages()` (the HTML pages as the index should see them: without the typeset math, which
+    Pagefind reads `search_pages` (the HTML pages as the index should see them: without the typeset math, which
     the index leaves out and which is most of a page's bytes), written first, so that it indexes them while the
-    rest of `pages` (page data, CSV) and `assets()` are computed and written.
+    rest of `pages` (page data, CSV, assets) is written.
     With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return value says
     whether it was, so a fresh one can follow in the background (`index_in_background`). On any failure or
     Ctrl-C before the swap the temporary folder goes and `out_dir` stays as it was; `replaced()` is called the
@@ -486,11 +486,10 @@ def write_site(out_dir: Path, pages: dict[str, Any], assets: Callable[[], dict[s
         reuse = has_index and (same_pages or reuse_search)
         indexer = None
         if not reuse:  # Pagefind runs while the rest is written
-            write_files(tmp / SEARCH_INPUT, search_pages())
+            write_files(tmp / SEARCH_INPUT, search_pages)
             indexer = start_pagefind(tmp / SEARCH_INPUT, output=tmp / "pagefind")
         try:
             write_files(tmp, {rel: data for rel, data in pages.items() if rel not in html}, previous)  # the rest
-            write_files(tmp, assets(), previous)
             if reuse:
                 shutil.copytree(out_dir / "pagefind", tmp / "pagefind", copy_function=os.link)
             lap("write")

@@ -1,23 +1,13 @@
-"""Page bodies through Jinja, then Markdown: the content environment, its compiled-code cache and compile workers.
-
-A page body is compiled by Jinja to Python source once (kept on disk, keyed by the body's hash, and in the
-build session's memory), run with the registered macros (site_build.macros) and then rendered by Markdown.
-Every problem of every page is collected and raised together, each as `file:line: message`.
+"""A page renders to a value: its body through Jinja (with the macros and facts, reading the run) and Markdown,
+as a PageResult (render_page); every page of a site, each from the page cache when its content key is there
+(render_pages). Every problem of every page is collected and raised together, each as `file:line: message`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import marshal
-import os
 import re
-import signal
-import sys
-import time
 import traceback
-import types
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -25,38 +15,14 @@ import jinja2
 from site_build.errors import BuildError
 from site_build.exercises import numpy_beside_formulas
 from site_build.facts import FactError
-from site_build.macros import FILTERS, MacroError, PageContext, page_globals
+from site_build.macros import MacroError, PageContext, page_globals
 from site_build.macros.charts import step_map
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
+from site_build.render.compile import Compiled, compile_page, content_environment
 from site_build.render.markdown import Heading, make_parser
 from site_build.render.markdown import render_page as render_markdown
 from site_build.render.mathslots import MathSlots
-
-JINJA_CACHE_VERSION = f"jinja {jinja2.__version__}, handstep 2"  # bump when content_environment() changes
-
-
-def content_environment(compile_only: bool = False) -> jinja2.Environment:
-    """Jinja for page bodies: strict about undefined names, HTML-escaping by default. A page's macros, facts, `trace`
-    and `config` are given when it renders (`render_jinja`), so one environment serves every page.
-
-    `compile_only` (what the parallel compile workers need) has the filters by name only, since compiling checks
-    them."""
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=True,
-        # `{#id}` is a Markdown heading id, so Jinja comments are `{## ... ##}` here
-        comment_start_string="{##",
-        comment_end_string="##}",
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        # no constant folding: the pages have little to fold, and generating their code is a cold build's largest
-        # cost (folding is about a sixth of it); the output is the same either way
-        optimized=False,
-    )
-    env.filters.update({name: str for name in FILTERS} if compile_only else FILTERS)
-    return env
 
 
 @dataclass
@@ -90,15 +56,14 @@ class PageResult:
 
 
 def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.Environment | None = None,
-                md: Any = None, cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None,
-                on_formula: Any = None) -> PageResult:
+                md: Any = None, compiled: Compiled | None = None, on_formula: Any = None) -> PageResult:
     """One page through Jinja (with the macros, reading `run`) and Markdown; raise BuildError with every problem of
-    the page. `env` and `md` may be shared between pages (they keep nothing of a page); `compiled` and `cache_dir`
-    keep the page's compiled Jinja code."""
+    the page. `env` and `md` may be shared between pages (they keep nothing of a page); `compiled` has the page's
+    Jinja code when workers compiled it ahead."""
     env = env or content_environment()
     md = md or make_parser()
     ctx = run.page(page.source, page.body_line, MathSlots(on_new=on_formula))
-    text = ctx.end_page(render_jinja(env, page, ctx, cache_dir, compiled))  # page hooks: macros.scale
+    text = ctx.end_page(render_jinja(env, page, ctx, compiled))  # page hooks: macros.scale
     rendered = render_markdown(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
     ctx.math.on_new = None  # the result is a value: it holds its formulas, not who was told of them
     if rendered.problems:
@@ -110,30 +75,32 @@ def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.
                       ctx.made, text, rendered.blocks or [])
 
 
+def page_key(page: Page, key: Any, links: dict[str, str]) -> Any:
+    """What a rendered page depends on besides handstep's source (cache.page_key adds it): its text and place, `key`
+    (the run and whatever else every page reads) and the links."""
+    return (page.source, page.body, page.body_line, page.step, key, tuple(sorted(links.items())))
+
+
 def render_pages(pages: list[Page], run: RunContext, links: dict[str, str], cache: Any = None,
                  problems: list[tuple[str, int, str]] | None = None, key: Any = None,
-                 cache_dir: Path | None = None, compiled: dict[tuple[str, str], Any] | None = None,
-                 compiling: Compiling | None = None, on_formula: Any = None,
+                 compiled: Compiled | None = None, on_formula: Any = None,
                  on_page: Any = None) -> dict[str, PageResult]:
-    """Every page rendered (or taken from `cache`, a PageCache, under its content key: the page's text, `key` (the
-    run and whatever else every page reads) and the links); raise every problem (plus `problems`) at the end."""
+    """Every page rendered (or taken from `cache`, a PageCache, under its content key, `page_key`); raise every
+    problem (plus `problems`) at the end."""
     env, md = content_environment(), make_parser()
     out: dict[str, PageResult] = {}
     problems = list(problems or [])
-    link_key = tuple(sorted(links.items()))
     for page in pages:
-        page_key = (page.source, page.body, page.body_line, page.step, key, link_key) if cache is not None else None
-        result = cache.get(page_key) if page_key is not None else None
+        parts = page_key(page, key, links) if cache is not None else None
+        result = cache.get(parts) if parts is not None else None
         if result is None:
-            if compiling is not None and cache_dir is not None:
-                compiling.wait_for(page, cache_dir)
             try:
-                result = render_page(page, run, links, env, md, cache_dir, compiled, on_formula)
+                result = render_page(page, run, links, env, md, compiled, on_formula)
             except BuildError as err:
                 problems.extend(err.problems)
                 continue
-            if page_key is not None:
-                cache.put(page_key, result)
+            if parts is not None:
+                cache.put(parts, result)
         elif on_formula is not None:
             for tex, display in result.math.formulas.values():
                 on_formula(tex, display)
@@ -174,270 +141,21 @@ def link_map(pages: list[Page]) -> dict[str, str]:
     return links
 
 
-# -- compiled page code -----------------------------------------------------------------------------------------
-# On disk, a page body's generated Python source is `# handstep <sha256 of the rest>` and the source; its bytecode is
-# CODE_MAGIC, the sha256 of the marshalled code, and that code. A file that is missing, damaged (its digest does not
-# match), or whose code does not compile or run is a miss: the page is compiled again from its text, and the files
-# written anew. So a damaged cache never shows as an error of the page.
-SOURCE_HEAD = "# handstep "
-CODE_MAGIC = b"handstep code 1\n"
-
-
-def compiled_page(env: jinja2.Environment, page: Page, cache_dir: Path | None,
-                  memory: dict[tuple[str, str], Any] | None = None, fresh: bool = False) -> Any:
-    """The page body compiled by Jinja: from `memory`, else from the on-disk cache (the Python bytecode, else the
-    generated Python source, keyed by the body's hash), else compiled now; generating the source is most of
-    Jinja's cost, compiling it to bytecode most of the rest. With `fresh`, compiled now whatever is cached (and the
-    cache overwritten)."""
-    key = (page.source, page.body)
-    code = memory.get(key) if memory is not None and not fresh else None
-    if code is not None:
-        return code
-    path = compiled_path(cache_dir, page.source, page.body) if cache_dir is not None else None
-    code = _read_code(path) if path is not None and not fresh else None
-    if code is None:
-        source = _read_source(path) if path is not None and not fresh else None
-        code = _compile(source, page.source) if source is not None else None
-        if code is None:  # nothing cached, or nothing usable
-            source = env.compile(page.body, name=page.source, filename=page.source, raw=True)
-            if path is not None:
-                _write_source(path, source)
-            code = compile(source, page.source, "exec")
-        if path is not None:
-            _write_code(path, code)
-    if memory is not None:
-        memory[key] = code
-    return code
-
-
-def compiled_path(cache_dir: Path, source: str, body: str) -> Path:
-    """Where the generated Python source of a page body is kept (its bytecode beside it: `_code_path`)."""
-    digest = hashlib.sha256(f"{JINJA_CACHE_VERSION}\0{source}\0{body}".encode()).hexdigest()
-    return cache_dir / f"{digest}.py"
-
-
-def _code_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.{sys.implementation.cache_tag}.code")  # marshal is per Python version
-
-
-def _compile(source: str, name: str) -> Any:
-    """Python source from the cache compiled, or None when it does not compile."""
-    try:
-        return compile(source, name, "exec")
-    except Exception:  # noqa: BLE001 - a cached source that does not compile is a miss
-        return None
-
-
-def _read_source(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, ValueError):
-        return None
-    head, _, source = text.partition("\n")
-    if head != SOURCE_HEAD + hashlib.sha256(source.encode()).hexdigest():
-        return None
-    return source
-
-
-def _write_source(path: Path, source: str) -> None:
-    _write_atomic(path, f"{SOURCE_HEAD}{hashlib.sha256(source.encode()).hexdigest()}\n{source}")
-
-
-def _read_code(path: Path) -> Any:
-    try:
-        data = _code_path(path).read_bytes()
-        digest, body = data[len(CODE_MAGIC):len(CODE_MAGIC) + 32], data[len(CODE_MAGIC) + 32:]
-        if not data.startswith(CODE_MAGIC) or hashlib.sha256(body).digest() != digest:
-            return None
-        code = marshal.loads(body)
-    except Exception:  # noqa: BLE001 - whatever a damaged file raises, it is a miss
-        return None
-    return code if isinstance(code, types.CodeType) else None
-
-
-def _write_code(path: Path, code: Any) -> None:
-    try:
-        body = marshal.dumps(code)
-    except ValueError:
-        return
-    _write_atomic(_code_path(path), CODE_MAGIC + hashlib.sha256(body).digest() + body)
-
-
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a cache file whole, or not at all (a cache that cannot be written is only a slower next build)."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        _unlink(tmp)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-class Compiling:
-    """Two forked workers compiling the pages missing from the caches, while the engine runs and then the pages
-    render: each page's code is written to the disk cache (`compiled_page` finds it there), and `wait_for(page)`
-    holds the build until the page it is about to render is there, so rendering starts with the first page
-    compiled rather than the last.
-
-    Plain forks, each given its pages up front: nothing is shared between them and the build, so there is no
-    lock a worker could die holding. A worker takes the default action on SIGTERM and ignores Ctrl-C (the build
-    handles that): the build's own SIGTERM handler, which turns the signal into KeyboardInterrupt, would be racy
-    in a process blocked in a system call. A worker that dies or hangs only costs time: whatever it did not
-    write, the build compiles itself.
-    """
-
-    def __init__(self, owners: dict[Path, int]) -> None:
-        self.owner = owners  # the code file of each page -> the pid of the worker writing it
-        self.running = set(owners.values())
-        self.deadline = time.monotonic() + COMPILE_TIMEOUT_S
-
-    @property
-    def workers(self) -> list[int]:
-        return sorted(set(self.owner.values()))
-
-    def wait_for(self, page: Page, cache_dir: Path) -> None:
-        """Return once the page's code is on disk, or its worker has ended (or is past the time limit)."""
-        code = _code_path(compiled_path(cache_dir, page.source, page.body))
-        pid = self.owner.get(code)
-        while pid in self.running and not code.is_file():
-            if _reaped(pid, os.WNOHANG):
-                self.running.discard(pid)
-            elif time.monotonic() > self.deadline:
-                self.stop()
-            else:
-                time.sleep(0.002)
-
-    def finish(self) -> None:
-        """Wait for the workers to end (they have written everything once each page was waited for), never past
-        the time limit."""
-        while self.running and time.monotonic() < self.deadline:
-            self.running -= {pid for pid in self.running if _reaped(pid, os.WNOHANG)}
-            if self.running:
-                time.sleep(0.002)
-        self.stop()
-
-    def stop(self) -> None:
-        """End the workers now (a failed or interrupted build, or one past the time limit): kill and reap them.
-        Only workers not yet reaped are signalled: a reaped worker's pid may belong to another process by now."""
-        for pid in sorted(self.running):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            _reaped(pid, 0)
-        self.running.clear()
-
-
-COMPILE_TIMEOUT_S = 30.0
-
-
-def start_compiling(pages: list[Page], cache_dir: Path, memory: dict[tuple[str, str], Any] | None = None
-                    ) -> Compiling:
-    """Compile the pages missing from the caches in two forked workers (see Compiling); none when there is
-    little to do. Call it before any thread starts (a fork copies only the calling thread).
-
-    The pages are dealt out in the order they render, each to the worker with less text so far, so that both
-    stay ahead of the rendering."""
-    memory = memory or {}
-    todo = [(p.source, p.body, compiled_path(cache_dir, p.source, p.body)) for p in pages
-            if (p.source, p.body) not in memory and not compiled_path(cache_dir, p.source, p.body).is_file()]
-    if len(todo) < 4 or not hasattr(os, "fork"):
-        return Compiling({})
-    shares: list[list[tuple[str, str, Path]]] = [[], []]
-    sizes = [0, 0]
-    for item in todo:
-        k = sizes.index(min(sizes))
-        shares[k].append(item)
-        sizes[k] += len(item[1])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    owners = {}
-    for share in shares:
-        pid = _fork_worker(share)
-        if pid:
-            owners.update({_code_path(path): pid for _, _, path in share})
-    return Compiling(owners)
-
-
-def _fork_worker(items: list[tuple[str, str, Path]]) -> int:
-    """Fork a process that compiles `items` and exits; the child's pid (0 when fork failed)."""
-    try:
-        pid = os.fork()
-    except OSError:
-        return 0  # the build compiles these pages itself
-    if pid:
-        return pid
-    code = 1
-    try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for item in items:
-            _compile_one(item)
-        code = 0
-    finally:
-        os._exit(code)  # no atexit handlers, no flushing of the build's buffers: they are the parent's
-
-
-def _reaped(pid: int, flags: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, flags)
-    except ChildProcessError:
-        return True  # reaped already
-    return done == pid
-
-
-def _compile_one(item: tuple[str, str, Path]) -> None:
-    source, body, path = item
-    try:
-        text = content_environment(compile_only=True).compile(body, name=source, filename=source, raw=True)
-        _write_source(path, text)
-        _write_code(path, compile(text, source, "exec"))
-    except Exception:  # noqa: BLE001 - the main process compiles it again and reports the error with its line
-        pass
-
-
-def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, cache_dir: Path | None = None,
-                 memory: dict[tuple[str, str], Any] | None = None, extra: dict[str, Any] | None = None) -> str:
+def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, compiled: Compiled | None = None,
+                 extra: dict[str, Any] | None = None) -> str:
     """Render a page body with the macros bound to `ctx` (and `extra` names over them); any error becomes
     `file:line: message` with the source line."""
     offset = page.body_line - 1
     try:
-        return page_template(env, page, cache_dir, memory).render({**page_globals(ctx), **(extra or {})})
+        code = compiled.code(env, page) if compiled is not None else compile_page(env, page)
+        template = env.template_class.from_code(env, code, env.globals, None)
+        return template.render({**page_globals(ctx), **(extra or {})})
     except jinja2.TemplateSyntaxError as err:
         raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
     except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback
         line = _template_line(err, page.source)
         message = str(err) if isinstance(err, (MacroError, FactError)) else _describe(err)
         raise BuildError(page.source, offset + line if line else 0, message) from None
-
-
-def page_template(env: jinja2.Environment, page: Page, cache_dir: Path | None = None,
-                  memory: dict[tuple[str, str], Any] | None = None) -> jinja2.Template:
-    """The page's Jinja template from its compiled code. Code from a cache that does not load as the page's
-    template (a damaged entry) is compiled again from the page's text, and the cache overwritten."""
-    code = compiled_page(env, page, cache_dir, memory)
-    try:
-        template = env.template_class.from_code(env, code, env.globals, None)
-        if template.name == page.source:
-            return template
-    except Exception:  # noqa: BLE001 - a page's own errors are raised by compiling and rendering it, not here
-        pass
-    code = compiled_page(env, page, cache_dir, memory, fresh=True)
-    return env.template_class.from_code(env, code, env.globals, None)
 
 
 def _template_line(err: BaseException, source: str) -> int:

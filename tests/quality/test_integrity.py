@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 import os
 import pickle
 import random
@@ -299,8 +298,6 @@ def test_hostile_text_renders_in_latex(hostile_site):
 CACHE_KINDS = {
     "runs": [],  # the trace with its checks
     "pages": [],  # each rendered page
-    "jinja-code": ["pages"],  # each page's compiled code
-    "jinja-source": ["pages", "jinja-code"],  # each page's generated Python source
     "katex": [],  # the typeset formulas
     "stamps": [],  # what each output folder was built from (read by `handstep build` before anything else)
     "hashes": [],  # the sha256 of input files by their stat numbers (the npm packages', a checkpoint's)
@@ -313,10 +310,6 @@ OVERFLOW_PICKLE = b"\x80\x04\x8d" + (2 ** 63).to_bytes(8, "little") + b"."
 def cache_files(cache: Path, kind: str) -> list[Path]:
     if kind in PICKLED:
         return sorted((cache / kind).glob("*.pickle"))
-    if kind == "jinja-code":
-        return sorted((cache / "jinja").glob("*.code"))
-    if kind == "jinja-source":
-        return sorted((cache / "jinja").glob("*.py"))
     return [cache / {"katex": "katex.json", "stamps": "stamps.json", "hashes": "hashes.json"}[kind]]
 
 
@@ -325,20 +318,6 @@ def _entry(payload: bytes) -> bytes:
     from site_build.cache import VERSION
 
     return VERSION + hashlib.sha256(payload).digest() + payload
-
-
-def _code_entry(code) -> bytes:
-    """A compiled-page file holding `code` with a digest that matches."""
-    from site_build.render.jinja import CODE_MAGIC
-
-    body = marshal.dumps(code)
-    return CODE_MAGIC + hashlib.sha256(body).digest() + body
-
-
-def _source_entry(source: str) -> str:
-    from site_build.render.jinja import SOURCE_HEAD
-
-    return f"{SOURCE_HEAD}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
 
 
 def _katex_entry(data, body: bytes | None = None) -> bytes:
@@ -383,21 +362,6 @@ KIND_DAMAGE = {
         "another kind's entry": lambda f, c: f.write_bytes(
             next(p for p in sorted(c.glob("*/*.pickle")) if p.parent != f.parent).read_bytes()),
         "the old format": lambda f, c: f.write_bytes(b"handstep cache 1" + f.read_bytes()[len(_entry(b"")):]),
-    },
-    "jinja-code": {
-        "other code": lambda f, c: f.write_bytes(_code_entry(compile("x = 1", "x", "exec"))),
-        "code that raises": lambda f, c: f.write_bytes(_code_entry(compile("raise OverflowError", "x", "exec"))),
-        "not code": lambda f, c: f.write_bytes(_code_entry(12345)),
-        "another page's code": lambda f, c: f.write_bytes(_other(f, "*.code").read_bytes()),
-        "the old format": lambda f, c: f.write_bytes(marshal.dumps(compile("x = 1", "x", "exec"))),
-    },
-    "jinja-source": {
-        "a syntax error": lambda f, c: f.write_text(_source_entry("def (:\n"), encoding="utf-8"),
-        "other Python": lambda f, c: f.write_text(_source_entry("x = 1\n"), encoding="utf-8"),
-        "another page's source": lambda f, c: f.write_bytes(_other(f, "*.py").read_bytes()),
-        "the old format": lambda f, c: f.write_text(f.read_text(encoding="utf-8").partition("\n")[2]
-                                                    + "\ndef root(context, missing=None, environment=None):\n"
-                                                    "    yield 'stale'\n", encoding="utf-8"),
     },
     "katex": {
         "a list": lambda f, c: f.write_bytes(_katex_entry([1, 2, 3])),
@@ -500,11 +464,6 @@ def _assert_readable(cache: Path, kind: str, out: Path) -> None:
             assert entry is not None, path
             if kind == "pages":  # and what the next build accepts
                 assert jinja.PageResult.valid(entry)
-    elif kind == "jinja-code":
-        assert all(jinja._read_code(p.with_name(p.name.split(".")[0] + ".py")) is not None
-                   for p in cache_files(cache, kind))
-    elif kind == "jinja-source":
-        assert all(jinja._read_source(p) is not None for p in cache_files(cache, kind))
     elif kind == "katex":
         formulas = _katex_data(cache / "katex.json")["formulas"]
         assert formulas and all(isinstance(v, str) for v in formulas.values())
@@ -520,7 +479,7 @@ def test_a_cache_folder_that_is_a_file_is_only_slower(built_once, tmp_path):
     inputs, fresh_cache, fresh_site = built_once
     cache = tmp_path / "cache"
     shutil.copytree(fresh_cache, cache)
-    for name in ("runs", "pages", "jinja"):
+    for name in ("runs", "pages"):
         shutil.rmtree(cache / name)
         (cache / name).write_text("not a folder")
     result = handstep_build(inputs, GOOD_CONFIG, tmp_path / "site", cache)

@@ -592,13 +592,17 @@ def test_a_run_whose_checkpoint_changed_while_it_ran_is_kept_under_no_key(tmp_pa
 
     monkeypatch.setattr(session_module.engine, "run", edited_while_running)
     session = session_module.Session(ROOT, cache, Progress())
+
+    def run():  # as a build does: the run's key first (the gather step), then the run
+        return session.run(config, *session.run_key(config, None))
+
     try:
-        first = session.run(config, None)
+        first = run()
         assert first.key == "" and not list((cache / "runs").glob("*.pickle"))
         monkeypatch.setattr(session_module.engine, "run", real_run)
-        second = session.run(config, None)  # run again, from the checkpoint as it is now
+        second = run()  # run again, from the checkpoint as it is now
         assert second is not first and second.key and list((cache / "runs").glob("*.pickle"))
-        assert session.run(config, None) is second
+        assert run() is second
     finally:
         session.close()
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import jinja2
 import pytest
 from conftest import HOSTILE, SMALL, digest_tree, make_site, page
 
@@ -434,43 +435,54 @@ def test_rebuild_reuses_unchanged_pages_and_matches_a_fresh_build(tmp_path, monk
     assert "y^3" in (tmp_path / "a" / "extra.html").read_text() and report.shown >= 2
 
 
-def test_parallel_compile_fills_the_cache_with_what_jinja_would_generate(tmp_path, monkeypatch):
+def test_the_compile_workers_give_the_code_jinja_would_generate(tmp_path):
+    import marshal
+
     from site_build.pages import collect_pages
-    from site_build.render.jinja import _read_source, compiled_path, content_environment, start_compiling
+    from site_build.render.compile import Compiled, code_path, compile_page, content_environment
 
     paths = make_site(tmp_path, {f"p{i}.md": page(f"Page {i}: {{{{ value('loss') }}}}\n", order=i + 1)
                                  for i in range(5)})
     pages, problems = collect_pages(paths.content)
     assert not problems
-    compiling = start_compiling(pages, tmp_path / "jinja")
-    assert len(compiling.workers) == 2
-    compiling.finish()
-    env = content_environment()
-    for p in pages:
-        cached = _read_source(compiled_path(tmp_path / "jinja", p.source, p.body))  # without its digest line
-        assert cached == env.compile(p.body, name=p.source, filename=p.source, raw=True)
+    compiled = Compiled.start(pages)
+    try:
+        assert len(set(compiled.owner.values())) == 2
+        env = content_environment()
+        for p in pages:
+            code = compiled.code(env, p)
+            assert code_path(compiled.folder, p).is_file()  # it came from a worker
+            assert marshal.dumps(code) == marshal.dumps(compile_page(env, p))
+    finally:
+        folder = compiled.folder
+        compiled.close()
+    assert not folder.exists()  # nothing is kept between builds
 
 
 def test_a_page_is_rendered_once_its_worker_wrote_it_or_ended_without_it(tmp_path):
-    """`wait_for` holds a page until its code is on disk; a page its worker cannot compile (a syntax error) does
-    not hold the build for ever: once that worker has ended, the build compiles the page itself and reports it."""
+    """A page waits until its code is written; a page its worker cannot compile (a syntax error) does not hold the
+    build for ever: once that worker has ended, the build compiles the page itself and reports it."""
     from site_build.pages import collect_pages
-    from site_build.render.jinja import _code_path, compiled_path, start_compiling
+    from site_build.render.compile import Compiled, code_path, content_environment
 
     bodies = {f"p{i}.md": page("{{ value('loss') }}\n" * 2000 + f"{i}\n", order=i + 1) for i in range(5)}
     bodies["p0.md"] = page("{% for %}\n", order=1)
     paths = make_site(tmp_path, bodies)
     pages, _ = collect_pages(paths.content)
-    compiling = start_compiling(pages, tmp_path / "jinja")
+    compiled = Compiled.start(pages)
+    env = content_environment()
     try:
         for p in reversed(pages):  # the last page first: its worker still has the others to do
-            compiling.wait_for(p, tmp_path / "jinja")
-            written = _code_path(compiled_path(tmp_path / "jinja", p.source, p.body)).is_file()
-            assert written == (not p.source.endswith("p0.md"))
-            assert written or compiling.owner[_code_path(compiled_path(tmp_path / "jinja", p.source, p.body))] \
-                not in compiling.running  # waited until its worker ended
+            broken = p.source.endswith("p0.md")
+            if broken:
+                with pytest.raises(jinja2.TemplateSyntaxError):  # compiled here, with Jinja's own error
+                    compiled.code(env, p)
+                assert compiled.owner[p.source] not in compiled.running  # waited until its worker ended
+            else:
+                compiled.code(env, p)
+            assert code_path(compiled.folder, p).is_file() == (not broken)
     finally:
-        compiling.stop()
+        compiled.close()
     assert any("p0.md:" in line and "template error" in line for line in build_error(paths, tmp_path / "site"))
 
 
@@ -478,7 +490,7 @@ def test_compile_workers_die_on_sigterm_even_under_the_builds_handler(tmp_path):
     """The CLI turns SIGTERM into KeyboardInterrupt; a worker must not inherit that (a Python handler races with
     a blocking call: the pool this replaced hung about one cold build in twelve), so it dies of the signal."""
     from site_build.pages import collect_pages
-    from site_build.render.jinja import start_compiling
+    from site_build.render.compile import Compiled
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -487,8 +499,8 @@ def test_compile_workers_die_on_sigterm_even_under_the_builds_handler(tmp_path):
     long_body = "{% for i in range(2) %}{{ value('loss') }} {{ i }}{% endfor %}\n" * 3000
     paths = make_site(tmp_path, {f"p{i}.md": page(long_body + f"{i}\n", order=i + 1) for i in range(8)})
     pages, _ = collect_pages(paths.content)
-    compiling = start_compiling(pages, tmp_path / "jinja")
-    workers = compiling.workers
+    compiled = Compiled.start(pages)
+    workers = sorted(set(compiled.owner.values()))
     try:
         assert len(workers) == 2
         time.sleep(0.3)  # past the fork: each worker has set its own signal handling
@@ -497,23 +509,23 @@ def test_compile_workers_die_on_sigterm_even_under_the_builds_handler(tmp_path):
         for pid in workers:
             _, status = os.waitpid(pid, 0)
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
-            compiling.running.discard(pid)  # reaped here
+            compiled.running.discard(pid)  # reaped here
     finally:
         signal.signal(signal.SIGTERM, previous)
-        compiling.stop()
+        compiled.close()
 
 
 def test_stopping_the_compile_workers_leaves_none_behind(tmp_path):
     from site_build.pages import collect_pages
-    from site_build.render.jinja import start_compiling
+    from site_build.render.compile import Compiled
 
     long_body = "{{ value('loss') }}\n" * 5000
     paths = make_site(tmp_path, {f"p{i}.md": page(long_body, order=i + 1) for i in range(6)})
     pages, _ = collect_pages(paths.content)
-    compiling = start_compiling(pages, tmp_path / "jinja")
-    workers = compiling.workers
+    compiled = Compiled.start(pages)
+    workers = sorted(set(compiled.owner.values()))
     assert workers
-    compiling.stop()
+    compiled.close()
     for pid in workers:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # killed and reaped: no zombie, no process
