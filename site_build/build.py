@@ -89,10 +89,11 @@ class Report:
 class Builder:
     """Builds the site; reusable, so `serve` keeps the trace and KaTeX warm (see Session)."""
 
-    def __init__(self, paths: Paths | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, paths: Paths | None = None, progress: Progress | None = None, katex_early: Any = None) -> None:
         self.paths = paths or Paths()
         self.progress = progress or quiet()
-        self.session = Session(self.paths.root, self.paths.cache, self.progress)
+        # katex_early: a KaTeX worker the command started before it loaded the build (render.katex.start_early)
+        self.session = Session(self.paths.root, self.paths.cache, self.progress, katex_early)
         self.background_search = False  # the dev server sets this: search is indexed after the swap
         self.replaced = False  # the last build has swapped its site in (set at that moment: write.swap_in)
 

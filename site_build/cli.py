@@ -330,12 +330,12 @@ def run_build(args: argparse.Namespace) -> int:
                 return 0
         from site_build.render import katex
 
-        katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # a cold build: node starts while the build loads
+        early = katex.start_early(ROOT, args.cache / katex.CACHE_FILE)  # a cold build: node starts while Python loads
         try:
             from site_build.build import Builder, Compare
             from site_build.progress import Progress
 
-            builder = Builder(_paths(args), progress=Progress())
+            builder = Builder(_paths(args), progress=Progress(), katex_early=early)
             args.interrupted = lambda: _interrupted_build(args.out, builder.replaced)
             try:
                 if not locks.taken:  # a first build: the folders are checked (the cache made) before a lock goes there
@@ -349,7 +349,8 @@ def run_build(args: argparse.Namespace) -> int:
             finally:
                 builder.close()
         finally:
-            katex.close_early()
+            if early is not None:  # the builder closed it, unless the build stopped before it had one
+                early.close()
         if digest is not None:
             stamp.record(args.cache, args.out, digest, report.brief())
     print(report.summary())

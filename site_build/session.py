@@ -40,10 +40,10 @@ class Run:
 
 
 class Session:
-    def __init__(self, root: Path, cache: Path, progress: Progress) -> None:
+    def __init__(self, root: Path, cache: Path, progress: Progress, katex_early: Any = None) -> None:
         self.root = root
         self.progress = progress
-        self.katex = KatexRenderer(root, cache / CACHE_FILE)
+        self.katex = KatexRenderer(root, cache / CACHE_FILE, early=katex_early)
         self.runs = DiskCache(cache / "runs")
         self.big = BigRuns(cache / "runs")
         self.pages = PageCache(cache / "pages", PageResult.valid)

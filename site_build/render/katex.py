@@ -51,8 +51,10 @@ class KatexRenderer:
     typesets while Python renders the next pages; `render_all()` waits for the rest.
     """
 
-    def __init__(self, root: Path, cache_file: Path | None = None, workers: int | None = None) -> None:
+    def __init__(self, root: Path, cache_file: Path | None = None, workers: int | None = None,
+                 early: _Worker | None = None) -> None:
         self.root = Path(root)
+        self._early = early  # a worker started before the build loaded (start_early), taken over by `start`
         self.cache_file = cache_file
         self.version = installed_katex_version(self.root)
         self.n_workers = workers or 1
@@ -124,7 +126,7 @@ class KatexRenderer:
             self._requested.clear()  # a dead worker lost its queue: ask again
         self._workers = alive
         while len(self._workers) < self.n_workers:
-            early = _EARLY.pop(self.root, None)
+            early, self._early = self._early, None
             if early is not None and not early.alive():
                 early.close()  # node could not start (no KaTeX, say): a worker of its own says why
                 early = None
@@ -192,6 +194,9 @@ class KatexRenderer:
     def close(self) -> None:
         """Stop the node workers and persist the cache."""
         self.save_cache()
+        if self._early is not None:  # started early, never taken over
+            self._early.close()
+            self._early = None
         for worker in self._workers:
             worker.close()
         self._workers = []
@@ -205,29 +210,20 @@ class KatexRenderer:
 
 
 # -- a worker started before the build has loaded ----------------------------------------------------------------
-_EARLY: dict[Path, _Worker] = {}
-
-
-def start_early(root: Path, cache_file: Path) -> None:
-    """Start the KaTeX worker of a cold build (no formula cache yet) at once, before the build has imported the rest
-    of itself: node starts and loads KaTeX (about 0.1 CPU-s) on a core that is otherwise idle while Python starts
-    (about 0.2 s). The build's renderer takes it over (`KatexRenderer.start`); `close_early` ends it if none did.
+def start_early(root: Path, cache_file: Path) -> _Worker | None:
+    """The KaTeX worker of a cold build (no formula cache yet), started at once, before the build has imported the
+    rest of itself: node starts and loads KaTeX (about 0.1 CPU-s) on a core that is otherwise idle while Python
+    starts (about 0.2 s). The build's renderer takes it over (`KatexRenderer(early=)`); whoever started it closes it
+    if none did (`close()` of a worker taken over does nothing).
 
     No thread is started yet: the build forks its compile workers after this, and a fork copies only the calling
     thread (the worker's reader thread starts when it is taken over)."""
-    root = Path(root)
-    if root in _EARLY or cache_file.is_file():
-        return
+    if cache_file.is_file():
+        return None
     try:
-        _EARLY[root] = _Worker(root, read=False)
+        return _Worker(Path(root), read=False)
     except (BuildError, OSError):
-        return  # the build starts a worker itself, and says what is wrong
-
-
-def close_early() -> None:
-    """End a worker started early that no build took over (a build that failed before it rendered any math)."""
-    while _EARLY:
-        _EARLY.popitem()[1].close()
+        return None  # the build starts a worker itself, and says what is wrong
 
 
 class _Worker:

@@ -650,7 +650,7 @@ def test_a_cold_cli_build_takes_over_the_worker_it_started_early(tmp_path, monke
     paths = make_site(tmp_path)
     args = ["build", "--config", str(SMALL), "--content", str(paths.content), "--cache", str(tmp_path / "cache")]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    assert started == [False] and not katex._EARLY  # one worker: the early one, taken over
+    assert started == [False]  # one worker: the early one, taken over
     (paths.content / "index.md").write_text((paths.content / "index.md").read_text() + "\nMore: $y^4$.\n")
     assert main([*args, "--out", str(tmp_path / "a")]) == 0  # the cache has formulas: a worker only for $y^4$
     assert started == [False, True]
@@ -664,27 +664,27 @@ def test_a_worker_started_early_starts_no_thread_and_ends_when_no_build_takes_it
     from site_build.render import katex
 
     before = threading.active_count()
-    katex.start_early(ROOT, tmp_path / "no-cache" / katex.CACHE_FILE)
+    worker = katex.start_early(ROOT, tmp_path / "no-cache" / katex.CACHE_FILE)
     try:
-        (worker,) = katex._EARLY.values()
-        assert threading.active_count() == before and worker.alive()
+        assert worker is not None and threading.active_count() == before and worker.alive()
     finally:
-        katex.close_early()
-    assert not katex._EARLY and worker.proc.poll() is not None
+        worker.close()
+    assert worker.proc.poll() is not None
 
     procs = []
     real = katex.start_early
 
     def start_early(root, cache_file):
-        real(root, cache_file)
-        procs.extend(w.proc for w in katex._EARLY.values())
+        worker = real(root, cache_file)
+        procs.append(worker.proc)
+        return worker
 
     monkeypatch.setattr(katex, "start_early", start_early)
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: many\n")
     assert main(["build", "--config", str(bad), "--out", str(tmp_path / "s"), "--cache", str(tmp_path / "c")]) == 2
     assert "seed" in capsys.readouterr().err
-    assert procs and all(p.poll() is not None for p in procs) and not katex._EARLY
+    assert procs and all(p.poll() is not None for p in procs)
 
 
 def test_formulas_reach_node_in_batches_without_waiting_for_the_end(tmp_path):
