@@ -9,7 +9,7 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
-from site_build.facts import grads, per_run
+from site_build.facts import abs_stats, grads, per_run
 
 MOST = 12  # a list of words names at most this many, then says how many more
 
@@ -202,15 +202,14 @@ def _parameters(trace: Any) -> list[str]:
 
 def parameters(trace: Any) -> list[dict[str, Any]]:
     """Every parameter's gradient record, in the trace's order, with its largest entry in size."""
-    return [{"name": name, "largest": np.abs(np.asarray(trace[name])).max()} for name in _parameters(trace)]
+    return [{"name": name, "largest": abs_stats(trace, name).largest} for name in _parameters(trace)]
 
 
 def steepest(trace: Any) -> str:
     """The gradient record of largest norm (the first such, on a tie)."""
-    best, largest = "", -1
+    best, largest = "", -1.0
     for name in _parameters(trace):
-        g = np.asarray(trace[name])
-        n = (g * g).sum()
+        n = abs_stats(trace, name).squares
         if n > largest:
             best, largest = name, n
     return best

@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from site_build.facts import per_run
+from site_build.facts import abs_stats
 from site_build.format import tex_number
-from site_build.macros.optimizer import TensorUpdate, parameters, tensor_update
+from site_build.macros.optimizer import TensorUpdate, parameters, update_of
 
 WORKED = "wte"  # the tensor whose element the page works in full: the token embedding
 
@@ -159,7 +159,7 @@ class Tensor(NamedTuple):
 
 def _updates(trace: Any) -> list[TensorUpdate]:
     """Every parameter tensor's figures, worked out once per run (they read every weight)."""
-    return per_run(trace, "updates", lambda: [tensor_update(trace, n) for n in parameters(trace)])
+    return [update_of(trace, n) for n in parameters(trace)]
 
 
 def tensors(trace: Any) -> list[Tensor]:
@@ -231,7 +231,7 @@ def zero_in_wpe(trace: Any) -> bool:
 
 def largest_decaying_weight(trace: Any) -> float:
     """The largest |θ| of any tensor that decays (0 if none does)."""
-    return max((float(np.abs(trace[n]).max()) for n in decaying(trace)), default=0.0)
+    return max((abs_stats(trace, n).largest for n in decaying(trace)), default=0.0)
 
 
 def decay_share(trace: Any) -> float:
@@ -266,8 +266,7 @@ def smallest_mean_change(trace: Any) -> float:
 
 # -- the element worked in full ---------------------------------------------------------------------------------------
 def _largest(trace: Any, name: str) -> tuple[int, ...]:
-    values = np.abs(np.asarray(trace[name]))
-    return tuple(int(i) for i in np.unravel_index(int(values.argmax()), values.shape))
+    return tuple(int(i) for i in np.unravel_index(abs_stats(trace, name).at, np.shape(trace[name])))
 
 
 def worked_at(trace: Any) -> tuple[int, ...]:

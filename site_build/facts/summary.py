@@ -9,6 +9,7 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from site_build import format as fmt
+from site_build.facts import abs_stats
 from site_build.macros.optimizer import parameters
 
 
@@ -160,9 +161,9 @@ def gradients(trace: Any) -> list[Steepest]:
     """Every parameter tensor, ordered by its largest gradient entry, largest first."""
     rows = []
     for name in parameters(trace):
-        g = np.abs(np.asarray(trace["grad." + name]))
-        at = tuple(int(i) for i in np.unravel_index(int(g.argmax()), g.shape))
-        rows.append(Steepest(name, at, float(g.max()), _where(trace, name, at, ""), float(g.mean())))
+        g = abs_stats(trace, "grad." + name)
+        at = tuple(int(i) for i in np.unravel_index(g.at, np.shape(trace["grad." + name])))
+        rows.append(Steepest(name, at, g.largest, _where(trace, name, at, ""), g.mean))
     return sorted(rows, key=lambda r: r.largest, reverse=True)
 
 

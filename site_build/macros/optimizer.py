@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup, escape
 
+from site_build.facts import per_run
 from site_build.format import MINUS, format_number, full_repr
 from site_build.macros.registry import MacroError, PageContext, ahead, macro
 
@@ -172,15 +173,20 @@ def optimizer_stats(ctx: PageContext, match: str = "*") -> OptimizerStats:
     return OptimizerStats(names, sizes, tensors, largest_weight)
 
 
+def update_of(trace: Any, name: str) -> TensorUpdate:
+    """tensor_update, worked out once per run (the pages' facts and these macros share it)."""
+    return per_run(trace, ("update", name), lambda: tensor_update(trace, name))
+
+
 def _update(ctx: PageContext, name: str) -> TensorUpdate:
-    return ctx.figures(("update", name), lambda: tensor_update(ctx.trace, name))
+    return ctx.figures(("update", name), lambda: update_of(ctx.trace, name))
 
 
 @ahead
 def _start_updates(ctx: PageContext) -> None:
     """A big run's update figures are worked out while the pages before the optimizer's render."""
     for name in parameters(ctx.trace):
-        ctx.start(("update", name), lambda name=name: tensor_update(ctx.trace, name), lane="ahead")
+        ctx.start(("update", name), lambda name=name: update_of(ctx.trace, name), lane="ahead")
         if ctx.trace.record(name).meta["decays"]:
             ctx.start(("largest", name), lambda name=name: float(np.abs(ctx.trace[name]).max()), lane="ahead")
 
