@@ -128,7 +128,7 @@ class Builder:
         try:
             def page_done(result: PageResult) -> None:  # node gets the page's formulas, the pool its files to make
                 session.katex.flush()
-                prefetch.page(result.html)
+                prefetch.page(result)
 
             if not ships_trace(run.trace):  # a big run: its whole-model figures are worked out beside the pages
                 run_ctx.start_ahead()
@@ -145,7 +145,7 @@ class Builder:
                 for name in result.shown:
                     shown.setdefault(name, set()).add(result.source)
             bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
-            add_exercises(run_ctx, pages, bodies, shown, math)
+            add_exercises(run_ctx, pages, results, bodies, shown, math)
             extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
             clock.lap("pages")
             ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
@@ -172,7 +172,7 @@ class Builder:
                                      for rel, html in layouts.items()}
             files.update(data_files(run.trace, shown, pages, run_ctx.other))
             files.update(csv_files(run.trace, shown))
-            files.update(page_files(run.trace, files, prefetch))  # the windows' CSVs, .npy files and heatmaps
+            files.update(page_files(run.trace, results.values(), prefetch))  # the blocks' CSVs, .npy, heatmaps
             run.trace.release()
             clock.lap("data")
         finally:

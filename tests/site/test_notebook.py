@@ -183,11 +183,11 @@ def test_the_dev_server_makes_the_notebook_from_the_site_s_own_pages(tmp_path, m
     from site_build.build import Builder
 
     rendered, made_prose = [], []
-    real_render, real_prose = notebook_module.render_jinja, notebook_module.notebook_markdown
-    monkeypatch.setattr(notebook_module, "render_jinja", lambda env, page, *a: rendered.append(page.source)
-                        or real_render(env, page, *a))
-    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda md, text, slots, *a: made_prose.append(text)
-                        or real_prose(md, text, slots, *a))
+    real_render, real_prose = notebook_module.render_page, notebook_module.notebook_markdown
+    monkeypatch.setattr(notebook_module, "render_page", lambda page, *a: rendered.append(page.source)
+                        or real_render(page, *a))
+    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda result: made_prose.append(real_prose(result))
+                        or made_prose[-1])
     paths = make_site(tmp_path)
     builder = Builder(paths)
     try:
