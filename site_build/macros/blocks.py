@@ -206,32 +206,33 @@ class PageBlocks:
         out: list[str] = []
         segments: list[Segment] = []
         used: dict[int, Block] = {}
-        at = pos = 0
+        at = 0  # the length of `out`
+
+        def add(piece: str, item: int | str | None) -> None:
+            nonlocal at
+            if piece and item is not None:
+                segments.append((at, at + len(piece), item))
+            out.append(piece)
+            at += len(piece)
+
+        pos = 0
         matches = list(SLOT_RE.finditer(text))
         for k, m in enumerate(matches):
             n = int(m.group(1))
-            for piece, item in ((text[pos:m.start()], text[pos:m.start()]), (self.html[n], n)):
-                if piece:
-                    segments.append((at, at + len(piece), item))
-                    out.append(piece)
-                    at += len(piece)
+            add(text[pos:m.start()], text[pos:m.start()])
+            add(self.html[n], n)
             used[n] = self.blocks[n]
             if n in self.after and not self._numpy_next(text, matches, k):
-                out.append(m.group(0))
-                at += len(m.group(0))
+                add(m.group(0), None)  # not a segment: the notebook does not see what comes after Markdown
             pos = m.end()
-        if pos < len(text):
-            segments.append((at, at + len(text) - pos, text[pos:]))
-            out.append(text[pos:])
+        add(text[pos:], text[pos:])
         return "".join(out), segments, used
 
     def _numpy_next(self, text: str, matches: list[re.Match], k: int) -> bool:
         """The placeholder after matches[k], with only white space between, is a NumPy line."""
-        if k + 1 == len(matches):
+        if k + 1 == len(matches) or text[matches[k].end():matches[k + 1].start()].strip():
             return False
-        nxt = matches[k + 1]
-        return not text[matches[k].end():nxt.start()].strip() and isinstance(self.blocks[int(nxt.group(1))],
-                                                                               NumpyLine)
+        return isinstance(self.blocks[int(matches[k + 1].group(1))], NumpyLine)
 
     def finish(self, html: str) -> str:
         """The page's HTML after Markdown, with what blocks add after it in place."""
@@ -252,11 +253,11 @@ class PageBlocks:
             nonlocal first
             while first < len(segments) and segments[first][1] <= a:
                 first += 1
-            found = []
-            for start, end, item in segments[first:]:
-                if start >= b:
-                    break
+            found, k = [], first
+            while k < len(segments) and segments[k][0] < b:
+                start, end, item = segments[k]
                 found.append((item, max(a, start) - start, min(b, end) - start))
+                k += 1
             return found
 
         line = 0

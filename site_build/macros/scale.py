@@ -28,6 +28,7 @@ body) and written by the build (`table_pages`): one page per record and fixed in
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -49,7 +50,7 @@ from site_build.data.downloads import (
     window_file,
 )
 from site_build.format import html_text, sig
-from site_build.macros.blocks import SLOT_RE, Calc, Table, slot
+from site_build.macros.blocks import CLOSE, OPEN, SLOT_RE, Calc, Table, slot
 from site_build.macros.registry import PageContext, page_hook
 from site_build.pages import ExtraPage, Page
 from site_build.tables import Axis
@@ -131,8 +132,9 @@ def finish_page(ctx: PageContext, text: str) -> str:
         html = draw(ctx, view, OTHER_EDGE if view.other else edge, files)
         blocks.set(n, Table((view.rec.name,), tuple(dict.fromkeys(files))), html)
 
-    def heads(run: list[int]) -> str:
+    def heads(match: re.Match) -> str:
         """A run of views with nothing but white space between: each record's heads behind one selector."""
+        run = [int(n) for n in SLOT_RE.findall(match.group(0))]
         out, group = [], [run[0]]
         for n in run[1:]:
             a, b = views[group[-1]], views[n]
@@ -146,25 +148,8 @@ def finish_page(ctx: PageContext, text: str) -> str:
         out.append(_heads(ctx, views, group))
         return "".join(out)
 
-    parts, run, pos = [], [], 0  # the text, each run of views (only white space between them) regrouped
-    for m in SLOT_RE.finditer(text):
-        n = int(m.group(1))
-        if run and n in views and not text[pos:m.start()].strip():
-            run.append(n)
-        else:
-            if run:
-                parts.append(heads(run) if len(run) > 1 else slot(run[0]))
-                run = []
-            parts.append(text[pos:m.start()])
-            if n in views:
-                run = [n]
-            else:
-                parts.append(m.group(0))
-        pos = m.end()
-    if run:
-        parts.append(heads(run) if len(run) > 1 else slot(run[0]))
-    parts.append(text[pos:])
-    return "".join(parts)
+    one = f"{OPEN}(?:{'|'.join(map(str, views))}){CLOSE}"  # the placeholder of a view the text shows
+    return re.sub(f"{one}(?:\\s*{one})+", heads, text) if views else text
 
 
 def _marks(calcs: list[Calc], view: View) -> tuple[set[int], set[int]]:
