@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.numpy_steps import computed, forward_function, numpy_lines, parameters, updated_weights_function
-from site_build.macros.blocks import SLOT_RE, Group, Note
+from site_build.macros.blocks import SLOT_RE, Block, Group, Note
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
 from site_build.render.jinja import PageResult, content_environment, link_map, render_page
@@ -110,9 +110,7 @@ def render_pages(run: RunContext, pages: list[Page], results: dict[str, PageResu
 def notebook_markdown(result: PageResult) -> str:
     """A rendered page as Markdown a notebook renders: each block its note (each HTML block of the page one note),
     a callout a quote; links to other pages keep only their text."""
-    lines = [group_note([result.blocks[k].note() if isinstance(k, int) else _page_note(k) for k in item.items])
-             if isinstance(item, Group) else SLOT_RE.sub(lambda m: _inline(result.blocks[int(m.group(1))].note()), item)
-             for item in result.prose]
+    lines = [_line(item, result.blocks) for item in result.prose]
     out: list[str] = []
     fence = ""
     quote = False
@@ -176,13 +174,21 @@ def group_note(notes: list[Note]) -> str:
     return "*(On the site: a table or a chart.)*"
 
 
+def _line(item: str | Group, blocks: dict[int, Block]) -> str:
+    """A line of the page's text, each block in it its note; or the one note of an HTML block."""
+    if isinstance(item, Group):
+        return group_note([blocks[k].note() if isinstance(k, int) else _page_note(k) for k in item.items])
+    return SLOT_RE.sub(lambda m: _inline(blocks[int(m.group(1))].note()), item)
+
+
 def _inline(note: Note) -> str:
     """A block in the text: a formula's math, a value's number, else its note."""
     return note.text if note.kind in ("math", "number") else group_note([note])
 
 
 def _page_note(text: str) -> Note:
-    """The page's own HTML in an HTML block (not a block of a macro): a <details> says what its summary says."""
+    """The page's own HTML in an HTML block (its text, not a macro's block: `<details class="more">` around tables):
+    a <details> says what its summary says."""
     if "<details" not in text:
         return Note("other")
     summary = re.search(r"<summary>(.*?)</summary>", text, re.S)
