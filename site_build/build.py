@@ -18,7 +18,7 @@ from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
 from site_build.data.checks import VERIFICATION_FILE
-from site_build.data.downloads import csv_files, page_files, ships_trace
+from site_build.data.downloads import Prefetch, csv_files, page_files, ships_trace
 from site_build.data.interact import data_files, pages_with_data
 from site_build.errors import BuildError, shown_path
 from site_build.exercises import add_exercises
@@ -121,10 +121,12 @@ class Builder:
             run = session.run(config_path, cfg, run_key)
             clock.lap("trace")
             site = RunContext(run.trace, run.checks, steps)
+            prefetch = Prefetch(run.trace)  # the files each page needs are made while the next ones render
             try:
                 extra_pages = self.compare_with(site, config_path, other) if other is not None else {}
                 # 3. render pages: each through Jinja and Markdown, or from the page cache
-                results = self.render_pages(pages, site, links, problems, key if run.key else None, compiled)
+                results = self.render_pages(pages, site, links, problems, key if run.key else None, compiled,
+                                            prefetch)
                 # 4. derive, from the pages: exercises, coverage, the tables of wide matrices, the layout
                 math = MathSlots()
                 shown: dict[str, set[str]] = {}
@@ -133,7 +135,7 @@ class Builder:
                     for name in result.shown:
                         shown.setdefault(name, set()).add(result.source)
                 bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
-                add_exercises(site, pages, bodies, shown, math)
+                add_exercises(site, pages, results, bodies, shown, math)
                 extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
                 clock.lap("pages")
                 ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
@@ -160,13 +162,14 @@ class Builder:
                                          for rel, html in layouts.items()}
                 files.update(data_files(run.trace, shown, pages, site.other))
                 files.update(csv_files(run.trace, shown))
-                files.update(page_files(run.trace, files))  # the windows' CSVs, .npy files and heatmaps
+                files.update(page_files(run.trace, results.values(), prefetch))  # the blocks' CSVs, .npy, heatmaps
                 files.update(static_files(self.paths.root, self.paths.templates))
                 if ships:  # it reads trace.json
                     files.update(notebook_files(site, pages, results))
                 run.trace.release()
                 clock.lap("data")
             finally:
+                prefetch.close()  # a failed build too: its workers stop
                 site.close()
         finally:
             compiled.close()
@@ -184,14 +187,21 @@ class Builder:
         return report
 
     def render_pages(self, pages: list[Page], site: RunContext, links: dict[str, str],
-                     problems: list[tuple[str, int, str]], key: Any, compiled: Compiled) -> dict[str, PageResult]:
-        """Every page rendered, or from the page cache (under `key`; none for a run that has no key); each page's
-        formulas go to KaTeX as it is done, and a big run's whole-model figures are worked out beside the pages."""
+                     problems: list[tuple[str, int, str]], key: Any, compiled: Compiled,
+                     prefetch: Prefetch) -> dict[str, PageResult]:
+        """Every page rendered, or from the page cache (under `key`; none for a run that has no key). As each page
+        is done, KaTeX gets its formulas and `prefetch` its files to make; a big run's whole-model figures are worked
+        out beside the pages."""
         katex = self.session.katex
+
+        def page_done(result: PageResult) -> None:
+            katex.flush()
+            prefetch.page(result)
+
         if not ships_trace(site.trace):
             site.start_ahead()
         results = render_pages(pages, site, links, self.session.pages if key is not None else None, problems, key,
-                               compiled, on_formula=katex.prefetch, on_page=lambda _: katex.flush())
+                               compiled, on_formula=katex.prefetch, on_page=page_done)
         self.session.pages.end_build()
         return results
 

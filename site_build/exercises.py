@@ -24,8 +24,6 @@ Markup (tests and the browser rely on it): a trace-graded exercise is `<li class
 question and a `<details class="exercise-answer">` with the answer and its worked arithmetic: the lines of
 `engine.explain`, typeset through the page's math slots exactly as `calc()` does. templates/assets/exercise.js
 adds the answer box, the Check button, the verdict and the progress (localStorage, marked in the sidebar).
-
-The same hook puts each step's NumPy line (engine.numpy_steps) under every displayed `formula()` of every page.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ import hashlib
 import html
 import math
 import random
-import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +41,7 @@ import numpy as np
 from engine import drills, ops
 from site_build.format import describe_shape, full_repr, general, html_text, html_words
 from site_build.macros import PageContext
-from site_build.macros.exercises import numpy_html
-from site_build.macros.numbers import calc
+from site_build.macros.numbers import calc_html
 from site_build.macros.reference import first_block_twin
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
@@ -76,7 +72,6 @@ class ExerciseContext(PageContext):
     def __init__(self, run: RunContext, math: MathSlots, source: str, body_line: int,
                  everywhere: dict[str, set[str]]) -> None:
         super().__init__(run, math, source=source, body_line=body_line)
-        self.page = {}
         self.everywhere = everywhere
 
     def mark(self, name: str) -> None:
@@ -85,22 +80,23 @@ class ExerciseContext(PageContext):
         self.everywhere.setdefault(name, set()).add(self.source)
 
 
-def add_exercises(run: RunContext, pages: list[Page], bodies: dict[str, Rendered], shown: dict[str, set[str]],
-                  math: MathSlots) -> None:
-    """After the pages are rendered: on every page of the forward pass, the backward pass and the optimizer an
-    Exercises section built from the records it shows (`shown`: the pages that show each record; the records an
-    answer's working shows are added, its formulas go into `math`)."""
+def add_exercises(run: RunContext, pages: list[Page], results: dict[str, Any], bodies: dict[str, Rendered],
+                  shown: dict[str, set[str]], math: MathSlots) -> None:
+    """After the pages are rendered (`results`: render.jinja.PageResult): on every page of the forward pass, the
+    backward pass and the optimizer an Exercises section (added to its `bodies`) built from the records it shows
+    (`shown`: the pages that show each record; the records an answer's working shows are added, its formulas go
+    into `math`)."""
     own = own_records(run.names, shown, pages)
     for page in pages:
         if page.section not in SECTIONS or page.source not in bodies:
             continue
         ctx = ExerciseContext(run, math, page.source, page.body_line, shown)
         budget = page_budget(ctx, bodies[page.source].html)
-        named = [html.unescape(n) for n in re.findall(r'data-record="([^"]+)"', bodies[page.source].html)]
+        named = [name for block in results[page.source].blocks.values() for name in block.records]
         items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
         if items:
             body = bodies[page.source]
-            ids = set(re.findall(r'\sid="([^"]+)"', body.html))
+            ids = {heading.id for heading in body.headings}
             anchor = "exercises" if "exercises" not in ids else "exercises-section"
             body.html += section_html(anchor, items)
             body.headings.append(Heading(2, anchor, "Exercises"))
@@ -408,7 +404,7 @@ def _attrs(kind: str, name: str, index: tuple[int, ...], answer: float, tol: flo
 
 def _reveal(ctx: PageContext, name: str, index: tuple[int, ...], lead: str) -> str:
     # calc()'s block, with a class of its own: pages are checked for calc() blocks, and these are not the page's
-    working = str(calc(ctx, name, index)).replace('class="calc-step"', 'class="calc-step exercise-working"', 1)
+    working = calc_html(ctx, name, index, "calc-step exercise-working")
     return (f'<details class="exercise-answer"><summary>Answer and working</summary>'
             f'<p class="exercise-solution">{lead}</p>{working}</details>')
 
@@ -516,18 +512,3 @@ def drill_html(ctx: PageContext, d: drills.Drill) -> str:
             f'<details class="exercise-answer"><summary>Answer and working</summary><p class="exercise-solution">'
             f"The answer is <strong>{_show(float(d.answer))}</strong>.</p>"
             f'<div class="drill-working">{lines}</div></details></li>')
-
-
-# -- each step's NumPy line ---------------------------------------------------------------------------------------
-FORMULA_RE = re.compile(r'<div class="formula" data-record="([^"]+)">[^<]*</div>(?!\s*<div class="numpy-line")')
-
-
-def numpy_beside_formulas(ctx: PageContext, body: str) -> str:
-    """Every displayed formula of a step followed by its NumPy line (unless the page placed one there already)."""
-
-    def add(m: re.Match) -> str:
-        name = html.unescape(m.group(1))
-        return m.group(0) + (numpy_html(ctx.trace, name) if name in ctx.trace else "")
-
-    return FORMULA_RE.sub(add, body)
-

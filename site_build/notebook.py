@@ -3,11 +3,12 @@
     handstep notebook --out step.ipynb        # step.ipynb and step.trace.json (+ step.trace.bin for a big trace)
 
 One section per page: the page's title and prose (its Jinja rendered with the build's macros, the Markdown and its
-$math$ kept, tables, charts and worked blocks replaced by a one-line note), then a code cell per step that the page
-is the first to show (moved later when one of its inputs comes later), each ending in `check(name)`, an assertion
-that the result equals the trace's record to 1e-12. The code is engine.numpy_steps, the same lines the pages show
-under their formulas; it needs NumPy only (never the engine). The initial weights and the batch come from the trace
-file beside the notebook, so it runs offline, top to bottom, in Jupyter, VS Code or Colab.
+$math$ kept, each block of the page (macros.blocks: tables, charts, worked arithmetic) replaced by its one-line note),
+then a code cell per step that the page is the first to show (moved later when one of its inputs comes later), each
+ending in `check(name)`, an assertion that the result equals the trace's record to 1e-12. The code is
+engine.numpy_steps, the same lines the pages show under their formulas; it needs NumPy only (never the engine). The
+initial weights and the batch come from the trace file beside the notebook, so it runs offline, top to bottom, in
+Jupyter, VS Code or Colab.
 
 The file is written as nbformat 4.5 JSON with the standard library; the tests validate it with nbformat and run
 it with nbclient.
@@ -22,16 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from markupsafe import Markup
-
 from engine.numpy_steps import computed, forward_function, numpy_lines, parameters, updated_weights_function
-from site_build.macros import PageContext
+from site_build.macros.blocks import SLOT_RE, Block, Group, Note
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
 from site_build.render.compile import content_environment
-from site_build.render.jinja import render_jinja
-from site_build.render.markdown import html_blocks, make_parser
-from site_build.render.mathslots import SLOT_RE, MathSlots
+from site_build.render.jinja import PageResult, link_map, render_page
+from site_build.render.markdown import make_parser
 
 SITE_NOTEBOOK = "notebook.ipynb"  # the site's copy, beside its trace.json
 SITE_TRACE = "trace.json"
@@ -92,75 +90,31 @@ class PageText:
     markdown: str  # the page's prose for a Markdown cell
 
 
-def render_pages(run: RunContext, pages: list[Page], results: dict[str, Any] | None = None
+def render_pages(run: RunContext, pages: list[Page], results: dict[str, PageResult] | None = None
                  ) -> tuple[list[PageText], dict[str, set[str]]]:
     """Every page as notebook Markdown, and {record: pages that show it}. A page the site's build has rendered
-    (`results`, render.jinja.PageResult) is taken from there: its Jinja output, its HTML blocks, its formulas. Any
-    other is rendered here with the macros of a context of its own (the `handstep notebook` command).
-
-    The macros that only make tables (`table_stand_ins`) are replaced by stand-ins that mark the record shown and
-    return an empty block of the same kind: the notebook puts a one-line note where a table goes, and drawing
-    thousands of cells only to drop them was most of the time."""
-    env = content_environment()
-    md = make_parser()
-    md.core.ruler.enableOnly(["normalize", "block"])  # the blocks are all it needs: inline parsing is skipped
+    (`results`, render.jinja.PageResult) is taken from there; any other is rendered here, as the build renders it
+    (the `handstep notebook` command)."""
+    env, md, links = content_environment(), make_parser(), link_map(pages)
+    md.core.ruler.enableOnly(["normalize", "block"])  # the notebook reads the blocks only: no inline parsing
     out: list[PageText] = []
     shown: dict[str, set[str]] = {}
     for page in pages:
-        result = (results or {}).get(page.source)
-        if result is not None:
-            text = notebook_markdown(md, result.text, result.math, result.blocks)
-            names: Any = result.shown
-        else:
-            ctx = run.page(page.source, page.body_line)
-            stand_ins = table_stand_ins(ctx)
-            jinja_text = render_jinja(env, page, ctx, extra=stand_ins)
-            text = notebook_markdown(md, jinja_text, ctx.math)
-            names = ctx.shown
-        for name in names:
+        result = (results or {}).get(page.source) or render_page(page, run, links, env, md)
+        for name in result.shown:
             shown.setdefault(name, set()).add(page.source)
-        out.append(PageText(page, text))
+        out.append(PageText(page, notebook_markdown(result)))
     return out, shown
 
 
-def table_stand_ins(ctx: PageContext) -> dict[str, Any]:
-    """Light versions of the table macros: the block a note replaces, and the record marked as shown."""
-
-    def table(name: str, *args: Any, **kwargs: Any) -> Markup:
-        ctx.mark(name)
-        return Markup(f'<div class="matrix-wrap" data-record="{html.escape(name)}"><table></table></div>')
-
-    def calc(name: str, index: Any = None) -> Markup:
-        ctx.mark(name)
-        at = ",".join(str(int(i)) for i in (index if isinstance(index, (tuple, list)) else [] if index is None
-                                             else [index]))
-        return Markup(f'<div class="calc-step" data-record="{html.escape(name)}" data-at="{at}"></div>')
-
-    def jacobian(name: str, *args: Any, **kwargs: Any) -> Markup:
-        return Markup(f'<div class="matrix-wrap" data-record="{html.escape(name)}"><table></table></div>')
-
-    def other_blocks(names: Any, title: str = "", layers: Any = None) -> Markup:
-        if int(ctx.trace.config["model"]["n_layers"]) < 2:
-            return Markup("")
-        what = f": {html.escape(str(title))}" if title else ""
-        return Markup(f'<details class="other-block"><summary>the same for the other blocks{what}</summary></details>')
-
-    return {"matrix": table, "vector": table, "calc": calc, "jacobian": jacobian, "other_blocks": other_blocks}
-
-
-def notebook_markdown(md: Any, text: str, slots: MathSlots, blocks: list[tuple[int, int, str]] | None = None) -> str:
-    """A page body after Jinja, as Markdown a notebook renders: HTML blocks (tables, charts, worked arithmetic) become
-    a one-line note, a displayed formula its $$math$$, callouts quotes; links to other pages keep only their text.
-    `blocks` are the page's HTML blocks when the site's Markdown has found them already (render.markdown.Rendered)."""
-    lines = text.split("\n")
-    for start, end, block in html_blocks(md.parse(text, {})) if blocks is None else blocks:
-        lines[start:end] = [_note(block, slots)] + [None] * (end - start - 1)  # type: ignore[list-item]
+def notebook_markdown(result: PageResult) -> str:
+    """A rendered page as Markdown a notebook renders: each block its note (each HTML block of the page one note),
+    a callout a quote; links to other pages keep only their text."""
+    lines = [_line(item, result.blocks) for item in result.prose]
     out: list[str] = []
     fence = ""
     quote = False
     for line in lines:
-        if line is None:
-            continue
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             fence = "" if fence and stripped.startswith(fence) else (fence or stripped[:3])
@@ -182,59 +136,63 @@ def notebook_markdown(md: Any, text: str, slots: MathSlots, blocks: list[tuple[i
             continue
         if line.startswith("#"):
             line = "#" + line  # the page's ## sections sit under its own ## title
-        line = _inline(line, slots)
+        line = LINK_RE.sub(r"\1", line)  # a link to another page (or this one): its text
         out.append(("> " + line if line else ">") if quote else line)
     body = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", body).strip()
 
 
-# a table's record: its data-record attribute, or the name in a drawn matrix's (or Jacobian's) caption
-_TABLE_NAME_RE = re.compile(r'data-record="([^"]+)"'
-                            r'|<(?:fig)?caption>(?:<span class="sym">[^<]*</span> )?[^<]*<code>([^<]*)</code>')
 LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
 
 
-def _inline(line: str, slots: MathSlots) -> str:
-    line = SLOT_RE.sub(lambda m: _math(slots, m.group(1)), line)
-    line = re.sub(r"</?span\b[^>]*>", "", line)  # inline values: their number stays
-    return LINK_RE.sub(r"\1", line)  # a link to another page (or this one): its text
-
-
-def _math(slots: MathSlots, n: str) -> str:
-    tex, display = slots.formulas[n]
-    return f"$${tex}$$" if display else f"${tex}$"
-
-
-def _note(block: str, slots: MathSlots) -> str:
-    """The one line that stands for an HTML block of the page."""
-    formula = re.match(r'\s*<(div|span) class="formula" data-record="([^"]+)">(.*?)</\1>', block, re.S)
-    if formula:
-        return "\n" + _inline(formula.group(3), slots).strip() + "\n"
-    record = re.search(r'data-record="([^"]+)"', block)
-    name = html.unescape(record.group(1)) if record else ""
-    if "numpy-line" in block:
+def group_note(notes: list[Note]) -> str:
+    """The one note for the blocks Markdown reads as one HTML block (a Group: a matrix and the one right after it, a
+    calculation and a line of text under it): a formula's when the group starts with one; none when it holds a
+    NumPy line (the code cell follows); else the first calculation's; else the tables of every record it shows; else
+    the first chart's; else the first summary of a <details>; else a table or a chart."""
+    if notes and notes[0].kind == "math":
+        return f"\n{notes[0].text}\n"
+    if any(n.kind == "code" for n in notes):
         return ""
-    if "calc-step" in block:
-        at = re.search(r'data-at="([^"]*)"', block)
-        where = f" at [{at.group(1).replace(',', ', ')}]" if at and at.group(1) else ""
-        return f"*(On the site: the arithmetic of `{name}`{where}, worked out with the real numbers.)*"
-    names = list(dict.fromkeys(html.unescape(a or b) for a, b in _TABLE_NAME_RE.findall(block) if a or b))
-    if names and ("<table" in block or 'class="hm"' in block):  # tables, or a wide one's heatmap
-        if len(names) == 1:
-            return f'*(On the site: the table of `{names[0]}`; here it is `v["{names[0]}"]`.)*'
-        if len(names) > 4:
-            return f"*(On the site: a table of {len(names)} records, from `{names[0]}` to `{names[-1]}`.)*"
+    for note in notes:
+        if note.kind == "calc":
+            where = f" at [{note.text}]" if note.text else ""
+            return f"*(On the site: the arithmetic of `{note.records[0]}`{where}, worked out with the real numbers.)*"
+    names = list(dict.fromkeys(name for n in notes if n.kind == "tables" for name in n.records))
+    if len(names) == 1:
+        return f'*(On the site: the table of `{names[0]}`; here it is `v["{names[0]}"]`.)*'
+    if len(names) > 4:
+        return f"*(On the site: a table of {len(names)} records, from `{names[0]}` to `{names[-1]}`.)*"
+    if names:
         listed = ", ".join(f"`{n}`" for n in names)
         values = ", ".join(f'`v["{n}"]`' for n in names)
         return f"*(On the site: the tables of {listed}; here they are {values}.)*"
-    title = re.search(r"<title[^>]*>(.*?)</title>", block, re.S) or re.search(r'aria-label="([^"]+)"', block)
-    if title:
-        return f"*(On the site: the chart “{html.unescape(re.sub(r'<[^>]+>', '', title.group(1))).strip()}”.)*"
-    if "<details" in block:
-        summary = re.search(r"<summary>(.*?)</summary>", block, re.S)
-        what = html.unescape(re.sub(r"<[^>]+>", "", summary.group(1))).strip() if summary else "more tables"
-        return f"*(On the site: {what}.)*"
+    for kind, words in (("chart", "the chart “{}”"), ("more", "{}")):
+        note = next((n for n in notes if n.kind == kind), None)
+        if note is not None:
+            return f"*(On the site: {words.format(note.text)}.)*"
     return "*(On the site: a table or a chart.)*"
+
+
+def _line(item: str | Group, blocks: dict[int, Block]) -> str:
+    """A line of the page's text, each block in it its note; or the one note of an HTML block."""
+    if isinstance(item, Group):
+        return group_note([blocks[k].note() if isinstance(k, int) else _page_note(k) for k in item.items])
+    return SLOT_RE.sub(lambda m: _inline(blocks[int(m.group(1))].note()), item)
+
+
+def _inline(note: Note) -> str:
+    """A block in the text: a formula's math, a value's number, else its note."""
+    return note.text if note.kind in ("math", "number") else group_note([note])
+
+
+def _page_note(text: str) -> Note:
+    """The page's own HTML in an HTML block (its text, not a macro's block: `<details class="more">` around tables):
+    a <details> says what its summary says."""
+    if "<details" not in text:
+        return Note("other")
+    summary = re.search(r"<summary>(.*?)</summary>", text, re.S)
+    return Note("more", html.unescape(re.sub(r"<[^>]+>", "", summary.group(1))).strip() if summary else "more tables")
 
 
 # -- where each record's code goes --------------------------------------------------------------------------------

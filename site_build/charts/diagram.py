@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from site_build.charts.svg import W, arrow, chart, dims, esc, rect, shorten, text
+from site_build.charts.svg import Svg, W, arrow, chart, dims, esc, rect, shorten, text
 from site_build.format import coord, fixed, isolate_plain, sig
 from site_build.steps import BACKWARD, FORWARD, OPTIMIZER, in_phase
 
@@ -87,7 +87,7 @@ def _optimizer_key(name: str, links: Mapping[str, str] | None) -> str:
 
 
 def architecture(trace, current: str | None = None, links: Mapping[str, str] | None = None,
-                 small: bool = False) -> str:
+                 small: bool = False) -> Svg:
     """The model drawn from the config, sizes on the edges; boxes link to step pages via `links`.
 
     `small=True` draws the compact two-column map of the steps (forward down, backward up, then the
@@ -240,7 +240,7 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
 
 
 def _architecture_small(diagram: _Diagram, cfg, opt_key: str, layers: int, heads: int, d_ff: int, sizes: str,
-                        role: str) -> str:
+                        role: str) -> Svg:
     pitch, bh, top = 26.0, 18.0, 22.0
     lx, rx, bw = 20.0, 192.0, 148.0
     diagram.parts.append(text(lx + bw / 2, 13, "forward \u2193", "tt", "middle"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from site_build.charts.svg import W, chart, esc, rect, shorten, text, text_width, ticks
+from site_build.charts.svg import Svg, W, chart, esc, rect, shorten, text, text_width, ticks
 from site_build.format import chart_fixed, coord, isolate_plain, opacity, sig
 
 IGNORED = "<ignored>"
@@ -118,7 +118,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def heatmap(trace, name: str, head: int, batch: int = 0, raster: str = "") -> str:
+def heatmap(trace, name: str, head: int, batch: int = 0, raster: str = "") -> Svg:
     """One head of a (batch, heads, tokens, keys) record as a grid: queries down, keys across.
 
     Cells where the key comes after the query (the causal mask) are hatched and carry class `ms`;
@@ -307,7 +307,7 @@ def update_parts(trace, per_lr: bool = False) -> Callable[[], Iterator[np.ndarra
 
 
 def bars(items: Sequence[tuple], title: str, unit: str,
-         series: Sequence[str] = ("L2 norm", "largest |value|")) -> str:
+         series: Sequence[str] = ("L2 norm", "largest |value|")) -> Svg:
     """Horizontal bars, one row per item: (label, value) or (label, value1, value2) for two series."""
     rows = [(str(item[0]), [float(v) for v in item[1:]]) for item in items]
     if not rows:
@@ -404,7 +404,7 @@ def count(values, bins: int) -> Counted:
     return Counted(counts, edges, lo, hi, xticks, xdec, n, lo_v, hi_v, mean, median)
 
 
-def histogram(values, bins: int, title: str, unit: str, counted: Counted | None = None) -> str:
+def histogram(values, bins: int, title: str, unit: str, counted: Counted | None = None) -> Svg:
     """The distribution of `values` in `bins` equal bins: counts up, values across (`counted`: `count(values,
     bins)` worked out already)."""
     h = counted or count(values, bins)
@@ -487,7 +487,7 @@ def _tick_label(t: float) -> str:
     return chart_fixed(t, max(0, -exp)) if exp > -6 else f"{t:.0e}"
 
 
-def line(xs, ys, title: str, xlabel: str, ylabel: str, log: bool = False) -> str:
+def line(xs, ys, title: str, xlabel: str, ylabel: str, log: bool = False) -> Svg:
     """A curve with numbered ticks on both axes; `log=True` uses a logarithmic y axis."""
     x = np.asarray(xs, dtype=float).ravel()
     y = np.asarray(ys, dtype=float).ravel()
@@ -543,20 +543,21 @@ def line(xs, ys, title: str, xlabel: str, ylabel: str, log: bool = False) -> str
     return chart("line", height, title + (" (log scale)" if log else ""), desc, "".join(out))
 
 
-def loss_curves(trace) -> str:
+def loss_curves(trace) -> Svg:
     """The training-run loss, linear, with the log-scale version in a <details> (works without JavaScript)."""
     losses = np.asarray(trace["train.loss"], dtype=float)
     steps = np.arange(losses.size)
     title = f"Loss over {losses.size - 1} training steps"
     args = (steps, losses, title, "training step", "loss (nats)")
-    return (line(*args) + '<details class="chart-log"><summary>Log scale</summary>'
-            + line(*args, log=True) + "</details>")
+    linear = line(*args)
+    return Svg(linear + '<details class="chart-log"><summary>Log scale</summary>' + line(*args, log=True)
+               + "</details>", linear.title)
 
 
 # --------------------------------------------------------------------------- before / after
 
 
-def before_after(trace) -> str:
+def before_after(trace) -> Svg:
     """For each predicted position: probability of the correct next word before and after training."""
     before = np.asarray(trace["train.target_prob.before"], dtype=float)
     after = np.asarray(trace["train.target_prob.after"], dtype=float)

@@ -44,14 +44,26 @@ def rect(x: float, y: float, w: float, h: float, cls: str, extra: str = "") -> s
     return f'<rect x="{coord(x)}" y="{coord(y)}" width="{coord(w)}" height="{coord(h)}" class="{cls}"{extra}/>'
 
 
-def chart(kind: str, height: float, title: str, desc: str, body: str, role: str = "img") -> str:
+class Svg(str):
+    """A chart's SVG, which knows its title (the notebook names the chart by it)."""
+
+    title: str
+
+    def __new__(cls, text: str, title: str) -> Svg:
+        svg = super().__new__(cls, text)
+        svg.title = title
+        return svg
+
+
+def chart(kind: str, height: float, title: str, desc: str, body: str, role: str = "img") -> Svg:
     """Wrap a chart body: viewBox, role, and an escaped title and description referenced by id."""
     digest = hashlib.sha1(f"{title}\n{desc}\n{body}".encode()).hexdigest()[:8]
     uid = f"chart-{kind}-{digest}"
-    return (
+    return Svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-{kind}" viewBox="0 0 {W} {coord(height)}" '
         f'width="100%" role="{role}" aria-labelledby="{uid}-t {uid}-d">'
-        f'<title id="{uid}-t">{esc(title)}</title><desc id="{uid}-d">{esc(desc)}</desc>{body}</svg>'
+        f'<title id="{uid}-t">{esc(title)}</title><desc id="{uid}-d">{esc(desc)}</desc>{body}</svg>',
+        title,
     )
 
 

@@ -16,7 +16,7 @@ from functools import cache
 import numpy as np
 
 from engine.layers import GELU_C, gelu_backward, gelu_forward
-from site_build.charts.svg import W, arrow, chart, esc, rect, shorten, text, text_width, ticks
+from site_build.charts.svg import Svg, W, arrow, chart, esc, rect, shorten, text, text_width, ticks
 from site_build.format import chart_fixed, coord, isolate_plain, opacity, sig
 
 LEVELS = 9  # shades of a heatmap cell: cells of one shade are drawn as one path
@@ -75,7 +75,7 @@ def _legend(x: float, y: float, lo_text: str, hi_text: str, signed: bool = True)
 # --------------------------------------------------------------------------- GELU
 
 
-def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> str:
+def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> Svg:
     """GELU(u) and its slope GELU'(u), each with the inputs u of this step (record `name`, one text) marked."""
     values = np.asarray(trace[name], dtype=float)
     n = int((np.asarray(trace["targets"])[batch] >= 0).sum()) or values.shape[1]
@@ -174,7 +174,7 @@ def gelu_stats(trace, name: str = "L0.mlp.fc", batch: int = 0) -> dict[str, floa
 # --------------------------------------------------------------------------- LayerNorm
 
 
-def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) -> str:
+def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) -> Svg:
     """One row through a LayerNorm on one shared axis: x, then x − μ (centred), then x̂ (scaled), then the output."""
     xhat_rec = trace.record(f"{ln}.xhat")
     x = np.asarray(trace[xhat_rec.inputs[0]], dtype=float)[batch, row]
@@ -226,7 +226,7 @@ def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) ->
 # --------------------------------------------------------------------------- the backward pass as a graph
 
 
-def backward_graph(trace) -> str:
+def backward_graph(trace) -> Svg:
     """The computation of one step as a graph, forward downwards; where a value feeds two places (a fork, ●) its
     gradients add on the way back; where two values are added (+) the gradient is copied to both. The token table
     forks into the logits too when the output layer is tied to it (GPT-2); an untied one is its own W_out."""
@@ -324,7 +324,7 @@ def backward_graph(trace) -> str:
 # --------------------------------------------------------------------------- attention before and after training
 
 
-def attention_change(trace, layer: int = 0, head: int = 0, batch: int = 0) -> str:
+def attention_change(trace, layer: int = 0, head: int = 0, batch: int = 0) -> Svg:
     """One head's attention weights with the initial weights and after the training run, side by side."""
     before = np.asarray(trace[f"L{layer}.attn.weights"], dtype=float)[batch, head]
     after = np.asarray(trace[f"train.L{layer}.attn.weights.after"], dtype=float)[batch, head]
@@ -385,7 +385,7 @@ def generation_reference(trace) -> int:
     return int(np.argmax(hits))
 
 
-def generation(trace) -> str:
+def generation(trace) -> Svg:
     """Greedy text from the first input token (<bos>) with the initial and the trained weights, beside the training
     text it is closest to."""
     vocab = trace.labels["vocab"]
@@ -432,7 +432,7 @@ def generation(trace) -> str:
 # --------------------------------------------------------------------------- the update of one tensor
 
 
-def update_heatmap(trace, name: str, max_cells: int = 96) -> str:
+def update_heatmap(trace, name: str, max_cells: int = 96) -> Svg:
     """Δθ/η of one parameter tensor as a grid: blue up, red down, white unmoved; a 1-D tensor is one row."""
     initial = np.asarray(trace[name], dtype=float)
     rec = trace.record(name)

@@ -6,9 +6,9 @@
     assets/heat/NAME~AT.png             the heatmap of one matrix of a record (`AT`: the fixed leading indices)
     assets/heat/NAME~AT~heads.png       every head of a record side by side
 
-The windows, heatmaps and .npy files are made from the paths the finished pages link to (`page_files`), so a
-page replayed from the build cache gets its files too. The trace itself (`trace.json`) ships only when it is
-small (`ships_trace`); a big run's trace stays where it was made (`handstep trace` writes it).
+The windows, heatmaps and .npy files are the ones the pages' blocks need (`FileNeed`, kept with each rendered page:
+`page_files`), so a page replayed from the build cache gets its files too. The trace itself (`trace.json`) ships
+only when it is small (`ships_trace`); a big run's trace stays where it was made (`handstep trace` writes it).
 
 Layout of a CSV file: one index column per leading axis, then one column per entry of the
 last axis (`d_model=0`, `d_model=1`, ...), so a (tokens × d_model) matrix reads as it
@@ -24,8 +24,9 @@ import csv
 import io
 import itertools
 import math
-import re
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -121,14 +122,6 @@ def _ranges(indices: list[int]) -> str:
     return "_".join(out)
 
 
-def _unranges(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split("_"):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
-
-
 def heat_path(name: str, *at: int, heads: bool = False) -> str:
     """The heatmap of record[at] (a 2-D or 1-D view), or of every head of record[at] side by side."""
     return f"{HEAT_DIR}/{name}~{_at_text(at)}{'~heads' if heads else ''}.png"
@@ -148,21 +141,42 @@ def npy_path(name: str) -> str:
     return f"{NPY_DIR}/{name}.npy"
 
 
-_LINKED = re.compile(r"assets/(?:heat|csv|npy)/[A-Za-z0-9_.~-]+\.(?:png|csv|npy)")
+@dataclass(frozen=True)
+class FileNeed:
+    """A file a block of a page links to (macros.blocks), and what it holds: the build makes it (`make`)."""
+
+    path: str  # the site path the page links to (heat_path, update_heat_path, window_csv_path, npy_path)
+    kind: str  # "heat": record[at] as a heatmap; "heads": its heads side by side; "update": Δθ/η of a parameter;
+    #            "window": rows × cols of record[at] as CSV; "npy": the whole record
+    record: str
+    at: tuple[int, ...] = ()
+    rows: tuple[int, ...] = ()
+    cols: tuple[int, ...] = ()
 
 
-def page_files(trace: Any, files: dict[str, Any], prefetched: Prefetch | None = None) -> dict[str, bytes | str]:
-    """The windows' CSVs, the .npy files and the heatmaps the finished pages (`files`, site path -> HTML) link to
-    (those `prefetched` made already are taken from it)."""
-    linked = set()
-    for rel, content in files.items():
-        if rel.endswith(".html") and isinstance(content, str):
-            linked.update(_LINKED.findall(content))
+def heat_file(name: str, *at: int, heads: bool = False) -> FileNeed:
+    return FileNeed(heat_path(name, *at, heads=heads), "heads" if heads else "heat", name, tuple(at))
+
+
+def update_file(name: str) -> FileNeed:
+    return FileNeed(update_heat_path(name), "update", name)
+
+
+def window_file(name: str, at: tuple[int, ...], rows: list[int], cols: list[int]) -> FileNeed:
+    return FileNeed(window_csv_path(name, at, rows, cols), "window", name, tuple(at), tuple(rows), tuple(cols))
+
+
+def npy_file(name: str) -> FileNeed:
+    return FileNeed(npy_path(name), "npy", name)
+
+
+def page_files(trace: Any, results: Iterable[Any], prefetched: Prefetch | None = None) -> dict[str, bytes | str]:
+    """The windows' CSVs, the .npy files and the heatmaps the pages' blocks link to (`results`: the rendered pages,
+    render.jinja.PageResult; the files `prefetched` made already are taken from it)."""
+    needs = {need.path: need for result in results for need in result.files}
     out: dict[str, bytes | str] = {}
-    for path in sorted(linked):
-        made = prefetched.get(path) if prefetched is not None else _make(trace, path)
-        if made is not None:
-            out[path] = made
+    for path in sorted(needs):
+        out[path] = prefetched.get(needs[path]) if prefetched is not None else make(trace, needs[path])
     return out
 
 
@@ -175,59 +189,44 @@ class Prefetch:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="page files")
         self.futures: dict[str, Future] = {}
 
-    def page(self, html: str) -> None:
-        """Start on the files `html` links to; the pages read so far may be dropped from memory (Trace.release)."""
+    def page(self, result: Any) -> None:
+        """Start on the files of a rendered page (its `files`); the pages read so far may be dropped from memory
+        (Trace.release)."""
         self.trace.release()
-        for path in _LINKED.findall(html):
-            if path not in self.futures:
-                self.futures[path] = self.pool.submit(self._make, path)
+        for need in result.files:
+            if need.path not in self.futures:
+                self.futures[need.path] = self.pool.submit(self._make, need)
 
-    def _make(self, path: str) -> bytes | str | None:
-        made = _make(self.trace, path)
-        name = _parts(path)[1][0]
-        self.trace.release([name, "updated." + name])
+    def _make(self, need: FileNeed) -> bytes | str:
+        made = make(self.trace, need)
+        self.trace.release([need.record, "updated." + need.record])
         return made
 
-    def get(self, path: str) -> bytes | str | None:
-        future = self.futures.get(path)
-        return future.result() if future is not None else _make(self.trace, path)
+    def get(self, need: FileNeed) -> bytes | str:
+        future = self.futures.get(need.path)
+        return future.result() if future is not None else make(self.trace, need)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _parts(path: str) -> tuple[str, list[str]]:
-    """`assets/heat/NAME~at~....png` -> ("heat", [NAME, at, ...]); `assets/npy/NAME.npy` -> ("npy", [NAME])."""
-    folder, file = path.split("/")[1:]
-    return folder, file.rpartition(".")[0].split("~")
-
-
-def _make(trace: Any, path: str) -> bytes | str | None:
-    """The file at a site path named by `heat_path`, `window_csv_path` or `npy_path` (None: not one of those)."""
-    folder, parts = _parts(path)
-    if parts[0] not in trace:
-        return None
-    rec = trace.record(parts[0])
-    if folder == "npy" and len(parts) == 1:
+def make(trace: Any, need: FileNeed) -> bytes | str:
+    """The file a block needs: a heatmap (PNG), a window's CSV or a whole record as .npy."""
+    rec = trace.record(need.record)
+    if need.kind == "npy":
         out = io.BytesIO()
         np.save(out, np.ascontiguousarray(rec.value))
         return out.getvalue()
-    if len(parts) < 2:
-        return None
-    at = () if parts[1] == "-" else tuple(int(i) for i in parts[1].split("."))
-    view = np.asarray(rec.value)[at] if at else rec.value
-    if folder == "heat":
-        if parts[2:] == ["heads"]:
-            return heat_png(tile_heads(view))
-        if parts[2:] == ["update"] and "updated." + parts[0] in trace:
-            lr = float(trace.config["optimizer"]["lr"])
-            change = (np.asarray(trace["updated." + parts[0]], dtype=float) - np.asarray(view, dtype=float)) / lr
-            return heat_png(change if change.ndim == 2 else change.reshape(1, -1))
-        return heat_png(view if np.ndim(view) == 2 else np.reshape(view, (1, -1)))
-    if folder == "csv" and len(parts) == 4:
-        rows, cols = _unranges(parts[2]), _unranges(parts[3])
-        return window_csv(rec, at, view, rows, cols)
-    return None
+    view = np.asarray(rec.value)[need.at] if need.at else rec.value
+    if need.kind == "window":
+        return window_csv(rec, need.at, view, list(need.rows), list(need.cols))
+    if need.kind == "heads":
+        return heat_png(tile_heads(view))
+    if need.kind == "update" and "updated." + need.record in trace:
+        lr = float(trace.config["optimizer"]["lr"])
+        change = (np.asarray(trace["updated." + need.record], dtype=float) - np.asarray(view, dtype=float)) / lr
+        return heat_png(change if change.ndim == 2 else change.reshape(1, -1))
+    return heat_png(view if np.ndim(view) == 2 else np.reshape(view, (1, -1)))
 
 
 def tile_heads(values: np.ndarray) -> np.ndarray:

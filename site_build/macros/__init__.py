@@ -1,6 +1,7 @@
 """Everything a page can call: the registered macros and filters, grouped by concern.
 
     registry.py   @macro, @filter, PageContext (what the macros of one build share), MacroError
+    blocks.py     the typed blocks a macro puts on a page (Formula, Table, Calc, Chart, ...) and their placeholders
     numbers.py    matrix, vector, value, calc, formula, shape, jacobian, token, other_blocks, num, sci, ...
     text.py       text, code, word_list, latex_escape (| tex), latex_text, count, span
     charts.py     architecture, attention_heatmaps, gradient_chart, update_chart, update_histogram, ...

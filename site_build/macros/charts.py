@@ -8,7 +8,8 @@
     {{ gelu_picture() }}  {{ layernorm_picture("L0.ln_1", row=2) }}  {{ backward_graph() }}
     {{ attention_change() }}  {{ generation_picture() }}  {{ update_picture("wte") }}
 
-`step_map(ctx, step)` is the compact map the build puts at the top of every step page.
+Each is a Chart block (macros.blocks) with the title of its first drawing. `step_map(ctx, step)` is the compact
+map the build puts at the top of every step page.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from site_build import charts
-from site_build.charts.plots import blocks
-from site_build.data.downloads import heat_path, update_heat_path
+from site_build.charts.plots import MAX_RECT_TOKENS, blocks
+from site_build.charts.svg import Svg
+from site_build.data.downloads import FileNeed, heat_file, heat_path, update_file
+from site_build.macros.blocks import Chart
 from site_build.macros.registry import MacroError, PageContext, ahead, check_bool, check_int, macro
 from site_build.macros.scale import display_size
 from site_build.steps import STEP_KEYS
@@ -30,8 +33,13 @@ HISTOGRAM_BINS = 30
 MAX_BINS = 200  # a histogram is 360 units wide: more bins than this would be thinner than a pixel
 
 
-def _figure(svg: str) -> Markup:
-    return Markup(f'<figure class="chart-figure">{svg}</figure>')
+def _figure(ctx: PageContext, svg: Svg) -> Markup:
+    """A chart in a figure, as a block."""
+    return _chart(ctx, f'<figure class="chart-figure">{svg}</figure>', svg.title)
+
+
+def _chart(ctx: PageContext, html: str, title: str, files: tuple[FileNeed, ...] = ()) -> Markup:
+    return ctx.place(Chart(title, files), html)
 
 
 @macro
@@ -40,7 +48,7 @@ def architecture(ctx: PageContext, current: str | None = None, small: bool = Fal
     if current is not None and current not in STEP_KEYS:
         raise MacroError(f"bad argument current={current!r} for architecture(): give one of {', '.join(STEP_KEYS)}")
     check_bool("small", small, "architecture")
-    return _figure(charts.architecture(ctx.trace, current=current, links=ctx.step_links or None, small=small))
+    return _figure(ctx, charts.architecture(ctx.trace, current=current, links=ctx.step_links or None, small=small))
 
 
 def step_map(ctx: PageContext, step: str) -> str:
@@ -58,8 +66,9 @@ def attention_heatmaps(ctx: PageContext, name: str = "L0.attn.weights", batch: i
                          f"'L0.attn.weights'; '{name}' has ({', '.join(rec.axes)})")
     check_int("batch", batch, rec.value.shape[0], name)
     heads = rec.value.shape[1]
-    svgs = "".join(charts.heatmap(ctx.trace, name, h, batch, raster=heat_path(name, batch, h)) for h in range(heads))
-    return Markup(f'<div class="chart-row">{svgs}</div>')
+    svgs = [charts.heatmap(ctx.trace, name, h, batch, raster=heat_path(name, batch, h)) for h in range(heads)]
+    rasters = tuple(heat_file(name, batch, h) for h in range(heads)) if rec.value.shape[2] > MAX_RECT_TOKENS else ()
+    return _chart(ctx, f'<div class="chart-row">{"".join(svgs)}</div>', svgs[0].title, rasters)
 
 
 # Per-tensor sizes, worked out once per build (PageContext.figures) and, for a big run, ahead of their page.
@@ -75,14 +84,14 @@ def _sizes(ctx: PageContext, key: str) -> tuple[str, Callable[[], Any]]:
 def gradient_chart(ctx: PageContext) -> Markup:
     sizes = ctx.figures(*_sizes(ctx, "gradient sizes"))
     items = [(name.removeprefix("grad."), norm, top) for name, norm, top in sizes]
-    return _figure(charts.bars(items, "Gradient size per parameter tensor", "|∂L/∂θ|"))
+    return _figure(ctx, charts.bars(items, "Gradient size per parameter tensor", "|∂L/∂θ|"))
 
 
 @macro
 def update_chart(ctx: PageContext) -> Markup:
     sizes = ctx.figures(*_sizes(ctx, "update sizes"))
     items = [(name.removeprefix("updated."), norm, top) for name, norm, top in sizes]
-    return _figure(charts.bars(items, "Update size per parameter tensor", "|θ' − θ|"))
+    return _figure(ctx, charts.bars(items, "Update size per parameter tensor", "|θ' − θ|"))
 
 
 @ahead(stage=0)
@@ -97,7 +106,7 @@ def update_histogram(ctx: PageContext, per_lr: bool = True, bins: int = HISTOGRA
     check_int("bins", bins, MAX_BINS + 1, "update_histogram", low=1)
     unit = "|θ' − θ| / lr" if per_lr else "θ' − θ"
     counted = ctx.figures(("update histogram", per_lr, bins), lambda: _count_updates(ctx, per_lr, bins))
-    return _figure(charts.histogram(None, bins, "Distribution of the updates, all parameters", unit, counted))
+    return _figure(ctx, charts.histogram(None, bins, "Distribution of the updates, all parameters", unit, counted))
 
 
 def _count_updates(ctx: PageContext, per_lr: bool, bins: int) -> charts.Counted:
@@ -115,12 +124,13 @@ def _start_update_histogram(ctx: PageContext) -> None:
 
 @macro
 def loss_chart(ctx: PageContext) -> Markup:
-    return Markup(charts.loss_curves(ctx.trace))
+    svg = charts.loss_curves(ctx.trace)
+    return _chart(ctx, svg, svg.title)
 
 
 @macro
 def before_after_chart(ctx: PageContext) -> Markup:
-    return _figure(charts.before_after(ctx.trace))
+    return _figure(ctx, charts.before_after(ctx.trace))
 
 
 # -- pictures for learning (site_build/charts/teaching.py) -----------------------------------------------------------
@@ -134,7 +144,7 @@ def gelu_picture(ctx: PageContext, layer: int = 0, batch: int = 0) -> Markup:
     """GELU and its slope, with this step's inputs U of one text marked: `{{ gelu_picture() }}`."""
     name = f"L{_layer(ctx, layer, 'gelu_picture')}.mlp.fc"
     check_int("batch", batch, ctx.record(name).value.shape[0], "gelu_picture")
-    return _figure(charts.gelu_chart(ctx.trace, name, batch))
+    return _figure(ctx, charts.gelu_chart(ctx.trace, name, batch))
 
 
 @macro
@@ -157,13 +167,13 @@ def layernorm_picture(ctx: PageContext, ln: str = "L0.ln_1", row: int = 0, batch
         raise MacroError(f"bad argument ln={ln!r} for layernorm_picture(): give a LayerNorm such as 'L0.ln_1'")
     check_int("batch", batch, rec.value.shape[0], "layernorm_picture")
     check_int("row", row, rec.value.shape[1], "layernorm_picture")
-    return _figure(charts.layernorm_chart(ctx.trace, ln, batch, row))
+    return _figure(ctx, charts.layernorm_chart(ctx.trace, ln, batch, row))
 
 
 @macro
 def backward_graph(ctx: PageContext) -> Markup:
     """The step as a graph: where a sum copies the gradient and where a value used twice adds its gradients."""
-    return _figure(charts.backward_graph(ctx.trace))
+    return _figure(ctx, charts.backward_graph(ctx.trace))
 
 
 @macro
@@ -172,13 +182,14 @@ def attention_change(ctx: PageContext, layer: int = 0, batch: int = 0) -> Markup
     layer = _layer(ctx, layer, "attention_change")
     heads = ctx.trace.config["model"]["n_heads"]
     check_int("batch", batch, ctx.record(f"L{layer}.attn.weights").value.shape[0], "attention_change")
-    return Markup("".join(_figure(charts.attention_change(ctx.trace, layer, h, batch)) for h in range(heads)))
+    svgs = [charts.attention_change(ctx.trace, layer, h, batch) for h in range(heads)]
+    return _chart(ctx, "".join(f'<figure class="chart-figure">{svg}</figure>' for svg in svgs), svgs[0].title)
 
 
 @macro
 def generation_picture(ctx: PageContext) -> Markup:
     """Greedy text from <bos> with the initial and the trained weights, beside the training text it is closest to."""
-    return _figure(charts.generation(ctx.trace))
+    return _figure(ctx, charts.generation(ctx.trace))
 
 
 @macro
@@ -194,15 +205,16 @@ def update_picture(ctx: PageContext, name: str) -> Markup:
     if rec.op != "param":
         raise MacroError(f"update_picture needs a parameter tensor such as 'wte'; '{name}' is a {rec.op} record")
     if rec.value.size > UPDATE_SVG_CELLS:  # GPT-2 sizes: a picture file, one pixel a weight, not thousands of rects
-        return Markup(update_image(ctx, name))
-    return _figure(charts.update_heatmap(ctx.trace, name))
+        return _chart(ctx, update_image(ctx, name), f"Change of {name} in units of the learning rate",
+                      (update_file(name),))
+    return _figure(ctx, charts.update_heatmap(ctx.trace, name))
 
 
 UPDATE_SVG_CELLS = 96 * 96  # up to this many weights the update picture is an SVG grid on the page
 
 
 def update_image(ctx: PageContext, name: str) -> str:
-    """Δθ/η of a big tensor as a heatmap image (downloads.update_heat_path; the build writes the file), one pixel a
+    """Δθ/η of a big tensor as a heatmap image (downloads.update_file; the build writes the file), one pixel a
     weight or, past HEAT_ROWS × HEAT_COLS, the value of largest magnitude of each block, saying so."""
     rec = ctx.record(name)
     shape = tuple(rec.value.shape) if rec.value.ndim == 2 else (1, rec.value.size)
@@ -212,7 +224,7 @@ def update_image(ctx: PageContext, name: str) -> str:
     dims = " × ".join(f"{n:,}" for n in rec.value.shape)
     how = (f"downsampled to {ph} × {pw} pixels, each the change of largest magnitude among {bh} × {bw} weights"
            if bh * bw > 1 else "one pixel a weight")
-    return (f'<figure class="chart update-image"><div class="hm"><img src="{escape(update_heat_path(name))}" '
+    return (f'<figure class="chart update-image"><div class="hm"><img src="{escape(update_file(name).path)}" '
             f'width="{width}" height="{height}" alt="Change of every weight of {escape(name)}, in units of the '
             f'learning rate" loading="lazy" decoding="async"></div><figcaption>Δθ/η of <code>{escape(name)}</code>, '
             f"{dims} ({escape(', '.join(rec.axes))}): {how}. Blue up, red down, white unmoved.</figcaption></figure>")

@@ -2,7 +2,8 @@
 
 Every macro validates its record name, index and arguments and raises MacroError with a message a writer
 can act on; the page renderer adds file and line. Every record whose numbers a macro shows is marked in the
-PageContext, so the build can report coverage (`records shown: N/M`) and ship the page's click data.
+PageContext, so the build can report coverage (`records shown: N/M`) and ship the page's click data. What a macro
+puts on the page is a block (macros.blocks): a Formula, a Value, a Calc, a Table.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from markupsafe import Markup
 from engine.explain import jacobian as engine_jacobian
 from site_build import tables
 from site_build.data.compare import compare_block
-from site_build.data.downloads import tile_heads
+from site_build.data.downloads import heat_file, npy_file, tile_heads
 from site_build.format import (
     describe_shape,
     fixed,
+    format_number,
     general,
     html_text,
     html_words,
@@ -30,6 +32,8 @@ from site_build.format import (
     tex_number,
 )
 from site_build.macros import scale
+from site_build.macros.blocks import Calc, Formula, Table, Value, Wrapper
+from site_build.macros.exercises import numpy_html
 from site_build.macros.registry import MacroError, PageContext, check_int, filter, macro, pick_indices
 from site_build.tables import Axis
 
@@ -126,7 +130,7 @@ def matrix(
     corner = f"{html_text(axes[0])} ╲ {html_text(axes[1])}"
     view = scale.View(rec, values, tuple(at), row, col, _sym(ctx, rec), corner,
                       scale.mode_of(*values.shape, limit), picked=picked, head=head, batch=batch,
-                      other=bool(ctx.page and ctx.page.get("other_block")), ships=scale.trace_ships(ctx),
+                      other=ctx.other_block, ships=scale.trace_ships(ctx),
                       check=ctx.check_line(name))
     if ctx.other is not None:
         view.compare = lambda r, c: _compare(ctx, rec, batch, head, None, r, c, corner, values, "")
@@ -171,7 +175,7 @@ def _vector(ctx: PageContext, rec: Any, values: np.ndarray, axes: list[str], at:
     rows_axis, cols_axis = (axis, unit) if vertical else (unit, axis)
     mode = scale.mode_of(values.shape[0], 1, limit) if vertical else scale.mode_of(1, values.shape[0], limit)
     view = scale.View(rec, grid, tuple(at), rows_axis, cols_axis, _sym(ctx, rec), corner, mode, picked=picked,
-                      head=head, batch=batch, other=bool(ctx.page and ctx.page.get("other_block")), vector=True,
+                      head=head, batch=batch, other=ctx.other_block, vector=True,
                       ships=scale.trace_ships(ctx), check=ctx.check_line(rec.name))
     if ctx.other is not None:
         layout = "col" if vertical else "row"
@@ -189,7 +193,8 @@ def value(ctx: PageContext, name: str, index: Any = None, digits: int = 4) -> Ma
     idx = _index(rec, index)
     check_int("digits", digits, 17, name)
     ctx.mark(name)
-    return Markup(tables.inline_value(np.asarray(rec.value)[idx], digits, name, idx))
+    x = np.asarray(rec.value)[idx]
+    return ctx.place(Value(name, idx, format_number(x, digits)), tables.inline_value(x, digits, name, idx))
 
 def _index(rec: Any, index: Any) -> tuple[int, ...]:
     shape = np.shape(rec.value)
@@ -239,7 +244,9 @@ def formula(ctx: PageContext, name: str, inline: bool = False) -> Markup:
         raise MacroError(f"'{name}' has no formula in the trace")
     slot = ctx.slot(rec.formula, not inline)
     tag = "span" if inline else "div"
-    return Markup(f'<{tag} class="formula" data-record="{escape(name)}">{slot}</{tag}>')
+    numpy = "" if inline else numpy_html(ctx.trace, name)  # under a displayed formula, after Markdown
+    return ctx.place(Formula(name, rec.formula.strip(), not inline),
+                     f'<{tag} class="formula" data-record="{escape(name)}">{slot}</{tag}>', numpy)
 
 @macro
 def shape(ctx: PageContext, name: str) -> Markup:
@@ -250,17 +257,19 @@ def shape(ctx: PageContext, name: str) -> Markup:
 @macro
 def calc(ctx: PageContext, name: str, index: Any = None) -> Markup:
     """The arithmetic that produced one element, with the real numbers, typeset."""
-    rec = ctx.record(name)
-    idx = _index(rec, index)
+    idx = _index(ctx.record(name), index)
+    # a Calc block: its row and column are marked in the record's table (macros.scale)
+    return ctx.place(Calc(name, idx), calc_html(ctx, name, idx))
+
+
+def calc_html(ctx: PageContext, name: str, idx: tuple[int, ...], css: str = "calc-step") -> str:
+    """The HTML of calc(): a <div> of class `css` (the exercises' working has a class of its own)."""
     expl = ctx.explain(name, idx)
     ctx.mark(name)
-    ctx.calcs.append((name, idx))  # its row and column are marked in the record's table (macros.scale)
     at = ",".join(str(i) for i in idx)
     lines = "".join(f'<div class="calc-line">{ctx.slot(tex, True)}</div>' for tex in expl.latex)
     summary = f'<p class="calc-text">{html_words_in(expl.text, _risky(ctx))}</p>' if getattr(expl, "text", "") else ""
-    return Markup(
-        f'<div class="calc-step" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
-    )
+    return f'<div class="{css}" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
 
 def _risky(ctx: PageContext) -> list[str]:
     """The vocabulary words that need bidi isolation (html_words_in), found once per build: 50,257 words."""
@@ -296,7 +305,7 @@ def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
                f"Jacobian of one row of <code>{html_text(name)}</code> at {html_text(str(list(row)))}: "
                f'<span class="shape">{size} × {size} ({html_text(axis)} × {html_text(axis)}), '
                f"{html_text(how)}</span>{cut}")
-    return Markup(tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
+    return ctx.place(Table((name,)), tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
 
 @macro
 def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = None) -> Markup:
@@ -319,12 +328,12 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
     wanted = range(1, n_layers) if layers is None else layers
     picked = pick_indices(wanted, n_layers, "layers", "other_blocks", "layers", allow_empty=True)
     out = []
-    if ctx.page is not None:
-        ctx.page["other_block"] = True  # their windows are small: the walkthrough is the first block's
+    ctx.other_block = True  # their windows are small: the walkthrough is the first block's
     try:
         for layer in picked:
-            parts = [f'<details class="other-block"><summary>Block {layer}{": " if title else ""}{html_text(title)}'
-                     "</summary>"]
+            summary = f"Block {layer}{': ' if title else ''}{title}"
+            parts = [ctx.place(Wrapper(summary), f'<details class="other-block"><summary>Block {layer}'
+                               f'{": " if title else ""}{html_text(title)}</summary>')]
             for pattern in names:
                 name = pattern.replace("{l}", str(layer))
                 rec = ctx.record(name)
@@ -336,11 +345,10 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
                     parts.append(heads_summary(ctx, name))
                     continue
                 parts.extend(str(matrix(ctx, name, head=h)) for h in range(shape[list(rec.axes).index("heads")]))
-            parts.append("</details>")
+            parts.append(ctx.place(Wrapper(), "</details>"))
             out.append("".join(parts))
     finally:
-        if ctx.page is not None:
-            ctx.page["other_block"] = False
+        ctx.other_block = False
     return Markup("".join(out))
 
 
@@ -366,21 +374,23 @@ def heads_summary(ctx: PageContext, name: str, batch: int = 0) -> Markup:
     width, height = scale.display_size(tile_rows, tile_cols)
     masked = sum(s["masked"] for s in stats)
     note = f"; the {masked} masked entries (−∞) are left out of the statistics" if masked else ""
-    files = " ".join(f'<a class="csv" href="{escape(p)}" download>{k}</a>' for k, p in
-                     ((".npy", scale.npy_path(name)),) if scale.has_npy(rec.value))
-    return Markup(
+    npy = [npy_file(name)] if scale.has_npy(rec.value) else []
+    heat = heat_file(name, batch, heads=True)
+    files = " ".join(f'<a class="csv" href="{escape(f.path)}" download>.npy</a>' for f in npy)
+    html = (
         f'<figure class="big heads-summary"><figcaption>{sym_html}'
         f"<code>{html_text(name)}</code> batch {batch}: {heads} heads × {rows} × {cols} "
         f"({html_text(' × '.join(rec.axes[1:]))}) {files}</figcaption>"
         f'<p class="shown">Shown: each head\'s statistics and a heatmap of every value of every head (heads left '
         f"to right, then down){note}. The numbers themselves: block 0's walkthrough above shows them for the "
         f"first block; {'the .npy file has all of them' if files else 'the trace has all of them'}.</p>"
-        f'<div class="hm"><img src="{escape(scale.heat_path(name, batch, heads=True))}" width="{width}" '
+        f'<div class="hm"><img src="{escape(heat.path)}" width="{width}" '
         f'height="{height}" alt="Heatmap of the {heads} heads of {escape(name)}" loading="lazy" decoding="async">'
         "</div>"
         f'<div class="matrix-wrap"><table class="matrix stats-table"><thead><tr><th class="axes" scope="col">head'
         "</th>" + "".join(f'<th scope="col">{k}</th>' for k in ("mean", "std", "min", "max", "norm"))
         + f"</tr></thead><tbody>{body}</tbody></table></div>{ctx.check_line(name)}</figure>")
+    return ctx.place(Table((name,), (*npy, heat)), html)
 
 @macro
 def token(ctx: PageContext, position: int, batch: int = 0) -> Markup:

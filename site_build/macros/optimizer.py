@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 
 from site_build.facts import per_run
 from site_build.format import MINUS, format_number, full_repr
+from site_build.macros.blocks import Table
 from site_build.macros.registry import MacroError, PageContext, ahead, macro
 
 TORCH_NAMES = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
@@ -247,9 +248,10 @@ def update_table(ctx: PageContext, match: str = "*") -> Markup:
         rows.append(f'<tr><th scope="row"><code>{escape(name)}</code><br><span class="at">[{where}] · {decays}</span>'
                     f"</th>{cells}<td>{readable(delta / lr)}</td></tr>")
     ratio = ctx.slot(r"\Delta\theta/\eta", False)
-    return Markup(f'<div class="table-wrap"><table class="update-table"><thead><tr><th scope="col">tensor, element'
-                  f'</th>{head}<th scope="col">{ratio}</th></tr></thead><tbody>'
-                  f'{"".join(rows)}</tbody></table></div>')
+    shown = tuple(prefix + name for name in names for prefix, _ in stages)  # the cells' records, row by row
+    return ctx.place(Table(shown), f'<div class="table-wrap"><table class="update-table"><thead><tr><th scope="col">'
+                     f'tensor, element</th>{head}<th scope="col">{ratio}</th></tr></thead><tbody>'
+                     f'{"".join(rows)}</tbody></table></div>')
 
 
 @macro

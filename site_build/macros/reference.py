@@ -12,6 +12,7 @@ from engine.config import Config
 from engine.snippet import pytorch_snippet as engine_snippet
 from site_build.data.downloads import ships_trace
 from site_build.format import html_text
+from site_build.macros.blocks import Other
 from site_build.macros.registry import MacroError, PageContext, macro
 
 
@@ -46,12 +47,12 @@ def trace_download(ctx: PageContext) -> Markup:
                   "beside it, which <code>engine.load_trace</code> reads.")
 
 
-@macro(context=False)
-def default_config() -> Markup:
+@macro
+def default_config(ctx: PageContext) -> Markup:
     """The built-in defaults (equal to configs/default.yaml) as a YAML block, generated, never typed."""
     text = yaml.safe_dump(Config().to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True,
                           width=120)
-    return Markup(f'<pre class="code"><code class="language-yaml">{escape(text)}</code></pre>')
+    return ctx.place(Other(), f'<pre class="code"><code class="language-yaml">{escape(text)}</code></pre>')
 
 
 @macro
@@ -61,7 +62,7 @@ def pytorch_snippet(ctx: PageContext, trace_file: str = "trace.json") -> Markup:
         raise MacroError(f"bad argument trace_file={trace_file!r} for pytorch_snippet(): give a file name such as "
                          "'trace.json'")
     code = engine_snippet(ctx.trace.config, trace_file, bos=int(ctx.trace["input_ids"][0, 0]))
-    return Markup(f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
+    return ctx.place(Other(), f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
 
 
 _BLOCK = re.compile(r"(?:^|\.)L(\d+)\.")

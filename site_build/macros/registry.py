@@ -26,9 +26,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
+from markupsafe import Markup
 
 from engine.explain import explain
 from site_build.facts import facts_for
+from site_build.macros.blocks import PageBlocks
 from site_build.render.mathslots import MathSlots
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,8 +38,9 @@ _NONE = object()
 
 MACROS: dict[str, tuple[Callable[..., Any], bool]] = {}  # name -> (function, takes the PageContext first)
 FILTERS: dict[str, Callable[..., Any]] = {}  # name -> function of the filtered value (and arguments)
-# Functions (ctx, text) -> text run on each page's Jinja output before Markdown, in order (`page_hook`):
-# what a macro can only finish once the whole page is known (macros.scale: the calc cells of a matrix).
+# Functions (ctx, text) -> text run on each page's Jinja output before Markdown, in order (`page_hook`): what a
+# macro can only finish once the whole page is known (macros.scale: a matrix's block, once the page's calc() blocks
+# are known).
 PAGE_HOOKS: list[Callable[[Any, str], str]] = []
 # Functions (ctx) -> None that start, in a background thread, figures pages will need (`ahead`): a big run's
 # whole-model statistics are mostly NumPy, which runs beside the pages' Python (see PageContext.start).
@@ -151,9 +154,9 @@ class RunContext:
         self._lanes: dict[str, ThreadPoolExecutor] = {}  # a background thread per lane of figures (`start`)
 
     def page(self, source: str = "", body_line: int = 1, math: MathSlots | None = None) -> PageContext:
-        """A context for rendering one page (or part of one: the exercises, the notebook's text)."""
+        """A context for rendering one page: its macros make blocks (macros.blocks)."""
         ctx = PageContext(self, math or MathSlots(), source=source, body_line=body_line)
-        ctx.page = {}
+        ctx.blocks = PageBlocks()
         return ctx
 
     def record(self, name: str) -> Any:
@@ -214,9 +217,9 @@ class RunContext:
 class PageContext:
     """What the macros of one page share: the build's RunContext (`run`: the trace, the figures), and what the page
     collects as it renders: its formulas (`math`), the records whose numbers it shows (`shown`), what it puts on
-    generated pages (`made`: a wide matrix's table), its calc blocks, and the page and line being rendered. A page's
-    context starts empty and is read once the page is done (render.page.render_page): nothing is shared between
-    pages but the RunContext."""
+    generated pages (`made`: a wide matrix's table), its blocks (`blocks`: None outside a page, where a macro
+    returns its HTML at once), and the page and line being rendered. A page's context starts empty and is read once
+    the page is done (render.jinja.render_page): nothing is shared between pages but the RunContext."""
 
     def __init__(self, run: Any, math: MathSlots | None = None, checks: Any = None,
                  step_links: dict[str, str] | None = None, source: str = "", body_line: int = 1) -> None:
@@ -226,9 +229,8 @@ class PageContext:
         self.line_offset = body_line - 1  # body line 1 is this file line + 1
         self.shown: set[str] = set()  # records whose numbers the page shows
         self.made: dict[str, Any] = {}  # {url: what the page put on a generated page} (macros.scale)
-        self.calcs: list[tuple[str, tuple[int, ...]]] = []  # (record, index) of every calc() on the page
-        # what macros keep while a page renders, for the page hooks (None outside a page: a matrix is drawn at once)
-        self.page: dict[str, Any] | None = None
+        self.blocks: PageBlocks | None = None
+        self.other_block = False  # inside other_blocks(): its matrices show small windows (macros.scale)
 
     # what the whole build shares
     trace = property(lambda self: self.run.trace)
@@ -258,8 +260,13 @@ class PageContext:
         """The page's Jinja output, finished by the page hooks (run before Markdown); the page is then over."""
         for hook in PAGE_HOOKS:
             text = hook(self, text)
-        self.page = None
+        self.blocks = None
         return text
+
+    def place(self, block: Any, html: str, after: str = "") -> Markup:
+        """A block's placeholder on a page (its HTML goes in before Markdown, `after` after it), or outside a page
+        its HTML."""
+        return Markup(html if self.blocks is None else self.blocks.add(block, html, after))
 
     def slot(self, tex: str, display: bool) -> str:
         """A formula's placeholder, located at the line of the macro call."""

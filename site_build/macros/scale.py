@@ -12,11 +12,12 @@ A matrix is shown one of three ways:
              sentence saying which rows and columns of how many are shown
 
 The row and the column a calc() block on the page uses are marked in that record's table and heatmap. Pages
-render top to bottom and a calc() often comes after its matrix, so inside a page `matrix` returns a placeholder
-and `finish_page` (a page hook, run on the page's Jinja output) draws every matrix once the page's calc() blocks
-are known. It also sizes the windows to the page (at most PAGE_CELLS cells in all) and puts the per-head tables
-of a record with HEAD_GROUP heads or more behind a head selector: one <details> per head, the first (or the one
-a calc uses) open, which assets/site.js turns into buttons; without JavaScript every head is still there.
+render top to bottom and a calc() often comes after its matrix, so inside a page `matrix` returns the placeholder
+of a block (macros.blocks) still to be drawn, and `finish_page` (a page hook, run on the page's Jinja output) draws
+every matrix once the page's calc() blocks are known: each becomes a Table block, with the files it links to. It
+also sizes the windows to the page (at most PAGE_CELLS cells in all) and puts the per-head tables of a record with
+HEAD_GROUP heads or more behind a head selector (one block): one <details> per head, the first (or the one a calc
+uses) open, which assets/site.js turns into buttons; without JavaScript every head is still there.
 
 Outside a page (a test calling a macro), a matrix is drawn at once.
 
@@ -38,15 +39,18 @@ import numpy as np
 from site_build import tables
 from site_build.charts.plots import HEAT_COLS, HEAT_ROWS, blocks
 from site_build.data.downloads import (
+    FileNeed,
     csv_path,
     has_csv,
     has_npy,
-    heat_path,
+    heat_file,
+    npy_file,
     npy_path,
     ships_trace,
-    window_csv_path,
+    window_file,
 )
 from site_build.format import html_text, sig
+from site_build.macros.blocks import CLOSE, OPEN, SLOT_RE, Calc, Table, slot
 from site_build.macros.registry import PageContext, page_hook
 from site_build.pages import ExtraPage, Page
 from site_build.tables import Axis
@@ -98,65 +102,63 @@ def mode_of(n_rows: int, n_cols: int, limit: int) -> str:
 
 
 def defer(ctx: PageContext, view: View) -> str:
-    """A placeholder for the view inside a page (drawn by `finish_page`), or the view drawn now."""
-    if ctx.page is None:
-        return draw(ctx, view, WINDOW_EDGE)
-    views = ctx.page.setdefault("views", [])
-    views.append(view)
+    """The placeholder of the view's block inside a page (drawn by `finish_page`), or the view drawn now."""
+    if ctx.blocks is None:
+        return draw(ctx, view, WINDOW_EDGE, [])
     if view.mode == "window" and not view.picked and not view.ships:  # a big run's: its statistics are worked
         ctx.start(_stats_key(view), lambda: stats_of(view.values))  # out while the page goes on rendering
-    return f"<!--hs:{len(views) - 1}-->"
+    return ctx.blocks.add(view)
 
 
 # -- the page hook ----------------------------------------------------------------------------------------------------
-_SLOT = re.compile(r"<!--hs:(\d+)-->")
-_RUN = re.compile(r"<!--hs:\d+-->(?:\s*<!--hs:\d+-->)+")
-
-
 @page_hook
 def finish_page(ctx: PageContext, text: str) -> str:
-    """Draw the page's matrices: windows sized to the page, calc cells marked, heads behind a selector."""
-    page = ctx.page or {}
-    views: list[View] = page.get("views", [])
-    ctx.page = None  # a matrix drawn after the page (exercises, notebook) is drawn at once
-    if not views:
+    """Draw the page's matrices (those its text shows): windows sized to the page, calc cells marked, heads behind
+    a selector."""
+    blocks = ctx.blocks
+    if blocks is None:
         return text
-    for view in views:
-        view.marks = _marks(ctx, view)
-    edge = _edge(views)
-    drawn: dict[int, str] = {}
+    every = [b for b in blocks.blocks if isinstance(b, View)]  # the page's windows share PAGE_CELLS
+    if not every:
+        return text
+    calcs = [b for b in blocks.blocks if isinstance(b, Calc)]
+    for view in every:
+        view.marks = _marks(calcs, view)
+    edge = _edge(every)
+    shown = dict.fromkeys(int(m.group(1)) for m in SLOT_RE.finditer(text))
+    views = {n: blocks.blocks[n] for n in shown if isinstance(blocks.blocks[n], View)}
+    for n, view in views.items():
+        files: list[FileNeed] = []
+        html = draw(ctx, view, OTHER_EDGE if view.other else edge, files)
+        blocks.set(n, Table((view.rec.name,), tuple(dict.fromkeys(files))), html)
 
-    def one(i: int) -> str:
-        if i not in drawn:
-            view = views[i]
-            drawn[i] = draw(ctx, view, OTHER_EDGE if view.other else edge)
-        return drawn[i]
-
-    def group(match: re.Match) -> str:
-        ids = [int(n) for n in _SLOT.findall(match.group(0))]
-        out, run = [], [ids[0]]
-        for i in ids[1:]:
-            a, b = views[run[-1]], views[i]
+    def heads(match: re.Match) -> str:
+        """A run of views with nothing but white space between: each record's heads behind one selector."""
+        run = [int(n) for n in SLOT_RE.findall(match.group(0))]
+        out, group = [], [run[0]]
+        for n in run[1:]:
+            a, b = views[group[-1]], views[n]
             same = (a.rec.name == b.rec.name and a.batch == b.batch and a.head is not None and b.head is not None
-                    and b.head not in {views[k].head for k in run})
+                    and b.head not in {views[k].head for k in group})
             if same:
-                run.append(i)
+                group.append(n)
             else:
-                out.append(_heads(ctx, views, run, one))
-                run = [i]
-        out.append(_heads(ctx, views, run, one))
+                out.append(_heads(ctx, views, group))
+                group = [n]
+        out.append(_heads(ctx, views, group))
         return "".join(out)
 
-    text = _RUN.sub(group, text)
-    return _SLOT.sub(lambda m: one(int(m.group(1))), text)
+    one = f"{OPEN}(?:{'|'.join(map(str, views))}){CLOSE}"  # the placeholder of a view the text shows
+    return re.sub(f"{one}(?:\\s*{one})+", heads, text) if views else text
 
 
-def _marks(ctx: PageContext, view: View) -> tuple[set[int], set[int]]:
+def _marks(calcs: list[Calc], view: View) -> tuple[set[int], set[int]]:
     """The rows and columns of this view that the page's calc() blocks use."""
     rows: set[int] = set()
     cols: set[int] = set()
     n = len(view.at)
-    for name, idx in ctx.calcs:
+    for calc in calcs:
+        name, idx = calc.record, calc.at
         if name != view.rec.name or tuple(idx[:n]) != view.at:
             continue
         rest = idx[n:]
@@ -185,12 +187,15 @@ def _count(view: View, edge: int) -> int:
     return min(r, 2 * edge + len(rows)) * min(c, 2 * edge + len(cols))
 
 
-def _heads(ctx: PageContext, views: list[View], run: list[int], one: Callable[[int], str]) -> str:
-    """Consecutive tables of one record's heads: one <details> per head behind a selector, or as they are."""
+def _heads(ctx: PageContext, views: dict[int, View], run: list[int]) -> str:
+    """Consecutive tables of one record's heads: one block of a <details> per head behind a selector, or the
+    tables as they are."""
+    blocks = ctx.blocks
+    assert blocks is not None
     first = views[run[0]]
     n_heads = first.rec.value.shape[list(first.rec.axes).index("heads")] if "heads" in first.rec.axes else 0
     if len(run) < 2 or n_heads < HEAD_GROUP:
-        return "\n\n".join(one(i) for i in run)
+        return "\n\n".join(slot(i) for i in run)
     marked = [i for i in run if views[i].marks[0] or views[i].marks[1]]
     opened = marked[0] if marked else run[0]
     name = escape(first.rec.name)
@@ -200,23 +205,25 @@ def _heads(ctx: PageContext, views: list[View], run: list[int], one: Callable[[i
     for i in run:
         head = views[i].head
         out.append(f'<details class="head" data-head="{head}"{" open" if i == opened else ""}>'
-                   f"<summary>Head {head}</summary>{one(i)}</details>")
+                   f"<summary>Head {head}</summary>{blocks.html[i]}</details>")
     out.append("</div>")
-    return "".join(out)
+    files = tuple(dict.fromkeys(f for i in run for f in blocks.blocks[i].files))
+    return blocks.add(Table((first.rec.name,), files), "".join(out))
 
 
 # -- drawing ----------------------------------------------------------------------------------------------------------
-def draw(ctx: PageContext, view: View, edge: int) -> str:
-    """The HTML of one view: a table (full), a heatmap and its table (wide), or a window."""
+def draw(ctx: PageContext, view: View, edge: int, files: list[FileNeed]) -> str:
+    """The HTML of one view: a table (full), a heatmap and its table (wide), or a window; the files it links to
+    are added to `files`."""
     rows_mark, cols_mark = view.marks
     if view.mode == "full" or view.picked:
         shown = (view.rows, view.cols)
-        html = tables.table(view.values, *shown, caption(ctx, view, *shown), view.rec.name, view.at, view.corner,
+        html = tables.table(view.values, *shown, caption(view, *shown, files), view.rec.name, view.at, view.corner,
                             rows_mark, cols_mark)
         return html + (view.compare(*shown) if view.compare else "") + view.check
     if view.mode == "wide":
-        return (f'<figure class="big wide"><figcaption>{caption(ctx, view, view.rows, view.cols)}</figcaption>'
-                f"{heat_figure(view, (1, 1))}{table_link(ctx, view)}{view.check}</figure>")
+        return (f'<figure class="big wide"><figcaption>{caption(view, view.rows, view.cols, files)}</figcaption>'
+                f"{heat_figure(view, (1, 1), files)}{table_link(ctx, view, files)}{view.check}</figure>")
     r, c = view.values.shape
     rows = _window_axis(view.rows, edge, rows_mark)
     cols = _window_axis(view.cols, edge, cols_mark)
@@ -225,10 +232,10 @@ def draw(ctx: PageContext, view: View, edge: int) -> str:
     table = tables.table(view.values, rows, cols, f"<code>{html_text(view.rec.name)}</code>: the window, {window}",
                          view.rec.name, view.at, view.corner, rows_mark, cols_mark)
     _, block = _picture(view)
-    return (f'<figure class="big window"><figcaption>{caption(ctx, view, rows, cols)}</figcaption>'
+    return (f'<figure class="big window"><figcaption>{caption(view, rows, cols, files)}</figcaption>'
             f'<p class="shown">{shown_sentence(view, rows, cols)}</p>'
             f'<p class="stats">{stats_sentence(stats)}</p>'
-            f"{heat_figure(view, block)}{table}"
+            f"{heat_figure(view, block, files)}{table}"
             f"{view.compare(rows, cols) if view.compare else ''}{view.check}</figure>")
 
 
@@ -245,7 +252,7 @@ def _window_axis(axis: Axis, edge: int, marks: set[int]) -> Axis:
     return Axis(axis.name, shown, axis.labels, axis.size)
 
 
-def caption(ctx: PageContext, view: View, rows: Axis, cols: Axis) -> str:
+def caption(view: View, rows: Axis, cols: Axis, files: list[FileNeed]) -> str:
     """Symbol, record name, fixed indices, shape with axis names, what is shown, and the downloads."""
     rec = view.rec
     parts = [f'<span class="sym">{view.sym}</span>' if view.sym else "", f"<code>{html_text(rec.name)}</code>"]
@@ -255,7 +262,7 @@ def caption(ctx: PageContext, view: View, rows: Axis, cols: Axis) -> str:
     shown = tuple(_n(a.shown) for a in (rows, cols) if a.name)
     if shown != full:
         parts.append(f'<span class="shown">showing {" × ".join(map(str, shown))}</span>')
-    parts.append(_downloads(view, rows, cols))
+    parts.append(_downloads(view, rows, cols, files))
     return " ".join(p for p in parts if p)
 
 
@@ -272,7 +279,7 @@ def _shape(view: View) -> str:
     return f'{" × ".join(map(str, full))} ({html_text(names)})'
 
 
-def _downloads(view: View, rows: Axis, cols: Axis) -> str:
+def _downloads(view: View, rows: Axis, cols: Axis, files: list[FileNeed]) -> str:
     rec, values = view.rec, view.rec.value
     if has_csv(values):
         return (f'<a class="csv" href="{escape(csv_path(rec.name))}" download '
@@ -281,9 +288,12 @@ def _downloads(view: View, rows: Axis, cols: Axis) -> str:
     ci = [j for j in cols.shown if j is not None]
     if not cols.name:  # a vertical vector: its one axis is the rows
         ri, ci = [0], [i for i in rows.shown if i is not None]
-    links = [f'<a class="csv" href="{escape(window_csv_path(rec.name, view.at, ri, ci))}" download '
+    window = window_file(rec.name, view.at, ri, ci)
+    files.append(window)
+    links = [f'<a class="csv" href="{escape(window.path)}" download '
              f'title="The {len(ri) * len(ci):,} values shown, at full precision">CSV</a>']
     if has_npy(values):
+        files.append(npy_file(rec.name))
         links.append(f'<a class="csv" href="{escape(npy_path(rec.name))}" download '
                      f'title="All {values.size:,} values of the record (NumPy .npy)">.npy</a>')
     return " ".join(links)
@@ -352,7 +362,7 @@ def table_url(view: View) -> str:
     return f"{TABLE_DIR}/{view.rec.name}{''.join('~' + w.replace(' ', '') for w in _at_words(view))}.html"
 
 
-def table_link(ctx: PageContext, view: View) -> str:
+def table_link(ctx: PageContext, view: View, files: list[FileNeed]) -> str:
     """The link from a wide matrix's figure to its table page, which the page being rendered fills (`ctx.make`)."""
     n = view.values.size
     code = f"<code>{html_text(view.rec.name)}</code>"
@@ -360,7 +370,7 @@ def table_link(ctx: PageContext, view: View) -> str:
     table = tables.table(view.values, view.rows, view.cols, f"All {n:,} numbers of {code}", view.rec.name, view.at,
                          view.corner, *view.marks)
     url = table_url(view)
-    downloads = _downloads(view, view.rows, view.cols)
+    downloads = _downloads(view, view.rows, view.cols, files)
     ctx.make(url, TablePart(view.rec.name + at, n, f"{code}{at}: {_shape(view)}", downloads, table,
                             view.compare(view.rows, view.cols) if view.compare else ""))
     return f'<p class="numbers"><a href="{escape(url)}">All {n:,} numbers as a table</a> (its own page)</p>'
@@ -446,9 +456,9 @@ def display_size(rows: int, cols: int) -> tuple[int, int]:
     return max(120, round(cols * factor)), max(24, round(rows * factor))
 
 
-def heat_figure(view: View, block: tuple[int, int]) -> str:
-    """The heatmap <img> of the whole view (a file the build writes, see downloads.page_files), with the calc's row
-    and column marked, and a sentence saying what a pixel is."""
+def heat_figure(view: View, block: tuple[int, int], files: list[FileNeed]) -> str:
+    """The heatmap <img> of the whole view (a file the build writes: `files`, downloads.page_files), with the calc's
+    row and column marked, and a sentence saying what a pixel is."""
     (r, c), (bh, bw) = _picture(view)
     ph, pw = math.ceil(r / bh), math.ceil(c / bw)
     width, height = display_size(ph, pw)
@@ -463,7 +473,9 @@ def heat_figure(view: View, block: tuple[int, int]) -> str:
     what = f"{r:,} × {c:,}" if not view.vector else f"{c:,}"
     alt = f"Heatmap of all {what} values of {name}"
     flip = ' data-t="1"' if view.vector and view.rows.name else ""
-    img = (f'<img src="{escape(heat_path(name, *view.at))}" width="{width}" height="{height}" alt="{escape(alt)}" '
+    heat = heat_file(name, *view.at)
+    files.append(heat)
+    img = (f'<img src="{escape(heat.path)}" width="{width}" height="{height}" alt="{escape(alt)}" '
            f'loading="lazy" decoding="async" data-r="{r}" data-c="{c}"{flip}>')
     if bh * bw > 1:
         note = (f"Heatmap of all {what} values, downsampled to {ph} × {pw} pixels: each pixel shows the value of "

@@ -17,6 +17,7 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
+from site_build.macros.blocks import Other
 from site_build.macros.registry import MacroError, PageContext, filter, macro
 
 
@@ -229,8 +230,8 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
             shown = ctx.slot(value, False) if value is not None else ""
             rows.append(f"<tr><td>{ctx.slot(tex, False)}</td><td>{_prose(ctx, words)}</td><td>{shown}</td></tr>")
         head = "<tr><th scope='col'>symbol</th><th scope='col'>meaning</th><th scope='col'>in this build</th></tr>"
-        return Markup(f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>{"".join(rows)}'
-                      "</tbody></table></div>")
+        return ctx.place(Other(), f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>'
+                         f'{"".join(rows)}</tbody></table></div>')
     if part != "records":
         raise MacroError(f"bad argument part={part!r} for symbols_table(): give 'sizes' or 'records'")
     seen: set[str] = set()
@@ -262,8 +263,8 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
                     f"<td>{name_html}</td></tr>")
     head = ("<tr><th scope='col'>symbol</th><th scope='col'>meaning</th><th scope='col'>shape</th>"
             "<th scope='col'>record</th></tr>")
-    return Markup(f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>{"".join(rows)}'
-                  "</tbody></table></div>")
+    return ctx.place(Other(), f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>'
+                     f'{"".join(rows)}</tbody></table></div>')
 
 
 # -- two functions the prose needs on trace numbers (a page cannot call NumPy's) ----------------------------------
@@ -316,7 +317,7 @@ def trace_json_example(ctx: PageContext) -> Markup:
         " ...\n"
         " ]}"
     )
-    return Markup(f'<pre class="code"><code class="language-json">{fmt.html_text(text)}</code></pre>')
+    return ctx.place(Other(), f'<pre class="code"><code class="language-json">{fmt.html_text(text)}</code></pre>')
 
 
 @macro
@@ -335,8 +336,8 @@ def state_dict_table(ctx: PageContext) -> Markup:
     head = ("<tr><th scope='col'>Hugging Face key</th><th scope='col'>record</th><th scope='col'>shape</th>"
             "<th scope='col'>weights</th></tr>")
     foot = f"<tr><th scope='row' colspan='3'>total</th><td class='n'><strong>{total}</strong></td></tr>"
-    return Markup(f'<div class="table-wrap"><table class="state-dict"><thead>{head}</thead><tbody>{"".join(rows)}'
-                  f"{foot}</tbody></table></div>")
+    return ctx.place(Other(), f'<div class="table-wrap"><table class="state-dict"><thead>{head}</thead><tbody>'
+                     f'{"".join(rows)}{foot}</tbody></table></div>')
 
 
 @macro

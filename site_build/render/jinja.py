@@ -12,10 +12,11 @@ from typing import Any
 
 import jinja2
 
+from site_build.data.downloads import FileNeed
 from site_build.errors import BuildError
-from site_build.exercises import numpy_beside_formulas
 from site_build.facts import FactError
 from site_build.macros import MacroError, PageContext, page_globals
+from site_build.macros.blocks import Block, Group
 from site_build.macros.charts import step_map
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
@@ -28,9 +29,11 @@ from site_build.render.mathslots import MathSlots
 @dataclass
 class PageResult:
     """A rendered page as a value: its HTML body (formulas as placeholders named by their hash), its outline and
-    in-page links, and the blocks later stages read: its formulas, the records whose numbers it shows, what it put on
-    generated pages (a wide matrix's table), its Jinja output and the HTML blocks its Markdown found (the notebook's
-    prose). Rendering a page changes nothing else, so a result from the page cache is as good as a fresh one."""
+    in-page links, and what later stages read: its formulas, the records whose numbers it shows, what it put on
+    generated pages (a wide matrix's table), its blocks (macros.blocks: what its macros put on it, by number, in page
+    order) and its text as the notebook reads it (`prose`: its Jinja output, the blocks as placeholders, each HTML
+    block its Markdown found one Group). Rendering a page changes nothing else, so a result from the page cache is
+    as good as a fresh one."""
 
     source: str
     html: str
@@ -39,8 +42,13 @@ class PageResult:
     math: MathSlots  # its formulas, each with the line that first used it
     shown: frozenset[str]
     made: dict[str, Any]
-    text: str  # its Jinja output
-    blocks: list[tuple[int, int, str]]  # (first line, end line, HTML) of each HTML block (markdown.html_blocks)
+    blocks: dict[int, Block]
+    prose: list[str | Group]
+
+    @property
+    def files(self) -> list[FileNeed]:
+        """The files its blocks link to (data.downloads makes them)."""
+        return list(dict.fromkeys(need for block in self.blocks.values() for need in block.files))
 
     @staticmethod
     def valid(value: Any) -> bool:
@@ -52,7 +60,9 @@ class PageResult:
                 and isinstance(value.math.formulas, dict) and value.math.formulas.keys() == value.math.where.keys()
                 and isinstance(value.shown, frozenset) and all(isinstance(n, str) for n in value.shown)
                 and isinstance(value.made, dict) and all(isinstance(url, str) for url in value.made)
-                and isinstance(value.text, str) and isinstance(value.blocks, list))
+                and isinstance(getattr(value, "blocks", None), dict)
+                and all(isinstance(b, Block) for b in value.blocks.values())
+                and isinstance(getattr(value, "prose", None), list))
 
 
 def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.Environment | None = None,
@@ -63,16 +73,20 @@ def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.
     env = env or content_environment()
     md = md or make_parser()
     ctx = run.page(page.source, page.body_line, MathSlots(on_new=on_formula))
+    blocks = ctx.blocks
+    assert blocks is not None
     text = ctx.end_page(render_jinja(env, page, ctx, compiled))  # page hooks: macros.scale
-    rendered = render_markdown(md, text, ctx.math, page.source, page.body_line - 1, page.body, links)
+    filled, segments, used = blocks.fill(text)  # the blocks' HTML in place: what Markdown reads
+    rendered = render_markdown(md, filled, ctx.math, page.source, page.body_line - 1, page.body, links)
     ctx.math.on_new = None  # the result is a value: it holds its formulas, not who was told of them
     if rendered.problems:
         raise BuildError.collect(rendered.problems)
-    html = numpy_beside_formulas(ctx, rendered.html)  # each step's NumPy line under its formula
+    html = blocks.finish(rendered.html)  # what blocks put in after Markdown: each displayed formula's NumPy line
     if page.step:  # the compact map of the steps on top of every step page, its own step highlighted
         html = step_map(ctx, page.step) + html
+    prose = blocks.prose(filled, segments, [(start, end) for start, end, _ in rendered.blocks or []])
     return PageResult(page.source, html, rendered.headings, rendered.anchors, ctx.math, frozenset(ctx.shown),
-                      ctx.made, text, rendered.blocks or [])
+                      ctx.made, used, prose)
 
 
 def page_key(page: Page, key: Any, links: dict[str, str]) -> Any:

@@ -225,6 +225,21 @@ def test_downloads_are_what_the_pages_show(mid):
     assert records["wte"]["b"] is None
 
 
+def test_the_site_holds_exactly_the_files_its_pages_link_to(mid):
+    """The heatmaps, window CSVs and .npy files are the ones the pages' blocks need (downloads.FileNeed, kept in each
+    PageResult): every file a page links to is there, and nothing else."""
+    out, _, _ = mid
+    linked = set()
+    for path in out.rglob("*.html"):
+        for ref in re.findall(r'(?:src|href)="((?:\.\./)*assets/(?:heat|npy|csv)/[^"]+)"', path.read_text("utf-8")):
+            linked.add(html.unescape(ref).lstrip("./"))
+    linked = {ref for ref in linked if not (ref.startswith("assets/csv/") and "~" not in ref)}  # a record's own CSV
+    made = {p.relative_to(out).as_posix() for folder in ("heat", "npy", "csv")
+            for p in (out / "assets" / folder).glob("*") if folder != "csv" or "~" in p.name}
+    assert made == linked and any(ref.startswith("assets/heat/") for ref in made)
+    assert any(ref.startswith("assets/npy/") for ref in made) and any("~" in ref for ref in made)
+
+
 def test_pages_and_files_stay_small(mid):
     out, _, _ = mid
     for path in out.glob("*.html"):

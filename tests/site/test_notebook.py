@@ -183,11 +183,11 @@ def test_the_dev_server_makes_the_notebook_from_the_site_s_own_pages(tmp_path, m
     from site_build.build import Builder
 
     rendered, made_prose = [], []
-    real_render, real_prose = notebook_module.render_jinja, notebook_module.notebook_markdown
-    monkeypatch.setattr(notebook_module, "render_jinja", lambda env, page, *a: rendered.append(page.source)
-                        or real_render(env, page, *a))
-    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda md, text, slots, *a: made_prose.append(text)
-                        or real_prose(md, text, slots, *a))
+    real_render, real_prose = notebook_module.render_page, notebook_module.notebook_markdown
+    monkeypatch.setattr(notebook_module, "render_page", lambda page, *a: rendered.append(page.source)
+                        or real_render(page, *a))
+    monkeypatch.setattr(notebook_module, "notebook_markdown", lambda result: made_prose.append(real_prose(result))
+                        or made_prose[-1])
     paths = make_site(tmp_path)
     builder = Builder(paths)
     try:
@@ -236,3 +236,69 @@ def test_the_notebook_is_the_same_when_its_pages_come_from_the_page_cache(tmp_pa
     made = (tmp_path / "a" / "notebook.ipynb").read_bytes()
     assert "On the site: the table of" in made.decode("utf-8")
     assert (tmp_path / "b" / "notebook.ipynb").read_bytes() == made
+
+
+def test_every_kind_of_block_has_a_note():
+    """Each kind of block a macro makes (macros.blocks) says what the notebook puts in its place: a kind added
+    without a note fails here, not in a notebook."""
+    from site_build.macros.blocks import Block
+
+    assert len(Block.KINDS) >= 8
+    for kind in Block.KINDS:
+        assert kind.note is not Block.note, f"{kind.__name__} has no note for the notebook"
+
+
+NOTED_PAGE = """{{ formula("L0.attn.scores") }}
+
+The loss is {{ value("loss") }}, and $x$ = {{ formula("loss", inline=true) }}.
+
+{{ matrix("L0.attn.q", head=0) }}
+{{ matrix("L0.attn.k", head=0) }}
+
+{{ calc("loss") }}
+A line right under the calculation: Markdown reads it as part of the same HTML block.
+
+{{ gelu_picture() }}
+
+{{ formula("L0.attn.weights") }}
+{{ numpy_line("L0.attn.weights") }}
+
+{{ numpy_line("L0.mlp.fc") }}
+
+{{ other_blocks(["L{l}.ln_1.mean"], "the means") }}
+
+{{ symbols_table() }}
+"""
+
+
+def test_each_block_is_its_note_in_the_notebook():
+    """The notebook puts each block's note where the block stands, reading the blocks the page's PageResult keeps
+    (no HTML): a formula its TeX, a value its number, tables the records they show, a calculation, a chart its
+    title; a NumPy line nothing (the code cell follows). Blocks Markdown reads as one HTML block (a table right
+    after another, a formula with its NumPy line, a line of text under a calculation) get one note."""
+    from site_build.macros.registry import RunContext
+    from site_build.notebook import notebook_markdown
+    from site_build.pages import Page
+    from site_build.render.jinja import render_page
+
+    trace = engine.run(config_from_dict({"model": {"n_layers": 2}, "train_steps": 0}))
+    page = Page(source="p.md", title="P", description="", section="Forward pass", order=1, slug="p",
+                body=NOTED_PAGE, body_line=1)
+    result = render_page(page, RunContext(trace), {})
+    loss = trace.record("loss")
+    assert notebook_markdown(result) == "\n\n".join([
+        f"$${trace.record('L0.attn.scores').formula}$$",
+        f"The loss is {float(loss.value):.4f}, and $x$ = ${loss.formula}$.",
+        '*(On the site: the tables of `L0.attn.q`, `L0.attn.k`; here they are `v["L0.attn.q"]`, `v["L0.attn.k"]`.)*',
+        "*(On the site: the arithmetic of `loss`, worked out with the real numbers.)*",
+        "*(On the site: the chart “GELU and its slope, with this step’s inputs”.)*",
+        f"$${trace.record('L0.attn.weights').formula}$$",
+        '*(On the site: the table of `L1.ln_1.mean`; here it is `v["L1.ln_1.mean"]`.)*',
+        "*(On the site: a table or a chart.)*",
+    ])
+    # the NumPy line the build puts under a displayed formula is its block's, after Markdown: not under the one
+    # the page gave its own
+    assert result.html.count('<div class="numpy-line" data-record="L0.attn.scores"') == 1
+    assert result.html.count('<div class="numpy-line" data-record="L0.attn.weights"') == 1
+    names = [name for block in result.blocks.values() for name in block.records]
+    assert {"L0.attn.scores", "loss", "L0.attn.q", "L0.mlp.fc", "L1.ln_1.mean"} <= set(names)
