@@ -135,7 +135,8 @@ class Builder:
                     for name in result.shown:
                         shown.setdefault(name, set()).add(result.source)
                 bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
-                add_exercises(site, pages, results, bodies, shown, math)
+                keys = {p.source: page_key(p, key, links) for p in pages} if run.key else None
+                add_exercises(site, pages, results, bodies, shown, math, session.pages, keys)
                 extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
                 clock.lap("pages")
                 ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
@@ -161,11 +162,15 @@ class Builder:
                 files: dict[str, Any] = {rel: search_ignores(math.fill(html, typeset.html))
                                          for rel, html in layouts.items()}
                 files.update(data_files(run.trace, shown, pages, site.other))
-                files.update(csv_files(run.trace, shown))
+                for page in pages:  # each page's records as CSV, kept with the page
+                    names = sorted(n for n, where in shown.items() if page.source in where)
+                    files.update(self.per_page("csv", keys, page.source, tuple(names), _text_files,
+                                               lambda names=names: csv_files(site, names)))
                 files.update(page_files(run.trace, results.values(), prefetch))  # the blocks' CSVs, .npy, heatmaps
                 files.update(static_files(self.paths.root, self.paths.templates))
                 if ships:  # it reads trace.json
-                    files.update(notebook_files(site, pages, results))
+                    files.update(notebook_files(site, pages, results, lambda source, make: self.per_page(
+                        "notebook", keys, source, (), lambda text: isinstance(text, str), make)))
                 run.trace.release()
                 clock.lap("data")
             finally:
@@ -180,6 +185,7 @@ class Builder:
             files.update(session.trace_files(run.trace))  # trace.json as the engine saves it (through a file)
             indexed = write.write_site(out_dir, files, search, clock.lap, reuse_search=self.background_search,
                                        replaced=self._replaced)
+        session.pages.end_build()
         if indexed:
             session.index_in_background(out_dir)
         session.katex.save_cache()
@@ -200,10 +206,20 @@ class Builder:
 
         if not ships_trace(site.trace):
             site.start_ahead()
-        results = render_pages(pages, site, links, self.session.pages if key is not None else None, problems, key,
-                               compiled, on_formula=katex.prefetch, on_page=page_done)
-        self.session.pages.end_build()
-        return results
+        return render_pages(pages, site, links, self.session.pages if key is not None else None, problems, key,
+                            compiled, on_formula=katex.prefetch, on_page=page_done)
+
+    def per_page(self, kind: str, keys: dict[str, Any] | None, source: str, inputs: Any, valid: Any,
+                 make: Any) -> Any:
+        """What is made of one page alone (its CSV, its notebook text): kept in the page cache under the page's
+        content key and `inputs`, or `make()` (always, for a run without a key)."""
+        parts = (kind, keys[source], inputs) if keys is not None and source in keys else None
+        value = self.session.pages.get(parts, valid) if parts is not None else None
+        if value is None:
+            value = make()
+            if parts is not None:
+                self.session.pages.put(parts, value)
+        return value
 
     def _replaced(self) -> None:
         self.replaced = True
@@ -258,6 +274,11 @@ def build(config_path: str | Path, out_dir: str | Path, seed: int | None = None,
         return builder.build(Path(config_path), Path(out_dir), seed, require_coverage)
     finally:
         builder.close()
+
+
+def _text_files(files: Any) -> bool:
+    """{site path: text}, as a page's CSV files are kept."""
+    return isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
 
 
 def checkpoint_folder(config: Path) -> Path | None:

@@ -139,8 +139,9 @@ class DiskCache:
 
 
 class PageCache:
-    """Rendered pages (render.jinja.PageResult) by their content key (`page_key` of the render's inputs): on disk,
-    and in memory for the dev server, which keeps the pages of its last build."""
+    """Rendered pages (render.jinja.PageResult), and what is made of each page alone (its exercises), by their
+    content key (`page_key` of their inputs): on disk, and in memory for the dev server, which keeps the entries of
+    its last build."""
 
     def __init__(self, folder: Path, valid: Callable[[Any], bool]) -> None:
         self.disk = DiskCache(folder)
@@ -148,13 +149,17 @@ class PageCache:
         self.memory: dict[str, Any] = {}
         self._used: set[str] = set()
 
-    def get(self, parts: Any) -> Any:
+    def get(self, parts: Any, valid: Callable[[Any], bool] | None = None) -> Any:
+        """The value kept under `parts` that passes `valid` (by default the cache's own test), else None."""
         key = page_key(parts)
         self._used.add(key)
+        valid = valid or self.valid
         hit = self.memory.get(key)
+        if hit is not None and not valid(hit):
+            hit = None
         if hit is None:
             hit = self.disk.get(key)
-            if hit is not None and not self.valid(hit):
+            if hit is not None and not valid(hit):
                 hit = None
             if hit is not None:
                 self.memory[key] = hit

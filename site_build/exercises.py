@@ -80,26 +80,74 @@ class ExerciseContext(PageContext):
         self.everywhere.setdefault(name, set()).add(self.source)
 
 
+@dataclass
+class Item:
+    kind: str
+    html: str
+
+
+@dataclass(frozen=True)
+class PageExercises:
+    """One page's exercises as a value: their HTML, the formulas it uses (the page's own too) and the records the
+    answers' working shows."""
+
+    items: tuple[Item, ...]
+    math: MathSlots
+    marked: tuple[str, ...]
+
+    @staticmethod
+    def valid(value: Any) -> bool:
+        return (isinstance(value, PageExercises) and isinstance(value.math, MathSlots)
+                and all(isinstance(i, Item) and isinstance(i.html, str) for i in value.items)
+                and all(isinstance(n, str) for n in value.marked))
+
+
 def add_exercises(run: RunContext, pages: list[Page], results: dict[str, Any], bodies: dict[str, Rendered],
-                  shown: dict[str, set[str]], math: MathSlots) -> None:
+                  shown: dict[str, set[str]], math: MathSlots, cache: Any = None,
+                  keys: dict[str, Any] | None = None) -> None:
     """After the pages are rendered (`results`: render.jinja.PageResult): on every page of the forward pass, the
     backward pass and the optimizer an Exercises section (added to its `bodies`) built from the records it shows
     (`shown`: the pages that show each record; the records an answer's working shows are added, its formulas go
-    into `math`)."""
+    into `math`).
+
+    With `cache` (the page cache) and `keys` (each page's content key), a page's exercises are kept under what they
+    depend on: the page, the records it is the first to show, and which pages show each record when its turn comes
+    (the exercises of the pages before it included). After an edit of one page's prose, the others' come back."""
     own = own_records(run.names, shown, pages)
     for page in pages:
         if page.section not in SECTIONS or page.source not in bodies:
             continue
-        ctx = ExerciseContext(run, math, page.source, page.body_line, shown)
-        budget = page_budget(ctx, bodies[page.source].html)
-        named = [name for block in results[page.source].blocks.values() for name in block.records]
-        items = page_exercises(ctx, page, pages, own.get(page.source, []), budget, named)
-        if items:
+        mine = own.get(page.source, [])
+        parts = None
+        if cache is not None and keys is not None and page.source in keys:
+            parts = ("exercises", keys[page.source], tuple(mine),
+                     tuple(sorted((name, tuple(sorted(where))) for name, where in shown.items())))
+        made = cache.get(parts, PageExercises.valid) if parts is not None else None
+        if made is None:
+            made = page_exercises_of(run, page, pages, results[page.source], bodies[page.source].html, mine, shown)
+            if parts is not None:
+                cache.put(parts, made)
+        for name in made.marked:
+            shown.setdefault(name, set()).add(page.source)
+        math.add(made.math)
+        if made.items:
             body = bodies[page.source]
             ids = {heading.id for heading in body.headings}
             anchor = "exercises" if "exercises" not in ids else "exercises-section"
-            body.html += section_html(anchor, items)
+            body.html += section_html(anchor, list(made.items))
             body.headings.append(Heading(2, anchor, "Exercises"))
+
+
+def page_exercises_of(run: RunContext, page: Page, pages: list[Page], result: Any, html: str, own: list[str],
+                      shown: dict[str, set[str]]) -> PageExercises:
+    """One page's exercises, worked out (`shown` gains the records their working shows)."""
+    math = MathSlots()
+    math.add(result.math)  # the page's own formulas: its budget weighs them
+    ctx = ExerciseContext(run, math, page.source, page.body_line, shown)
+    budget = page_budget(ctx, html)
+    named = [name for block in result.blocks.values() for name in block.records]
+    items = page_exercises(ctx, page, pages, own, budget, named)
+    return PageExercises(tuple(items), math, tuple(sorted(ctx.shown)))
 
 
 def own_records(names: list[str], shown: dict[str, set[str]], pages: list[Page]) -> dict[str, list[str]]:
@@ -118,12 +166,6 @@ def shown_on(ctx: ExerciseContext, page: Page) -> list[str]:
 
 
 # -- one page's exercises --------------------------------------------------------------------------------------
-@dataclass
-class Item:
-    kind: str
-    html: str
-
-
 def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[str], budget: int = 900,
                    named: list[str] | None = None) -> list[Item]:
     """The exercises of one page: up to two values (the most instructive op kinds first), a sign or argmax

@@ -19,7 +19,9 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +92,12 @@ class PageText:
     markdown: str  # the page's prose for a Markdown cell
 
 
-def render_pages(run: RunContext, pages: list[Page], results: dict[str, PageResult] | None = None
+def render_pages(run: RunContext, pages: list[Page], results: dict[str, PageResult] | None = None,
+                 kept: Callable[[str, Callable[[], str]], str] | None = None
                  ) -> tuple[list[PageText], dict[str, set[str]]]:
     """Every page as notebook Markdown, and {record: pages that show it}. A page the site's build has rendered
     (`results`, render.jinja.PageResult) is taken from there; any other is rendered here, as the build renders it
-    (the `handstep notebook` command)."""
+    (the `handstep notebook` command). `kept(source, make)` may keep each page's Markdown (the build's page cache)."""
     env, md, links = content_environment(), make_parser(), link_map(pages)
     md.core.ruler.enableOnly(["normalize", "block"])  # the notebook reads the blocks only: no inline parsing
     out: list[PageText] = []
@@ -103,7 +106,8 @@ def render_pages(run: RunContext, pages: list[Page], results: dict[str, PageResu
         result = (results or {}).get(page.source) or render_page(page, run, links, env, md)
         for name in result.shown:
             shown.setdefault(name, set()).add(page.source)
-        out.append(PageText(page, notebook_markdown(result)))
+        text = kept(page.source, partial(notebook_markdown, result)) if kept else notebook_markdown(result)
+        out.append(PageText(page, text))
     return out, shown
 
 
@@ -321,12 +325,13 @@ def notebook_json(nb: dict[str, Any]) -> str:
 
 
 def make_notebook(trace: Any, pages: list[Page], trace_file: str, checks: Any = None,
-                  results: dict[str, Any] | None = None) -> str:
+                  results: dict[str, Any] | None = None,
+                  kept: Callable[[str, Callable[[], str]], str] | None = None) -> str:
     """The notebook's JSON text for `trace`, following `pages` (as the build rendered them, `results`, where it
     did)."""
     run = RunContext(trace, checks, {p.step: p.url for p in pages if p.step})
     try:
-        texts, shown = render_pages(run, pages, results)
+        texts, shown = render_pages(run, pages, results, kept)
     finally:
         run.close()
     return notebook_json(notebook(trace, texts, shown, trace_file))
@@ -343,8 +348,9 @@ def is_notebook(path: Path) -> bool:
 
 
 # -- the site's copy ----------------------------------------------------------------------------------------------
-def notebook_files(run: RunContext, pages: list[Page], results: dict[str, Any]) -> dict[str, bytes]:
+def notebook_files(run: RunContext, pages: list[Page], results: dict[str, Any],
+                   kept: Callable[[str, Callable[[], str]], str] | None = None) -> dict[str, bytes]:
     """{"notebook.ipynb": ...} for the site (it reads the site's trace.json), made from the pages the build
-    rendered."""
-    text = make_notebook(run.trace, pages, SITE_TRACE, run.checks, results)
+    rendered (each page's Markdown `kept` by the build's page cache)."""
+    text = make_notebook(run.trace, pages, SITE_TRACE, run.checks, results, kept)
     return {SITE_NOTEBOOK: text.encode("utf-8")}

@@ -77,11 +77,12 @@ def _int_text(x: Any) -> str:
     return str(int(x))
 
 
-def csv_files(trace: Any, names: set[str] | list[str]) -> dict[str, str]:
-    """{site path: CSV text} for every named record small enough for a CSV of all its values, in trace order."""
+def csv_files(run: Any, names: Iterable[str]) -> dict[str, str]:
+    """{site path: CSV text} for every named record small enough for a CSV of all its values, in trace order, each
+    made once per build (`run`: the build's RunContext)."""
     wanted = set(names)
-    return {csv_path(r.name): record_csv(r.value, r.axes) for r in trace.records
-            if r.name in wanted and has_csv(r.value)}
+    return {csv_path(r.name): run.figures(("csv", r.name), lambda r=r: record_csv(r.value, r.axes))
+            for r in run.trace.records if r.name in wanted and has_csv(r.value)}
 
 
 def has_csv(values: np.ndarray) -> bool:
