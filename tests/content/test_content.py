@@ -214,11 +214,12 @@ def test_the_notebook_reads_the_same_blocks_the_sites_markdown_found(out, defaul
 
 
 def test_a_rebuild_after_one_edit_renders_only_that_page_and_matches_a_fresh_build(tmp_path, monkeypatch):
-    """The dev server keeps the rendered pages between builds: after an edit to one page's prose only that page is
-    rendered again (the exercises of every page are made from the PageResults), and the site is byte for byte the one
-    a fresh build makes."""
+    """The dev server keeps the rendered pages between builds, and what is made of each page alone: after an edit to
+    one page's prose only that page is rendered again and only its exercises worked out again (the others come back
+    from the page cache, their inputs unchanged), and the site is byte for byte the one a fresh build makes."""
     import shutil
 
+    from site_build import exercises
     from site_build.build import Builder
     from site_build.render import jinja
 
@@ -229,15 +230,20 @@ def test_a_rebuild_after_one_edit_renders_only_that_page_and_matches_a_fresh_bui
     made = []
     real = jinja.render_page
     monkeypatch.setattr(jinja, "render_page", lambda page, *a, **k: made.append(page.source) or real(page, *a, **k))
+    asked = []
+    real_exercises = exercises.page_exercises_of
+    monkeypatch.setattr(exercises, "page_exercises_of",
+                        lambda run, page, *a: asked.append(page.source) or real_exercises(run, page, *a))
     try:
         builder.build(config, tmp_path / "served")
-        first = len(made)
+        first, asked_first = len(made), len(asked)
         page = content / "forward" / "02-layernorm.md"
         page.write_text(page.read_text(encoding="utf-8") + "\nOne more sentence of prose.\n", encoding="utf-8")
         builder.build(config, tmp_path / "served")
     finally:
         builder.close()
     assert first >= 15 and made[first:] == [s for s in made[:first] if s.endswith("02-layernorm.md")]
+    assert asked_first >= 15 and asked[asked_first:] == made[first:]
     build(config, tmp_path / "fresh", paths=Paths(content=content, cache=tmp_path / "fresh-cache"))
 
     def files(root):
