@@ -455,15 +455,18 @@ def test_a_damaged_cache_entry_is_rebuilt(built_once, tmp_path, kind, damage):
 
 
 def _assert_readable(cache: Path, kind: str, out: Path) -> None:
+    from site_build.build import _text_files
     from site_build.cache import DiskCache
+    from site_build.exercises import PageExercises
     from site_build.render import jinja
 
     if kind in PICKLED:
         for path in cache_files(cache, kind):
             entry = DiskCache(path.parent).get(path.stem)
             assert entry is not None, path
-            if kind == "pages":  # and what the next build accepts
-                assert jinja.PageResult.valid(entry)
+            if kind == "pages":  # and what the next build accepts: a page, or what is made of one page alone
+                assert (jinja.PageResult.valid(entry) or PageExercises.valid(entry) or _text_files(entry)
+                        or isinstance(entry, str)), type(entry)
     elif kind == "katex":
         formulas = _katex_data(cache / "katex.json")["formulas"]
         assert formulas and all(isinstance(v, str) for v in formulas.values())
