@@ -21,7 +21,7 @@ from site_build.data.checks import VERIFICATION_FILE
 from site_build.data.downloads import Prefetch, csv_files, page_files, ships_trace
 from site_build.data.interact import data_files, pages_with_data
 from site_build.errors import BuildError, shown_path
-from site_build.exercises import add_exercises
+from site_build.exercises import PageExercises, add_exercises
 from site_build.macros.registry import RunContext
 from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
@@ -136,7 +136,8 @@ class Builder:
                         shown.setdefault(name, set()).add(result.source)
                 bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
                 keys = {p.source: page_key(p, key, links) for p in pages} if run.key else None
-                add_exercises(site, pages, results, bodies, shown, math, session.pages, keys)
+                add_exercises(site, pages, results, bodies, shown, math, lambda source, inputs, make: self.per_page(
+                    "exercises", keys, source, inputs, PageExercises.valid, make))
                 extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
                 clock.lap("pages")
                 ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
@@ -211,7 +212,7 @@ class Builder:
 
     def per_page(self, kind: str, keys: dict[str, Any] | None, source: str, inputs: Any, valid: Any,
                  make: Any) -> Any:
-        """What is made of one page alone (its CSV, its notebook text): kept in the page cache under the page's
+        """What is made of one page alone (its exercises, CSV, notebook text): kept in the page cache under the page's
         content key and `inputs`, or `make()` (always, for a run without a key)."""
         parts = (kind, keys[source], inputs) if keys is not None and source in keys else None
         value = self.session.pages.get(parts, valid) if parts is not None else None

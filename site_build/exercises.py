@@ -33,7 +33,9 @@ import html
 import math
 import random
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -103,30 +105,28 @@ class PageExercises:
 
 
 def add_exercises(run: RunContext, pages: list[Page], results: dict[str, Any], bodies: dict[str, Rendered],
-                  shown: dict[str, set[str]], math: MathSlots, cache: Any = None,
-                  keys: dict[str, Any] | None = None) -> None:
+                  shown: dict[str, set[str]], math: MathSlots,
+                  kept: Callable[[str, Any, Callable[[], PageExercises]], PageExercises] | None = None) -> None:
     """After the pages are rendered (`results`: render.jinja.PageResult): on every page of the forward pass, the
     backward pass and the optimizer an Exercises section (added to its `bodies`) built from the records it shows
     (`shown`: the pages that show each record; the records an answer's working shows are added, its formulas go
     into `math`).
 
-    With `cache` (the page cache) and `keys` (each page's content key), a page's exercises are kept under what they
-    depend on: the page, the records it is the first to show, and which pages show each record when its turn comes
-    (the exercises of the pages before it included). After an edit of one page's prose, the others' come back."""
+    `kept(source, inputs, make)` may keep a page's exercises (the build's page cache) under what they depend on
+    beside the page: the records it is the first to show, and which pages show each record when its turn comes (the
+    exercises of the pages before it included). After an edit of one page's prose, the others' come back."""
     own = own_records(run.names, shown, pages)
     for page in pages:
         if page.section not in SECTIONS or page.source not in bodies:
             continue
         mine = own.get(page.source, [])
-        parts = None
-        if cache is not None and keys is not None and page.source in keys:
-            parts = ("exercises", keys[page.source], tuple(mine),
-                     tuple(sorted((name, tuple(sorted(where))) for name, where in shown.items())))
-        made = cache.get(parts, PageExercises.valid) if parts is not None else None
-        if made is None:
-            made = page_exercises_of(run, page, pages, results[page.source], bodies[page.source].html, mine, shown)
-            if parts is not None:
-                cache.put(parts, made)
+        make = partial(page_exercises_of, run, page, pages, results[page.source], bodies[page.source].html, mine,
+                       shown)
+        if kept is None:
+            made = make()
+        else:
+            where = tuple(sorted((name, tuple(sorted(sources))) for name, sources in shown.items()))
+            made = kept(page.source, (tuple(mine), where), make)
         for name in made.marked:
             shown.setdefault(name, set()).add(page.source)
         math.add(made.math)

@@ -611,17 +611,23 @@ def test_a_read_only_folder_is_one_line(world: Path):
             (folder / "probe").unlink()
             pytest.skip("this user may write in a read-only folder")
         before = hash_tree(world)
-        for argv, prefix in ((fixed("trace", "--config", GOOD_CONFIG, "--out", "readonly/t.json"), "--out"),
-                             (fixed("notebook", "--config", GOOD_CONFIG, "--out", "readonly/new/s.ipynb"), "--out"),
-                             (fixed("diff", "good.json", "good.json", "--html", "readonly/d.html"), "--html"),
-                             (build("--out", "readonly/site"), "--out"),
-                             (lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates",
-                                         "templates", "--cache", "readonly/cache", "--out", "out"], "--cache")):
-            one_line(handstep(world, *argv(world)), prefix + " readonly/", "cannot write in readonly",
+        for argv, prefix in outputs_under("readonly", "new/s.ipynb"):
+            one_line(handstep(world, *argv(world)), prefix.split(" ")[0] + " readonly/", "cannot write in readonly",
                      "permission denied")
         unchanged_but_cache(before, hash_tree(world))
     finally:
         folder.chmod(0o755)
+
+
+def outputs_under(folder: str, notebook: str = "s.ipynb") -> list[tuple[Callable[[Path], list[str]], str]]:
+    """Each command's output (and the build's cache) under `folder`: (argv of the world, the message's start)."""
+    return [(fixed("trace", "--config", GOOD_CONFIG, "--out", f"{folder}/t.json"), f"--out {folder}/t.json: "),
+            (fixed("notebook", "--config", GOOD_CONFIG, "--out", f"{folder}/{notebook}"),
+             f"--out {folder}/{notebook}: "),
+            (fixed("diff", "good.json", "good.json", "--html", f"{folder}/d.html"), f"--html {folder}/d.html: "),
+            (build("--out", f"{folder}/site"), f"--out {folder}/site: "),
+            (lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates", "templates",
+                        "--cache", f"{folder}/cache", "--out", "out"], f"--cache {folder}/cache: ")]
 
 
 def test_build_refuses_an_out_folder_holding_the_verification_file(tmp_path: Path):
@@ -647,12 +653,7 @@ def test_a_link_loop_on_the_way_is_one_line(world: Path):
     """A symbolic link that leads back to itself, above --out or --cache: one line, not a traceback."""
     (world / "loop").symlink_to("loop")
     before = hash_tree(world)
-    for argv, prefix in ((fixed("trace", "--config", GOOD_CONFIG, "--out", "loop/t.json"), "--out loop/t.json: "),
-                         (fixed("notebook", "--config", GOOD_CONFIG, "--out", "loop/s.ipynb"), "--out loop/s.ipynb: "),
-                         (fixed("diff", "good.json", "good.json", "--html", "loop/d.html"), "--html loop/d.html: "),
-                         (build("--out", "loop/site"), "--out loop/site: "),
-                         (lambda w: ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates",
-                                     "templates", "--cache", "loop/cache", "--out", "out"], "--cache loop/cache: ")):
+    for argv, prefix in outputs_under("loop"):
         one_line(handstep(world, *argv(world)), prefix, "a symbolic link above it leads back to itself")
     unchanged_but_cache(before, hash_tree(world))
 

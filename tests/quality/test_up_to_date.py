@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from quality_helpers import GOOD_CONFIG, ROOT, build_command, handstep_build, hash_tree, make_inputs
@@ -433,24 +434,32 @@ def test_serve_rebuilds_under_the_same_locks(tmp_path):
 
 
 # -- handstep's own code: what runs is what is digested -------------------------------------------------------------
-def test_a_same_size_edit_of_the_engine_with_its_time_restored_runs_the_new_code(tmp_path):
-    """An engine file edited in place with the same size and its modification time set back: Python would trust the
-    old bytecode (checked by time and size), run it, and the cache would keep that run under the new source's
-    digest. handstep's bytecode is checked against the source's hash (site_build/bytecode.py), so the build runs
-    the new code. Done on a copy of the project: the checkout is never edited."""
+def project_copy(tmp_path: Path) -> tuple[Path, dict[str, str], Any]:
+    """A copy of the project (its code, the fixture inputs, the installed KaTeX), the environment that runs its code,
+    and a function that builds its site and returns what the build printed."""
     copy = make_inputs(tmp_path / "copy")
     for package in ("engine", "site_build"):
         shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "node_modules").symlink_to(ROOT / "node_modules")
     env = {**os.environ, "PYTHONPATH": str(copy)}
     env.pop("PYTHONPYCACHEPREFIX", None)
-    tape = copy / "engine" / "tape.py"
 
     def build() -> str:
         result = subprocess.run(build_command(copy, GOOD_CONFIG, copy / "site", copy / "cache"), cwd=copy, env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    return copy, env, build
+
+
+def test_a_same_size_edit_of_the_engine_with_its_time_restored_runs_the_new_code(tmp_path):
+    """An engine file edited in place with the same size and its modification time set back: Python would trust the
+    old bytecode (checked by time and size), run it, and the cache would keep that run under the new source's
+    digest. handstep's bytecode is checked against the source's hash (site_build/bytecode.py), so the build runs
+    the new code. Done on a copy of the project: the checkout is never edited."""
+    copy, env, build = project_copy(tmp_path)
+    tape = copy / "engine" / "tape.py"
 
     def epsilons() -> set[str]:  # LayerNorm's, in the records' meta (AdamW's is 1e-08)
         return set(re.findall(r'"eps":([0-9e.+-]+)', (copy / "site" / "trace.json").read_text())) - {"1e-08"}
@@ -622,18 +631,7 @@ def test_a_same_size_edit_with_its_time_restored_shows_in_the_next_build(tmp_pat
     above) edited in place with the same size and its modification time set back: the next build is not "up to date",
     takes nothing stale from its caches (the run, the page, the KaTeX cache are keyed by content), and the site shows
     the edit. Done on a copy of the project: the checkout is never edited."""
-    copy = make_inputs(tmp_path / "copy")
-    for package in ("engine", "site_build"):
-        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "node_modules").symlink_to(ROOT / "node_modules")
-    env = {**os.environ, "PYTHONPATH": str(copy)}
-    env.pop("PYTHONPYCACHEPREFIX", None)
-
-    def build() -> str:
-        result = subprocess.run(build_command(copy, GOOD_CONFIG, copy / "site", copy / "cache"), cwd=copy, env=env,
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+    copy, _, build = project_copy(tmp_path)
 
     def loss_digits() -> int:
         shown = re.search(r"The loss is <span[^>]*>([-0-9.]+)</span>", (copy / "site" / "index.html").read_text())
