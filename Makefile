@@ -26,13 +26,16 @@ site: $(RUN_STAMP) $(NODE_STAMP)
 	@$(BYTECODE)
 	$(BIN)/handstep build --config $(CONFIG) --out site $(COVERAGE)
 
-test: $(DEV_STAMP) $(NODE_STAMP) verify
+# The tests do not run `make verify`: one of them fails when the committed comparison of the default config
+# (configs/verification/default.json) no longer belongs to the default trace, and regenerating it first would hide that.
+test: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check engine site_build tests benchmarks
 	$(BIN)/python -m pytest -q
 
-# Compare the configured trace with Hugging Face GPT-2 + torch.optim; the site shows the figures.
+# Compare the configured trace with Hugging Face GPT-2 + torch.optim; the site shows the figures. The default config's
+# go to configs/verification/default.json (commit it), any other CONFIG's to build/verification.json.
 verify: $(DEV_STAMP)
-	$(BIN)/python tests/engine/verify_hf.py --config $(CONFIG) --out build/verification.json
+	$(BIN)/python tests/engine/verify_hf.py --config $(CONFIG)
 
 serve: $(RUN_STAMP) $(NODE_STAMP)
 	@$(BYTECODE)

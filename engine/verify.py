@@ -25,7 +25,12 @@ FD_STEPS = (FD_STEP, 1e-7, 1e-5)
 def config_digest(trace: Trace) -> str:
     """sha256 of the config alone: a verification file for another config is told apart without reading the
     values (a GPT-2-small trace holds 8 GB of them)."""
-    return hashlib.sha256(_config_bytes(trace)).hexdigest()
+    return config_dict_digest(trace.config)
+
+
+def config_dict_digest(config: dict) -> str:
+    """`config_digest` of the trace a config (`Config.to_dict()`) runs, known before it runs."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def _config_bytes(trace: Trace) -> bytes:

@@ -17,7 +17,7 @@ import engine
 from engine.diff import diff_traces
 from site_build import write
 from site_build.data import compare as compare_view
-from site_build.data.checks import VERIFICATION_FILE
+from site_build.data.checks import SHIPPED_VERIFICATION, VERIFICATION_FILE
 from site_build.data.downloads import Prefetch, csv_files, page_files, ships_trace
 from site_build.data.interact import data_files, pages_with_data
 from site_build.errors import BuildError, shown_path
@@ -245,8 +245,12 @@ class Builder:
 
     def read_inputs(self, config_path: Path, compare: Compare | None = None) -> dict[str, Path]:
         """What else the build reads, beside its pages, templates and config: the checkpoint folder the config names
-        (`model.from`), the config of `--compare` and its checkpoint folder, and the verification file."""
+        (`model.from`), the config of `--compare` and its checkpoint folder, and the verification files (the shipped
+        ones and build/verification.json)."""
         found: dict[str, Path] = {}
+        shipped = self.paths.root / SHIPPED_VERIFICATION
+        if shipped.exists():
+            found["shipped PyTorch comparisons"] = shipped
         verification = self.paths.root / VERIFICATION_FILE
         if verification.exists():
             found["verification file"] = verification

@@ -3,7 +3,7 @@ recomputed by the next `handstep build`:
 
     runs/<key>.pickle    a trace with its check figures; the key: the config (as the engine reads it), the
                          engine's source, the content of the checkpoint files a config names (their hashes are
-                         remembered in hashes.json: site_build.stamp.checkpoint_digest) and the verification file
+                         remembered in hashes.json: site_build.stamp.checkpoint_digest) and the verification files
     pages/<key>.pickle   a rendered page (render.jinja.PageResult); the key: the page's text, the run, the
                          links and the site builder's source
     runs/<key>.json/.bin a big run (GPT-2 sizes) with its values file, the newest one only (BigRuns)
@@ -23,7 +23,7 @@ import json
 import os
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -43,18 +43,21 @@ def source_digest(package: str) -> str:
     return stamp.source_digest(package, ROOT)
 
 
-def run_key(cfg: Any, verification: Path | None, cache: Path | None = None) -> str:
+def run_key(cfg: Any, verification: Sequence[Path], cache: Path | None = None) -> str:
     """The key of a run: what the trace and its checks depend on (a checkpoint by the content of its files, whose
-    hashes `cache`, the cache folder, remembers)."""
+    hashes `cache`, the cache folder, remembers; the files PyTorch figures may come from, `verification`, by their
+    names and content: site_build.data.checks.verification_files)."""
     h = hashlib.sha256(source_digest("engine").encode())
     h.update(json.dumps(cfg.to_dict(), sort_keys=True, ensure_ascii=False).encode())
     folder = cfg.model.checkpoint_dir
     if folder:
         h.update(b"checkpoint\0" + stamp.checkpoint_digest(Path(folder), cache).encode())
-    try:
-        h.update(verification.read_bytes() if verification else b"no verification")
-    except OSError:
-        h.update(b"no verification")
+    for path in verification:
+        h.update(b"verification\0" + os.fsencode(path) + b"\0")
+        try:
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            h.update(b"no file")
     return h.hexdigest()
 
 

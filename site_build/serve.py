@@ -9,9 +9,9 @@ site.
 
 What is watched is every input a build reads, wherever it lies: the config file and the checkpoint folder it
 names (`model.from`), the pages (--content) and templates (--templates) folders, the verification figures
-(build/verification.json) and handstep's own source (engine/, site_build/). A change to that source restarts the
-process in place (exec), handing it the listening socket: the server keeps its address, and the open pages,
-whose reload script reconnects to it, reload once the restarted server has built.
+(configs/verification/ and build/verification.json) and handstep's own source (engine/, site_build/). A change to
+that source restarts the process in place (exec), handing it the listening socket: the server keeps its address,
+and the open pages, whose reload script reconnects to it, reload once the restarted server has built.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from site_build import stamp
 from site_build.build import EXPECTED_ERRORS, Builder, Paths
-from site_build.data.checks import VERIFICATION_FILE
+from site_build.data.checks import SHIPPED_VERIFICATION, VERIFICATION_FILE
 from site_build.errors import shown_path, terminal_line
 from site_build.lock import BuildLocks
 from site_build.progress import Progress
@@ -86,7 +86,7 @@ def watched(paths: Paths, config: Path) -> list[Path]:
     exist yet is watched for its appearance."""
     config = Path(config).absolute()
     tops = [config, *checkpoint_folders(config), Path(paths.content).absolute(), Path(paths.templates).absolute(),
-            *(paths.root / d for d in CODE_DIRS), paths.root / VERIFICATION_FILE]
+            *(paths.root / d for d in CODE_DIRS), paths.root / SHIPPED_VERIFICATION, paths.root / VERIFICATION_FILE]
     return list(dict.fromkeys(tops))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import engine
 from site_build import cache
 from site_build.cache import BigRuns, DiskCache, PageCache
-from site_build.data.checks import VERIFICATION_FILE, Checks, compute_checks, start_checks
+from site_build.data.checks import Checks, compute_checks, start_checks, verification_files
 from site_build.data.downloads import ships_trace
 from site_build.errors import shown_path
 from site_build.progress import Progress
@@ -58,7 +58,11 @@ class Session:
         """The config as the engine reads it, and the run's key (cache.run_key: the config, the checkpoint's files,
         the verification figures, the engine's source), never a file's modification time."""
         cfg = engine.load_config(str(config_path), seed=seed)
-        return cfg, cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent)
+        return cfg, self.key(cfg)
+
+    def key(self, cfg: Any) -> str:
+        """cache.run_key of a config's run, with the verification files a build of it may read."""
+        return cache.run_key(cfg, verification_files(self.root, cfg.to_dict()), self.runs.folder.parent)
 
     def run(self, config_path: Path, cfg: Any, run_key: str) -> Run:
         """The trace with its checks: kept from the last build, from the run cache, or the engine run and the
@@ -86,7 +90,7 @@ class Session:
                     if values is not None:
                         values.unlink(missing_ok=True)
                     raise
-                if cache.run_key(cfg, self.root / VERIFICATION_FILE, self.runs.folder.parent) != run_key:
+                if self.key(cfg) != run_key:
                     run_key = ""  # a checkpoint file changed while it was read: this run is kept under no key
                 run = Run(trace, checks, run_key)
                 if run_key and cache.cacheable(trace):
@@ -113,7 +117,7 @@ class Session:
     def other(self, config_path: Path, seed: int | None) -> tuple[Any, str]:
         """The run to compare with, and where it came from (`configs/x.yaml`)."""
         cfg = engine.load_config(str(config_path), seed=seed)
-        key = cache.run_key(cfg, None, self.runs.folder.parent)
+        key = cache.run_key(cfg, (), self.runs.folder.parent)
         if self._other is None or self._other[0] != key:
             self._other = (key, engine.run(cfg))
             self.other_key = key

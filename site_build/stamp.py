@@ -10,10 +10,11 @@ After each successful build the CLI records, in the cache folder, a stamp for th
 
 `inputs` is a digest of everything a build reads: the config file (and the content of the files of the
 checkpoint folder it may name, found as the engine finds it), the seed and flags, every file of the pages and
-templates folders (through links: wherever the build reads them), the verification figures, handstep's own source,
-the installed Python packages, every file of the npm packages (by their remembered hashes) and the Python version.
-The next build with the same digest, into a folder whose files are exactly those recorded (same names, sizes,
-modification and change times: nobody edited, added or removed one), has nothing to do and says so. Anything
+templates folders (through links: wherever the build reads them), the verification figures (every file of
+configs/verification/ and build/verification.json: a build reads whichever belongs to its config), handstep's own
+source, the installed Python packages, every file of the npm packages (by their remembered hashes) and the Python
+version. The next build with the same digest, into a folder whose files are exactly those recorded (same names,
+sizes, modification and change times: nobody edited, added or removed one), has nothing to do and says so. Anything
 else, or any doubt (a missing, damaged or foreign stamp file), means a full build. The check and the record are
 made while the build holds the locks of its output and cache folders (site_build.lock), so the files recorded are
 the ones this build wrote.
@@ -38,6 +39,11 @@ from site_build import write
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = b"handstep stamp 1"
 STAMPS = "stamps.json"
+# Where the PyTorch figures come from (site_build.data.checks): the comparisons shipped with handstep, one file per
+# shipped config that has one (`make verify` writes configs/verification/default.json), and the git-ignored file
+# `make verify CONFIG=...` writes for any other config.
+SHIPPED_VERIFICATION = "configs/verification"
+VERIFICATION_FILE = "build/verification.json"
 KEEP = 20  # output folders remembered per cache
 _SOURCE_SUFFIXES = (".py", ".yaml", ".js")
 
@@ -322,7 +328,8 @@ def inputs_digest(config: Path | None, flags: dict[str, Any], content: Path, tem
         h.update(source_digest(package, root).encode())
     _tree(h, content)
     _tree(h, templates)
-    _file(h, root / "build" / "verification.json")
+    _tree(h, root / SHIPPED_VERIFICATION)
+    _file(h, root / VERIFICATION_FILE)
     _installed(h, root / "node_modules", cache)
     _packages(h)
     return h.hexdigest()

@@ -11,7 +11,6 @@ from markupsafe import Markup
 from engine.config import Config
 from engine.snippet import pytorch_snippet as engine_snippet
 from site_build.data.downloads import ships_trace
-from site_build.format import html_text
 from site_build.macros.blocks import Other
 from site_build.macros.registry import MacroError, PageContext, macro
 
@@ -25,9 +24,11 @@ def check(ctx: PageContext, name: str) -> Markup:
 
 @macro
 def verification(ctx: PageContext) -> Markup:
-    """One sentence: was this build's trace compared with PyTorch, and how closely."""
-    text = ctx.checks.summary() if ctx.checks is not None else "not checked against PyTorch in this build"
-    return html_text(text)
+    """A few sentences: was this build's trace compared with PyTorch, and how closely; if not, what was checked
+    and how to compare it (site_build.data.checks.Checks.summary)."""
+    if ctx.checks is None:
+        return Markup("This trace was not compared with PyTorch.")
+    return Markup(ctx.checks.summary_html())
 
 
 @macro

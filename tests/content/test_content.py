@@ -59,6 +59,22 @@ def test_default_site_shows_every_record(out, default_site):
     assert ops - with_calc == set(), f"op kinds with no calc() expansion anywhere: {sorted(ops - with_calc)}"
 
 
+def test_the_default_site_shows_the_shipped_pytorch_figures(out, default_site):
+    """From its first build, without torch: configs/verification/default.json is this trace's comparison (a test in
+    tests/engine/test_shipped_verification.py fails when it is not), so every checked tensor carries its figure."""
+    import json
+
+    shipped = json.loads((ROOT / "configs" / "verification" / "default.json").read_text(encoding="utf-8"))
+    pages = {p.name: p.read_text(encoding="utf-8") for p in site_pages(out / "default")}
+    figures = [m for html in pages.values() for m in re.findall(r"✓ PyTorch&#58; max &#124;Δ&#124; ([0-9.e+-]+)", html)]
+    assert len(figures) >= 20 and max(float(f) for f in figures) <= 1e-9
+    assert not [name for name, html in pages.items() if "not compared" in html or "✗ PyTorch" in html]
+    summary = re.sub(r"<[^>]+>", "", pages["index.html"])
+    assert (f"{len(shipped['max_abs_diff'])} tensors of this trace" in summary
+            and "make verify wrote these figures to configs/verification/default.json, which ships with handstep"
+            in summary), summary
+
+
 def site_pages(site):
     """Every HTML page of a built site (the table pages in numbers/ too), without Pagefind's own files."""
     return sorted(p for p in site.rglob("*.html") if "pagefind" not in p.relative_to(site).parts)

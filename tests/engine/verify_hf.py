@@ -1,14 +1,17 @@
 """`make verify`: compare a config's trace with Hugging Face GPT-2 + torch.optim and write the figures.
 
-The site build reads the file and shows the per-tensor figures next to each tensor when the file's
-`trace_sha256` matches the trace it builds from; otherwise it says "not checked against PyTorch in this
-build". The build itself never needs torch.
+For the default config (configs/default.yaml) the figures go into the repository, configs/verification/default.json:
+every site of the default config shows them from its first build, and a test fails when the file no longer belongs
+to the default trace (tests/engine/test_shipped_verification.py). For any other config they go to
+build/verification.json (git-ignored). The site build reads either (site_build.data.checks) and shows the figures
+under each tensor only when the file's `trace_sha256` is the digest of the trace it builds; it never needs torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -41,10 +44,22 @@ def verification(trace) -> dict:
             "max_abs_diff": tensors}
 
 
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
+SHIPPED = ROOT / "configs" / "verification" / "default.json"  # the default config's comparison, committed
+LOCAL = Path("build/verification.json")  # any other config's (git-ignored)
+
+
+def default_out(config: str) -> Path:
+    """Where the figures of `config` go: the shipped file for the default config, build/verification.json else."""
+    return SHIPPED if Path(config).resolve() == DEFAULT_CONFIG else LOCAL
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="configs/default.yaml")
-    ap.add_argument("--out", default="build/verification.json")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG.relative_to(ROOT)))
+    ap.add_argument("--out", help="where to write the figures (default: configs/verification/default.json for "
+                                  "configs/default.yaml, build/verification.json for any other config)")
     args = ap.parse_args()
     cfg = load_config(args.config)
     with tempfile.TemporaryDirectory(prefix="handstep-verify-") as folder:
@@ -54,11 +69,11 @@ def main() -> int:
         data = verification(trace)
         trace.release()
     worst = max(data["max_abs_diff"].items(), key=lambda kv: kv[1])
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_out(args.config)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {out}: {len(data['max_abs_diff'])} tensors checked against PyTorch, largest difference "
-          f"{worst[1]:.1e} ({worst[0]})")
+    print(f"wrote {os.path.relpath(out)}: {len(data['max_abs_diff'])} tensors checked against PyTorch, largest "
+          f"difference {worst[1]:.1e} ({worst[0]})")
     return 0
 
 

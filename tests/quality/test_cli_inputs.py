@@ -630,23 +630,29 @@ def outputs_under(folder: str, notebook: str = "s.ipynb") -> list[tuple[Callable
                         "--cache", f"{folder}/cache", "--out", "out"], f"--cache {folder}/cache: ")]
 
 
-def test_build_refuses_an_out_folder_holding_the_verification_file(tmp_path: Path):
-    """`make verify` writes build/verification.json, which the build reads: an --out holding it is refused."""
+@pytest.mark.parametrize(("file", "out", "what", "shown"), [
+    ("build/verification.json", "build", "verification file", "build/verification.json"),
+    ("configs/verification/good.json", "configs/verification", "shipped PyTorch comparisons", "configs/verification"),
+])
+def test_build_refuses_an_out_folder_holding_the_verification_file(tmp_path: Path, file: str, out: str, what: str,
+                                                                    shown: str):
+    """`make verify` writes build/verification.json (or, for the default config, configs/verification/default.json),
+    which the build reads: an --out holding either is refused."""
     from site_build.build import Builder, Paths
     from site_build.errors import BuildError
 
     inputs = make_inputs(tmp_path / "root")
     (inputs / "node_modules").symlink_to(ROOT / "node_modules")  # KaTeX
-    (inputs / "build").mkdir()
-    (inputs / "build" / "verification.json").write_text("{}")
+    (inputs / file).parent.mkdir(exist_ok=True)
+    (inputs / file).write_text("{}")
     builder = Builder(Paths(root=inputs, content=inputs / "content", templates=inputs / "templates",
                             cache=tmp_path / "cache"))
     try:
-        with pytest.raises(BuildError, match=r"holds the build's verification file"):
-            builder.check_outputs(inputs / GOOD_CONFIG, inputs / "build", force=True)
+        with pytest.raises(BuildError, match=rf"holds the build's {what} \([^)]*/root/{shown}\)"):
+            builder.check_outputs(inputs / GOOD_CONFIG, inputs / out, force=True)
     finally:
         builder.close()
-    assert (inputs / "build" / "verification.json").read_text() == "{}"
+    assert (inputs / file).read_text() == "{}"
 
 
 def test_a_link_loop_on_the_way_is_one_line(world: Path):

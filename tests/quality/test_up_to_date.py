@@ -616,8 +616,25 @@ def test_a_run_whose_checkpoint_changed_while_it_ran_is_kept_under_no_key(tmp_pa
         session.close()
 
 
+def ship_verification(copy: Path) -> None:
+    """A PyTorch comparison shipped in the project copy for its config (configs/verification/good.json, as `make
+    verify` writes configs/verification/default.json), with a made-up figure for the loss, which the home page shows."""
+    import engine
+    from engine.verify import config_digest, digest
+
+    trace = engine.run(engine.load_config(str(copy / GOOD_CONFIG)))
+    (copy / "configs" / "verification").mkdir()
+    (copy / "configs" / "verification" / "good.json").write_text(json.dumps(
+        {"config_sha256": config_digest(trace), "trace_sha256": digest(trace), "oracle": "PyTorch",
+         "max_abs_diff": {"loss": 1e-16}}))
+    index = copy / "content" / "index.md"
+    index.write_text(index.read_text() + '\n{{ check("loss") }}\n')
+
+
 SAME_SIZE_EDITS = {  # kind of input: (file in the project copy, old text, new text of the same length, site file, seen)
     "config": ("configs/good.yaml", "n_heads: 2", "n_heads: 1", "index.html", "A site with 1 heads."),
+    "shipped PyTorch figures": ("configs/verification/good.json", '"loss": 1e-16', '"loss": 2e-16', "index.html",
+                                "✓ PyTorch&#58; max &#124;Δ&#124; 2.0e-16"),
     "page": ("content/index.md", "A site with", "A SITE WITH", "index.html", "A SITE WITH 2 heads."),
     "template": ("templates/base.html", "<title>", "<TITLE>", "index.html", "<TITLE>"),
     "macro source": ("site_build/macros/numbers.py", "digits: int = 4) -> Markup:\n    \"\"\"One element inline",
@@ -627,11 +644,13 @@ SAME_SIZE_EDITS = {  # kind of input: (file in the project copy, old text, new t
 
 @pytest.mark.parametrize("kind", SAME_SIZE_EDITS)
 def test_a_same_size_edit_with_its_time_restored_shows_in_the_next_build(tmp_path, kind):
-    """Each kind of input (the config, a page, a template, a macro's source; a checkpoint file has its own test
-    above) edited in place with the same size and its modification time set back: the next build is not "up to date",
-    takes nothing stale from its caches (the run, the page, the KaTeX cache are keyed by content), and the site shows
-    the edit. Done on a copy of the project: the checkout is never edited."""
+    """Each kind of input (the config, the PyTorch figures shipped for it, a page, a template, a macro's source; a
+    checkpoint file has its own test above) edited in place with the same size and its modification time set back:
+    the next build is not "up to date", takes nothing stale from its caches (the run, the page, the KaTeX cache are
+    keyed by content), and the site shows the edit. Done on a copy of the project: the checkout is never edited."""
     copy, _, build = project_copy(tmp_path)
+    if kind == "shipped PyTorch figures":
+        ship_verification(copy)
 
     def loss_digits() -> int:
         shown = re.search(r"The loss is <span[^>]*>([-0-9.]+)</span>", (copy / "site" / "index.html").read_text())

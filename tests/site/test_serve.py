@@ -105,7 +105,7 @@ def test_watched_inputs_are_wherever_the_build_reads_them(tmp_path):
     tops = watched(paths, config)
     assert config in tops and tmp_path / "elsewhere" / "ckpt" in tops and Path("ckpt").absolute() in tops
     assert {paths.content, paths.templates, ROOT / "engine", ROOT / "site_build",
-            ROOT / "build" / "verification.json"} <= set(tops)
+            ROOT / "configs" / "verification", ROOT / "build" / "verification.json"} <= set(tops)
     assert watched(paths, tmp_path / "no-such.yaml")[0] == tmp_path / "no-such.yaml"  # watched for its appearance
     before = snapshot(tops)
     (tmp_path / "elsewhere" / "ckpt" / "model.safetensors").write_bytes(b"weights")
