@@ -210,8 +210,9 @@ PANEL_CSS = """
 """
 
 # Sent with fetch, the form keeps the reader on the page: a refused setting shows in the panel; a new site is shown
-# at the same place (the heading nearest above the top of the window, at the same height), on the same page when
-# the new site has it. The reload script (site_build.serve) waits while `handstepTrying` is set.
+# at the same place (the heading nearest above the top of the window, at the same height, even when the tables
+# above it changed size: the browser's own restoring of the scroll position is off until the page is left), on the
+# same page when the new site has it. The reload script (site_build.serve) waits while `handstepTrying` is set.
 PANEL_SCRIPT = """(function(){var f=document.getElementById("try-form"),KEY="handstep-try-place";
 if(!f||!window.fetch)return;var s=document.getElementById("try-status"),d=document.getElementById("try-panel");
 function place(){var hs=document.querySelectorAll("main h1[id],main h2[id],main h3[id],main h4[id]"),best=null;
@@ -220,15 +221,17 @@ return{path:location.pathname,y:scrollY,id:best?best.id:"",top:best?best.getBoun
 function back(){var p=null;
 try{p=JSON.parse(sessionStorage.getItem(KEY)||"null");sessionStorage.removeItem(KEY)}catch(e){}
 if(!p)return;d.open=true;if(p.path!==location.pathname)return;var el=p.id&&document.getElementById(p.id);
-scrollTo(0,el?el.getBoundingClientRect().top+scrollY-p.top:p.y)}
+scrollTo(0,el?el.getBoundingClientRect().top+scrollY-p.top:p.y);
+addEventListener("pagehide",function(){history.scrollRestoration="auto"})}
 if(document.readyState==="complete")back();else addEventListener("load",back);
 f.addEventListener("submit",function(ev){ev.preventDefault();var data=new URLSearchParams(new FormData(f));
 var b=ev.submitter;data.set("action",b&&b.value?b.value:"build");var bs=f.querySelectorAll("button");
 function busy(on){for(var i=0;i<bs.length;i++)bs[i].disabled=on;window.handstepTrying=on}
 busy(true);s.className="try-status";s.textContent="Building\\u2026";
-fetch(f.action,{method:"POST",body:data,headers:{Accept:"application/json"}}).then(function(r){return r.json()})
-.then(function(r){if(r.error){busy(false);s.className="try-status try-error";s.textContent=r.error;return}
-try{sessionStorage.setItem(KEY,JSON.stringify(place()))}catch(e){}
+fetch(f.getAttribute("action"),{method:"POST",body:data,headers:{Accept:"application/json"}})
+.then(function(r){return r.json()}).then(function(r){
+if(r.error){busy(false);s.className="try-status try-error";s.textContent=r.error;return}
+try{sessionStorage.setItem(KEY,JSON.stringify(place()));history.scrollRestoration="manual"}catch(e){}
 if(r.url===location.pathname)location.reload();else location.href=r.url})
 .catch(function(){busy(false);s.className="try-status try-error";
 s.textContent="No answer from the server: is handstep serve still running?"})})})()"""

@@ -235,12 +235,15 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
                                     yours=config if state.settings is not None else None)
 
         def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the page went away (reloaded, closed) while its long poll waited: no one to answer
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # keep the terminal for build results
