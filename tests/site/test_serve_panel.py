@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import digest_tree
-from test_serve import QUALITY, Server, _edit
+from serve_support import Server
+from test_serve import QUALITY, _edit
 from tiny_checkpoint import write_checkpoint
 
 import engine
