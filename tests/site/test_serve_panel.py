@@ -22,6 +22,7 @@ import engine
 from engine.config import DataConfig
 from site_build import panel
 from site_build.build import ROOT
+from site_build.serve import SETTINGS_ENV, inherited_settings
 
 GOOD = QUALITY / "configs" / "good.yaml"  # sizes only: the default vocabulary and text
 
@@ -110,6 +111,16 @@ def test_back_to_the_page_when_the_new_site_has_it_else_home(tmp_path):
                        ("//elsewhere.example/a.html", "/"), ("/../a.html", "/"), ("https://x.example/", "/"),
                        ("", "/")]:
         assert panel.landing(tmp_path, page) == want, page
+
+
+def test_a_restarted_server_gets_the_panels_settings(monkeypatch):
+    """A code edit restarts the server (exec): the settings in use go along, as JSON in its environment."""
+    settings = panel.Settings(("the cat sat", "the dog"), 3, 4, "x", "sgd", 0.5)
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(dataclasses.asdict(settings)))
+    assert inherited_settings() == settings and inherited_settings() is None  # taken once
+    for given in ("{", "[1]", '{"texts": ["a"]}', "null"):
+        monkeypatch.setenv(SETTINGS_ENV, given)
+        assert inherited_settings() is None
 
 
 class _Controls(HTMLParser):
