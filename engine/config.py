@@ -182,29 +182,35 @@ for _cls in (_Loader, _FastLoader):
 
 def load_config(path: str | Path | None = None, seed: int | None = None) -> Config:
     """Read a YAML config (or the defaults when path is None); `seed` overrides the file's seed."""
-    label = str(path) if path is not None else "<defaults>"
-    raw: Any = {}
-    if path is not None:
-        text = _read(Path(path), label)
+    if path is None:
+        return config_from_dict({}, "<defaults>", seed=seed)
+    return config_from_dict(read_mapping(path), str(path), seed=seed)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping a config file holds, read as load_config reads it (sizes, aliases, duplicate keys and YAML 1.2
+    floats checked) but not yet validated: what `config_from_dict` takes, for a caller that changes a few keys."""
+    label = str(path)
+    text = _read(Path(path), label)
+    try:
         try:
-            try:
-                raw = _parse(text, _FastLoader, label)
-            except (yaml.YAMLError, RecursionError):
-                if len(text) > REPARSE_MAX_CHARS:
-                    raise
-                raw = _parse(text, _Loader, label)  # the same, with the messages a reader gets
-        except _DuplicateKey as exc:
-            raise ConfigError(f"{label}:{exc.line}: duplicate key {echo(exc.key)} (first given at line {exc.first}); "
-                              "keep one") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(_yaml_message(label, text, exc)) from None
-        except RecursionError:
-            raise ConfigError(f"{label}: YAML nested too deeply; a config needs two levels") from None
-        if raw is None:
-            raw = {}
+            raw = _parse(text, _FastLoader, label)
+        except (yaml.YAMLError, RecursionError):
+            if len(text) > REPARSE_MAX_CHARS:
+                raise
+            raw = _parse(text, _Loader, label)  # the same, with the messages a reader gets
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{label}:{exc.line}: duplicate key {echo(exc.key)} (first given at line {exc.first}); "
+                          "keep one") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_message(label, text, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{label}: YAML nested too deeply; a config needs two levels") from None
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: the top level must be a mapping of keys such as seed, model, data")
-    return config_from_dict(raw, label, seed=seed)
+    return raw
 
 
 def _parse(text: str, loader_class: type, label: str) -> Any:

@@ -12,6 +12,10 @@ names (`model.from`), the pages (--content) and templates (--templates) folders,
 (configs/verification/ and build/verification.json) and handstep's own source (engine/, site_build/). A change to
 that source restarts the process in place (exec), handing it the listening socket: the server keeps its address,
 and the open pages, whose reload script reconnects to it, reload once the restarted server has built.
+
+Every page it sends also carries the "Try your own sentence" panel (site_build.panel), whose POST (`/__try`) builds
+the site from the panel's settings into a folder the server owns, then serves that site; the user's config and
+`--out` are never written for it. Later edits rebuild it from the same settings, until "Reset to my config".
 """
 
 from __future__ import annotations
@@ -19,18 +23,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from site_build import stamp
+import engine
+from site_build import panel, stamp
 from site_build.build import EXPECTED_ERRORS, Builder, Paths
 from site_build.data.checks import SHIPPED_VERIFICATION, VERIFICATION_FILE
 from site_build.errors import shown_path, terminal_line
@@ -40,6 +48,7 @@ from site_build.progress import Progress
 CODE_DIRS = ("engine", "site_build")
 CODE_SUFFIXES = (".py", ".yaml", ".js")  # handstep's source (as site_build.stamp counts it): a change restarts
 SOCKET_ENV = "HANDSTEP_SERVE_SOCKET"  # the listening socket's descriptor, handed to the restarted server
+SETTINGS_ENV = "HANDSTEP_SERVE_SETTINGS"  # the panel's settings in use, handed to the restarted server (JSON)
 POLL_SECONDS = 0.15
 QUIET_SECONDS = 0.12  # a burst of saves ends after this long without changes
 LONG_POLL_SECONDS = 25
@@ -48,7 +57,8 @@ RELOAD_SCRIPT = """<script>(function(){var id=%s;function show(e){var d=document
 if(!e){if(d)d.remove();return}if(!d){d=document.createElement("pre");d.id="build-error";d.className="build-error";
 d.setAttribute("role","alert");document.body.append(d)}d.textContent="Build failed\\n\\n"+e}
 function poll(){fetch("/__reload?since="+encodeURIComponent(id)).then(function(r){return r.json()}).then(function(s){
-if(s.id!==id){if(s.error){id=s.id;show(s.error)}else{location.reload();return}}poll()}).catch(function(){setTimeout(poll,500)})}
+if(s.id!==id){if(s.error){id=s.id;show(s.error)}else if(window.handstepTrying){id=s.id}else{location.reload();return}}
+poll()}).catch(function(){setTimeout(poll,500)})}
 show(%s);poll()})()</script>"""
 
 
@@ -64,6 +74,15 @@ class State:
         self._n = 0
         self.busy = threading.Lock()  # held by the rebuild under way
         self.stopping = threading.Event()  # the server is stopping: a rebuild that fails now says nothing
+        # The panel (site_build.panel): its settings, when the site shown is built from them (None: from the user's
+        # config), the folder the server owns for their config and site (made when first needed), the site served
+        # when it is not --out, what the user's config sets (the panel's first values), and a refused setting to show
+        # once on the next page (the form sent without JavaScript comes back by a redirect).
+        self.settings: panel.Settings | None = None
+        self.workdir: Path | None = None
+        self.served: Path | None = None
+        self.defaults: panel.Settings | None = None
+        self.refused: tuple[panel.Settings | None, str] | None = None
 
     def publish(self, error: str | None) -> None:
         """Record a finished build and wake every waiting page."""
@@ -145,10 +164,17 @@ def changed(old: dict[str, tuple[int, ...]], new: dict[str, tuple[int, ...]]) ->
     return sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
 
 
-def make_handler(site: Path, state: State) -> type[SimpleHTTPRequestHandler]:
-    """A request handler serving `site` with the reload script injected into HTML."""
+def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | None], str | None] | None = None,
+                 config: str = "") -> type[SimpleHTTPRequestHandler]:
+    """A request handler serving `site` (or the panel's site, `state.served`) with the reload script injected into
+    HTML; with `apply` (what a POST of the panel calls: site_build.serve.try_settings) the panel too, showing the
+    user's `config` by name."""
 
     class Handler(SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            self.directory = str(state.served or site)  # the folder served may change between two requests
+            return super().translate_path(path)
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             url = urlsplit(self.path)
             if url.path == "/__reload":
@@ -158,27 +184,66 @@ def make_handler(site: Path, state: State) -> type[SimpleHTTPRequestHandler]:
             if target.is_dir():
                 target = target / "index.html"
             if target.suffix == ".html" and target.is_file():
-                return self._send_html(HTTPStatus.OK, target)
+                return self._send_html(HTTPStatus.OK, target, url.path)
             if not target.exists():
-                return self._send_html(HTTPStatus.NOT_FOUND, site / "404.html")
+                return self._send_html(HTTPStatus.NOT_FOUND, Path(self.directory) / "404.html", url.path)
             return super().do_GET()
 
-        def _send_html(self, status: HTTPStatus, path: Path) -> None:
+        def do_POST(self) -> None:  # noqa: N802
+            """The panel's form: build from its settings (or the user's config again), then back to the page."""
+            if apply is None or urlsplit(self.path).path != panel.ENDPOINT:
+                return self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"Not found\n")
+            origin = self.headers.get("Origin")
+            if origin is not None and origin != f"http://{self.headers.get('Host', '')}":
+                return self._send(HTTPStatus.FORBIDDEN, "text/plain; charset=utf-8", b"A form of another site\n")
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= panel.MAX_FORM_BYTES:
+                return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "text/plain; charset=utf-8",
+                                  b"The form is too long: give shorter texts\n")
+            settings, page = panel.parse_form(self.rfile.read(length))
+            error = apply(settings)
+            url = panel.landing(Path(state.served or site), page)
+            if "application/json" in self.headers.get("Accept", ""):  # the panel's script
+                return self._send(HTTPStatus.OK, "application/json", panel.reply(error, url))
+            if error is not None:
+                state.refused = (settings, error)  # shown in the panel of the page the redirect leads to
+            self.send_response(HTTPStatus.SEE_OTHER)
+            self.send_header("Location", url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _send_html(self, status: HTTPStatus, path: Path, page_path: str) -> None:
             try:
                 page = path.read_text(encoding="utf-8")
             except OSError:
                 page = "<!doctype html><title>Not built</title><body><p>The site is not built yet.</p></body>"
             script = RELOAD_SCRIPT % (json.dumps(state.id), json.dumps(state.error))
+            if apply is not None:
+                script = self._panel(page_path) + script
             body = page.replace("</body>", script + "</body>", 1) if "</body>" in page else page + script
             self._send(status, "text/html; charset=utf-8", body.encode("utf-8"))
 
+        def _panel(self, page_path: str) -> str:
+            refused, state.refused = state.refused, None
+            shown = state.settings or state.defaults or panel.settings_of(engine.Config())
+            if refused is not None:
+                shown = refused[0] or shown
+            return panel.panel_html(shown, page_path, refused[1] if refused else None, error=refused is not None,
+                                    yours=config if state.settings is not None else None)
+
         def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the page went away (reloaded, closed) while its long poll waited: no one to answer
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # keep the terminal for build results
@@ -187,29 +252,77 @@ def make_handler(site: Path, state: State) -> type[SimpleHTTPRequestHandler]:
 
 
 def rebuild(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
-    """One build; print its summary or its errors, and tell the open pages. It holds the locks of the output and
-    cache folders, as `handstep build` does (site_build.lock), until its search index is in place."""
-    with state.busy, BuildLocks(out, builder.paths.cache) as locks:
-        if state.stopping.is_set():
-            return
-        locks.acquire()
-        try:
-            report = builder.build(config, out, seed, force=force)
-        except EXPECTED_ERRORS as err:
-            if not state.stopping.is_set():
-                _fail(state, str(err))
-        except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
-            if not state.stopping.is_set():  # else the server closed what the build was using
-                _fail(state, f"{type(err).__name__}: {err}")
-        else:
-            print(report.summary(), flush=True)
-            state.publish(None)
-        builder.finish_search()  # the index of the new pages is written into `out` after the swap
+    """One build of what the server shows (`target`); print its summary or its errors, and tell the open pages."""
+    with state.busy:
+        error = _build(builder, config, out, seed, state, force)
+        if error is not None:
+            _fail(state, error)
 
 
 def _fail(state: State, message: str) -> None:
     print("\n".join(map(terminal_line, message.splitlines())), file=sys.stderr, flush=True)
     state.publish(message)
+
+
+def try_settings(builder: Builder, config: Path, out: Path, seed: int | None, state: State,
+                 settings: panel.Settings | None, force: bool = False) -> str | None:
+    """The panel's POST: show the site `settings` make of the user's config (None, or the config's own settings:
+    the user's site again). Settings the engine refuses, or a build that fails, give one line, and the site served
+    stays the one before."""
+    with state.busy:
+        previous = state.settings
+        state.settings = None if settings == state.defaults else settings
+        error = _build(builder, config, out, seed, state, force, prefix=False)
+        if error is not None:
+            state.settings = previous
+            return error.splitlines()[0]
+        return None
+
+
+def target(state: State, config: Path, out: Path, seed: int | None) -> tuple[Path, Path, int | None]:
+    """What a build builds (config, output folder, seed): the user's config into --out, or the config the panel's
+    settings make of it (made again each time: the user's config may have changed) into the server's own folder."""
+    if state.settings is None:
+        return config, out, seed
+    if state.workdir is None:
+        state.workdir = Path(tempfile.mkdtemp(prefix="handstep-serve-"))
+    return panel.derive(config, seed, state.settings, state.workdir), state.workdir / "site", None
+
+
+def _build(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool,
+           prefix: bool = True) -> str | None:
+    """Build what the server shows (the caller holds `state.busy`): on success serve it, print its summary and tell
+    the open pages; else return the error (None when the server is stopping). It holds the locks of the output and
+    cache folders, as `handstep build` does (site_build.lock), until its search index is in place. `prefix`: a
+    refused panel setting says where it comes from."""
+    if state.stopping.is_set():
+        return None
+    try:
+        state.defaults = panel.settings_of(panel.current_config(config, seed)[1])
+    except engine.ConfigError:
+        pass  # the build says why
+    try:
+        config_used, dest, seed_used = target(state, config, out, seed)
+    except panel.SettingsError as err:
+        return f"the settings of the Try panel: {err}" if prefix else str(err)
+    except engine.ConfigError as err:
+        return str(err)
+    with BuildLocks(dest, builder.paths.cache) as locks:
+        locks.acquire()
+        try:
+            report = builder.build(config_used, dest, seed_used, force=force)
+        except EXPECTED_ERRORS as err:
+            error = None if state.stopping.is_set() else str(err)
+        except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
+            # (when stopping, the server closed what the build was using)
+            error = None if state.stopping.is_set() else f"{type(err).__name__}: {err}"
+        else:
+            error = None
+            state.served = dest if dest != out else None
+            print(report.summary(), flush=True)
+            state.publish(None)
+        builder.finish_search()  # the index of the new pages is written into `dest` after the swap
+    return error
 
 
 def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False,
@@ -242,7 +355,7 @@ def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: St
                 _fail(state, "\n".join(broken.values()) + "\n(the server restarts once handstep's code compiles)")
                 continue
             if code:
-                restart(builder, sock)
+                restart(builder, sock, state)
         rebuild(builder, config, out, seed, state, force)
 
 
@@ -272,9 +385,10 @@ def compile_error(path: str) -> str | None:
     return None
 
 
-def restart(builder: Builder, sock: socket.socket | None = None) -> None:
+def restart(builder: Builder, sock: socket.socket | None = None, state: State | None = None) -> None:
     """Re-run this command in a fresh interpreter, so edited code is used, in this same process (exec) and on the
     same listening socket: the address stays, and requests wait in its queue until the new server answers them.
+    The panel's settings go along (its folder is removed: the new server builds them into one of its own).
     Should exec fail, the server goes on with the code it has."""
     print("handstep's code changed: restarting the server", flush=True)
     builder.close()
@@ -282,6 +396,10 @@ def restart(builder: Builder, sock: socket.socket | None = None) -> None:
     if sock is not None:
         sock.set_inheritable(True)
         env[SOCKET_ENV] = str(sock.fileno())
+    if state is not None:
+        if state.settings is not None:
+            env[SETTINGS_ENV] = json.dumps(asdict(state.settings))
+        remove_workdir(state)
     try:
         os.execve(sys.executable, [sys.executable, "-m", "site_build.cli", *sys.argv[1:]], env)
     except OSError as err:
@@ -289,6 +407,23 @@ def restart(builder: Builder, sock: socket.socket | None = None) -> None:
             sock.set_inheritable(False)
         print(f"could not restart ({err.strerror or err}); rebuilding with the code already loaded", file=sys.stderr,
               flush=True)
+
+
+def remove_workdir(state: State) -> None:
+    """Remove the folder the server made for the panel's config and site; the user's --out is served again."""
+    if state.workdir is not None:
+        state.served = None
+        shutil.rmtree(state.workdir, ignore_errors=True)
+        state.workdir = None
+
+
+def inherited_settings() -> panel.Settings | None:
+    """The panel's settings a restarting server handed to this process (`restart`), or None."""
+    try:
+        given = json.loads(os.environ.pop(SETTINGS_ENV, "null"))
+        return panel.Settings(**{**given, "texts": tuple(given["texts"])}) if given is not None else None
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def inherited_socket() -> socket.socket | None:
@@ -323,7 +458,13 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     builder = Builder(paths or Paths(), progress=Progress())
     builder.background_search = True
     state = State()
-    server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(Path(out).absolute(), state),
+    state.settings = inherited_settings()
+    out = Path(out).absolute()
+
+    def apply(settings: panel.Settings | None) -> str | None:
+        return try_settings(builder, Path(config), out, seed, state, settings, force)
+
+    server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(out, state, apply, shown_path(config)),
                                  bind_and_activate=False)
     server.socket.close()
     server.socket = sock  # taken by the caller before the first build, so a busy port fails at once
@@ -331,8 +472,7 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     try:
         builder.check_outputs(Path(config), Path(out), force)
         first = snapshot(watched(builder.paths, Path(config)))  # before the first build: an edit during it shows
-        rebuild(builder, Path(config), Path(out), seed, state, force)
-        out = Path(out).absolute()
+        rebuild(builder, Path(config), out, seed, state, force)
         threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force, sock, first),
                          daemon=True).start()
         print(f"serving {out.name}/ at http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
@@ -342,17 +482,22 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     finally:
         state.stopping.set()
         server.server_close()
-        under_way = not state.busy.acquire(blocking=False)
+        held = state.busy.acquire(blocking=False)
+        ours = state.settings is not None  # a rebuild under way writes the panel's site, not --out
         builder.close()  # a rebuild under way fails at its next formula, and cleans up after itself
-        if under_way:  # it ends at its next formula, or goes on to the end if it has none left
+        if not held:  # it ends at its next formula, or goes on to the end if it has none left
             site = f"{shown_path(out)}/"
-            if not state.busy.acquire(timeout=60):
+            held = state.busy.acquire(timeout=60)
+            if not held:
                 said = f"stopped during a rebuild that did not end in time; {site} is the old site or the new, whole"
             elif builder.replaced:
                 said = f"stopped during a rebuild, after it had replaced {site}: it holds the new site, whole"
             else:
                 said = f"stopped during a rebuild, which was abandoned; {site} is as it was"
-            print(f"handstep: {said}", file=sys.stderr, flush=True)
+            if not ours:
+                print(f"handstep: {said}", file=sys.stderr, flush=True)
+        if held:  # no build writes in the panel's folder any more
+            remove_workdir(state)
     return 0
 
 

@@ -1,0 +1,229 @@
+"""The "Try your own sentence" panel of `handstep serve` (site_build.panel): its settings laid over the user's config
+and checked by the engine's own loader, and the panel on every page the server sends, never in a built site."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from conftest import digest_tree
+from serve_support import Server
+from test_serve import QUALITY, _edit
+from tiny_checkpoint import write_checkpoint
+
+import engine
+from engine.config import DataConfig
+from site_build import panel
+from site_build.build import ROOT
+from site_build.serve import SETTINGS_ENV, inherited_settings
+
+GOOD = QUALITY / "configs" / "good.yaml"  # sizes only: the default vocabulary and text
+
+
+def _settings(config: Path, **change) -> panel.Settings:
+    return dataclasses.replace(panel.settings_of(engine.load_config(config)), **change)
+
+
+# -- the settings → config overlay ---------------------------------------------------------------------------------
+def test_a_configs_own_settings_make_the_same_config(tmp_path):
+    """Laid over a config, its own settings change nothing the engine reads: with the default vocabulary left
+    implied, with a vocabulary made from the config's texts, and with --seed."""
+    texts_only = tmp_path / "texts.yaml"
+    texts_only.write_text("data:\n  texts: [the cat sat, a dog ran far]\nmodel:\n  d_model: 8\n", encoding="utf-8")
+    for config in (ROOT / "configs" / "default.yaml", GOOD, texts_only):
+        folder = tmp_path / config.stem
+        folder.mkdir()
+        want = engine.load_config(config)
+        assert engine.load_config(panel.derive(config, None, panel.settings_of(want), folder)) == want
+    seeded = engine.load_config(GOOD, seed=7)
+    derived = panel.derive(GOOD, 7, panel.settings_of(seeded), tmp_path)
+    assert engine.load_config(derived).seed == 7
+
+
+def test_settings_change_what_they_set_and_nothing_else(tmp_path):
+    cfg = engine.load_config(GOOD)
+    settings = _settings(GOOD, texts=("the dog ran", "the mat"), seed=9, n_heads=4, n_layers=2, optimizer="sgd",
+                         lr=0.5)
+    got = engine.load_config(panel.derive(GOOD, None, settings, tmp_path))
+    assert got == dataclasses.replace(cfg, seed=9, model=dataclasses.replace(cfg.model, n_heads=4, n_layers=2),
+                                      data=DataConfig(texts=("the dog ran", "the mat")),
+                                      optimizer=dataclasses.replace(cfg.optimizer, name="sgd", lr=0.5))
+    assert got.model.vocab == cfg.model.vocab  # the default vocabulary, not one made of the new texts
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"n_heads": 3}, "model.n_heads: 3 does not divide d_model 8"),
+    ({"texts": ("the zebra ran",)}, "model.vocab: missing words used in data.texts: zebra (add them to the vocab)"),
+    ({"lr": 0}, "optimizer.lr: must be > 0, got 0.0"),
+    ({"lr": "fast"}, "optimizer.lr: must be a number, got a string 'fast'"),
+    ({"optimizer": "rmsprop"}, "optimizer.name: unknown optimizer 'rmsprop' (choose one of: adamw, adam, sgd)"),
+    ({"texts": ()}, "data.texts: must be a non-empty list of strings"),
+])
+def test_refused_settings_give_the_engines_line_and_write_nothing(tmp_path, change, line):
+    config = tmp_path / "run.yaml"
+    shutil.copy(GOOD, config)
+    before = config.read_bytes()
+    folder = tmp_path / "own"
+    folder.mkdir()
+    with pytest.raises(panel.SettingsError) as err:
+        panel.derive(config, None, _settings(config, **change), folder)
+    assert str(err.value) == line
+    assert config.read_bytes() == before and list(folder.iterdir()) == []
+
+
+def test_a_checkpoint_config_keeps_its_folder_and_refuses_new_sizes(tmp_path, monkeypatch):
+    """A config beside its checkpoint (`from: ckpt`, found beside the config, not from the current folder): the
+    derived config, written elsewhere, reads the same checkpoint; heads are the checkpoint's to set."""
+    write_checkpoint(tmp_path / "project" / "ckpt")
+    config = tmp_path / "project" / "run.yaml"
+    config.write_text("model:\n  from: ckpt\ndata:\n  texts: [the cat sat]\n", encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = engine.load_config(config)
+    got = engine.load_config(panel.derive(config, None, _settings(config, texts=("the dog ran",)), tmp_path))
+    assert dataclasses.replace(got.model, checkpoint="ckpt") == cfg.model and got.data.texts == ("the dog ran",)
+    assert Path(got.model.checkpoint_dir).resolve() == Path(cfg.model.checkpoint_dir).resolve()
+    with pytest.raises(panel.SettingsError, match=r"^model\.n_heads: is given beside model\.from"):
+        panel.derive(config, None, _settings(config, n_heads=1), tmp_path)
+
+
+def test_the_form_reads_numbers_and_keeps_what_is_not_one():
+    body = urllib.parse.urlencode({"texts": " the cat sat \r\n\r\nthe dog ran\n", "seed": "12", "n_heads": "x",
+                                   "n_layers": " 2 ", "optimizer": "adam", "lr": "1e-3", "page": "/a.html",
+                                   "action": "build"}).encode()
+    assert panel.parse_form(body) == (panel.Settings(("the cat sat", "the dog ran"), 12, "x", 2, "adam", 0.001),
+                                      "/a.html")
+    assert panel.parse_form(b"action=reset&page=%2F&seed=3") == (None, "/")
+
+
+def test_back_to_the_page_when_the_new_site_has_it_else_home(tmp_path):
+    (tmp_path / "guide").mkdir()
+    for name in ("index.html", "a.html", "guide/index.html"):
+        (tmp_path / name).write_text("<p>page</p>", encoding="utf-8")
+    for page, want in [("/a.html", "/a.html"), ("/guide/", "/guide/"), ("/13-adamw.html", "/"), ("/", "/"),
+                       ("//elsewhere.example/a.html", "/"), ("/../a.html", "/"), ("https://x.example/", "/"),
+                       ("", "/")]:
+        assert panel.landing(tmp_path, page) == want, page
+
+
+def test_a_restarted_server_gets_the_panels_settings(monkeypatch):
+    """A code edit restarts the server (exec): the settings in use go along, as JSON in its environment."""
+    settings = panel.Settings(("the cat sat", "the dog"), 3, 4, "x", "sgd", 0.5)
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(dataclasses.asdict(settings)))
+    assert inherited_settings() == settings and inherited_settings() is None  # taken once
+    for given in ("{", "[1]", '{"texts": ["a"]}', "null"):
+        monkeypatch.setenv(SETTINGS_ENV, given)
+        assert inherited_settings() is None
+
+
+class _Controls(HTMLParser):
+    """The form controls of a page (but hidden ones) by id, and the ids its labels name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[str] = []
+        self.labelled: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag in ("input", "select", "textarea") and a.get("type") != "hidden":
+            self.controls.append(a.get("id") or f"<{tag} name={a.get('name')} without an id>")
+        if tag == "label":
+            self.labelled.append(a.get("for") or "<label without for>")
+
+
+def test_every_field_of_the_panel_has_its_label_and_config_text_stays_text():
+    settings = panel.Settings(("the <b>cat</b>", 'a "dog"'), 1, 2, 1, "adam", 0.01)
+    html = panel.panel_html(settings, '/a.html"><script>', "model.vocab: missing words: <x>", error=True)
+    parsed = _Controls()
+    parsed.feed(html)
+    assert len(parsed.controls) == 6 and sorted(parsed.controls) == sorted(parsed.labelled)
+    assert "the &lt;b&gt;cat&lt;/b&gt;\na &quot;dog&quot;</textarea>" in html
+    assert '<option selected>adam</option>' in html and "<b>" not in html and '"><script>' not in html
+    assert "model.vocab: missing words: &lt;x&gt;</p>" in html and " open " in html
+
+
+# -- the panel in `handstep serve` ---------------------------------------------------------------------------------
+def _post(server: Server, fields: dict[str, str], json_reply: bool = False,
+          origin: str | None = None) -> tuple[str, str]:
+    """POST the panel's form; (the URL the reply ends at, its body): a redirect back to the page, or the JSON."""
+    headers = {"Accept": "application/json"} if json_reply else {}
+    if origin is not None:
+        headers["Origin"] = origin
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{panel.ENDPOINT}", method="POST",
+                                     data=urllib.parse.urlencode(fields).encode(), headers=headers)
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        return reply.url, reply.read().decode()
+
+
+def _loss(config_text: str, folder: Path) -> str:
+    """The loss of the run of a config, through the engine's public entry point, as a page shows it."""
+    path = folder / "expected.yaml"
+    path.write_text(config_text, encoding="utf-8")
+    return f"{float(engine.run(engine.load_config(path))['loss']):.4f}"
+
+
+def test_serve_builds_the_panels_settings_into_its_own_folder(tmp_path):
+    """The panel is on every page served, in no built site. Its settings rebuild the site, served from the
+    server's own folder; a refused setting is one line and the site stays; an edit of the pages rebuilds from the
+    same settings; "reset" goes back. The user's config and --out are never written; the folder goes with the
+    server."""
+    work = tmp_path / "work"
+    shutil.copytree(QUALITY / "content", work / "pages")
+    user_text = GOOD.read_text(encoding="utf-8") + "data:\n  texts: [the cat sat on the mat]\n"
+    config, out = work / "run.yaml", tmp_path / "site"
+    config.write_text(user_text, encoding="utf-8")
+    tried = user_text.replace("n_heads: 2", "n_heads: 4").replace("the cat sat on the mat", "the mat sat on the cat")
+    old_loss, new_loss = _loss(user_text, tmp_path), _loss(tried, tmp_path)
+    assert old_loss != new_loss
+    fields = {"texts": "the mat sat on the cat", "seed": "5", "n_heads": "4", "n_layers": "1", "optimizer": "adamw",
+              "lr": "0.01", "page": "/attention.html", "action": "build"}
+
+    server = Server(["--config", str(config), "--content", str(work / "pages"), "--cache", str(tmp_path / "cache"),
+                     "--out", str(out)], cwd=tmp_path)
+    try:
+        page = server.get("/")
+        assert 'id="try-form"' in page and "the cat sat on the mat</textarea>" in page and old_loss in page
+        assert not any("try-form" in p.read_text(encoding="utf-8") for p in out.rglob("*.html"))
+        user_site = digest_tree(out)  # what `build` wrote, without the panel
+
+        with pytest.raises(urllib.error.HTTPError) as refused:  # a form sent from another site's page
+            _post(server, fields, origin="http://elsewhere.example")
+        assert refused.value.code == 403 and "A site with 2 heads." in server.get("/")
+
+        url, page = _post(server, fields)  # without JavaScript: a redirect back to the page
+        assert url.endswith("/attention.html") and "This site is built from these settings" in page
+        page = server.get("/")
+        assert new_loss in page and "A site with 4 heads." in page and "the mat sat on the cat</textarea>" in page
+        workdir = Path(server.wait_for(r"-> (/\S*handstep-serve-\S+)/site$").group(1))
+
+        reply = json.loads(_post(server, {**fields, "n_heads": "3"}, json_reply=True)[1])
+        assert reply["error"] == "model.n_heads: 3 does not divide d_model 8"
+        assert new_loss in server.get("/")  # the previous site is still served
+        _, page = _post(server, {**fields, "lr": "-1", "page": "/"})
+        assert '<p id="try-status" role="status" class="try-status try-error">optimizer.lr: must be &gt; 0, got ' \
+               "-1.0</p>" in page and 'id="try-panel" open' in page and new_loss in page
+        assert 'class="try-status">' in server.get("/")  # the line is shown once
+
+        _edit(work / "pages" / "index.md", "## The loss", "A sentence added while trying.\n\n## The loss")
+        page = server.poll_page("A sentence added while trying.")
+        assert "A site with 4 heads." in page and new_loss in page
+        assert digest_tree(out) == user_site  # the panel's builds never wrote --out
+
+        url, page = _post(server, {"action": "reset", "page": "/attention.html"})
+        assert url.endswith("/attention.html") and "This site is built from your config." in page
+        page = server.get("/")
+        assert old_loss in page and "A site with 2 heads." in page and "A sentence added while trying." in page
+        assert config.read_text(encoding="utf-8") == user_text
+    finally:
+        server.stop()
+    assert not workdir.exists()
+    assert not any("Traceback" in line for line in server.lines), server.lines
+
