@@ -31,7 +31,7 @@ from site_build.macros.registry import RunContext
 from site_build.pages import Page
 from site_build.render.compile import content_environment
 from site_build.render.jinja import PageResult, link_map, render_page
-from site_build.render.markdown import make_parser
+from site_build.render.markdown import CALLOUTS, make_parser
 
 SITE_NOTEBOOK = "notebook.ipynb"  # the site's copy, beside its trace.json
 SITE_TRACE = "trace.json"
@@ -133,7 +133,7 @@ def notebook_markdown(result: PageResult) -> str:
                 continue
             kind, title = callout.group(1) or "", callout.group(2).strip()
             quote = True
-            out.append(f"> **{title or {'why': 'Why?', 'check': 'Check', 'note': 'Note'}.get(kind, kind)}**")
+            out.append(f"> **{title or CALLOUTS.get(kind, kind)}**")
             out.append(">")
             continue
         if re.fullmatch(r"\{[#.][^}]*\}", stripped):  # an attribute line ({#id}, {.class})

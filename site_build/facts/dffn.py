@@ -41,7 +41,3 @@ def flip_unit(trace: Any) -> int:
     found = np.argwhere(_flips(trace))
     return int(found[0][1]) if len(found) else 0
 
-
-def later_blocks(trace: Any) -> str:
-    """The record-name prefixes of the blocks after block 0, for a sentence: '`L1.`', '`L1.` or `L2.`'."""
-    return " or ".join(f"`L{layer}.`" for layer in range(1, grads.layers(trace)))

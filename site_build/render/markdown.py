@@ -23,7 +23,7 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 
 from site_build.render.mathslots import MathSlots
 
-CALLOUTS = {"why": "Why?", "check": "Check", "note": "Note"}
+CALLOUTS = {"why": "Why?", "check": "Check", "note": "Note", "warmup": "Warm-up"}  # warmup: made-up numbers
 TOC_LEVELS = (2, 3)
 _SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
 

@@ -8,14 +8,35 @@ from site_build.build import ROOT, Paths, build
 
 CONTENT = ROOT / "content"
 DECIMAL = re.compile(r"(?<![\w.%{:])[-−]?\d+\.\d+")
+WARMUP = re.compile(r"^\s*:::\s*warmup\b")  # a warm-up: made-up numbers worked by hand, typed on purpose
+CLOSE = re.compile(r"^\s*:::\s*$")
+STORY_SECTIONS = ("forward", "backward", "optimization")
+
+
+def warmups(text: str) -> list[list[str]]:
+    """The lines of each `::: warmup` block of a page."""
+    blocks: list[list[str]] = []
+    inside = False
+    for line in text.splitlines():
+        if not inside and WARMUP.match(line):
+            inside = True
+            blocks.append([])
+        elif inside and CLOSE.match(line):
+            inside = False
+        elif inside:
+            blocks[-1].append(line)
+    return blocks
 
 
 def prose_lines(text: str):
-    """(line number, text) of every line outside fenced code blocks and Jinja tags."""
-    fenced = False
+    """(line number, text) of every line outside fenced code blocks, warm-up blocks and Jinja tags."""
+    fenced = warmup = False
     for n, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
+            continue
+        if not fenced and (WARMUP.match(line) or warmup):
+            warmup = not CLOSE.match(line)
             continue
         if not fenced:
             yield n, re.sub(r"{%.*?%}|{{.*?}}|{##.*?##}|`[^`]*`", "", line)
@@ -30,6 +51,24 @@ def test_no_decimal_is_typed_into_content():
 def test_the_decimal_scan_can_fail(tmp_path):
     bad = "The loss is 2.66 here.\n```\nx = 2.66  # fine in code\n```\n"
     assert [m.group() for _, line in prose_lines(bad) for m in DECIMAL.finditer(line)] == ["2.66"]
+    toy = "::: warmup A softmax of two numbers\n$e^{2.0}$ gives 0.73.\n:::\nAfter it, 0.41 is typed.\n"
+    assert [m.group() for _, line in prose_lines(toy) for m in DECIMAL.finditer(line)] == ["0.41"]
+
+
+def test_a_warm_up_works_made_up_numbers_only():
+    """A warm-up's numbers are typed because they are examples, not the run's: so no Jinja inside one (nothing of
+    the trace can hide there from the decimal scan), and each page of the forward, backward and optimization
+    sections opens with exactly one, before its first section heading."""
+    for page in sorted(CONTENT.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        blocks = warmups(text)
+        for block in blocks:
+            assert not any(re.search(r"{{|{%|{##", line) for line in block), f"{page.name}: Jinja in a warm-up"
+        if page.parent.name in STORY_SECTIONS:
+            assert len(blocks) == 1, f"{page.name}: {len(blocks)} warm-ups"
+            body = text.split("\n---\n", 1)[1]
+            assert not re.search(r"^## ", body[:body.index("::: warmup")], re.M), f"{page.name}: warm-up too late"
+    assert warmups("x\n::: warmup Toy\n1.5 + 2\n:::\ny\n") == [["1.5 + 2"]]
 
 
 @pytest.fixture(scope="module")
