@@ -237,3 +237,16 @@ def test_the_gradients_can_be_checked_while_the_run_goes_on(tmp_path, monkeypatc
         assert not any(n.startswith(("opt.", "updated.")) for n in names)
         assert (full.values_file is not None) == spill
         assert finite_differences(cfg, partial) == finite_differences(cfg, full)
+
+
+def test_the_builds_check_covers_a_llama_run():
+    """The build's finite differences (engine.verify) on a llama run: every tensor (no wpe, no biases; lm_head.weight
+    from the final RMSNorm's input on), and the whole gradient along one direction."""
+    from engine import run
+    from engine.verify import finite_differences
+
+    cfg = config_from_dict({**MODEL_VARIANTS["llama_gqa"], "train_steps": 0}, "test")
+    checks = finite_differences(cfg, run(cfg))
+    assert set(checks) == {f"grad.{name}" for name, _, _, _ in model.param_specs(cfg)} | {"direction"}
+    assert "grad.L0.attn.k_proj.weight" in checks and "grad.wpe" not in checks
+    assert all(c["ok"] for c in checks.values()), {k: c["max_abs_err"] for k, c in checks.items()}
