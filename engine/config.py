@@ -551,7 +551,7 @@ def _llama(given: dict[str, Any], sizes: dict[str, int], err) -> dict[str, Any]:
 
 
 def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) -> ModelConfig:
-    """`model: {from: PATH}`: sizes, vocabulary and weights from a Hugging Face checkpoint folder."""
+    """`model: {from: PATH}`: the architecture, sizes, vocabulary and weights from a Hugging Face checkpoint folder."""
     folder = given["from"]
     if not isinstance(folder, str) or not folder.strip():
         err("model.from", f"must be the path of a checkpoint folder, got {_kind(folder)} {echo(folder)}")
@@ -559,6 +559,9 @@ def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) 
         if key == "tie_embeddings":
             err("model.tie_embeddings", "is given beside model.from, whose config.json says whether the output layer "
                 "is tied (tie_word_embeddings); remove it")
+        if key in ("arch", *LLAMA_KEYS):
+            err(f"model.{key}", "is given beside model.from, whose config.json says the architecture and its keys "
+                "(model_type, num_key_value_heads, rope_theta, rms_norm_eps); remove it")
         if key != "from":
             err(f"model.{_key(key)}", "is given beside model.from, whose checkpoint sets the sizes, the vocabulary "
                 "and the initial weights; remove it")
@@ -575,7 +578,8 @@ def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) 
             err(f"data.texts[{i}]", "has no tokens; give some text")
     return ModelConfig(vocab=ck.vocab, d_model=ck.d_model, n_heads=ck.n_heads, d_ff=ck.d_ff, n_layers=ck.n_layers,
                        n_positions=ck.n_positions, tie_embeddings=ck.tie, checkpoint=folder,
-                       checkpoint_dir=str(ck.folder))
+                       checkpoint_dir=str(ck.folder), arch=ck.arch, n_kv_heads=ck.n_kv_heads,
+                       rope_theta=ck.rope_theta, norm_eps=ck.norm_eps)
 
 
 def _optimizer(given: dict[str, Any], err) -> OptimizerConfig:
