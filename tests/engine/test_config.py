@@ -233,3 +233,28 @@ def test_cli_bad_llama_key_exits_2_without_a_traceback(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"{f}: " + ("model.n_kv_heads: 3 does not divide n_heads 4: each key/value head "
                                               "serves the same number of query heads (choose a divisor of 4)")
+
+
+def test_configs_llama_yaml_is_the_llama_run_the_docs_list():
+    """configs/llama.yaml: the cat text, d_model 16, four query heads sharing two K/V heads, the default optimizer
+    block; engine/docs.py lists the records of the same config."""
+    from engine.docs import LLAMA
+
+    cfg = load_config(ROOT / "configs/llama.yaml")
+    assert cfg == config_from_dict(LLAMA, "x")
+    assert cfg.optimizer == Config().optimizer and cfg.data == Config().data and cfg.seed == Config().seed
+    assert (cfg.model.arch, cfg.model.d_model, cfg.model.n_heads, cfg.model.n_kv_heads) == ("llama", 16, 4, 2)
+
+
+def test_make_verify_names_the_oracle_of_each_architecture(tmp_path):
+    """tests/engine/verify_hf.py (`make verify`) on configs/default.yaml and configs/llama.yaml."""
+    import json
+
+    for config, oracle in (("default", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")):
+        out = tmp_path / f"{config}.json"
+        done = subprocess.run([sys.executable, "tests/engine/verify_hf.py", "--config", f"configs/{config}.yaml",
+                               "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        data = json.loads(out.read_text())
+        assert f" {oracle} + torch " in data["oracle"] and max(data["max_abs_diff"].values()) < 1e-9
+        assert done.stdout.startswith(f"wrote {out}: ")
