@@ -78,9 +78,17 @@ def draw(make: Callable[[random.Random, dict], Drill], rng: random.Random, confi
 
 
 # -- forward --------------------------------------------------------------------------------------------------
+def _llama(config: dict) -> bool:
+    return config.get("model", {}).get("arch") == "llama"
+
+
 def embedding(rng: random.Random, config: dict) -> Drill:
     tid, t, c = rng.randint(0, 3), rng.randint(0, 3), rng.randint(0, 2)
     row, pos = _ints(rng, 3), _ints(rng, 3)
+    if _llama(config):  # no position table: the input vector is the token's row (positions enter by rotation)
+        return Drill("embedding", f"Token id {tid} sits at position {t}. Row {tid} of the token table is {_vec(row)}; "
+                     f"a Llama has no position table. What is entry {c} of the input vector?",
+                     [f"x{_sub(c)} = W_te[{tid}, {c}] = {_n(row[c])}"], row[c], 0.0)
     return Drill("embedding", f"Token id {tid} sits at position {t}. Row {tid} of the token table is {_vec(row)} and "
                  f"row {t} of the position table is {_vec(pos)}. What is entry {c} of the input vector (token "
                  "embedding plus position embedding)?",
@@ -163,7 +171,8 @@ def dot(rng: random.Random, config: dict) -> Drill:
 
 def mul(rng: random.Random, config: dict) -> Drill:
     g, w = _ints(rng, 1)[0], rng.choice([-1.5, -0.5, 0.5, 2, 3])
-    return Drill("mul", f"The gradient reaching a LayerNorm output is g = {_n(g)} and its weight is γ = {_n(w)}. "
+    norm = "an RMSNorm" if _llama(config) else "a LayerNorm"
+    return Drill("mul", f"The gradient reaching {norm} output is g = {_n(g)} and its weight is γ = {_n(w)}. "
                  "What is the gradient of x̂ there?",
                  [f"∂L/∂x̂ = g·γ = {_p(g)}·{_p(w)} = {_n(g * w)}"], g * w, 1e-9)
 
@@ -173,6 +182,10 @@ def split(rng: random.Random, config: dict) -> Drill:
     C = H * D
     part, h, d = rng.randint(0, 2), rng.randint(0, H - 1), rng.randint(0, D - 1)
     col = part * C + h * D + d
+    if _llama(config):  # separate projections: Q_cat (or K_cat, V_cat) holds the heads side by side
+        return Drill("split_heads", f"The query projection Q_cat has C = {C} columns: H = {H} heads of D = {D}, side "
+                     f"by side. Which column (counting from 0) holds head {h}, dimension {d}?",
+                     [f"column = h·D + d = {h}·{D} + {d} = {h * D + d}"], h * D + d, 0.0)
     return Drill("split_heads", f"The packed projection has 3C columns, Q then K then V, with C = {C} split into "
                  f"H = {H} heads of D = {D}. Which column (counting from 0) holds {'QKV'[part]} of head {h}, "
                  f"dimension {d}?",

@@ -171,3 +171,17 @@ def test_every_llama_record_has_its_own_formula_and_meaning(config):
             assert gpt2 not in written, (r.name, gpt2)
         assert N.meaning(r.name, tied=tied, arch="llama"), r.name
         assert "LayerNorm" not in N.meaning(r.name, tied=tied, arch="llama"), r.name
+
+
+@pytest.mark.parametrize("op, gpt2, llama", [("embedding", "plus position embedding", "no position table"),
+                                             ("mul", "a LayerNorm", "an RMSNorm"),
+                                             ("split_heads", "Q then K then V", "The query projection Q_cat")])
+def test_shared_drills_speak_of_the_runs_architecture(op, gpt2, llama):
+    """A kind both architectures make has one drill; where the architectures differ (no position table, RMSNorm,
+    separate projections) the drill follows the config's."""
+    import random
+
+    for seed in range(5):
+        assert gpt2 in drills.draw(kind(op).drill, random.Random(seed), {}).question
+        question = drills.draw(kind(op).drill, random.Random(seed), {"model": {"arch": "llama"}}).question
+        assert llama in question and gpt2 not in question
