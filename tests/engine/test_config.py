@@ -258,3 +258,20 @@ def test_make_verify_names_the_oracle_of_each_architecture(tmp_path):
         data = json.loads(out.read_text())
         assert f" {oracle} + torch " in data["oracle"] and max(data["max_abs_diff"].values()) < 1e-9
         assert done.stdout.startswith(f"wrote {out}: ")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["arch", "n_kv_heads", "rope_theta", "norm_eps", "n_heads", "d_model",
+                                        "tie_embeddings"]),
+                       st.one_of(st.sampled_from(["gpt2", "llama", "gpt3"]), st.integers(-2, 8),
+                                 st.floats(allow_nan=True), st.booleans(), st.none()), max_size=5))
+def test_any_llama_model_section_is_a_config_or_a_clean_error(model):
+    try:
+        cfg = config_from_dict({"model": model}, "c.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("c.yaml: model.") and "\n" not in str(exc)
+    else:
+        m = cfg.model
+        assert m.n_heads % m.kv_heads == 0 and m.d_model % m.n_heads == 0
+        if m.arch == "llama":
+            assert (m.d_model // m.n_heads) % 2 == 0 and m.rope_theta > 0 and m.norm_eps > 0
