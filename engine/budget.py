@@ -85,6 +85,13 @@ class _Sizes:
     steps: int  # train_steps
     opt: str  # adamw | adam | sgd | sgd+momentum
     tied: bool = True  # the output layer is the token table; else its own V x C matrix (lm_head.weight)
+    llama: bool = False  # model.arch: llama (engine.model.llama_forward)
+    G: int = 1  # key/value heads (llama; GPT-2's are its H heads)
+
+    @property
+    def K(self) -> int:
+        """Width of a llama block's keys (and values): G heads of C / H."""
+        return self.G * (self.C // self.H)
 
 
 def _sizes(cfg: Config) -> _Sizes:
@@ -92,7 +99,7 @@ def _sizes(cfg: Config) -> _Sizes:
     opt = "sgd+momentum" if o.name == "sgd" and o.momentum else o.name
     return _Sizes(V=len(m.vocab or ()), C=m.d_model, F=m.d_ff, P=m.n_positions, L=m.n_layers, H=m.n_heads,
                   B=len(cfg.data.texts), T=max(len(s) for s in sequences(cfg)) - 1, steps=cfg.train_steps,
-                  opt=opt, tied=m.tie_embeddings)
+                  opt=opt, tied=m.tie_embeddings, llama=m.arch == "llama", G=m.kv_heads)
 
 
 OPT_RECORDS = {"adamw": 5, "adam": 6, "sgd": 2, "sgd+momentum": 3}  # records per parameter (m, v, ..., updated)
@@ -101,10 +108,14 @@ OPT_PASSES = {"adamw": 16, "adam": 18, "sgd": 4, "sgd+momentum": 6}  # elementwi
 
 def _n_params(s: _Sizes) -> int:
     C, F = s.C, s.F
+    if s.llama:  # wte (and lm_head); per block q, k, v, o, gate, up, down and two norms; the final norm
+        return s.V * C * (1 if s.tied else 2) + s.L * (2 * C * C + 2 * s.K * C + 3 * C * F + 2 * C) + C
     return s.V * C * (1 if s.tied else 2) + s.P * C + s.L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
 
 
 def _n_tensors(s: _Sizes) -> int:
+    if s.llama:
+        return 2 + 9 * s.L + (0 if s.tied else 1)
     return 4 + 12 * s.L + (0 if s.tied else 1)
 
 
@@ -114,17 +125,34 @@ def _values(s: _Sizes) -> int:
     N = _n_params(s)
     BT, BTC, BTF, BTV, A = B * T, B * T * C, B * T * s.F, B * T * V, B * s.H * T * T
     inputs = 2 * BT  # input_ids, targets
+    if s.llama:
+        BTK = B * T * s.K
+        # embed.out, rope.cos/sin; per block 15 (B, T, C) (the norms' x̂ and out, xq, q_heads, q, k_rep, v_rep,
+        # context, merged, attn.out, resid_1, mlp.out, resid_2), 5 (B, T, K) (xk, xv, k_heads, v, k), 2 mean
+        # squares, 4 attention maps and 4 (B, T, F); ln_f; logits, probs, target_prob, per_token, loss
+        forward = (BTC + 2 * T * (C // s.H) + L * (15 * BTC + 5 * BTK + 2 * BT + 4 * A + 4 * BTF) + BT + 2 * BTC
+                   + 2 * BTV + 2 * BT + 1)
+        # every parameter's gradient, the tied shares, grad.logits, grad.ln_f.out/xhat and ln_f's input; per block
+        # 21 (B, T, C), 5 (B, T, K), 4 attention maps and 4 (B, T, F)
+        backward = N + (2 * V * C if s.tied else 0) + BTV + 3 * BTC + L * (21 * BTC + 5 * BTK + 4 * A + 4 * BTF)
+        return N + inputs + forward + backward + _after(s, N)
     # embed.tok/pos/out; per block ln_1 (mean, var, xhat, out), qkv, q/k/v, 4 attention maps, context,
     # merged, attn.out, resid_1, ln_2, fc, gelu, mlp.out, resid_2; ln_f; logits, probs, target_prob, per_token, loss
     forward = 2 * BTC + T * C + L * (16 * BTC + 4 * A + 2 * BTF + 4 * BT) + 2 * BT + 2 * BTC + 2 * BTV + 2 * BT + 1
     # every parameter's gradient, grad.wte.from_logits/from_embed (tied only), grad.logits, grad.ln_f.out/xhat and
     # ln_f's input; per block 16 (B, T, C) gradients, 4 attention maps and 2 (B, T, F)
     backward = N + (2 * V * C if s.tied else 0) + BTV + 3 * BTC + L * (16 * BTC + 4 * A + 2 * BTF)
+    return N + inputs + forward + backward + _after(s, N)
+
+
+def _after(s: _Sizes, N: int) -> int:
+    """The values of the records after the backward pass: the optimizer's, the evaluation's, the training run's."""
+    BT, T = s.B * s.T, s.T
     optimizer = OPT_RECORDS[s.opt] * N
-    evaluation = 2 * BTV + 2 * BT + 1  # after.logits, after.probs, after.target_prob, after.per_token, after.loss
+    evaluation = 2 * BT * s.V + 2 * BT + 1  # after.logits, after.probs, after.target_prob, after.per_token, after.loss
     # train.loss, train.target_prob.before/after, train.L{i}.attn.weights.after, train.generate.before/after
-    train = s.steps + 1 + 2 * BT + L * A + 2 * T
-    return N + inputs + forward + backward + optimizer + evaluation + train
+    train = s.steps + 1 + 2 * BT + s.L * s.B * s.H * T * T + 2 * T
+    return optimizer + evaluation + train
 
 
 def count_values(cfg: Config) -> int:
@@ -138,6 +166,8 @@ def count_values(cfg: Config) -> int:
 def _n_records(s: _Sizes) -> int:
     shares = 2 if s.tied else 0  # grad.wte.from_logits and grad.wte.from_embed
     # each tensor: itself, its gradient and its optimizer records; then the activations and their gradients
+    if s.llama:  # per block 30 forward records, 34 gradients and the trained model's attention
+        return _n_tensors(s) * (2 + OPT_RECORDS[s.opt]) + 27 + shares + 65 * s.L
     return _n_tensors(s) * (2 + OPT_RECORDS[s.opt]) + 28 + shares + 45 * s.L
 
 
@@ -163,6 +193,10 @@ def _forward(s: _Sizes) -> _Work:
     weight read once (with few tokens the matmuls are bound by reading the weights)."""
     BT, C, F, V, L = s.B * s.T, s.C, s.F, s.V, s.L
     A = s.B * s.H * s.T * s.T
+    if s.llama:  # projections 4BTC² + 4BTCK + 6BTCF; rotations, SiLU (an exp) and the norms over (B, T, C) and F
+        return _Work(calls=30 + 80 * L,
+                     blas=L * (4 * BT * C * C + 4 * BT * C * s.K + 4 * BT * s.T * C + 6 * BT * C * F) + 2 * BT * C * V,
+                     passes=L * (45 * BT * C + 14 * A + 30 * BT * F) + 10 * BT * V + 3 * BT * C + _n_params(s))
     return _Work(calls=30 + 61 * L,
                  blas=L * (8 * BT * C * C + 4 * BT * s.T * C + 4 * BT * C * F) + 2 * BT * C * V,
                  passes=L * (30 * BT * C + 14 * A + 45 * BT * F) + 10 * BT * V + 3 * BT * C + _n_params(s))
@@ -172,6 +206,11 @@ def _backward(s: _Sizes) -> _Work:
     """One backward pass: every matmul's input gradient by BLAS, every weight gradient by einsum."""
     BT, C, F, V, L = s.B * s.T, s.C, s.F, s.V, s.L
     A = s.B * s.H * s.T * s.T
+    if s.llama:
+        matrices = 4 * BT * C * C + 4 * BT * C * s.K + 6 * BT * C * F
+        return _Work(calls=30 + 110 * L, blas=L * (matrices + 8 * BT * s.T * C) + 2 * BT * C * V,
+                     einsum=L * matrices + 2 * BT * C * V,
+                     passes=L * (60 * BT * C + 16 * A + 40 * BT * F) + 8 * BT * V + 20 * BT * C + 3 * _n_params(s))
     return _Work(calls=30 + 80 * L,
                  blas=L * (8 * BT * C * C + 8 * BT * s.T * C + 4 * BT * C * F) + 2 * BT * C * V,
                  einsum=L * (8 * BT * C * C + 4 * BT * C * F) + 2 * BT * C * V,
@@ -188,6 +227,9 @@ def _picks(s: _Sizes) -> int:
     C, F = s.C, s.F
     block = [C, C, 3 * C * C, 3 * C, C * C, C, C, C, C * F, F, F * C, C]  # the tensors of one block
     outside = [s.V * C, s.P * C, C, C] + ([] if s.tied else [s.V * C])  # wte, wpe, ln_f, lm_head
+    if s.llama:  # q, k, v, o, gate, up, down, the two norms; wte, ln_f, lm_head
+        block = [C * C, s.K * C, s.K * C, C * C, F * C, F * C, C * F, C, C]
+        outside = [s.V * C, C] + ([] if s.tied else [s.V * C])
     return sum(1 + min(3, n) for n in outside) + s.L * sum(1 + min(3, n) for n in block)
 
 
@@ -304,6 +346,9 @@ DEFAULT_SIZES = _sizes(Config())
 # names them there, as config.json does. Only data.texts and train_steps are the config's to lower.
 CHECKPOINT_KEYS = {"model.d_model": "n_embd", "model.d_ff": "n_inner", "model.n_layers": "n_layer",
                    "model.n_positions": "n_positions", "model.n_heads": "n_head", "model.vocab": "vocab_size"}
+LLAMA_CHECKPOINT_KEYS = {"model.d_model": "hidden_size", "model.d_ff": "intermediate_size",
+                         "model.n_layers": "num_hidden_layers", "model.n_positions": "max_position_embeddings",
+                         "model.n_heads": "num_attention_heads", "model.vocab": "vocab_size"}
 
 
 def _lowered(s: _Sizes, key: str, to_default: bool) -> _Sizes:
@@ -346,8 +391,9 @@ def _advice(s: _Sizes, cost, checkpoint: str | None = None) -> tuple[str, str, s
     if top not in CHECKPOINT_KEYS:
         return top, f"{top}: {_shown(top, s, 'tokens')}", f"lower {top} (the largest term)" + (
             f", or {', '.join(own)}" if own else "")
-    name = CHECKPOINT_KEYS[top]
-    value = _shown(top, s, "tokens").removesuffix(" tokens") + (" (4 × n_embd)" if top == "model.d_ff" else "")
+    name = (LLAMA_CHECKPOINT_KEYS if s.llama else CHECKPOINT_KEYS)[top]
+    four = top == "model.d_ff" and not s.llama  # GPT-2's n_inner may be null: 4 × n_embd
+    value = _shown(top, s, "tokens").removesuffix(" tokens") + (" (4 × n_embd)" if four else "")
     where = f"model.from: {Path(checkpoint) / 'config.json'}: {name} {value}"
     return top, where, (f"the checkpoint is too large ({name} is the largest term); use a smaller "
                         "checkpoint" + (f", or lower {' or '.join(own)}" if own else ""))

@@ -1,12 +1,13 @@
-"""A Hugging Face GPT-2 checkpoint as the model: `model: {from: PATH}` in a config.
+"""A Hugging Face GPT-2 or Llama checkpoint as the model: `model: {from: PATH}` in a config.
 
-PATH is a folder with `config.json`, `model.safetensors` and a byte-level BPE tokenizer (`tokenizer.json`,
-or `vocab.json` + `merges.txt`), as `save_pretrained` or `huggingface-cli download gpt2` leave them. The sizes,
-the vocabulary, whether the output layer is tied to the token table (`tie_word_embeddings`) and the initial weights
-come from it; the texts are tokenized by its tokenizer (the `tokenizers` package). Weights are read by `weights`,
-a reader of the safetensors format written out here (no torch, no safetensors package): float64, float32, float16
-and bfloat16 tensors become float64 exactly, any other dtype is refused. Every problem is a `CheckpointError` (a
-ConfigError): one line naming the folder, the file and what to do.
+PATH is a folder with `config.json`, `model.safetensors` and a tokenizer (`tokenizer.json`, or a byte-level BPE's
+`vocab.json` + `merges.txt`), as `save_pretrained` or `huggingface-cli download gpt2` leave them; config.json's
+`model_type` (gpt2 or llama) says which architecture it is. The sizes, the vocabulary, whether the output layer is
+tied to the token table (`tie_word_embeddings`), the BOS token, a Llama's key/value heads, rotary base and RMSNorm ε,
+and the initial weights come from it; the texts are tokenized by its tokenizer (the `tokenizers` package). Weights
+are read by `weights`, a reader of the safetensors format written out here (no torch, no safetensors package):
+float64, float32, float16 and bfloat16 tensors become float64 exactly, any other dtype is refused. Every problem is a
+`CheckpointError` (a ConfigError): one line naming the folder, the file and what to do.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ SPACE = "␣"  # how a token's leading space shows on the pages
 REQUIRED = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "layer_norm_epsilon": (1e-5,),
             "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
             "reorder_and_upcast_attn": (False,)}
+# And a Llama's (model.llama_forward): SwiGLU with SiLU, no biases, the default rotary embedding.
+LLAMA_REQUIRED = {"hidden_act": ("silu",), "attention_bias": (False,), "mlp_bias": (False,)}
+MODEL_TYPES = ("gpt2", "llama")
+# config.json's names of the sizes, by model_type
+SIZE_KEYS = {"gpt2": (("d_model", "n_embd"), ("n_heads", "n_head"), ("n_layers", "n_layer"),
+                      ("n_positions", "n_positions"), ("vocab_size", "vocab_size")),
+             "llama": (("d_model", "hidden_size"), ("n_heads", "num_attention_heads"),
+                       ("n_layers", "num_hidden_layers"), ("n_positions", "max_position_embeddings"),
+                       ("vocab_size", "vocab_size"), ("d_ff", "intermediate_size"))}
 
 
 class CheckpointError(ConfigError):
@@ -51,7 +61,11 @@ class Checkpoint:
     vocab: tuple[str, ...]  # the tokenizer's tokens by id (byte-level form: "Ġcat")
     bos: int
     eos: int
-    tie: bool = True  # config.json's tie_word_embeddings: the output layer is the token table (Hugging Face's default)
+    tie: bool = True  # config.json's tie_word_embeddings: the output layer is the token table (GPT-2's default)
+    arch: str = "gpt2"  # config.json's model_type
+    n_kv_heads: int | None = None  # a Llama's num_key_value_heads, rope_theta and rms_norm_eps
+    rope_theta: float | None = None
+    norm_eps: float | None = None
 
     def encode(self, text: str) -> list[int]:
         return list(_memo(_tokenizer, self.folder).encode(text, add_special_tokens=False).ids)
@@ -63,7 +77,8 @@ def load(folder: str | Path, label: str) -> Checkpoint:
     where = f"{label}: model.from: {path}"
     if not path.is_dir():
         raise CheckpointError(f"{where}: {'is not a folder' if path.exists() else 'no such folder'}; give the folder "
-                              "of a Hugging Face GPT-2 checkpoint (config.json, model.safetensors, tokenizer.json)")
+                              "of a Hugging Face GPT-2 or Llama checkpoint (config.json, model.safetensors, "
+                              "tokenizer.json)")
     return _memo(_load, path.resolve(), where)
 
 
@@ -101,29 +116,13 @@ def _memo(make: Any, folder: Path, *args: Any) -> Any:
 @lru_cache(maxsize=8)
 def _load(folder: Path, where: str, fingerprint: Any) -> Checkpoint:
     conf = _json(folder / "config.json", where)
-    if conf.get("model_type", "gpt2") != "gpt2":
-        raise CheckpointError(f"{where}/config.json: model_type is {echo(conf.get('model_type'))}; only gpt2 is "
-                              "supported")
-    for key, allowed in REQUIRED.items():
-        if key in conf and conf[key] not in allowed:
-            raise CheckpointError(f"{where}/config.json: {key} is {echo(conf[key])}; handstep computes GPT-2 with "
-                                  f"{key} {allowed[0]!r}")
-    sizes = {}
-    for ours, theirs in (("d_model", "n_embd"), ("n_heads", "n_head"), ("n_layers", "n_layer"),
-                         ("n_positions", "n_positions"), ("vocab_size", "vocab_size")):
-        value = conf.get(theirs, conf.get("n_ctx") if theirs == "n_positions" else None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise CheckpointError(f"{where}/config.json: {theirs} must be a whole number ≥ 1, got {echo(value)}")
-        sizes[ours] = value
-    d_ff = conf.get("n_inner")
-    if d_ff is None:
-        d_ff = 4 * sizes["d_model"]
-    elif not isinstance(d_ff, int) or isinstance(d_ff, bool) or d_ff < 1:  # Hugging Face takes 0 as a width of 0
-        raise CheckpointError(f"{where}/config.json: n_inner must be a whole number ≥ 1 or null (4 × n_embd), got "
-                              f"{echo(d_ff)}")
-    if sizes["d_model"] % sizes["n_heads"]:
-        raise CheckpointError(f"{where}/config.json: n_head {sizes['n_heads']} does not divide "
-                              f"n_embd {sizes['d_model']}")
+    model_type = conf.get("model_type", "gpt2")
+    if model_type not in MODEL_TYPES:
+        raise CheckpointError(f"{where}/config.json: model_type is {echo(model_type)}; handstep reads "
+                              f"{' and '.join(MODEL_TYPES)} checkpoints")
+    llama = model_type == "llama"
+    sizes = _sizes(conf, model_type, where)
+    extra = _llama_keys(conf, sizes, where) if llama else {}
     # The vocabulary is made a word per id: a vocab_size no weights file could hold is refused before that (10**12
     # would fill the memory), once the file's header is known to be sound (its own damage is named first).
     # (A too large n_embd or n_layer is the budget's to name: engine.budget.)
@@ -134,24 +133,102 @@ def _load(folder: Path, where: str, fingerprint: Any) -> Checkpoint:
             raise CheckpointError(f"{where}/config.json: vocab_size {sizes['vocab_size']} makes a token table of at "
                                   f"least {table:,} bytes, more than all of model.safetensors; give the config.json "
                                   "saved with these weights")
-    tokens = _memo(_tokenizer, folder).get_vocab(with_added_tokens=True)
+    try:
+        tokens = _memo(_tokenizer, folder).get_vocab(with_added_tokens=True)
+    except CheckpointError as exc:  # named by its folder alone: say which config names the folder, too
+        raise CheckpointError(f"{where}: {str(exc).removeprefix(f'{folder}: ')}") from None
     vocab = [f"<unused {i}>" for i in range(sizes["vocab_size"])]
     for token, i in tokens.items():
         if i >= sizes["vocab_size"]:
             raise CheckpointError(f"{where}: the tokenizer's token {echo(token)} has id {i}, past vocab_size "
                                   f"{sizes['vocab_size']} of config.json; the two do not belong together")
         vocab[i] = token
-    bos = conf.get("bos_token_id", tokens.get("<|endoftext|>"))
+    fallback = next((tokens[t] for t in ("<|endoftext|>", "<s>", "<|begin_of_text|>") if t in tokens), None)
+    bos = conf.get("bos_token_id", fallback)
     eos = conf.get("eos_token_id", bos)
+    if isinstance(eos, list) and eos:  # Llama 3 lists several end tokens: the first pads
+        eos = eos[0]
     if not isinstance(bos, int) or isinstance(bos, bool) or not 0 <= bos < sizes["vocab_size"]:
-        raise CheckpointError(f"{where}/config.json: bos_token_id {echo(bos)} is not a token id; set it (GPT-2: 50256)")
+        example = "Llama: the id of <s>" if llama else "GPT-2: 50256"
+        raise CheckpointError(f"{where}/config.json: bos_token_id {echo(bos)} is not a token id; set it ({example})")
     if not isinstance(eos, int) or isinstance(eos, bool) or not 0 <= eos < sizes["vocab_size"]:
         eos = bos
-    tie = conf.get("tie_word_embeddings", True)
+    tie = conf.get("tie_word_embeddings", not llama)  # each class's default: GPT2Config ties, LlamaConfig does not
     if not isinstance(tie, bool):
         raise CheckpointError(f"{where}/config.json: tie_word_embeddings must be true or false, got {echo(tie)}")
-    return Checkpoint(folder, sizes["d_model"], sizes["n_heads"], int(d_ff), sizes["n_layers"], sizes["n_positions"],
-                      tuple(vocab), bos, eos, tie)
+    return Checkpoint(folder, sizes["d_model"], sizes["n_heads"], sizes["d_ff"], sizes["n_layers"],
+                      sizes["n_positions"], tuple(vocab), bos, eos, tie, model_type, **extra)
+
+
+def _whole(conf: dict[str, Any], key: str, where: str, value: Any = None) -> int:
+    """config.json's `key` (or `value`), a whole number ≥ 1."""
+    value = conf.get(key) if value is None else value
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise CheckpointError(f"{where}/config.json: {key} must be a whole number ≥ 1, got {echo(value)}")
+    return value
+
+
+def _sizes(conf: dict[str, Any], model_type: str, where: str) -> dict[str, int]:
+    """The sizes, as config.json names them for its model_type, checked."""
+    required = LLAMA_REQUIRED if model_type == "llama" else REQUIRED
+    name = "Llama" if model_type == "llama" else "GPT-2"
+    for key, allowed in required.items():
+        if key in conf and conf[key] not in allowed:
+            raise CheckpointError(f"{where}/config.json: {key} is {echo(conf[key])}; handstep computes {name} with "
+                                  f"{key} {allowed[0]!r}")
+    sizes = {}
+    for ours, theirs in SIZE_KEYS[model_type]:
+        old_name = conf.get("n_ctx") if theirs == "n_positions" else None  # GPT-2's older name of n_positions
+        sizes[ours] = _whole(conf, theirs, where, conf.get(theirs, old_name))
+    if model_type == "gpt2":
+        d_ff = conf.get("n_inner")
+        if d_ff is None:
+            d_ff = 4 * sizes["d_model"]
+        elif not isinstance(d_ff, int) or isinstance(d_ff, bool) or d_ff < 1:  # Hugging Face takes 0 as a width of 0
+            raise CheckpointError(f"{where}/config.json: n_inner must be a whole number ≥ 1 or null (4 × n_embd), got "
+                                  f"{echo(d_ff)}")
+        sizes["d_ff"] = int(d_ff)
+    heads, width = dict(SIZE_KEYS[model_type])["n_heads"], dict(SIZE_KEYS[model_type])["d_model"]
+    if sizes["d_model"] % sizes["n_heads"]:
+        raise CheckpointError(f"{where}/config.json: {heads} {sizes['n_heads']} does not divide "
+                              f"{width} {sizes['d_model']}")
+    return sizes
+
+
+def _llama_keys(conf: dict[str, Any], sizes: dict[str, int], where: str) -> dict[str, Any]:
+    """n_kv_heads, rope_theta and norm_eps of a Llama config.json; a head size, rotary variant or grouping the
+    engine does not compute is refused."""
+    heads = sizes["n_heads"]
+    head = sizes["d_model"] // heads
+    given = conf.get("head_dim")
+    if given is not None and given != head:
+        raise CheckpointError(f"{where}/config.json: head_dim {echo(given)} differs from hidden_size / "
+                              f"num_attention_heads = {head}; handstep's heads are hidden_size / num_attention_heads "
+                              "wide")
+    if head % 2:
+        raise CheckpointError(f"{where}/config.json: heads of hidden_size / num_attention_heads = {head} dimensions; "
+                              "rotary embeddings turn pairs of dimensions, so the size must be even")
+    kv = conf.get("num_key_value_heads")
+    kv = heads if kv is None else _whole(conf, "num_key_value_heads", where)
+    if heads % kv:
+        raise CheckpointError(f"{where}/config.json: num_key_value_heads {kv} does not divide num_attention_heads "
+                              f"{heads}")
+    scaling = conf.get("rope_scaling")
+    params = conf.get("rope_parameters")  # transformers 5 writes {"rope_theta": ..., "rope_type": "default"}
+    for key, value in (("rope_scaling", scaling), ("rope_parameters", params)):
+        if value is None:
+            continue
+        kind = value.get("rope_type", value.get("type")) if isinstance(value, dict) else value
+        if kind not in ("default", None) or (key == "rope_scaling" and set(value) - {"rope_type", "type"}):
+            raise CheckpointError(f"{where}/config.json: {key} is {echo(value)}; handstep computes the default "
+                                  "rotary embedding only (no scaling): use a checkpoint without it")
+    theta = params.get("rope_theta", conf.get("rope_theta", 10000.0)) if isinstance(params, dict) else \
+        conf.get("rope_theta", 10000.0)
+    eps = conf.get("rms_norm_eps", 1e-6)
+    for key, value in (("rope_theta", theta), ("rms_norm_eps", eps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise CheckpointError(f"{where}/config.json: {key} must be a number > 0, got {echo(value)}")
+    return {"n_kv_heads": kv, "rope_theta": float(theta), "norm_eps": float(eps)}
 
 
 # GPT-2's config.json is under 1 KB; a larger one than this is not a model's configuration.
@@ -231,9 +308,9 @@ def weights(ck: Checkpoint, specs: list[tuple[str, str, tuple[int, ...], tuple[s
     """The checkpoint's tensors as float64, by record name (`specs`: model.param_specs).
 
     A GPT-2 file may name a tensor with or without `transformer.` (the hub's `gpt2` has `h.0...`, `save_pretrained`
-    writes `transformer.h.0...`); `lm_head.weight` is read only when the config unties it. A tied file may hold a
-    copy of the token table under that name; one that differs is refused (transformers 4 ties it away, 5 keeps it
-    untied: neither can be matched silently)."""
+    writes `transformer.h.0...`), a Llama's with or without `model.`; `lm_head.weight` is read only when the config
+    unties it. A tied file may hold a copy of the token table under that name; one that differs is refused
+    (transformers 4 ties it away, 5 keeps it untied: neither can be matched silently)."""
     where = f"{label}: model.from: {ck.folder}"
     path = ck.folder / "model.safetensors"
     try:
@@ -249,10 +326,12 @@ def weights(ck: Checkpoint, specs: list[tuple[str, str, tuple[int, ...], tuple[s
     except OSError as exc:
         raise CheckpointError(f"{where}: model.safetensors cannot be read ({exc.strerror or exc})") from None
     tensors = SafetensorsFile(path, f"{where}: model.safetensors")
+    prefix, table = ("model.", "model.embed_tokens.weight") if ck.arch == "llama" else \
+        ("transformer.", "transformer.wte.weight")
     out, keys = {}, {}
     for name, key, shape, _ in specs:
-        candidates = (key, key.removeprefix("transformer."))
-        if key == "transformer.wte.weight" and ck.tie:  # a tied file may keep the shared matrix under this name alone
+        candidates = (key, key.removeprefix(prefix))
+        if key == table and ck.tie:  # a tied file may keep the shared matrix under this name alone
             candidates += ("lm_head.weight",)
         present = [k for k in dict.fromkeys(candidates[:2]) if k in tensors.header]
         if len(present) == 2 and not tensors.same(*present):  # which one a loader takes differs between versions
@@ -267,7 +346,7 @@ def weights(ck: Checkpoint, specs: list[tuple[str, str, tuple[int, ...], tuple[s
             raise CheckpointError(f"{where}: {key} has shape {list(tensors.shape(found))}, config.json says "
                                   f"{list(shape)}")
         out[name] = tensors.read(found)
-    wte = keys.get("transformer.wte.weight")
+    wte = keys.get(table)
     if ck.tie and wte and wte != "lm_head.weight" and "lm_head.weight" in tensors.header:
         if not tensors.same("lm_head.weight", wte):
             raise CheckpointError(f"{where}: model.safetensors holds an lm_head.weight that differs from {wte}, but "

@@ -24,6 +24,10 @@ from .errors import echo_key as _key
 DEFAULT_VOCAB = ("<pad>", "<bos>", "<eos>", "the", "cat", "sat", "on", "mat", "dog", "ran")
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+ARCHS = ("gpt2", "llama")
+LLAMA_KEYS = ("n_kv_heads", "rope_theta", "norm_eps")  # the keys only `model.arch: llama` has
+LLAMA_ROPE_THETA = 10000.0  # Llama's (and Hugging Face LlamaConfig's) default rotary base
+LLAMA_NORM_EPS = 1e-6  # Hugging Face LlamaConfig's rms_norm_eps
 DECAY_RULES = ("matrices", "all")
 # A config holds sizes, texts and at most a vocabulary: GPT-2's 50,257 words written out take 0.5 MiB
 # (benchmarks/gpt2_small.py). A larger file is refused before it is parsed, and so is one whose YAML aliases make it
@@ -61,6 +65,18 @@ class ModelConfig:
     # the vocabulary and the initial weights. None: the sizes above and GPT-2's random initialisation.
     checkpoint: str | None = None
     checkpoint_dir: str | None = field(default=None, compare=False, repr=False)  # resolved, for reading
+    # gpt2: Hugging Face GPT2LMHeadModel (LayerNorm, a learned position table, GELU, multi-head attention, biases).
+    # llama: LlamaForCausalLM (RMSNorm, rotary positions, SwiGLU, grouped-query attention, no biases); it also sets
+    # the three keys below, which GPT-2 does not have (None for gpt2), and an untied output layer by default.
+    arch: str = "gpt2"
+    n_kv_heads: int | None = None  # key/value heads, each shared by n_heads / n_kv_heads query heads (default n_heads)
+    rope_theta: float | None = None  # the rotary base: pair j of a head turns by t · rope_theta^(-2j/D) at position t
+    norm_eps: float | None = None  # RMSNorm's ε under the square root (GPT-2's LayerNorm keeps its fixed 1e-5)
+
+    @property
+    def kv_heads(self) -> int:
+        """Heads of keys and values: n_kv_heads (llama), or n_heads (GPT-2: every query head has its own)."""
+        return self.n_kv_heads or self.n_heads
 
 
 @dataclass(frozen=True)
@@ -98,8 +114,13 @@ class Config:
         if folder is not None:  # as the config file writes it
             model["from"] = folder
             model.pop("init_std")
-        if model["tie_embeddings"]:  # the default is not written: the default config's dict is as it always was
-            model.pop("tie_embeddings")
+        if model["arch"] == "gpt2":  # GPT-2's dict (and so its traces) as it always was
+            for key in ("arch", *LLAMA_KEYS):
+                model.pop(key)
+            if model["tie_embeddings"]:  # the default is not written
+                model.pop("tie_embeddings")
+        else:  # every llama key written out, the architecture first
+            d["model"] = {"arch": model.pop("arch"), **model}
         return d
 
 
@@ -459,6 +480,7 @@ def _data(given: dict[str, Any], err) -> DataConfig:
 
 def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> ModelConfig:
     d = ModelConfig()
+    arch = _arch(given, err)
     sizes = {}
     for key in ("d_model", "n_heads", "d_ff", "n_layers", "n_positions"):
         sizes[key] = _integer(given.get(key, getattr(d, key)), f"model.{key}", err, minimum=1)
@@ -495,14 +517,47 @@ def _model(given: dict[str, Any], data: DataConfig, err, vocab_given: bool) -> M
             err(f"data.texts[{i}]",
                 f"has {n} words but model.n_positions is {echo(sizes['n_positions'])}; shorten it or raise "
                 "n_positions")
-    tie = given.get("tie_embeddings", d.tie_embeddings)
+    tie = given.get("tie_embeddings", d.tie_embeddings if arch == "gpt2" else False)
     if not isinstance(tie, bool):
         err("model.tie_embeddings", f"must be true or false, got {_kind(tie)} {echo(tie)}")
-    return ModelConfig(vocab=tuple(vocab), init_std=init_std, tie_embeddings=tie, **sizes)
+    llama = _llama(given, sizes, err) if arch == "llama" else {}
+    return ModelConfig(vocab=tuple(vocab), init_std=init_std, tie_embeddings=tie, arch=arch, **sizes, **llama)
+
+
+def _arch(given: dict[str, Any], err) -> str:
+    """`model.arch`, and no llama-only key beside gpt2."""
+    arch = given.get("arch", ModelConfig.arch)
+    if arch not in ARCHS:
+        err("model.arch", f"unknown architecture {echo(arch)} (choose one of: {', '.join(ARCHS)})")
+    if arch == "gpt2":
+        for key in LLAMA_KEYS:
+            if key in given:
+                err(f"model.{key}", "is a key of model.arch: llama, which GPT-2 does not have; remove it, or set "
+                    "model.arch: llama")
+    return arch
+
+
+def _llama(given: dict[str, Any], sizes: dict[str, int], err) -> dict[str, Any]:
+    """n_kv_heads, rope_theta and norm_eps of a llama config, checked against the sizes."""
+    heads = sizes["n_heads"]
+    if (sizes["d_model"] // heads) % 2:
+        err("model.n_heads", f"gives heads of d_model / n_heads = {sizes['d_model'] // heads}, an odd size; rotary "
+            "position embeddings turn pairs of dimensions, so a llama head needs an even size")
+    kv = _integer(given.get("n_kv_heads", heads), "model.n_kv_heads", err, minimum=1)
+    if heads % kv:
+        err("model.n_kv_heads", f"{echo(kv)} does not divide n_heads {heads}: each key/value head serves the same "
+            f"number of query heads (choose a divisor of {heads})")
+    theta = _number(given.get("rope_theta", LLAMA_ROPE_THETA), "model.rope_theta", err)
+    if theta <= 0:
+        err("model.rope_theta", f"must be > 0 (the base of the rotary angles), got {theta}")
+    eps = _number(given.get("norm_eps", LLAMA_NORM_EPS), "model.norm_eps", err)
+    if eps <= 0:
+        err("model.norm_eps", f"must be > 0 (it keeps RMSNorm from dividing by zero), got {eps}")
+    return {"n_kv_heads": kv, "rope_theta": theta, "norm_eps": eps}
 
 
 def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) -> ModelConfig:
-    """`model: {from: PATH}`: sizes, vocabulary and weights from a Hugging Face checkpoint folder."""
+    """`model: {from: PATH}`: the architecture, sizes, vocabulary and weights from a Hugging Face checkpoint folder."""
     folder = given["from"]
     if not isinstance(folder, str) or not folder.strip():
         err("model.from", f"must be the path of a checkpoint folder, got {_kind(folder)} {echo(folder)}")
@@ -510,6 +565,9 @@ def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) 
         if key == "tie_embeddings":
             err("model.tie_embeddings", "is given beside model.from, whose config.json says whether the output layer "
                 "is tied (tie_word_embeddings); remove it")
+        if key in ("arch", *LLAMA_KEYS):
+            err(f"model.{key}", "is given beside model.from, whose config.json says the architecture and its keys "
+                "(model_type, num_key_value_heads, rope_theta, rms_norm_eps); remove it")
         if key != "from":
             err(f"model.{_key(key)}", "is given beside model.from, whose checkpoint sets the sizes, the vocabulary "
                 "and the initial weights; remove it")
@@ -526,7 +584,8 @@ def _checkpoint_model(given: dict[str, Any], data: DataConfig, err, label: str) 
             err(f"data.texts[{i}]", "has no tokens; give some text")
     return ModelConfig(vocab=ck.vocab, d_model=ck.d_model, n_heads=ck.n_heads, d_ff=ck.d_ff, n_layers=ck.n_layers,
                        n_positions=ck.n_positions, tie_embeddings=ck.tie, checkpoint=folder,
-                       checkpoint_dir=str(ck.folder))
+                       checkpoint_dir=str(ck.folder), arch=ck.arch, n_kv_heads=ck.n_kv_heads,
+                       rope_theta=ck.rope_theta, norm_eps=ck.norm_eps)
 
 
 def _optimizer(given: dict[str, Any], err) -> OptimizerConfig:

@@ -21,6 +21,14 @@ VARIANTS = [
      "`lm_head.weight`, and `grad.wte` is the scatter-add alone, with no `grad.wte.from_logits` or "
      "`grad.wte.from_embed`)", {"model": {"tie_embeddings": False}}),
 ]
+LLAMA = {"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2, "d_ff": 32}}  # configs/llama.yaml
+LLAMA_VARIANTS = [
+    ("a Llama run (`configs/llama.yaml`: `model.arch: llama`, four query heads sharing two key/value heads, an "
+     "untied output layer)", LLAMA),
+    ("only with `model.tie_embeddings: true` (the token table is also the output layer: `grad.wte.from_logits` and "
+     "`grad.wte.from_embed` add up to `grad.wte`, and there is no `lm_head.weight`)",
+     {"model": {**LLAMA["model"], "tie_embeddings": True}}),
+]
 
 
 def render() -> str:
@@ -30,23 +38,32 @@ def render() -> str:
              "(see [trace-format.md](trace-format.md)). With `n_layers` > 1 the `L0.` records repeat as "
              "`L1.`, `L2.`, …, and the residual input of layer i > 0 is `L{i-1}.resid_2` "
              "(so `grad.L{i-1}.resid_2.via_ln` and `grad.L{i-1}.resid_2` replace `grad.embed.out.via_ln` "
-             "and `grad.embed.out` for it). Shapes below are for the default config.", ""]
-    seen: set[str] = set()
-    for title, raw in VARIANTS:
-        trace = run(config_from_dict({**raw, "train_steps": 1}, "docs"))
-        new = [r for r in trace.records if r.name not in seen]
-        seen.update(r.name for r in trace.records)
-        lines += [f"## Records of the {title}" if not raw else f"## Records {title}", ""]
-        phase = None
-        for r in new:
-            if r.phase != phase:
-                phase = r.phase
-                lines += ["", f"### {phase}", "", "| name | op | axes | shape | formula |", "|---|---|---|---|---|"]
-            shape = " × ".join(str(n) for n in r.shape) or "scalar"
-            formula = r.formula.replace("|", r"\|")
-            lines.append(f"| `{r.name}` | {r.op} | {', '.join(r.axes) or '—'} | {shape} | `{formula}` |")
-        lines.append("")
+             "and `grad.embed.out` for it). Shapes below are for the default config, and in the Llama sections "
+             "for `configs/llama.yaml`, whose records are listed whole: a name GPT-2 has too (`L0.attn.q`) may be "
+             "made another way.", ""]
+    for variants in (VARIANTS, LLAMA_VARIANTS):
+        seen: set[str] = set()
+        for k, (title, raw) in enumerate(variants):
+            lines += [f"## Records of {'the ' * (variants is VARIANTS)}{title}" if k == 0 else f"## Records {title}",
+                      ""]
+            lines += _records(run(config_from_dict({**raw, "train_steps": 1}, "docs")), seen)
     return "\n".join(lines + op_kinds())
+
+
+def _records(trace, seen: set[str]) -> list[str]:
+    """The table rows of the records of `trace` not in `seen` (which then holds them too), by phase."""
+    lines, phase = [], None
+    for r in trace.records:
+        if r.name in seen:
+            continue
+        seen.add(r.name)
+        if r.phase != phase:
+            phase = r.phase
+            lines += ["", f"### {phase}", "", "| name | op | axes | shape | formula |", "|---|---|---|---|---|"]
+        shape = " × ".join(str(n) for n in r.shape) or "scalar"
+        formula = r.formula.replace("|", r"\|")
+        lines.append(f"| `{r.name}` | {r.op} | {', '.join(r.axes) or '—'} | {shape} | `{formula}` |")
+    return lines + [""]
 
 
 def op_kinds() -> list[str]:

@@ -78,9 +78,17 @@ def draw(make: Callable[[random.Random, dict], Drill], rng: random.Random, confi
 
 
 # -- forward --------------------------------------------------------------------------------------------------
+def _llama(config: dict) -> bool:
+    return config.get("model", {}).get("arch") == "llama"
+
+
 def embedding(rng: random.Random, config: dict) -> Drill:
     tid, t, c = rng.randint(0, 3), rng.randint(0, 3), rng.randint(0, 2)
     row, pos = _ints(rng, 3), _ints(rng, 3)
+    if _llama(config):  # no position table: the input vector is the token's row (positions enter by rotation)
+        return Drill("embedding", f"Token id {tid} sits at position {t}. Row {tid} of the token table is {_vec(row)}; "
+                     f"a Llama has no position table. What is entry {c} of the input vector?",
+                     [f"x{_sub(c)} = W_te[{tid}, {c}] = {_n(row[c])}"], row[c], 0.0)
     return Drill("embedding", f"Token id {tid} sits at position {t}. Row {tid} of the token table is {_vec(row)} and "
                  f"row {t} of the position table is {_vec(pos)}. What is entry {c} of the input vector (token "
                  "embedding plus position embedding)?",
@@ -163,7 +171,8 @@ def dot(rng: random.Random, config: dict) -> Drill:
 
 def mul(rng: random.Random, config: dict) -> Drill:
     g, w = _ints(rng, 1)[0], rng.choice([-1.5, -0.5, 0.5, 2, 3])
-    return Drill("mul", f"The gradient reaching a LayerNorm output is g = {_n(g)} and its weight is γ = {_n(w)}. "
+    norm = "an RMSNorm" if _llama(config) else "a LayerNorm"
+    return Drill("mul", f"The gradient reaching {norm} output is g = {_n(g)} and its weight is γ = {_n(w)}. "
                  "What is the gradient of x̂ there?",
                  [f"∂L/∂x̂ = g·γ = {_p(g)}·{_p(w)} = {_n(g * w)}"], g * w, 1e-9)
 
@@ -173,6 +182,10 @@ def split(rng: random.Random, config: dict) -> Drill:
     C = H * D
     part, h, d = rng.randint(0, 2), rng.randint(0, H - 1), rng.randint(0, D - 1)
     col = part * C + h * D + d
+    if _llama(config):  # separate projections: Q_cat (or K_cat, V_cat) holds the heads side by side
+        return Drill("split_heads", f"The query projection Q_cat has C = {C} columns: H = {H} heads of D = {D}, side "
+                     f"by side. Which column (counting from 0) holds head {h}, dimension {d}?",
+                     [f"column = h·D + d = {h}·{D} + {d} = {h * D + d}"], h * D + d, 0.0)
     return Drill("split_heads", f"The packed projection has 3C columns, Q then K then V, with C = {C} split into "
                  f"H = {H} heads of D = {D}. Which column (counting from 0) holds {'QKV'[part]} of head {h}, "
                  f"dimension {d}?",
@@ -249,6 +262,63 @@ def loss_mean(rng: random.Random, config: dict) -> Drill:
                  [f"L = ({' + '.join(_n(x) for x in valid)}) / {len(valid)} = {_n(ans)}"], ans, 1e-6)
 
 
+# -- Llama's forward kinds -------------------------------------------------------------------------------------
+def rope_angle(rng: random.Random, config: dict) -> Drill:
+    D, j, t, base = 4, 1, rng.randint(1, 7), rng.choice([100, 10000])
+    rate = 1 / math.isqrt(base)  # base^(-2j/D) with 2j/D = 1/2
+    ans = t * rate
+    return Drill("rope_table", f"A head has D = {D} dimensions, so {D // 2} pairs, and the rotary base is θ_rope = "
+                 f"{base}. Pair j turns by t·θ_rope^(−2j/D) radians at position t. What is the angle of pair {j} at "
+                 f"position {t}?",
+                 [f"θ_rope^(−2·{j}/{D}) = {base}^({MINUS}1/2) = 1/√{base} = {_n(rate)}",
+                  f"angle = {t}·{_n(rate)} = {_n(ans)}"], ans, 1e-9)
+
+
+def mean_square(rng: random.Random, config: dict) -> Drill:
+    row = _ints(rng, 4, -3, 3)
+    s = sum(v * v for v in row)
+    return Drill("mean_square", f"A row of four entries is {_vec(row)}. What is its mean of squares ν, the number "
+                 "RMSNorm takes the square root of (no mean is subtracted first)?",
+                 [f"Σ x² = {' + '.join(f'{_p(v)}²' for v in row)} = {s}", f"ν = {s} / 4 = {_n(s / 4)}"], s / 4, 1e-9)
+
+
+def rms_normalize(rng: random.Random, config: dict) -> Drill:
+    r = rng.choice([1, 2, 4, 5])
+    x = rng.choice([-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6])
+    ans = x / r
+    return Drill("rms_normalize", f"A row's mean of squares is ν = {r * r}. Ignoring ε, what does RMSNorm make of the "
+                 f"entry x = {_n(x)}?",
+                 [f"x̂ = x / √ν = {_n(x)} / √{r * r} = {_n(x)} / {r} = {_n(ans)}"], ans, 1e-9)
+
+
+def rope(rng: random.Random, config: dict) -> Drill:
+    c, s = rng.choice([(0.6, 0.8), (0.8, 0.6), (0, 1), (-0.6, 0.8)])
+    a, b = _ints(rng, 2, -3, 3)
+    first = rng.random() < 0.5
+    ans = a * c - b * s if first else b * c + a * s
+    which = "first (dimension d)" if first else "second (dimension d + D/2)"
+    line = (f"a·cos − b·sin = {_p(a)}·{_p(c)} − {_p(b)}·{_p(s)} = {_n(ans)}" if first else
+            f"b·cos + a·sin = {_p(b)}·{_p(c)} + {_p(a)}·{_p(s)} = {_n(ans)}")
+    return Drill("rope", f"A query's pair of dimensions (d, d + D/2) holds (a, b) = ({_n(a)}, {_n(b)}), and its angle "
+                 f"at this position has cos = {_n(c)}, sin = {_n(s)}. Rotary embedding turns the pair by that angle: "
+                 f"what is its {which} entry afterwards?", [line], ans, 1e-9)
+
+
+def repeat_kv(rng: random.Random, config: dict) -> Drill:
+    kv, r = rng.choice([1, 2, 3]), rng.choice([2, 3, 4])
+    h = rng.randint(0, kv * r - 1)
+    return Drill("repeat_kv", f"A block has H = {kv * r} query heads and H_kv = {kv} key/value head"
+                 f"{'s' if kv > 1 else ''}: each K/V head serves r = {r} query heads in a row. Which K/V head (from 0) "
+                 f"does query head {h} read?", [f"⌊h / r⌋ = ⌊{h} / {r}⌋ = {h // r}"], h // r, 0.0)
+
+
+def silu(rng: random.Random, config: dict) -> Drill:
+    u, sig = rng.choice([(-2, 0.12), (-1, 0.27), (1, 0.73), (2, 0.88), (3, 0.95)])
+    ans = u * sig
+    return Drill("silu", f"For u = {_n(u)} the sigmoid σ(u) = 1 / (1 + e^(−u)) is {_n(sig)} (to two decimals). What is "
+                 "SiLU(u) = u·σ(u)?", [f"{_p(u)}·{_n(sig)} = {_n(ans)}"], ans, 1e-6)
+
+
 # -- backward -------------------------------------------------------------------------------------------------
 def cross_entropy_backward(rng: random.Random, config: dict) -> Drill:
     probs = rng.choice([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.125, 0.375, 0.5]])
@@ -309,6 +379,48 @@ def embedding_backward(rng: random.Random, config: dict) -> Drill:
                  "that dimension?",
                  [f"the positions whose id is {word}: {' + '.join(_p(r) for r in hits)} = {_n(sum(hits))}"],
                  sum(hits), 0.0)
+
+
+def rmsnorm_backward(rng: random.Random, config: dict) -> Drill:
+    xh = [-1, -1, 1, 1]
+    rng.shuffle(xh)
+    g = _ints(rng, 4, -4, 4, nonzero=False)
+    c = rng.randint(0, 3)
+    mgx = sum(a * b for a, b in zip(g, xh)) / 4
+    ans = g[c] - xh[c] * mgx
+    return Drill("rmsnorm_backward", f"An RMSNorm row has x̂ = {_vec(xh)} and 1/√(ν + ε) = 1. The gradient reaching x̂ "
+                 f"is g = {_vec(g)}. What is the gradient of input {c}, g{_sub(c)} − x̂{_sub(c)}·mean(g·x̂)? (No "
+                 "mean was subtracted in the forward pass, so no mean of g is subtracted here.)",
+                 [f"mean(g·x̂) = {_n(mgx)}", f"{_p(g[c])} − {_p(xh[c])}·{_p(mgx)} = {_n(ans)}"], ans, 1e-9)
+
+
+def rope_backward(rng: random.Random, config: dict) -> Drill:
+    c, s = rng.choice([(0.6, 0.8), (0.8, 0.6), (0, 1)])
+    ga, gb = _ints(rng, 2, -3, 3)
+    ans = ga * c + gb * s
+    return Drill("rope_backward", f"A pair was turned by an angle with cos = {_n(c)}, sin = {_n(s)}. The gradient "
+                 f"reaching the turned pair is ({_n(ga)}, {_n(gb)}). The backward pass turns it back by the same "
+                 "angle (the transposed rotation): what is the gradient of the pair's first entry?",
+                 [f"g_a·cos + g_b·sin = {_p(ga)}·{_p(c)} + {_p(gb)}·{_p(s)} = {_n(ans)}"], ans, 1e-9)
+
+
+def repeat_kv_backward(rng: random.Random, config: dict) -> Drill:
+    r = rng.choice([2, 3])
+    g = _ints(rng, r, -4, 4)
+    return Drill("repeat_kv_backward", f"A key/value head serves {r} query heads, whose gradients reaching its copies "
+                 f"are, in one entry, {_vec(g)}. What is the gradient of the shared key/value head there?",
+                 [f"Σ = {' + '.join(_p(x) for x in g)} = {_n(sum(g))}"], sum(g), 0.0)
+
+
+def silu_backward(rng: random.Random, config: dict) -> Drill:
+    u, sig = rng.choice([(-1, 0.25), (0, 0.5), (1, 0.75), (2, 0.875)])
+    d = sig * (1 + u * (1 - sig))
+    g = _ints(rng, 1)[0]
+    return Drill("silu_backward", f"At u = {_n(u)} take σ(u) ≈ {_n(sig)}. The slope of SiLU is "
+                 f"σ(u)·(1 + u·(1 − σ(u))), and the gradient reaching the SiLU output is {_n(g)}. What gradient "
+                 "reaches u?",
+                 [f"slope = {_n(sig)}·(1 + {_p(u)}·(1 − {_n(sig)})) = {_n(d)}", f"{_p(g)}·{_p(d)} = {_n(g * d)}"],
+                 g * d, 1e-9)
 
 
 # -- the optimizer --------------------------------------------------------------------------------------------

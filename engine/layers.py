@@ -2,7 +2,8 @@
 
 Axis letters used in the shape comments:
 B batch (texts), T tokens (query positions), S key positions, C d_model, H heads,
-D head size (C / H), F d_ff, V vocab, P n_positions, N 3*C (packed Q|K|V).
+D head size (C / H), F d_ff, V vocab, P n_positions, N 3*C (packed Q|K|V),
+G key/value heads (Llama's grouped-query attention: each serves H / G query heads), R = H / G.
 No autograd: every backward is the chain rule written out, and the tests check each one
 against finite differences and against PyTorch.
 """
@@ -17,15 +18,24 @@ GELU_K = math.sqrt(2.0 / math.pi)  # the tanh approximation's constant
 GELU_C = 0.044715
 
 
+def token_embedding_forward(wte, ids):
+    return wte[ids]  # (B, T, C): row ids[b, t] of the token table
+
+
+def token_embedding_backward(dout, ids, vocab_size):
+    dwte = np.zeros((vocab_size, dout.shape[-1]))  # (V, C)
+    np.add.at(dwte, ids, dout)  # scatter-add: a word used twice receives two rows
+    return dwte
+
+
 def embedding_forward(wte, wpe, ids):
-    tok = wte[ids]  # (B, T, C): row ids[b, t] of the token table
+    tok = token_embedding_forward(wte, ids)  # (B, T, C)
     pos = wpe[: ids.shape[1]]  # (T, C): one row per position
     return tok, pos, tok + pos  # (B, T, C) broadcast over the batch
 
 
 def embedding_backward(dout, ids, vocab_size, n_positions):
-    dwte = np.zeros((vocab_size, dout.shape[-1]))  # (V, C)
-    np.add.at(dwte, ids, dout)  # scatter-add: a word used twice receives two rows
+    dwte = token_embedding_backward(dout, ids, vocab_size)  # (V, C)
     dwpe = np.zeros((n_positions, dout.shape[-1]))  # (P, C); positions past T get zero
     dwpe[: ids.shape[1]] = dout.sum(axis=0)  # each position summed over the batch
     return dwte, dwpe
@@ -161,15 +171,24 @@ def gelu_backward(dout, x):
     return dout * (0.5 * (1.0 + t) + 0.5 * x * dt)  # product rule on 0.5 x (1 + t)
 
 
-def logits_forward(x, w):
-    # (B, T, V): x times the output layer w (V, C), transposed; GPT-2's w is the token table (tied)
+def projection_forward(x, w):
+    # (B, T, in) @ (out, in)^T: nn.Linear's layout, without a bias (Llama's projections, and the logits)
     return (_rows(x) @ w.T).reshape(*x.shape[:-1], len(w))
 
 
-def logits_backward(dlogits, x, w):
-    dx = (_rows(dlogits) @ w).reshape(x.shape)  # (B, T, C)
-    dw = _rows(dlogits).T @ _rows(x)  # (V, C)
+def projection_backward(dout, x, w):
+    dx = (_rows(dout) @ w).reshape(x.shape)  # (B, T, in)
+    dw = _rows(dout).T @ _rows(x)  # (out, in): summed over batch and tokens
     return dx, dw
+
+
+def logits_forward(x, w):
+    # (B, T, V): x times the output layer w (V, C), transposed; GPT-2's w is the token table (tied)
+    return projection_forward(x, w)
+
+
+def logits_backward(dlogits, x, w):
+    return projection_backward(dlogits, x, w)  # (B, T, C) and (V, C)
 
 
 def cross_entropy_forward(logits, targets):
@@ -190,3 +209,72 @@ def cross_entropy_backward(probs, targets):
     onehot = np.zeros_like(probs)
     np.put_along_axis(onehot, np.where(valid, targets, 0)[..., None], 1.0, axis=-1)
     return np.where(valid[..., None], (probs - onehot) / valid.sum(), 0.0)  # (B, T, V)
+
+
+# -- Llama: RMSNorm, rotary position embeddings, grouped-query attention, SwiGLU ---------------------------------------
+def rmsnorm_forward(x, w, eps):
+    ms = (x * x).mean(axis=-1)  # (B, T): the mean of the squares; unlike LayerNorm, no mean is subtracted
+    xhat = x / np.sqrt(ms[..., None] + eps)  # (B, T, C): each row divided by its root mean square
+    return ms, xhat, xhat * w  # (B, T, C): scaled by the learned weight, no bias
+
+
+def rmsnorm_backward(dout, xhat, ms, w, eps):
+    dw = (dout * xhat).sum(axis=(0, 1))  # (C,)
+    dxhat = dout * w  # (B, T, C)
+    rstd = 1.0 / np.sqrt(ms[..., None] + eps)  # (B, T, 1)
+    # LayerNorm's Jacobian without its mean term (no mean was subtracted): only the projection on xhat remains
+    dx = rstd * (dxhat - xhat * (dxhat * xhat).mean(-1, keepdims=True))  # (B, T, C)
+    return dxhat, dx, dw
+
+
+def rope_tables(T, D, theta):
+    """cos and sin of the rotary angles, (T, D) each, in Hugging Face's layout: dimension d and d + D/2 form a pair
+    and share the angle t · theta^(-2j/D), j = d mod D/2. Constants of the positions: no gradient flows into them."""
+    inv_freq = 1.0 / theta ** (np.arange(0, D, 2) / D)  # (D/2,): pair j turns theta^(-2j/D) radians per position
+    angle = np.arange(T)[:, None] * inv_freq  # (T, D/2)
+    angle = np.concatenate([angle, angle], axis=-1)  # (T, D): both halves of a pair
+    return np.cos(angle), np.sin(angle)
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)  # (..., D): each pair (a, b) becomes (-b, a)
+
+
+def rope_forward(x, cos, sin):
+    # (B, H, T, D): pair (d, d + D/2) at position t turned by its angle, (a, b) -> (a cos - b sin, b cos + a sin)
+    return x * cos + rotate_half(x) * sin
+
+
+def rope_backward(dout, cos, sin):
+    # the transpose of a rotation turns back by the same angle; rotate_half's transpose is -rotate_half
+    return dout * cos - rotate_half(dout * sin)  # (B, H, T, D)
+
+
+def repeat_kv_forward(x, n_rep):
+    return np.repeat(x, n_rep, axis=1)  # (B, G, S, D) -> (B, H, S, D): K/V head g serves query heads gR .. gR + R - 1
+
+
+def repeat_kv_backward(dout, n_rep):
+    B, H, S, D = dout.shape
+    return dout.reshape(B, H // n_rep, n_rep, S, D).sum(axis=2)  # (B, G, S, D): a K/V head sums its group's gradients
+
+
+def silu_forward(x):
+    return x / (1.0 + np.exp(-x))  # x · sigmoid(x)
+
+
+def silu_backward(dout, x):
+    s = 1.0 / (1.0 + np.exp(-x))  # sigmoid(x)
+    return dout * (s * (1.0 + x * (1.0 - s)))  # product rule on x · s, with s' = s (1 - s)
+
+
+def swiglu_forward(gate, up):
+    act = silu_forward(gate)  # (B, T, F)
+    return act, act * up  # (B, T, F): SiLU of the gate scales the up projection, entry by entry
+
+
+def swiglu_backward(dhidden, gate, up, act):
+    dup = dhidden * act  # (B, T, F)
+    dact = dhidden * up  # (B, T, F)
+    return dup, dact, silu_backward(dact, gate)  # the last: the gradient of the gate

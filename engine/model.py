@@ -1,7 +1,9 @@
-"""GPT-2 (Hugging Face `GPT2LMHeadModel` without dropout), forward and backward, one recorded op a line.
+"""GPT-2 (Hugging Face `GPT2LMHeadModel` without dropout) and a Llama (`LlamaForCausalLM`), forward and backward,
+one recorded op a line.
 
-Read `forward` beside nanoGPT's `GPT.forward` and `block_forward` beside its `Block.forward`; each `*_backward`
-calls the ops of its forward in exactly reverse order. Every line makes trace records named in docs/records.md
+Read `forward` beside nanoGPT's `GPT.forward` and `block_forward` beside its `Block.forward`, and `llama_forward`
+beside Hugging Face's `LlamaModel.forward` (modeling_llama.py); each `*_backward` calls the ops of its forward in
+exactly reverse order. Every line makes trace records named in docs/records.md
 (the ops are in `engine.tape`, the arithmetic in `engine.layers`, the notation in `engine.notation`).
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint
-from .config import Config
+from .config import Config, ModelConfig
 from .tape import BT, BTC, Tape
 
 # (record suffix, shape keys, axes) of one block's parameters, in Hugging Face's named_parameters order
@@ -34,9 +36,27 @@ BLOCK_PARAMS = [
 ]
 
 
+# A Llama block's parameters: (record suffix, Hugging Face suffix, shape keys, axes), in LlamaDecoderLayer's
+# named_parameters order. Every matrix is kept in nn.Linear's (out, in) layout, as the state_dict holds it, and
+# multiplies as x @ W.T; the norms are ln_1, ln_2 (and ln_f) as in GPT-2, so a block's records read alike.
+LLAMA_BLOCK_PARAMS = [
+    ("attn.q_proj.weight", "self_attn.q_proj.weight", ("C", "C"), ("d_model", "d_model")),
+    ("attn.k_proj.weight", "self_attn.k_proj.weight", ("K", "C"), ("kv_dim", "d_model")),
+    ("attn.v_proj.weight", "self_attn.v_proj.weight", ("K", "C"), ("kv_dim", "d_model")),
+    ("attn.o_proj.weight", "self_attn.o_proj.weight", ("C", "C"), ("d_model", "d_model")),
+    ("mlp.gate_proj.weight", "mlp.gate_proj.weight", ("F", "C"), ("d_ff", "d_model")),
+    ("mlp.up_proj.weight", "mlp.up_proj.weight", ("F", "C"), ("d_ff", "d_model")),
+    ("mlp.down_proj.weight", "mlp.down_proj.weight", ("C", "F"), ("d_model", "d_ff")),
+    ("ln_1.weight", "input_layernorm.weight", ("C",), ("d_model",)),
+    ("ln_2.weight", "post_attention_layernorm.weight", ("C",), ("d_model",)),
+]
+
+
 def param_specs(cfg: Config) -> list[tuple[str, str, tuple[int, ...], tuple[str, ...]]]:
     """(record name, HF state_dict key, shape, axes) for every parameter, in HF order."""
     m = cfg.model
+    if m.arch == "llama":
+        return llama_param_specs(cfg)
     size = {"C": m.d_model, "N": 3 * m.d_model, "F": m.d_ff}
     specs = [("wte", "transformer.wte.weight", (len(m.vocab), m.d_model), ("vocab", "d_model")),
              ("wpe", "transformer.wpe.weight", (m.n_positions, m.d_model), ("positions", "d_model"))]
@@ -46,6 +66,19 @@ def param_specs(cfg: Config) -> list[tuple[str, str, tuple[int, ...], tuple[str,
     specs += [("ln_f.weight", "transformer.ln_f.weight", (m.d_model,), ("d_model",)),
               ("ln_f.bias", "transformer.ln_f.bias", (m.d_model,), ("d_model",))]
     if not m.tie_embeddings:  # its own output layer, last (as in HF), so the other weights are drawn as when tied
+        specs.append(("lm_head.weight", "lm_head.weight", (len(m.vocab), m.d_model), ("vocab", "d_model")))
+    return specs
+
+
+def llama_param_specs(cfg: Config) -> list[tuple[str, str, tuple[int, ...], tuple[str, ...]]]:
+    m = cfg.model
+    size = {"C": m.d_model, "K": m.kv_heads * (m.d_model // m.n_heads), "F": m.d_ff}
+    specs = [("wte", "model.embed_tokens.weight", (len(m.vocab), m.d_model), ("vocab", "d_model"))]
+    for i in range(m.n_layers):
+        for suffix, hf, keys, axes in LLAMA_BLOCK_PARAMS:
+            specs.append((f"L{i}.{suffix}", f"model.layers.{i}.{hf}", tuple(size[k] for k in keys), axes))
+    specs.append(("ln_f.weight", "model.norm.weight", (m.d_model,), ("d_model",)))
+    if not m.tie_embeddings:
         specs.append(("lm_head.weight", "lm_head.weight", (len(m.vocab), m.d_model), ("vocab", "d_model")))
     return specs
 
@@ -63,6 +96,10 @@ def init_params(cfg: Config) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(cfg.seed)
     std = cfg.model.init_std
     params = {}
+    if cfg.model.arch == "llama":  # LlamaPreTrainedModel._init_weights: every matrix N(0, std²), the norms' weights 1
+        for name, _, shape, _ in param_specs(cfg):
+            params[name] = np.ones(shape) if len(shape) == 1 else rng.normal(0.0, std, shape)
+        return params
     for name, _, shape, _ in param_specs(cfg):
         if name.endswith(("ln_1.weight", "ln_2.weight")) or name == "ln_f.weight":
             params[name] = np.ones(shape)
@@ -88,6 +125,8 @@ def forward(t: Tape, cfg: Config, start: int = 0) -> str:
     `lm_head.weight`) and the loss; returns the loss's record name.
 
     From block `start` on when the tape already holds that block's input (`block_input(start)`)."""
+    if cfg.model.arch == "llama":
+        return llama_forward(t, cfg, start)
     x = t.embed("input_ids") if start == 0 else block_input(start)
     for i in range(start, cfg.model.n_layers):
         x = block_forward(t, f"L{i}.", x, cfg.model.n_heads)
@@ -123,13 +162,18 @@ def attention_forward(t: Tape, A: str, x: str, n_heads: int) -> str:
     """Causal self-attention, every head at once."""
     qkv = t.linear(A + ".qkv", x, A + ".c_attn")
     q, k, v = t.split_qkv(A, qkv, n_heads)
+    z = attend(t, A, q, k, v)
+    return t.linear(A + ".out", z, A + ".c_proj")
+
+
+def attend(t: Tape, A: str, q: str, k: str, v: str) -> str:
+    """Every head's scaled, masked scores, their softmax and the weighted values, the heads side by side again."""
     s = t.scores(A + ".scores", q, k)
     s = t.scale(A + ".scaled", s, head_dim(t, q))
     s = t.causal_mask(A + ".masked", s)
     a = t.softmax(A + ".weights", s)
     z = t.context(A + ".context", a, v)
-    z = t.merge_heads(A + ".merged", z)
-    return t.linear(A + ".out", z, A + ".c_proj")
+    return t.merge_heads(A + ".merged", z)
 
 
 def mlp_forward(t: Tape, M: str, x: str) -> str:
@@ -146,6 +190,8 @@ def head_dim(t: Tape, q: str) -> int:
 # -- backward: each function is its forward read from the bottom up ----------------------------------------------------
 def backward(t: Tape, cfg: Config) -> dict[str, np.ndarray]:
     """The gradient of the loss for every record of `forward`, in reverse; returns {parameter: its gradient}."""
+    if cfg.model.arch == "llama":
+        return llama_backward(t, cfg)
     last = f"L{cfg.model.n_layers - 1}.resid_2"
     g = t.cross_entropy_backward("probs", "targets")
     g = t.logits_backward(g, "ln_f.out", output_weight(cfg))
@@ -171,14 +217,20 @@ def block_backward(t: Tape, P: str, g: str, x: str, n_heads: int) -> str:
 def attention_backward(t: Tape, A: str, g: str, x: str, n_heads: int) -> str:
     """attention_forward in reverse; `x` is the attention's input."""
     g = t.linear_backward(g, A + ".merged", A + ".c_proj")
+    gq, gk, gv = attend_backward(t, A, g, A + ".k", A + ".v", n_heads)
+    g = t.merge_qkv(f"grad.{A}.qkv", gq, gk, gv, n_heads)
+    return t.linear_backward(g, x, A + ".c_attn")
+
+
+def attend_backward(t: Tape, A: str, g: str, k: str, v: str, n_heads: int) -> tuple[str, str, str]:
+    """attend in reverse, from the gradient of the merged heads to those of the queries, the keys and the values."""
     g = t.split_heads_backward(g, f"grad.{A}.context", n_heads)
-    ga, gv = t.context_backward(g, A + ".weights", A + ".v")
+    ga, gv = t.context_backward(g, A + ".weights", v)
     g = t.softmax_backward(ga, A + ".weights", f"grad.{A}.masked")
     g = t.causal_mask_backward(g, f"grad.{A}.scaled")
     g = t.scale_backward(g, f"grad.{A}.scores", head_dim(t, A + ".q"))
-    gq, gk = t.scores_backward(g, A + ".q", A + ".k")
-    g = t.merge_qkv(f"grad.{A}.qkv", gq, gk, gv, n_heads)
-    return t.linear_backward(g, x, A + ".c_attn")
+    gq, gk = t.scores_backward(g, A + ".q", k)
+    return gq, gk, gv
 
 
 def mlp_backward(t: Tape, M: str, g: str, x: str) -> str:
@@ -186,6 +238,108 @@ def mlp_backward(t: Tape, M: str, g: str, x: str) -> str:
     g = t.linear_backward(g, M + ".gelu", M + ".c_proj")
     g = t.gelu_backward(g, M + ".fc")
     return t.linear_backward(g, x, M + ".c_fc")
+
+
+# -- Llama: RMSNorm, rotary positions, grouped-query attention, SwiGLU; no biases, no position table ---------------
+def llama_forward(t: Tape, cfg: Config, start: int = 0) -> str:
+    """The token embeddings, the rotary tables, the blocks, the final RMSNorm, the logits and the loss."""
+    m = cfg.model
+    x = t.token_embed("input_ids") if start == 0 else block_input(start)
+    t.rope_tables(int(t.v["input_ids"].shape[1]), m.d_model // m.n_heads, m.rope_theta)
+    for i in range(start, m.n_layers):
+        x = llama_block_forward(t, f"L{i}.", x, m)
+    x = t.rmsnorm("ln_f", x, m.norm_eps)
+    logits = t.logits(x, output_weight(cfg))
+    return t.cross_entropy(logits, "targets")
+
+
+def llama_block_forward(t: Tape, P: str, x: str, m: ModelConfig) -> str:
+    """One block: x + attn(rmsnorm_1(x)), then x + swiglu(rmsnorm_2(x))."""
+    h = t.rmsnorm(P + "ln_1", x, m.norm_eps)
+    h = llama_attention_forward(t, P + "attn", h, m)
+    x = t.add(P + "resid_1", x, h)
+    h = t.rmsnorm(P + "ln_2", x, m.norm_eps)
+    h = llama_mlp_forward(t, P + "mlp", h)
+    return t.add(P + "resid_2", x, h)
+
+
+def llama_attention_forward(t: Tape, A: str, x: str, m: ModelConfig) -> str:
+    """Causal grouped-query attention: queries and keys turned by their position, each K/V head shared by a group."""
+    q = t.project(A + ".xq", x, A + ".q_proj")
+    k = t.project(A + ".xk", x, A + ".k_proj")
+    v = t.project(A + ".xv", x, A + ".v_proj")
+    q = t.split_heads(A + ".q_heads", q, m.n_heads)
+    k = t.split_heads(A + ".k_heads", k, m.kv_heads, kv=True)
+    v = t.split_heads(A + ".v", v, m.kv_heads, kv=True)
+    q = t.rope(A + ".q", q)
+    k = t.rope(A + ".k", k)
+    k = t.repeat_kv(A + ".k_rep", k, group_size(m))
+    v = t.repeat_kv(A + ".v_rep", v, group_size(m))
+    z = attend(t, A, q, k, v)
+    return t.project(A + ".out", z, A + ".o_proj")
+
+
+def llama_mlp_forward(t: Tape, M: str, x: str) -> str:
+    """SwiGLU: a gate and an up projection, SiLU of the gate times the up, projected down."""
+    gate = t.project(M + ".gate", x, M + ".gate_proj")
+    up = t.project(M + ".up", x, M + ".up_proj")
+    h = t.swiglu(M, gate, up)
+    return t.project(M + ".out", h, M + ".down_proj")
+
+
+def group_size(m: ModelConfig) -> int:
+    """Query heads per key/value head."""
+    return m.n_heads // m.kv_heads
+
+
+def llama_backward(t: Tape, cfg: Config) -> dict[str, np.ndarray]:
+    m = cfg.model
+    last = f"L{m.n_layers - 1}.resid_2"
+    g = t.cross_entropy_backward("probs", "targets")
+    g = t.logits_backward(g, "ln_f.out", output_weight(cfg))
+    g = t.rmsnorm_backward("ln_f", g, last, f"grad.{last}", m.norm_eps)
+    for i in reversed(range(m.n_layers)):
+        g = llama_block_backward(t, f"L{i}.", g, block_input(i), m)
+    t.token_embed_backward(g, "input_ids", tied=m.tie_embeddings)
+    return t.grads
+
+
+def llama_block_backward(t: Tape, P: str, g: str, x: str, m: ModelConfig) -> str:
+    """llama_block_forward in reverse; as in GPT-2, a residual copies the gradient into both branches."""
+    h = llama_mlp_backward(t, P + "mlp", g, P + "ln_2.out")
+    h = t.rmsnorm_backward(P + "ln_2", h, P + "resid_1", f"grad.{P}resid_1.via_ln", m.norm_eps)
+    g = t.add_grads(f"grad.{P}resid_1", g, h)
+    h = llama_attention_backward(t, P + "attn", g, P + "ln_1.out", m)
+    h = t.rmsnorm_backward(P + "ln_1", h, x, f"grad.{x}.via_ln", m.norm_eps)
+    return t.add_grads(f"grad.{x}", g, h)
+
+
+def llama_attention_backward(t: Tape, A: str, g: str, x: str, m: ModelConfig) -> str:
+    """llama_attention_forward in reverse. A K/V head served a group of query heads, so its gradient is the sum of
+    theirs (repeat_kv_backward); x fed three projections, so its gradient is the sum of three."""
+    g = t.project_backward(g, A + ".merged", A + ".o_proj")
+    gq, gk, gv = attend_backward(t, A, g, A + ".k_rep", A + ".v_rep", m.n_heads)
+    gv = t.repeat_kv_backward(gv, f"grad.{A}.v", group_size(m))
+    gk = t.repeat_kv_backward(gk, f"grad.{A}.k", group_size(m))
+    gk = t.rope_backward(gk, f"grad.{A}.k_heads")
+    gq = t.rope_backward(gq, f"grad.{A}.q_heads")
+    gv = t.merge_heads_grad(f"grad.{A}.xv", gv)
+    gk = t.merge_heads_grad(f"grad.{A}.xk", gk)
+    gq = t.merge_heads_grad(f"grad.{A}.xq", gq)
+    hv = t.project_backward(gv, x, A + ".v_proj", f"grad.{x}.from_v")
+    hk = t.project_backward(gk, x, A + ".k_proj", f"grad.{x}.from_k")
+    hq = t.project_backward(gq, x, A + ".q_proj", f"grad.{x}.from_q")
+    h = t.add_grads(f"grad.{x}.from_kv", hk, hv)
+    return t.add_grads(f"grad.{x}", hq, h)
+
+
+def llama_mlp_backward(t: Tape, M: str, g: str, x: str) -> str:
+    """llama_mlp_forward in reverse; x fed the gate and the up projection, so its gradient is the sum of two."""
+    g = t.project_backward(g, M + ".hidden", M + ".down_proj")
+    ggate, gup = t.swiglu_backward(M, g, M + ".gate", M + ".up")
+    hu = t.project_backward(gup, x, M + ".up_proj", f"grad.{x}.from_up")
+    hg = t.project_backward(ggate, x, M + ".gate_proj", f"grad.{x}.from_gate")
+    return t.add_grads(f"grad.{x}", hg, hu)
 
 
 def loss(cfg: Config, params: dict[str, np.ndarray], ids: np.ndarray, targets: np.ndarray,

@@ -25,6 +25,10 @@ PARAM_SYMBOLS = {
     "attn.c_proj.bias": "b_O", "ln_2.weight": r"\gamma_2", "ln_2.bias": r"\delta_2", "mlp.c_fc.weight": "W_1",
     "mlp.c_fc.bias": "b_1", "mlp.c_proj.weight": "W_2", "mlp.c_proj.bias": "b_2", "ln_f.weight": r"\gamma_f",
     "ln_f.bias": r"\delta_f", "lm_head.weight": r"W_{\text{out}}",
+    # Llama's (model.LLAMA_BLOCK_PARAMS), in nn.Linear's (out, in) layout; its norms' gains are γ₁, γ₂, γ_f too
+    "attn.q_proj.weight": "W_Q", "attn.k_proj.weight": "W_K", "attn.v_proj.weight": "W_V", "attn.o_proj.weight": "W_O",
+    "mlp.gate_proj.weight": r"W_{\text{gate}}", "mlp.up_proj.weight": r"W_{\text{up}}",
+    "mlp.down_proj.weight": r"W_{\text{down}}",
 }
 PARAM_MEANINGS = {
     "wte": "token embedding table: one row per vocabulary word (also the output layer, tied)",
@@ -39,6 +43,16 @@ PARAM_MEANINGS = {
     "mlp.c_proj.weight": "feed-forward projection back", "mlp.c_proj.bias": "bias of the feed-forward projection",
     "ln_f.weight": "gain of the final LayerNorm", "ln_f.bias": "shift of the final LayerNorm",
     "lm_head.weight": "output layer, untied from the token table: one row per vocabulary word",
+    "attn.q_proj.weight": "query projection (out × in)", "attn.k_proj.weight": "key projection (out × in)",
+    "attn.v_proj.weight": "value projection (out × in)", "attn.o_proj.weight": "attention output projection (out × in)",
+    "mlp.gate_proj.weight": "feed-forward gate projection (out × in)",
+    "mlp.up_proj.weight": "feed-forward up projection (out × in)",
+    "mlp.down_proj.weight": "feed-forward down projection (out × in)",
+}
+LLAMA_PARAM_MEANINGS = {
+    "wte": "token embedding table: one row per vocabulary word (also the output layer when tied)",
+    "ln_1.weight": "gain of the RMSNorm before attention",
+    "ln_2.weight": "gain of the RMSNorm before the feed-forward network", "ln_f.weight": "gain of the final RMSNorm",
 }
 UNTIED_MEANINGS = {"wte": "token embedding table: one row per vocabulary word (the output layer is lm_head.weight)"}
 _LAYER = re.compile(r"(^|\.)L\d+\.")
@@ -223,6 +237,143 @@ RESIDUAL_GRAD = (rf"{D} X}} = {D} R}} + {D} X}}\Big|_{{\text{{via }}\mathrm{{LN}
 # Which LayerNorm a gradient passed through on its way to a stream (the `.via_ln` records)
 VIA_LN = {"embed.out": ("X", "1"), "resid_1": ("R", "2"), "resid_2": ("X'", "1")}
 
+# -- Llama (`model.arch: llama`): its records' own formulas; a name not listed here reads the GPT-2 tables above ------
+RMS_EPS = r"\epsilon_{\text{RMS}}"  # RMSNorm's ε (model.norm_eps)
+ANGLE = r"\Theta_{t,d} = t\,\theta_{\text{rope}}^{-2j/D},\ j = d \bmod \tfrac D2"  # HF's pairing: d with d + D/2
+ROT = r"\mathrm{rot}(x) = (-x_{D/2:},\ x_{:D/2})"  # rotate_half: each pair (a, b) becomes (-b, a)
+LLAMA_DW = rf"{D} W}} = \textstyle\sum_{{b,t}} \big({D}\,\mathrm{{out}}_t}}\big)^{{\top}} x_t"  # W is (out, in)
+LLAMA: dict[str, tuple[str, str]] = {
+    "embed.out": (r"X_t = W_{te}[\mathrm{id}_t]", "X"),
+    "rope.cos": (rf"\cos\Theta_{{t,d}},\ {ANGLE}", r"\cos\Theta"),
+    "rope.sin": (rf"\sin\Theta_{{t,d}},\ {ANGLE}", r"\sin\Theta"),
+    "attn.xq": (r"Q_{\text{cat}} = \mathrm{RMS}_1(X)\,W_Q^{\top}", r"Q_{\text{cat}}"),
+    "attn.xk": (r"K_{\text{cat}} = \mathrm{RMS}_1(X)\,W_K^{\top}", r"K_{\text{cat}}"),
+    "attn.xv": (r"V_{\text{cat}} = \mathrm{RMS}_1(X)\,W_V^{\top}", r"V_{\text{cat}}"),
+    "attn.q_heads": (r"Q^{\circ}_h = (Q_{\text{cat}})_{:,\,\text{columns of head }h}", r"Q^{\circ}"),
+    "attn.k_heads": (r"K^{\circ}_g = (K_{\text{cat}})_{:,\,\text{columns of K/V head }g}", r"K^{\circ}"),
+    "attn.v": (r"V_g = (V_{\text{cat}})_{:,\,\text{columns of K/V head }g}", "V"),
+    "attn.q": (rf"Q_{{t,d}} = Q^{{\circ}}_{{t,d}}\cos\Theta_{{t,d}} + "
+               rf"\mathrm{{rot}}(Q^{{\circ}}_t)_d\,\sin\Theta_{{t,d}},\ {ROT}", "Q"),
+    "attn.k": (rf"K_{{s,d}} = K^{{\circ}}_{{s,d}}\cos\Theta_{{s,d}} + "
+               rf"\mathrm{{rot}}(K^{{\circ}}_s)_d\,\sin\Theta_{{s,d}},\ {ROT}", "K"),
+    "attn.k_rep": (r"K^{\text{rep}}_h = K_{\lfloor h/r \rfloor},\ r = H / H_{kv}", r"K^{\text{rep}}"),
+    "attn.v_rep": (r"V^{\text{rep}}_h = V_{\lfloor h/r \rfloor},\ r = H / H_{kv}", r"V^{\text{rep}}"),
+    "attn.scores": (r"S_h = Q_h\,(K^{\text{rep}}_h)^{\top}", "S"),
+    "attn.context": (r"Z_h = A_h V^{\text{rep}}_h", "Z"),
+    "attn.out": (r"O = Z_{\text{cat}}\,W_O^{\top}", "O"),
+    "mlp.gate": (r"U_{\text{gate}} = \mathrm{RMS}_2(R)\,W_{\text{gate}}^{\top}", r"U_{\text{gate}}"),
+    "mlp.up": (r"U_{\text{up}} = \mathrm{RMS}_2(R)\,W_{\text{up}}^{\top}", r"U_{\text{up}}"),
+    "mlp.act": (r"G = \mathrm{SiLU}(U_{\text{gate}}) = U_{\text{gate}}\,\sigma(U_{\text{gate}}),\ "
+                r"\sigma(u) = \tfrac{1}{1+e^{-u}}", "G"),
+    "mlp.hidden": (r"\tilde G = G \odot U_{\text{up}}", r"\tilde G"),
+    "mlp.out": (r"F = \tilde G\,W_{\text{down}}^{\top}", "F"),
+    "logits": (r"\mathrm{logits} = \mathrm{RMS}_f(X'_{\text{last}})\,W_{te}^{\top}", r"\mathrm{logits}"),
+    # backward
+    "grad.ln_f.out": (rf"{D}\,\mathrm{{RMS}}_f}} = {D}\,\mathrm{{logits}}}}\,W_{{te}}", r"\nabla\mathrm{RMS}_f"),
+    "grad.wte.from_logits": (r"\nabla W_{te}^{\text{out}} = \textstyle\sum_{b,t} \big(" + D
+                             + r"\,\mathrm{logits}_t}\big)^{\top} \mathrm{RMS}_f(x_t)", r"\nabla W_{te}^{\text{out}}"),
+    "grad.lm_head.weight": (r"\nabla W_{\text{out}} = \textstyle\sum_{b,t} \big(" + D
+                            + r"\,\mathrm{logits}_t}\big)^{\top} \mathrm{RMS}_f(x_t)", r"\nabla W_{\text{out}}"),
+    "grad.mlp.hidden": (rf"{D} \tilde G}} = {D} F}}\,W_{{\text{{down}}}}", r"\nabla\tilde G"),
+    "grad.mlp.up": (rf"{D} U_{{\text{{up}}}}}} = {D} \tilde G}} \odot G", r"\nabla U_{\text{up}}"),
+    "grad.mlp.act": (rf"{D} G}} = {D} \tilde G}} \odot U_{{\text{{up}}}}", r"\nabla G"),
+    "grad.mlp.gate": (rf"{D} U_{{\text{{gate}}}}}} = {D} G}} \odot \sigma(U_{{\text{{gate}}}})\big(1 + "
+                      r"U_{\text{gate}}\,(1 - \sigma(U_{\text{gate}}))\big)", r"\nabla U_{\text{gate}}"),
+    "grad.ln_2.out.from_up": (rf"\nabla\mathrm{{RMS}}_2\big|_{{\text{{up}}}} = {D} U_{{\text{{up}}}}}}\,"
+                              r"W_{\text{up}}", r"\nabla\mathrm{RMS}_2\big|_{\text{up}}"),
+    "grad.ln_2.out.from_gate": (rf"\nabla\mathrm{{RMS}}_2\big|_{{\text{{gate}}}} = {D} U_{{\text{{gate}}}}}}\,"
+                                r"W_{\text{gate}}", r"\nabla\mathrm{RMS}_2\big|_{\text{gate}}"),
+    "grad.ln_2.out": (rf"{D}\,\mathrm{{RMS}}_2}} = \nabla\mathrm{{RMS}}_2\big|_{{\text{{gate}}}} + "
+                      r"\nabla\mathrm{RMS}_2\big|_{\text{up}}", r"\nabla\mathrm{RMS}_2"),
+    "grad.resid_1": (rf"{D} R}} = {D} X'}} + {D} R}}\Big|_{{\text{{via }}\mathrm{{RMS}}_2}}", r"\nabla R"),
+    "grad.attn.merged": (rf"{D} Z_{{\text{{cat}}}}}} = {D} O}}\,W_O", r"\nabla Z_{\text{cat}}"),
+    "grad.attn.weights": (rf"{D} A_h}} = {D} Z_h}}\,(V^{{\text{{rep}}}}_h)^{{\top}}", r"\nabla A"),
+    "grad.attn.v_rep": (rf"{D} V^{{\text{{rep}}}}_h}} = A_h^{{\top}}\,{D} Z_h}}", r"\nabla V^{\text{rep}}"),
+    "grad.attn.q": (rf"{D} Q_h}} = {D} S_h}}\,K^{{\text{{rep}}}}_h", r"\nabla Q"),
+    "grad.attn.k_rep": (rf"{D} K^{{\text{{rep}}}}_h}} = \big({D} S_h}}\big)^{{\top}} Q_h", r"\nabla K^{\text{rep}}"),
+    "grad.attn.v": (rf"{D} V_g}} = \textstyle\sum_{{h:\ \lfloor h/r \rfloor = g}} {D} V^{{\text{{rep}}}}_h}}",
+                    r"\nabla V"),
+    "grad.attn.k": (rf"{D} K_g}} = \textstyle\sum_{{h:\ \lfloor h/r \rfloor = g}} {D} K^{{\text{{rep}}}}_h}}",
+                    r"\nabla K"),
+    "grad.attn.k_heads": (rf"{D} K^{{\circ}}_{{s,d}}}} = g_{{s,d}}\cos\Theta_{{s,d}} - \mathrm{{rot}}(g_s \odot "
+                          rf"\sin\Theta_s)_d,\ g = {D} K}}", r"\nabla K^{\circ}"),
+    "grad.attn.q_heads": (rf"{D} Q^{{\circ}}_{{t,d}}}} = g_{{t,d}}\cos\Theta_{{t,d}} - \mathrm{{rot}}(g_t \odot "
+                          rf"\sin\Theta_t)_d,\ g = {D} Q}}", r"\nabla Q^{\circ}"),
+    "grad.attn.xv": (r"\nabla V_{\text{cat}} = \big[\nabla V_0\,|\,\cdots\,|\,\nabla V_{H_{kv}-1}\big]",
+                     r"\nabla V_{\text{cat}}"),
+    "grad.attn.xk": (r"\nabla K_{\text{cat}} = \big[\nabla K^{\circ}_0\,|\,\cdots\,|\,\nabla K^{\circ}_{H_{kv}-1}\big]",
+                     r"\nabla K_{\text{cat}}"),
+    "grad.attn.xq": (r"\nabla Q_{\text{cat}} = \big[\nabla Q^{\circ}_0\,|\,\cdots\,|\,\nabla Q^{\circ}_{H-1}\big]",
+                     r"\nabla Q_{\text{cat}}"),
+    "grad.ln_1.out.from_q": (r"\nabla\mathrm{RMS}_1\big|_Q = \nabla Q_{\text{cat}}\,W_Q",
+                             r"\nabla\mathrm{RMS}_1\big|_Q"),
+    "grad.ln_1.out.from_k": (r"\nabla\mathrm{RMS}_1\big|_K = \nabla K_{\text{cat}}\,W_K",
+                             r"\nabla\mathrm{RMS}_1\big|_K"),
+    "grad.ln_1.out.from_v": (r"\nabla\mathrm{RMS}_1\big|_V = \nabla V_{\text{cat}}\,W_V",
+                             r"\nabla\mathrm{RMS}_1\big|_V"),
+    "grad.ln_1.out.from_kv": (r"\nabla\mathrm{RMS}_1\big|_{KV} = \nabla\mathrm{RMS}_1\big|_K + "
+                              r"\nabla\mathrm{RMS}_1\big|_V", r"\nabla\mathrm{RMS}_1\big|_{KV}"),
+    "grad.ln_1.out": (rf"{D}\,\mathrm{{RMS}}_1}} = \nabla\mathrm{{RMS}}_1\big|_Q + \nabla\mathrm{{RMS}}_1\big|_{{KV}}",
+                      r"\nabla\mathrm{RMS}_1"),
+}
+LLAMA_UNTIED: dict[str, tuple[str, str]] = {
+    "logits": (r"\mathrm{logits} = \mathrm{RMS}_f(X'_{\text{last}})\,W_{\text{out}}^{\top}", r"\mathrm{logits}"),
+    "grad.ln_f.out": (rf"{D}\,\mathrm{{RMS}}_f}} = {D}\,\mathrm{{logits}}}}\,W_{{\text{{out}}}}",
+                      r"\nabla\mathrm{RMS}_f"),
+}
+RMSNORM = {  # an RMSNorm's records, by part, as LAYERNORM; {k}: 1, 2 or f
+    "ms": (r"\nu_t = \tfrac{1}{C}\textstyle\sum_c x_{t,c}^2", r"\nu^{{\mathrm{{RMS}}_{k}}}", "row means of squares"),
+    "xhat": (rf"\hat x_{{t,c}} = \dfrac{{x_{{t,c}}}}{{\sqrt{{\nu_t+{RMS_EPS}}}}}", r"\hat x^{{\mathrm{{RMS}}_{k}}}",
+             "rows divided by their root mean square"),
+    "out": (r"\mathrm{RMS}(x)_{t,c} = \gamma_c\,\hat x_{t,c}", r"\mathrm{{RMS}}_{{{k}}}(x)",
+            "the RMSNorm's output: gain times x̂ (no shift)"),
+}
+RMSNORM_GRADS = {
+    "weight": (rf"{D}\gamma_c}} = \textstyle\sum_{{b,t}} {D}\,\mathrm{{RMS}}(x)_{{t,c}}}}\,\hat x_{{t,c}}", None),
+    "xhat": (rf"{D}\hat x_{{t,c}}}} = {D}\,\mathrm{{RMS}}(x)_{{t,c}}}}\,\gamma_c",
+             r"\nabla\hat x^{{\mathrm{{RMS}}_{k}}}"),
+}
+RMS_BACKWARD = (rf"{D} x_{{t}}}} = \tfrac{{1}}{{\sqrt{{\nu_t+{RMS_EPS}}}}}\Big(g - \hat x_t\,"
+                rf"\overline{{g\odot\hat x_t}}\Big),\ g = {D}\hat x_t}}")
+LLAMA_MEANINGS: dict[str, str] = {
+    "embed.out": "the input of the first block: the token embeddings (no position table)",
+    "rope.cos": "cosines of the rotary angles, one per position and dimension",
+    "rope.sin": "sines of the rotary angles, one per position and dimension",
+    "attn.xq": "queries of every head, side by side, before rotation",
+    "attn.xk": "keys of every key/value head, side by side, before rotation",
+    "attn.xv": "values of every key/value head, side by side",
+    "attn.q_heads": "queries, per head, before rotation", "attn.k_heads": "keys, per key/value head, before rotation",
+    "attn.v": "values, per key/value head (row s: key position s)",
+    "attn.q": "queries, per head, each pair of dimensions turned by its position's angle",
+    "attn.k": "keys, per key/value head, each pair turned by its position's angle",
+    "attn.k_rep": "keys repeated for every query head of their group",
+    "attn.v_rep": "values repeated for every query head of their group",
+    "attn.context": "weighted sums of the values, per head", "attn.out": "attention output, after the projection W_O",
+    "mlp.gate": "feed-forward gate pre-activations", "mlp.up": "feed-forward up projection",
+    "mlp.act": "the gate through SiLU", "mlp.hidden": "SwiGLU: SiLU of the gate times the up projection",
+    "mlp.out": "feed-forward output, after the projection W_down",
+    "grad.ln_f.out": "gradient of the final RMSNorm's output",
+    "grad.ln_2.out.from_up": "the up projection's share of the gradient of RMS₂'s output",
+    "grad.ln_2.out.from_gate": "the gate projection's share of the gradient of RMS₂'s output",
+    "grad.ln_1.out.from_q": "the query projection's share of the gradient of RMS₁'s output",
+    "grad.ln_1.out.from_k": "the key projection's share of the gradient of RMS₁'s output",
+    "grad.ln_1.out.from_v": "the value projection's share of the gradient of RMS₁'s output",
+    "grad.ln_1.out.from_kv": "the key and value projections' shares of the gradient of RMS₁'s output, summed",
+    "grad.attn.k": "gradient of the keys: each K/V head's sum over its group of query heads",
+    "grad.attn.v": "gradient of the values: each K/V head's sum over its group of query heads",
+    "grad.attn.q_heads": "gradient of the queries before rotation: turned back by the same angle",
+    "grad.attn.k_heads": "gradient of the keys before rotation: turned back by the same angle",
+}
+# the symbols a llama run adds to SIZES (the site lists them for a llama trace)
+LLAMA_SIZES: list[tuple[str, str, str]] = [
+    (r"H_{kv}", "key/value heads per block; each serves $r = H / H_{kv}$ query heads", "model.n_kv_heads"),
+    (r"\theta_{\text{rope}}", "the rotary base: pair $j$ turns by $t\\,\\theta_{\\text{rope}}^{-2j/D}$ at position $t$",
+     "model.rope_theta"),
+    (RMS_EPS, "RMSNorm's guard against dividing by zero", "model.norm_eps"),
+    ("g", "index of a key/value head (0-based)", ""),
+    (r"\Theta_{t,d}", "the rotary angle of position $t$, dimension $d$ (the pair $d$, $d + D/2$ shares it)", ""),
+]
+
 # -- the optimizer ---------------------------------------------------------------------------------------------------
 OPTIMIZER = {
     "opt.g": (r"g = \nabla\theta + \lambda\,\theta", "g"),
@@ -289,6 +440,10 @@ Namer = Callable[[str, Config], tuple[str, str]]
 def _tabled(name: str, cfg: Config) -> tuple[str, str] | None:
     """A record of the tables above, by its name without its layer; None when no table has it."""
     rest = generic(name)
+    if cfg.model.arch == "llama":
+        found = _llama_tabled(rest, cfg)
+        if found is not None:
+            return found
     if not cfg.model.tie_embeddings and rest in UNTIED:
         return UNTIED[rest]
     if rest in NOTATION:
@@ -300,6 +455,19 @@ def _tabled(name: str, cfg: Config) -> tuple[str, str] | None:
     return None
 
 
+def _llama_tabled(rest: str, cfg: Config) -> tuple[str, str] | None:
+    """A llama record of LLAMA, LLAMA_UNTIED or RMSNORM; None for one whose formula is GPT-2's."""
+    if not cfg.model.tie_embeddings and rest in LLAMA_UNTIED:
+        return LLAMA_UNTIED[rest]
+    if rest in LLAMA:
+        return LLAMA[rest]
+    ln, _, part = rest.partition(".")
+    if ln in ("ln_1", "ln_2", "ln_f") and part in RMSNORM:
+        formula, symbol, _ = RMSNORM[part]
+        return formula, symbol.format(k=ln[3:])
+    return None
+
+
 def by_name(name: str, cfg: Config) -> tuple[str, str]:
     """A record of the tables above, else a gradient by its rules (a parameter's, a LayerNorm part's)."""
     found = _tabled(name, cfg)
@@ -307,7 +475,7 @@ def by_name(name: str, cfg: Config) -> tuple[str, str]:
         return found
     head, _, target = name.partition(".")
     if head == "grad":
-        return _gradient(name, generic(target))
+        return _gradient(name, generic(target), cfg.model.arch)
     raise KeyError(f"no notation for record {name!r}: add it to engine/notation.py")
 
 
@@ -343,6 +511,17 @@ def through_layernorm(name: str, cfg: Config) -> tuple[str, str]:
     return LN_BACKWARD, r"\nabla X'"
 
 
+def through_rmsnorm(name: str, cfg: Config) -> tuple[str, str]:
+    """The gradient of an RMSNorm's input, `grad.<stream>.via_ln` (or the last block's output, whose only consumer
+    is RMS_f)."""
+    target = generic(name.partition(".")[2])
+    stream = target.removesuffix(".via_ln")
+    if target.endswith(".via_ln") and stream in VIA_LN:
+        sym, k = VIA_LN[stream]
+        return RMS_BACKWARD, rf"\nabla {sym}\big|_{{\mathrm{{RMS}}_{k}}}"
+    return RMS_BACKWARD, r"\nabla X'"
+
+
 def stream_sum(name: str, cfg: Config) -> tuple[str, str]:
     """A sum: a record of the tables above, else the gradient of a residual stream, both branches' gradients
     summed."""
@@ -352,15 +531,32 @@ def stream_sum(name: str, cfg: Config) -> tuple[str, str]:
     head, _, target = name.partition(".")
     if head != "grad":
         raise KeyError(f"no notation for record {name!r}: add it to engine/notation.py")
+    norm = r"\mathrm{RMS}_1" if cfg.model.arch == "llama" else r"\mathrm{LN}_1"
     if generic(target) == "resid_2":  # a block's output that the next block reads
-        return rf"{D} X'}} = {D} R}}_{{\text{{next}}}} + {D} X'}}\Big|_{{\text{{via }}\mathrm{{LN}}_1}}", r"\nabla X'"
+        return rf"{D} X'}} = {D} R}}_{{\text{{next}}}} + {D} X'}}\Big|_{{\text{{via }}{norm}}}", r"\nabla X'"
+    if cfg.model.arch == "llama":
+        return rf"{D} X}} = {D} R}} + {D} X}}\Big|_{{\text{{via }}{norm}}}", r"\nabla X"
     return RESIDUAL_GRAD
 
 
-def meaning(name: str, tied: bool = True) -> str:
-    """What a record is, in a few words (the symbols page); `tied`: whether the output layer is the token table."""
+def meaning(name: str, tied: bool = True, arch: str = "gpt2") -> str:
+    """What a record is, in a few words (the symbols page); `tied`: whether the output layer is the token table;
+    `arch`: the model's architecture (`model.arch`)."""
     rest = generic(name)
     head, _, target = rest.partition(".")
+    if arch == "llama":
+        if rest in LLAMA_PARAM_MEANINGS and (tied or rest != "wte"):
+            return LLAMA_PARAM_MEANINGS[rest]
+        if rest in LLAMA_MEANINGS:
+            return LLAMA_MEANINGS[rest]
+        ln, _, part = rest.partition(".")
+        if ln in LN_INPUT and part in RMSNORM:
+            return f"{RMSNORM[part][2]} ({ln}, of {LN_INPUT[ln]})"
+        if head == "grad" and target.endswith(".via_ln"):
+            return f"the share of {generic(target.removesuffix('.via_ln'))}'s gradient that came back through the " \
+                   "RMSNorm it feeds"
+        if head == "grad" and (generic(target) in LLAMA_MEANINGS or target.partition(".")[0] in LN_INPUT):
+            return f"gradient of {generic(target)}: {meaning(target, tied, arch)}"
     if not tied and rest in UNTIED_MEANINGS:
         return UNTIED_MEANINGS[rest]
     if rest in PARAM_MEANINGS:
@@ -381,13 +577,20 @@ def meaning(name: str, tied: bool = True) -> str:
         if target.endswith(".via_ln"):
             return f"the share of {what}'s gradient that came back through the LayerNorm it feeds"
         if what in PARAM_MEANINGS or what in MEANINGS or what.partition(".")[0] in LN_INPUT:
-            return f"gradient of {what}: {meaning(base, tied)}"
+            return f"gradient of {what}: {meaning(base, tied, arch)}"
         return f"gradient of {what}"
     raise KeyError(f"no meaning for record {name!r}: add it to engine/notation.py")
 
 
-def _gradient(name: str, target: str) -> tuple[str, str]:
-    """The gradient of parameter or LayerNorm part `target` (its name without its layer)."""
+def _gradient(name: str, target: str, arch: str = "gpt2") -> tuple[str, str]:
+    """The gradient of parameter or LayerNorm (RMSNorm) part `target` (its name without its layer)."""
+    ln, _, part = target.partition(".")
+    if arch == "llama" and target in PARAM_SYMBOLS:  # a norm's gain, or a matrix in (out, in) layout
+        formula = RMSNORM_GRADS[part][0] if ln.startswith("ln_") else LLAMA_DW
+        return formula, r"\nabla " + PARAM_SYMBOLS[target]
+    if arch == "llama" and ln.startswith("ln_") and part in RMSNORM_GRADS:
+        formula, symbol = RMSNORM_GRADS[part]
+        return formula, (symbol or "").format(k=ln[3:])
     if target in PARAM_SYMBOLS:
         ln, _, part = target.partition(".")
         symbol = r"\nabla " + PARAM_SYMBOLS[target]

@@ -298,6 +298,39 @@ def _sgd_buf(r: Line) -> list[str]:
     return [f"{r.out} = {r.x[0]}.copy()  # step 1: the momentum buffer starts at the gradient"]
 
 
+# -- Llama's kinds ----------------------------------------------------------------------------------------------
+def _rope_table(r: Line) -> list[str]:
+    T, D = r.shape
+    return [f"inv_freq = 1.0 / {r.meta['theta']!r} ** (np.arange(0, {D}, 2) / {D})",
+            "angle = np.arange(" + str(T) + ")[:, None] * inv_freq",
+            "angle = np.concatenate([angle, angle], axis=-1)",
+            f"{r.out} = np.{r.meta['fn']}(angle)"]
+
+
+def _rot(x: str, D: int) -> str:
+    """rotate_half of `x` as NumPy: each pair (d, d + D/2) as (-b, a)."""
+    return f"np.concatenate([-{x}[..., {D // 2}:], {x}[..., :{D // 2}]], axis=-1)"
+
+
+def _rope(r: Line) -> list[str]:
+    return [f"u = {r.x[0]}", f"{r.out} = u * {r.x[1]} + {_rot('u', r.shape[-1])} * {r.x[2]}"]
+
+
+def _rope_backward(r: Line) -> list[str]:
+    return [f"g = {r.x[0]}", f"gs = g * {r.x[2]}", f"{r.out} = g * {r.x[1]} - {_rot('gs', r.shape[-1])}"]
+
+
+def _repeat_kv_backward(r: Line) -> list[str]:
+    B, G, S, D = r.shape
+    return [f"{r.out} = {r.x[0]}.reshape({B}, {G}, {r.meta['n_rep']}, {S}, {D}).sum(axis=2)"]
+
+
+def _rmsnorm_backward(r: Line) -> list[str]:
+    return [f"g, xh = {r.x[0]}, {r.x[1]}",
+            f"rstd = 1.0 / np.sqrt({r.x[2]}[..., None] + {r.meta['eps']!r})",
+            f"{r.out} = rstd * (g - xh * (g * xh).mean(-1, keepdims=True))"]
+
+
 # -- the entries, in the order of engine/explain/ops.yaml -------------------------------------------------------
 GIVEN = No("a given value: there is no arithmetic to do by hand")
 SUMMARY = No("a summary of the training run (engine/run.py `train`: many steps, not one): the notebook does not "
@@ -306,6 +339,8 @@ SUMMED_UP = No("a summary of the training run's many steps: no one computation t
 OPTIMIZER = No("an optimizer op: engine/optim.py computes it from the gradient, no pair of engine/layers.py")
 LAYERNORM = ((L.layernorm_forward, L.layernorm_backward),)
 CROSS_ENTROPY = ((L.cross_entropy_forward, L.cross_entropy_backward),)
+RMSNORM = ((L.rmsnorm_forward, L.rmsnorm_backward),)
+SWIGLU = ((L.swiglu_forward, L.swiglu_backward),)
 
 KINDS = (
     # -- given values: parameters at init, inputs, the re-run forward pass, training-run summaries -------------
@@ -333,7 +368,9 @@ KINDS = (
            exercise=No("token ids from the tokenizer: integers, not arithmetic"), drill=GIVEN),
 
     # -- forward ------------------------------------------------------------------------------------------------
-    OpKind("embedding", pairs=((L.embedding_forward, L.embedding_backward),), notation=N.by_name, numpy=_embedding,
+    OpKind("embedding", pairs=((L.embedding_forward, L.embedding_backward),
+                               (L.token_embedding_forward, L.token_embedding_backward)),
+           notation=N.by_name, numpy=_embedding,
            exercise=Rule(5, what="this entry of the input vectors", lookup=True), drill=drills.embedding),
     OpKind("add", pairs=No("plain `a + b` in engine/tape.py (Tape.add, Tape.add_grads): its backward hands the "
                            "gradient to both inputs"),
@@ -354,10 +391,11 @@ KINDS = (
            numpy=lambda r: [f"{r.out} = {r.product(2)} + {r.x[2]}"],
            exercise=Rule(7, "sign", "this output of the linear layer"), drill=drills.linear),
     OpKind("matmul", pairs=((L.scores_forward, L.scores_backward), (L.context_forward, L.context_backward),
-                            (L.logits_forward, L.logits_backward)),
+                            (L.logits_forward, L.logits_backward), (L.projection_forward, L.projection_backward)),
            notation=N.by_name, numpy=lambda r: [f"{r.out} = {r.product()}"],
            exercise=Rule(7, "sign", "this entry of the product"), drill=drills.dot),
-    OpKind("mul", pairs=No("a backward op: layers.layernorm_backward's gradient of x̂, dout·γ"), notation=N.by_name,
+    # an elementwise product: the gradient of a norm's x̂ (dout·γ), Llama's RMSNorm gain (x̂·γ) and SwiGLU's products
+    OpKind("mul", pairs=RMSNORM + SWIGLU, notation=N.by_name,
            numpy=lambda r: [f"{r.out} = {r.product()}"],
            exercise=Rule(5, "sign", "this entry of the product"), drill=drills.mul),
     OpKind("sum", pairs=No("a backward op: a weight's or bias's gradient summed over batch and tokens, in "
@@ -392,6 +430,26 @@ KINDS = (
            numpy=lambda r: [f"{r.out} = {r.x[0]}.sum() / ({r.x[1]} >= 0).sum()"],
            exercise=Rule(6, what="the loss"), drill=drills.loss_mean),
 
+    # -- Llama's forward kinds (model.arch: llama) ---------------------------------------------------------------
+    OpKind("rope_table", pairs=No("constants of the positions and rope_theta (layers.rope_tables): no gradient flows "
+                                  "into them"),
+           notation=N.by_name, numpy=_rope_table, exercise=Rule(2, "sign", "this entry of the rotary table"),
+           drill=drills.rope_angle),
+    OpKind("mean_square", pairs=RMSNORM, notation=N.by_name,
+           numpy=lambda r: [f"u = {r.x[0]}", f"{r.out} = (u * u).mean(axis=-1)"],
+           exercise=Rule(6, what="this row's mean of squares"), drill=drills.mean_square),
+    OpKind("rms_normalize", pairs=RMSNORM, notation=N.by_name,
+           numpy=lambda r: [f"{r.out} = {r.x[0]} / np.sqrt({r.x[1]}[..., None] + {r.meta['eps']!r})"],
+           exercise=Rule(8, "sign", "this normalised entry"), drill=drills.rms_normalize),
+    OpKind("rope", pairs=((L.rope_forward, L.rope_backward),), notation=N.by_name, numpy=_rope,
+           exercise=Rule(7, "sign", "this rotated entry"), drill=drills.rope),
+    OpKind("repeat_kv", pairs=((L.repeat_kv_forward, L.repeat_kv_backward),), notation=N.by_name,
+           numpy=lambda r: [f"{r.out} = np.repeat({r.x[0]}, {r.meta['n_rep']}, axis=1)"],
+           exercise=Rule(3, what="this entry of the repeated heads", lookup=True), drill=drills.repeat_kv),
+    OpKind("silu", pairs=((L.silu_forward, L.silu_backward), *SWIGLU), notation=N.by_name,
+           numpy=lambda r: [f"u = {r.x[0]}", f"{r.out} = u / (1.0 + np.exp(-u))"],
+           exercise=Rule(7, "sign", "this SiLU output"), drill=drills.silu),
+
     # -- backward: the gradient of record X is the record `grad.X` ------------------------------------------------
     OpKind("cross_entropy_backward", pairs=No("a backward op: layers.cross_entropy_backward"), notation=N.by_name,
            numpy=_cross_entropy_backward, exercise=Rule(8, "sign", "this gradient"),
@@ -409,6 +467,17 @@ KINDS = (
            exercise=Rule(3, what="this gradient", lookup=True), drill=drills.mask),
     OpKind("embedding_backward", pairs=No("a backward op: layers.embedding_backward"), notation=N.by_name,
            numpy=_embedding_backward, exercise=Rule(6, "sign", "this gradient"), drill=drills.embedding_backward),
+    OpKind("rmsnorm_backward", pairs=No("a backward op: layers.rmsnorm_backward"), notation=N.through_rmsnorm,
+           numpy=_rmsnorm_backward, exercise=Rule(8, "sign", "this gradient"), drill=drills.rmsnorm_backward),
+    OpKind("rope_backward", pairs=No("a backward op: layers.rope_backward"), notation=N.by_name,
+           numpy=_rope_backward, exercise=Rule(7, "sign", "this gradient"), drill=drills.rope_backward),
+    OpKind("repeat_kv_backward", pairs=No("a backward op: layers.repeat_kv_backward"), notation=N.by_name,
+           numpy=_repeat_kv_backward, exercise=Rule(6, "sign", "this summed gradient"),
+           drill=drills.repeat_kv_backward),
+    OpKind("silu_backward", pairs=No("a backward op: layers.silu_backward"), notation=N.by_name,
+           numpy=lambda r: [f"g, u = {r.x[0]}, {r.x[1]}", "s = 1.0 / (1.0 + np.exp(-u))",
+                            f"{r.out} = g * (s * (1.0 + u * (1.0 - s)))"],
+           exercise=Rule(7, "sign", "this gradient"), drill=drills.silu_backward),
 
     # -- the optimizer ----------------------------------------------------------------------------------------------
     OpKind("l2_grad", pairs=OPTIMIZER, notation=N.optimizer_record,

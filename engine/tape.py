@@ -24,6 +24,8 @@ BTC = ("batch", "tokens", "d_model")
 BHTD = ("batch", "heads", "tokens", "head_dim")
 BHSD = ("batch", "heads", "keys", "head_dim")  # keys and values: their token axis indexes key positions s
 BHTS = ("batch", "heads", "tokens", "keys")
+GTD = ("batch", "kv_heads", "tokens", "head_dim")  # Llama's keys before repeat_kv: one per key/value head
+GSD = ("batch", "kv_heads", "keys", "head_dim")
 OUT_AXIS = {"c_attn": "qkv", "c_fc": "d_ff"}  # the output axis of each linear layer (else d_model)
 
 
@@ -201,9 +203,104 @@ class Tape:
         vocab, positions = len(self.v["wte"]), len(self.v["wpe"])
         dwte_in, dwpe = L.embedding_backward(self.v[dx], self.v[ids], vocab, positions)
         self.param_grad("wpe", dwpe, op="embedding_backward", inputs=(dx,), axes=("positions", "d_model"))
+        self._token_table_grad(dwte_in, dx, ids, tied)
+
+    def _token_table_grad(self, dwte_in: np.ndarray, dx: str, ids: str, tied: bool) -> None:
         if not tied:
             self.param_grad("wte", dwte_in, op="embedding_backward", inputs=(dx, ids), axes=("vocab", "d_model"))
             return
         self.put("grad.wte.from_embed", dwte_in, op="embedding_backward", inputs=(dx, ids), axes=("vocab", "d_model"))
         self.param_grad("wte", self.v["grad.wte.from_logits"] + dwte_in, op="add",
                         inputs=("grad.wte.from_logits", "grad.wte.from_embed"), axes=("vocab", "d_model"))
+
+    # -- Llama's ops (model.llama_forward / llama_backward) -----------------------------------------------------------
+    def token_embed(self, ids: str) -> str:
+        """The input of the first block: the token table's rows, no position table (positions enter by rotation)."""
+        return self.put("embed.out", L.token_embedding_forward(self.v["wte"], self.v[ids]), op="embedding",
+                        inputs=("wte", ids), axes=BTC)
+
+    def rope_tables(self, T: int, D: int, theta: float) -> tuple[str, str]:
+        cos, sin = L.rope_tables(T, D, theta)
+        axes = ("tokens", "head_dim")
+        return (self.put("rope.cos", cos, op="rope_table", inputs=(), axes=axes, fn="cos", theta=theta),
+                self.put("rope.sin", sin, op="rope_table", inputs=(), axes=axes, fn="sin", theta=theta))
+
+    def rmsnorm(self, ln: str, x: str, eps: float) -> str:
+        ms, xhat, out = L.rmsnorm_forward(self.v[x], self.v[f"{ln}.weight"], eps)
+        self.put(f"{ln}.ms", ms, op="mean_square", inputs=(x,), axes=BT)
+        self.put(f"{ln}.xhat", xhat, op="rms_normalize", inputs=(x, f"{ln}.ms"), axes=BTC, eps=eps)
+        return self.put(f"{ln}.out", out, op="mul", inputs=(f"{ln}.xhat", f"{ln}.weight"), axes=BTC,
+                        einsum="btc,c->btc")
+
+    def project(self, out: str, x: str, layer: str) -> str:
+        """`x @ W.T` with W in nn.Linear's (out, in) layout, no bias."""
+        w = f"{layer}.weight"
+        return self.put(out, L.projection_forward(self.v[x], self.v[w]), op="matmul", inputs=(x, w),
+                        axes=self.axes[x][:-1] + self.axes[w][:1], einsum="bti,oi->bto")
+
+    def split_heads(self, out: str, x: str, n_heads: int, kv: bool = False) -> str:
+        return self.put(out, L.split_heads(self.v[x], n_heads), op="split_heads", inputs=(x,),
+                        axes=(GSD if kv else BHTD), part=None, n_heads=n_heads)
+
+    def rope(self, out: str, x: str) -> str:
+        return self.put(out, L.rope_forward(self.v[x], self.v["rope.cos"], self.v["rope.sin"]), op="rope",
+                        inputs=(x, "rope.cos", "rope.sin"), axes=self.axes[x])
+
+    def repeat_kv(self, out: str, x: str, n_rep: int) -> str:
+        return self.put(out, L.repeat_kv_forward(self.v[x], n_rep), op="repeat_kv", inputs=(x,),
+                        axes=("batch", "heads") + self.axes[x][2:], n_rep=n_rep)
+
+    def swiglu(self, M: str, gate: str, up: str) -> str:
+        act, hidden = L.swiglu_forward(self.v[gate], self.v[up])
+        self.put(f"{M}.act", act, op="silu", inputs=(gate,), axes=self.axes[gate])
+        return self.put(f"{M}.hidden", hidden, op="mul", inputs=(f"{M}.act", up), axes=self.axes[gate],
+                        einsum="btf,btf->btf")
+
+    def rmsnorm_backward(self, ln: str, dout: str, x: str, dx: str, eps: float) -> str:
+        """Records the gradients of the RMSNorm's weight and x̂, and of its input x as `dx`."""
+        dxhat, dxv, dw = L.rmsnorm_backward(self.v[dout], self.v[f"{ln}.xhat"], self.v[f"{ln}.ms"],
+                                            self.v[f"{ln}.weight"], eps)
+        self.param_grad(f"{ln}.weight", dw, op="sum", inputs=(dout, f"{ln}.xhat"), axes=("d_model",),
+                        einsum="btc,btc->c")
+        self.put(f"grad.{ln}.xhat", dxhat, op="mul", inputs=(dout, f"{ln}.weight"), axes=BTC, einsum="btc,c->btc")
+        return self.put(dx, dxv, op="rmsnorm_backward", inputs=(f"grad.{ln}.xhat", f"{ln}.xhat", f"{ln}.ms"),
+                        axes=BTC, eps=eps, x=x)
+
+    def project_backward(self, dout: str, x: str, layer: str, dx: str | None = None) -> str:
+        """The gradients of `out = x @ W.T`: of x (returned; named `dx`, else grad.x) and of W (kept)."""
+        w = f"{layer}.weight"
+        dxv, dw = L.projection_backward(self.v[dout], self.v[x], self.v[w])
+        dxname = self.put(dx or f"grad.{x}", dxv, op="matmul", inputs=(dout, w), axes=self.axes[x],
+                          einsum="bto,oi->bti")
+        self.param_grad(w, dw, op="matmul", inputs=(dout, x), axes=self.axes[w], einsum="bto,bti->oi")
+        return dxname
+
+    def swiglu_backward(self, M: str, dhidden: str, gate: str, up: str) -> tuple[str, str]:
+        """The gradients of `hidden = SiLU(gate) * up`: of up and of the SiLU's output (each the other factor times
+        dhidden), then of the gate (through SiLU); returns (grad of gate, grad of up)."""
+        act = f"{M}.act"
+        dup, dact, dgate = L.swiglu_backward(self.v[dhidden], self.v[gate], self.v[up], self.v[act])
+        dup_name = self.put(f"grad.{up}", dup, op="mul", inputs=(dhidden, act), axes=self.axes[up],
+                            einsum="btf,btf->btf")
+        self.put(f"grad.{act}", dact, op="mul", inputs=(dhidden, up), axes=self.axes[act], einsum="btf,btf->btf")
+        dgate_name = self.put(f"grad.{gate}", dgate, op="silu_backward", inputs=(f"grad.{act}", gate),
+                              axes=self.axes[gate])
+        return dgate_name, dup_name
+
+    def repeat_kv_backward(self, dout: str, out: str, n_rep: int) -> str:
+        return self.put(out, L.repeat_kv_backward(self.v[dout], n_rep), op="repeat_kv_backward", inputs=(dout,),
+                        axes=GSD, n_rep=n_rep)
+
+    def rope_backward(self, dout: str, out: str) -> str:
+        return self.put(out, L.rope_backward(self.v[dout], self.v["rope.cos"], self.v["rope.sin"]),
+                        op="rope_backward", inputs=(dout, "rope.cos", "rope.sin"), axes=self.axes[dout])
+
+    def merge_heads_grad(self, out: str, dheads: str) -> str:
+        """The gradient of a head split: the heads' gradients side by side again."""
+        return self.put(out, L.merge_heads(self.v[dheads]), op="merge_heads", inputs=(dheads,),
+                        axes=self.axes[out.removeprefix("grad.")])
+
+    def token_embed_backward(self, dx: str, ids: str, tied: bool) -> None:
+        """The token table's gradient: the scatter-add of the first block's input gradient; when the table is also
+        the output layer (tied), that is its input-side share, added to the output side's."""
+        self._token_table_grad(L.token_embedding_backward(self.v[dx], self.v[ids], len(self.v["wte"])), dx, ids, tied)

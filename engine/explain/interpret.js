@@ -273,6 +273,7 @@
     inputs.forEach(function (r, k) { self.names["x" + k] = r; });
     this.functions = {
       sqrt: map(Math.sqrt), exp: map(Math.exp), log: map(Math.log), tanh: map(Math.tanh), abs: map(Math.abs),
+      cos: map(Math.cos), sin: map(Math.sin),
       max: function (xs) { return Math.max.apply(null, xs.map(function (v) { return Number(val(v)); })); },
       min: function (xs) { return Math.min.apply(null, xs.map(function (v) { return Number(val(v)); })); },
       sum: seqSum, mean: function (xs) { return seqSum(xs) / xs.length; },

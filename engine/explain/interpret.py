@@ -505,7 +505,7 @@ class Element:
             self.names[f"x{k}"] = r
         self.functions = {
             "sqrt": _map(lambda v: math.sqrt(v) if v >= 0 else math.nan), "exp": _map(_exp), "log": _map(_log),
-            "tanh": _map(math.tanh), "abs": _map(abs),
+            "tanh": _map(math.tanh), "abs": _map(abs), "cos": _map(math.cos), "sin": _map(math.sin),
             "max": lambda xs: max(float(val(v)) for v in xs), "min": lambda xs: min(float(val(v)) for v in xs),
             "sum": _seq_sum, "mean": lambda xs: _seq_sum(xs) / len(xs), "prod": self._prod,
             "len": lambda xs: float(len(xs)), "all": lambda xs: all(truthy(v) for v in xs),

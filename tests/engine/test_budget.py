@@ -43,6 +43,35 @@ def test_count_values_is_exactly_what_the_trace_holds(n_layers, n_heads, head_di
     assert _n_records(_sizes(cfg)) == len(trace.records)  # the recording's share of the time estimate
 
 
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(n_layers=st.integers(1, 2), kv_heads=st.sampled_from([1, 2]), group=st.sampled_from([1, 2]),
+       half_head=st.integers(1, 2), d_ff=st.integers(1, 9), train_steps=st.integers(0, 2),
+       texts=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=5), min_size=1, max_size=3),
+       optimizer=st.sampled_from([("adamw", 0.0), ("adam", 0.0), ("sgd", 0.9)]), tied=st.booleans())
+def test_count_values_is_exactly_what_a_llama_trace_holds(n_layers, kv_heads, group, half_head, d_ff, train_steps,
+                                                           texts, optimizer, tied):
+    n_heads = kv_heads * group
+    cfg = cfg_of({"model": {"arch": "llama", "n_layers": n_layers, "n_heads": n_heads, "n_kv_heads": kv_heads,
+                            "d_model": n_heads * 2 * half_head, "d_ff": d_ff, "tie_embeddings": tied},
+                  "data": {"texts": [" ".join(t) for t in texts]},
+                  "optimizer": {"name": optimizer[0], "momentum": optimizer[1]}, "train_steps": train_steps})
+    trace = run(cfg)
+    assert count_values(cfg) == sum(r.value.size for r in trace.records)
+    assert _n_records(_sizes(cfg)) == len(trace.records)
+
+
+def test_a_llama_estimate_is_sane_and_names_its_checkpoint_keys():
+    from engine.budget import LLAMA_CHECKPOINT_KEYS, _advice, _memory
+
+    cfg = cfg_of({"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}})
+    est = check_budget(cfg, available_bytes=PLENTY)
+    assert 0.02 < est.seconds < 2 and est.values == count_values(cfg)
+    big = _sizes(cfg_of({"model": {"arch": "llama", "d_model": 4096, "n_heads": 32, "n_kv_heads": 8}}))
+    key, where, advice = _advice(big, _memory, "folder")
+    assert key == "model.d_model" and where == "model.from: folder/config.json: hidden_size 4096"
+    assert LLAMA_CHECKPOINT_KEYS[key] in advice
+
+
 def test_default_config_passes_and_its_estimate_is_sane():
     cfg = cfg_of({})
     est = check_budget(cfg, available_bytes=PLENTY)

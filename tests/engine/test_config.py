@@ -182,3 +182,96 @@ def test_tie_embeddings_defaults_to_true_and_is_written_only_when_false():
     untied = config_from_dict({"model": {"tie_embeddings": False}}, "x")
     assert untied.model.tie_embeddings is False and untied.to_dict()["model"]["tie_embeddings"] is False
     assert config_from_dict({"model": {"tie_embeddings": True}}, "x") == Config()
+
+
+def test_llama_defaults_and_its_keys_in_the_traces_config():
+    cfg = config_from_dict({"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}}, "x")
+    m = cfg.model
+    assert (m.arch, m.n_kv_heads, m.kv_heads, m.rope_theta, m.norm_eps, m.tie_embeddings) == \
+        ("llama", 2, 2, 10000.0, 1e-6, False)
+    assert config_from_dict({"model": {"arch": "llama"}}, "x").model.kv_heads == 2  # n_kv_heads defaults to n_heads
+    d = cfg.to_dict()["model"]
+    assert list(d)[0] == "arch" and {k: d[k] for k in ("n_kv_heads", "rope_theta", "norm_eps", "tie_embeddings")} == \
+        {"n_kv_heads": 2, "rope_theta": 10000.0, "norm_eps": 1e-6, "tie_embeddings": False}
+    # GPT-2's dict is as it always was: no llama key, and arch: gpt2 is the default config
+    assert config_from_dict({"model": {"arch": "gpt2"}}, "x") == Config()
+    assert not {"arch", "n_kv_heads", "rope_theta", "norm_eps"} & set(Config().to_dict()["model"])
+    assert Config().model.kv_heads == Config().model.n_heads
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("model:\n  arch: mistral\n", "c.yaml: model.arch: unknown architecture 'mistral' (choose one of: gpt2, llama)"),
+    ("model:\n  n_kv_heads: 1\n", "c.yaml: model.n_kv_heads: is a key of model.arch: llama, which GPT-2 does not "
+     "have; remove it, or set model.arch: llama"),
+    ("model:\n  rope_theta: 500000\n", "c.yaml: model.rope_theta: is a key of model.arch: llama"),
+    ("model:\n  norm_eps: 1e-5\n", "c.yaml: model.norm_eps: is a key of model.arch: llama"),
+    ("model:\n  arch: llama\n  n_heads: 4\n  n_kv_heads: 3\n", "c.yaml: model.n_kv_heads: 3 does not divide "
+     "n_heads 4: each key/value head serves the same number of query heads (choose a divisor of 4)"),
+    ("model:\n  arch: llama\n  n_kv_heads: 0\n", "c.yaml: model.n_kv_heads: must be ≥ 1, got 0"),
+    ("model:\n  arch: llama\n  n_kv_heads: 1.5\n", "c.yaml: model.n_kv_heads: must be an integer"),
+    ("model:\n  arch: llama\n  d_model: 12\n  n_heads: 4\n", "c.yaml: model.n_heads: gives heads of d_model / "
+     "n_heads = 3, an odd size; rotary position embeddings turn pairs of dimensions"),
+    ("model:\n  arch: llama\n  rope_theta: 0\n", "c.yaml: model.rope_theta: must be > 0"),
+    ("model:\n  arch: llama\n  rope_theta: .inf\n", "c.yaml: model.rope_theta: must be finite"),
+    ("model:\n  arch: llama\n  norm_eps: -1e-6\n", "c.yaml: model.norm_eps: must be > 0"),
+    ("model:\n  arch: llama\n  norm_eps: tiny\n", "c.yaml: model.norm_eps: must be a number, got a string 'tiny'"),
+])
+def test_llama_keys_give_one_clear_line(tmp_path, text, expected):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert "\n" not in str(exc.value) and str(exc.value).startswith(str(f) + ": ") and expected.split(": ", 1)[1] in \
+        str(exc.value), str(exc.value)
+
+
+def test_cli_bad_llama_key_exits_2_without_a_traceback(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  arch: llama\n  n_heads: 4\n  n_kv_heads: 3\n")
+    done = subprocess.run([sys.executable, "-m", "site_build.cli", "trace", "--config", str(f), "--out",
+                           str(tmp_path / "t.json")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"{f}: " + ("model.n_kv_heads: 3 does not divide n_heads 4: each key/value head "
+                                              "serves the same number of query heads (choose a divisor of 4)")
+
+
+def test_configs_llama_yaml_is_the_llama_run_the_docs_list():
+    """configs/llama.yaml: the cat text, d_model 16, four query heads sharing two K/V heads, the default optimizer
+    block; engine/docs.py lists the records of the same config."""
+    from engine.docs import LLAMA
+
+    cfg = load_config(ROOT / "configs/llama.yaml")
+    assert cfg == config_from_dict(LLAMA, "x")
+    assert cfg.optimizer == Config().optimizer and cfg.data == Config().data and cfg.seed == Config().seed
+    assert (cfg.model.arch, cfg.model.d_model, cfg.model.n_heads, cfg.model.n_kv_heads) == ("llama", 16, 4, 2)
+
+
+def test_make_verify_names_the_oracle_of_each_architecture(tmp_path):
+    """tests/engine/verify_hf.py (`make verify`) on configs/default.yaml and configs/llama.yaml."""
+    import json
+
+    for config, oracle in (("default", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")):
+        out = tmp_path / f"{config}.json"
+        done = subprocess.run([sys.executable, "tests/engine/verify_hf.py", "--config", f"configs/{config}.yaml",
+                               "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        data = json.loads(out.read_text())
+        assert f" {oracle} + torch " in data["oracle"] and max(data["max_abs_diff"].values()) < 1e-9
+        assert done.stdout.startswith(f"wrote {out}: ")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["arch", "n_kv_heads", "rope_theta", "norm_eps", "n_heads", "d_model",
+                                        "tie_embeddings"]),
+                       st.one_of(st.sampled_from(["gpt2", "llama", "gpt3"]), st.integers(-2, 8),
+                                 st.floats(allow_nan=True), st.booleans(), st.none()), max_size=5))
+def test_any_llama_model_section_is_a_config_or_a_clean_error(model):
+    try:
+        cfg = config_from_dict({"model": model}, "c.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("c.yaml: model.") and "\n" not in str(exc)
+    else:
+        m = cfg.model
+        assert m.n_heads % m.kv_heads == 0 and m.d_model % m.n_heads == 0
+        if m.arch == "llama":
+            assert (m.d_model // m.n_heads) % 2 == 0 and m.rope_theta > 0 and m.norm_eps > 0

@@ -24,6 +24,11 @@ CONFIGS = {
     "eps-and-decay": {"optimizer": {"eps": 0.003, "weight_decay": 0.3, "decay": "all"}, "seed": 3},
     "sgd": {"optimizer": {"name": "sgd", "lr": 0.1}, "data": {"texts": ["cat", "the dog"]}},
     "untied": {"model": {"tie_embeddings": False}},  # lm_head.weight, and grad.wte as the scatter-add alone
+    # Llama's kinds: the rotary tables and rotations (both halves of a pair), repeat_kv and its sum, RMSNorm, SiLU
+    "llama-gqa-padded": {"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2, "n_layers": 2},
+                         "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
+    "llama-tied-theta": {"model": {"arch": "llama", "tie_embeddings": True, "rope_theta": 100.0, "norm_eps": 1e-3},
+                         "optimizer": {"name": "sgd", "momentum": 0.9}},
 }
 PER_RECORD = 4  # elements per record (every record of every config, so every op kind and branch)
 

@@ -90,6 +90,59 @@ def test_embedding_backward_scatter_adds_repeated_words():
     assert np.allclose(dwte[1], dout[0, 0] + dout[0, 2])  # word 1 used twice
 
 
+def test_projection_backward():
+    """nn.Linear's layout, x @ W.T with W (out, in): Llama's projections and the logits."""
+    x, w = rng.normal(size=(2, 3, 4)), rng.normal(size=(6, 4))
+    dout = rng.normal(size=(2, 3, 6))
+    dx, dw = L.projection_backward(dout, x, w)
+    close(dx, numeric_grad(lambda x_: L.projection_forward(x_, w), x, dout))
+    close(dw, numeric_grad(lambda w_: L.projection_forward(x, w_), w, dout))
+
+
+def test_rmsnorm_backward():
+    x, w = rng.normal(size=(2, 3, 5)), rng.normal(size=5)
+    dout = rng.normal(size=(2, 3, 5))
+    ms, xhat, _ = L.rmsnorm_forward(x, w, 1e-6)
+    _, dx, dw = L.rmsnorm_backward(dout, xhat, ms, w, 1e-6)
+    close(dx, numeric_grad(lambda x_: L.rmsnorm_forward(x_, w, 1e-6)[2], x, dout))
+    close(dw, numeric_grad(lambda w_: L.rmsnorm_forward(x, w_, 1e-6)[2], w, dout))
+    assert np.allclose((xhat ** 2).mean(-1), ms / (ms + 1e-6))  # unit root mean square, but for ε
+
+
+def test_rope_backward_is_the_transposed_rotation():
+    cos, sin = L.rope_tables(5, 6, 10000.0)
+    x, dout = rng.normal(size=(2, 3, 5, 6)), rng.normal(size=(2, 3, 5, 6))
+    close(L.rope_backward(dout, cos, sin), numeric_grad(lambda x_: L.rope_forward(x_, cos, sin), x, dout))
+    y = L.rope_forward(x, cos, sin)
+    # dimension d pairs with d + D/2 (Hugging Face's rotate_half): each pair keeps its length, position 0 is not turned
+    assert np.allclose(x[..., :3] ** 2 + x[..., 3:] ** 2, y[..., :3] ** 2 + y[..., 3:] ** 2)
+    assert np.array_equal(y[:, :, 0], x[:, :, 0]) and not np.allclose(y[:, :, 1], x[:, :, 1])
+    # pair j turns by t * theta^(-2j/D): at position 2, pair 1 of D = 6 by 2 / 10000^(1/3)
+    angle = 2 / 10000.0 ** (2 / 6)
+    a, b = x[0, 0, 2, 1], x[0, 0, 2, 4]
+    assert np.isclose(y[0, 0, 2, 1], a * np.cos(angle) - b * np.sin(angle))
+    assert np.isclose(y[0, 0, 2, 4], b * np.cos(angle) + a * np.sin(angle))
+    # turning back by the transposed rotation gives the input again
+    assert np.allclose(L.rope_backward(y, cos, sin), x)
+
+
+def test_repeat_kv_backward_sums_over_each_group():
+    x, dout = rng.normal(size=(2, 2, 4, 3)), rng.normal(size=(2, 6, 4, 3))
+    close(L.repeat_kv_backward(dout, 3), numeric_grad(lambda x_: L.repeat_kv_forward(x_, 3), x, dout))
+    assert np.array_equal(L.repeat_kv_forward(x, 3)[:, 5], x[:, 1])  # query head 5 reads K/V head 5 // 3 = 1
+    assert np.allclose(L.repeat_kv_backward(dout, 3)[:, 1], dout[:, 3:6].sum(axis=1))
+
+
+def test_silu_and_swiglu_backward():
+    x, dout = rng.normal(size=(3, 5)) * 3, rng.normal(size=(3, 5))
+    close(L.silu_backward(dout, x), numeric_grad(L.silu_forward, x, dout))
+    gate, up, dh = rng.normal(size=(2, 3, 4)) * 2, rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    act, _ = L.swiglu_forward(gate, up)
+    dup, dact, dgate = L.swiglu_backward(dh, gate, up, act)
+    close(dgate, numeric_grad(lambda g: L.swiglu_forward(g, up)[1], gate, dh))
+    close(dup, numeric_grad(lambda u: L.swiglu_forward(gate, u)[1], up, dh))
+    close(dact, dh * up)
+
 
 MODEL_VARIANTS = {
     "default": {},
@@ -97,8 +150,15 @@ MODEL_VARIANTS = {
                          "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
     "three_heads": {"model": {"d_model": 12, "n_heads": 3, "d_ff": 16}, "seed": 5},
     "untied": {"model": {"tie_embeddings": False}},  # lm_head.weight is its own parameter
+    # Llama: grouped-query attention (2 query heads per K/V head), untied as by default
+    "llama_gqa": {"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}},
+    # tied, two layers, one K/V head for all, a padded batch and another rotary base
+    "llama_mqa_two_layers_batch_tied": {"model": {"arch": "llama", "n_layers": 2, "d_model": 8, "d_ff": 12,
+                                                  "n_heads": 2, "n_kv_heads": 1, "tie_embeddings": True,
+                                                  "rope_theta": 100.0, "norm_eps": 1e-5},
+                                        "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
 }
-EVERY_ELEMENT = ("default", "untied")
+EVERY_ELEMENT = ("default", "untied", "llama_gqa")
 
 
 @pytest.mark.parametrize("name", MODEL_VARIANTS)
@@ -177,3 +237,16 @@ def test_the_gradients_can_be_checked_while_the_run_goes_on(tmp_path, monkeypatc
         assert not any(n.startswith(("opt.", "updated.")) for n in names)
         assert (full.values_file is not None) == spill
         assert finite_differences(cfg, partial) == finite_differences(cfg, full)
+
+
+def test_the_builds_check_covers_a_llama_run():
+    """The build's finite differences (engine.verify) on a llama run: every tensor (no wpe, no biases; lm_head.weight
+    from the final RMSNorm's input on), and the whole gradient along one direction."""
+    from engine import run
+    from engine.verify import finite_differences
+
+    cfg = config_from_dict({**MODEL_VARIANTS["llama_gqa"], "train_steps": 0}, "test")
+    checks = finite_differences(cfg, run(cfg))
+    assert set(checks) == {f"grad.{name}" for name, _, _, _ in model.param_specs(cfg)} | {"direction"}
+    assert "grad.L0.attn.k_proj.weight" in checks and "grad.wpe" not in checks
+    assert all(c["ok"] for c in checks.values()), {k: c["max_abs_err"] for k, c in checks.items()}

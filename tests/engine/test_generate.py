@@ -26,6 +26,11 @@ CONFIGS = {
     "default": {},
     "two layers, one head": {"model": {"n_layers": 2, "n_heads": 1}},
     "three layers, four heads, big init": {"model": {"n_layers": 3, "n_heads": 4, "init_std": 0.5}, "seed": 3},
+    # rotary positions (the cached keys keep the angle of their own position) and a K/V head per two query heads
+    "llama, grouped-query, two layers": {"model": {"arch": "llama", "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
+                                                   "init_std": 0.5}},
+    "llama, one K/V head, tied": {"model": {"arch": "llama", "n_heads": 2, "n_kv_heads": 1, "tie_embeddings": True,
+                                            "rope_theta": 50.0}, "seed": 5},
 }
 
 

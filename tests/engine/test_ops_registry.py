@@ -27,7 +27,12 @@ CONFIGS = {
     "untied": {"model": {"tie_embeddings": False}},
     "two layers": {"model": {"n_layers": 2}},
     "train_steps 0": {"train_steps": 0},
+    # Llama: RMSNorm, rotary embeddings, grouped-query attention (two query heads per K/V head), SwiGLU; untied
+    "llama": {"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}},
+    "llama tied, two layers": {"model": {"arch": "llama", "n_layers": 2, "tie_embeddings": True}},
 }
+LLAMA_KINDS = {"rope_table", "mean_square", "rms_normalize", "rope", "repeat_kv", "silu", "rmsnorm_backward",
+               "rope_backward", "repeat_kv_backward", "silu_backward"}
 COMPOSITE = {"attention_forward", "attention_backward"}  # the attention kinds' pairs chained (finite-difference test)
 
 
@@ -119,3 +124,64 @@ def test_every_pair_of_the_layers_has_its_kind():
     listed = {f.__name__ for k in OPS.values() if not isinstance(k.pairs, No) for pair in k.pairs for f in pair}
     pairs = {name for name, f in vars(L).items() if inspect.isfunction(f) and name.endswith(("_forward", "_backward"))}
     assert pairs - COMPOSITE - listed == set()
+
+
+def test_the_llama_kinds_are_made_by_llama_runs_alone():
+    """The kinds added for `model.arch: llama` are registered, made by the llama configs, and by no GPT-2 one."""
+    assert LLAMA_KINDS <= set(OPS)
+    llama = set().union(*({r.op for r in trace(c).records} for c in CONFIGS if c.startswith("llama")))
+    gpt2 = set().union(*({r.op for r in trace(c).records} for c in CONFIGS if not c.startswith("llama")))
+    assert LLAMA_KINDS <= llama and not LLAMA_KINDS & gpt2
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.startswith("llama")])
+def test_the_numpy_lines_recompute_a_llama_trace_to_the_bit(config):
+    """Every computed record's NumPy line(s) (the notebook's code), run in trace order from the weights and the batch,
+    give the trace's own value, bit for bit."""
+    import numpy as np
+
+    from engine.numpy_steps import computed, forward_function, loaded, numpy_lines, updated_weights_function
+
+    t = trace(config)
+    T = {r.name: r.value for r in t.records}
+    v: dict = {}
+    scope = {"np": np, "v": v, "T": T, "PARAMETERS": [r.name for r in t.records if r.op == "param"]}
+    exec("\n".join(forward_function(t) + updated_weights_function(t)), scope)
+    checked = 0
+    for rec in t.records:
+        if not (loaded(rec) or computed(rec)) or rec.phase == "train":
+            continue
+        exec("\n".join(numpy_lines(t, rec.name)), scope)
+        assert np.array_equal(v[rec.name], rec.value, equal_nan=True), rec.name
+        checked += 1
+    assert checked > 150
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.startswith("llama")])
+def test_every_llama_record_has_its_own_formula_and_meaning(config):
+    """A llama record is written with RMSNorm, its own projections (W_Q, W_K, W_V, W_O, W_gate, W_up, W_down) and no
+    position table: no formula or symbol of a llama trace reads a LayerNorm, GPT-2's packed [Q|K|V], a bias or W_pe,
+    and every record says what it is."""
+    t = trace(config)
+    tied = "lm_head.weight" not in t
+    for r in t.records:
+        written = r.formula + " " + r.symbol
+        assert r.formula and r.symbol, r.name
+        for gpt2 in (r"\mathrm{LN}", "[Q|K|V]", "W_{pe}", "W_1", "W_2", r"\text{attn}", "b_O", "GELU"):
+            assert gpt2 not in written, (r.name, gpt2)
+        assert N.meaning(r.name, tied=tied, arch="llama"), r.name
+        assert "LayerNorm" not in N.meaning(r.name, tied=tied, arch="llama"), r.name
+
+
+@pytest.mark.parametrize("op, gpt2, llama", [("embedding", "plus position embedding", "no position table"),
+                                             ("mul", "a LayerNorm", "an RMSNorm"),
+                                             ("split_heads", "Q then K then V", "The query projection Q_cat")])
+def test_shared_drills_speak_of_the_runs_architecture(op, gpt2, llama):
+    """A kind both architectures make has one drill; where the architectures differ (no position table, RMSNorm,
+    separate projections) the drill follows the config's."""
+    import random
+
+    for seed in range(5):
+        assert gpt2 in drills.draw(kind(op).drill, random.Random(seed), {}).question
+        question = drills.draw(kind(op).drill, random.Random(seed), {"model": {"arch": "llama"}}).question
+        assert llama in question and gpt2 not in question

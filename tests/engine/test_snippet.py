@@ -22,6 +22,19 @@ def test_snippet_reproduces_the_step(tmp_path, raw):
     assert_reproduces(tmp_path, trace, code)
 
 
+@pytest.mark.parametrize("raw", [{"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}},
+                                 {"model": {"arch": "llama", "tie_embeddings": True, "rope_theta": 100.0},
+                                  "optimizer": {"name": "sgd", "momentum": 0.9},
+                                  "data": {"texts": ["the cat", "the dog ran"]}}],
+                         ids=["llama-gqa", "llama-tied-sgd-batch"])
+def test_snippet_reproduces_a_llama_step(tmp_path, raw):
+    """LlamaForCausalLM, its RMSNorm and rotary tables made float64 in the program itself (four short lines)."""
+    trace = run(config_from_dict({**raw, "train_steps": 1}, "test"))
+    code = pytorch_snippet(trace.config)
+    assert len(code.splitlines()) <= 36 and "LlamaForCausalLM" in code
+    assert_reproduces(tmp_path, trace, code)
+
+
 def test_snippet_reproduces_a_checkpoints_step(tmp_path):
     """`model: {from: PATH}`: the vocabulary has no <bos>; the program starts from the checkpoint's own first token."""
     from hf_checkpoint import make_checkpoint

@@ -127,10 +127,12 @@ def test_diff_cli_exit_codes(trace, tmp_path):
 
 CONFIGS = [{}, {"model": {"n_layers": 2, "d_model": 12, "n_heads": 3},
                 "data": {"texts": ["the cat sat", "the dog ran on the mat"]}},
-           {"optimizer": {"name": "adam"}}, {"optimizer": {"name": "sgd", "momentum": 0.9}}]
+           {"optimizer": {"name": "adam"}}, {"optimizer": {"name": "sgd", "momentum": 0.9}},
+           {"model": {"arch": "llama", "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
+            "data": {"texts": ["the cat sat", "the dog ran on the mat"]}}]
 
 
-@pytest.mark.parametrize("raw", CONFIGS, ids=["default", "varied", "adam", "sgd"])
+@pytest.mark.parametrize("raw", CONFIGS, ids=["default", "varied", "adam", "sgd", "llama"])
 def test_explain_regenerates_every_record(raw):
     """explain() recomputes elements from the inputs alone; the result must equal the stored value."""
     trace = run(config_from_dict({**raw, "train_steps": 2}, "test"))

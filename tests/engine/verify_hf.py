@@ -1,4 +1,5 @@
-"""`make verify`: compare a config's trace with Hugging Face GPT-2 + torch.optim and write the figures.
+"""`make verify`: compare a config's trace with Hugging Face (GPT2LMHeadModel, or LlamaForCausalLM for
+`model.arch: llama`) + torch.optim and write the figures.
 
 For the default config (configs/default.yaml) the figures go into the repository, configs/verification/default.json:
 every site of the default config shows them from its first build, and a test fails when the file no longer belongs
@@ -21,10 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from oracle import max_abs, oracle_activations, oracle_step  # noqa: E402
+from oracle import is_llama, max_abs, oracle_activations, oracle_name, oracle_step  # noqa: E402
 
 from engine import estimate, load_config, run  # noqa: E402
 from engine.verify import config_digest, digest  # noqa: E402
+
+# stock LlamaForCausalLM rounds these to float32 even in a float64 model (tests/engine/oracle.py, float64_llama)
+FLOAT64_NOTE = " (its RMSNorm, rotary tables and attention softmax made float64 too)"
 
 
 def verification(trace) -> dict:
@@ -38,9 +42,10 @@ def verification(trace) -> dict:
         tensors[names["grad"]] = max_abs(o["grads"][key], trace[names["grad"]])
         tensors[names["updated"]] = max_abs(o["updated"][key], trace[names["updated"]])
     optimizer = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}[trace.config["optimizer"]["name"]]
+    note = FLOAT64_NOTE if is_llama(trace.config) else ""
     return {"format": "handstep-verification", "trace_sha256": digest(trace), "config_sha256": config_digest(trace),
-            "oracle": f"transformers {transformers.__version__} GPT2LMHeadModel + torch {torch.__version__} "
-                      f"torch.optim.{optimizer}, float64",
+            "oracle": f"transformers {transformers.__version__} {oracle_name(trace.config)} + torch "
+                      f"{torch.__version__} torch.optim.{optimizer}, float64{note}",
             "max_abs_diff": tensors}
 
 
