@@ -109,8 +109,8 @@ class Builder:
         clock = Clock(self.progress)
         self.check_outputs(config_path, out_dir, force, compare)
         # 1. gather: the pages and the run's key; the pages the cache lacks start compiling (forks: before threads)
-        pages, problems = collect_pages(self.paths.content)
         cfg, run_key = session.run_key(config_path, seed)
+        pages, problems = collect_pages(self.paths.content, cfg.model.arch)
         other = session.other(Path(compare.config or config_path), compare.seed) if compare is not None else None
         links, steps = link_map(pages), {p.step: p.url for p in pages if p.step}
         key = (run_key, session.other_key if compare is not None else "", sorted(steps.items()))

@@ -3,6 +3,11 @@
 Each page starts with a YAML block between `---` lines (title, description, section,
 order, optional slug and step). Everything is validated here, with the file and line of each
 problem, before any page is rendered.
+
+A page written for one architecture (`model.arch`) is named for it: `NAME.llama.md` is built only for llama, and
+where `NAME.md` exists it takes that page's place in a llama site (the same name, place and links: a page linking
+to `NAME.md` reaches whichever the site has); `NAME.gpt2.md` likewise. A page named for no architecture is in
+every site.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.config import ARCHS
 from engine.errors import cut, echo
 from site_build.data.compare import COMPARE_PAGE
 from site_build.errors import BuildError, shown_path
@@ -70,8 +76,16 @@ class ExtraPage:
     indexed: bool = True  # in the search index (a dump of numbers is not)
 
 
-def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, str]]]:
-    """Every valid page (site order) and every problem (file, line, message) found.
+def arch_of(path: Path) -> tuple[str, str]:
+    """(the file name without its architecture, the architecture or "") of a page file: `02-norm.llama.md` is
+    ("02-norm.md", "llama")."""
+    stem, _, arch = path.name.removesuffix(".md").rpartition(".")
+    return (f"{stem}.md", arch) if stem and arch in ARCHS else (path.name, "")
+
+
+def collect_pages(content_dir: Path, arch: str = "gpt2") -> tuple[list[Page], list[tuple[str, int, str]]]:
+    """Every valid page of a site for the architecture `arch` (site order) and every problem (file, line, message)
+    found.
 
     Paths in messages are as `shown_path` gives them: relative to the current directory when the
     file is under it (`content/x.md`), else as given (`../other/pages/x.md`, `/abs/pages/x.md`).
@@ -80,15 +94,18 @@ def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, s
     content_dir = Path(content_dir)
     pages: list[Page] = []
     problems: list[tuple[str, int, str]] = []
-    for path in sorted(content_dir.rglob("*.md")):
-        if path.is_dir():  # a folder named `x.md` holds pages (rglob goes in); it is none itself
+    files = [p for p in sorted(content_dir.rglob("*.md")) if not p.is_dir()]  # a folder `x.md` holds pages
+    variants = {path.with_name(arch_of(path)[0]) for path in files if arch_of(path)[1] == arch}
+    for path in files:
+        name, its_arch = arch_of(path)
+        if its_arch not in ("", arch) or path in variants:  # another architecture's, or replaced by this one's
             continue
         try:
-            page = read_page(path, shown_path(path))
+            page = read_page(path, shown_path(path), default_slug=name.removesuffix(".md"))
         except BuildError as err:
             problems.extend(err.problems)
             continue
-        pages.append(replace(page, rel=path.relative_to(content_dir).as_posix()))
+        pages.append(replace(page, rel=path.with_name(name).relative_to(content_dir).as_posix()))
     problems.extend(_check_unique(pages))
     if not pages and not problems:
         problems.append((shown_path(content_dir), 0, "no pages (*.md) found"))
@@ -114,11 +131,11 @@ def _read(path: Path, shown: str) -> bytes:
             raise BuildError(shown, 0, f"cannot be read ({err.strerror or err}); fix or remove it") from None
 
 
-def read_page(path: Path, shown: str) -> Page:
+def read_page(path: Path, shown: str, default_slug: str | None = None) -> Page:
     """Parse one page file; `shown` is the path used in error messages."""
     text = decode_utf8(_read(path, shown), shown)
     meta, meta_lines, body, body_line = split_front_matter(text, shown)
-    fields = validate_front_matter(meta, meta_lines, shown, default_slug=path.stem)
+    fields = validate_front_matter(meta, meta_lines, shown, default_slug=default_slug or path.stem)
     return Page(source=shown, body=body, body_line=body_line, **fields)
 
 

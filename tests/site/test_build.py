@@ -733,3 +733,25 @@ def test_a_file_given_as_a_folder_is_refused_with_an_example_of_its_own_flag(tmp
     err = capsys.readouterr().err
     assert err.startswith(f"{flag} ") and f"is a file, not a folder; give a folder of its own, e.g. {example}" in err
     assert a_file.read_text() == "mine\n"
+
+
+def test_a_page_named_for_an_architecture_is_in_that_site_only_and_takes_its_namesakes_place(tmp_path):
+    """`NAME.llama.md` replaces `NAME.md` in a llama site (same file name, so links reach it) and is left out of a
+    GPT-2 site; `NAME.gpt2.md` the other way round; a page named for no architecture is in both."""
+    from site_build.pages import collect_pages
+
+    paths = make_site(tmp_path, {
+        "norm.md": page("LayerNorm, see [both](both.md)\n", title="LayerNorm", order=1),
+        "norm.llama.md": page("RMSNorm, see [both](both.md)\n", title="RMSNorm", order=1),
+        "rope.llama.md": page("Rotary\n", title="Rotary", order=2),
+        "positions.gpt2.md": page("A table\n", title="Positions", order=2),
+        "both.md": page("See [the norm](norm.md)\n", title="Both", order=3),
+    })
+    for arch, titles in (("gpt2", {"LayerNorm", "Positions", "Both"}), ("llama", {"RMSNorm", "Rotary", "Both"})):
+        pages, problems = collect_pages(paths.content, arch)
+        assert not problems
+        mine = {p.title: p for p in pages if p.title in {"LayerNorm", "RMSNorm", "Rotary", "Positions", "Both"}}
+        assert set(mine) == titles
+        norm = mine["RMSNorm" if arch == "llama" else "LayerNorm"]
+        assert (norm.rel, norm.url) == ("norm.md", "norm.html")  # the page a link to norm.md reaches
+    assert {p.url for p in collect_pages(paths.content, "llama")[0]} >= {"rope.html"}
