@@ -59,7 +59,7 @@ def latex_text(value: object) -> Markup:
 @macro(name="count", context=False)
 def count_words(n: Any, noun: str, plural: str | None = None) -> str:
     """`1 position`, `3 positions`: a number with its noun, singular for exactly one (`count(T, "position")`)."""
-    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+    return fmt.counted(n, noun, plural)
 
 
 @macro(name="span", context=False)
@@ -81,16 +81,6 @@ def _whole(n: Any, what: str) -> int:
     return int(n)
 
 
-def _plural_of(noun: str, plural: str | None) -> str:
-    if plural:
-        return plural
-    if noun.endswith(("s", "x", "sh", "ch")):
-        return noun + "es"
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        return noun[:-1] + "ies"
-    return noun + "s"
-
-
 @macro(name="number_word", context=False)
 def number_word(n: Any) -> str:
     """`one`, `two`, ..., `twelve`, then digits: `{{ number_word(H) }} heads`."""
@@ -101,7 +91,7 @@ def number_word(n: Any) -> str:
 @macro(name="plural", context=False)
 def plural_noun(n: Any, noun: str, plural: str | None = None) -> str:
     """The noun alone, singular for exactly one: `{{ plural(H, "head") }}`, `{{ plural(k, "entry", "entries") }}`."""
-    return noun if n == 1 else _plural_of(noun, plural)
+    return noun if n == 1 else fmt.plural_of(noun, plural)
 
 
 @macro(name="agree", context=False)
@@ -133,15 +123,15 @@ def all_of(n: Any, noun: str, plural: str | None = None) -> str:
     if n == 1:
         return f"the single {noun}"
     if n == 2:
-        return f"both {_plural_of(noun, plural)}"
-    return f"all {number_word(n)} {_plural_of(noun, plural)}"
+        return f"both {fmt.plural_of(noun, plural)}"
+    return f"all {number_word(n)} {fmt.plural_of(noun, plural)}"
 
 
 @macro(name="each_of", context=False)
 def each_of(n: Any, noun: str, plural: str | None = None) -> str:
     """`the head`, `each of the two heads`, `each of the three heads`."""
     n = _whole(n, "each_of")
-    return f"the {noun}" if n == 1 else f"each of the {number_word(n)} {_plural_of(noun, plural)}"
+    return f"the {noun}" if n == 1 else f"each of the {number_word(n)} {fmt.plural_of(noun, plural)}"
 
 
 @macro(name="and_list", context=False)

@@ -58,13 +58,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # -- what a rule reads --------------------------------------------------------------------------------------------
 @dataclass
 class Page:
-    """One built page: its prose (math and code taken out), its code, the TeX of its formulas, its HTML."""
+    """One built page: its prose (math and code taken out), its code, the TeX of its formulas, its HTML, and the
+    words of its pictures (the text, title and description of each SVG, alt texts and ARIA labels), one a line."""
 
     name: str
     html: str
     prose: str = ""
     code: str = ""
     tex: list[str] = field(default_factory=list)
+    labels: str = ""
+    said: str = ""  # the prose, with a formula that ends in a whole number ("$N = 4$") read as that number
 
 
 class _Reader(HTMLParser):
@@ -72,30 +75,46 @@ class _Reader(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.stack: list[tuple[str, bool, bool]] = []  # (tag, math or skipped, code)
+        self.stack: list[tuple[str, bool, bool, bool]] = []  # (tag, math or skipped, code, a label's words)
         self.prose: list[str] = []
+        self.said: list[str] = []  # the prose, a formula that ends in "= 4" read as "4"
         self.code: list[str] = []
         self.tex: list[str] = []
+        self.labels: list[str] = []
         self.in_tex = False
+        self.math_in_prose = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         cls = (a.get("class") or "").split()
         data = {"katex", "sidebar", "matrix-wrap", "calc-step", "check", "toc", "compare"}
-        hidden = bool(self.stack and self.stack[-1][1]) or tag in self.SKIP or bool(data & set(cls))
+        parent_hidden = bool(self.stack and self.stack[-1][1])
+        hidden = parent_hidden or tag in self.SKIP or bool(data & set(cls))
         code = bool(self.stack and self.stack[-1][2]) or tag in ("code", "pre")
+        # the words of a picture (an SVG's text, title and description) and of a calc block's heading
+        label = bool(self.stack and self.stack[-1][3]) or tag == "svg" or "calc-text" in cls
+        self.labels.extend(f"\n{v}\n" for k, v in attrs if k in ("alt", "aria-label") and v)
         if tag in ("br", "img", "input", "meta", "link", "hr", "wbr"):
             return
-        self.stack.append((tag, hidden, code))
+        if "katex" in cls and not parent_hidden and not code:
+            self.math_in_prose = True
+        self.stack.append((tag, hidden, code, label))
+        if label and tag in ("text", "title", "desc", "p"):
+            self.labels.append("\n")
         if tag == "annotation" and a.get("encoding") == "application/x-tex":
             self.in_tex = True
             self.tex.append("")
         if tag in ("p", "li", "td", "th", "h1", "h2", "h3", "h4", "div", "tr", "summary") and not hidden:
             self.prose.append("\n")
+            self.said.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "annotation":
+        if tag == "annotation" and self.in_tex:
             self.in_tex = False
+            if self.math_in_prose:
+                said = re.search(r"(?:^|=)\s*(\d+)$", self.tex[-1].strip())
+                self.said.append(said.group(1) if said else " MATH ")
+            self.math_in_prose = False
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] == tag:
                 del self.stack[i:]
@@ -105,14 +124,19 @@ class _Reader(HTMLParser):
         if self.in_tex:
             self.tex[-1] += data
             return
-        hidden, code = (self.stack[-1][1], self.stack[-1][2]) if self.stack else (False, False)
+        hidden, code, label = self.stack[-1][1:] if self.stack else (False, False, False)
+        if label:
+            self.labels.append(data)
         if hidden:
-            if self.stack and any(t == "span" for t, _, _ in self.stack[-1:]) and not code:
-                pass
             return
         (self.code if code else self.prose).append(data)
+        self.said.append(" CODE " if code else data)
         if code:
             self.prose.append(" CODE ")
+
+
+def _spaced(parts: list[str]) -> str:
+    return re.sub(r"[ \t\r\f\v]+", " ", "".join(parts))
 
 
 def read(name: str, html: str) -> Page:
@@ -121,9 +145,8 @@ def read(name: str, html: str) -> Page:
     main = main[: main.find('id="exercises"')] if 'id="exercises"' in main else main
     parser = _Reader()
     parser.feed(main)
-    prose = re.sub(r"[ \t\r\f\v]+", " ", "".join(parser.prose))
-    # a formula in a sentence leaves a gap: mark it so that "at MATH" does not read as "at"
-    return Page(name, html, prose, "".join(parser.code), parser.tex)
+    return Page(name, html, _spaced(parser.prose), "".join(parser.code), parser.tex, _spaced(parser.labels),
+                _spaced(parser.said))
 
 
 @dataclass
@@ -156,18 +179,19 @@ def _found(site: Site, pattern: str, where: str = "prose", flags: int = 0) -> li
 
 
 SINGULARS = ("head", "block", "layer", "text", "position", "word", "step", "target", "row", "column", "dimension",
-             "term", "product", "token", "tensor", "number", "element", "slice", "guess")
-PLURALS = tuple(w + ("es" if w.endswith("s") else "s") for w in SINGULARS) + ("entries",)
+             "term", "product", "token", "tensor", "number", "element", "slice", "guess", "time", "score", "prediction",
+             "id", "weight", "value", "key", "cell", "grid")
+PLURALS = tuple(w + ("es" if w.endswith("s") else "s") for w in SINGULARS) + ("entries", "queries")
+MODIFIERS = "(?:target|training|input|output|vocabulary|attention|parameter)"  # "4 target positions"
 
 
 # -- the rules -------------------------------------------------------------------------------------------------------
 @rule("a count agrees with its noun")
 def count_agrees(site: Site) -> list[str]:
-    one = rf"(?<![\d.,−-])\b(?:1|one) (?:{'|'.join(PLURALS)})\b"
-    many = rf"(?<![\d.,−-])\b(?:[02-9]|\d\d+|two|three|four|five|six|seven|eight|nine|ten) " \
-           rf"(?:{'|'.join(SINGULARS)}|entry)\b(?![-'’])"
-    bad = _found(site, one) + _found(site, many)
-    return [b for b in bad if "1 times" not in b and "one times" not in b]
+    one = rf"(?<![\d.,−×-])\b(?:1|one) (?:{MODIFIERS} )?(?:{'|'.join(PLURALS)})\b"
+    many = rf"(?<![\d.,−×-])\b(?:[02-9]|\d\d+|two|three|four|five|six|seven|eight|nine|ten) " \
+           rf"(?:{MODIFIERS} )?(?:{'|'.join(SINGULARS)}|entry|query)\b(?![-'’]| (?:{'|'.join(PLURALS)})\b)"
+    return [b for where in ("said", "labels") for b in _found(site, one, where) + _found(site, many, where)]
 
 
 @rule("no 'the other 1'")
