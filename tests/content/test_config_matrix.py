@@ -200,6 +200,11 @@ def no_other_one(site: Site) -> list[str]:
         _found(site, r"\beach of the (?:1|one) \w+")
 
 
+@rule("'both', not 'all two'")
+def both_not_all_two(site: Site) -> list[str]:
+    return _found(site, r"\ball (?:two|2) [a-z]+", "said", re.I)
+
+
 @rule("no sentence cut before a list")
 def no_cut_sentence(site: Site) -> list[str]:
     out = []
@@ -467,6 +472,7 @@ def _site(html: str, name: str = "page.html", config: dict | None = None, trace:
 BAD: dict[str, Site] = {
     "a count agrees with its noun": _site("<p>so that the 1 heads can work side by side.</p>"),
     "no 'the other 1'": _site("<p>and in ln_2 of each of the other 1 block.</p>"),
+    "'both', not 'all two'": _site("<p>The gradient has come down through all two blocks.</p>"),
     "no sentence cut before a list": _site("<p>more likely at 8 of the 9 positions and less likely at</p>"
                                            '<ol start="1"><li>The largest gain</li></ol>'),
     "no entity escaped twice": _site("<p><code>&amp;#60;pad&amp;#62;</code></p>"),
