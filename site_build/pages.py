@@ -3,6 +3,10 @@
 Each page starts with a YAML block between `---` lines (title, description, section,
 order, optional slug and step). Everything is validated here, with the file and line of each
 problem, before any page is rendered.
+
+A slug may name a setting of the run in braces, `slug: 13-{optimizer}`: the page is then written under the name
+the config gives it (13-adamw.html, 13-adam.html, 13-sgd.html), and links, the sidebar and search follow, since
+they all read the page's url.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,6 +32,9 @@ SECTIONS = ("Introduction", *PHASES, "Reference")  # the sidebar's sections: the
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
 OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# What a slug may name in braces, and its value when no config is given (the default config's).
+SLUG_FIELDS = {"optimizer": "adamw"}
+_FIELD_RE = re.compile(r"\{([^{}]*)\}")
 MAX_FRONT_MATTER = 64 * 1024  # characters: a page's front matter is a few short lines
 # Output files the builder writes itself (render.layout.render_layouts, build --compare): a page with one of
 # these slugs would silently replace, or be replaced by, the generated page.
@@ -70,8 +79,15 @@ class ExtraPage:
     indexed: bool = True  # in the search index (a dump of numbers is not)
 
 
-def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, str]]]:
-    """Every valid page (site order) and every problem (file, line, message) found.
+def slug_fields(cfg: Any) -> dict[str, str]:
+    """The values a slug's braces take for a run's config (engine.Config): `{optimizer}` its optimizer's name."""
+    return {"optimizer": cfg.optimizer.name}
+
+
+def collect_pages(content_dir: Path, fields: Mapping[str, str] | None = None
+                  ) -> tuple[list[Page], list[tuple[str, int, str]]]:
+    """Every valid page (site order) and every problem (file, line, message) found; a slug's braces are filled
+    from `fields` (slug_fields of the run's config; the default config's without one).
 
     Paths in messages are as `shown_path` gives them: relative to the current directory when the
     file is under it (`content/x.md`), else as given (`../other/pages/x.md`, `/abs/pages/x.md`).
@@ -84,7 +100,7 @@ def collect_pages(content_dir: Path) -> tuple[list[Page], list[tuple[str, int, s
         if path.is_dir():  # a folder named `x.md` holds pages (rglob goes in); it is none itself
             continue
         try:
-            page = read_page(path, shown_path(path))
+            page = read_page(path, shown_path(path), fields)
         except BuildError as err:
             problems.extend(err.problems)
             continue
@@ -114,12 +130,12 @@ def _read(path: Path, shown: str) -> bytes:
             raise BuildError(shown, 0, f"cannot be read ({err.strerror or err}); fix or remove it") from None
 
 
-def read_page(path: Path, shown: str) -> Page:
+def read_page(path: Path, shown: str, fields: Mapping[str, str] | None = None) -> Page:
     """Parse one page file; `shown` is the path used in error messages."""
     text = decode_utf8(_read(path, shown), shown)
     meta, meta_lines, body, body_line = split_front_matter(text, shown)
-    fields = validate_front_matter(meta, meta_lines, shown, default_slug=path.stem)
-    return Page(source=shown, body=body, body_line=body_line, **fields)
+    values = validate_front_matter(meta, meta_lines, shown, default_slug=path.stem, fields=fields)
+    return Page(source=shown, body=body, body_line=body_line, **values)
 
 
 def decode_utf8(data: bytes, shown: str) -> str:
@@ -175,7 +191,7 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
 
 
 def validate_front_matter(
-    meta: dict, key_lines: dict[str, int], shown: str, default_slug: str
+    meta: dict, key_lines: dict[str, int], shown: str, default_slug: str, fields: Mapping[str, str] | None = None
 ) -> dict:
     """Check keys, types and values; return the Page fields (without body)."""
     problems = []
@@ -208,7 +224,13 @@ def validate_front_matter(
              f"unknown section {echo(section)} (one of: {', '.join(SECTIONS)})")
         )
     slug = meta.get("slug", default_slug)
-    if isinstance(slug, str) and not SLUG_RE.match(slug):
+    unknown = [name for name in _FIELD_RE.findall(slug) if name not in SLUG_FIELDS] if isinstance(slug, str) else []
+    if unknown:
+        problems.append((shown, key_lines.get("slug", 1), f"slug {echo(slug)} names {echo(unknown[0])} in braces; "
+                         f"a slug may name only {', '.join('{' + f + '}' for f in SLUG_FIELDS)}"))
+    elif isinstance(slug, str):
+        slug = _FIELD_RE.sub(lambda m: {**SLUG_FIELDS, **(fields or {})}[m.group(1)], slug)
+    if isinstance(slug, str) and not unknown and not SLUG_RE.match(slug):
         problems.append(
             (shown, key_lines.get("slug", 1),
              f"slug {echo(slug)} must be lowercase letters, digits and '-' (rename the file or set slug)")

@@ -77,15 +77,6 @@ class _Diagram:
         return edges + "".join(self.parts)
 
 
-def _optimizer_key(name: str, links: Mapping[str, str] | None) -> str:
-    """The link key of the optimizer box: its own name if linked, else 'adamw' (the step page)."""
-    links = links or {}
-    for key in (name, "optimizer", "adamw"):
-        if key in links:
-            return key
-    return "adamw"
-
-
 def architecture(trace, current: str | None = None, links: Mapping[str, str] | None = None,
                  small: bool = False) -> Svg:
     """The model drawn from the config, sizes on the edges; boxes link to step pages via `links`.
@@ -102,7 +93,7 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     inputs = trace.labels["inputs"]
     batch, tokens = len(inputs), len(inputs[0])
     opt = cfg["optimizer"]
-    opt_key = _optimizer_key(opt["name"], links)
+    opt_key = "optimizer"  # the step of the optimizer page, whatever the optimizer
     lead = (batch,) if batch > 1 else ()
     loss = float(trace["loss"])
     diagram = _Diagram(current, links)

@@ -178,7 +178,7 @@ def test_calc_renders_every_explain_line(small_trace):
         (lambda m: m.architecture(current="attn"),
          "bad argument current='attn' for architecture(): give one of embeddings, layernorm, qkv, attention, "
          "multihead, feedforward, output, loss, loss-gradient, output-backward, feedforward-backward, "
-         "attention-backward, embedding-gradients, adamw"),
+         "attention-backward, embedding-gradients, optimizer"),
         (lambda m: m.other_blocks("L{l}.ln_1.mean"),
          "bad argument names='L{l}.ln_1.mean' for other_blocks(): give a list of record names with {l}"),
         (lambda m: m.other_blocks(["L0.ln_1.mean"]),
