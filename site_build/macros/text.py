@@ -17,7 +17,8 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
-from site_build.macros.blocks import Other
+from site_build.facts import Split
+from site_build.macros.blocks import Other, Parts
 from site_build.macros.registry import MacroError, PageContext, filter, macro
 
 
@@ -60,6 +61,23 @@ def latex_text(value: object) -> Markup:
 def count_words(n: Any, noun: str, plural: str | None = None) -> str:
     """`1 position`, `3 positions`: a number with its noun, singular for exactly one (`count(T, "position")`)."""
     return fmt.counted(n, noun, plural)
+
+
+@macro
+def split(ctx: PageContext, sentence: Any) -> Markup:
+    """A sentence that splits a total into parts, from a fact (`{{ split(opt.moved) }}`, a facts.Split): its text,
+    marked with the total and the parts (`data-total`, `data-parts`) so that a check can add them up. The parts
+    must add up to the total here already."""
+    if not isinstance(sentence, Split):
+        raise MacroError(f"bad argument {sentence!r} for split(): give a fact that splits a total, such as opt.moved")
+    if sum(sentence.parts) != sentence.total or not sentence.parts:
+        raise MacroError(f"split(): the parts {list(sentence.parts)} of “{sentence.text}” add up to "
+                         f"{sum(sentence.parts)}, not to its total {sentence.total}")
+    if "\n" in sentence.text:
+        raise MacroError(f"split(): “{sentence.text}” spans several lines; write it on one")
+    parts = " ".join(map(str, sentence.parts))
+    return ctx.place(Parts(sentence.total, sentence.parts, sentence.text),
+                     f'<span class="split" data-total="{sentence.total}" data-parts="{parts}">{sentence.text}</span>')
 
 
 @macro(name="span", context=False)

@@ -49,6 +49,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "vocab words with specials": {"model": {"vocab": ["<pad>", "<bos>", "<eos>", "<b>", "a&b", "x_y", "$z$"]},
                                   "data": {"texts": ["<b> a&b x_y $z$ <b>"]}, "train_steps": 2},
     "untied output layer": {"model": {"tie_embeddings": False}, "train_steps": 3},
+    "adam with L2": {"optimizer": {"name": "adam", "weight_decay": 0.05, "decay": "all"}, "train_steps": 3},
+    "adam with L2, four heads, two layers, two texts of different lengths": {
+        "model": {"n_heads": 4, "n_layers": 2}, "data": {"texts": ["the cat", "the dog ran on the mat"]},
+        "optimizer": {"name": "adam", "weight_decay": 0.05, "decay": "all"}, "train_steps": 3},
+    "one head, one token, one step, sgd": {"model": {"n_heads": 1}, "data": {"texts": ["cat"]},
+                                          "optimizer": {"name": "sgd", "lr": 0.1}, "train_steps": 1},
     "untied, two layers, a batch, sgd": {"model": {"tie_embeddings": False, "n_layers": 2},
                                          "data": {"texts": ["the cat", "the dog ran on the mat"]},
                                          "optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0}, "train_steps": 3},
@@ -68,6 +74,7 @@ class Page:
     tex: list[str] = field(default_factory=list)
     labels: str = ""
     said: str = ""  # the prose, with a formula that ends in a whole number ("$N = 4$") read as that number
+    splits: list[tuple[int, tuple[int, ...], str]] = field(default_factory=list)  # (total, parts, its words)
 
 
 class _Reader(HTMLParser):
@@ -83,6 +90,8 @@ class _Reader(HTMLParser):
         self.labels: list[str] = []
         self.in_tex = False
         self.math_in_prose = False
+        self.splits: list[tuple[int, tuple[int, ...], str]] = []
+        self.open_splits: list[tuple[int, int, tuple[int, ...], list[str]]] = []  # (depth, total, parts, words)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -99,6 +108,9 @@ class _Reader(HTMLParser):
         if "katex" in cls and not parent_hidden and not code:
             self.math_in_prose = True
         self.stack.append((tag, hidden, code, label))
+        if "split" in cls:  # a sentence that splits a total (the `split` macro): its numbers, then its words
+            parts = tuple(int(x) for x in (a.get("data-parts") or "").split())
+            self.open_splits.append((len(self.stack), int(a.get("data-total") or -1), parts, []))
         if label and tag in ("text", "title", "desc", "p"):
             self.labels.append("\n")
         if tag == "annotation" and a.get("encoding") == "application/x-tex":
@@ -118,6 +130,9 @@ class _Reader(HTMLParser):
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] == tag:
                 del self.stack[i:]
+                while self.open_splits and self.open_splits[-1][0] > len(self.stack):
+                    _, total, parts, words = self.open_splits.pop()
+                    self.splits.append((total, parts, "".join(words)))
                 return
 
     def handle_data(self, data: str) -> None:
@@ -131,6 +146,8 @@ class _Reader(HTMLParser):
             return
         (self.code if code else self.prose).append(data)
         self.said.append(" CODE " if code else data)
+        for split in self.open_splits:
+            split[3].append(" CODE " if code else data)
         if code:
             self.prose.append(" CODE ")
 
@@ -146,7 +163,7 @@ def read(name: str, html: str) -> Page:
     parser = _Reader()
     parser.feed(main)
     return Page(name, html, _spaced(parser.prose), "".join(parser.code), parser.tex, _spaced(parser.labels),
-                _spaced(parser.said))
+                _spaced(parser.said), parser.splits)
 
 
 @dataclass
@@ -198,6 +215,25 @@ def count_agrees(site: Site) -> list[str]:
 def no_other_one(site: Site) -> list[str]:
     return _found(site, r"\b(?:the )?other (?:1|one) (?:block|layer|head|text)s?\b") + \
         _found(site, r"\beach of the (?:1|one) \w+")
+
+
+@rule("the parts of a split add up to its total")
+def splits_add_up(site: Site) -> list[str]:
+    """A sentence that splits a total into parts is marked by the `split` macro with its total and parts: they add
+    up, and the sentence states them (the total somewhere, the parts in order, each as a number of its words)."""
+    out = []
+    for page in site.pages.values():
+        for total, parts, words in page.splits:
+            said = [int(x) for x in re.findall(r"(?<![\d.])(?<!\d,)\d+(?!\d|[.,]\d)", words)]
+            if sum(parts) != total:
+                out.append(f"{page.name}: the parts {list(parts)} add up to {sum(parts)}, not {total}: {words!r}")
+            if len(parts) > 1:
+                rest = said[:said.index(total)] + said[said.index(total) + 1:] if total in said else None
+                found = iter(rest or [])
+                if rest is None or not all(part in found for part in parts):
+                    out.append(f"{page.name}: the sentence does not state the total {total} and the parts "
+                               f"{list(parts)} in order: {words!r}")
+    return out
 
 
 @rule("'both', not 'all two'")
@@ -408,6 +444,10 @@ def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
     broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
     assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
     assert_tying_follows(site, CONFIGS[name].get("model", {}).get("tie_embeddings", True))
+    optimizer = CONFIGS[name].get("optimizer", {}).get("name", "adamw")
+    page = site.pages[f"13-{optimizer}.html"]  # named after the optimizer; the other names are not written
+    assert not {f"13-{o}.html" for o in ("adamw", "adam", "sgd") if o != optimizer} & set(site.pages)
+    assert page.splits, "the optimizer page marks no sentence that splits a total (the `split` macro)"
 
 
 @pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
@@ -472,6 +512,12 @@ def _site(html: str, name: str = "page.html", config: dict | None = None, trace:
 BAD: dict[str, Site] = {
     "a count agrees with its noun": _site("<p>so that the 1 heads can work side by side.</p>"),
     "no 'the other 1'": _site("<p>and in ln_2 of each of the other 1 block.</p>"),
+    "the parts of a split add up to its total": _site(
+        '<p><span class="split" data-total="107" data-parts="1 107">The other 107 did not: 1 has a gradient of '
+        "exactly zero; 107 have a gradient smaller than 100 ε.</span></p>"),
+    "the parts of a split add up to its total ": _site(  # the marks add up, the words do not say them
+        '<p><span class="split" data-total="107" data-parts="1 106">The other 107 did not: 1 has a gradient of '
+        "exactly zero; 107 have a gradient smaller than 100 ε.</span></p>"),
     "'both', not 'all two'": _site("<p>The gradient has come down through all two blocks.</p>"),
     "no sentence cut before a list": _site("<p>more likely at 8 of the 9 positions and less likely at</p>"
                                            '<ol start="1"><li>The largest gain</li></ol>'),
@@ -515,6 +561,16 @@ def test_every_rule_can_fail(name):
     assert RULES[rule_name](BAD[name]), f"the rule {rule_name!r} did not catch its bad snippet {name!r}"
 
 
+def test_a_split_that_adds_up_and_says_so_passes():
+    good = _site('<p><span class="split" data-total="6864" data-parts="6006 825 33">Of the 6864 weights, '
+                 "<strong>6006</strong> moved against their loss gradient, 825 with it (12.0%) and 33 have a loss "
+                 "gradient of exactly zero.</span> Those 825 sit in 15 tensors.</p>")
+    assert RULES["the parts of a split add up to its total"](good) == []
+    assert good.pages["page.html"].splits == [(6864, (6006, 825, 33), "Of the 6864 weights, 6006 moved against "
+                                               "their loss gradient, 825 with it (12.0%) and 33 have a loss gradient "
+                                               "of exactly zero.")]
+
+
 def test_every_rule_has_a_bad_snippet():
     assert set(RULES) <= {name.strip() for name in BAD}
 
@@ -531,7 +587,10 @@ def test_the_matrix_covers_the_dimensions_the_issue_names():
     assert any(len(t) == 2 and len({len(x.split()) for x in t}) == 2 for t in texts)
     assert any(o.get("name") == "sgd" and o.get("momentum") for o in opt)
     assert any(o.get("name") == "sgd" and not o.get("momentum") for o in opt)
-    assert any(o.get("name") == "adam" for o in opt)
+    assert any(o.get("name") == "adam" and o.get("weight_decay", 0) > 0 for o in opt)
+    assert any(c.get("train_steps") == 1 and len(t) == 1 and len(t[0].split()) == 1
+               and c.get("model", {}).get("n_heads") == 1 for c, t in zip(cfgs, texts))
+    assert any(m.get("n_heads", 2) >= 4 and m.get("n_layers", 1) >= 2 for m in model)
     assert any(c.get("train_steps") == 0 for c in cfgs)
     assert any("data" in c and "vocab" not in c.get("model", {}) and "a" in c["data"]["texts"][0].split() for c in cfgs)
     assert any(len(t[0].split()) != len(set(t[0].split())) for t in texts)

@@ -244,6 +244,23 @@ def test_count_and_span_words():
     assert span_words(3, 3) == "3" and span_words(3, 7) == "3 to 7"
 
 
+def test_a_split_sentence_is_marked_with_its_total_and_parts_and_must_add_up(small_trace):
+    """`split` shows a fact that splits a total (facts.Split) marked for the config-matrix rule, and refuses one
+    whose parts do not add up; the notebook reads the sentence."""
+    from site_build.facts import Split
+    from site_build.macros.blocks import Parts
+
+    m = macros_for(small_trace)
+    html = str(m.split(Split("Of the 10 weights, 7 moved and 3 did not.", 10, (7, 3))))
+    assert html == ('<span class="split" data-total="10" data-parts="7 3">Of the 10 weights, 7 moved and 3 did not.'
+                    "</span>")
+    assert Parts(10, (7, 3), "x").note().text == "x"
+    with pytest.raises(MacroError, match=r"add up to 11, not to its total 10"):
+        m.split(Split("Of the 10 weights, 7 moved and 4 did not.", 10, (7, 4)))
+    with pytest.raises(MacroError, match="give a fact that splits a total"):
+        m.split("Of the 10 weights, 7 moved.")
+
+
 RLO = "\u202e"
 
 
