@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from site_build.facts import Split, joined, nonzero, opt
+from site_build.facts import CHUNK, Split, joined, nonzero, opt
 from site_build.format import fixed, general
 
 SHOWN = 4  # tensors named one by one where the weights that moved with their gradient sit; the rest are summed
@@ -129,12 +129,18 @@ def example(trace: Any) -> str:
 
 
 def example_at(trace: Any) -> tuple[int, ...]:
-    """Its weight that moved with its gradient and is largest in size (the decay term is largest there)."""
+    """Its weight that moved with its gradient and is largest in size (the decay term is largest there); read a
+    slice at a time."""
     name = example(trace)
-    theta = np.asarray(trace[name])
-    delta = np.asarray(trace["updated." + name]) - theta
-    size = np.where(delta * np.asarray(trace["grad." + name]) > 0, np.abs(theta), -1.0)
-    return tuple(int(i) for i in np.unravel_index(int(size.argmax()), size.shape))
+    theta, new, g = (np.asarray(trace[p + name]).reshape(-1) for p in ("", "updated.", "grad."))
+    best, at = -1.0, 0
+    for k in range(0, theta.size, CHUNK):
+        part = theta[k:k + CHUNK]
+        size = np.where((new[k:k + CHUNK] - part) * g[k:k + CHUNK] > 0, np.abs(part), -1.0)
+        i = int(size.argmax())
+        if size[i] > best:
+            best, at = float(size[i]), k + i
+    return tuple(int(i) for i in np.unravel_index(at, np.shape(trace[name])))
 
 
 def example_where(trace: Any) -> str:
