@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from site_build.facts import opt
-from site_build.format import sci
+from site_build.format import counted, fixed, sci
 from site_build.macros.optimizer import parameters
 
 MATRIX = "L0.mlp.c_fc.weight"  # the weight matrix worked in full: the feed-forward expansion of block 0
@@ -197,6 +197,19 @@ def mean_v(trace: Any) -> float:
     """The second moment v = (1 − β₂) g² of a gradient of that mean size."""
     g = mean_grad(trace)
     return (1 - trace.config["optimizer"]["betas"][1]) * g * g
+
+
+def tensor_summary(trace: Any, name: str) -> str:
+    """How one tensor moved, after its shape under its picture: whether it decays, how many of its weights moved by
+    about η, its largest and mean change in units of η, and how many moved with their loss gradient."""
+    t = opt.tensor(trace, name)
+    text = (f"{'decays' if t.decays else 'no decay'}. {t.near} of its {counted(t.size, 'weight')} moved by an amount "
+            f"within 1% of $\\eta$; the largest change is {fixed(t.max_change_lr, 3)} $\\eta$ and the mean "
+            f"{fixed(t.mean_change_lr, 3)} $\\eta$.")
+    if t.along:
+        text += (f" {t.along} of its weights moved with their loss gradient, pulled towards zero by the weight decay "
+                 "(see [which way each weight moved](13-optimizer.md#which-way-each-weight-moved)).")
+    return text
 
 
 def groups(trace: Any) -> list[tuple[str, list[opt.Tensor]]]:

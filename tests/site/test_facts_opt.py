@@ -130,9 +130,11 @@ def test_a_weight_moves_with_its_gradient_where_the_l2_term_outweighs_and_oppose
 
 
 def test_where_the_weights_that_moved_with_their_gradient_sit(trace):
+    counts = {n: int(((trace["updated." + n] - trace[n]) * trace["grad." + n] > 0).sum()) for n in _params(trace)}
+    for name, n in counts.items():  # the updates page says it under each tensor's picture
+        assert (f" {n} of its weights moved with their loss gradient" in upd.tensor_summary(trace, name)) == (n > 0)
     if not way.along(trace):
         return
-    counts = {n: int(((trace["updated." + n] - trace[n]) * trace["grad." + n] > 0).sum()) for n in _params(trace)}
     split = way.where(trace)
     assert sum(split.parts) == split.total == way.along(trace) == sum(counts.values())
     named = [n for n in counts if f"`{n}`" in split.text]
