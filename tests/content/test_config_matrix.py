@@ -1,12 +1,14 @@
 """The words follow the config: the real site, built for a matrix of configs, shows every record and breaks no rule.
 
-Each rule reads the built pages (their prose with the math taken out, the TeX sources of their formulas, their HTML)
-and returns what it found wrong, naming the page. The rules catch the classes of defect of issue 12: counts that do
-not agree with their nouns ("1 heads"), sentences about "the other 1 block", a sentence cut before a numbered list,
-entities escaped twice, a trace-format example that differs from the trace, training claims with `train_steps: 0`,
-texts numbered from 0 in prose, lists of positions that miss an occurrence, heads numbered from 1, colliding
-symbols, "sum of 1 product", Jinja left in the output, a missing space before a parenthesis, a claim about
-parameter counts that the numbers contradict. `test_every_rule_can_fail` feeds each rule a bad snippet.
+Each rule reads the built pages (their prose with the math taken out, the TeX sources of their formulas, their HTML,
+the words of their pictures) and returns what it found wrong, naming the page. The rules catch the classes of defect
+of issues 12 and 25: counts that do not agree with their nouns ("1 heads", in prose, in formulas that end in a count,
+in SVG labels, captions and alt text), sentences about "the other 1 block", "all two blocks", the parts of a split
+that do not add up to its total, a sentence cut before a numbered list, entities escaped twice, a trace-format example
+that differs from the trace, training claims with `train_steps: 0`, texts numbered from 0 in prose, lists of positions
+that miss an occurrence, heads numbered from 1, colliding symbols, "sum of 1 product", Jinja left in the output, a
+missing space before a parenthesis, a claim about parameter counts that the numbers contradict.
+`test_every_rule_can_fail` feeds each rule a bad snippet.
 
 One Builder serves every build (KaTeX stays warm); the matrix takes about a minute.
 """
@@ -64,8 +66,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # -- what a rule reads --------------------------------------------------------------------------------------------
 @dataclass
 class Page:
-    """One built page: its prose (math and code taken out), its code, the TeX of its formulas, its HTML, and the
-    words of its pictures (the text, title and description of each SVG, alt texts and ARIA labels), one a line."""
+    """One built page: its prose (math and code taken out), its code, the TeX of its formulas, its HTML, the words
+    of its pictures (the text, title and description of each SVG, figure captions, calc headings, alt texts and ARIA
+    labels, one a line), and the sentences marked as splitting a total (the `split` macro)."""
 
     name: str
     html: str
@@ -100,8 +103,8 @@ class _Reader(HTMLParser):
         parent_hidden = bool(self.stack and self.stack[-1][1])
         hidden = parent_hidden or tag in self.SKIP or bool(data & set(cls))
         code = bool(self.stack and self.stack[-1][2]) or tag in ("code", "pre")
-        # the words of a picture (an SVG's text, title and description) and of a calc block's heading
-        label = bool(self.stack and self.stack[-1][3]) or tag == "svg" or "calc-text" in cls
+        # the words of a picture (an SVG's text, title and description, a figure's caption) and of a calc heading
+        label = bool(self.stack and self.stack[-1][3]) or tag in ("svg", "figcaption") or "calc-text" in cls
         self.labels.extend(f"\n{v}\n" for k, v in attrs if k in ("alt", "aria-label") and v)
         if tag in ("br", "img", "input", "meta", "link", "hr", "wbr"):
             return
@@ -111,7 +114,7 @@ class _Reader(HTMLParser):
         if "split" in cls:  # a sentence that splits a total (the `split` macro): its numbers, then its words
             parts = tuple(int(x) for x in (a.get("data-parts") or "").split())
             self.open_splits.append((len(self.stack), int(a.get("data-total") or -1), parts, []))
-        if label and tag in ("text", "title", "desc", "p"):
+        if label and tag in ("text", "title", "desc", "p", "figcaption"):
             self.labels.append("\n")
         if tag == "annotation" and a.get("encoding") == "application/x-tex":
             self.in_tex = True
