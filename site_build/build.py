@@ -25,7 +25,7 @@ from site_build.exercises import PageExercises, add_exercises
 from site_build.macros.registry import RunContext
 from site_build.macros.scale import table_pages
 from site_build.notebook import notebook_files
-from site_build.pages import ExtraPage, Page, collect_pages
+from site_build.pages import ExtraPage, Page, collect_pages, slug_fields
 from site_build.progress import Progress, quiet
 from site_build.render.compile import Compiled
 from site_build.render.jinja import PageResult, link_map, page_key, render_pages
@@ -108,9 +108,10 @@ class Builder:
         self.replaced = False
         clock = Clock(self.progress)
         self.check_outputs(config_path, out_dir, force, compare)
-        # 1. gather: the pages and the run's key; the pages the cache lacks start compiling (forks: before threads)
+        # 1. gather: the run's key and the pages (named after the run's settings where a slug says so, and those of
+        # its architecture); the pages the cache lacks start compiling (forks: before threads)
         cfg, run_key = session.run_key(config_path, seed)
-        pages, problems = collect_pages(self.paths.content, cfg.model.arch)
+        pages, problems = collect_pages(self.paths.content, slug_fields(cfg))
         other = session.other(Path(compare.config or config_path), compare.seed) if compare is not None else None
         links, steps = link_map(pages), {p.step: p.url for p in pages if p.step}
         key = (run_key, session.other_key if compare is not None else "", sorted(steps.items()))

@@ -200,7 +200,7 @@ def run_notebook(args: argparse.Namespace) -> int:
     """`handstep notebook`: FILE.ipynb and the trace it reads, FILE.trace.json (+ FILE.trace.bin for a big trace)."""
     import engine
     from site_build.notebook import is_notebook, make_notebook
-    from site_build.pages import collect_pages
+    from site_build.pages import collect_pages, slug_fields
     from site_build.progress import Progress
 
     start = time.perf_counter()
@@ -218,7 +218,7 @@ def run_notebook(args: argparse.Namespace) -> int:
         what = "is not a folder" if args.content.exists() else "does not exist"
         raise BuildError(f"--content {shown_path(args.content)}", 0, f"{what}; give the folder of the site's pages")
     cfg = _config(args)
-    pages, problems = collect_pages(args.content, cfg.model.arch)
+    pages, problems = collect_pages(args.content, slug_fields(cfg))
     if problems:
         raise BuildError.collect(problems)
     write.check_output_file(out, "--out", is_notebook, "a notebook handstep wrote", args.force, "step.ipynb",

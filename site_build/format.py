@@ -11,6 +11,7 @@ Numbers
     chart_fixed, sig, coord, opacity   SVG text and attributes of the charts
     signed, short   differences between two runs (build --compare, diff --html)
     describe_shape  `6 × 16 (tokens × d_model)`
+    counted, plural_of   `1 head`, `4 heads`: a count and its noun, singular for exactly one (pages and charts)
 
 Text from the config (training text, vocab words) is data, never markup: a vocab word `<script>`, `$x$`,
 `{.cls}` or `\\` must show up as exactly those characters on the page and in formulas.
@@ -33,12 +34,29 @@ from engine.explain import exact
 from engine.notation import latex_escape, latex_text
 
 __all__ = [
-    "MINUS", "chart_fixed", "coord", "describe_shape", "fixed", "format_number", "general", "full_repr", "html_code",
-    "html_text", "html_word_list", "html_words", "html_words_in", "isolate_plain", "latex_escape", "latex_text",
-    "needs_isolation", "opacity", "sci", "short", "sig", "signed", "tex_number",
+    "MINUS", "chart_fixed", "coord", "counted", "describe_shape", "fixed", "format_number", "general", "full_repr",
+    "html_code", "html_text", "html_word_list", "html_words", "html_words_in", "isolate_plain", "latex_escape",
+    "latex_text", "needs_isolation", "opacity", "plural_of", "sci", "short", "sig", "signed", "tex_number",
 ]
 
 MINUS = "\u2212"
+
+
+# -- counts --------------------------------------------------------------------------------------------------------
+def plural_of(noun: str, plural: str | None = None) -> str:
+    """The plural of an English noun: `heads`, `entries`, `boxes`, or `plural` when given."""
+    if plural:
+        return plural
+    if noun.endswith(("s", "x", "sh", "ch")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def counted(n: Any, noun: str, plural: str | None = None) -> str:
+    """`1 head`, `4 heads`: a count with its noun, singular for exactly one."""
+    return f"{n} {noun if n == 1 else plural_of(noun, plural)}"
 
 
 # -- numbers in HTML ---------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Each page starts with a YAML block between `---` lines (title, description, sect
 order, optional slug and step). Everything is validated here, with the file and line of each
 problem, before any page is rendered.
 
+A slug may name a setting of the run in braces, `slug: 13-{optimizer}`: the page is then written under the name
+the config gives it (13-adamw.html, 13-adam.html, 13-sgd.html), and links, the sidebar and search follow, since
+they all read the page's url.
+
 A page written for one architecture (`model.arch`) is named for it: `NAME.llama.md` is built only for llama, and
 where `NAME.md` exists it takes that page's place in a llama site (the same name, place and links: a page linking
 to `NAME.md` reaches whichever the site has); `NAME.gpt2.md` likewise. A page named for no architecture is in
@@ -15,8 +19,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -32,6 +38,9 @@ SECTIONS = ("Introduction", *PHASES, "Reference")  # the sidebar's sections: the
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
 OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# What a slug may name in braces, and its value when no config is given (the default config's).
+SLUG_FIELDS = {"optimizer": "adamw"}
+_FIELD_RE = re.compile(r"\{([^{}]*)\}")
 MAX_FRONT_MATTER = 64 * 1024  # characters: a page's front matter is a few short lines
 # Output files the builder writes itself (render.layout.render_layouts, build --compare): a page with one of
 # these slugs would silently replace, or be replaced by, the generated page.
@@ -76,6 +85,12 @@ class ExtraPage:
     indexed: bool = True  # in the search index (a dump of numbers is not)
 
 
+def slug_fields(cfg: Any) -> dict[str, str]:
+    """The run's settings pages are collected by: `{optimizer}` in a slug is its optimizer's name, and `arch` picks
+    the pages named for its architecture."""
+    return {"optimizer": cfg.optimizer.name, "arch": cfg.model.arch}
+
+
 def arch_of(path: Path) -> tuple[str, str]:
     """(the file name without its architecture, the architecture or "") of a page file: `02-norm.llama.md` is
     ("02-norm.md", "llama")."""
@@ -83,9 +98,11 @@ def arch_of(path: Path) -> tuple[str, str]:
     return (f"{stem}.md", arch) if stem and arch in ARCHS else (path.name, "")
 
 
-def collect_pages(content_dir: Path, arch: str = "gpt2") -> tuple[list[Page], list[tuple[str, int, str]]]:
-    """Every valid page of a site for the architecture `arch` (site order) and every problem (file, line, message)
-    found.
+def collect_pages(content_dir: Path, fields: Mapping[str, str] | None = None
+                  ) -> tuple[list[Page], list[tuple[str, int, str]]]:
+    """Every valid page of the site (site order) and every problem (file, line, message) found; a slug's braces are
+    filled from `fields` (slug_fields of the run's config; the default config's without one), whose `arch` picks
+    the pages of an architecture.
 
     Paths in messages are as `shown_path` gives them: relative to the current directory when the
     file is under it (`content/x.md`), else as given (`../other/pages/x.md`, `/abs/pages/x.md`).
@@ -95,13 +112,14 @@ def collect_pages(content_dir: Path, arch: str = "gpt2") -> tuple[list[Page], li
     pages: list[Page] = []
     problems: list[tuple[str, int, str]] = []
     files = [p for p in sorted(content_dir.rglob("*.md")) if not p.is_dir()]  # a folder `x.md` holds pages
+    arch = (fields or {}).get("arch", "gpt2")
     variants = {path.with_name(arch_of(path)[0]) for path in files if arch_of(path)[1] == arch}
     for path in files:
         name, its_arch = arch_of(path)
         if its_arch not in ("", arch) or path in variants:  # another architecture's, or replaced by this one's
             continue
         try:
-            page = read_page(path, shown_path(path), default_slug=name.removesuffix(".md"))
+            page = read_page(path, shown_path(path), fields, default_slug=name.removesuffix(".md"))
         except BuildError as err:
             problems.extend(err.problems)
             continue
@@ -131,12 +149,13 @@ def _read(path: Path, shown: str) -> bytes:
             raise BuildError(shown, 0, f"cannot be read ({err.strerror or err}); fix or remove it") from None
 
 
-def read_page(path: Path, shown: str, default_slug: str | None = None) -> Page:
+def read_page(path: Path, shown: str, fields: Mapping[str, str] | None = None, default_slug: str | None = None
+              ) -> Page:
     """Parse one page file; `shown` is the path used in error messages."""
     text = decode_utf8(_read(path, shown), shown)
     meta, meta_lines, body, body_line = split_front_matter(text, shown)
-    fields = validate_front_matter(meta, meta_lines, shown, default_slug=default_slug or path.stem)
-    return Page(source=shown, body=body, body_line=body_line, **fields)
+    values = validate_front_matter(meta, meta_lines, shown, default_slug=default_slug or path.stem, fields=fields)
+    return Page(source=shown, body=body, body_line=body_line, **values)
 
 
 def decode_utf8(data: bytes, shown: str) -> str:
@@ -192,7 +211,7 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
 
 
 def validate_front_matter(
-    meta: dict, key_lines: dict[str, int], shown: str, default_slug: str
+    meta: dict, key_lines: dict[str, int], shown: str, default_slug: str, fields: Mapping[str, str] | None = None
 ) -> dict:
     """Check keys, types and values; return the Page fields (without body)."""
     problems = []
@@ -225,7 +244,13 @@ def validate_front_matter(
              f"unknown section {echo(section)} (one of: {', '.join(SECTIONS)})")
         )
     slug = meta.get("slug", default_slug)
-    if isinstance(slug, str) and not SLUG_RE.match(slug):
+    unknown = [name for name in _FIELD_RE.findall(slug) if name not in SLUG_FIELDS] if isinstance(slug, str) else []
+    if unknown:
+        problems.append((shown, key_lines.get("slug", 1), f"slug {echo(slug)} names {echo(unknown[0])} in braces; "
+                         f"a slug may name only {', '.join('{' + f + '}' for f in SLUG_FIELDS)}"))
+    elif isinstance(slug, str):
+        slug = _FIELD_RE.sub(lambda m: {**SLUG_FIELDS, **(fields or {})}[m.group(1)], slug)
+    if isinstance(slug, str) and not unknown and not SLUG_RE.match(slug):
         problems.append(
             (shown, key_lines.get("slug", 1),
              f"slug {echo(slug)} must be lowercase letters, digits and '-' (rename the file or set slug)")

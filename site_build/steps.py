@@ -36,7 +36,7 @@ STEPS = (
     Step("feedforward-backward", "feed-forward backward", BACKWARD),
     Step("attention-backward", "attention backward", BACKWARD),
     Step("embedding-gradients", "embedding gradients", BACKWARD),
-    Step("adamw", "update", OPTIMIZER),  # the map writes the configured optimizer's name before the label
+    Step("optimizer", "update", OPTIMIZER),  # the map writes the configured optimizer's name before the label
 )
 
 STEP_KEYS = tuple(step.key for step in STEPS)

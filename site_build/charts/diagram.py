@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from site_build.charts.svg import Svg, W, arrow, chart, dims, esc, rect, shorten, text
-from site_build.format import coord, fixed, isolate_plain, sig
+from site_build.format import coord, counted, fixed, isolate_plain, sig
 from site_build.steps import BACKWARD, FORWARD, OPTIMIZER, in_phase
 
 # Where each backward step sits in the map: beside the forward rows it runs back through (first row, rows).
@@ -77,15 +77,6 @@ class _Diagram:
         return edges + "".join(self.parts)
 
 
-def _optimizer_key(name: str, links: Mapping[str, str] | None) -> str:
-    """The link key of the optimizer box: its own name if linked, else 'adamw' (the step page)."""
-    links = links or {}
-    for key in (name, "optimizer", "adamw"):
-        if key in links:
-            return key
-    return "adamw"
-
-
 def architecture(trace, current: str | None = None, links: Mapping[str, str] | None = None,
                  small: bool = False) -> Svg:
     """The model drawn from the config, sizes on the edges; boxes link to step pages via `links`.
@@ -102,13 +93,13 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     inputs = trace.labels["inputs"]
     batch, tokens = len(inputs), len(inputs[0])
     opt = cfg["optimizer"]
-    opt_key = _optimizer_key(opt["name"], links)
+    opt_key = "optimizer"  # the step of the optimizer page, whatever the optimizer
     lead = (batch,) if batch > 1 else ()
     loss = float(trace["loss"])
     diagram = _Diagram(current, links)
     role = "group" if links else "img"
-    sizes = (f"{layers} block{'s' if layers != 1 else ''}, {heads} attention head{'s' if heads != 1 else ''}, "
-             f"d_model {d}, d_ff {d_ff}, vocabulary {vocab_n}")
+    sizes = (f"{counted(layers, 'block')}, {counted(heads, 'attention head')}, d_model {d}, d_ff {d_ff}, "
+             f"vocabulary {vocab_n}")
 
     if small:
         return _architecture_small(diagram, cfg, opt_key, layers, heads, d_ff, sizes, role)
@@ -117,12 +108,13 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     bl = cx - bw / 2
     y = 8.0
     words = " ".join(isolate_plain(w) for w in inputs[0])
-    first = "input tokens" if batch == 1 else f"input tokens (text 1 of {batch})"
+    first = ("input token" if tokens == 1 else "input tokens") + (f" (text 1 of {batch})" if batch > 1 else "")
     diagram.box(bl, y, bw, 34, [first, shorten(words, 36)], key=None)
     y += 34
     wte_x, wpe_x, ew, eh, ey = 20.0, 190.0, 150.0, 34.0, y + 26
-    diagram.arrow(cx - 40, y, wte_x + ew / 2, ey, f"{dims(*lead, tokens)} ids", "left")
-    diagram.arrow(cx + 40, y, wpe_x + ew / 2, ey, f"positions 0\u2013{tokens - 1}")
+    diagram.arrow(cx - 40, y, wte_x + ew / 2, ey, f"{dims(*lead, tokens)} {'id' if batch * tokens == 1 else 'ids'}",
+                  "left")
+    diagram.arrow(cx + 40, y, wpe_x + ew / 2, ey, f"positions 0\u2013{tokens - 1}" if tokens > 1 else "position 0")
     diagram.box(wte_x, ey, ew, eh, ["token embedding", f"wte {dims(vocab_n, d)}"], "embeddings")
     diagram.box(wpe_x, ey, ew, eh, ["position embedding", f"wpe {dims(m['n_positions'], d)}"], "embeddings")
     y = ey + eh
@@ -156,9 +148,8 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
             diagram.arrow(cx, y, cx, y + 20, act)
             y += 20
             if sub == "attn":
-                diagram.box(bl, y, bw, 34,
-                            ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, split into {heads} heads"],
-                            "qkv")
+                split_into = f"split into {heads} heads" if heads > 1 else "one head"
+                diagram.box(bl, y, bw, 34, ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, {split_into}"], "qkv")
                 y += 34
                 head_dim = d // heads
                 diagram.arrow(cx, y, cx, y + 20, f"3 \u00d7 {dims(*lead, heads, tokens, head_dim)}")
@@ -176,7 +167,8 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
                 y += h_box
                 diagram.arrow(cx, y, cx, y + 20, dims(*lead, heads, tokens, head_dim))
                 y += 20
-                diagram.box(bl, y, bw, 34, [f"merge {heads} heads, c_proj", f"{d} \u2192 {d}"], "multihead")
+                merge = f"merge {heads} heads, c_proj" if heads > 1 else "c_proj (one head: no merge)"
+                diagram.box(bl, y, bw, 34, [merge, f"{d} \u2192 {d}"], "multihead")
                 y += 34
             else:
                 diagram.box(bl, y, bw, 34, ["feed-forward up: c_fc, GELU", f"{d} \u2192 {d_ff}"], "feedforward")
@@ -231,7 +223,8 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     diagram.box(bl, y, half, 34, ["backward", "gradients flow up"], "loss-gradient", size=10)
     diagram.box(bl + half + 8, y, half, 34, [f"{opt['name']} update", f"lr {sig(opt['lr'])}"], opt_key, size=10)
     y += 34 + 8
-    desc = (f"The model as configured: {sizes}. {dims(*lead, tokens)} input tokens are embedded to {act}, "
+    tokens_in = f"{dims(*lead, tokens)} input {'token is' if batch * tokens == 1 else 'tokens are'}"
+    desc = (f"The model as configured: {sizes}. {tokens_in} embedded to {act}, "
             f"pass through the block{'s' if layers != 1 else ''} (LayerNorm, attention, residual add, LayerNorm, "
             f"feed-forward {d} to {d_ff} to {d}, residual add), a final LayerNorm and the output layer "
             + ("tied to the token embedding" if tied else f"lm_head, a {dims(vocab_n, d)} matrix of its own (untied)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from site_build.charts.svg import Svg, W, chart, esc, rect, shorten, text, text_width, ticks
-from site_build.format import chart_fixed, coord, isolate_plain, opacity, sig
+from site_build.format import chart_fixed, coord, counted, isolate_plain, opacity, sig
 
 IGNORED = "<ignored>"
 # The picture of a matrix has at most this many pixels down and across; a bigger matrix is downsampled: each
@@ -248,16 +248,19 @@ def _heatmap_desc(name, head, batch, words, grid, masked, signed, decimals, lo_v
     q, k = np.unravel_index(int(np.argmax(masked_grid)), grid.shape)
     sentence = " ".join(words)
     kind = "largest magnitude" if signed else "largest value"
-    desc = (f"{_heatmap_title(name, head)} for the {n} tokens of text {batch + 1} ({sentence}): one row per query "
-            f"position, one column per key position. Values range from {chart_fixed(lo_v, decimals)} to "
-            f"{chart_fixed(hi_v, decimals)}; the {kind} is {chart_fixed(float(grid[q, k]), decimals)}, where query {q} "
-            f"({words[q]}) meets key {k} ({words[k]}).")
+    lo, hi = chart_fixed(lo_v, decimals), chart_fixed(hi_v, decimals)
+    spread = f"Values range from {lo} to {hi}; the" if lo != hi else f"Every value is {lo}; the"
+    desc = (f"{_heatmap_title(name, head)} for the {counted(n, 'token')} of text {batch + 1} ({sentence}): one row "
+            f"per query position, one column per key position. {spread} {kind} is "
+            f"{chart_fixed(float(grid[q, k]), decimals)}, where query {q} ({words[q]}) meets key {k} ({words[k]}).")
     if name.endswith("attn.weights") and not name.startswith("grad."):
         last = grid[n - 1]
         desc += (f" The last query ({words[n - 1]}) gives most weight to key {int(np.argmax(last))} "
                  f"({words[int(np.argmax(last))]}), {chart_fixed(float(last.max()), decimals)}.")
-    desc += (f" The {int(masked.sum())} cells above the diagonal, where the key comes after the query, are "
-             "masked: the causal mask fixes their weight at 0.")
+    hidden = int(masked.sum())
+    desc += (f" The {counted(hidden, 'cell')} above the diagonal, where the key comes after the query, "
+             f"{'is' if hidden == 1 else 'are'} masked: the causal mask fixes their weight at 0." if hidden else
+             " No cell lies above the diagonal: the causal mask hides nothing.")
     return desc
 
 
@@ -547,7 +550,7 @@ def loss_curves(trace) -> Svg:
     """The training-run loss, linear, with the log-scale version in a <details> (works without JavaScript)."""
     losses = np.asarray(trace["train.loss"], dtype=float)
     steps = np.arange(losses.size)
-    title = f"Loss over {losses.size - 1} training steps"
+    title = f"Loss over {counted(losses.size - 1, 'training step')}"
     args = (steps, losses, title, "training step", "loss (nats)")
     linear = line(*args)
     return Svg(linear + '<details class="chart-log"><summary>Log scale</summary>' + line(*args, log=True)
@@ -579,10 +582,10 @@ def before_after(trace) -> Svg:
     def sx(v: float) -> float:
         return left + v * (right - left)
 
-    title = f"Probability of the correct next word, before and after {steps} steps"
+    title = f"Probability of the correct next word, before and after {counted(steps, 'step')}"
     out = [text(4, 14, "Probability of the correct next word", "tt")]
     x = 4.0
-    for cls, nm in (("b1", "before training"), ("b2", f"after {steps} steps")):
+    for cls, nm in (("b1", "before training"), ("b2", f"after {counted(steps, 'step')}")):
         out.append(rect(x, 22, 12, 10, cls))
         out.append(text(x + 16, 31, esc(nm), "tx"))
         x += 28 + text_width(nm, 10)
@@ -608,6 +611,6 @@ def before_after(trace) -> Svg:
     mean0 = sum(r[1] for r in rows) / len(rows)
     mean1 = sum(r[2] for r in rows) / len(rows)
     listing = "; ".join(f"{label}: {chart_fixed(p0, 3)} before, {chart_fixed(p1, 3)} after" for label, p0, p1 in rows)
-    desc = (f"{title}, for {len(rows)} predictions (input word \u2192 correct next word). Mean probability "
+    desc = (f"{title}, for {counted(len(rows), 'prediction')} (input word \u2192 correct next word). Mean probability "
             f"{chart_fixed(mean0, 3)} before and {chart_fixed(mean1, 3)} after. {listing}.")
     return chart("before-after", height, title, desc, "".join(out))

@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.layers import GELU_C, gelu_backward, gelu_forward
 from site_build.charts.svg import Svg, W, arrow, chart, esc, rect, shorten, text, text_width, ticks
-from site_build.format import chart_fixed, coord, isolate_plain, opacity, sig
+from site_build.format import chart_fixed, coord, counted, isolate_plain, opacity, sig
 
 LEVELS = 9  # shades of a heatmap cell: cells of one shade are drawn as one path
 
@@ -339,7 +339,7 @@ def attention_change(trace, layer: int = 0, head: int = 0, batch: int = 0) -> Sv
     top = 44.0
     out = [text(4, 14, f"Layer {layer}, head {head}: attention before and after training", "tt")]
     cells = []
-    after_label = f"after {steps} step{'s' if steps != 1 else ''}" if steps else "no training run"
+    after_label = f"after {counted(steps, 'step')}" if steps else "no training run"
     for k, (grid, name) in enumerate(((before, "initial weights"), (after, after_label))):
         x0 = left + k * (n * cell + gap)
         out.append(text(x0 + n * cell / 2, 34, esc(name), "tx", "middle"))
@@ -360,7 +360,7 @@ def attention_change(trace, layer: int = 0, head: int = 0, batch: int = 0) -> Sv
     last_b, last_a = int(np.argmax(before[n - 1])), int(np.argmax(after[n - 1]))
     peak_b = float(np.mean([before[q, : q + 1].max() for q in range(n)]))
     peak_a = float(np.mean([after[q, : q + 1].max() for q in range(n)]))
-    desc = (f"Two {n} by {n} grids of attention weights for layer {layer}, head {head}, text {batch + 1}: with the "
+    desc = (f"Two {n}\u00d7{n} grids of attention weights for layer {layer}, head {head}, text {batch + 1}: with the "
             f"initial weights and {after_label}. The mean of each row's largest weight goes from "
             f"{sig(peak_b)} to {sig(peak_a)}. The last query ({words[n - 1]}) looks hardest at key {last_b} "
             f"({words[last_b]}, {sig(float(before[n - 1, last_b]))}) before and at key {last_a} ({words[last_a]}, "
@@ -395,7 +395,7 @@ def generation(trace) -> Svg:
     ref_b = generation_reference(trace)
     text0 = _text_words(trace, ref_b)[:n]
     steps = trace.config["train_steps"]
-    after_label = f"after {steps} step{'s' if steps != 1 else ''}" if steps else "no training run"
+    after_label = f"after {counted(steps, 'step')}" if steps else "no training run"
     rows = [(f"training text {ref_b + 1}", text0, None), ("initial weights", before, text0),
             (after_label, after, text0)]
     start = trace.labels["inputs"][0][0]  # the first input token: <bos>, or a checkpoint's <|endoftext|>
@@ -421,8 +421,10 @@ def generation(trace) -> Svg:
     out.append(rect(4, y, 12, 12, "gm", ' rx="2"'))
     out.append(text(20, y + 10, "the same word as the text at that place", "tx"))
     height = y + 20
-    desc = (f"Starting from {drawn} alone and appending the most likely next word {n} times: with the initial "
-            f"weights the model writes \u201c{' '.join(isolate_plain(w) for w in before)}\u201d ({hit_b} of {n} words "
+    times = "once" if n == 1 else f"{n} times"
+    desc = (f"Starting from {drawn} alone and appending the most likely next word {times}: with the initial "
+            f"weights the model writes \u201c{' '.join(isolate_plain(w) for w in before)}\u201d ({hit_b} of "
+            f"{counted(n, 'word')} "
             f"as in training text {ref_b + 1}), {after_label} \u201c"
             f"{' '.join(isolate_plain(w) for w in after)}\u201d ({hit_a} of {n}). Training text {ref_b + 1} is \u201c"
             f"{' '.join(isolate_plain(w) for w in text0)}\u201d.")

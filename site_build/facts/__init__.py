@@ -45,6 +45,26 @@ def facts_of(module: ModuleType) -> dict[str, Any]:
     return out
 
 
+class Split(NamedTuple):
+    """A sentence that splits a total into parts ("Of the 6864 weights, 6830 moved by about η and 34 did not"), in
+    Markdown, with the numbers it states: the total first, then each part, in the order the sentence names them. A
+    page shows it with `{{ split(opt.moved) }}`, which marks it on the page so that a check can add the parts up."""
+
+    text: str
+    total: int
+    parts: tuple[int, ...]
+
+
+def nonzero(*parts: tuple[int, str]) -> list[tuple[int, str]]:
+    """The (count, words) parts of a split that are not 0, in order: a sentence names only those."""
+    return [(n, words) for n, words in parts if n]
+
+
+def joined(items: list[str], conj: str = "and") -> str:
+    """`a`, `a and b`, `a, b and c`: items joined for a sentence."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {conj} {items[-1]}"
+
+
 class FactError(Exception):
     """A page asked for a fact its topic does not have (the page renderer adds the file and line)."""
 

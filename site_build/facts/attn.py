@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from site_build.facts.run import C, D, H, T, n0
+from site_build.format import fixed
 from site_build.macros.numbers import Listing, listed
 from site_build.macros.text import span_words
 
@@ -74,6 +75,17 @@ def scores_sd(trace: Any) -> float:
 def scaled_sd(trace: Any) -> float:
     """The same standard deviation after the division by √D."""
     return float(trace["L0.attn.scaled"][0].std())
+
+
+def spread_sentence(trace: Any) -> str:
+    """The spread of the scores before and after the scaling, as a sentence (a single score has none)."""
+    which = "the text" if int(trace["input_ids"].shape[0]) == 1 else "text 1"
+    n = scores_count(trace)
+    if n == 1:
+        return (f"In this step {which} has a single score, and one number has no spread; with more positions the "
+                "scores would spread, and the division would shrink that spread by $\\sqrt D$.")
+    return (f"In this step the {n} scores of {which} (all heads, masked ones included) have a standard deviation "
+            f"of {fixed(scores_sd(trace), 3)}; after the division it is {fixed(scaled_sd(trace), 3)}.")
 
 
 def row_max(trace: Any) -> float:

@@ -24,12 +24,34 @@ def unit(trace: Any) -> int:
     return min(2, F(trace) - 1)
 
 
+def _inputs(trace: Any) -> Any:
+    return trace["L0.mlp.fc"][0, row(trace)]
+
+
+def gelu_unit(trace: Any) -> int:
+    """The hidden unit of the first GELU example: the unit worked in full if its input is not negative, else the
+    first unit of the row whose input is not (GELU's two regimes then come in order: passed, then squashed)."""
+    u = _inputs(trace)
+    if u[unit(trace)] >= 0:
+        return unit(trace)
+    return next((j for j in range(F(trace)) if u[j] >= 0), unit(trace))
+
+
 def squashed(trace: Any) -> int | None:
     """The first hidden unit of the worked row whose input is negative, for a second GELU example; None when there
-    is none or it is the unit worked already."""
-    u = trace["L0.mlp.fc"][0, row(trace)]
-    first = next((j for j in range(F(trace)) if u[j] < 0), None)
-    return None if first == unit(trace) else first
+    is none, or when the first example's input is negative already (every input of the row is)."""
+    u = _inputs(trace)
+    if u[gelu_unit(trace)] < 0:
+        return None
+    return next((j for j in range(F(trace)) if u[j] < 0), None)
+
+
+def gelu_example(trace: Any) -> str:
+    """What the first GELU example is, for "Here it is with the numbers of ...": 'one entry with a positive input'
+    (a negative one follows), 'one entry, whose input is negative, ...', or 'one entry'."""
+    if _inputs(trace)[gelu_unit(trace)] < 0:
+        return "one entry, whose input is negative, so GELU squashes it towards zero"
+    return "one entry with a positive input" if squashed(trace) is not None else "one entry"
 
 
 def gelu(trace: Any) -> dict[str, float]:

@@ -54,6 +54,33 @@ def last(trace: Any) -> int:
     return layers(trace) - 1
 
 
+def upper_blocks(trace: Any) -> str:
+    """The blocks above block 0, in the order the backward pass takes them: 'block 1', 'blocks 2 and 1',
+    'blocks 5 down to 1'."""
+    n = layers(trace)
+    if n <= 2:
+        return "block 1"
+    return f"blocks {n - 1} and 1" if n == 3 else f"blocks {n - 1} down to 1"
+
+
+def backward_order(trace: Any) -> str:
+    """The order the backward pass takes the blocks in: 'block 1 first, then block 0', 'block 2, then block 1,
+    then block 0', 'block 5 first, then each block below it down to block 0'."""
+    n = layers(trace)
+    if n == 2:
+        return "block 1 first, then block 0"
+    if n == 3:
+        return "block 2, then block 1, then block 0"
+    return f"block {n - 1} first, then each block below it down to block 0"
+
+
+def upper_blocks_first(trace: Any) -> str:
+    """What the blocks above block 0 do, as a clause after "this page works through block 0;": 'block 1 goes
+    through exactly the same steps, with its own numbers, before block 0 does'."""
+    verb, own = ("goes", "its") if layers(trace) == 2 else ("go", "their")
+    return f"{upper_blocks(trace)} {verb} through exactly the same steps, with {own} own numbers, before block 0 does"
+
+
 def d_model(trace: Any) -> int:
     """C, the width of the residual stream."""
     return int(trace.config["model"]["d_model"])

@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from site_build.facts import abs_stats
-from site_build.format import tex_number
+from site_build.facts import Split, abs_stats, nonzero
+from site_build.format import fixed, general, tex_number
 from site_build.macros.optimizer import TensorUpdate, parameters, update_of
 
 WORKED = "wte"  # the tensor whose element the page works in full: the token embedding
@@ -147,17 +147,18 @@ class Tensor(NamedTuple):
     size: int
     decays: bool
     near: int  # elements moved by an amount within 1% of η
-    zero: int  # elements whose gradient (with the L2 term, where there is one) is exactly 0
-    tiny: int  # elements whose gradient is not 0 but below 100 ε
+    zero: int  # elements not `near` whose gradient (with the L2 term, where there is one) is exactly 0
+    tiny: int  # elements not `near` whose gradient is not 0 but below 100 ε
     max_change: float  # largest |θ' − θ|
     mean_change: float  # mean |θ' − θ|
     max_grad: float  # largest |∂L/∂θ|
     mean_grad: float  # mean |∂L/∂θ|
     max_change_lr: float  # max_change / η
     mean_change_lr: float  # mean_change / η
+    along: int  # elements that moved with their loss gradient (Δθ · ∂L/∂θ > 0)
 
 
-def _updates(trace: Any) -> list[TensorUpdate]:
+def updates(trace: Any) -> list[TensorUpdate]:
     """Every parameter tensor's figures, worked out once per run (they read every weight)."""
     return [update_of(trace, n) for n in parameters(trace)]
 
@@ -166,7 +167,7 @@ def tensors(trace: Any) -> list[Tensor]:
     """Every parameter tensor's update, in Hugging Face's order."""
     rate = lr(trace)
     return [Tensor(u.name, u.size, u.decays, u.near, u.zero, u.tiny, u.max_change, u.mean_change, u.max_grad,
-                   u.mean_grad, u.max_change / rate, u.mean_change / rate) for u in _updates(trace)]
+                   u.mean_grad, u.max_change / rate, u.mean_change / rate, u.along) for u in updates(trace)]
 
 
 def tensor(trace: Any, name: str) -> Tensor:
@@ -186,7 +187,7 @@ def weights(trace: Any) -> int:
 
 def near(trace: Any) -> int:
     """How many weights moved by an amount within 1% of η."""
-    return sum(u.near for u in _updates(trace))
+    return sum(u.near for u in updates(trace))
 
 
 def near_percent(trace: Any) -> float:
@@ -199,34 +200,103 @@ def off(trace: Any) -> int:
     return weights(trace) - near(trace)
 
 
+def _total(trace: Any, field: str, decaying_only: bool = False) -> int:
+    return sum(getattr(u, field) for u in updates(trace) if u.decays or not decaying_only)
+
+
 def zero(trace: Any) -> int:
-    """How many weights have a gradient (with the L2 term, where the optimizer adds one) of exactly 0."""
-    return sum(u.zero for u in _updates(trace))
+    """How many weights did not move by about η and have a gradient (with the L2 term, where the optimizer adds one)
+    of exactly 0."""
+    return _total(trace, "zero")
 
 
 def tiny(trace: Any) -> int:
-    """How many weights have a gradient that is not 0 but below 100 ε."""
-    return sum(u.tiny for u in _updates(trace))
+    """How many weights did not move by about η and have a gradient that is not 0 but below 100 ε, like their loss
+    gradient (rounding noise, mostly)."""
+    return _total(trace, "tiny")
+
+
+def cancel(trace: Any) -> int:
+    """How many weights did not move by about η because the L2 term λθ nearly cancels a loss gradient of a fair size,
+    leaving a gradient below 100 ε (Adam and SGD, which add λθ to the gradient)."""
+    return _total(trace, "cancel")
 
 
 def rest(trace: Any) -> int:
     """How many weights have a gradient of a fair size and still did not move by about η."""
-    return off(trace) - zero(trace) - tiny(trace)
+    return off(trace) - zero(trace) - tiny(trace) - cancel(trace)
+
+
+def _them(n: int) -> tuple[str, str, str]:
+    """(has/have, it/they, does/do) for a count."""
+    return ("has", "it", "does") if n == 1 else ("have", "they", "do")
+
+
+def near_split(trace: Any) -> Split:
+    """The weights, by whether they moved by about η: 'of the 6864 weights, **6830** (99.5%) moved by an amount
+    within 1% of $\\eta$ (with AdamW's decay, how much it adds), and the other 34 did not'."""
+    total, n = weights(trace), near(trace)
+    text = (f"of the {total} weights, **{n}** ({fixed(near_percent(trace), 1)}%) moved by an amount within 1% of "
+            "$\\eta$")
+    if name(trace) == "adamw" and decaying(trace) and wd(trace) > 0:
+        text += (" (the decay adds $\\eta\\lambda|\\theta|$, which for the largest decaying weight, "
+                 f"$|\\theta| = {fixed(largest_decaying_weight(trace))}$, is {general(decay_share(trace), 3)}% of "
+                 "$\\eta$)")
+    if off(trace):
+        text += f", and the other {off(trace)} did not"
+    return Split(text, total, tuple(x for x in (n, off(trace)) if x))
+
+
+def off_split(trace: Any) -> Split:
+    """Why the weights that did not move by about η did not, every one counted once (an Adam-like optimizer): a
+    gradient of exactly 0, one below 100 ε (noise), one below 100 ε because λθ cancels the loss gradient, or one
+    of some hundreds of ε."""
+    seen = " (with the L2 term)" if has_l2(trace) else ""
+    n_zero = zero(trace)
+    has, it, does = _them(n_zero)
+    moved_by_decay = name(trace) == "adamw" and wd(trace) > 0 and any(u.zero and u.decays for u in updates(trace))
+    kept = sum(u.zero for u in updates(trace) if not u.decays)
+    if not moved_by_decay:
+        then = f"{it} {does} not move at all"
+    elif kept:
+        then = "only the decoupled decay moves those that decay, and the others do not move at all"
+    else:
+        then = f"only the decoupled decay moves {'it' if n_zero == 1 else 'them'}"
+    parts = nonzero(
+        (n_zero, f"{n_zero} {has} a gradient{seen} of exactly zero ({zero_list(trace)}), so $\\hat m = 0$ and "
+                 f"{then}"),
+        (tiny(trace), f"{tiny(trace)} {_them(tiny(trace))[0]} a gradient that is not zero but smaller than "
+                      f"$100\\,\\epsilon$ ({tiny_list(trace)}), often rounding noise of a gradient that is "
+                      "mathematically zero (such as the key bias), and there $\\epsilon$ wins and the step is tiny"),
+        (cancel(trace), f"{cancel(trace)} {_them(cancel(trace))[0]} a loss gradient of a fair size that the L2 term "
+                        "$\\lambda\\theta$ nearly cancels, leaving $g = \\nabla\\theta + \\lambda\\theta$ "
+                        "below $100\\,\\epsilon$, so that $\\epsilon$ takes a share of the step"),
+        (rest(trace), f"{rest(trace)} {_them(rest(trace))[0]} a gradient large enough but moved by more than 1% more "
+                      "or less than $\\eta$: " + (
+                          "the decay term $\\eta\\lambda\\theta$, or a gradient only some hundreds of "
+                          "$\\epsilon$ in size, pushes them off" if name(trace) == "adamw" and wd(trace) > 0 else
+                          "their gradient is only some hundreds of $\\epsilon$ in size, so $\\epsilon$ still "
+                          "takes a visible share of the step")),
+    )
+    return Split(f"Of those {off(trace)}, " + "; ".join(words for _, words in parts) + ".", off(trace),
+                 tuple(n for n, _ in parts))
 
 
 def zero_list(trace: Any) -> str:
-    """The tensors with a gradient of exactly 0 somewhere, as the page lists them."""
-    return _code_list([u.name for u in _updates(trace) if u.zero])
+    """The tensors with a weight that did not move by about η and has a gradient of exactly 0, as the page lists
+    them."""
+    return _code_list([u.name for u in updates(trace) if u.zero])
 
 
 def tiny_list(trace: Any) -> str:
-    """The tensors with a tiny gradient somewhere, as the page lists them."""
-    return _code_list([u.name for u in _updates(trace) if u.tiny])
+    """The tensors with a weight that did not move by about η and has a tiny gradient (`tiny`), as the page lists
+    them."""
+    return _code_list([u.name for u in updates(trace) if u.tiny])
 
 
 def zero_in_wpe(trace: Any) -> bool:
     """Some gradient of the position table is exactly 0 (rows no text reaches)."""
-    return any(u.zero for u in _updates(trace) if u.name == "wpe")
+    return any(u.zero for u in updates(trace) if u.name == "wpe")
 
 
 def largest_decaying_weight(trace: Any) -> float:
@@ -256,12 +326,12 @@ def gradient_spread(trace: Any) -> float:
 
 def largest_change(trace: Any) -> float:
     """The largest |θ' − θ| of any weight."""
-    return max(u.max_change for u in _updates(trace))
+    return max(u.max_change for u in updates(trace))
 
 
 def smallest_mean_change(trace: Any) -> float:
     """The smallest mean |θ' − θ| of a tensor."""
-    return min(u.mean_change for u in _updates(trace))
+    return min(u.mean_change for u in updates(trace))
 
 
 # -- the element worked in full ---------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from site_build.format import counted
 from site_build.macros.optimizer import parameters
+from site_build.macros.text import number_word
 
 
 def _model(trace: Any) -> dict[str, Any]:
@@ -70,6 +72,26 @@ def N(trace: Any) -> int:
 def n0(trace: Any) -> int:
     """The real (unpadded) positions of the first text, the one the tables show."""
     return int((trace["targets"][0] >= 0).sum())
+
+
+def lengths(trace: Any) -> list[int]:
+    """The real (unpadded) input tokens of each text of the batch."""
+    return [int(n) for n in (np.asarray(trace["targets"]) >= 0).sum(axis=1)]
+
+
+def inputs_phrase(trace: Any) -> str:
+    """The inputs, for a sentence: 'the 6 input tokens', 'the 6 input tokens of each of the two texts', or, when
+    the texts differ in length, 'the input tokens of the two texts, 2 and 6 of them (the shorter padded to 6
+    positions)'."""
+    n, texts_n = lengths(trace), B(trace)
+    if texts_n == 1:
+        return f"the {counted(T(trace), 'input token')}"
+    if len(set(n)) == 1:
+        return f"the {counted(T(trace), 'input token')} of each of the {number_word(texts_n)} texts"
+    listed = ", ".join(map(str, n[:-1])) + f" and {n[-1]}"
+    shorter = "the shorter" if texts_n == 2 else "the shorter ones"
+    return (f"the input tokens of the {number_word(texts_n)} texts, {listed} of them ({shorter} padded to "
+            f"{counted(T(trace), 'position')})")
 
 
 def padded(trace: Any) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from site_build import format as fmt
-from site_build.facts import abs_stats
+from site_build.facts import CHUNK, Split, abs_stats, joined, nonzero, opt, way
 from site_build.macros.optimizer import parameters
 
 
@@ -97,6 +97,21 @@ def kept(trace: Any) -> int:
     return scored(trace) - up(trace) - down(trace)
 
 
+def changes(trace: Any) -> Split:
+    """How the right word's probability changed over the positions, as a sentence that counts every position once:
+    'The right word became more likely at 5 of the 8 positions, less likely at 2 and kept its probability at 1.'"""
+    n, more, less, same = scored(trace), up(trace), down(trace), kept(trace)
+    every = "the one position" if n == 1 else f"every one of the {n} positions"
+    for count, words in ((more, "became more likely"), (less, "became less likely"), (same, "kept its probability")):
+        if count == n:
+            return Split(f"The right word {words} at {every}.", n, (n,))
+    parts = nonzero((more, f"became more likely at {more}"),
+                    (less, f"{'' if more else 'became '}less likely at {less}"),
+                    (same, f"kept its probability at {same}"))
+    words = [w + (f" of the {n} positions" if i == 0 else "") for i, (_, w) in enumerate(parts)]
+    return Split(f"The right word {joined(words)}.", n, tuple(c for c, _ in parts))
+
+
 def best(trace: Any) -> Gain:
     """The position of the largest gain (the first, on a tie)."""
     out, top = positions(trace)[0], -1.0
@@ -122,6 +137,60 @@ def predicted(trace: Any) -> float:
     for name in parameters(trace):
         total = total + (trace["grad." + name] * (trace["updated." + name] - trace[name])).sum()
     return float(total)
+
+
+def _terms(trace: Any, up: bool) -> float:
+    """The terms g·Δθ of one sign, added up, a slice at a time (a GPT-2 table is 38 million of them)."""
+    total = 0.0
+    for name in parameters(trace):
+        g, new, old = (np.asarray(trace[p + name]).reshape(-1) for p in ("grad.", "updated.", ""))
+        for k in range(0, g.size, CHUNK):
+            terms = g[k:k + CHUNK] * (new[k:k + CHUNK] - old[k:k + CHUNK])
+            total += float(terms[terms > 0].sum() if up else terms[terms < 0].sum())
+    return total
+
+
+def uphill(trace: Any) -> float:
+    """The part of that prediction from the weights that moved with their gradient: the terms g·Δθ > 0."""
+    return _terms(trace, up=True)
+
+
+def downhill(trace: Any) -> float:
+    """The part from the weights that moved against it: the terms g·Δθ < 0."""
+    return _terms(trace, up=False)
+
+
+def _amount(x: float) -> str:
+    return fmt.fixed(x) if abs(x) >= 1e-3 else fmt.sci(x)
+
+
+def first_order(trace: Any) -> str:
+    """What each term g_i Δθ_i of the first-order prediction is for this optimizer, in a sentence or two, true of
+    every weight (the weights that moved with their gradient counted)."""
+    o = trace.config["optimizer"]
+    against, n = "$-\\eta\\,|g_i|$", way.along(trace)
+    if o["name"] == "sgd":
+        if o["weight_decay"] == 0:
+            return ("For SGD without weight decay the step is $-\\eta g_i$ (at step 1 the momentum buffer is the "
+                    "gradient itself), so each term is $-\\eta g_i^2$, never positive.")
+        return ("For SGD the step is $-\\eta(g_i + \\lambda\\theta_i)$ (at step 1 the momentum buffer is that "
+                "sum itself), so each term is $-\\eta g_i^2$ plus a decay term $-\\eta\\lambda g_i\\theta_i$ of "
+                "either sign" + (f"; for the {n} weights whose decay term outweighs the first, the term is an "
+                                 f"increase ({_amount(uphill(trace))} in all)." if n else "."))
+    l2 = o["name"] == "adam" and o["weight_decay"] > 0 and bool(opt.decaying(trace))
+    sign = "\\operatorname{sign}(g_i + \\lambda\\theta_i)" if l2 else "\\operatorname{sign}(g_i)"
+    step = f"At step 1 {'Adam' if o['name'] == 'adam' else 'AdamW'} moves each weight by about $-\\eta\\,{sign}$"
+    if l2:
+        step += ", the sign of its gradient plus the L2 term"
+    elif o["name"] == "adamw" and o["weight_decay"] > 0:
+        step += " (plus its small decay)"
+    if not n:
+        return f"{step}, so each term is about {against}: every weight with a nonzero gradient contributes a decrease."
+    why = "the L2 term flips that sign" if l2 else "the decay outweighs the step"
+    return (f"{step}, so each term is about {against}, a decrease, except for the {n} "
+            f"{'weight' if n == 1 else 'weights'} where {why} (the optimizer page counts them): there the term is "
+            f"an increase. Those gradients are small: together they add {_amount(uphill(trace))}, against "
+            f"{_amount(downhill(trace))} from every other weight.")
 
 
 def ratio(trace: Any) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from site_build.facts import opt
+from site_build.format import counted, fixed, sci
 from site_build.macros.optimizer import parameters
 
 MATRIX = "L0.mlp.c_fc.weight"  # the weight matrix worked in full: the feed-forward expansion of block 0
@@ -110,8 +111,29 @@ def key_grad(trace: Any) -> float:
 
 def key_seen(trace: Any) -> float:
     """The size of the gradient the optimizer sees there (with the L2 term, for Adam)."""
-    name = ("opt.g." if opt.name(trace) == "adam" else "grad.") + KEY_BIAS
+    name = ("opt.g." if opt.has_l2(trace) else "grad.") + KEY_BIAS
     return float(abs(trace[name][key_at(trace)]))
+
+
+def key_rounding(trace: Any) -> str:
+    """What floating point made of that gradient, for "in floating point it is ...": the rounding left over from the
+    sum, or exactly 0."""
+    n = key_terms(trace)
+    if key_grad(trace) != 0:
+        return f"{sci(key_grad(trace))}, the rounding left over when {n} numbers that should cancel are added up"
+    if n == 1:
+        return "exactly $0$ too: with one position there is nothing to add up"
+    return f"exactly $0$ too: the {n} numbers that should cancel do so exactly here"
+
+
+def key_sgd(trace: Any) -> str:
+    """What SGD does with that gradient, in a sentence."""
+    if key_grad(trace) != 0:
+        return "SGD moves it by $\\eta$ times that rounding noise: nothing you could see."
+    if key_seen(trace) != 0:
+        return "Its loss gradient is exactly zero, so only the L2 term $\\lambda\\theta$ moves it."
+    return ("With a gradient of exactly zero, and no L2 term (the weight is zero or does not decay), SGD does not "
+            "move it.")
 
 
 def key_decays(trace: Any) -> bool:
@@ -175,6 +197,19 @@ def mean_v(trace: Any) -> float:
     """The second moment v = (1 − β₂) g² of a gradient of that mean size."""
     g = mean_grad(trace)
     return (1 - trace.config["optimizer"]["betas"][1]) * g * g
+
+
+def tensor_summary(trace: Any, name: str) -> str:
+    """How one tensor moved, after its shape under its picture: whether it decays, how many of its weights moved by
+    about η, its largest and mean change in units of η, and how many moved with their loss gradient."""
+    t = opt.tensor(trace, name)
+    text = (f"{'decays' if t.decays else 'no decay'}. {t.near} of its {counted(t.size, 'weight')} moved by an amount "
+            f"within 1% of $\\eta$; the largest change is {fixed(t.max_change_lr, 3)} $\\eta$ and the mean "
+            f"{fixed(t.mean_change_lr, 3)} $\\eta$.")
+    if t.along:
+        text += (f" {t.along} of its weights moved with their loss gradient, pulled towards zero by the weight decay "
+                 "(see [which way each weight moved](13-optimizer.md#which-way-each-weight-moved)).")
+    return text
 
 
 def groups(trace: Any) -> list[tuple[str, list[opt.Tensor]]]:

@@ -96,6 +96,19 @@ class Value(Block):
 
 
 @dataclass(frozen=True)
+class Parts(Block):
+    """A sentence that splits a total into parts (`split`): on the page a span whose `data-total` and `data-parts`
+    a check adds up; in the notebook, the sentence."""
+
+    total: int
+    parts: tuple[int, ...]
+    text: str
+
+    def note(self) -> Note:
+        return Note("number", self.text)
+
+
+@dataclass(frozen=True)
 class Table(Block):
     """Numbers of records in a table: a matrix or vector however macros.scale shows it (every number, a heatmap
     with the table a click away, a window), a record's heads behind a selector, a Jacobian, every head's statistics,

@@ -38,8 +38,18 @@ class TensorUpdate:
     near: int  # elements whose |θ' − θ| is within 1% of lr
     max_grad: float  # largest |∂L/∂θ|
     mean_grad: float  # mean |∂L/∂θ|
-    zero: int  # elements whose gradient (with the L2 term, where the optimizer adds one) is exactly 0
-    tiny: int  # elements whose gradient is not 0 but below 100 ε
+    # the elements not `near`, by why: the gradient the optimizer sees (with the L2 term, where it adds one) is
+    zero: int  # exactly 0
+    tiny: int  # not 0 but below 100 ε, and so is the loss gradient ∂L/∂θ (rounding noise, mostly)
+    cancel: int  # below 100 ε while ∂L/∂θ is not: the L2 term λθ nearly cancels the loss gradient
+    # which way each element moved, against the sign of its loss gradient ∂L/∂θ or with it
+    against: int  # Δθ · ∂L/∂θ < 0
+    along: int  # Δθ · ∂L/∂θ > 0: with its loss gradient (the weight decay outweighed it)
+    flat: int  # ∂L/∂θ exactly 0 (no direction to go against)
+    still: int  # ∂L/∂θ not 0, yet Δθ exactly 0 (a step too small to change the number)
+    unmoved: int  # Δθ exactly 0, whatever the gradient
+    outweighed: int  # the decay term is larger in size than the loss gradient: λ|θ| > |∂L/∂θ| (λ = 0 if no decay)
+    opposed: int  # ... and points the other way: λθ · ∂L/∂θ < 0
 
 
 class OptimizerStats:
@@ -77,8 +87,8 @@ class OptimizerStats:
         self.__dict__.update(
             _done=tensors,
             near=near,  # weights moved by an amount within 1% of lr
-            zero=zero,  # weights whose gradient is exactly 0
-            tiny=tiny,  # weights whose gradient is not 0 but below 100 ε
+            zero=zero,  # weights not moved by about lr whose gradient is exactly 0
+            tiny=tiny,  # weights not moved by about lr whose gradient is not 0 but below 100 ε (TensorUpdate.tiny)
             decaying=decaying,
             plain=plain,  # the tensors that do not decay
             zero_tensors=zero_tensors,  # tensors with a zero gradient somewhere
@@ -127,23 +137,33 @@ def tensor_update(trace: Any, name: str) -> TensorUpdate:
     """The figures of one parameter tensor, a slice of CHUNK elements at a time."""
     opt = trace.config["optimizer"]
     lr, eps = opt["lr"], opt["eps"]
+    decays = bool(trace.record(name).meta["decays"])
+    wd = opt["weight_decay"] if decays else 0.0
     flat = [np.asarray(trace[n]).reshape(-1) for n in ("updated." + name, name, "grad." + name)]
     flat.append(np.asarray(trace["opt.g." + name]).reshape(-1) if "opt.g." + name in trace else flat[2])
     size = flat[0].size
-    figures = []  # per slice: max and sum of |change|, near, max and sum of |grad|, zero, tiny
+    figures = []  # per slice: max and sum of |change|, near, max and sum of |grad|, zero, tiny, cancel, directions
     for k in range(0, max(size, 1), CHUNK):
         updated, initial, g, g_seen = (a[k:k + CHUNK] for a in flat)
-        change = np.abs(updated - initial)
+        delta = updated - initial
+        change = np.abs(delta)
         grad = np.abs(g)
         seen = np.abs(g_seen)  # what the optimizer averages
-        figures.append((change.max(initial=0.0), change.sum(), int((np.abs(change - lr) <= lr / 100).sum()),
-                        grad.max(initial=0.0), grad.sum(), int((seen == 0).sum()),
-                        int(((seen > 0) * (seen < eps * 100)).sum())))
+        near = np.abs(change - lr) <= lr / 100
+        small = ~near & (seen > 0) & (seen < eps * 100)
+        cancel = small & (grad >= eps * 100)
+        way = delta * g
+        outweighed = wd * np.abs(initial) > grad
+        figures.append((change.max(initial=0.0), change.sum(), int(near.sum()), grad.max(initial=0.0), grad.sum(),
+                        int((~near & (seen == 0)).sum()), int((small & ~cancel).sum()), int(cancel.sum()),
+                        int((way < 0).sum()), int((way > 0).sum()), int((g == 0).sum()),
+                        int(((g != 0) & (delta == 0)).sum()), int((delta == 0).sum()), int(outweighed.sum()),
+                        int((outweighed & (initial * g < 0)).sum())))
     cols = list(zip(*figures))
     return TensorUpdate(
         name=name,
         size=int(size),
-        decays=bool(trace.record(name).meta["decays"]),
+        decays=decays,
         max_change=float(max(cols[0])),
         mean_change=float(sum(cols[1]) / size) if size else math.nan,
         near=sum(cols[2]),
@@ -151,6 +171,14 @@ def tensor_update(trace: Any, name: str) -> TensorUpdate:
         mean_grad=float(sum(cols[4]) / size) if size else math.nan,
         zero=sum(cols[5]),
         tiny=sum(cols[6]),
+        cancel=sum(cols[7]),
+        against=sum(cols[8]),
+        along=sum(cols[9]),
+        flat=sum(cols[10]),
+        still=sum(cols[11]),
+        unmoved=sum(cols[12]),
+        outweighed=sum(cols[13]),
+        opposed=sum(cols[14]),
     )
 
 

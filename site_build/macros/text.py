@@ -17,7 +17,8 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
-from site_build.macros.blocks import Other
+from site_build.facts import Split
+from site_build.macros.blocks import Other, Parts
 from site_build.macros.registry import MacroError, PageContext, filter, macro
 
 
@@ -59,7 +60,24 @@ def latex_text(value: object) -> Markup:
 @macro(name="count", context=False)
 def count_words(n: Any, noun: str, plural: str | None = None) -> str:
     """`1 position`, `3 positions`: a number with its noun, singular for exactly one (`count(T, "position")`)."""
-    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+    return fmt.counted(n, noun, plural)
+
+
+@macro
+def split(ctx: PageContext, sentence: Any) -> Markup:
+    """A sentence that splits a total into parts, from a fact (`{{ split(opt.moved) }}`, a facts.Split): its text,
+    marked with the total and the parts (`data-total`, `data-parts`) so that a check can add them up. The parts
+    must add up to the total here already."""
+    if not isinstance(sentence, Split):
+        raise MacroError(f"bad argument {sentence!r} for split(): give a fact that splits a total, such as opt.moved")
+    if sum(sentence.parts) != sentence.total or not sentence.parts:
+        raise MacroError(f"split(): the parts {list(sentence.parts)} of “{sentence.text}” add up to "
+                         f"{sum(sentence.parts)}, not to its total {sentence.total}")
+    if "\n" in sentence.text:
+        raise MacroError(f"split(): “{sentence.text}” spans several lines; write it on one")
+    parts = " ".join(map(str, sentence.parts))
+    return ctx.place(Parts(sentence.total, sentence.parts, sentence.text),
+                     f'<span class="split" data-total="{sentence.total}" data-parts="{parts}">{sentence.text}</span>')
 
 
 @macro(name="span", context=False)
@@ -81,16 +99,6 @@ def _whole(n: Any, what: str) -> int:
     return int(n)
 
 
-def _plural_of(noun: str, plural: str | None) -> str:
-    if plural:
-        return plural
-    if noun.endswith(("s", "x", "sh", "ch")):
-        return noun + "es"
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        return noun[:-1] + "ies"
-    return noun + "s"
-
-
 @macro(name="number_word", context=False)
 def number_word(n: Any) -> str:
     """`one`, `two`, ..., `twelve`, then digits: `{{ number_word(H) }} heads`."""
@@ -101,7 +109,7 @@ def number_word(n: Any) -> str:
 @macro(name="plural", context=False)
 def plural_noun(n: Any, noun: str, plural: str | None = None) -> str:
     """The noun alone, singular for exactly one: `{{ plural(H, "head") }}`, `{{ plural(k, "entry", "entries") }}`."""
-    return noun if n == 1 else _plural_of(noun, plural)
+    return noun if n == 1 else fmt.plural_of(noun, plural)
 
 
 @macro(name="agree", context=False)
@@ -133,15 +141,15 @@ def all_of(n: Any, noun: str, plural: str | None = None) -> str:
     if n == 1:
         return f"the single {noun}"
     if n == 2:
-        return f"both {_plural_of(noun, plural)}"
-    return f"all {number_word(n)} {_plural_of(noun, plural)}"
+        return f"both {fmt.plural_of(noun, plural)}"
+    return f"all {number_word(n)} {fmt.plural_of(noun, plural)}"
 
 
 @macro(name="each_of", context=False)
 def each_of(n: Any, noun: str, plural: str | None = None) -> str:
     """`the head`, `each of the two heads`, `each of the three heads`."""
     n = _whole(n, "each_of")
-    return f"the {noun}" if n == 1 else f"each of the {number_word(n)} {_plural_of(noun, plural)}"
+    return f"the {noun}" if n == 1 else f"each of the {number_word(n)} {fmt.plural_of(noun, plural)}"
 
 
 @macro(name="and_list", context=False)

@@ -271,6 +271,10 @@ ERROR_CASES = {
         page("body").replace("order: 1\n", "order: 1\nslug: 404\n"),
         "content/extra.md:6: slug '404' is reserved for the generated 404 page; choose another",
     ),
+    "slug naming a setting it cannot": (
+        page("body").replace("order: 1\n", "order: 1\nslug: x-{seed}\n"),
+        "content/extra.md:6: slug 'x-{seed}' names 'seed' in braces; a slug may name only {optimizer}",
+    ),
     "slug of the comparison page": (
         page("body").replace("order: 1\n", "order: 1\nslug: compare\n"),
         "content/extra.md:6: slug 'compare' is reserved for the comparison page that build --compare generates; "
@@ -286,6 +290,26 @@ def test_a_page_file_named_like_a_generated_page_is_refused(tmp_path, name):
     lines = build_error(paths, tmp_path / "site")
     assert len(lines) == 1 and lines[0].startswith(f"content/{name}:1: slug '{slug}' is reserved for the ")
     assert lines[0].endswith("; choose another")
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_page_named_after_the_optimizer_is_written_linked_and_listed_under_its_name(tmp_path, optimizer):
+    """`slug: 13-{optimizer}`: one page file, written as 13-adamw.html or 13-sgd.html as the config says; links to
+    it (`opt.md`), the sidebar, the previous/next links and the search index follow."""
+    paths = make_site(tmp_path, {"opt.md": page("The step.", "The optimizer step", order=2).replace(
+        "order: 2\n", "order: 2\nslug: 13-{optimizer}\n"), "extra.md": page("See [the step](opt.md).")})
+    config = tmp_path / "opt.yaml"
+    config.write_text(SMALL.read_text() + f"optimizer:\n  name: {optimizer}\n  lr: 0.1\n", encoding="utf-8")
+    out = tmp_path / "site"
+    build_ok(paths, out, config)
+    names = sorted(p.name for p in out.glob("13-*.html"))
+    assert names == [f"13-{optimizer}.html"]
+    extra = (out / "extra.html").read_text()
+    assert f'href="13-{optimizer}.html"' in extra and f'<a href="13-{optimizer}.html">The optimizer step</a>' in extra
+    assert 'rel="next"' in extra and "13-{" not in extra
+    fragments = [gzip.decompress(f.read_bytes()).decode("utf-8", "replace")
+                 for f in (out / "pagefind" / "fragment").glob("*.pf_fragment")]
+    assert [f'"url":"/13-{optimizer}.html"' in f for f in fragments].count(True) == 1
 
 
 def test_a_closed_callout_keeps_the_rest_of_the_page_outside(tmp_path):
@@ -748,10 +772,10 @@ def test_a_page_named_for_an_architecture_is_in_that_site_only_and_takes_its_nam
         "both.md": page("See [the norm](norm.md)\n", title="Both", order=3),
     })
     for arch, titles in (("gpt2", {"LayerNorm", "Positions", "Both"}), ("llama", {"RMSNorm", "Rotary", "Both"})):
-        pages, problems = collect_pages(paths.content, arch)
+        pages, problems = collect_pages(paths.content, {"arch": arch})
         assert not problems
         mine = {p.title: p for p in pages if p.title in {"LayerNorm", "RMSNorm", "Rotary", "Positions", "Both"}}
         assert set(mine) == titles
         norm = mine["RMSNorm" if arch == "llama" else "LayerNorm"]
         assert (norm.rel, norm.url) == ("norm.md", "norm.html")  # the page a link to norm.md reaches
-    assert {p.url for p in collect_pages(paths.content, "llama")[0]} >= {"rope.html"}
+    assert {p.url for p in collect_pages(paths.content, {"arch": "llama"})[0]} >= {"rope.html"}

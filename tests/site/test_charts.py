@@ -307,8 +307,9 @@ def test_small_map_names_the_configured_optimizer():
     trace = _run(CONFIGS["sgd"])
     words = texts(parse(charts.architecture(trace, small=True)))
     assert "sgd update of every weight (lr 0.100)" in words
-    linked = charts.architecture(trace, links={"sgd": "sgd/"}, current="sgd", small=True)
-    assert 'href="sgd/" class="cu" aria-current="step"' in linked
+    # the optimizer's box is the step `optimizer`, whose page is named after the optimizer (13-sgd.html)
+    linked = charts.architecture(trace, links={"optimizer": "13-sgd.html"}, current="optimizer", small=True)
+    assert 'href="13-sgd.html" class="cu" aria-current="step"' in linked
 
 
 # --------------------------------------------------------------------------- bars, histogram

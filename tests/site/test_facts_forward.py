@@ -91,4 +91,35 @@ def test_gelu_counts_add_up(trace) -> None:
     assert ffn.entries(trace) == u.size
     assert ffn.negatives(trace) + ffn.positives(trace) + int((u == 0).sum()) == ffn.entries(trace)
     j = ffn.squashed(trace)
-    assert j is None or (u[ffn.row(trace), j] < 0 and j != ffn.unit(trace))
+    assert j is None or (u[ffn.row(trace), j] < 0 and j != ffn.gelu_unit(trace))
+
+
+@pytest.mark.parametrize("seed", [1, 2])  # seed 2: the unit worked in full has a negative input
+def test_the_gelu_examples_are_labelled_by_the_sign_of_their_input(seed) -> None:
+    """The first GELU example has a non-negative input whenever the row has one, and the page calls it negative
+    exactly when it is; the second example ("and one with a negative input") is the row's first negative input."""
+    trace = engine.run(config_from_dict({"seed": seed, "model": {"d_model": 8, "n_heads": 2, "d_ff": 16},
+                                         "train_steps": 0}))
+    u = np.asarray(trace["L0.mlp.fc"][0, ffn.row(trace)])
+    first, second = u[ffn.gelu_unit(trace)], ffn.squashed(trace)
+    assert (first >= 0) == bool((u >= 0).any())
+    assert ("negative" in ffn.gelu_example(trace)) == (first < 0)
+    negatives = np.flatnonzero(u < 0)
+    if first >= 0 and negatives.size:
+        assert second == negatives[0] and "positive" in ffn.gelu_example(trace)
+    else:
+        assert second is None
+
+
+def test_the_inputs_are_counted_per_text(trace) -> None:
+    """'the 6 input tokens of each of the two texts' only when both have 6: texts of different lengths are named
+    with their own lengths and the padding."""
+    real = [sum(1 for w in row if w != "<ignored>") for row in trace.labels["targets"]]
+    phrase = run.inputs_phrase(trace)
+    if len(real) == 1:
+        assert phrase == f"the {real[0]} input tokens"
+    elif len(set(real)) == 1:
+        assert phrase.startswith(f"the {real[0]} input tokens of each of the ")
+    else:
+        assert " and ".join(map(str, real)) in phrase and f"padded to {run.T(trace)} positions" in phrase
+        assert "each of" not in phrase

@@ -84,3 +84,18 @@ def test_a_list_of_words_is_quoted_escaped_and_cut_after_twelve():
     long = str(dembed._quoted(Words, list(range(14))))
     assert long.count('"') == 24 and long.endswith('"w8", and 2 more words')
     assert str(dembed._quoted(Words, list(range(13)))).endswith(", and 1 more word")
+
+
+@pytest.mark.parametrize(("layers", "upper", "order"), [
+    (2, "block 1 goes", "block 1 first, then block 0"),
+    (3, "blocks 2 and 1 go", "block 2, then block 1, then block 0"),
+    (5, "blocks 4 down to 1 go", "block 4 first, then each block below it down to block 0"),
+])
+def test_the_blocks_above_block_0_are_named_in_backward_order(layers, upper, order):
+    """The backward pages name the blocks in the order the backward pass takes them, last block first."""
+    from types import SimpleNamespace
+
+    trace = SimpleNamespace(config={"model": {"n_layers": layers}})
+    assert grads.upper_blocks_first(trace).startswith(upper + " through exactly the same steps")
+    assert grads.upper_blocks_first(trace).endswith("before block 0 does")
+    assert grads.backward_order(trace) == order

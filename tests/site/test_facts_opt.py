@@ -7,7 +7,7 @@ import pytest
 
 import engine
 from engine.config import config_from_dict
-from site_build.facts import opt, summary, upd
+from site_build.facts import opt, summary, upd, way
 
 CONFIGS = {
     "adamw": {},
@@ -15,7 +15,11 @@ CONFIGS = {
                                         "data": {"texts": ["the cat", "the dog ran on the mat"]},
                                         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}},
     "adam, decay all": {"optimizer": {"name": "adam", "weight_decay": 0.1, "decay": "all"}},
+    "adam with L2, four heads, two blocks, a padded batch": {
+        "model": {"n_heads": 4, "n_layers": 2}, "data": {"texts": ["the cat", "the dog ran on the mat"]},
+        "optimizer": {"name": "adam", "weight_decay": 0.05, "decay": "all"}},
 }
+L2 = {"adam", "sgd"}  # the optimizers that add λθ to the gradient
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -82,3 +86,90 @@ def test_the_first_order_prediction_and_the_largest_gradients(trace):
     largest = [r.largest for r in summary.gradients(trace)]
     assert largest == sorted(largest, reverse=True)
     assert summary.top(trace).largest == pytest.approx(np.abs(g).max())
+
+
+
+def _flat(trace, prefix: str) -> np.ndarray:
+    return np.concatenate([np.asarray(trace[prefix + n]).ravel() for n in _params(trace)])
+
+
+def _decays(trace) -> np.ndarray:
+    return np.concatenate([np.full(trace[n].size, trace.record(n).meta["decays"]) for n in _params(trace)])
+
+
+def test_every_weight_is_counted_once_by_the_way_it_moved(trace):
+    """Against its loss gradient, with it, a loss gradient of exactly 0, or not moved although it has one: the
+    sentence's parts are NumPy's counts, and they add up to every weight."""
+    g, delta = _flat(trace, "grad."), _flat(trace, "updated.") - _flat(trace, "")
+    counts = [int((g * delta < 0).sum()), int((g * delta > 0).sum()), int((g == 0).sum()),
+              int(((g != 0) & (delta == 0)).sum())]
+    assert [way.against(trace), way.along(trace), way.flat(trace), way.still(trace)] == counts
+    split = way.directions(trace)
+    assert split.parts == tuple(n for n in counts if n) and sum(split.parts) == split.total == g.size
+    assert f"Of the {g.size} weights" in split.text
+    assert way.unmoved(trace) == int((delta == 0).sum())
+    brief = way.in_brief(trace)
+    assert sum(brief.parts) == brief.total == g.size
+
+
+def test_a_weight_moves_with_its_gradient_where_the_l2_term_outweighs_and_opposes_it(trace):
+    """Adam and SGD step against g = ∇θ + λθ, so a weight moves with its loss gradient exactly where g and ∇θ have
+    opposite signs; AdamW's decoupled decay turns no step around in these runs."""
+    g = _flat(trace, "grad.")
+    theta, lam = _flat(trace, ""), trace.config["optimizer"]["weight_decay"] * _decays(trace)
+    outweighed = lam * np.abs(theta) > np.abs(g)
+    assert way.outweighed(trace) == int(outweighed.sum())
+    assert way.opposed(trace) == int((outweighed & (theta * g < 0)).sum())
+    if opt.name(trace) in L2:
+        seen = _flat(trace, "opt.g.")
+        assert way.along(trace) == int((seen * g < 0).sum())
+    else:
+        assert way.along(trace) == 0
+    if opt.name(trace) == "adam" and trace.config["optimizer"]["weight_decay"] >= 0.05:
+        assert 0.05 < way.along_percent(trace) / 100 < 0.5  # the issue's run: about 12% moved with their gradient
+
+
+def test_where_the_weights_that_moved_with_their_gradient_sit(trace):
+    counts = {n: int(((trace["updated." + n] - trace[n]) * trace["grad." + n] > 0).sum()) for n in _params(trace)}
+    for name, n in counts.items():  # the updates page says it under each tensor's picture
+        assert (f" {n} of its weights moved with their loss gradient" in upd.tensor_summary(trace, name)) == (n > 0)
+    if not way.along(trace):
+        return
+    split = way.where(trace)
+    assert sum(split.parts) == split.total == way.along(trace) == sum(counts.values())
+    named = [n for n in counts if f"`{n}`" in split.text]
+    assert [counts[n] for n in sorted(named, key=lambda n: -counts[n])] == list(split.parts[:len(named)])
+    name, at = way.example(trace), way.example_at(trace)
+    assert counts[name] == max(counts.values())
+    theta, delta = np.asarray(trace[name]), np.asarray(trace["updated." + name]) - np.asarray(trace[name])
+    along = delta * np.asarray(trace["grad." + name]) > 0
+    assert along[at] and abs(theta[at]) == np.abs(theta[along]).max()
+    assert way.example_decay(trace) == pytest.approx(trace.config["optimizer"]["weight_decay"] * theta[at])
+
+
+def test_the_weights_that_did_not_move_by_about_the_learning_rate_are_each_counted_once(trace):
+    if not opt.adam_like(trace):
+        return
+    lr, eps = trace.config["optimizer"]["lr"], trace.config["optimizer"]["eps"]
+    g, delta = _flat(trace, "grad."), _flat(trace, "updated.") - _flat(trace, "")
+    seen = np.abs(_flat(trace, "opt.g.")) if opt.has_l2(trace) else np.abs(g)
+    off = np.abs(np.abs(delta) - lr) > lr / 100
+    small = off & (seen > 0) & (seen < 100 * eps)
+    zero, cancel = off & (seen == 0), small & (np.abs(g) >= 100 * eps)
+    assert [opt.zero(trace), opt.tiny(trace), opt.cancel(trace)] == [int(zero.sum()), int((small & ~cancel).sum()),
+                                                                      int(cancel.sum())]
+    near, rest = opt.near_split(trace), opt.off_split(trace) if off.any() else None
+    assert near.parts == tuple(n for n in (int((~off).sum()), int(off.sum())) if n) and near.total == g.size
+    others = int((off & ~zero & ~small).sum())
+    assert opt.rest(trace) == others
+    if rest is not None:
+        expected = (int(zero.sum()), int((small & ~cancel).sum()), int(cancel.sum()), others)
+        assert rest.parts == tuple(n for n in expected if n) and rest.total == int(off.sum())
+
+
+def test_the_summary_counts_every_position_once_and_splits_the_prediction(trace):
+    changes = summary.changes(trace)
+    assert sum(changes.parts) == changes.total == summary.scored(trace)
+    assert summary.uphill(trace) + summary.downhill(trace) == pytest.approx(summary.predicted(trace))
+    assert summary.uphill(trace) >= 0 >= summary.downhill(trace)
+    assert (summary.uphill(trace) > 0) == (way.along(trace) > 0)

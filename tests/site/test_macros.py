@@ -178,7 +178,7 @@ def test_calc_renders_every_explain_line(small_trace):
         (lambda m: m.architecture(current="attn"),
          "bad argument current='attn' for architecture(): give one of embeddings, layernorm, qkv, attention, "
          "multihead, feedforward, output, loss, loss-gradient, output-backward, feedforward-backward, "
-         "attention-backward, embedding-gradients, adamw"),
+         "attention-backward, embedding-gradients, optimizer"),
         (lambda m: m.other_blocks("L{l}.ln_1.mean"),
          "bad argument names='L{l}.ln_1.mean' for other_blocks(): give a list of record names with {l}"),
         (lambda m: m.other_blocks(["L0.ln_1.mean"]),
@@ -242,6 +242,23 @@ def test_count_and_span_words():
     assert [count_words(n, "position") for n in (0, 1, 2)] == ["0 positions", "1 position", "2 positions"]
     assert count_words(1, "entry", "entries") == "1 entry" and count_words(3, "entry", "entries") == "3 entries"
     assert span_words(3, 3) == "3" and span_words(3, 7) == "3 to 7"
+
+
+def test_a_split_sentence_is_marked_with_its_total_and_parts_and_must_add_up(small_trace):
+    """`split` shows a fact that splits a total (facts.Split) marked for the config-matrix rule, and refuses one
+    whose parts do not add up; the notebook reads the sentence."""
+    from site_build.facts import Split
+    from site_build.macros.blocks import Parts
+
+    m = macros_for(small_trace)
+    html = str(m.split(Split("Of the 10 weights, 7 moved and 3 did not.", 10, (7, 3))))
+    assert html == ('<span class="split" data-total="10" data-parts="7 3">Of the 10 weights, 7 moved and 3 did not.'
+                    "</span>")
+    assert Parts(10, (7, 3), "x").note().text == "x"
+    with pytest.raises(MacroError, match=r"add up to 11, not to its total 10"):
+        m.split(Split("Of the 10 weights, 7 moved and 4 did not.", 10, (7, 4)))
+    with pytest.raises(MacroError, match="give a fact that splits a total"):
+        m.split("Of the 10 weights, 7 moved.")
 
 
 RLO = "\u202e"
