@@ -360,3 +360,17 @@ def test_the_page_line_of_a_macro_call_is_jinjas_for_every_line_of_every_page():
         for code_line in range(last + 3):
             assert _page_line(template, code_line) == template.get_corresponding_lineno(code_line), \
                 (page.source, code_line)
+
+
+def test_a_heatmap_of_activations_names_its_token_rows():
+    """A wide matrix of activations (tokens × d_ff) is a heatmap with each row named by its token; a weight's
+    heatmap (d_model × d_ff) has no token rows to name."""
+    trace = engine.run(config_from_dict({"model": {"d_ff": 40}}, "test"))
+    m = macros_for(trace)
+    html = str(m.matrix("L0.mlp.fc"))
+    words = trace.labels["inputs"][0]
+    assert 'class="big wide"' in html and f'style="--rows:{len(words)}"' in html
+    labels = re.findall(r'<ol class="hm-labels"[^>]*>(.*?)</ol>', html)
+    assert len(labels) == 1 and re.findall(r"<li>(.*?)</li>", labels[0]) == [html_text(w) for w in words]
+    weight = str(m.matrix("L0.mlp.c_fc.weight"))
+    assert 'class="big wide"' in weight and "hm-labels" not in weight
