@@ -18,12 +18,12 @@ import numpy as np
 import yaml
 
 from ..trace import Trace
-from .interpret import Element, ExplainError, exact, num, par
+from .interpret import Element, ExplainError, exact, num, par, split_line
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "interpret.js"  # the browser's interpreter of the same descriptions
 
-__all__ = ["SCRIPT", "Explanation", "ExplainError", "exact", "explain", "jacobian", "num", "ops", "par"]
+__all__ = ["SCRIPT", "Explanation", "ExplainError", "exact", "explain", "jacobian", "num", "ops", "par", "split_line"]
 
 
 @cache

@@ -58,6 +58,29 @@
   function latexEscape(s) { return Array.from(String(s)).map(function (c) { return LATEX[c] || c; }).join(""); }
   function latexText(s) { return "\\text{" + latexEscape(s) + "}"; }
 
+  // A display line cut after its first relation (= or :) outside any group: [lhs, rest], or ["", tex] when there
+  // is none (interpret.py's split_line).
+  function splitLine(tex) {
+    var depth = 0, k = 0;
+    while (k < tex.length) {
+      var c = tex.charAt(k);
+      if (c === "\\") {
+        var word = /^\\(?:[A-Za-z]+|[\s\S])/.exec(tex.slice(k)), name = word ? word[0] : "\\";
+        if (name === "\\begin") return ["", tex];  // an environment (aligned, ...) lays out its own lines
+        depth += name === "\\left" ? 1 : name === "\\right" ? -1 : 0;
+        k += name.length;
+        continue;
+      }
+      depth += c === "{" ? 1 : c === "}" ? -1 : 0;
+      if ((c === "=" || c === ":") && depth === 0 && tex.slice(0, k).trim()) {
+        var rest = tex.slice(k + 1).replace(/^(?:\s|\\ |\\quad\b)+/, "");
+        return rest ? [tex.slice(0, k + 1).trim(), rest] : ["", tex];
+      }
+      k++;
+    }
+    return ["", tex];
+  }
+
   // -- the expression language ---------------------------------------------------------------------------------
   var TOKEN = /\s*(?:(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|([A-Za-z_]\w*)|("[^"]*"|'[^']*')|(`[^`]*`)|(\*\*|\/\/|==|!=|<=|>=|[-+*/%<>()[\],:.]))/y;
   var NAME = /[A-Za-z_]\w*/y;
@@ -456,13 +479,10 @@
     return "{" + symbol + "}_{" + parts.join(",") + "}";
   }
   Element.prototype.sumline = function (lhs, terms, total) {
-    var n = terms.length, most = this.ops.max_terms, per = this.ops.per_line;
+    var n = terms.length, most = this.ops.max_terms;
     if (n > most) terms = terms.slice(0, 8).concat(["\\cdots\\ (\\text{" + (n - 12) + " more terms})"], terms.slice(-4));
     if (!terms.length) terms = ["0"];
-    var rows = [];
-    for (var k = 0; k < terms.length; k += per) rows.push(terms.slice(k, k + per).join(" + "));
-    if (rows.length === 1) return lhs + " = " + rows[0] + " = " + num(total);
-    return "\\begin{aligned} " + lhs + " &= " + rows.join(" \\\\ &\\quad + ") + " \\\\ &= " + num(total) + " \\end{aligned}";
+    return lhs + " = " + terms.map(function (t) { return "{" + t + "}"; }).join(" + ") + " = " + num(total);
   };
   Element.prototype.render = function (template) { return this.renderParts(parseTemplate(template), null); };
   Element.prototype.renderParts = function (parts, scope) {
@@ -482,7 +502,7 @@
     return new Element(ops, rec, inputs, index, vocab).explain();
   }
 
-  var api = { explain: explain, sub: function (record, index, ops) { return symbolAt(ops, record, index); }, num: num, exact: exact, par: par, latexText: latexText, ExplainError: ExplainError };
+  var api = { explain: explain, sub: function (record, index, ops) { return symbolAt(ops, record, index); }, num: num, exact: exact, par: par, latexText: latexText, splitLine: splitLine, ExplainError: ExplainError };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else root.HandstepExplain = api;
 })(this);

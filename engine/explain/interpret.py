@@ -190,6 +190,29 @@ def par(x: Any) -> str:
     return f"({s})" if s.startswith("-") else s
 
 
+def split_line(tex: str) -> tuple[str, str]:
+    """A display line cut after its first relation (`=` or `:`) outside any group: (`lhs =`, the rest), or
+    ("", tex) when there is none. The site sets the rest beside the left side, wrapping under its own start, so
+    a long sum's continuation lines align after the `=`."""
+    depth, k = 0, 0
+    while k < len(tex):
+        c = tex[k]
+        if c == "\\":
+            word = re.match(r"\\(?:[A-Za-z]+|.)", tex[k:], re.S)
+            name = word.group(0) if word else "\\"
+            if name == "\\begin":  # an environment (aligned, ...) lays out its own lines
+                return "", tex
+            depth += {"\\left": 1, "\\right": -1}.get(name, 0)
+            k += len(name)
+            continue
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if c in "=:" and depth == 0 and tex[:k].strip():
+            rest = re.sub(r"^(?:\s|\\ |\\quad\b)+", "", tex[k + 1:])
+            return (tex[:k + 1].strip(), rest) if rest else ("", tex)
+        k += 1
+    return "", tex
+
+
 # -- the expression language -----------------------------------------------------------------------------------
 
 TOKEN = re.compile(r"""\s*(?:
@@ -746,17 +769,14 @@ class Element:
         return f"{{{symbol}}}_{{{','.join(parts)}}}"
 
     def _sumline(self, lhs: str, terms: list, total: Any) -> str:
-        """`lhs = t1 + t2 + ... = total`, PER_LINE terms a line, the middle of a very long sum elided."""
-        n, most, per = len(terms), self.ops["max_terms"], self.ops["per_line"]
+        """`lhs = t1 + t2 + ... = total`, the middle of a very long sum elided. Each term is a group, so a page
+        breaks a long sum onto several lines between terms only (split_line, the site's CSS), never inside one."""
+        n, most = len(terms), self.ops["max_terms"]
         if n > most:
             terms = [*terms[:8], rf"\cdots\ (\text{{{n - 12} more terms}})", *terms[-4:]]
         if not terms:
             terms = ["0"]
-        rows = [" + ".join(terms[k : k + per]) for k in range(0, len(terms), per)]
-        if len(rows) == 1:
-            return f"{lhs} = {rows[0]} = {num(total)}"
-        body = r" \\ &\quad + ".join(rows)
-        return rf"\begin{{aligned}} {lhs} &= {body} \\ &= {num(total)} \end{{aligned}}"
+        return f"{lhs} = {' + '.join(f'{{{t}}}' for t in terms)} = {num(total)}"
 
     # -- templates ---------------------------------------------------------------------------------------
     def render(self, template: str) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from markupsafe import Markup
 
 from engine.explain import jacobian as engine_jacobian
+from engine.explain import split_line
 from site_build import tables
 from site_build.data.compare import compare_block
 from site_build.data.downloads import heat_file, npy_file, tile_heads
@@ -267,9 +268,18 @@ def calc_html(ctx: PageContext, name: str, idx: tuple[int, ...], css: str = "cal
     expl = ctx.explain(name, idx)
     ctx.mark(name)
     at = ",".join(str(i) for i in idx)
-    lines = "".join(f'<div class="calc-line">{ctx.slot(tex, True)}</div>' for tex in expl.latex)
+    lines = "".join(f'<div class="calc-line">{calc_line(ctx, tex)}</div>' for tex in expl.latex)
     summary = f'<p class="calc-text">{html_words_in(expl.text, _risky(ctx))}</p>' if getattr(expl, "text", "") else ""
     return f'<div class="{css}" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
+
+def calc_line(ctx: PageContext, tex: str) -> str:
+    """One line of working: its left side (up to the first `=`) and the rest typeset apart, so that the rest wraps
+    between its terms onto lines that start under its own start (site CSS: .calc-lhs, .calc-rhs); a line with
+    no such `=` whole, wrapping with a hanging indent. The click panel lays out its lines alike (explain.js)."""
+    lhs, rhs = split_line(tex)
+    if not lhs:
+        return ctx.slot(tex, True)
+    return f'<span class="calc-lhs">{ctx.slot(lhs, True)}</span><span class="calc-rhs">{ctx.slot(rhs, True)}</span>'
 
 def _risky(ctx: PageContext) -> list[str]:
     """The vocabulary words that need bidi isolation (html_words_in), found once per build: 50,257 words."""

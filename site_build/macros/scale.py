@@ -49,7 +49,7 @@ from site_build.data.downloads import (
     ships_trace,
     window_file,
 )
-from site_build.format import html_text, sig
+from site_build.format import html_text, html_words, sig
 from site_build.macros.blocks import CLOSE, OPEN, SLOT_RE, Calc, Table, slot
 from site_build.macros.registry import PageContext, page_hook
 from site_build.pages import ExtraPage, Page
@@ -63,6 +63,7 @@ OTHER_EDGE = 1  # in the other blocks (other_blocks), whose walkthrough is the f
 PAGE_CELLS = 5_000  # the cells of all windows of one page: GPT-2-small's LayerNorm page holds 12 blocks of them
 HEAD_GROUP = 3  # a record with this many heads shows its heads behind a head selector
 TABLE_DIR = "numbers"  # the table pages of wide matrices
+LABELLED_ROWS = 32  # a heatmap whose rows are up to this many tokens, one pixel row each, names its rows
 
 
 @dataclass
@@ -485,4 +486,19 @@ def heat_figure(view: View, block: tuple[int, int], files: list[FileNeed]) -> st
     note += " Blue positive, red negative, the stronger the larger |value| (relative to the largest)."
     if view.mode == "wide":
         note += " Click a square, or open the table of all numbers, for its number."
-    return f'<div class="hm">{img}{overlay}</div><p class="hm-note">{note}</p>'
+    heat = f'<div class="hm">{img}{overlay}</div>'
+    words = row_labels(view, bh)
+    if words:
+        items = "".join(f"<li>{html_words(w)}</li>" for w in words)
+        heat = (f'<div class="hm-rows" style="--rows:{len(words)}"><ol class="hm-labels" aria-label="rows: the '
+                f'{len(words)} tokens">{items}</ol>{heat}</div>')
+    return f'{heat}<p class="hm-note">{note}</p>'
+
+
+def row_labels(view: View, rows_per_pixel: int) -> list[str]:
+    """The words beside a heatmap's rows when its rows are tokens (activations: tokens × d_ff, ...), one pixel row
+    each and at most LABELLED_ROWS of them; otherwise none."""
+    r = view.values.shape[0]
+    if view.vector or view.rows.name not in ("tokens", "keys") or rows_per_pixel != 1 or r > LABELLED_ROWS:
+        return []
+    return [view.rows.labels[i] for i in range(r)]

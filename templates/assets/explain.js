@@ -128,7 +128,11 @@
       "<p><code>" + esc(name) + "</code> [" + idx.join(", ") + "], exact value <code>" + esc(String(value)) + "</code></p>");
     if (rec.formula) out.push('<div class="explain-formula">' + tex(rec.formula, true) + "</div>");
     if (ex.text) out.push('<p class="calc-text">' + esc(ex.text) + "</p>");
-    ex.lines.forEach(function (l) { out.push('<div class="explain-line" data-tex="' + esc(l) + '">' + tex(l, true) + "</div>"); });
+    ex.lines.forEach(function (l) {  // laid out as the pages' calc() lines are (macros/numbers.py calc_line)
+      var s = X.splitLine(l);
+      out.push('<div class="calc-line explain-line" data-tex="' + esc(l) + '">' + (s[0] ? '<span class="calc-lhs">' +
+        tex(s[0], true) + '</span><span class="calc-rhs">' + tex(s[1], true) + "</span>" : tex(l, true)) + "</div>");
+    });
     ex.operands.forEach(function (o) { if (seen.indexOf(o[0]) < 0) seen.push(o[0]); });
     if (seen.length) {
       var sums = rec.op === "add" && rec.phase === "backward";

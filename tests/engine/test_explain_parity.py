@@ -1,6 +1,7 @@
 """One description of each op kind (engine/explain/ops.yaml), two interpreters: Python for the pages' calc()
 blocks, JavaScript for the click panel. For every op kind, on configs that exercise every branch, both must
-give the same LaTeX lines, the same text, the same operands and the same number."""
+give the same LaTeX lines (cut alike where a page wraps them), the same text, the same operands and the same
+number."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from engine import run
 from engine.config import config_from_dict
-from engine.explain import SCRIPT, Element, exact, num, ops
+from engine.explain import SCRIPT, Element, exact, num, ops, split_line
 
 CONFIGS = {
     "adamw": {},
@@ -42,7 +43,7 @@ const out = D.queries.map(q => {
   const e = X.explain(D.ops, D.records, q[0], q[1], D.vocab);
   const r = e.result;
   return {result: isFinite(r) ? r : r > 0 ? "inf" : r < 0 ? "-inf" : "nan", lines: e.lines, text: e.text,
-          operands: e.operands};
+          operands: e.operands, splits: e.lines.map(X.splitLine)};
 });
 process.stdout.write(JSON.stringify(out));
 """
@@ -57,7 +58,7 @@ def _python(trace, name, index):
     el = Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"])
     result, lines, text = el.explain()
     return {"result": result if math.isfinite(result) else _encode(result), "lines": lines, "text": text,
-            "operands": [[n, list(i)] for n, i in el.operands]}
+            "operands": [[n, list(i)] for n, i in el.operands], "splits": [list(split_line(t)) for t in lines]}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -85,6 +86,7 @@ def test_python_and_javascript_explain_every_element_alike(name):
         assert ours["lines"] == theirs["lines"], where
         assert ours["text"] == theirs["text"], where
         assert ours["operands"] == theirs["operands"], where
+        assert ours["splits"] == theirs["splits"], where  # the panel lays out its lines as the pages do
         if isinstance(ours["result"], str):
             assert ours["result"] == theirs["result"], where
         else:
@@ -142,3 +144,36 @@ def test_long_sums_are_typeset_lazily_and_alike(monkeypatch):
     assert made and max(made) >= 200  # the 200-term sums went the lazy way
     monkeypatch.setattr(interpret, "_formats_only", lambda node: False)
     assert [_python(trace, n, i) for n, i in queries] == lazy
+
+
+# A display line cut after its first relation outside any group (split_line / splitLine): the page and the panel
+# set the rest beside `lhs =`, wrapping under its own start.
+CUTS = [
+    (r"{S}_{h=0,t=5} = {Q}_{t=5} \cdot {K}_{s=1} + \cdots",
+     (r"{S}_{h=0,t=5} =", r"{Q}_{t=5} \cdot {K}_{s=1} + \cdots")),
+    (r"e^{x_j - m}:\ {e^{0.1 - 0.2} = 0.9},\ \allowbreak {e^{0} = 1}",
+     (r"e^{x_j - m}:", r"{e^{0.1 - 0.2} = 0.9},\ \allowbreak {e^{0} = 1}")),
+    (r"\text{row max } m = 0.4722", (r"\text{row max } m =", "0.4722")),
+    (r"\left(a = b\right) = c", (r"\left(a = b\right) =", "c")),  # inside \left..\right is a group
+    (r"x \quad (s = 1)", (r"x \quad (s =", "1)")),  # parentheses are not a group
+    (r"\{a\} = b", (r"\{a\} =", "b")),  # an escaped brace opens no group
+    (r"{a = b} + {c = d}", ("", r"{a = b} + {c = d}")),  # no relation outside a group
+    (r"\begin{aligned} a &= 1 \\ b &= 2 \end{aligned}", ("", r"\begin{aligned} a &= 1 \\ b &= 2 \end{aligned}")),
+    (r"= 3", ("", "= 3")), (r"a =", ("", "a =")), (r"a = \quad b", (r"a =", "b")),
+]
+
+
+@pytest.mark.parametrize("tex, cut", CUTS)
+def test_a_line_is_cut_after_its_first_relation_outside_groups(tex, cut):
+    assert split_line(tex) == cut
+
+
+def test_the_panel_cuts_lines_as_the_pages_do():
+    node = shutil.which("node")
+    assert node, "node is needed (Node 18+): the click panel's interpreter runs in it"
+    code = ('const X = require(process.argv[1]); const t = JSON.parse(require("fs").readFileSync(0, "utf8"));'
+            "process.stdout.write(JSON.stringify(t.map(X.splitLine)));")
+    done = subprocess.run([node, "-e", code, str(SCRIPT)], input=json.dumps([t for t, _ in CUTS]), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [list(cut) for _, cut in CUTS]

@@ -15,7 +15,7 @@ from engine.config import config_from_dict
 from engine.notation import latex_escape
 from site_build.format import html_text
 from site_build.macros import MacroError, PageContext, page_globals
-from site_build.render.mathslots import MathSlots
+from site_build.render.mathslots import SLOT_RE, MathSlots
 
 
 def macros_for(trace, slots: MathSlots | None = None) -> SimpleNamespace:
@@ -103,7 +103,25 @@ def test_calc_renders_every_explain_line(small_trace):
     lines = engine.explain(small_trace, "L0.attn.scores", (0, 1, 2, 1)).latex
     assert html.startswith('<div class="calc-step" data-record="L0.attn.scores" data-at="0,1,2,1">')
     assert html.count('<div class="calc-line">') == len(lines)
-    assert [tex for tex, display in slots.formulas.values()] == [line.strip() for line in lines]
+    for line, div in zip(lines, html.split('<div class="calc-line">')[1:]):
+        parts = [slots.formulas[key][0] for key in SLOT_RE.findall(div)]
+        assert " ".join(parts).split() == line.split()  # the whole line, typeset in one piece or two
+        if " = " in line:  # its left side apart, so the rest wraps under its own start (a sum's terms)
+            assert len(parts) == 2 and parts[0].endswith("=") and div.startswith('<span class="calc-lhs">')
+
+
+def test_a_long_sum_wraps_between_its_terms(small_trace):
+    """A long sum is one line whose terms are groups: KaTeX breaks it after a top-level + only, so a page wraps it
+    onto as many lines as its width needs and never inside a term such as (-0.94) · 0.10."""
+    slots = MathSlots()
+    m = macros_for(small_trace, slots)
+    d = small_trace.config["model"]["d_model"]
+    html = str(m.calc("L0.attn.qkv", (0, 1, 3)))
+    rests = [slots.formulas[key][0] for key in re.findall(r'<span class="calc-rhs">' + SLOT_RE.pattern, html)]
+    sums = [r for r in rests if r.count(" + ") >= d - 1]
+    assert len(sums) == 1 and r"\begin" not in sums[0] and r"\\" not in sums[0]
+    terms = sums[0].rsplit(" = ", 1)[0].split(" + ")
+    assert len(terms) == d + 1 and all(t.startswith("{") and t.endswith("}") for t in terms)  # d products, the bias
 
 
 @pytest.mark.parametrize(
@@ -359,3 +377,17 @@ def test_the_page_line_of_a_macro_call_is_jinjas_for_every_line_of_every_page():
         for code_line in range(last + 3):
             assert _page_line(template, code_line) == template.get_corresponding_lineno(code_line), \
                 (page.source, code_line)
+
+
+def test_a_heatmap_of_activations_names_its_token_rows():
+    """A wide matrix of activations (tokens × d_ff) is a heatmap with each row named by its token; a weight's
+    heatmap (d_model × d_ff) has no token rows to name."""
+    trace = engine.run(config_from_dict({"model": {"d_ff": 40}}, "test"))
+    m = macros_for(trace)
+    html = str(m.matrix("L0.mlp.fc"))
+    words = trace.labels["inputs"][0]
+    assert 'class="big wide"' in html and f'style="--rows:{len(words)}"' in html
+    labels = re.findall(r'<ol class="hm-labels"[^>]*>(.*?)</ol>', html)
+    assert len(labels) == 1 and re.findall(r"<li>(.*?)</li>", labels[0]) == [html_text(w) for w in words]
+    weight = str(m.matrix("L0.mlp.c_fc.weight"))
+    assert 'class="big wide"' in weight and "hm-labels" not in weight
