@@ -49,7 +49,7 @@ from site_build.data.downloads import (
     ships_trace,
     window_file,
 )
-from site_build.format import html_text, html_words, sig
+from site_build.format import counted, html_text, html_words, sig
 from site_build.macros.blocks import CLOSE, OPEN, SLOT_RE, Calc, Table, slot
 from site_build.macros.registry import PageContext, page_hook
 from site_build.pages import ExtraPage, Page
@@ -490,8 +490,8 @@ def heat_figure(view: View, block: tuple[int, int], files: list[FileNeed]) -> st
     words = row_labels(view, bh)
     if words:
         items = "".join(f"<li>{html_words(w)}</li>" for w in words)
-        heat = (f'<div class="hm-rows" style="--rows:{len(words)}"><ol class="hm-labels" aria-label="rows: the '
-                f'{len(words)} tokens">{items}</ol>{heat}</div>')
+        heat = (f'<div class="hm-rows" style="--rows:{len(words)}"><ol class="hm-labels" aria-label="rows: '
+                f'{counted(len(words), "token")}">{items}</ol>{heat}</div>')
     return f'{heat}<p class="hm-note">{note}</p>'
 
 
