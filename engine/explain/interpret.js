@@ -470,9 +470,13 @@
   // `{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text); a symbol with a
   // subscript of its own is parenthesised, `{(W_1)}_{c=0,f=3}`, so the two subscripts cannot run together.
   function symbolAt(ops, record, idx) {
-    var letters = ops.axis_letters, parts = [];
+    var letters = ops.axis_letters, parts = [], used = {};
     record.axes.forEach(function (ax, d) {
-      if (!(ax === "batch" && record.shape[0] === 1)) parts.push((letters[ax] || ax) + "=" + idx[d]);
+      if (ax === "batch" && record.shape[0] === 1) return;
+      var letter = letters[ax] || ax;
+      while (used[letter]) letter += "'";  // two axes of one kind (W_O is C × C): c, then c'
+      used[letter] = true;
+      parts.push(letter + "=" + idx[d]);
     });
     if (!parts.length) return record.symbol;
     var symbol = record.symbol.indexOf("_") >= 0 ? "(" + record.symbol + ")" : record.symbol;  // (W_1)_{c=0}, not W_{1c=0}

@@ -760,9 +760,15 @@ class Element:
         """`{Q}_{h=0,t=2,d=5}`: a record's symbol with an element's index (no batch index for one text); a symbol
         with a subscript of its own is parenthesised, `{(W_1)}_{c=0,f=3}`, so the two subscripts cannot run together."""
         record, idx = (ref.record, ref.index) if isinstance(ref, Ref) else (ref, [int(val(k)) for k in index])
-        letters = self.ops["axis_letters"]
-        parts = [f"{letters.get(ax, ax)}={k}" for ax, k, n in zip(record.axes, idx, record.value.shape)
-                 if not (ax == "batch" and record.value.shape[0] == 1)]
+        letters, parts, used = self.ops["axis_letters"], [], set()
+        for ax, k in zip(record.axes, idx):
+            if ax == "batch" and record.value.shape[0] == 1:
+                continue
+            letter = letters.get(ax, ax)
+            while letter in used:  # two axes of one kind (W_O is C × C): c, then c'
+                letter += "'"
+            used.add(letter)
+            parts.append(f"{letter}={k}")
         if not parts:
             return record.symbol
         symbol = f"({record.symbol})" if "_" in record.symbol else record.symbol  # (W_1)_{c=0}, not W_{1c=0}

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import yaml
 
-from engine.notation import generic
+from engine.notation import SIZES, generic
 from site_build.build import Builder, Paths
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -334,6 +334,20 @@ def symbols_unique(site: Site) -> list[str]:
     return out
 
 
+@rule("formulas use the symbols page's letters in their meaning")
+def symbols_in_their_meaning(site: Site) -> list[str]:
+    """The symbols page (engine/notation.py SIZES) gives each letter one meaning; a formula may not use a count as a
+    record (the gradient of H, the number of heads), repeat an index letter in one subscript ((W_O)_{c=0,c=3}),
+    count optimizer steps with the position index t (they are k), or write 1/s (s is a key position; a row's
+    spread is σ̂)."""
+    counts = "|".join(re.escape(tex) for tex, _, source in SIZES if len(tex) == 1 and source)
+    steps = Site({n: p for n, p in site.pages.items() if n.startswith("13-")}, site.trace, site.config)  # optimizer
+    return (_found(site, rf"\\nabla\s*\{{?(?:{counts})(?![A-Za-z'])", "tex")
+            + _found(site, r"_\{[^{}]*?\b([a-z])\s*=[^{}]*?,\s*\1\s*=", "tex")
+            + _found(steps, r"(?:(?<![A-Za-z\\])[mv]|\\theta|\\mathrm\{buf\})_\{?t\b|(?<![A-Za-z\\])t\s*=", "tex")
+            + _found(site, r"(?<![A-Za-z\\])1\s*/\s*s\b|\\frac\{1\}\{s\}", "tex"))
+
+
 @rule("'sum of' only where there is a sum")
 def sums_have_terms(site: Site) -> list[str]:
     return _found(site, r"sum of (?:1|one) (?:product|term)s?\b") + _found(site, r"sum of 0 ")
@@ -538,6 +552,8 @@ BAD: dict[str, Site] = {
                                        "\\cdots\\,|\\,Z_H]</annotation></span>"),
     "one symbol, one meaning": _site("<p>x</p>", trace=_Trace([_Record("resid_1", (1,), "H"),
                                                                _Record("attn.q", (1,), "H")], [["a"]], ["a"], 1.0)),
+    "formulas use the symbols page's letters in their meaning": _site(
+        '<span class="katex"><annotation encoding="application/x-tex">\\nabla H_{t,c}</annotation></span>'),
     "'sum of' only where there is a sum": _site("<p>sum of 1 product</p>"),
     "no template left in the output": _site("<p>the loss is {{ value('loss') }}</p>"),
     "a space before a parenthesis": _site("<p>the output of the last transformer block(layer 1 of 2).</p>"),
