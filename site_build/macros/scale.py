@@ -150,7 +150,34 @@ def finish_page(ctx: PageContext, text: str) -> str:
         return "".join(out)
 
     one = f"{OPEN}(?:{'|'.join(map(str, views))}){CLOSE}"  # the placeholder of a view the text shows
-    return re.sub(f"{one}(?:\\s*{one})+", heads, text) if views else text
+    text = re.sub(f"{one}(?:\\s*{one})+", heads, text)
+    fold_after_first(ctx, text, views)
+    return text
+
+
+def fold_after_first(ctx: PageContext, text: str, views: dict[int, View]) -> None:
+    """Every table of the page after its first behind one click (a closed <details> whose summary names it), so the
+    page reads as its story and one worked table, the rest on demand; the tables of other_blocks are folded
+    already. A group of heads counts as one table."""
+    blocks = ctx.blocks
+    assert blocks is not None
+    first = True
+    for n in dict.fromkeys(int(m.group(1)) for m in SLOT_RE.finditer(text)):
+        block = blocks.blocks[n]
+        if not isinstance(block, Table) or not block.records:
+            continue
+        view = views.get(n) or next((v for v in views.values() if v.rec.name == block.records[0]), None)
+        if view is None or view.other:
+            continue
+        if first:
+            first = False
+            continue
+        heads = blocks.html[n].count('<details class="head"')
+        where = [f"text {view.batch + 1}"] if view.batch else []
+        where += [f"head {view.head}"] if view.head is not None and not heads else []
+        what = f"its {heads} heads" if heads else "the numbers" + (f" ({', '.join(where)})" if where else "")
+        blocks.set(n, block, f'<details class="fold"><summary>{view.sym} <code>{escape(view.rec.name)}</code>: '
+                             f"show {what}</summary>{blocks.html[n]}</details>")
 
 
 def _marks(calcs: list[Calc], view: View) -> tuple[set[int], set[int]]:

@@ -363,6 +363,8 @@ def test_the_panel_shows_what_the_pages_calc_blocks_show(browser, base_url):
     try:
         page.goto(base_url + "04-attention.html", wait_until="load")
         table = page.locator('table.matrix[data-record="L0.attn.weights"]').first
+        table.evaluate("t => { for (let d = t.closest('details'); d; d = d.parentElement.closest('details')) "
+                       "d.open = true; }")  # a table after the page's first is folded: the reader opens it
         at = [int(k) for k in table.get_attribute("data-at").split(",")]
         cell = table.locator("tbody tr").nth(2).locator("td").nth(1)
         i = int(table.locator("tbody tr").nth(2).get_attribute("data-i"))

@@ -114,6 +114,44 @@ def test_the_default_site_shows_the_shipped_pytorch_figures(out, default_site):
             in summary), summary
 
 
+def test_a_page_shows_its_first_table_and_folds_the_rest(out, default_site):
+    """Issue 25: a page reads as its story, one worked table, and the rest one click away. On every page of the
+    walkthrough, the first table stands open and every later one (outside the other blocks' fold-outs) sits in a
+    closed <details class="fold"> whose summary names its record."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.found: list[tuple[str, str]] = []  # (record, the nearest <details> around it: its class or "")
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "details":
+                self.stack.append(a.get("class") or "details")
+            table = tag == "table" and "matrix" in (a.get("class") or "") and a.get("data-record")
+            if table or (tag == "figure" and "big" in (a.get("class") or "").split()):  # a heatmap stands for one
+                around = [c for c in self.stack if c in ("fold", "other-block")]
+                self.found.append((a.get("data-record") or "a heatmap", around[0] if around else ""))
+
+        def handle_endtag(self, tag):
+            if tag == "details" and self.stack:
+                self.stack.pop()
+
+    folded_pages = 0
+    for page in (out / "default").glob("*.html"):
+        reader = Tables()
+        reader.feed(page.read_text(encoding="utf-8"))
+        tables = [(rec, where) for rec, where in reader.found if where != "other-block"]
+        if not tables:
+            continue
+        assert tables[0][1] == "", f"{page.name}: its first table {tables[0][0]} is folded"
+        assert all(where == "fold" for _, where in tables[1:]), f"{page.name}: a table after the first is not folded"
+        folded_pages += len(tables) > 1
+    assert folded_pages >= 10
+
+
 def site_pages(site):
     """Every HTML page of a built site (the table pages in numbers/ too), without Pagefind's own files."""
     return sorted(p for p in site.rglob("*.html") if "pagefind" not in p.relative_to(site).parts)
