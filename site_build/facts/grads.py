@@ -74,6 +74,11 @@ def backward_order(trace: Any) -> str:
     return f"block {n - 1} first, then each block below it down to block 0"
 
 
+def upper_layers(trace: Any) -> list[int]:
+    """The blocks above block 0 as the backward pass takes them, the last first: [2, 1] for three blocks."""
+    return list(range(layers(trace) - 1, 0, -1))
+
+
 def upper_blocks_first(trace: Any) -> str:
     """What the blocks above block 0 do, as a clause after "this page works through block 0;": 'block 1 goes
     through exactly the same steps, with its own numbers, before block 0 does'."""
