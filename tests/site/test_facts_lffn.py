@@ -1,17 +1,22 @@
 """The Llama feed-forward and output pages' facts (site_build/facts/llama_ffn.py) agree with NumPy on llama traces:
 SiLU's minimum solves its slope equation, the counts of gate inputs add up, the worked units are the entries the
 pages say they are, the parameter counts are the model's own tensors, and the final RMSNorm's figures are what its
-backward formula gives."""
+backward formula gives. And the SiLU picture the feed-forward page draws is well formed, styled and says what the
+facts say."""
 
 from __future__ import annotations
 
 import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import engine
 from engine.config import config_from_dict
+from site_build import charts
 from site_build.facts import grads
 from site_build.facts import llama_ffn as f
 
@@ -132,3 +137,22 @@ def test_the_larger_path(trace) -> None:
     both = trace["grad.L0.ln_2.out.from_gate"] + trace["grad.L0.ln_2.out.from_up"]
     assert np.allclose(trace["grad.L0.ln_2.out"], both)
     assert (f.larger_path(trace), f.smaller_path(trace)) == (("gate", "up") if gate >= up else ("up", "gate"))
+
+
+def test_the_silu_picture(trace) -> None:
+    svg = charts.silu_chart(trace)
+    assert svg == charts.silu_chart(trace)  # deterministic
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == ns + "svg" and root.get("role") == "img" and root.get("viewBox").startswith("0 0 360 ")
+    title, desc = root.find(ns + "title"), root.find(ns + "desc")
+    assert title.text.startswith("SiLU and its slope") and root.get("aria-labelledby") == \
+        f"{title.get('id')} {desc.get('id')}"
+    css = (Path(__file__).resolve().parents[2] / "templates" / "assets" / "charts.css").read_text(encoding="utf-8")
+    used = {c for v in re.findall(r'class="([^"]+)"', svg) for c in v.split()}
+    assert not used - set(re.findall(r"\.([a-z][a-z0-9-]*)", css)) - {c for c in used if c.startswith("chart-")}
+    # the description counts the gate inputs as the page does, and finds SiLU's minimum where the facts put it
+    assert f"the {f.entries(trace)} gate inputs" in desc.text
+    assert f"{f.positives(trace)} are positive and {f.negatives(trace)} negative" in desc.text
+    assert "near u = \u22121.28" in desc.text and "right of u = 1.28" in desc.text
+    assert round(f.silu_min_u(trace), 2) == -1.28
