@@ -16,6 +16,7 @@ import pytest
 
 import engine
 from engine.config import config_from_dict
+from engine.explain import jacobian
 from site_build import charts
 from site_build.facts import grads
 from site_build.facts import llama_ffn as f
@@ -125,6 +126,17 @@ def test_final_rmsnorm_figures(trace) -> None:
     C = xh.shape[1]
     J = (np.eye(C) - np.outer(xh[t], xh[t]) / C) / r
     assert np.allclose(np.asarray(trace["grad.ln_f.xhat"][0][t]) @ J, dx[t], atol=1e-12)
+    # the page's table: the engine's Jacobian of that row is this matrix, and central differences of the RMSNorm
+    # itself agree with it
+    shown, _ = jacobian(trace, "ln_f.xhat", (0, t))
+    assert np.allclose(shown, J, atol=1e-14)
+    h, numeric = 1e-6, np.zeros((C, C))
+    for j in range(C):
+        step = np.zeros(C)
+        step[j] = h
+        rms = [(x[t] + s) / math.sqrt(float(((x[t] + s) ** 2).mean()) + eps) for s in (step, -step)]
+        numeric[:, j] = (rms[0] - rms[1]) / (2 * h)
+    assert np.allclose(numeric, J, atol=1e-7)
     off = -np.outer(xh[t], xh[t])[~np.eye(C, dtype=bool)]
     assert f.negative_off_diagonal(trace) == int((off < 0).sum())
     assert f.off_diagonal(trace) == C * (C - 1)
