@@ -168,3 +168,16 @@ def test_the_silu_picture(trace) -> None:
     assert f"{f.positives(trace)} are positive and {f.negatives(trace)} negative" in desc.text
     assert "near u = \u22121.28" in desc.text and "right of u = 1.28" in desc.text
     assert round(f.silu_min_u(trace), 2) == -1.28
+
+
+def test_a_tiny_entry_squared_is_valid_tex() -> None:
+    """The mean square's calc writes each entry squared: a tiny entry is m×10^e, so it must be bracketed first
+    (m×10^{e}^2 is a KaTeX error)."""
+    from engine.explain import explain
+
+    trace = engine.run(config_from_dict(CONFIGS["grouped-query, untied"]))
+    x = trace["L0.resid_1"]
+    x[0, 0, 0], x[0, 0, 1] = 3.39e-4, -2.5e-5  # entries the calc writes as m×10^e
+    lines = " ".join(explain(trace, "L0.ln_2.ms", (0, 0)).latex)
+    assert "10^{-4}" in lines and "10^{-5}" in lines
+    assert not re.search(r"10\^\{-?\d+\}\^", lines)  # no double superscript
