@@ -47,6 +47,7 @@ from site_build.charts.teaching import (
     generation,
     generation_reference,
     layernorm_chart,
+    silu_chart,
     update_heatmap,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "layernorm_chart",
     "line",
     "loss_curves",
+    "silu_chart",
     "update_heatmap",
     "update_parts",
     "update_sizes",

@@ -1,6 +1,6 @@
-"""Pictures for learning, drawn from a trace: GELU and its slope with this step's inputs, LayerNorm as centring and
-scaling, the backward pass as a graph of forks and sums, attention before and after training, greedy text before
-and after training, and the update of one tensor as a heatmap of Δθ/η.
+"""Pictures for learning, drawn from a trace: GELU (or SiLU) and its slope with this step's inputs, LayerNorm as
+centring and scaling, the backward pass as a graph of forks and sums, attention before and after training, greedy
+text before and after training, and the update of one tensor as a heatmap of Δθ/η.
 
 Every function is pure (the same trace gives a byte-identical string) and follows the rules of every chart (see
 charts/__init__.py): a title and a description that states the key numbers, colours only through CSS classes,
@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from engine.layers import GELU_C, gelu_backward, gelu_forward
+from engine.layers import GELU_C, gelu_backward, gelu_forward, silu_backward, silu_forward
 from site_build.charts.svg import Svg, W, arrow, chart, esc, rect, shorten, text, text_width, ticks
 from site_build.format import chart_fixed, coord, counted, isolate_plain, opacity, sig
 
@@ -75,20 +75,25 @@ def _legend(x: float, y: float, lo_text: str, hi_text: str, signed: bool = True)
 # --------------------------------------------------------------------------- GELU
 
 
-def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> Svg:
-    """GELU(u) and its slope GELU'(u), each with the inputs u of this step (record `name`, one text) marked."""
+def _inputs(trace, name: str, batch: int) -> np.ndarray:
+    """The entries of a (batch, tokens, ·) record at one text's real positions, flat."""
     values = np.asarray(trace[name], dtype=float)
     n = int((np.asarray(trace["targets"])[batch] >= 0).sum()) or values.shape[1]
-    u = values[batch, :n].ravel()
+    return values[batch, :n].ravel()
+
+
+def _activation_chart(u: np.ndarray, fn, slope, label: str, axis: str) -> tuple[str, np.ndarray, np.ndarray,
+                                                                                  np.ndarray, str]:
+    """An activation fn(u) and its slope, each with this step's inputs u marked: the drawing, the grid, the two
+    curves on it, and the range of u as the description writes it."""
     lo, hi, xt, xdec = ticks(min(-3.0, float(u.min()) - 0.25), max(3.0, float(u.max()) + 0.25), 6)
     grid = np.linspace(lo, hi, 161)
-    g, d = gelu_forward(grid), gelu_backward(np.ones_like(grid), grid)
+    g, d = fn(grid), slope(np.ones_like(grid), grid)
     left, right = 46.0, W - 12.0
     sx = _axis_x(lo, hi, left, right)
-    out = [text(4, 14, "GELU and its slope, with this step\u2019s inputs", "tt")]
-    panels = [("GELU(u)", g, gelu_forward(u), 30.0), ("slope GELU\u2032(u)", d, gelu_backward(np.ones_like(u), u),
-                                                        200.0)]
-    for label, curve, marks, top in panels:
+    out = [text(4, 14, f"{label} and its slope, with this step\u2019s inputs", "tt")]
+    panels = [(f"{label}(u)", g, fn(u), 30.0), (f"slope {label}\u2032(u)", d, slope(np.ones_like(u), u), 200.0)]
+    for name, curve, marks, top in panels:
         ylo, yhi, yt, ydec = ticks(float(min(curve.min(), 0.0)), float(max(curve.max(), 1.0)), 4)
         bottom = top + 130
 
@@ -106,18 +111,25 @@ def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> Svg:
                    f'V{coord(bottom)}"/>')
         pts = " ".join(f"{coord(sx(a))},{coord(sy(b))}" for a, b in zip(grid, curve))
         out.append(f'<polyline class="ln" points="{pts}"/>')
-        if top < 100:  # the identity, for comparison: GELU(u) stays below it
+        if top < 100:  # the identity, for comparison: the activation stays below it
             out.append(f'<path class="ref2" d="M{coord(sx(max(lo, ylo)))} {coord(sy(max(lo, ylo)))}'
                        f'L{coord(sx(min(hi, yhi)))} {coord(sy(min(hi, yhi)))}"/>')
         xs, ys, right_side = sx(u), sy(np.asarray(marks, dtype=float)), u >= 0
         out.append(_dots(xs[right_side], ys[right_side], "mk"))
         out.append(_dots(xs[~right_side], ys[~right_side], "mn"))
-        out.append(text(left + 4, top + 11, esc(label), "tt"))
-    out.append(text((left + right) / 2, 380, "u (an entry of U)", "", "middle"))
-    height = 390.0
+        out.append(text(left + 4, top + 11, esc(name), "tt"))
+    out.append(text((left + right) / 2, 380, axis, "", "middle"))
+    where = f"over u from {chart_fixed(lo, xdec)} to {chart_fixed(hi, xdec)}"
+    return "".join(out), grid, g, d, where
+
+
+def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> Svg:
+    """GELU(u) and its slope GELU'(u), each with the inputs u of this step (record `name`, one text) marked."""
+    u = _inputs(trace, name, batch)
+    drawing, grid, g, d, where = _activation_chart(u, gelu_forward, gelu_backward, "GELU", "u (an entry of U)")
     ratio = gelu_forward(u[u > 0]) / u[u > 0] if (u > 0).any() else np.zeros(0)
     u_min = grid[int(np.argmin(g))]
-    desc = (f"Two curves over u from {chart_fixed(lo, xdec)} to {chart_fixed(hi, xdec)}: GELU(u) on top and its slope "
+    desc = (f"Two curves {where}: GELU(u) on top and its slope "
             f"below, with the {u.size} entries of U ({name}, text {batch + 1}) marked as dots. "
             f"{int((u > 0).sum())} are "
             f"positive and {int((u < 0).sum())} negative; the inputs run from {sig(float(u.min()))} to "
@@ -126,7 +138,20 @@ def gelu_chart(trace, name: str = "L0.mlp.fc", batch: int = 0) -> Svg:
     if ratio.size:
         desc += (f" For the positive inputs, GELU(u)/u runs from {sig(float(ratio.min()))} to "
                  f"{sig(float(ratio.max()))}.")
-    return chart("gelu", height, "GELU and its slope, with this step\u2019s inputs", desc, "".join(out))
+    return chart("gelu", 390.0, "GELU and its slope, with this step\u2019s inputs", desc, drawing)
+
+
+def silu_chart(trace, name: str = "L0.mlp.gate", batch: int = 0) -> Svg:
+    """SiLU(u) and its slope SiLU'(u), each with the gate inputs u of this step (record `name`, one text) marked."""
+    u = _inputs(trace, name, batch)
+    drawing, grid, g, d, where = _activation_chart(u, silu_forward, silu_backward, "SiLU", "u (an entry of U_gate)")
+    u_min = grid[int(np.argmin(g))]
+    desc = (f"Two curves {where}: SiLU(u) = u \u03c3(u) on top and its slope below, with the {u.size} gate inputs "
+            f"({name}, text {batch + 1}) marked as dots. {int((u > 0).sum())} are positive and {int((u < 0).sum())} "
+            f"negative; the inputs run from {sig(float(u.min()))} to {sig(float(u.max()))}. SiLU has its minimum, "
+            f"{sig(float(g.min()))}, near u = {sig(u_min)}; its slope runs from {sig(float(d.min()))} to "
+            f"{sig(float(d.max()))}, is negative left of the minimum and above 1 right of u = {sig(-u_min)}.")
+    return chart("silu", 390.0, "SiLU and its slope, with this step\u2019s inputs", desc, drawing)
 
 
 SERIES_C = 2 / (3 * math.pi) - 1 / 6  # the u³ coefficient from matching the series of erf and tanh

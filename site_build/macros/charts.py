@@ -5,7 +5,7 @@
     {{ attention_heatmaps("grad.L0.attn.weights") }}
     {{ gradient_chart() }}  {{ update_chart() }}  {{ update_histogram() }}
     {{ loss_chart() }}  {{ before_after_chart() }}
-    {{ gelu_picture() }}  {{ layernorm_picture("L0.ln_1", row=2) }}  {{ backward_graph() }}
+    {{ gelu_picture() }}  {{ silu_picture() }}  {{ layernorm_picture("L0.ln_1", row=2) }}  {{ backward_graph() }}
     {{ attention_change() }}  {{ generation_picture() }}  {{ update_picture("wte") }}
 
 Each is a Chart block (macros.blocks) with the title of its first drawing. `step_map(ctx, step)` is the compact
@@ -145,6 +145,14 @@ def gelu_picture(ctx: PageContext, layer: int = 0, batch: int = 0) -> Markup:
     name = f"L{_layer(ctx, layer, 'gelu_picture')}.mlp.fc"
     check_int("batch", batch, ctx.record(name).value.shape[0], "gelu_picture")
     return _figure(ctx, charts.gelu_chart(ctx.trace, name, batch))
+
+
+@macro
+def silu_picture(ctx: PageContext, layer: int = 0, batch: int = 0) -> Markup:
+    """SiLU and its slope, with this step's gate inputs of one text marked (a llama model): `{{ silu_picture() }}`."""
+    name = f"L{_layer(ctx, layer, 'silu_picture')}.mlp.gate"
+    check_int("batch", batch, ctx.record(name).value.shape[0], "silu_picture")
+    return _figure(ctx, charts.silu_chart(ctx.trace, name, batch))
 
 
 @macro

@@ -289,10 +289,10 @@ def _risky(ctx: PageContext) -> list[str]:
 
 @macro
 def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
-    """The full Jacobian of one softmax or LayerNorm row w.r.t. its input row, as a matrix table."""
+    """The full Jacobian of one softmax, LayerNorm or RMSNorm row w.r.t. its input row, as a matrix table."""
     rec = ctx.record(name)
-    if rec.op not in ("softmax", "normalize"):
-        raise MacroError(f"no Jacobian for {name} (op {rec.op}): give a softmax or LayerNorm xhat record "
+    if rec.op not in ("softmax", "normalize", "rms_normalize"):
+        raise MacroError(f"no Jacobian for {name} (op {rec.op}): give a softmax, LayerNorm or RMSNorm xhat record "
                          "(e.g. L0.attn.weights, probs, ln_f.xhat)")
     row = _row_index(rec, index)
     try:
