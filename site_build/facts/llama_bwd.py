@@ -71,22 +71,11 @@ def group_sum_error(trace: Any) -> float:
     return worst
 
 
-def share(trace: Any) -> float:
-    """How much of the worked key gradient (kv head 0, key `dattn.key`, dimension 0) its first query head brings, in
-    percent of the sum's size; None-free: 0 when the sum is zero."""
-    rep = _a(trace, "grad.L0.attn.k_rep")[0, 0, _key(trace), 0]
-    total = _a(trace, "grad.L0.attn.k")[0, 0, _key(trace), 0]
-    return float(abs(rep) / abs(total) * 100) if total != 0 else 0.0
-
-
-def _key(trace: Any) -> int:
-    return min(1, grads.query(trace))
-
-
-def opposed(trace: Any) -> int:
-    """How many entries of ∇K (first text) are sums of group members of opposite signs (the heads pull the shared
-    key in different directions), counting every key/value head, key and dimension."""
-    rep = _a(trace, "grad.L0.attn.k_rep")[0]
+def opposed(trace: Any, part: str) -> int:
+    """How many entries of ∇K (part 'k') or ∇V ('v'), first text, are sums of group members of opposite signs (the
+    query heads pull the shared key or value in different directions), over every key/value head, key and
+    dimension."""
+    rep = _a(trace, f"grad.L0.attn.{part}_rep")[0]
     h, t, d = rep.shape
     parts = rep.reshape(kv_heads(trace), group(trace), t, d)
     return int(((parts > 0).any(axis=1) & (parts < 0).any(axis=1)).sum())
@@ -326,3 +315,22 @@ def worked(trace: Any) -> str:
 def zero_in_wte(trace: Any) -> bool:
     """Some row of the token table gets exactly zero gradient (a word no text reads, with an untied output layer)."""
     return unused_word(trace) is not None
+
+
+# -- the output projection --------------------------------------------------------------------------------------------
+def transpose_error(trace: Any) -> float | None:
+    """How far ∇Z_cat would be off with W_Oᵀ in place of W_O (O = Z_cat W_Oᵀ, W_O stored (out, in)), in percent of
+    its size (relative Frobenius norm, first text); None when the gradient is zero."""
+    g = _a(trace, "grad.L0.resid_1")[0]
+    w = _a(trace, "L0.attn.o_proj.weight")
+    right, wrong = g.dot(w), g.dot(w.T)
+    rr = (right * right).sum()
+    if not rr > 0:
+        return None
+    return float((((wrong - right) * (wrong - right)).sum() / rr) ** (1 / 2) * 100)
+
+
+def round_robin(trace: Any, g: int) -> list[int]:
+    """The query heads key/value head g would serve if the heads were grouped round-robin (h mod H_kv), the slip
+    the attention backward page warns about."""
+    return list(range(g, grads.heads(trace), kv_heads(trace)))
