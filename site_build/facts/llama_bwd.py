@@ -232,17 +232,25 @@ def gain_move_lr(trace: Any) -> float:
     return gain_move(trace) / opt.lr(trace)
 
 
+def _unread(trace: Any) -> list[int]:
+    """The words no text reads at its input, when the output layer is untied (their rows get exactly zero gradient);
+    none when tied (the output side reaches every row)."""
+    if grads.tied(trace):
+        return []
+    read = set(np.asarray(trace["input_ids"]).ravel().tolist())
+    return [v for v in range(grads.vocab_size(trace)) if v not in read]
+
+
 def unused_word(trace: Any) -> int | None:
-    """The first word of the vocabulary whose row of the token table gets exactly zero gradient: no text reads it and
-    (untied) it is not also the output layer; None when every row gets some gradient."""
-    zero = ~(_a(trace, "grad.wte") != 0).any(axis=1)
-    ids = np.flatnonzero(zero)
-    return int(ids[0]) if ids.size else None
+    """The first word of the vocabulary no text reads, whose row of the token table gets exactly zero gradient (an
+    untied output layer); None when there is none."""
+    unread = _unread(trace)
+    return unread[0] if unread else None
 
 
 def unused_count(trace: Any) -> int:
-    """How many rows of the token table get exactly zero gradient."""
-    return int((~(_a(trace, "grad.wte") != 0).any(axis=1)).sum())
+    """How many words no text reads (untied): rows of the token table with exactly zero gradient."""
+    return len(_unread(trace))
 
 
 def wte_decays(trace: Any) -> bool:
