@@ -4,6 +4,8 @@ llama configs with and without grouped-query attention, tied and untied, with on
 
 from __future__ import annotations
 
+import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +162,58 @@ def test_the_shared_optimizer_words_follow_the_architecture(trace):
     gpt2 = engine.run(config_from_dict({"train_steps": 0}))
     assert not F.llama(gpt2) and "key bias" in F.zero_example(gpt2) and F.worked(gpt2).startswith("four")
     assert not F.zero_in_wte(gpt2)  # tied: the output side reaches every row
+
+
+# -- the macros a llama page needs (the key/value-head axis, the symbols, the comparison) -----------------------------
+def _macros(trace, other=None):
+    from site_build.macros import PageContext, page_globals
+    from site_build.render.mathslots import MathSlots
+
+    ctx = PageContext(trace, MathSlots())
+    if other is not None:
+        ctx.run.other, ctx.run.other_label = other, "the other run"
+    return page_globals(ctx)
+
+
+def test_head_picks_a_key_value_head_and_says_so():
+    trace = engine.run(config_from_dict(_llama()))
+    m = _macros(trace)
+    for g in range(F.kv_heads(trace)):
+        html = str(m["matrix"]("grad.L0.attn.k", head=g))
+        shown = re.findall(r"<td class=\"[pnzm][1-9]?\"[^>]*>([^<]*)</td>", html)
+        assert shown == [f"{x:.4f}".replace("-", "\u2212") for x in a(trace, "grad.L0.attn.k")[0, g].ravel()]
+        assert f"KV head {g}" in html
+    with pytest.raises(Exception, match="must be in 0..1"):
+        m["matrix"]("grad.L0.attn.v", head=2)
+    with pytest.raises(Exception, match="has 2 heads"):
+        m["matrix"]("L0.attn.k")
+
+
+def test_other_blocks_show_every_key_value_head():
+    trace = engine.run(config_from_dict(_llama({"n_layers": 2})))
+    html = str(_macros(trace)["other_blocks"](["grad.L{l}.attn.k"]))
+    assert html.count('data-record="grad.L1.attn.k"') == F.kv_heads(trace)
+
+
+def test_the_symbols_follow_the_architecture():
+    trace = engine.run(config_from_dict(_llama()))
+    m = _macros(trace)
+    sizes, records = (unescape(str(m["symbols_table"](part))) for part in ("sizes", "records"))
+    assert "key/value heads per block" in sizes and "LayerNorm" not in sizes and "GELU" not in sizes
+    assert "cosines of the rotary angles" in records and "gradient of the keys: each K/V head" in records
+
+
+def test_the_comparison_table_reads_both_traces():
+    llama = engine.run(config_from_dict(_llama()))
+    gpt2 = engine.run(config_from_dict({"train_steps": 1}))
+    alone = str(_macros(llama)["arch_comparison"]())
+    assert "--compare" in alone and "the other run" not in alone
+    html = str(_macros(llama, gpt2)["arch_comparison"]())
+    rows = {r[0]: r[1:] for r in (re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)
+                                  for row in re.findall(r"<tr>(.*?)</tr>", html)) if r}
+    total = [sum(int(t[v["initial"]].size) for v in t.index.values() if isinstance(v, dict)) for t in (llama, gpt2)]
+    assert rows["parameters"] == [str(n) for n in total]
+    assert rows["… position table"] == ["0", str(gpt2["wpe"].size)]
+    assert rows["loss before the step"] == [f"{float(t['loss']):.4f}" for t in (llama, gpt2)]
+    assert "<code>rope</code>" in rows["operations only in this run"][0]
+    assert "<code>gelu</code>" in rows["operations only in the other run"][1]
