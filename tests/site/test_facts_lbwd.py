@@ -217,3 +217,13 @@ def test_the_comparison_table_reads_both_traces():
     assert rows["loss before the step"] == [f"{float(t['loss']):.4f}" for t in (llama, gpt2)]
     assert "<code>rope</code>" in rows["operations only in this run"][0]
     assert "<code>gelu</code>" in rows["operations only in the other run"][1]
+
+
+def test_the_backward_graph_follows_the_architecture():
+    from site_build.charts.teaching import backward_graph
+
+    llama = str(backward_graph(engine.run(config_from_dict(_llama()))))
+    gpt2 = str(backward_graph(engine.run(config_from_dict({"train_steps": 0}))))
+    assert "W_pe" not in llama and "RMS\u2081" in llama and "LN\u2081" not in llama and "SwiGLU" in llama
+    assert "gradients add" in llama and "no position table" in llama
+    assert "W_pe" in gpt2 and "LN\u2081" in gpt2 and "RMS" not in gpt2
