@@ -431,6 +431,21 @@ SIZES: list[tuple[str, str, str]] = [
     ("k", "optimizer step (1 is the recorded step) or step of the training run", ""),
     ("p", "index of a row of the position table in a calc block (elsewhere $p$ is a probability)", ""),
 ]
+# the rows of SIZES a llama run has no use for (LayerNorm, GELU, the position table), and those it words its own way
+GPT2_ONLY_SIZES = {EPS_LN, r"\kappa", r"\alpha", r"\hat\sigma", "p"}
+LLAMA_SIZE_WORDS = {
+    r"\phi_t": "row $t$ of $\\mathrm{RMS}_f(X'_{\\text{last}})$: the final features the logits are made from",
+    r"X'_{\text{last}}": "the output of the last block, the input of $\\mathrm{RMS}_f$",
+    "j": "index of a rotary pair (dimensions $j$ and $j + D/2$), or of a generated word",
+}
+
+
+def sizes(arch: str = "gpt2") -> list[tuple[str, str, str]]:
+    """The sizes, constants and indices of a run of architecture `arch` (the symbols page's first table)."""
+    if arch != "llama":
+        return SIZES
+    kept = [(tex, LLAMA_SIZE_WORDS.get(tex, words), key) for tex, words, key in SIZES if tex not in GPT2_ONLY_SIZES]
+    return kept + LLAMA_SIZES
 
 
 # -- the namers: each op kind's entry (engine/ops.py) names its records with one of these --------------------------

@@ -257,6 +257,8 @@ def backward_graph(trace) -> Svg:
     forks into the logits too when the output layer is tied to it (GPT-2); an untied one is its own W_out."""
     layers = trace.config["model"]["n_layers"]
     tied = trace.config["model"].get("tie_embeddings", True)
+    llama = trace.config["model"].get("arch", "gpt2") == "llama"  # RMSNorms, no position table, SwiGLU
+    norm = "RMS" if llama else "LN"
     sx, bh = 120.0, 22.0  # the stream's x; box height
     out: list[str] = [text(4, 14, "Where gradients are copied and where they add", "tt")]
     edges: list[str] = []
@@ -283,14 +285,18 @@ def backward_graph(trace) -> Svg:
         out.append(text(x + 7, y - 5, mark, "tx"))
 
     box(25, 28, 90, "W_te[id]")
-    box(125, 28, 90, "W_pe[t]")
-    edge([(70, 50), (sx - 6, 72)])
-    edge([(170, 50), (sx + 6, 72)])
-    plus(78)
+    if llama:  # the token rows are X: positions enter inside attention, by rotation
+        edge([(70, 50), (sx, 50), (sx, 80)])
+        branches = (("X", "RMS\u2081, RoPE, attention, W_O", "R"), ("R", "RMS\u2082, SwiGLU, W_down", "X\u2032"))
+    else:
+        box(125, 28, 90, "W_pe[t]")
+        edge([(70, 50), (sx - 6, 72)])
+        edge([(170, 50), (sx + 6, 72)])
+        plus(78)
+        branches = (("X", "LN\u2081, attention, W_O", "R"), ("R", "LN\u2082, W\u2081, GELU, W\u2082", "X\u2032"))
     y = 86.0
     block_top = y + 8
-    for k, (stream, branch, result) in enumerate((("X", "LN\u2081, attention, W_O", "R"),
-                                                   ("R", "LN\u2082, W\u2081, GELU, W\u2082", "X\u2032"))):
+    for k, (stream, branch, result) in enumerate(branches):
         out.append(text(sx - 8, y + 14, stream, "", "end"))
         fy = y + 18
         fork(sx, fy, "\u2460" if k == 0 else "\u2461")
@@ -309,10 +315,10 @@ def backward_graph(trace) -> Svg:
     out.append(text(10, block_top + 8, esc(f"block, \u00d7 {layers}" if layers > 1 else "the block"), "tx"))
     edge([(sx, y), (sx, y + 22)])
     y += 22
-    box(sx - 60, y, 120, "LN_f")
+    box(sx - 60, y, 120, f"{norm}_f")
     edge([(sx, y + bh), (sx, y + bh + 16)])
     y += bh + 16
-    box(sx - 80, y, 160, "logits = LN_f \u00b7 W_te\u1d40" if tied else "logits = LN_f \u00b7 W_out\u1d40")
+    box(sx - 80, y, 160, f"logits = {norm}_f \u00b7 W_te\u1d40" if tied else f"logits = {norm}_f \u00b7 W_out\u1d40")
     logits_y = y + bh / 2
     if tied:
         fork(25, 39, "")
@@ -323,11 +329,14 @@ def backward_graph(trace) -> Svg:
     box(sx - 60, y, 120, "loss")
     y += bh + 20
     legend = [("+", "a sum: going back, its gradient is copied to both inputs"),
-              ("\u2460", "X feeds LN\u2081 and the residual: \u2207X = \u2207R + \u2207X|LN\u2081"),
-              ("\u2461", "R feeds LN\u2082 and the residual: \u2207R = \u2207X\u2032 + \u2207R|LN\u2082"),
+              ("\u2460", f"X feeds {norm}\u2081 and the residual: \u2207X = \u2207R + \u2207X|{norm}\u2081"),
+              ("\u2461", f"R feeds {norm}\u2082 and the residual: \u2207R = \u2207X\u2032 + \u2207R|{norm}\u2082"),
               ("\u2462", "W_te is used twice: \u2207W_te = \u2207W_te(in) + \u2207W_te(out)")]
     if not tied:  # W_te is read once: no third fork
         legend.pop()
+    if llama:  # the forks inside the branches, which GPT-2's packed matrices hide inside one product
+        legend += [("\u25cf", "inside: RMS\u2081 feeds W_Q, W_K, W_V and RMS\u2082 feeds W_gate, W_up: gradients add"),
+                   ("\u25cf", "inside: a K/V head is read by its group of query heads: gradients add")]
     for mark, words in legend:
         out.append(text(8, y, mark, "", "middle"))
         out.append(text(20, y, esc(words), "tx"))
@@ -335,14 +344,20 @@ def backward_graph(trace) -> Svg:
     out.append(text(4, y + 4, "Forward runs down; the gradient runs the same edges up.", "tx"))
     height = y + 12
     body = f'<path class="ed" d="{"".join(edges)}"/><path class="ah" d="{"".join(heads)}"/>' + "".join(out)
-    desc = ("The forward computation as a graph, top to bottom: the token and position embeddings are added into X; in "
-            f"the block (repeated {layers} time{'s' if layers != 1 else ''}, each reading the previous block's output "
-            "as its X), X forks (1) into LayerNorm 1 and attention and into the residual, which meet again in a sum "
-            "giving R; R forks (2) into LayerNorm 2 and the feed-forward network and into the residual, which meet in "
-            "a sum giving the block's output X'. Then the final LayerNorm, the logits, which use "
+    words = "RMSNorm" if llama else "LayerNorm"
+    desc = ("The forward computation as a graph, top to bottom: "
+            + ("the token embeddings are X (no position table: positions enter attention as rotations); in "
+               if llama else "the token and position embeddings are added into X; in ")
+            + f"the block (repeated {layers} time{'s' if layers != 1 else ''}, each reading the previous block's "
+            f"output as its X), X forks (1) into {words} 1 and attention and into the residual, which meet again in a "
+            f"sum giving R; R forks (2) into {words} 2 and the feed-forward network and into the residual, which meet "
+            f"in a sum giving the block's output X'. Then the final {words}, the logits, which use "
             + ("W_te a second time (3)" if tied else "an output matrix of their own, W_out (untied from W_te)")
             + ", and the loss. Going backwards, a sum copies its gradient to each input, and a value used in two "
-            "places receives the sum of the two gradients.")
+            "places receives the sum of the two gradients."
+            + (" Inside the branches, the first RMSNorm's output feeds the query, key and value projections, the "
+               "second's the gate and up projections, and each key/value head is read by its group of query heads: "
+               "there too the gradients add." if llama else ""))
     return chart("backward-graph", height, "Where gradients are copied and where they add", desc, body)
 
 

@@ -41,6 +41,7 @@ from site_build.tables import Axis
 LABELLED_AXES = {"tokens", "keys", "vocab"}
 DEFAULT_LIMIT = 64  # show every row/column up to this many, else elide
 DEFAULT_EDGE = 4  # rows/columns kept at each end when eliding
+HEAD_AXES = ("heads", "kv_heads")  # a head axis `head=` picks from: query heads, or Llama's key/value heads
 MAX_CELLS = scale.MAX_CELLS  # a matrix past this many cells is windowed (macros.scale); a Jacobian, cornered
 
 
@@ -54,7 +55,7 @@ def _select(rec: Any, batch: int, head: int | None) -> tuple[np.ndarray, list[st
         axes.pop(0)
     elif batch != 0:
         raise MacroError(f"'{rec.name}' has no batch axis; drop batch={batch!r}")
-    if axes[:1] == ["heads"]:
+    if axes[:1] and axes[0] in HEAD_AXES:
         if head is None:
             raise MacroError(
                 f"'{rec.name}' has {values.shape[0]} heads: pass head=0..{values.shape[0] - 1}"
@@ -347,14 +348,15 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
             for pattern in names:
                 name = pattern.replace("{l}", str(layer))
                 rec = ctx.record(name)
-                if "heads" not in rec.axes:
+                axis = next((a for a in rec.axes if a in HEAD_AXES), None)
+                if axis is None:
                     parts.append(str(matrix(ctx, name)))
                     continue
                 shape = np.shape(rec.value)
                 if shape[-1] * shape[-2] > MAX_CELLS:  # a big model: every head at a glance, not 12 windows each
                     parts.append(heads_summary(ctx, name))
                     continue
-                parts.extend(str(matrix(ctx, name, head=h)) for h in range(shape[list(rec.axes).index("heads")]))
+                parts.extend(str(matrix(ctx, name, head=h)) for h in range(shape[list(rec.axes).index(axis)]))
             parts.append(ctx.place(Wrapper(), "</details>"))
             out.append("".join(parts))
     finally:
@@ -367,7 +369,7 @@ def heads_summary(ctx: PageContext, name: str, batch: int = 0) -> Markup:
     """Every head of a (batch, heads, ...) record at a glance: one heatmap of all heads side by side and a table of
     each head's statistics (mean, standard deviation, min, max, norm); what other_blocks shows of a big model."""
     rec = ctx.record(name)
-    if list(rec.axes[:2]) != ["batch", "heads"] or len(rec.axes) != 4:
+    if list(rec.axes[:1]) != ["batch"] or rec.axes[1] not in HEAD_AXES or len(rec.axes) != 4:
         raise MacroError(f"heads_summary needs a record with axes (batch, heads, ., .), such as 'L0.attn.weights'; "
                          f"'{name}' has ({', '.join(rec.axes)})")
     check_int("batch", batch, rec.value.shape[0], name)

@@ -211,7 +211,9 @@ def _size_value(trace: Any, key: str) -> Any:
              "model.n_layers": m["n_layers"], "texts": ids.shape[0], "positions": ids.shape[1],
              "targets": int((np.asarray(trace["targets"]) >= 0).sum()), "train_steps": cfg["train_steps"],
              "optimizer.lr": o["lr"], "optimizer.weight_decay": o["weight_decay"], "optimizer.eps": o["eps"],
-             "optimizer.momentum": o["momentum"], "eps_ln": EPS, "gelu_c": GELU_C}
+             "optimizer.momentum": o["momentum"], "eps_ln": EPS, "gelu_c": GELU_C,
+             "model.n_kv_heads": m.get("n_kv_heads"), "model.rope_theta": m.get("rope_theta"),
+             "model.norm_eps": m.get("norm_eps")}
     if key == "optimizer.betas":
         return f"{fmt.tex_number(o['betas'][0])},\\ {fmt.tex_number(o['betas'][1])}"
     value = table.get(key)
@@ -233,7 +235,7 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
 
     if part == "sizes":
         rows = []
-        for tex, words, key in notation.SIZES:
+        for tex, words, key in notation.sizes(ctx.trace.config["model"].get("arch", "gpt2")):
             value = _size_value(ctx.trace, key) if key else None
             shown = ctx.slot(value, False) if value is not None else ""
             rows.append(f"<tr><td>{ctx.slot(tex, False)}</td><td>{_prose(ctx, words)}</td><td>{shown}</td></tr>")
@@ -260,7 +262,8 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
             shown_name, meaning, shape = "updated.θ", "every parameter θ after the step: θ′", "the shape of θ"
         else:
             shown_name = rec.name
-            meaning = notation.meaning(rec.name, tied="lm_head.weight" not in ctx.trace)
+            meaning = notation.meaning(rec.name, tied="lm_head.weight" not in ctx.trace,
+                                       arch=ctx.trace.config["model"].get("arch", "gpt2"))
             shape = fmt.describe_shape(rec.value.shape, rec.axes)
         symbol = ctx.slot(rec.symbol, False) if rec.symbol else ""
         where = "every block" if notation._LAYER.search(rec.name) else ""

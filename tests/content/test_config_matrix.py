@@ -62,6 +62,28 @@ CONFIGS: dict[str, dict[str, Any]] = {
                                          "optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0}, "train_steps": 3},
 }
 
+# Llama sites (`model.arch: llama`): configs/llama.yaml, then the dimensions grouped-query attention and tying add.
+# Their pages come from several branches; until all of them are merged a llama site misses pages, so the test of
+# this matrix is an expected failure until LLAMA_PAGES_MERGED is switched on.
+LLAMA_PAGES_MERGED = False
+LLAMA = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "llama.yaml").read_text(encoding="utf-8"))
+
+
+def _llama(model: dict[str, Any] | None = None, **rest: Any) -> dict[str, Any]:
+    """configs/llama.yaml with `model` keys changed and other sections replaced; a short training run."""
+    return {**LLAMA, "model": {**LLAMA["model"], **(model or {})}, "train_steps": 3, **rest}
+
+
+LLAMA_CONFIGS: dict[str, dict[str, Any]] = {
+    "llama": _llama(),
+    "llama, no grouping (n_kv_heads = n_heads)": _llama({"n_kv_heads": 4}),
+    "llama, one key/value head for all": _llama({"n_kv_heads": 1}),
+    "llama, tied output layer": _llama({"tie_embeddings": True}),
+    "llama, two layers": _llama({"n_layers": 2}),
+    "llama, two texts of different lengths": _llama(data={"texts": ["the cat", "the dog ran on the mat"]}),
+    "llama, sgd": _llama(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9}),
+}
+
 
 # -- what a rule reads --------------------------------------------------------------------------------------------
 @dataclass
@@ -209,7 +231,7 @@ MODIFIERS = "(?:target|training|input|output|vocabulary|attention|parameter)"  #
 @rule("a count agrees with its noun")
 def count_agrees(site: Site) -> list[str]:
     one = rf"(?<![\d.,−×-])\b(?:1|one) (?:{MODIFIERS} )?(?:{'|'.join(PLURALS)})\b"
-    many = rf"(?<![\d.,−×-])\b(?:[02-9]|\d\d+|two|three|four|five|six|seven|eight|nine|ten) " \
+    many = rf"(?<![\d.,−×-])(?<![Tt]ext )\b(?:[02-9]|\d\d+|two|three|four|five|six|seven|eight|nine|ten) " \
            rf"(?:{MODIFIERS} )?(?:{'|'.join(SINGULARS)}|entry|query)\b(?![-'’]| (?:{'|'.join(PLURALS)})\b)"
     return [b for where in ("said", "labels") for b in _found(site, one, where) + _found(site, many, where)]
 
@@ -467,6 +489,23 @@ def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
     assert page.splits, "the optimizer page marks no sentence that splits a total (the `split` macro)"
 
 
+@pytest.mark.xfail(not LLAMA_PAGES_MERGED, strict=False,
+                   reason="llama pages come from several branches: switch LLAMA_PAGES_MERGED on once all are merged")
+@pytest.mark.parametrize("name", list(LLAMA_CONFIGS))
+def test_a_llama_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
+    report, site = build_site(builder, LLAMA_CONFIGS[name])
+    assert report.missing == [], f"records no page shows: {report.missing}"
+    assert report.shown == report.records
+    broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
+    assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    tie = LLAMA_CONFIGS[name]["model"]["tie_embeddings"]
+    shown = unescape(" ".join(p.html for p in site.pages.values()))
+    assert ("grad.lm_head.weight" in shown) == (not tie) and ("grad.wte.from_logits" in shown) == tie
+    for page in site.pages.values():  # a llama block has no position table, no LayerNorm, no GELU, no biases
+        for gpt2 in ("wpe", "c_attn", "c_fc", "ln_1.bias", "LayerNorm ln_", "GELU("):
+            assert gpt2 not in page.prose, (page.name, gpt2)
+
+
 @pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
 def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_follow(builder, tmp_path, tie):
     """`model: {from: PATH}`: the whole site builds, breaks no rule, and says what a checkpoint is: its own first
@@ -528,6 +567,7 @@ def _site(html: str, name: str = "page.html", config: dict | None = None, trace:
 
 BAD: dict[str, Site] = {
     "a count agrees with its noun": _site("<p>so that the 1 heads can work side by side.</p>"),
+    "a count agrees with its noun ": _site("<p>after 3 steps it writes text 2 word for word, in 2 step.</p>"),
     "no 'the other 1'": _site("<p>and in ln_2 of each of the other 1 block.</p>"),
     "no 'the other 1' ": _site("<p>changed 6863 of the 6864 weights (the other 1 is exactly where it was).</p>"),
     "the parts of a split add up to its total": _site(
@@ -614,3 +654,13 @@ def test_the_matrix_covers_the_dimensions_the_issue_names():
     assert any(c.get("train_steps") == 0 for c in cfgs)
     assert any("data" in c and "vocab" not in c.get("model", {}) and "a" in c["data"]["texts"][0].split() for c in cfgs)
     assert any(len(t[0].split()) != len(set(t[0].split())) for t in texts)
+
+
+def test_the_llama_matrix_covers_grouping_tying_layers_and_batches():
+    model = [{**LLAMA["model"], **c["model"]} for c in LLAMA_CONFIGS.values()]
+    assert all(m["arch"] == "llama" for m in model)
+    groups = {m["n_heads"] // m["n_kv_heads"] for m in model}
+    assert 1 in groups and len(groups) >= 3  # no grouping, some, all query heads on one key/value head
+    assert {m["tie_embeddings"] for m in model} == {True, False}
+    assert {m["n_layers"] for m in model} >= {1, 2}
+    assert any(len(c.get("data", LLAMA["data"])["texts"]) > 1 for c in LLAMA_CONFIGS.values())
