@@ -180,20 +180,26 @@ def site_figures(site: Path) -> dict:
 
 
 def _gpt2_rows(row: Callable, tmp: Path) -> list[tuple]:
-    """Full GPT-2-small shapes with random weights through the real content: build, memory, pages, site."""
-    from benchmarks import gpt2_small
+    """Full GPT-2-small and SmolLM-135M shapes with random weights through the real content."""
+    from benchmarks import gpt2_small, smollm
 
-    config = gpt2_small.write(tmp / "gpt2-small.yaml")
-    label = "GPT-2 small (12 × 768, 12 heads, 3072, vocab 50,257, 64 tokens)"
+    return (_scale_rows(row, tmp, gpt2_small.write(tmp / "gpt2-small.yaml"),
+                        "GPT-2 small (12 × 768, 12 heads, 3072, vocab 50,257, 64 tokens)")
+            + _scale_rows(row, tmp, smollm.write(tmp / "smollm.yaml"),
+                          "SmolLM-135M shapes (llama, 30 × 576, 9 heads / 3 KV heads, 1536, vocab 49,152, 64 tokens)"))
+
+
+def _scale_rows(row: Callable, tmp: Path, config: Path, label: str) -> list[tuple]:
+    """One model's shapes through the real content: build, memory, pages, site."""
     runs = []
     for i in range(GPT2_REPEAT):
-        run = gpt2_build(config, tmp / "gpt2" / "site", tmp / f"gpt2-cache-{i}")  # a cold cache each time
+        run = gpt2_build(config, tmp / config.stem / "site", tmp / f"{config.stem}-cache-{i}")  # a cold cache each time
         if run["why"]:
             return [(f"{label}: `handstep build`", f"> {run['wall']:.0f}", "", "", "s", run["why"]),
                     (f"{label}: peak memory", f"{run['peak_mb']:.0f}", "", "", "MB", run["why"])]
         runs.append(run)
     goal = GPT2_GOALS
-    again = gpt2_build(config, tmp / "gpt2" / "site-again", tmp / f"gpt2-cache-{GPT2_REPEAT - 1}")
+    again = gpt2_build(config, tmp / config.stem / "site-again", tmp / f"{config.stem}-cache-{GPT2_REPEAT - 1}")
     out = [row(f"{label}: `handstep build`, wall (cold cache, incl. interpreter start)", [r["wall"] for r in runs],
                "s", f"≤ {goal['wall']:.0f} s")]
     out.append(row(f"{label}: the same build into a new folder (the run and pages read from the cache)",
@@ -204,7 +210,7 @@ def _gpt2_rows(row: Callable, tmp: Path) -> list[tuple]:
                    f"≤ {goal['peak_mb']:.0f} MB"))
     for phase in runs[0]["phase_mb"]:
         out.append(row(f"{label}: peak memory in {phase}", [r["phase_mb"][phase] for r in runs], "MB"))
-    fig = site_figures(tmp / "gpt2" / "site")
+    fig = site_figures(tmp / config.stem / "site")
     top_kb, top_name = fig["pages"][0][0] / 1000, fig["pages"][0][1]
     out.append(row(f"{label}: largest page ({top_name}), gzip", [top_kb], "KB", f"≤ {goal['page_kb']:.0f} KB"))
     over = [f"{n} {kb / 1000:.0f}" for kb, n in fig["pages"] if kb > goal["page_kb"] * 1000]
