@@ -67,7 +67,8 @@ from site_build.tables import DECIMALS
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
 MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
 MAX_CHOICES = 16  # an argmax question lists every entry of the row, so rows longer than this are not asked
-TRIES = 24  # elements of one record vetted before it is given up (none can be answered from the pages)
+TRIES = 24  # elements of one record vetted before it is given up (none can be answered from the pages) ...
+UNSHOWN_TRIES = 4  # ... or this many of them needing a number no table shows (a window's hidden rows)
 LIST_MAX = 12  # an element with at most this many inputs has them in its question ...
 LISTED_DIGITS = 6  # ... to this many significant digits; more are read from the pages' tables (DECIMALS)
 SAFETY = 2  # a tolerance is this many times the change rounding the shown inputs can make: the reader's own
@@ -138,6 +139,11 @@ class Place:
     url: str
     title: str
     here: bool
+
+
+# what a question needs (`inputs`): the inputs its question lists, the tables it points at for the rest
+# ((record, how many entries, where)), and {input: half a unit of its last shown digit}
+Needs = tuple[tuple[Op, ...], tuple[tuple[str, int, "Place"], ...], dict[Op, float]]
 
 
 class Seen:
@@ -279,8 +285,20 @@ def page_exercises(ctx: PageContext, page: Page, own: list[str], seen: Seen | No
         else:
             order = [rule.at(trace.record(name))] if rule.at else \
                 elements(trace, name, _rng(seed, page.slug, name, kind))
-        tried = (i for i in order[:TRIES] if i is not None and i not in avoid)
-        return next((a for a in (vet(ctx, seen, kind, name, i) for i in tried) if a), None)
+        unshown = 0
+        for index in order[:TRIES]:
+            if index is None or index in avoid:
+                continue
+            found = needs(ctx, seen, kind, name, index)
+            if found is None:  # an input no table shows: the next elements of the record most likely the same
+                unshown += 1
+                if unshown == UNSHOWN_TRIES:
+                    return None
+                continue
+            asked = vet(ctx, kind, name, index, found)
+            if asked is not None:
+                return asked
+        return None
 
     # an argmax (the best question of a page) whatever it costs; values of two op kinds, the most instructive first,
     # if their working fits what is left (else the cheapest); a sign question where there is no argmax
@@ -373,19 +391,22 @@ def _rng(seed: int, *parts: str) -> np.random.Generator:
 
 
 # -- can it be answered from the pages? ----------------------------------------------------------------------------
-def vet(ctx: PageContext, seen: Seen, kind: str, name: str, index: tuple[int, ...]) -> Asked | None:
-    """A `kind` question about element `index` of `name`, if a reader can answer it from the pages and it tells
+def needs(ctx: PageContext, seen: Seen, kind: str, name: str, index: tuple[int, ...]) -> Needs | None:
+    """The inputs a `kind` question about element `index` of `name` needs (an argmax: the row it compares), if a
+    reader has them all (`inputs`)."""
+    if kind == "argmax":
+        return inputs(ctx, seen, name, [(*index[:-1], k) for k in argmax_entries(ctx.trace, name, index)], False)
+    return inputs(ctx, seen, name, [index], listable=not _rule(ctx.trace, name).lookup)
+
+
+def vet(ctx: PageContext, kind: str, name: str, index: tuple[int, ...], found: Needs) -> Asked | None:
+    """A `kind` question about element `index` of `name`, whose inputs a reader has (`found`: `needs`), if it tells
     the right working from the usual slips (see the module's docstring); else None."""
     trace, rule = ctx.trace, _rule(ctx.trace, name)
     answer = float(np.asarray(trace[name])[index])
-    if kind == "argmax":
-        row = [(*index[:-1], k) for k in argmax_entries(trace, name, index)]
-        found = inputs(ctx, seen, name, row, listable=False)
-        return None if found is None else Asked(kind, name, index, tolerance(answer), *found[:2])
-    found = inputs(ctx, seen, name, [index], listable=not rule.lookup)
-    if found is None:
-        return None
     listed, places, halves = found
+    if kind == "argmax":
+        return Asked(kind, name, index, tolerance(answer), listed, places)
     # the gaps the tolerance must stay under, worked out first: an element that cannot be asked is given up before
     # its tolerance is (an exact tie, as where γ = 1, at once)
     if kind == "sign":
@@ -411,14 +432,14 @@ def vet(ctx: PageContext, seen: Seen, kind: str, name: str, index: tuple[int, ..
     return Asked(kind, name, index, tol, listed, places, tuple(slips))
 
 
-def inputs(ctx: PageContext, seen: Seen, name: str, elements_: list[tuple[int, ...]],
-           listable: bool) -> tuple[tuple[Op, ...], tuple[tuple[str, int, Place], ...], dict[Op, float]] | None:
+def inputs(ctx: PageContext, seen: Seen, name: str, elements_: list[tuple[int, ...]], listable: bool) -> Needs | None:
     """What the question on `elements_` of `name` needs, and how precisely a reader has it: (the inputs its
     question lists, the tables it points at for the rest, {input: half a unit of its last shown digit}); None if
     some input is on no table of this page or the ones before it. Word ids and targets are words on the page."""
     trace = ctx.trace
     ops_ = list(dict.fromkeys(op for e in elements_ for op in _operands(ctx, name, e)))
-    floats = [op for op in ops_ if np.asarray(trace[op[0]]).dtype.kind == "f"]
+    real = {n: np.asarray(trace[n]).dtype.kind == "f" for n in dict.fromkeys(n for n, _ in ops_)}
+    floats = [op for op in ops_ if real[op[0]]]
     if listable and len(floats) <= LIST_MAX:
         return tuple(floats), (), {op: _half_digit(float(np.asarray(trace[op[0]])[op[1]])) for op in floats}
     by_record: dict[str, list[tuple[int, ...]]] = {}
