@@ -46,6 +46,20 @@ class No:
 
 
 @dataclass(frozen=True)
+class Mistake:
+    """A typical wrong answer to a value question about a record of one op kind: `value`, an expression of the op's
+    description (engine/explain/ops.yaml: its `let` names, i, x, meta; engine.explain.evaluate) that gives it,
+    where `when` (an expression too, "" for always) holds. An element whose tolerance cannot tell the mistake from
+    the right answer is not asked about: where γ is exactly 1, "γ left out" gives the answer, and a question that
+    multiplies by 1 gives itself away. A term that may be exactly zero with nothing given away (a linear layer's
+    bias at initialisation: the question is still the dot product) says so in `when`."""
+
+    what: str
+    value: str
+    when: str = ""
+
+
+@dataclass(frozen=True)
 class Rule:
     """What the exercises ask about a record of one op kind: `rank` orders the questions of a page (the most
     instructive step first); `choice` is "sign", "argmax" or ""; `what` names the element in a question."""
@@ -58,6 +72,12 @@ class Rule:
     lookup: bool = False  # the element is a copy of one input entry: say where to look, not what is there
     noun: str = "value"  # what the largest entry of a row is called in an argmax answer (a row over keys: "weight")
     keeps_order: bool = False  # its largest output is its largest input's: an argmax question says to predict it
+    # the typical wrong answers a value question must grade wrong (besides the wrong sign, which every one must)
+    mistakes: tuple[Mistake, ...] = ()
+    transposed: bool = False  # a product with a square matrix: reading it the wrong way round (W for Wᵀ) is a mistake
+    # a sign question: the signed contributions that add up to the element (an expression, like Mistake.value); it
+    # is asked only where they have both signs, so the sign is not one input's, visible on the page
+    parts: str = ""
 
 
 class NumpyStepError(Exception):
@@ -338,6 +358,10 @@ SUMMARY = No("a summary of the training run (engine/run.py `train`: many steps, 
 SUMMED_UP = No("a summary of the training run's many steps: no one computation to do by hand")
 OPTIMIZER = No("an optimizer op: engine/optim.py computes it from the gradient, no pair of engine/layers.py")
 LAYERNORM = ((L.layernorm_forward, L.layernorm_backward),)
+M = Mistake
+TERMS = "[prod(t) for t in terms]"  # the products of a contraction (its `terms`): a sign question's parts
+BIAS_CORRECTION = (M("no bias correction", "v"),
+                   M("divided by β to the power k, not 1 − β to it", "v / meta.beta ** meta.step"))
 CROSS_ENTROPY = ((L.cross_entropy_forward, L.cross_entropy_backward),)
 RMSNORM = ((L.rmsnorm_forward, L.rmsnorm_backward),)
 SWIGLU = ((L.swiglu_forward, L.swiglu_backward),)
@@ -375,35 +399,52 @@ KINDS = (
     OpKind("add", pairs=No("plain `a + b` in engine/tape.py (Tape.add, Tape.add_grads): its backward hands the "
                            "gradient to both inputs"),
            notation=N.stream_sum, numpy=lambda r: [f"{r.out} = {r.x[0]} + {r.x[1]}"],
-           exercise=Rule(4, what="this entry of the sum"), drill=drills.add),
+           exercise=Rule(4, what="this entry of the sum", mistakes=(M("one term subtracted", "a - b"),)),
+           drill=drills.add),
     OpKind("mean", pairs=LAYERNORM, notation=N.by_name, numpy=lambda r: [f"{r.out} = {r.x[0]}.mean(axis=-1)"],
-           exercise=Rule(6, what="this row mean"), drill=drills.mean),
+           exercise=Rule(6, what="this row mean", mistakes=(M("the sum, not divided by the count", "s"),)),
+           drill=drills.mean),
     OpKind("var", pairs=LAYERNORM, notation=N.by_name,
            numpy=lambda r: [f"{r.out} = (({r.x[0]} - {r.x[1]}[..., None]) ** 2).mean(axis=-1)"],
-           exercise=Rule(6, what="this row variance"), drill=drills.var),
+           exercise=Rule(6, what="this row variance", mistakes=(
+               M("the sum, not divided by the count", "s"), M("divided by n − 1", "s / (len(row) - 1)", "len(row) > 1"),
+               M("the mean not subtracted", "mean(row * row)"))),
+           drill=drills.var),
     OpKind("normalize", pairs=LAYERNORM, notation=N.by_name,
            numpy=lambda r: [f"{r.out} = ({r.x[0]} - {r.x[1]}[..., None]) / np.sqrt({r.x[2]}[..., None] + "
                             f"{r.meta['eps']!r})"],
-           exercise=Rule(8, "sign", "this normalised entry"), drill=drills.normalize),
+           # no sign question: the sign is x − μ's, both on the page
+           exercise=Rule(8, what="this normalised entry", mistakes=(
+               M("divided by the variance, not its square root", "(v - mu) / (s2 + meta.eps)"),
+               M("the mean not subtracted", "v / sd"))),
+           drill=drills.normalize),
     OpKind("affine", pairs=LAYERNORM, notation=N.by_name, numpy=lambda r: [f"{r.out} = {r.x[0]} * {r.x[1]} + {r.x[2]}"],
-           exercise=Rule(6, what="this LayerNorm output"), drill=drills.affine),
+           exercise=Rule(6, what="this LayerNorm output", mistakes=(M("the weight γ left out", "v + b"),
+                                                           M("the bias β left out", "g * v"))),
+           drill=drills.affine),
     OpKind("linear", pairs=((L.linear_forward, L.linear_backward),), notation=N.by_name,
            numpy=lambda r: [f"{r.out} = {r.product(2)} + {r.x[2]}"],
-           exercise=Rule(7, "sign", "this output of the linear layer"), drill=drills.linear),
+           exercise=Rule(7, "sign", "this output of the linear layer", transposed=True,
+                         mistakes=(M("the bias left out", "result - b", "b != 0"),),
+                         parts="cat([prod(t) for t in terms], [b])"),
+           drill=drills.linear),
     OpKind("matmul", pairs=((L.scores_forward, L.scores_backward), (L.context_forward, L.context_backward),
                             (L.logits_forward, L.logits_backward), (L.projection_forward, L.projection_backward)),
            notation=N.by_name, numpy=lambda r: [f"{r.out} = {r.product()}"],
-           exercise=Rule(7, "sign", "this entry of the product"), drill=drills.dot),
+           exercise=Rule(7, "sign", "this entry of the product", transposed=True, parts=TERMS), drill=drills.dot),
     # an elementwise product: the gradient of a norm's x̂ (dout·γ), Llama's RMSNorm gain (x̂·γ) and SwiGLU's products
     OpKind("mul", pairs=RMSNORM + SWIGLU, notation=N.by_name,
            numpy=lambda r: [f"{r.out} = {r.product()}"],
-           exercise=Rule(5, "sign", "this entry of the product"), drill=drills.mul),
+           exercise=Rule(5, what="this entry of the product", mistakes=(M("the weight left out", "prod(first[:1])"),)),
+           drill=drills.mul),
     OpKind("sum", pairs=No("a backward op: a weight's or bias's gradient summed over batch and tokens, in "
                            "layers.layernorm_backward and layers.linear_backward"),
            notation=N.by_name, numpy=lambda r: [f"{r.out} = {r.product()}"],
-           exercise=Rule(6, "sign", "this sum"), drill=drills.bias_sum),
+           exercise=Rule(6, "sign", "this sum", parts=TERMS), drill=drills.bias_sum),
     OpKind("split_heads", pairs=((L.split_qkv, L.merge_qkv),), notation=N.by_name, numpy=_split_heads,
-           exercise=Rule(3, what="this entry of the head", lookup=True), drill=drills.split),
+           exercise=Rule(3, what="this entry of the head", lookup=True, mistakes=(
+               M("the columns of Q, not of K or V", "x0[[i[0], i[2], i[1] * D + i[3]]]", "meta.part"),)),
+           drill=drills.split),
     OpKind("merge_heads", pairs=((L.merge_heads, L.split_heads),), notation=N.by_name,
            numpy=lambda r: [f"{r.out} = {r.x[0]}.transpose(0, 2, 1, 3).reshape({', '.join(map(str, r.shape))})"],
            exercise=Rule(3, what="this entry of the merged heads", lookup=True), drill=drills.merge),
@@ -412,23 +453,39 @@ KINDS = (
            exercise=Rule(3, what="this entry of the packed gradient", lookup=True), drill=drills.split),
     OpKind("scale", pairs=No("plain `x * factor` in engine/tape.py: its backward is a scale by the same factor"),
            notation=N.by_name, numpy=lambda r: [f"{r.out} = {r.x[0]} * {_factor(r.meta['factor'])}"],
-           exercise=Rule(5, what="this scaled score"), drill=drills.scale),
+           exercise=Rule(5, what="this scaled score", mistakes=(
+               M("not scaled", "v"), M("multiplied by the square root, not divided", "v / meta.factor"),
+               M("divided by the head size, not its square root", "v * meta.factor * meta.factor"))),
+           drill=drills.scale),
     OpKind("causal_mask", pairs=((L.causal_mask_forward, L.causal_mask_backward),), notation=N.by_name,
            numpy=lambda r: [f"{r.out} = np.where({_tril(r.shape[-1])}, {r.x[0]}, -np.inf)"],
            exercise=Rule(3, what="this masked score", lookup=True), drill=drills.mask),
     OpKind("softmax", pairs=((L.softmax_forward, L.softmax_backward), *CROSS_ENTROPY), notation=N.by_name,
            numpy=lambda r: [f"e = np.exp({r.x[0]} - {r.x[0]}.max(axis=-1, keepdims=True))",
                             f"{r.out} = e / e.sum(axis=-1, keepdims=True)"],
-           exercise=Rule(9, "argmax", "this weight", noun="probability", keeps_order=True), drill=drills.softmax),
+           exercise=Rule(9, "argmax", "this weight", noun="probability", keeps_order=True, mistakes=(
+               M("not divided by the sum", "e[k]"),
+               M("a masked −∞ read as 0 (e⁰ = 1 in the sum)",
+                 "e[k] / (total + len([u for u in row if u == -inf]) * exp(0 - m))",
+                 "len([u for u in row if u == -inf]) > 0"))),
+           drill=drills.softmax),
     OpKind("gelu", pairs=((L.gelu_forward, L.gelu_backward),), notation=N.by_name, numpy=_gelu,
-           exercise=Rule(7, what="this GELU output"), drill=drills.gelu),
+           exercise=Rule(7, what="this GELU output", mistakes=(
+               M("ReLU instead of GELU", "max([u, 0])"),
+               M("the cubic term left out", "0.5 * u * (1 + tanh(meta.k * u))"), M("the ½ left out", "u * (1 + t)"))),
+           drill=drills.gelu),
     OpKind("gather", pairs=CROSS_ENTROPY, notation=N.by_name, numpy=_gather,
            exercise=Rule(5, what="this target probability", lookup=True), drill=drills.gather),
     OpKind("cross_entropy", pairs=CROSS_ENTROPY, notation=N.by_name, numpy=_cross_entropy,
-           exercise=Rule(8, what="this loss"), drill=drills.cross_entropy),
+           exercise=Rule(8, what="this loss", mistakes=(M("the target's logit not subtracted", "lse", "not pad"),
+                                                M("log base 10", "(lse - row[y]) / log(10)", "not pad"))),
+           drill=drills.cross_entropy),
     OpKind("loss_mean", pairs=CROSS_ENTROPY, notation=N.by_name,
            numpy=lambda r: [f"{r.out} = {r.x[0]}.sum() / ({r.x[1]} >= 0).sum()"],
-           exercise=Rule(6, what="the loss"), drill=drills.loss_mean),
+           exercise=Rule(6, what="the loss", mistakes=(
+               M("the sum, not the mean", "s", "len(vals) > 1"),
+               M("divided by every position, padding too", "s / len(indices(x1))", "len(vals) < len(indices(x1))"))),
+           drill=drills.loss_mean),
 
     # -- Llama's forward kinds (model.arch: llama) ---------------------------------------------------------------
     OpKind("rope_table", pairs=No("constants of the positions and rope_theta (layers.rope_tables): no gradient flows "
@@ -452,21 +509,34 @@ KINDS = (
 
     # -- backward: the gradient of record X is the record `grad.X` ------------------------------------------------
     OpKind("cross_entropy_backward", pairs=No("a backward op: layers.cross_entropy_backward"), notation=N.by_name,
-           numpy=_cross_entropy_backward, exercise=Rule(8, "sign", "this gradient"),
+           numpy=_cross_entropy_backward,  # no sign question: the sign only says whether v is the target
+           exercise=Rule(8, what="this gradient", mistakes=(
+               M("not divided by N", "p - hit", "n > 1"), M("the one-hot target left out", "p / n", "hit"))),
            drill=drills.cross_entropy_backward),
     OpKind("layernorm_backward", pairs=No("a backward op: layers.layernorm_backward"),
-           notation=N.through_layernorm, numpy=_layernorm_backward, exercise=Rule(8, "sign", "this gradient"),
+           notation=N.through_layernorm, numpy=_layernorm_backward, exercise=Rule(8, "sign", "this gradient", mistakes=(
+               M("the mean terms left out", "rstd * g[c]"), M("the x̂ term left out", "rstd * (g[c] - mg)")),
+               parts="[rstd * g[c], 0 - rstd * mg, 0 - rstd * xh[c] * mgx]"),
            drill=drills.layernorm_backward),
     OpKind("gelu_backward", pairs=No("a backward op: layers.gelu_backward"), notation=N.by_name,
-           numpy=_gelu_backward, exercise=Rule(7, "sign", "this gradient"), drill=drills.gelu_backward),
+           # no sign question: the sign is g's for most u
+           numpy=_gelu_backward, exercise=Rule(7, what="this gradient", mistakes=(
+               M("GELU(u) instead of its slope", "g * 0.5 * u * (1 + t)"), M("the upstream gradient left out", "d"),
+               M("the slope of ReLU", "g * (1 if u > 0 else 0)"))),
+           drill=drills.gelu_backward),
     OpKind("softmax_backward", pairs=No("a backward op: layers.softmax_backward"), notation=N.by_name,
            numpy=lambda r: [f"g, y = {r.x[0]}, {r.x[1]}", f"{r.out} = y * (g - (g * y).sum(axis=-1, keepdims=True))"],
-           exercise=Rule(8, "sign", "this gradient"), drill=drills.softmax_backward),
+           exercise=Rule(8, "sign", "this gradient", mistakes=(
+               M("the weighted mean of g left out", "y[k] * g[k]"), M("not multiplied by the weight", "g[k] - dot")),
+               parts="[y[k] * g[k], 0 - y[k] * dot]"),
+           drill=drills.softmax_backward),
     OpKind("mask_backward", pairs=No("a backward op: layers.causal_mask_backward"), notation=N.by_name,
            numpy=lambda r: [f"{r.out} = np.where({_tril(r.shape[-1])}, {r.x[0]}, 0.0)"],
            exercise=Rule(3, what="this gradient", lookup=True), drill=drills.mask),
     OpKind("embedding_backward", pairs=No("a backward op: layers.embedding_backward"), notation=N.by_name,
-           numpy=_embedding_backward, exercise=Rule(6, "sign", "this gradient"), drill=drills.embedding_backward),
+           numpy=_embedding_backward, exercise=Rule(6, "sign", "this gradient", parts="vals", mistakes=(
+               M("one position only", "vals[0]", "len(vals) > 1"),)),
+           drill=drills.embedding_backward),
     OpKind("rmsnorm_backward", pairs=No("a backward op: layers.rmsnorm_backward"), notation=N.through_rmsnorm,
            numpy=_rmsnorm_backward, exercise=Rule(8, "sign", "this gradient"), drill=drills.rmsnorm_backward),
     OpKind("rope_backward", pairs=No("a backward op: layers.rope_backward"), notation=N.by_name,
@@ -482,24 +552,39 @@ KINDS = (
     # -- the optimizer ----------------------------------------------------------------------------------------------
     OpKind("l2_grad", pairs=OPTIMIZER, notation=N.optimizer_record,
            numpy=lambda r: [f"{r.out} = {r.x[0]} + {r.meta['wd']!r} * {r.x[1]}"],
-           exercise=Rule(5, "sign", "this gradient with weight decay"), drill=drills.l2_grad),
+           exercise=Rule(5, "sign", "this gradient with weight decay", parts="[g, meta.wd * p]", mistakes=(
+               M("the decay left out", "g"), M("the decay subtracted", "g - meta.wd * p"))),
+           drill=drills.l2_grad),
     OpKind("adam_m", pairs=OPTIMIZER, notation=N.optimizer_record, numpy=_adam_m,
-           exercise=Rule(5, "sign", "this first moment"), drill=drills.adam_m),
+           # no sign question: the sign is the gradient's
+           exercise=Rule(5, what="this first moment", mistakes=(
+               M("(1 − β₁) left out", "g"), M("β₁ for 1 − β₁", "meta.beta * g"))),
+           drill=drills.adam_m),
     OpKind("adam_v", pairs=OPTIMIZER, notation=N.optimizer_record, numpy=_adam_v,
-           exercise=Rule(5, what="this second moment"), drill=drills.adam_v),
+           exercise=Rule(5, what="this second moment", mistakes=(M("(1 − β₂) left out", "g * g"),
+                                                         M("the gradient not squared", "(1 - meta.beta) * g"))),
+           drill=drills.adam_v),
     OpKind("adam_m_hat", pairs=OPTIMIZER, notation=N.optimizer_record, numpy=_bias_corrected,
-           exercise=Rule(4, "sign", "this bias-corrected first moment"), drill=drills.adam_m),
+           exercise=Rule(4, what="this bias-corrected first moment", mistakes=BIAS_CORRECTION), drill=drills.adam_m),
     OpKind("adam_v_hat", pairs=OPTIMIZER, notation=N.optimizer_record, numpy=_bias_corrected,
-           exercise=Rule(4, what="this bias-corrected second moment"), drill=drills.adam_v),
+           exercise=Rule(4, what="this bias-corrected second moment", mistakes=BIAS_CORRECTION), drill=drills.adam_v),
     OpKind("adamw_update", pairs=OPTIMIZER, notation=N.update(N.ADAMW_UPDATE), numpy=_adam_update(decoupled=True),
-           exercise=Rule(7, what="this updated weight"), drill=drills.update),
+           exercise=Rule(7, what="this updated weight", mistakes=(
+               M("the decoupled decay left out", "p - step", "meta.wd"),
+               M("a step along the gradient", "decayed + step"),
+               M("no square root", "decayed - meta.lr * m / (v + meta.eps)"))),
+           drill=drills.update),
     OpKind("adam_update", pairs=OPTIMIZER, notation=N.update(N.ADAM_UPDATE), numpy=_adam_update(decoupled=False),
-           exercise=Rule(7, what="this updated weight"), drill=drills.update),
+           exercise=Rule(7, what="this updated weight", mistakes=(
+               M("a step along the gradient", "p + step"), M("no square root", "p - meta.lr * m / (v + meta.eps)"))),
+           drill=drills.update),
     OpKind("sgd_buf", pairs=OPTIMIZER, notation=N.optimizer_record, numpy=_sgd_buf,
            exercise=Rule(2, what="this momentum buffer entry", lookup=True), drill=drills.update),
     OpKind("sgd_update", pairs=OPTIMIZER, notation=N.update(N.SGD_UPDATE, with_momentum=N.SGD_MOMENTUM_UPDATE),
            numpy=lambda r: [f"{r.out} = {r.x[0]} - {r.meta['lr']!r} * {r.x[1]}"],
-           exercise=Rule(7, what="this updated weight"), drill=drills.update),
+           exercise=Rule(7, what="this updated weight", mistakes=(
+               M("a step along the gradient", "p + meta.lr * g"), M("the learning rate left out", "p - g"))),
+           drill=drills.update),
 )
 OPS: dict[str, OpKind] = {k.name: k for k in KINDS}
 

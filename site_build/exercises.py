@@ -6,13 +6,23 @@ shows (`PageContext.shown`), keeps the ones the page is the first to show (its o
 of each record's op kind (its `exercise` in engine/ops.py, an `engine.ops.Rule`):
 
 - value   the value of one element (an attention weight, a LayerNorm output, a gradient entry, an updated
-          weight...), its inputs shown or linked, within a stated tolerance;
+          weight...), within a stated tolerance;
 - sign    whether one element is positive or negative (graded against the element's value);
 - argmax  which entry of a softmax row is largest (which key a query attends to most; which word the model
           thinks comes next): the element is that largest entry, the choice is graded against its index;
 - shape   the shape of one record;
 - drill   the same arithmetic on small integers, drawn by a seeded generator (the op kind's `drill`, a function
           of engine/drills.py).
+
+A question can be answered from the site (`vet`). Every number it needs is in front of the reader: its question
+lists the few inputs of its element (LIST_MAX, to six significant digits), or points at the tables that show them,
+on this page or an earlier one (their typed blocks say which elements each table shows: `blocks.Cells`, a window
+of a big matrix included). Its tolerance follows from the precision of those numbers: twice the largest change
+that rounding them (to six digits, or to a table's four decimals) makes in the answer, worked out by recomputing
+the element with each input moved by half a unit of its last digit (`engine.explain.evaluate`), rounded up to one
+significant digit. The usual slips (the rule's `mistakes`: a term left out, no 1/N, W for Wᵀ; and the wrong sign)
+must land outside it, and the answer must not be one of its inputs; a sign question is asked only where the parts
+of the sum have both signs. An element that fails is not asked: the next one of the record is tried.
 
 A record whose op kind has no entry in engine/ops.py is an error; a kind without a rule or a drill says so in its
 entry (`No(why)`), and its records are not asked about.
@@ -21,7 +31,8 @@ Markup (tests and the browser rely on it): a trace-graded exercise is `<li class
 `data-record`, `data-index` (comma-separated, empty for a scalar), `data-answer` (the value, Python repr) and
 `data-tol` (absolute tolerance), plus `data-kind`; a drill is `<li class="drill">` with `data-answer` and
 `data-tol`; a shape question is `<li class="shape-question">` with `data-record` and `data-shape`. Each holds the
-question and a `<details class="exercise-answer">` with the answer and its worked arithmetic: the lines of
+question (an input it lists is a `<span class="exercise-num">` with `data-record` and `data-at`, as a page's inline
+values) and a `<details class="exercise-answer">` with the answer and its worked arithmetic: the lines of
 `engine.explain`, typeset through the page's math slots exactly as `calc()` does. templates/assets/exercise.js
 adds the answer box, the Check button, the verdict and the progress (localStorage, marked in the sidebar).
 """
@@ -41,29 +52,45 @@ from typing import Any
 import numpy as np
 
 from engine import drills, ops
+from engine.explain import evaluate, operands
 from site_build.format import describe_shape, full_repr, general, html_text, html_words
 from site_build.macros import PageContext
+from site_build.macros.blocks import Cells
 from site_build.macros.numbers import calc_html
 from site_build.macros.reference import first_block_twin
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
 from site_build.render.markdown import Heading, Rendered
 from site_build.render.mathslots import SLOT_RE, MathSlots
+from site_build.tables import DECIMALS
 
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises
 MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sampled)
 MAX_CHOICES = 16  # an argmax question lists every entry of the row, so rows longer than this are not asked
+TRIES = 24  # elements of one record vetted before it is given up (none can be answered from the pages) ...
+UNSHOWN_TRIES = 4  # ... or this many of them needing a number no table shows (a window's hidden rows)
+LIST_MAX = 12  # an element with at most this many inputs has them in its question ...
+LISTED_DIGITS = 6  # ... to this many significant digits; more are read from the pages' tables (DECIMALS)
+SAFETY = 2  # a tolerance is this many times the change rounding the shown inputs can make: the reader's own
+# rounding of what they work out on the way, at the same precision, and the curvature of the op, fit inside it
 # Page weight: a page should stay under 40 000 bytes gzipped (tests/site/test_interact.py). Before the exercises are
-# added, a page is estimated (generously) at BODY_FACTOR × its gzipped HTML + LAYOUT_BYTES + MATH_BYTES per character
-# of its LaTeX; the exercises' fixed HTML costs about FIXED_BYTES, and their working gets what is left of PAGE_LIMIT,
-# counted in LaTeX characters, between MIN_BUDGET (the cheapest exercise always fits) and MAX_BUDGET.
-PAGE_LIMIT, BODY_FACTOR, LAYOUT_BYTES, MATH_BYTES, FIXED_BYTES = 38_500, 1.2, 2_500, 4.8, 1_200
+# added, a page is estimated at BODY_FACTOR × its gzipped HTML + MATH_BYTES per character of its LaTeX + LAYOUT_BYTES
+# (fitted to the real pages of four configs; a real page came out at most 2.6 kB above it, PAGE_LIMIT leaves room for
+# that). The exercises' fixed HTML costs about FIXED_BYTES, and their working gets what is left of PAGE_LIMIT, counted
+# in LaTeX characters of WORKING_BYTES each (generously), between MIN_BUDGET and MAX_BUDGET. An argmax question, the
+# best of a page, is asked whatever it costs; values and a sign question take what is left (at least the cheapest
+# value). The earlier guess, 1.2 × HTML + 4.8 bytes a character of LaTeX, overshot a page full of per-head tables by a
+# fifth, and its dot product did not fit.
+PAGE_LIMIT, BODY_FACTOR, MATH_BYTES, LAYOUT_BYTES, FIXED_BYTES, WORKING_BYTES = 36_000, 1.02, 3.55, 3_130, 1_200, 4.8
 MIN_BUDGET, MAX_BUDGET = 100, 900
+SQRT_CHARS, SUB_CHARS = 130, 15
 
 
 AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "key", "vocab": "word",
               "positions": "position", "d_model": "dimension", "head_dim": "dimension", "d_ff": "unit",
               "qkv": "column", "step": "step"}
+
+Op = tuple[str, tuple[int, ...]]  # one input element: (record, index)
 
 
 # -- the hook ---------------------------------------------------------------------------------------------------
@@ -104,29 +131,74 @@ class PageExercises:
                 and all(isinstance(n, str) for n in value.marked))
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a reader finds numbers: a page (`title`), or the table page of a wide matrix (no title); `here`: on
+    or from the page being asked about."""
+
+    url: str
+    title: str
+    here: bool
+
+
+# what a question needs (`inputs`): the inputs its question lists, the tables it points at for the rest
+# ((record, how many entries, where)), and {input: half a unit of its last shown digit}
+Needs = tuple[tuple[Op, ...], tuple[tuple[str, int, "Place"], ...], dict[Op, float]]
+
+
+class Seen:
+    """The elements the tables of the pages up to the one asked about show (their `blocks.Cells`), and where: the
+    page itself first, then the pages before it, the nearest first."""
+
+    def __init__(self, places: list[tuple[Place, Cells]]) -> None:
+        self.by_record: dict[str, list[tuple[Place, list[Cells]]]] = {}
+        for place, cells in places:
+            found = self.by_record.setdefault(cells.record, [])
+            group = next((g for p, g in found if p == place), None)
+            if group is None:
+                found.append((place, [cells]))
+            else:
+                group.append(cells)
+
+    def place(self, record: str, elements: list[tuple[int, ...]]) -> Place | None:
+        """The first place whose tables show every one of `elements` of `record`."""
+        for place, group in self.by_record.get(record, ()):
+            if all(any(e in c for c in group) for e in elements):
+                return place
+        return None
+
+
 def add_exercises(run: RunContext, pages: list[Page], results: dict[str, Any], bodies: dict[str, Rendered],
                   shown: dict[str, set[str]], math: MathSlots,
                   kept: Callable[[str, Any, Callable[[], PageExercises]], PageExercises] | None = None) -> None:
     """After the pages are rendered (`results`: render.jinja.PageResult): on every page of the forward pass, the
     backward pass and the optimizer an Exercises section (added to its `bodies`) built from the records it shows
     (`shown`: the pages that show each record; the records an answer's working shows are added, its formulas go
-    into `math`).
+    into `math`), each answerable from the numbers of that page and the pages before it (their blocks' cells).
 
     `kept(source, inputs, make)` may keep a page's exercises (the build's page cache) under what they depend on
-    beside the page: the records it is the first to show, and which pages show each record when its turn comes (the
-    exercises of the pages before it included). After an edit of one page's prose, the others' come back."""
+    beside the page: the records it is the first to show, which pages show each record when its turn comes (the
+    exercises of the pages before it included) and the cells of the tables up to it. After an edit of one page's
+    prose, the others' come back."""
     own = own_records(run.names, shown, pages)
+    tables: list[tuple[Page, list[Cells]]] = []
     for page in pages:
+        result = results.get(page.source)
+        blocks = result.blocks.values() if result is not None else ()
+        tables.append((page, [c for block in blocks for c in getattr(block, "cells", ())]))
+    for k, page in enumerate(pages):
         if page.section not in SECTIONS or page.source not in bodies:
             continue
         mine = own.get(page.source, [])
-        make = partial(page_exercises_of, run, page, pages, results[page.source], bodies[page.source].html, mine,
-                       shown)
+        places = [(Place(c.url or p.url, "" if c.url else p.title, p is page), c)
+                  for p, cells in [tables[k], *reversed(tables[:k])] for c in cells]
+        make = partial(page_exercises_of, run, page, results[page.source], bodies[page.source].html, mine,
+                       shown, Seen(places))
         if kept is None:
             made = make()
         else:
             where = tuple(sorted((name, tuple(sorted(sources))) for name, sources in shown.items()))
-            made = kept(page.source, (tuple(mine), where), make)
+            made = kept(page.source, (tuple(mine), where, tuple(places)), make)
         for name in made.marked:
             shown.setdefault(name, set()).add(page.source)
         math.add(made.math)
@@ -138,15 +210,15 @@ def add_exercises(run: RunContext, pages: list[Page], results: dict[str, Any], b
             body.headings.append(Heading(2, anchor, "Exercises"))
 
 
-def page_exercises_of(run: RunContext, page: Page, pages: list[Page], result: Any, html: str, own: list[str],
-                      shown: dict[str, set[str]]) -> PageExercises:
+def page_exercises_of(run: RunContext, page: Page, result: Any, html: str, own: list[str],
+                      shown: dict[str, set[str]], seen: Seen) -> PageExercises:
     """One page's exercises, worked out (`shown` gains the records their working shows)."""
     math = MathSlots()
     math.add(result.math)  # the page's own formulas: its budget weighs them
     ctx = ExerciseContext(run, math, page.source, page.body_line, shown)
     budget = page_budget(ctx, html)
     named = [name for block in result.blocks.values() for name in block.records]
-    items = page_exercises(ctx, page, pages, own, budget, named)
+    items = page_exercises(ctx, page, own, seen, budget, named, html)
     return PageExercises(tuple(items), math, tuple(sorted(ctx.shown)))
 
 
@@ -166,15 +238,30 @@ def shown_on(ctx: ExerciseContext, page: Page) -> list[str]:
 
 
 # -- one page's exercises --------------------------------------------------------------------------------------
-def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[str], budget: int = 900,
-                   named: list[str] | None = None) -> list[Item]:
-    """The exercises of one page: up to two values (the most instructive op kinds first), a sign or argmax
-    choice, a shape and a drill.
+@dataclass(frozen=True)
+class Asked:
+    """One question, vetted (`vet`): its element, its tolerance, the inputs its question lists, the tables it points
+    at for the others ((record, how many entries, where)) and the usual slips it grades wrong."""
 
-    Each revealed answer carries its typeset arithmetic, which weighs: the trace exercises of a page share a
-    `budget` of LaTeX characters of working (a long sum costs more than a LayerNorm entry), and a page always gets
-    at least its cheapest one."""
+    kind: str
+    name: str
+    index: tuple[int, ...]
+    tol: float
+    listed: tuple[Op, ...] = ()
+    places: tuple[tuple[str, int, Place], ...] = ()
+    slips: tuple[tuple[str, float], ...] = ()
+
+
+def page_exercises(ctx: PageContext, page: Page, own: list[str], seen: Seen | None = None,
+                   budget: int = 900, named: list[str] | None = None, html: str = "") -> list[Item]:
+    """The exercises of one page: a choice (which entry is largest, or a sign), up to two values (the most
+    instructive op kinds first), a shape and a drill, each answerable from what the pages show (`seen`).
+
+    Each revealed answer carries its typeset arithmetic, which weighs: an argmax question is asked whatever it
+    costs, the values and a sign question only if their working fits the `budget` of LaTeX characters left (but a
+    page always gets its cheapest value)."""
     trace = ctx.trace
+    seen = seen if seen is not None else Seen([])
 
     def first_block(names: list[str]) -> list[str]:
         """The askable records, those of later blocks left out where block 0 has the same (same arithmetic: twelve
@@ -190,54 +277,65 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
     ranked = sorted(askable, key=lambda n: (-_rule(trace, n).rank, ctx.names.index(n)))
     seed = int(trace.config.get("seed", 0))
 
-    values: list[tuple[str, tuple[int, ...]]] = []  # (record, index); costs are worked out when looked at
-    for name in ranked:
-        if not _rule(trace, name).value:
-            continue
-        at = _rule(trace, name).at
-        index = at(trace.record(name)) if at else pick_element(trace, name, _rng(seed, page.slug, name, "value"))
-        if index is not None:
-            values.append((name, index))
-    choices: list[tuple[str, str, tuple[int, ...]]] = []
-    for name in ranked:
-        kind = _rule(trace, name).choice
-        index = None
+    def first(kind: str, name: str, avoid: frozenset = frozenset()) -> Asked | None:
+        """The first element of `name` (in a seeded order) a `kind` question can be asked about."""
+        rule = _rule(trace, name)
         if kind == "argmax":
-            index = pick_argmax(trace, name, _rng(seed, page.slug, name, "argmax"))
-        elif kind == "sign":
-            index = pick_element(trace, name, _rng(seed, page.slug, name, "sign"), avoid={v[1] for v in values})
-        if index is not None:
-            choices.append((kind, name, index))
-    picked: list[tuple[str, str, tuple[int, ...]]] = []  # (kind, record, index)
-    left = budget
-    argmax = next((c for c in choices if c[0] == "argmax" and _cost(ctx, *c[1:]) <= left), None)
-    if argmax is not None:  # which key a query attends to most, which word comes next: the best question of a page
-        picked.append(argmax)
-        left -= _cost(ctx, *argmax[1:])
+            order = argmax_rows(trace, name, _rng(seed, page.slug, name, "argmax"))
+        else:
+            order = [rule.at(trace.record(name))] if rule.at else \
+                elements(trace, name, _rng(seed, page.slug, name, kind))
+        unshown = 0
+        for index in order[:TRIES]:
+            if index is None or index in avoid:
+                continue
+            found = needs(ctx, seen, kind, name, index)
+            if found is None:  # an input no table shows: the next elements of the record most likely the same
+                unshown += 1
+                if unshown == UNSHOWN_TRIES:
+                    return None
+                continue
+            asked = vet(ctx, kind, name, index, found)
+            if asked is not None:
+                return asked
+        return None
+
+    # an argmax (the best question of a page) whatever it costs; values of two op kinds, the most instructive first,
+    # if their working fits what is left (else the cheapest); a sign question where there is no argmax
+    argmax = next((a for n in ranked if _rule(trace, n).choice == "argmax" for a in [first("argmax", n)] if a), None)
+    picked: list[Asked] = [argmax] if argmax else []
+    left = budget - sum(_cost(ctx, a.name, a.index) for a in picked)
+    values: list[Asked] = []  # every value question looked at
     ops_used: set[str] = set()
-    for name, index in values:
+    for name in ranked:
         op = trace.record(name).op
-        if len(ops_used) < 2 and op not in ops_used and (argmax is None or name != argmax[1]) \
-                and _cost(ctx, name, index) <= left:
-            picked.insert(len(ops_used), ("value", name, index))
+        if not _rule(trace, name).value or op in ops_used or (argmax and name == argmax.name):
+            continue
+        asked = first("value", name)
+        if asked is None:
+            continue
+        values.append(asked)
+        if _cost(ctx, asked.name, asked.index) <= left:
+            picked.append(asked)
             ops_used.add(op)
-            left -= _cost(ctx, name, index)
-    if argmax is None:
-        asked = {name for _, name, _ in picked}
-        for kind, name, index in sorted(choices, key=lambda c: c[1] in asked):  # another record first
-            if _cost(ctx, name, index) <= left:
-                picked.append((kind, name, index))
+            left -= _cost(ctx, asked.name, asked.index)
+            if len(ops_used) == 2:
                 break
-    if not any(kind == "value" for kind, _, _ in picked) and values:  # over the budget: the cheapest value
-        name, index = min(values, key=lambda v: _cost(ctx, *v))
-        picked.insert(0, ("value", name, index))
-    items: list[Item] = []
-    titles = {p.source: p for p in pages}
+    if values and not ops_used:  # over the budget: the cheapest value
+        picked.append(min(values, key=lambda v: _cost(ctx, v.name, v.index)))
+    if argmax is None:
+        asked_names = {a.name for a in picked}
+        signs = sorted((n for n in ranked if _rule(trace, n).choice == "sign"), key=lambda n: n in asked_names)
+        for name in signs:  # another record than the values' first
+            sign = first("sign", name, frozenset(a.index for a in picked if a.name == name))
+            if sign is not None and _cost(ctx, sign.name, sign.index) <= left:
+                picked.append(sign)
+                break
     makers = {"value": value_exercise, "sign": sign_exercise, "argmax": argmax_exercise}
-    for kind, name, index in picked:
-        items.append(Item(kind, makers[kind](ctx, page, titles, name, index)))
-    asked = {name for _, name, _ in picked}
-    shape_name = next((n for n in own + askable if np.ndim(trace[n]) >= 2 and n not in asked), None)
+    items = [Item(asked.kind, makers[asked.kind](ctx, asked)) for asked in picked]
+    done = {a.name for a in picked}
+    shape_name = next((n for n in own + askable if np.ndim(trace[n]) >= 2 and n not in done
+                       and not _shape_shown(trace[n].shape, html)), None)
     if shape_name is not None:
         items.append(Item("shape", shape_question(ctx, shape_name)))
     drill_ops = [trace.record(n).op for n in ranked] + [f"{trace.config['optimizer']['name']}_update"]
@@ -250,9 +348,17 @@ def page_exercises(ctx: PageContext, page: Page, pages: list[Page], own: list[st
     return items
 
 
+def _shape_shown(shape: tuple[int, ...], html: str) -> bool:
+    """The page prints this shape (a table's caption says `16 × 48`): asking for it would give the answer away."""
+    return " × ".join(map(str, shape)) in html
+
+
 def _cost(ctx: PageContext, name: str, index: tuple[int, ...]) -> int:
-    """What the working of one element weighs on the page: the length of its LaTeX lines."""
-    return sum(len(line) for line in ctx.explain(name, index).latex)
+    """What the working of one element weighs on the page, in characters of LaTeX: the length of its lines, a
+    square root counted as SQRT_CHARS more and a subscript as SUB_CHARS more (what KaTeX makes of them: a fit of the
+    typeset size of 1,300 formulas of the site to these counts)."""
+    lines = ctx.explain(name, index).latex
+    return sum(len(t) + SQRT_CHARS * t.count("\\sqrt") + SUB_CHARS * t.count("_{") for t in lines)
 
 
 def page_budget(ctx: PageContext, html: str) -> int:
@@ -264,7 +370,7 @@ def page_budget(ctx: PageContext, html: str) -> int:
     texs = {ctx.math.formulas[n][0] for n in SLOT_RE.findall(html)}
     body = len(zlib.compress(ctx.math.strip(html).encode(), 6))
     estimate = BODY_FACTOR * body + LAYOUT_BYTES + MATH_BYTES * sum(map(len, texs)) + FIXED_BYTES
-    return int(min(MAX_BUDGET, max(MIN_BUDGET, (PAGE_LIMIT - estimate) / MATH_BYTES)))
+    return int(min(MAX_BUDGET, max(MIN_BUDGET, (PAGE_LIMIT - estimate) / WORKING_BYTES)))
 
 
 def _rule(trace: Any, name: str) -> ops.Rule:
@@ -282,6 +388,139 @@ def _askable(rec: Any) -> bool:
 def _rng(seed: int, *parts: str) -> np.random.Generator:
     digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+# -- can it be answered from the pages? ----------------------------------------------------------------------------
+def needs(ctx: PageContext, seen: Seen, kind: str, name: str, index: tuple[int, ...]) -> Needs | None:
+    """The inputs a `kind` question about element `index` of `name` needs (an argmax: the row it compares), if a
+    reader has them all (`inputs`)."""
+    if kind == "argmax":
+        return inputs(ctx, seen, name, [(*index[:-1], k) for k in argmax_entries(ctx.trace, name, index)], False)
+    return inputs(ctx, seen, name, [index], listable=not _rule(ctx.trace, name).lookup)
+
+
+def vet(ctx: PageContext, kind: str, name: str, index: tuple[int, ...], found: Needs) -> Asked | None:
+    """A `kind` question about element `index` of `name`, whose inputs a reader has (`found`: `needs`), if it tells
+    the right working from the usual slips (see the module's docstring); else None."""
+    trace, rule = ctx.trace, _rule(ctx.trace, name)
+    answer = float(np.asarray(trace[name])[index])
+    listed, places, halves = found
+    if kind == "argmax":
+        return Asked(kind, name, index, tolerance(answer), listed, places)
+    # the gaps the tolerance must stay under, worked out first: an element that cannot be asked is given up before
+    # its tolerance is (an exact tie, as where γ = 1, at once)
+    if kind == "sign":
+        parts = [p for p in evaluate(trace, name, index, (rule.parts,))[1] if p != 0] if rule.parts else []
+        if not min(parts, default=0) < 0 < max(parts, default=0):
+            return None
+        slips: list[tuple[str, float]] = []
+        gaps = [abs(answer)]  # the displayed numbers must decide the sign
+    else:
+        slips = slips_of(trace, rule, name, index)
+        gaps = [abs(wrong - answer) for _, wrong in slips]  # the wrong sign among them
+        if not rule.lookup:  # the answer must not be one of the numbers it is worked out from: given away
+            gaps += [abs(answer - float(np.asarray(trace[n])[i])) for n, i in halves]
+    gap = min(gaps, default=math.inf)
+    if not gap > 1e-12 * max(1.0, abs(answer)):
+        return None
+    # a value is written down at the precision of its inputs too (six digits, or a table's four decimals)
+    own = 0.0 if kind == "sign" or not halves else _half_digit(answer) if listed else 0.5 * 10.0 ** -DECIMALS
+    moved = own + rounding_change(trace, name, index, halves, gap / SAFETY - own)
+    tol = round_up(SAFETY * moved) if moved > 0 else tolerance(answer)  # no rounded input: 3 significant digits
+    if not tol < gap:
+        return None
+    return Asked(kind, name, index, tol, listed, places, tuple(slips))
+
+
+def inputs(ctx: PageContext, seen: Seen, name: str, elements_: list[tuple[int, ...]], listable: bool) -> Needs | None:
+    """What the question on `elements_` of `name` needs, and how precisely a reader has it: (the inputs its
+    question lists, the tables it points at for the rest, {input: half a unit of its last shown digit}); None if
+    some input is on no table of this page or the ones before it. Word ids and targets are words on the page."""
+    trace = ctx.trace
+    ops_ = list(dict.fromkeys(op for e in elements_ for op in _operands(ctx, name, e)))
+    real = {n: np.asarray(trace[n]).dtype.kind == "f" for n in dict.fromkeys(n for n, _ in ops_)}
+    floats = [op for op in ops_ if real[op[0]]]
+    if listable and len(floats) <= LIST_MAX:
+        return tuple(floats), (), {op: _half_digit(float(np.asarray(trace[op[0]])[op[1]])) for op in floats}
+    by_record: dict[str, list[tuple[int, ...]]] = {}
+    for n, i in floats:
+        by_record.setdefault(n, []).append(i)
+    places = []
+    for n, wanted in by_record.items():
+        place = seen.place(n, wanted)
+        if place is None:
+            return None
+        places.append((n, len(wanted), place))
+    return (), tuple(places), {op: 0.5 * 10.0 ** -DECIMALS for op in floats}
+
+
+def _operands(ctx: PageContext, name: str, index: tuple[int, ...]) -> list[Op]:
+    key = ("operands", name, index)
+    if key not in ctx.memo:
+        ctx.memo[key] = operands(ctx.trace, name, index)
+    return ctx.memo[key]
+
+
+def _half_digit(x: float) -> float:
+    """Half a unit of the last of LISTED_DIGITS significant digits of x (0 for 0: it is shown exactly)."""
+    if x == 0 or not math.isfinite(x):
+        return 0.0
+    return 0.5 * 10.0 ** (math.floor(math.log10(abs(x))) - LISTED_DIGITS + 1)
+
+
+def rounding_change(trace: Any, name: str, index: tuple[int, ...], halves: dict[Op, float],
+                    limit: float = math.inf) -> float:
+    """How far the element can move when each input is moved by half a unit of its last shown digit, one at a
+    time, the moves added up: the error of the answer worked out from the rounded numbers, to first order (the
+    sum so far once it reaches `limit`: too much already)."""
+    base = evaluate(trace, name, index)[0]
+    total = 0.0
+    for op, h in halves.items():
+        x = float(np.asarray(trace[op[0]])[op[1]])
+        if h > 0 and math.isfinite(x):
+            total += abs(evaluate(trace, name, index, patch={op: x + h})[0] - base)
+            if total >= limit:
+                break
+    return total
+
+
+def round_up(x: float) -> float:
+    """x rounded up to one significant digit: 0.00231 → 0.003."""
+    e = math.floor(math.log10(x))
+    m = math.ceil(round(x / 10.0 ** e, 9))
+    return float(f"{m}e{e}") if m < 10 else float(f"1e{e + 1}")
+
+
+def slips_of(trace: Any, rule: ops.Rule, name: str, index: tuple[int, ...]) -> list[tuple[str, float]]:
+    """The usual wrong answers for one element: the wrong sign, the rule's mistakes where they apply, W for Wᵀ."""
+    out = [("the wrong sign", -float(np.asarray(trace[name])[index]))]
+    whens = evaluate(trace, name, index, tuple(f"1 if ({m.when or 1}) else 0" for m in rule.mistakes))[1:]
+    live = [m for m, w in zip(rule.mistakes, whens) if w]
+    out.extend(zip((m.what for m in live), evaluate(trace, name, index, tuple(m.value for m in live))[1:]))
+    if rule.transposed:
+        wrong = transposed(trace, name, index)
+        if wrong is not None:
+            out.append(("W for Wᵀ (a square matrix read the wrong way round)", wrong))
+    return out
+
+
+def transposed(trace: Any, name: str, index: tuple[int, ...]) -> float | None:
+    """The element of a product with a square matrix, the matrix read the wrong way round (None without one)."""
+    rec = trace.record(name)
+    lhs, out = str(rec.meta.get("einsum", "->")).split("->")
+    specs = lhs.split(",")
+    arrays = [np.asarray(trace[n]) for n in rec.inputs[:len(specs)]]
+    square = [k for k, a in enumerate(arrays) if a.ndim == 2 and a.shape[0] == a.shape[1]]
+    if len(specs) != 2 or not square:
+        return None
+    specs[square[0]] = specs[square[0]][::-1]
+    fixed = dict(zip(out, index))
+    parts = [(a[tuple(fixed.get(ch, slice(None)) for ch in sp)], "".join(ch for ch in sp if ch not in fixed))
+             for sp, a in zip(specs, arrays)]
+    total = float(np.einsum(",".join(sub for _, sub in parts) + "->", *(a for a, _ in parts)))
+    if rec.op == "linear":
+        total += float(np.asarray(trace[rec.inputs[2]])[index[-1]])
+    return total
 
 
 # -- which element ----------------------------------------------------------------------------------------------
@@ -325,29 +564,32 @@ def _candidates(trace: Any, rec: Any, rng: np.random.Generator) -> list[tuple[in
     return list(map(tuple, idx[keep].tolist()))
 
 
-def pick_element(trace: Any, name: str, rng: np.random.Generator, avoid: set | None = None) -> tuple[int, ...] | None:
-    """A seeded choice of one element worth asking about: finite, not zero, in the larger half of the record's
-    magnitudes (so that the stated tolerance is a fair share of it), not one already asked."""
-    rec = trace.record(name)
-    value = np.asarray(rec.value)
+def elements(trace: Any, name: str, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """The elements worth asking about, in the seeded order they are tried: finite and not zero, the larger half
+    of the record's magnitudes first (so that a tolerance is a fair share of the answer), then the rest."""
+    value = np.asarray(trace[name])
     if value.ndim == 0:
-        return () if math.isfinite(float(value)) and float(value) != 0 else None
-    cands = [i for i in _candidates(trace, rec, rng) if i not in (avoid or set())]
+        return [()] if math.isfinite(float(value)) and float(value) != 0 else []
+    cands = _candidates(trace, trace.record(name), rng)
     vals = np.asarray(value[tuple(np.array(cands).T)], dtype=float) if cands else np.zeros(0)
     ok = np.isfinite(vals) & (np.abs(vals) > 1e-12 * max(1.0, float(np.abs(vals[np.isfinite(vals)]).max(initial=0))))
     if not ok.any():
-        return None
+        return []
     big = np.abs(vals) >= np.median(np.abs(vals[ok]))
-    pool = [c for c, keep in zip(cands, ok & big) if keep]
-    return pool[int(rng.integers(len(pool)))]
+    order = []
+    for keep in (ok & big, ok & ~big):
+        pool = [c for c, k in zip(cands, keep) if k]
+        order.extend(pool[k] for k in rng.permutation(len(pool)))
+    return order
 
 
-def pick_argmax(trace: Any, name: str, rng: np.random.Generator) -> tuple[int, ...] | None:
-    """The largest entry of a softmax row with a clear winner (its lead over the runner-up ≥ 0.02)."""
+def argmax_rows(trace: Any, name: str, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """The largest entry of each softmax row with a clear winner (its lead over the runner-up ≥ 0.02), in a seeded
+    order."""
     rec = trace.record(name)
     value = np.asarray(rec.value)
     if value.ndim < 2 or value.shape[-1] > MAX_CHOICES:
-        return None
+        return []
     rows = sorted({i[:-1] for i in _candidates(trace, rec, rng)})
     good = []
     for row in rows:
@@ -358,11 +600,23 @@ def pick_argmax(trace: Any, name: str, rng: np.random.Generator) -> tuple[int, .
         top = np.sort(visible)[-2:]
         if top[1] - top[0] >= 0.02:
             good.append((*row, int(np.argmax(r))))
-    return good[int(rng.integers(len(good)))] if good else None
+    return [good[k] for k in rng.permutation(len(good))]
+
+
+def argmax_entries(trace: Any, name: str, index: tuple[int, ...]) -> list[int]:
+    """The entries an argmax question offers: the row's finite ones, not a masked key nor a position without a
+    target."""
+    rec = trace.record(name)
+    row = np.asarray(rec.value)[index[:-1]]
+    last = rec.axes[-1]
+    allowed = {i[-1] for i in _candidates(trace, rec, np.random.default_rng(0)) if i[:-1] == index[:-1]}
+    return [k for k in range(row.shape[0]) if np.isfinite(row[k]) and not (last == "keys" and row[k] == 0)
+            and (last != "tokens" or k in allowed)]
 
 
 def tolerance(answer: float) -> float:
-    """About three significant digits: 0.001 for an answer of 0.4567, 1e-9 for 3.2e-7."""
+    """About three significant digits: 0.001 for an answer of 0.4567, 1e-9 for 3.2e-7 (a choice question's, and a
+    value read off the pages with no input to round)."""
     if answer == 0 or not math.isfinite(answer):
         return 1e-6
     return float(10.0 ** (math.floor(math.log10(abs(answer))) - 2))
@@ -405,38 +659,30 @@ def _element(ctx: PageContext, rec: Any, index: tuple[int, ...]) -> str:
     return f"<code>{html_text(rec.name)}</code>" + (f" at {where}" if where else "")
 
 
-def _inputs(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
-    """What the question needs: each input element's value when there are a few, else the records and the pages
-    that show them."""
-    expl = ctx.explain(name, index)
-    distinct = list(dict.fromkeys(expl.operands))  # in order, once each (a softmax over 50,257 words has as many)
-    if not distinct:
-        return ""
-    if len(distinct) <= 6 and not _rule(ctx.trace, name).lookup:
-        parts = [f"<code>{html_text(n)}</code>[{', '.join(map(str, i))}] = "
-                 f'<span class="exercise-num">{_show(ctx.trace[n][i])}</span>' for n, i in distinct]
-        return '<p class="exercise-inputs">You need: ' + "; ".join(parts) + ".</p>"
-    by_record: dict[str, int] = {}
-    for n, _ in distinct:
-        by_record[n] = by_record.get(n, 0) + 1
-    parts = []
-    for n, count in by_record.items():
+def _inputs(ctx: PageContext, asked: Asked) -> str:
+    """What the question needs: each input's value when it lists them, else the records and where to find them."""
+    parts = [f"<code>{html_text(n)}</code>{'[' + ', '.join(map(str, i)) + ']' if i else ''} = "
+             f'<span class="exercise-num" data-record="{html.escape(n)}" data-at="{",".join(map(str, i))}">'
+             f"{_show(np.asarray(ctx.trace[n])[i])}</span>" for n, i in asked.listed]
+    for n, count, place in asked.places:
         what = "the right entry" if count == 1 else f"{count} entries"
-        parts.append(f"{what} of <code>{html_text(n)}</code>{_where_shown(ctx, page, titles, n)}")
-    return '<p class="exercise-inputs">You need: ' + "; ".join(parts) + ".</p>"
+        parts.append(f"{what} of <code>{html_text(n)}</code>{_place_words(place)}")
+    return '<p class="exercise-inputs">You need: ' + "; ".join(parts) + ".</p>" if parts else ""
 
 
-def _where_shown(ctx: PageContext, page: Page, titles: dict[str, Page], name: str) -> str:
-    sources = sorted(ctx.everywhere.get(name, ()), key=lambda s: list(titles).index(s) if s in titles else 0)
-    if page.source in sources:
-        return " (above)"
-    links = [f'<a href="{html.escape(titles[s].url)}">{html_text(titles[s].title)}</a>' for s in sources if s in titles]
-    return f" (on {', '.join(links[:2])})" if links else ""
+def _place_words(place: Place) -> str:
+    """` (above)`, ` (on Layer normalisation)`, ` (in the table of all its numbers)`, links included."""
+    url = html.escape(place.url)
+    if not place.title:
+        return f' (in <a href="{url}">the table of all its numbers</a>)'
+    return " (above)" if place.here else f' (on <a href="{url}">{html_text(place.title)}</a>)'
 
 
 def _show(x: Any) -> str:
     x = x.item() if hasattr(x, "item") else x
-    return general(x, 6).replace("-", "−") if isinstance(x, float) else str(x).replace("-", "−")
+    if isinstance(x, float) and math.isinf(x):
+        return "−∞" if x < 0 else "∞"
+    return general(x, LISTED_DIGITS).replace("-", "−") if isinstance(x, float) else str(x).replace("-", "−")
 
 
 def _attrs(kind: str, name: str, index: tuple[int, ...], answer: float, tol: float) -> str:
@@ -455,69 +701,77 @@ def _value_text(x: float) -> str:
     return f'<strong>{_show(float(x))}</strong> (exactly <code>{full_repr(float(x))}</code>)'
 
 
-def value_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+def _slips_text(asked: Asked) -> str:
+    """The usual slips the tolerance grades wrong, and what each gives (the wrong sign goes without saying)."""
+    shown = [(what, x) for what, x in asked.slips if what != "the wrong sign"][:3]
+    if not shown:
+        return ""
+    return " Slips give other numbers: " + "; ".join(f"{html_text(what)}, {_show(float(x))}" for what, x in shown) + "."
+
+
+def value_exercise(ctx: PageContext, asked: Asked) -> str:
+    name, index, tol = asked.name, asked.index, asked.tol
     rec = ctx.trace.record(name)
     answer = float(np.asarray(rec.value)[index])
-    tol = tolerance(answer)
     expl = ctx.explain(name, index)
     how = f" {html_text(expl.text[0].upper() + expl.text[1:])}." if expl.text else ""
     question = (f'<p class="exercise-q">What is {_rule(ctx.trace, name).what}, {_element(ctx, rec, index)}?{how}</p>'
-                + _inputs(ctx, page, titles, name, index)
+                + _inputs(ctx, asked)
                 + f'<p class="exercise-tol">Answer within ±{general(tol, 1)}.</p>')
     return (f'<li class="exercise"{_attrs("value", name, index, answer, tol)}>'
             f'<div class="exercise-question">{question}</div>'
-            + _reveal(ctx, name, index, f"The answer is {_value_text(answer)}.") + "</li>")
+            + _reveal(ctx, name, index, f"The answer is {_value_text(answer)}.{_slips_text(asked)}") + "</li>")
 
 
-def sign_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+def sign_exercise(ctx: PageContext, asked: Asked) -> str:
+    name, index = asked.name, asked.index
     rec = ctx.trace.record(name)
     answer = float(np.asarray(rec.value)[index])
     word = "positive" if answer > 0 else "negative"
     question = (f'<p class="exercise-q">Positive or negative: {_rule(ctx.trace, name).what}, '
                 f'{_element(ctx, rec, index)}?</p>'
-                + _inputs(ctx, page, titles, name, index))
+                + _inputs(ctx, asked))
     choices = _choices([("positive", "positive"), ("negative", "negative")])
-    return (f'<li class="exercise"{_attrs("sign", name, index, answer, tolerance(answer))}>'
+    return (f'<li class="exercise"{_attrs("sign", name, index, answer, asked.tol)}>'
             f'<div class="exercise-question">{question}{choices}</div>'
             + _reveal(ctx, name, index, f"It is {word}: {_value_text(answer)}.") + "</li>")
 
 
-def argmax_exercise(ctx: PageContext, page: Page, titles: dict[str, Page], name: str, index: tuple[int, ...]) -> str:
+def argmax_exercise(ctx: PageContext, asked: Asked) -> str:
+    name, index = asked.name, asked.index
     rec = ctx.trace.record(name)
     rule = _rule(ctx.trace, name)
-    value = np.asarray(rec.value)
-    answer = float(value[index])
-    row = value[index[:-1]]
+    answer = float(np.asarray(rec.value)[index])
     last = rec.axes[-1]
     labels = ctx.trace.labels
     b = index[0] if rec.axes[0] == "batch" else 0
     words = labels["inputs"][b] if last in ("keys", "tokens") else labels["vocab"]
-    allowed = {i[-1] for i in _candidates(ctx.trace, rec, np.random.default_rng(0)) if i[:-1] == index[:-1]}
-    entries = [k for k in range(row.shape[0]) if np.isfinite(row[k]) and not (last == "keys" and row[k] == 0)
-               and (last != "tokens" or k in allowed)]
+    entries = argmax_entries(ctx.trace, name, index)
 
     def label(k: int) -> str:
         return f"{k} “{html_words(words[k])}”" if k < len(words) else str(k)
 
     row_where = _where(ctx, rec, index[:-1])
+    shown = "".join(_place_words(p) for _, _, p in asked.places[:1])
+    source = asked.places[0][0] if asked.places else name
     if last == "keys":
         ask = f"Which key does the query at {row_where} attend to most (the largest weight of its row)?"
     elif last == "vocab":
         ask = f"Which word does the model give the highest probability at {row_where}?"
     elif last == "tokens":
         ask = (f"At which position is {rule.what} largest: <code>{html_text(name)}</code>"
-               f"{' at ' + row_where if row_where else ''}{_where_shown(ctx, page, titles, name)}?")
+               f"{' at ' + row_where if row_where else ''}? Compare <code>{html_text(source)}</code>{shown}.")
     else:
         ask = f"Which entry of the row at {row_where} is largest?"
     hint = ""
     if rule.keeps_order and rec.inputs:
         hint = (f" Predict it before you look at the row: the softmax keeps the order of its input, "
-                f"<code>{html_text(rec.inputs[0])}</code>{_where_shown(ctx, page, titles, rec.inputs[0])}.")
+                f"<code>{html_text(rec.inputs[0])}</code>{shown}.")
     question = (f'<p class="exercise-q">{ask}{hint}</p>'
                 + _choices([(str(k), label(k)) for k in entries]))
     noun = "weight" if last == "keys" else rule.noun
     lead = f"{label(index[-1])}, with {noun} {_value_text(answer)}."
-    return (f'<li class="exercise"{_attrs("argmax", name, index, answer, tolerance(answer))}>'
+    return (f'<li class="exercise"{_attrs("argmax", name, index, answer, asked.tol)}>'
             f'<div class="exercise-question">{question}</div>' + _reveal(ctx, name, index, lead) + "</li>")
 
 

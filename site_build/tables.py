@@ -17,6 +17,8 @@ import numpy as np
 
 from site_build.format import format_number, full_repr, html_words
 
+DECIMALS = 4  # a table cell's decimals: what a reader working from a table has (the exercises' tolerances follow)
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -42,7 +44,7 @@ def cell(x: float | int, scale: float) -> str:
     (JavaScript) and from the CSV and trace downloads; 17 random digits per cell do not compress,
     and a page of 3,000 cells must stay under 40 KB gzip.
     """
-    text = format_number(x)
+    text = format_number(x, DECIMALS)
     if isinstance(x, (int, np.integer)):
         return f'<td class="i">{text}</td>'
     x = float(x)

@@ -23,7 +23,8 @@ from .interpret import Element, ExplainError, exact, num, par, split_line
 HERE = Path(__file__).parent
 SCRIPT = HERE / "interpret.js"  # the browser's interpreter of the same descriptions
 
-__all__ = ["SCRIPT", "Explanation", "ExplainError", "exact", "explain", "jacobian", "num", "ops", "par", "split_line"]
+__all__ = ["SCRIPT", "Explanation", "ExplainError", "evaluate", "exact", "explain", "jacobian", "num", "operands",
+           "ops", "par", "split_line"]
 
 
 @cache
@@ -55,6 +56,31 @@ def explain(trace: Trace, name: str, index: Any) -> Explanation:
     element = Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"])
     result, lines, text = element.explain()
     return Explanation(name, index, rec.op, result, element.operands, lines, text)
+
+
+def evaluate(trace: Trace, name: str, index: Any, expressions: tuple[str, ...] = (),
+             patch: dict[tuple[str, tuple[int, ...]], float] | None = None) -> list[Any]:
+    """Element `index` of record `name` recomputed from its inputs, then `expressions` of the description's language
+    evaluated over the same bindings (the exercises' typical wrong answers, the parts of a sum): `[result, *values]`.
+    `patch` ({(input record, index): value}) replaces some inputs, e.g. by the rounded numbers a page shows."""
+    element = _element(trace, name, index, patch)
+    return [element.value_of("result"), *(element.value_of(e) for e in expressions)]
+
+
+def operands(trace: Trace, name: str, index: Any) -> list[tuple[str, tuple[int, ...]]]:
+    """The input elements the value of element `index` of `name` is computed from (`explain`'s operands, without
+    writing its lines)."""
+    element = _element(trace, name, index, None)
+    element.value_of("result")
+    if element.desc.get("reads"):
+        element.value_of(element.desc["reads"])
+    return element.operands
+
+
+def _element(trace: Trace, name: str, index: Any, patch: dict | None) -> Element:
+    rec = trace.record(name)
+    index = tuple(int(i) for i in (index if isinstance(index, (tuple, list)) else (index,)))
+    return Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"], patch)
 
 
 def jacobian(trace: Trace, name: str, row: Any) -> tuple[np.ndarray, str]:

@@ -513,8 +513,10 @@ def _seq_sum(xs: list) -> float:
 class Element:
     """The evaluation of one element of one record against its op's description."""
 
-    def __init__(self, ops: dict, record: Any, inputs: list, index: tuple[int, ...], vocab: list[str]) -> None:
+    def __init__(self, ops: dict, record: Any, inputs: list, index: tuple[int, ...], vocab: list[str],
+                 patch: dict[tuple[str, tuple[int, ...]], float] | None = None) -> None:
         self.ops = ops
+        self.patch = patch or {}  # {(input record, index): value}: read instead of the record's value
         self.desc = ops["ops"][record.op]
         self.out = record
         self.vocab = vocab
@@ -548,6 +550,12 @@ class Element:
         lines = self._lines(self.desc.get("lines") or [])
         text = self._text(self.desc.get("text", ""))
         return float(result), lines, text
+
+    def value_of(self, expression: str) -> Any:
+        """An expression of the description's language evaluated over this element's bindings (`result`, the
+        `let` names, i, x, meta...): a number, or a list of numbers."""
+        v = _eager(self.eval(parse(expression)))
+        return [float(val(x)) for x in v] if isinstance(v, list) else float(val(v))
 
     def _lines(self, entries: Any) -> list[str]:
         out: list[str] = []
@@ -672,13 +680,24 @@ class Element:
             idx = idx[len(idx) - len(shape):]
         if len(idx) != len(shape) or any(not 0 <= k < n for k, n in zip(idx, shape)):
             raise ExplainError(f"{self.out.op}: index {idx} outside {record.name} of shape {list(shape)}")
-        ref = Ref(record, tuple(idx), float(record.value[tuple(idx)]))
+        ref = Ref(record, tuple(idx), self._read(record, tuple(idx)))
         if record is not self.out:
             self.operands.append((record.name, ref.index))
         return ref
 
     def _value(self, record: Any, index: Any) -> float:
-        return float(record.value[tuple(int(val(k)) for k in index)])
+        return self._read(record, tuple(int(val(k)) for k in index))
+
+    def _read(self, record: Any, index: tuple[int, ...]) -> float:
+        """One element's value: the record's, or the patched one (an input as a page shows it, rounded)."""
+        if self.patch and record is not self.out and (record.name, index) in self.patch:
+            return float(self.patch[(record.name, index)])
+        return float(record.value[index])
+
+    def _patched(self, record: Any, indices: list, values: list) -> list:
+        if self.patch and record is not self.out:
+            return [float(self.patch.get((record.name, tuple(k)), v)) for k, v in zip(indices, values)]
+        return values
 
     def _indices(self, record: Any) -> list:
         shape = record.value.shape
@@ -698,6 +717,7 @@ class Element:
             self.operands.pop()
         at = first.index[:-1]
         values = np.asarray(record.value[at], dtype=float).tolist()
+        values = self._patched(record, [(*at, k) for k in range(n)], values)
         refs = [Ref(record, (*at, k), v) for k, v in enumerate(values)]
         if record is not self.out:
             self.operands.extend((record.name, r.index) for r in refs)
@@ -745,6 +765,7 @@ class Element:
             values = np.asarray(r.value[tuple(axes)], dtype=float).reshape(-1).tolist() if axes else \
                 [float(r.value)] * total
             indices = list(zip(*(a.tolist() for a in axes))) if axes else [()] * total
+            values = self._patched(r, indices, values)
             factors.append([Ref(r, k, v) for k, v in zip(indices, values)])
         terms = [list(t) for t in zip(*factors)]
         named = [r.name if r is not self.out else None for r in records]

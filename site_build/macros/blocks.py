@@ -10,7 +10,8 @@ PageResult, where
     the notebook   puts each block's note (`Block.note`) where the block is: one note for each run of blocks that
                    Markdown reads as one HTML block (a `Group`, in `PageBlocks.prose`)
     the downloads  make the files the blocks link to (`files`: data.downloads.FileNeed)
-    the exercises  ask about the records the blocks name (`records`)
+    the exercises  ask about the records the blocks name (`records`), with inputs among the numbers the page's
+                   tables show (`Table.cells`)
 
 Outside a page (a test calling a macro, the working of an exercise) a macro returns its HTML at once.
 """
@@ -109,13 +110,36 @@ class Parts(Block):
 
 
 @dataclass(frozen=True)
+class Cells:
+    """The elements of one record that one table shows, each `at` + (row, column) for a row in `rows` and a column in
+    `cols` (None for the unit axis of a vector, which is not in the record), on the page itself or, for a wide
+    matrix, on its table page `url` (a click away)."""
+
+    record: str
+    at: tuple[int, ...]
+    rows: tuple[int, ...] | None
+    cols: tuple[int, ...] | None
+    url: str = ""
+
+    def __contains__(self, element: tuple[int, ...]) -> bool:
+        n = len(self.at)
+        rest = element[n:]
+        if tuple(element[:n]) != self.at or len(rest) != (self.rows is not None) + (self.cols is not None):
+            return False
+        if self.rows is not None and rest[0] not in self.rows:
+            return False
+        return self.cols is None or rest[-1] in self.cols
+
+
+@dataclass(frozen=True)
 class Table(Block):
     """Numbers of records in a table: a matrix or vector however macros.scale shows it (every number, a heatmap
     with the table a click away, a window), a record's heads behind a selector, a Jacobian, every head's statistics,
-    the update table."""
+    the update table. `cells`: the elements its tables show with four decimals (macros.scale's matrices)."""
 
     records: tuple[str, ...]
     files: tuple[FileNeed, ...] = ()
+    cells: tuple[Cells, ...] = ()
 
     def note(self) -> Note:
         return Note("tables", records=self.records)

@@ -50,7 +50,7 @@ from site_build.data.downloads import (
     window_file,
 )
 from site_build.format import counted, html_text, html_words, sig
-from site_build.macros.blocks import CLOSE, OPEN, SLOT_RE, Calc, Table, slot
+from site_build.macros.blocks import CLOSE, OPEN, SLOT_RE, Calc, Cells, Table, slot
 from site_build.macros.registry import PageContext, page_hook
 from site_build.pages import ExtraPage, Page
 from site_build.tables import Axis
@@ -131,7 +131,8 @@ def finish_page(ctx: PageContext, text: str) -> str:
     for n, view in views.items():
         files: list[FileNeed] = []
         html = draw(ctx, view, OTHER_EDGE if view.other else edge, files)
-        blocks.set(n, Table((view.rec.name,), tuple(dict.fromkeys(files))), html)
+        cells = cells_of(view, OTHER_EDGE if view.other else edge)
+        blocks.set(n, Table((view.rec.name,), tuple(dict.fromkeys(files)), (cells,)), html)
 
     def heads(match: re.Match) -> str:
         """A run of views with nothing but white space between: each record's heads behind one selector."""
@@ -237,7 +238,8 @@ def _heads(ctx: PageContext, views: dict[int, View], run: list[int]) -> str:
                    f"<summary>Head {head}</summary>{blocks.html[i]}</details>")
     out.append("</div>")
     files = tuple(dict.fromkeys(f for i in run for f in blocks.blocks[i].files))
-    return blocks.add(Table((first.rec.name,), files), "".join(out))
+    cells = tuple(c for i in run for c in blocks.blocks[i].cells)
+    return blocks.add(Table((first.rec.name,), files, cells), "".join(out))
 
 
 # -- drawing ----------------------------------------------------------------------------------------------------------
@@ -253,9 +255,7 @@ def draw(ctx: PageContext, view: View, edge: int, files: list[FileNeed]) -> str:
     if view.mode == "wide":
         return (f'<figure class="big wide"><figcaption>{caption(view, view.rows, view.cols, files)}</figcaption>'
                 f"{heat_figure(view, (1, 1), files)}{table_link(ctx, view, files)}{view.check}</figure>")
-    r, c = view.values.shape
-    rows = _window_axis(view.rows, edge, rows_mark)
-    cols = _window_axis(view.cols, edge, cols_mark)
+    rows, cols = shown_axes(view, edge)
     stats = statistics(ctx, view)
     window = " × ".join(f"{_n(a.shown)} of {a.size}" for a in (rows, cols) if a.name)
     table = tables.table(view.values, rows, cols, f"<code>{html_text(view.rec.name)}</code>: the window, {window}",
@@ -266,6 +266,24 @@ def draw(ctx: PageContext, view: View, edge: int, files: list[FileNeed]) -> str:
             f'<p class="stats">{stats_sentence(stats)}</p>'
             f"{heat_figure(view, block, files)}{table}"
             f"{view.compare(rows, cols) if view.compare else ''}{view.check}</figure>")
+
+
+def shown_axes(view: View, edge: int) -> tuple[Axis, Axis]:
+    """The rows and columns of the view its table shows (a window's: `edge` at each end and the marked ones)."""
+    if view.mode != "window" or view.picked:
+        return view.rows, view.cols
+    return _window_axis(view.rows, edge, view.marks[0]), _window_axis(view.cols, edge, view.marks[1])
+
+
+def cells_of(view: View, edge: int) -> Cells:
+    """The elements the view's table shows, and where: on the page, or on a wide matrix's table page."""
+    rows, cols = shown_axes(view, edge)
+
+    def indices(axis: Axis) -> tuple[int, ...] | None:
+        return tuple(i for i in axis.shown if i is not None) if axis.name else None
+
+    url = table_url(view) if view.mode == "wide" and not view.picked else ""
+    return Cells(view.rec.name, tuple(view.at), indices(rows), indices(cols), url)
 
 
 def _window_axis(axis: Axis, edge: int, marks: set[int]) -> Axis:

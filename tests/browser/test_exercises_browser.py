@@ -53,7 +53,7 @@ def respond(li, right: bool) -> str:
     kind = li.get_attribute("data-kind")
     if kind in ("value", "drill"):
         answer, tol = float(li.get_attribute("data-answer")), float(li.get_attribute("data-tol"))
-        typed = f"{answer:.4g}" if kind == "value" else repr(answer)  # as a learner would: 4 digits are enough
+        typed = f"{answer:.6g}" if kind == "value" else repr(answer)  # as a learner would: six digits, as the inputs
         li.locator("input[type=text]").fill(typed if right else repr(answer + 10 * tol + 1))
     elif kind == "shape":
         sizes = li.get_attribute("data-shape").split(",")
