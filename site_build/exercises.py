@@ -53,10 +53,10 @@ import numpy as np
 
 from engine import drills, ops
 from engine.explain import evaluate, operands
-from site_build.format import describe_shape, full_repr, general, html_text, html_words
+from site_build.format import describe_shape, full_repr, general, html_text, html_words, html_words_in
 from site_build.macros import PageContext
 from site_build.macros.blocks import Cells
-from site_build.macros.numbers import calc_html
+from site_build.macros.numbers import calc_html, risky_words
 from site_build.macros.reference import first_block_twin
 from site_build.macros.registry import RunContext
 from site_build.pages import Page
@@ -714,7 +714,8 @@ def value_exercise(ctx: PageContext, asked: Asked) -> str:
     rec = ctx.trace.record(name)
     answer = float(np.asarray(rec.value)[index])
     expl = ctx.explain(name, index)
-    how = f" {html_text(expl.text[0].upper() + expl.text[1:])}." if expl.text else ""
+    # the explanation may quote a config word: isolated, as in calc()
+    how = f" {html_words_in(expl.text[0].upper() + expl.text[1:], risky_words(ctx))}." if expl.text else ""
     question = (f'<p class="exercise-q">What is {_rule(ctx.trace, name).what}, {_element(ctx, rec, index)}?{how}</p>'
                 + _inputs(ctx, asked)
                 + f'<p class="exercise-tol">Answer within ±{general(tol, 1)}.</p>')

@@ -270,7 +270,8 @@ def calc_html(ctx: PageContext, name: str, idx: tuple[int, ...], css: str = "cal
     ctx.mark(name)
     at = ",".join(str(i) for i in idx)
     lines = "".join(f'<div class="calc-line">{calc_line(ctx, tex)}</div>' for tex in expl.latex)
-    summary = f'<p class="calc-text">{html_words_in(expl.text, _risky(ctx))}</p>' if getattr(expl, "text", "") else ""
+    text = getattr(expl, "text", "")
+    summary = f'<p class="calc-text">{html_words_in(text, risky_words(ctx))}</p>' if text else ""
     return f'<div class="{css}" data-record="{escape(name)}" data-at="{at}">{summary}{lines}</div>'
 
 def calc_line(ctx: PageContext, tex: str) -> str:
@@ -282,7 +283,7 @@ def calc_line(ctx: PageContext, tex: str) -> str:
         return ctx.slot(tex, True)
     return f'<span class="calc-lhs">{ctx.slot(lhs, True)}</span><span class="calc-rhs">{ctx.slot(rhs, True)}</span>'
 
-def _risky(ctx: PageContext) -> list[str]:
+def risky_words(ctx: PageContext) -> list[str]:
     """The vocabulary words that need bidi isolation (html_words_in), found once per build: 50,257 words."""
     if "risky" not in ctx.memo:
         ctx.memo["risky"] = [w for w in map(str, ctx.trace.labels["vocab"]) if needs_isolation(w)]
