@@ -63,7 +63,7 @@ MIN_BUDGET, MAX_BUDGET = 100, 900
 
 AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "key", "vocab": "word",
               "positions": "position", "d_model": "dimension", "head_dim": "dimension", "d_ff": "unit",
-              "qkv": "column", "step": "step"}
+              "qkv": "column", "step": "step", "kv_heads": "key/value head", "kv_dim": "column"}
 
 
 # -- the hook ---------------------------------------------------------------------------------------------------

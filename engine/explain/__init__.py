@@ -58,7 +58,8 @@ def explain(trace: Trace, name: str, index: Any) -> Explanation:
 
 
 def jacobian(trace: Trace, name: str, row: Any) -> tuple[np.ndarray, str]:
-    """The full Jacobian of one row of a softmax or LayerNorm-normalize record w.r.t. that row's input.
+    """The full Jacobian of one row of a softmax, LayerNorm-normalize or RMSNorm-normalize record w.r.t. that row's
+    input.
 
     Returns (J, description) with J[i, j] = d out_i / d in_j. The backward pass never builds this matrix:
     it applies it to the upstream gradient in O(n) (softmax: y * (g - <g, y>); LayerNorm: the rstd formula).
@@ -79,4 +80,10 @@ def jacobian(trace: Trace, name: str, row: Any) -> tuple[np.ndarray, str]:
         n = xhat.size
         rstd = 1.0 / math.sqrt(var + rec.meta["eps"])
         return rstd * (np.eye(n) - 1.0 / n - np.outer(xhat, xhat) / n), "(I - 1/C - x̂ x̂ᵀ / C) / √(σ²+ε)"
-    raise KeyError(f"no Jacobian for {name} (op {rec.op}): give a softmax or LayerNorm xhat record")
+    if rec.op == "rms_normalize":  # RMSNorm: LayerNorm's Jacobian without the -1/C of the mean
+        xhat = rec.value[row]
+        ms = float(trace[rec.inputs[1]][row])
+        n = xhat.size
+        rstd = 1.0 / math.sqrt(ms + rec.meta["eps"])
+        return rstd * (np.eye(n) - np.outer(xhat, xhat) / n), "(I - x̂ x̂ᵀ / C) / √(ν+ε)"
+    raise KeyError(f"no Jacobian for {name} (op {rec.op}): give a softmax, LayerNorm or RMSNorm xhat record")

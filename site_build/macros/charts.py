@@ -161,9 +161,10 @@ def gelu_numbers(ctx: PageContext, layer: int = 0, batch: int = 0) -> dict[str, 
 
 @macro
 def layernorm_picture(ctx: PageContext, ln: str = "L0.ln_1", row: int = 0, batch: int = 0) -> Markup:
-    """One row through a LayerNorm (`L0.ln_1`, `L0.ln_2`, `ln_f`): as it comes in, centred, scaled, shifted."""
+    """One row through a LayerNorm (`L0.ln_1`, `L0.ln_2`, `ln_f`): as it comes in, centred, scaled, shifted; through
+    an RMSNorm (Llama): as it comes in, scaled, times its gain."""
     rec = ctx.record(f"{ln}.xhat") if isinstance(ln, str) else None
-    if rec is None or rec.op != "normalize":
+    if rec is None or rec.op not in ("normalize", "rms_normalize"):
         raise MacroError(f"bad argument ln={ln!r} for layernorm_picture(): give a LayerNorm such as 'L0.ln_1'")
     check_int("batch", batch, rec.value.shape[0], "layernorm_picture")
     check_int("row", row, rec.value.shape[1], "layernorm_picture")

@@ -38,6 +38,7 @@ from site_build.macros.registry import MacroError, PageContext, check_int, filte
 from site_build.tables import Axis
 
 LABELLED_AXES = {"tokens", "keys", "vocab"}
+HEAD_AXES = ("heads", "kv_heads")  # a head is picked with head=: a query head, or a key/value head (Llama's k, v)
 DEFAULT_LIMIT = 64  # show every row/column up to this many, else elide
 DEFAULT_EDGE = 4  # rows/columns kept at each end when eliding
 MAX_CELLS = scale.MAX_CELLS  # a matrix past this many cells is windowed (macros.scale); a Jacobian, cornered
@@ -53,7 +54,7 @@ def _select(rec: Any, batch: int, head: int | None) -> tuple[np.ndarray, list[st
         axes.pop(0)
     elif batch != 0:
         raise MacroError(f"'{rec.name}' has no batch axis; drop batch={batch!r}")
-    if axes[:1] == ["heads"]:
+    if axes[:1] and axes[0] in HEAD_AXES:
         if head is None:
             raise MacroError(
                 f"'{rec.name}' has {values.shape[0]} heads: pass head=0..{values.shape[0] - 1}"
@@ -279,10 +280,10 @@ def _risky(ctx: PageContext) -> list[str]:
 
 @macro
 def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
-    """The full Jacobian of one softmax or LayerNorm row w.r.t. its input row, as a matrix table."""
+    """The full Jacobian of one softmax, LayerNorm or RMSNorm row w.r.t. its input row, as a matrix table."""
     rec = ctx.record(name)
-    if rec.op not in ("softmax", "normalize"):
-        raise MacroError(f"no Jacobian for {name} (op {rec.op}): give a softmax or LayerNorm xhat record "
+    if rec.op not in ("softmax", "normalize", "rms_normalize"):
+        raise MacroError(f"no Jacobian for {name} (op {rec.op}): give a softmax, LayerNorm or RMSNorm xhat record "
                          "(e.g. L0.attn.weights, probs, ln_f.xhat)")
     row = _row_index(rec, index)
     try:
@@ -337,14 +338,15 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
             for pattern in names:
                 name = pattern.replace("{l}", str(layer))
                 rec = ctx.record(name)
-                if "heads" not in rec.axes:
+                axis = next((a for a in rec.axes if a in HEAD_AXES), None)
+                if axis is None:
                     parts.append(str(matrix(ctx, name)))
                     continue
                 shape = np.shape(rec.value)
                 if shape[-1] * shape[-2] > MAX_CELLS:  # a big model: every head at a glance, not 12 windows each
                     parts.append(heads_summary(ctx, name))
                     continue
-                parts.extend(str(matrix(ctx, name, head=h)) for h in range(shape[list(rec.axes).index("heads")]))
+                parts.extend(str(matrix(ctx, name, head=h)) for h in range(shape[list(rec.axes).index(axis)]))
             parts.append(ctx.place(Wrapper(), "</details>"))
             out.append("".join(parts))
     finally:
@@ -357,7 +359,7 @@ def heads_summary(ctx: PageContext, name: str, batch: int = 0) -> Markup:
     """Every head of a (batch, heads, ...) record at a glance: one heatmap of all heads side by side and a table of
     each head's statistics (mean, standard deviation, min, max, norm); what other_blocks shows of a big model."""
     rec = ctx.record(name)
-    if list(rec.axes[:2]) != ["batch", "heads"] or len(rec.axes) != 4:
+    if list(rec.axes[:1]) != ["batch"] or len(rec.axes) != 4 or rec.axes[1] not in HEAD_AXES:
         raise MacroError(f"heads_summary needs a record with axes (batch, heads, ., .), such as 'L0.attn.weights'; "
                          f"'{name}' has ({', '.join(rec.axes)})")
     check_int("batch", batch, rec.value.shape[0], name)

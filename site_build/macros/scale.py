@@ -193,7 +193,8 @@ def _heads(ctx: PageContext, views: dict[int, View], run: list[int]) -> str:
     blocks = ctx.blocks
     assert blocks is not None
     first = views[run[0]]
-    n_heads = first.rec.value.shape[list(first.rec.axes).index("heads")] if "heads" in first.rec.axes else 0
+    axis = next((a for a in first.rec.axes if a in ("heads", "kv_heads")), None)
+    n_heads = first.rec.value.shape[list(first.rec.axes).index(axis)] if axis else 0
     if len(run) < 2 or n_heads < HEAD_GROUP:
         return "\n\n".join(slot(i) for i in run)
     marked = [i for i in run if views[i].marks[0] or views[i].marks[1]]
@@ -268,7 +269,8 @@ def caption(view: View, rows: Axis, cols: Axis, files: list[FileNeed]) -> str:
 
 def _at_words(view: View) -> list[str]:
     """The view's fixed indices in words: `batch 0`, `head 1`, `row 2`."""
-    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads")) if axis in view.rec.axes]
+    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads"), ("key/value head", "kv_heads"))
+             if axis in view.rec.axes]
     return [f"{kind} {i}" for kind, i in zip([*kinds, "row"], view.at)]
 
 

@@ -154,8 +154,8 @@ def test_calc_renders_every_explain_line(small_trace):
          "bad index (0, 1) for 'L0.attn.weights' jacobian: needs the index of one row, 3 numbers "
          "(batch, heads, tokens)"),
         (lambda m: m.jacobian("wte", (0,)),
-         "no Jacobian for wte (op param): give a softmax or LayerNorm xhat record (e.g. L0.attn.weights, probs, "
-         "ln_f.xhat)"),
+         "no Jacobian for wte (op param): give a softmax, LayerNorm or RMSNorm xhat record (e.g. L0.attn.weights, "
+         "probs, ln_f.xhat)"),
         # the other macros' arguments
         (lambda m: m.vector("L0.ln_1.weight", limit="8"),
          "bad argument limit='8' for 'L0.ln_1.weight': must be a whole number"),
