@@ -172,6 +172,15 @@ def layernorm_picture(ctx: PageContext, ln: str = "L0.ln_1", row: int = 0, batch
 
 
 @macro
+def rope_picture(ctx: PageContext, batch: int = 0) -> Markup:
+    """The rotary angle of every position and pair as a grid of dials (a Llama run): `{{ rope_picture() }}`."""
+    if "rope.cos" not in ctx.trace:
+        raise MacroError("rope_picture() needs a run with rotary position embeddings (model.arch: llama)")
+    check_int("batch", batch, len(ctx.trace.labels["inputs"]), "rope_picture")
+    return _figure(ctx, charts.rope_angle_chart(ctx.trace, batch))
+
+
+@macro
 def backward_graph(ctx: PageContext) -> Markup:
     """The step as a graph: where a sum copies the gradient and where a value used twice adds its gradients."""
     return _figure(ctx, charts.backward_graph(ctx.trace))
