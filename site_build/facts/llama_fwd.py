@@ -356,12 +356,9 @@ def score_swapped(trace: Any) -> float:
 
 # -- embeddings ----------------------------------------------------------------------------------------------------
 def repeat_gap(trace: Any) -> float | None:
-    """The largest difference between the rows of X of a word's first two occurrences (exactly 0: no position
-    table), or None when no word repeats in the first text."""
+    """The largest difference between two rows of X of the same word in the first text (exactly 0: no position
+    table), or None when no word repeats there."""
     words = trace.labels["inputs"][0][:n0(trace)]
-    for t, w in enumerate(words):
-        if w in words[:t]:
-            s = words.index(w)
-            X = np.asarray(trace["embed.out"][0], dtype=float)
-            return float(np.abs(X[t] - X[s]).max())
-    return None
+    X = np.asarray(trace["embed.out"][0], dtype=float)
+    gaps = [float(np.abs(X[t] - X[words.index(w)]).max()) for t, w in enumerate(words) if w in words[:t]]
+    return max(gaps) if gaps else None
