@@ -199,6 +199,11 @@ def kv_head(trace: Any) -> int:
     return (H(trace) - 1) // group(trace)
 
 
+def kv_col(trace: Any) -> int:
+    """The column of the keys and values worked in full: the fourth, or the last if they are narrower."""
+    return min(3, kv_dim(trace) - 1)
+
+
 def kv_columns(trace: Any, g: int) -> tuple[int, int]:
     """The first and last column of the keys (or values) that make key/value head g."""
     return g * D(trace), (g + 1) * D(trace) - 1
