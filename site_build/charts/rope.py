@@ -16,7 +16,7 @@ from site_build.charts.svg import Svg, W, chart, esc, shorten, text
 from site_build.format import coord, isolate_plain, sig
 
 MAX_POSITIONS = 8  # columns drawn: every position up to this many, else the first 5, a gap and the last 2
-MAX_PAIRS = 6  # rows drawn: every pair up to this many, else the first 3, a gap and the last 3
+MAX_PAIRS = 6  # rows drawn: every pair up to this many, else the first 3, a gap and the last 2
 
 
 def rope_angles(trace, batch: int = 0) -> np.ndarray:
