@@ -228,3 +228,11 @@ def test_the_rmsnorm_picture_and_jacobian_macros(trace) -> None:
 def test_rope_picture_needs_a_llama_run(small_trace) -> None:
     with pytest.raises(MacroError, match=r"rope_picture\(\) needs a run with rotary position embeddings"):
         macros_for(small_trace).rope_picture()
+
+
+def test_the_map_of_the_steps_names_rmsnorm(trace, small_trace) -> None:
+    from site_build.charts import architecture
+
+    llama_map, gpt2_map = architecture(trace, small=True), architecture(small_trace, small=True)
+    assert ">RMSNorm<" in llama_map and ">LayerNorm<" not in llama_map
+    assert ">LayerNorm<" in gpt2_map and ">RMSNorm<" not in gpt2_map
