@@ -36,6 +36,16 @@ def _picked(n: int, most: int, head: int) -> list[int | None]:
     return [*range(head), None, *range(n - tail, n)]
 
 
+def _angle_label(a: float) -> str:
+    """An angle under its dial, short enough for the narrowest column: 0, 62, 0.75, 0.011, 1.8e−4."""
+    if a == 0:
+        return "0"
+    if abs(a) >= 0.01:
+        return sig(a, 2)
+    mantissa, exponent = f"{a:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}".replace("-", "\u2212")
+
+
 def rope_angle_chart(trace, batch: int = 0) -> Svg:
     """A grid of dials, one per position (column) and rotary pair (row): the angle θ_{p,i} that pair i of every query
     and key at position p is turned by."""
@@ -81,7 +91,8 @@ def rope_angle_chart(trace, batch: int = 0) -> Svg:
                 large = 1 if turn > math.pi else 0
                 sectors.append(f"M{coord(cx)} {coord(cy)}H{coord(cx + r)}"
                                f"A{coord(r)} {coord(r)} 0 {large} 0 {coord(ex)} {coord(ey)}Z")
-            out.append(text(cx, cy + r + 11, sig(a, 2) if a else "0", "tx", "middle"))
+            label = _angle_label(a)
+            out.append(text(cx, cy + r + 11, label, "tx xs" if len(label) > 5 else "tx", "middle"))
     body = [f'<path class="sw" d="{"".join(sectors)}"/>' if sectors else "",
             f'<path class="gr" d="{"".join(dials)}"/>', f'<path class="ref2" d="{"".join(rays)}"/>',
             f'<path class="ln" d="{"".join(hands)}"/>', *out]
