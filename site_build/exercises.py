@@ -88,7 +88,7 @@ SQRT_CHARS, SUB_CHARS = 130, 15
 
 AXIS_WORDS = {"batch": "text", "heads": "head", "tokens": "position", "keys": "key", "vocab": "word",
               "positions": "position", "d_model": "dimension", "head_dim": "dimension", "d_ff": "unit",
-              "qkv": "column", "step": "step"}
+              "qkv": "column", "step": "step", "kv_heads": "key/value head", "kv_dim": "column"}
 
 Op = tuple[str, tuple[int, ...]]  # one input element: (record, index)
 

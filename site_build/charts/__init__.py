@@ -11,6 +11,7 @@ numbers. The viewBox is 360 units wide: one unit is about one CSS pixel on a 390
     svg.py      the primitives (text, rectangles, arrows, ticks, the <svg> wrapper)
     diagram.py  the architecture and the map of the steps (site_build.steps)
     plots.py    heatmaps, bars, histogram, line and loss curves, before/after
+    rope.py     the rotary angle of every position and pair (Llama)
     teaching.py pictures for learning: GELU and its slope, LayerNorm's centring and scaling, the backward graph,
                 attention and greedy text before and after training, the update of one tensor
 
@@ -21,7 +22,7 @@ Class names used inside the SVGs (styled in charts.css):
   cell, bg empty cell, ms masked cell, ht hatch lines, va value in a cell (xs smaller,
   hi on a strong fill), b1/b2 first/second bar series, ln curve, pt marked point; mk/mn a marked value
   (positive/negative), ref a reference tick, tie a faint line between stages, sum a + node, fork a value used
-  twice, wd a word box, gm/gx a generated word that matches/differs from the text.
+  twice, wd a word box, gm/gx a generated word that matches/differs from the text; sw the sector a rotary angle sweeps.
 """
 
 from site_build.charts.diagram import architecture
@@ -39,6 +40,7 @@ from site_build.charts.plots import (
     update_parts,
     update_sizes,
 )
+from site_build.charts.rope import rope_angle_chart, rope_angles
 from site_build.charts.teaching import (
     attention_change,
     backward_graph,
@@ -53,6 +55,8 @@ from site_build.charts.teaching import (
 
 __all__ = [
     "Counted",
+    "rope_angle_chart",
+    "rope_angles",
     "all_updates",
     "architecture",
     "attention_change",

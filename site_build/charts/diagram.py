@@ -243,7 +243,8 @@ def _architecture_small(diagram: _Diagram, cfg, opt_key: str, layers: int, heads
         return top + i * pitch
 
     suffix = {"attention": f", {heads} head{'s' if heads != 1 else ''}", "feedforward": f" ({d_ff})"}
-    forward = [(step.key, step.label + suffix.get(step.key, "")) for step in in_phase(FORWARD)]
+    llama = {"layernorm": "RMSNorm"} if cfg["model"].get("arch") == "llama" else {}  # the words of its pages
+    forward = [(step.key, llama.get(step.key, step.label) + suffix.get(step.key, "")) for step in in_phase(FORWARD)]
     for i, (key, label) in enumerate(forward):
         diagram.box(lx, row(i), bw, bh, [label], key, size=10.5)
         if i:

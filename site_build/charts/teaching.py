@@ -199,24 +199,16 @@ def gelu_stats(trace, name: str = "L0.mlp.fc", batch: int = 0) -> dict[str, floa
 # --------------------------------------------------------------------------- LayerNorm
 
 
-def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) -> Svg:
-    """One row through a LayerNorm on one shared axis: x, then x − μ (centred), then x̂ (scaled), then the output."""
-    xhat_rec = trace.record(f"{ln}.xhat")
-    x = np.asarray(trace[xhat_rec.inputs[0]], dtype=float)[batch, row]
-    mu = float(np.asarray(trace[f"{ln}.mean"])[batch, row])
-    var = float(np.asarray(trace[f"{ln}.var"])[batch, row])
-    sd = math.sqrt(var + xhat_rec.meta["eps"])
-    xhat = np.asarray(trace[f"{ln}.xhat"], dtype=float)[batch, row]
-    out_v = np.asarray(trace[f"{ln}.out"], dtype=float)[batch, row]
-    strips = [("x: the row as it comes in", x, mu), ("x \u2212 \u03bc: centred", x - mu, 0.0),
-              ("x\u0302 = (x \u2212 \u03bc)/\u03c3: scaled", xhat, 0.0),
-              ("\u03b3 x\u0302 + \u03b4: the output", out_v, None)]
-    every = np.concatenate([s[1] for s in strips])
+def _strips(heading: str, strips: list, xhat: np.ndarray, extra: Sequence[float] = ()) -> tuple[str, float, str]:
+    """One row at several stages, each a strip on one shared axis (label, values, a reference mark or None), the dots
+    coloured by the sign of x̂ and tied from stage to stage; the axis also covers `extra`. Returns the body, the
+    height and the axis range in words ("−2 to 2")."""
+    every = np.concatenate([s[1] for s in strips] + ([np.asarray(extra, dtype=float)] if len(extra) else []))
     lo, hi, xt, xdec = ticks(float(every.min()), float(every.max()), 6)
     left, right = 14.0, W - 14.0
     sx = _axis_x(lo, hi, left, right)
     top, pitch = 30.0, 62.0
-    out = [text(4, 14, f"One row through {ln.split('.')[-1]}: centre, then scale", "tt")]
+    out = [text(4, 14, heading, "tt")]
     grid = "".join(f"M{coord(sx(t))} {coord(top)}V{coord(top + pitch * len(strips) - 18)}" for t in xt)
     out.append(f'<path class="gr" d="{grid}"/>')
     ties = []
@@ -235,17 +227,58 @@ def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) ->
     axis_y = top + pitch * len(strips) - 10
     for t in xt:
         out.append(text(sx(t), axis_y, chart_fixed(t, xdec), "tx", "middle"))
-    height = axis_y + 10
+    return "".join(out), axis_y + 10, f"{chart_fixed(lo, xdec)} to {chart_fixed(hi, xdec)}"
+
+
+def layernorm_chart(trace, ln: str = "L0.ln_1", batch: int = 0, row: int = 0) -> Svg:
+    """One row through a LayerNorm on one shared axis: x, then x − μ (centred), then x̂ (scaled), then the output;
+    through an RMSNorm (a llama run): x, then x̂ (scaled), then the output."""
+    xhat_rec = trace.record(f"{ln}.xhat")
+    if xhat_rec.op == "rms_normalize":
+        return _rmsnorm_chart(trace, ln, batch, row)
+    x = np.asarray(trace[xhat_rec.inputs[0]], dtype=float)[batch, row]
+    mu = float(np.asarray(trace[f"{ln}.mean"])[batch, row])
+    var = float(np.asarray(trace[f"{ln}.var"])[batch, row])
+    sd = math.sqrt(var + xhat_rec.meta["eps"])
+    xhat = np.asarray(trace[f"{ln}.xhat"], dtype=float)[batch, row]
+    out_v = np.asarray(trace[f"{ln}.out"], dtype=float)[batch, row]
+    strips = [("x: the row as it comes in", x, mu), ("x \u2212 \u03bc: centred", x - mu, 0.0),
+              ("x\u0302 = (x \u2212 \u03bc)/\u03c3: scaled", xhat, 0.0),
+              ("\u03b3 x\u0302 + \u03b4: the output", out_v, None)]
+    body, height, span = _strips(f"One row through {ln.split('.')[-1]}: centre, then scale", strips, xhat)
     c = x.size
     desc = (f"The {c} numbers of row {row} (text {batch + 1}) of the input of {ln}, drawn on one axis from "
-            f"{chart_fixed(lo, xdec)} to {chart_fixed(hi, xdec)}, four times: as they come in "
+            f"{span}, four times: as they come in "
             f"(mean \u03bc = {sig(mu)}, "
             f"marked), centred by subtracting \u03bc (now mean 0), scaled by dividing by \u03c3 = {sig(sd)} (now "
             f"spread {sig(float(np.sqrt((xhat * xhat).mean())))}), and after the gain and shift. Lines tie each "
             f"dimension from one stage to the next. The input runs from {sig(float(x.min()))} to "
             f"{sig(float(x.max()))}, "
             f"the normalised row from {sig(float(xhat.min()))} to {sig(float(xhat.max()))}.")
-    return chart("layernorm", height, f"One row through {ln}: centring and scaling", desc, "".join(out))
+    return chart("layernorm", height, f"One row through {ln}: centring and scaling", desc, body)
+
+
+def _rmsnorm_chart(trace, ln: str, batch: int, row: int) -> Svg:
+    """One row through an RMSNorm (Llama) on one shared axis: x, then x̂ = x / √(ν + ε), then the output γ x̂. There
+    is no centring: zero stays where it is (marked on every strip), and every number keeps its sign."""
+    xhat_rec = trace.record(f"{ln}.xhat")
+    x = np.asarray(trace[xhat_rec.inputs[0]], dtype=float)[batch, row]
+    ms = float(np.asarray(trace[xhat_rec.inputs[1]])[batch, row])
+    rms = math.sqrt(ms + xhat_rec.meta["eps"])
+    xhat = np.asarray(trace[f"{ln}.xhat"], dtype=float)[batch, row]
+    out_v = np.asarray(trace[f"{ln}.out"], dtype=float)[batch, row]
+    strips = [("x: the row as it comes in", x, 0.0), ("x\u0302 = x / rms(x): scaled", xhat, 0.0),
+              ("\u03b3 \u2299 x\u0302: the output", out_v, 0.0)]
+    body, height, span = _strips(f"One row through {ln.split('.')[-1]}: scale only, no centring", strips, xhat,
+                                 [0.0])
+    desc = (f"The {x.size} numbers of row {row} (text {batch + 1}) of the input of {ln}, drawn on one axis from "
+            f"{span}, three times, with zero marked: as they come in "
+            f"(mean {sig(float(x.mean()))}, root mean square {sig(rms)}), divided by the root mean square (now "
+            f"root mean square {sig(float(np.sqrt((xhat * xhat).mean())))}, mean {sig(float(xhat.mean()))}: "
+            f"nothing was subtracted), and after the gain. Lines tie each dimension from one stage to the next. "
+            f"The input runs from {sig(float(x.min()))} to {sig(float(x.max()))}, the normalised row from "
+            f"{sig(float(xhat.min()))} to {sig(float(xhat.max()))}.")
+    return chart("layernorm", height, f"One row through {ln}: scaling by the root mean square", desc, body)
 
 
 # --------------------------------------------------------------------------- the backward pass as a graph

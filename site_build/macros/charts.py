@@ -169,13 +169,23 @@ def gelu_numbers(ctx: PageContext, layer: int = 0, batch: int = 0) -> dict[str, 
 
 @macro
 def layernorm_picture(ctx: PageContext, ln: str = "L0.ln_1", row: int = 0, batch: int = 0) -> Markup:
-    """One row through a LayerNorm (`L0.ln_1`, `L0.ln_2`, `ln_f`): as it comes in, centred, scaled, shifted."""
+    """One row through a LayerNorm (`L0.ln_1`, `L0.ln_2`, `ln_f`): as it comes in, centred, scaled, shifted; through
+    an RMSNorm (Llama): as it comes in, scaled, times its gain."""
     rec = ctx.record(f"{ln}.xhat") if isinstance(ln, str) else None
-    if rec is None or rec.op != "normalize":
+    if rec is None or rec.op not in ("normalize", "rms_normalize"):
         raise MacroError(f"bad argument ln={ln!r} for layernorm_picture(): give a LayerNorm such as 'L0.ln_1'")
     check_int("batch", batch, rec.value.shape[0], "layernorm_picture")
     check_int("row", row, rec.value.shape[1], "layernorm_picture")
     return _figure(ctx, charts.layernorm_chart(ctx.trace, ln, batch, row))
+
+
+@macro
+def rope_picture(ctx: PageContext, batch: int = 0) -> Markup:
+    """The rotary angle of every position and pair as a grid of dials (a Llama run): `{{ rope_picture() }}`."""
+    if "rope.cos" not in ctx.trace:
+        raise MacroError("rope_picture() needs a run with rotary position embeddings (model.arch: llama)")
+    check_int("batch", batch, len(ctx.trace.labels["inputs"]), "rope_picture")
+    return _figure(ctx, charts.rope_angle_chart(ctx.trace, batch))
 
 
 @macro

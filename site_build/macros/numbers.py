@@ -39,9 +39,9 @@ from site_build.macros.registry import MacroError, PageContext, check_int, filte
 from site_build.tables import Axis
 
 LABELLED_AXES = {"tokens", "keys", "vocab"}
+HEAD_AXES = ("heads", "kv_heads")  # a head is picked with head=: a query head, or a key/value head (Llama's k, v)
 DEFAULT_LIMIT = 64  # show every row/column up to this many, else elide
 DEFAULT_EDGE = 4  # rows/columns kept at each end when eliding
-HEAD_AXES = ("heads", "kv_heads")  # a head axis `head=` picks from: query heads, or Llama's key/value heads
 MAX_CELLS = scale.MAX_CELLS  # a matrix past this many cells is windowed (macros.scale); a Jacobian, cornered
 
 

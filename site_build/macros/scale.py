@@ -315,7 +315,7 @@ def caption(view: View, rows: Axis, cols: Axis, files: list[FileNeed]) -> str:
 
 def _at_words(view: View) -> list[str]:
     """The view's fixed indices in words: `batch 0`, `head 1`, `row 2`."""
-    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads"), ("KV head", "kv_heads"))
+    kinds = [k for k, axis in (("batch", "batch"), ("head", "heads"), ("key/value head", "kv_heads"))
              if axis in view.rec.axes]
     return [f"{kind} {i}" for kind, i in zip([*kinds, "row"], view.at)]
 
