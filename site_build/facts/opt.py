@@ -243,7 +243,7 @@ def near_split(trace: Any) -> Split:
                  f"$|\\theta| = {fixed(largest_decaying_weight(trace))}$, is {general(decay_share(trace), 3)}% of "
                  "$\\eta$)")
     if off(trace):
-        text += f", and the other {off(trace)} did not"
+        text += ", and the last one did not" if off(trace) == 1 else f", and the other {off(trace)} did not"
     return Split(text, total, tuple(x for x in (n, off(trace)) if x))
 
 
@@ -278,7 +278,8 @@ def off_split(trace: Any) -> Split:
                           "their gradient is only some hundreds of $\\epsilon$ in size, so $\\epsilon$ still "
                           "takes a visible share of the step")),
     )
-    return Split(f"Of those {off(trace)}, " + "; ".join(words for _, words in parts) + ".", off(trace),
+    lead = "That one: " if off(trace) == 1 else f"Of those {off(trace)}, "
+    return Split(lead + "; ".join(words for _, words in parts) + ".", off(trace),
                  tuple(n for n, _ in parts))
 
 
