@@ -526,6 +526,25 @@ def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_
     assert_tying_follows(site, tie)
 
 
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_a_site_from_a_llama_checkpoint_folder_shows_every_record(builder, tmp_path, tie):
+    """`model: {from: PATH}` with a Hugging Face Llama folder (config.json `model_type: llama`, bfloat16 weights, a
+    `tokenizers` tokenizer): the llama site builds, shows every record and breaks no rule; its first token is the
+    folder's BOS, and the output layer is tied or not as config.json says."""
+    from hf_checkpoint import make_llama_checkpoint
+
+    folder = make_llama_checkpoint(tmp_path, tie=tie)
+    report, site = build_site(builder, {"model": {"from": str(folder)}, "train_steps": 2,
+                                        "data": {"texts": ["the cat sat on the mat", "a dog ran"]}})
+    assert site.trace.config["model"]["arch"] == "llama"
+    assert report.missing == [] and report.shown == report.records, f"records no page shows: {report.missing}"
+    broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
+    assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    shown = unescape(" ".join(p.html for p in site.pages.values()))
+    assert ("grad.lm_head.weight" in shown) == (not tie)
+    assert not [p.name for p in site.pages.values() if "&lt;bos&gt;" in p.html and p.name != "config.html"]
+
+
 def assert_tying_follows(site: Site, tie: bool) -> None:
     """The pages on the output layer say whether this run ties it, and show the records it made."""
     output = " ".join(site.pages["07-output-loss.html"].prose.split())
