@@ -172,7 +172,7 @@ def test_the_calc_row_and_column_are_marked(mid):
 
 def test_heads_show_behind_a_selector(mid):
     _, trace, big = mid
-    group = re.search(r'<div class="heads" data-heads-of="L0.attn.weights">.*?</div>(?=\s*<div[^>]*class="calc-step")',
+    group = re.search(r'<div class="heads" data-heads-of="L0.attn.weights">.*?</div>(?=\s*(?:</details>\s*)?<div[^>]*class="calc-step")',
                       big, re.S)
     assert group, "no head selector for L0.attn.weights"
     details = re.findall(r'<details class="head" data-head="(\d+)"( open)?>', group.group(0))

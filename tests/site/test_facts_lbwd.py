@@ -182,7 +182,7 @@ def test_head_picks_a_key_value_head_and_says_so():
         html = str(m["matrix"]("grad.L0.attn.k", head=g))
         shown = re.findall(r"<td class=\"[pnzm][1-9]?\"[^>]*>([^<]*)</td>", html)
         assert shown == [f"{x:.4f}".replace("-", "\u2212") for x in a(trace, "grad.L0.attn.k")[0, g].ravel()]
-        assert f"KV head {g}" in html
+        assert f"key/value head {g}" in html
     with pytest.raises(Exception, match="must be in 0..1"):
         m["matrix"]("grad.L0.attn.v", head=2)
     with pytest.raises(Exception, match="has 2 heads"):
