@@ -40,6 +40,11 @@ def head_columns(trace: Any, part: int) -> str:
     return ("column " if D(trace) == 1 else "columns ") + span_words(first, first + D(trace) - 1)
 
 
+def head_column_indices(trace: Any) -> list[int]:
+    """Every column of [Q|K|V] that `head_columns` names for the shown head: its queries, keys and values."""
+    return [part * C(trace) + split_head(trace) * D(trace) + d for part in range(3) for d in range(D(trace))]
+
+
 def bias_zero(trace: Any) -> bool:
     """Whether the bias of the queries, keys and values is all zeros (as initialised)."""
     return bool((trace["L0.attn.c_attn.bias"] == 0).all())
