@@ -299,7 +299,8 @@ def _intro(trace: Any, trace_file: str) -> str:
     cfg = trace.config
     m, o = cfg["model"], cfg["optimizer"]
     texts = "; ".join(f"“{t}”" for t in cfg["data"]["texts"])
-    return (f"# One training step of a tiny GPT-2, recomputed in NumPy\n\n"
+    model = "Llama-style model" if m.get("arch") == "llama" else "GPT-2"
+    return (f"# One training step of a tiny {model}, recomputed in NumPy\n\n"
             f"This notebook follows the pages of the handstep site. After each page's text comes plain NumPy that "
             f"computes that page's steps from the earlier ones, and `check(name)` asserts that the result equals the "
             f"record of the same name in the trace to {TOLERANCE:g}. Nothing here imports handstep: the initial "

@@ -21,7 +21,7 @@ from typing import Any
 import engine
 from site_build import cache
 from site_build.cache import BigRuns, DiskCache, PageCache
-from site_build.data.checks import Checks, compute_checks, start_checks, verification_files
+from site_build.data.checks import Checks, compute_checks, oracle_model, start_checks, verification_files
 from site_build.data.downloads import ships_trace
 from site_build.errors import shown_path
 from site_build.progress import Progress
@@ -98,6 +98,7 @@ class Session:
                     self.runs.prune(keep=20)
                 elif run_key and values is not None and trace.values_file is not None:
                     self._unkept = (run, values)
+            run.checks.model = oracle_model(cfg.to_dict())
             self._run = (run_key, run)
         return self._run[1]
 

@@ -90,6 +90,9 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     d, heads, d_ff, layers = m["d_model"], m["n_heads"], m["d_ff"], m["n_layers"]
     vocab_n = len(m["vocab"])
     tied = m.get("tie_embeddings", True)  # the output layer is wte (GPT-2), else its own lm_head.weight
+    llama = m.get("arch") == "llama"  # RMSNorm, rotary q/k, grouped K/V heads, SwiGLU, no position table
+    kv = int(m.get("n_kv_heads") or heads)
+    norm = "RMSNorm" if llama else "LayerNorm"
     inputs = trace.labels["inputs"]
     batch, tokens = len(inputs), len(inputs[0])
     opt = cfg["optimizer"]
@@ -98,8 +101,9 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     loss = float(trace["loss"])
     diagram = _Diagram(current, links)
     role = "group" if links else "img"
-    sizes = (f"{counted(layers, 'block')}, {counted(heads, 'attention head')}, d_model {d}, d_ff {d_ff}, "
-             f"vocabulary {vocab_n}")
+    sizes = (f"{counted(layers, 'block')}, {counted(heads, 'attention head')}, "
+             + (f"{counted(kv, 'key/value head')}, " if llama else "")
+             + f"d_model {d}, d_ff {d_ff}, vocabulary {vocab_n}")
 
     if small:
         return _architecture_small(diagram, cfg, opt_key, layers, heads, d_ff, sizes, role)
@@ -111,19 +115,25 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     first = ("input token" if tokens == 1 else "input tokens") + (f" (text 1 of {batch})" if batch > 1 else "")
     diagram.box(bl, y, bw, 34, [first, shorten(words, 36)], key=None)
     y += 34
-    wte_x, wpe_x, ew, eh, ey = 20.0, 190.0, 150.0, 34.0, y + 26
-    diagram.arrow(cx - 40, y, wte_x + ew / 2, ey, f"{dims(*lead, tokens)} {'id' if batch * tokens == 1 else 'ids'}",
-                  "left")
-    diagram.arrow(cx + 40, y, wpe_x + ew / 2, ey, f"positions 0\u2013{tokens - 1}" if tokens > 1 else "position 0")
-    diagram.box(wte_x, ey, ew, eh, ["token embedding", f"wte {dims(vocab_n, d)}"], "embeddings")
-    diagram.box(wpe_x, ey, ew, eh, ["position embedding", f"wpe {dims(m['n_positions'], d)}"], "embeddings")
-    y = ey + eh
+    ids = f"{dims(*lead, tokens)} {'id' if batch * tokens == 1 else 'ids'}"
     act = dims(*lead, tokens, d)
-    py = y + 26
-    diagram.arrow(wte_x + ew / 2, y, cx - 8, py - 2, act, "left")
-    diagram.arrow(wpe_x + ew / 2, y, cx + 8, py - 2, act)
-    diagram.plus(cx, py + 6)
-    y = py + 14
+    if llama:  # no position table: the token rows are the stream; positions turn q and k inside attention
+        wte_x, ew, eh, ey = cx - 75, 150.0, 34.0, y + 26
+        diagram.arrow(cx, y, cx, ey, ids)
+        diagram.box(wte_x, ey, ew, eh, ["token embedding", f"wte {dims(vocab_n, d)}"], "embeddings")
+        y = ey + eh + 10
+    else:
+        wte_x, wpe_x, ew, eh, ey = 20.0, 190.0, 150.0, 34.0, y + 26
+        diagram.arrow(cx - 40, y, wte_x + ew / 2, ey, ids, "left")
+        diagram.arrow(cx + 40, y, wpe_x + ew / 2, ey, f"positions 0\u2013{tokens - 1}" if tokens > 1 else "position 0")
+        diagram.box(wte_x, ey, ew, eh, ["token embedding", f"wte {dims(vocab_n, d)}"], "embeddings")
+        diagram.box(wpe_x, ey, ew, eh, ["position embedding", f"wpe {dims(m['n_positions'], d)}"], "embeddings")
+        y = ey + eh
+        py = y + 26
+        diagram.arrow(wte_x + ew / 2, y, cx - 8, py - 2, act, "left")
+        diagram.arrow(wpe_x + ew / 2, y, cx + 8, py - 2, act)
+        diagram.plus(cx, py + 6)
+        y = py + 14
     tie_top = ey + eh / 2
 
     shown = list(range(layers)) if layers <= 3 else [0, None, layers - 1]
@@ -143,16 +153,29 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
             diagram.parts.append(f'<circle cx="{coord(cx)}" cy="{coord(split)}" r="2.5" class="ah"/>')
             diagram.arrow(cx, split, cx, split + 20, act)
             y = split + 20
-            diagram.box(bl, y, bw, 26, ["LayerNorm ln_1" if sub == "attn" else "LayerNorm ln_2"], "layernorm")
+            diagram.box(bl, y, bw, 26, [f"{norm} ln_1" if sub == "attn" else f"{norm} ln_2"], "layernorm")
             y += 26
             diagram.arrow(cx, y, cx, y + 20, act)
             y += 20
             if sub == "attn":
                 split_into = f"split into {heads} heads" if heads > 1 else "one head"
-                diagram.box(bl, y, bw, 34, ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, {split_into}"], "qkv")
-                y += 34
                 head_dim = d // heads
-                diagram.arrow(cx, y, cx, y + 20, f"3 \u00d7 {dims(*lead, heads, tokens, head_dim)}")
+                if llama:
+                    diagram.box(bl, y, bw, 34, ["Q, K, V = x \u00b7 q/k/v_proj\u1d40",
+                                                f"{d} \u2192 {d}, {kv * head_dim}, {kv * head_dim}"], "qkv")
+                    y += 34
+                    diagram.arrow(cx, y, cx, y + 20, f"Q: {heads} {'head' if heads == 1 else 'heads'}, K and V: "
+                                  f"{kv} {'head' if kv == 1 else 'heads'}")
+                    y += 20
+                    diagram.box(bl, y, bw, 34, ["rotary: turn Q, K by position", f"{head_dim // 2} pairs per head, "
+                                                f"\u03b8 = {sig(float(m.get('rope_theta', 10000.0)))}"], "qkv")
+                    y += 34
+                    diagram.arrow(cx, y, cx, y + 20, dims(*lead, heads, tokens, head_dim) + " queries")
+                else:
+                    diagram.box(bl, y, bw, 34, ["Q, K, V = x \u00b7 c_attn", f"{d} \u2192 3\u00d7{d}, {split_into}"],
+                                "qkv")
+                    y += 34
+                    diagram.arrow(cx, y, cx, y + 20, f"3 \u00d7 {dims(*lead, heads, tokens, head_dim)}")
                 y += 20
                 h_box = 54
                 diagram.box(bl, y, bw, h_box, ["", "", f"softmax(QK\u1d40/\u221a{head_dim}) V, causal mask"],
@@ -160,6 +183,11 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
                 hs = min(40.0, (bw - 16) / heads - 4)
                 row_w = heads * (hs + 4) - 4
                 hx = cx - row_w / 2
+                group = heads // kv
+                if llama and group > 1:  # a frame around the query heads that share one key/value head
+                    for g in range(kv):
+                        gx = hx + g * group * (hs + 4) - 1
+                        diagram.parts.append(rect(gx, y + 3, group * (hs + 4) - 2, 28, "fr", ' rx="3"'))
                 for h in range(heads):
                     diagram.parts.append(rect(hx + h * (hs + 4), y + 6, hs, 22, "ms"))
                     if hs >= 18:
@@ -167,8 +195,17 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
                 y += h_box
                 diagram.arrow(cx, y, cx, y + 20, dims(*lead, heads, tokens, head_dim))
                 y += 20
-                merge = f"merge {heads} heads, c_proj" if heads > 1 else "c_proj (one head: no merge)"
+                proj = "o_proj" if llama else "c_proj"
+                merge = f"merge {heads} heads, {proj}" if heads > 1 else f"{proj} (one head: no merge)"
                 diagram.box(bl, y, bw, 34, [merge, f"{d} \u2192 {d}"], "multihead")
+                y += 34
+            elif llama:
+                swiglu = ["SwiGLU: SiLU(gate) \u2299 up", f"{d} \u2192 2 \u00d7 {d_ff} \u2192 {d_ff}"]
+                diagram.box(bl, y, bw, 34, swiglu, "feedforward")
+                y += 34
+                diagram.arrow(cx, y, cx, y + 20, dims(*lead, tokens, d_ff))
+                y += 20
+                diagram.box(bl, y, bw, 34, ["feed-forward down: down_proj", f"{d_ff} \u2192 {d}"], "feedforward")
                 y += 34
             else:
                 diagram.box(bl, y, bw, 34, ["feed-forward up: c_fc, GELU", f"{d} \u2192 {d_ff}"], "feedforward")
@@ -196,7 +233,7 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
         y += 6
     diagram.arrow(cx, y - 6, cx, y + 14, act)
     y += 14
-    diagram.box(bl, y, bw, 26, ["LayerNorm ln_f"], "layernorm")
+    diagram.box(bl, y, bw, 26, [f"{norm} ln_f"], "layernorm")
     y += 26
     diagram.arrow(cx, y, cx, y + 20, act)
     y += 20
@@ -224,9 +261,17 @@ def architecture(trace, current: str | None = None, links: Mapping[str, str] | N
     diagram.box(bl + half + 8, y, half, 34, [f"{opt['name']} update", f"lr {sig(opt['lr'])}"], opt_key, size=10)
     y += 34 + 8
     tokens_in = f"{dims(*lead, tokens)} input {'token is' if batch * tokens == 1 else 'tokens are'}"
-    desc = (f"The model as configured: {sizes}. {tokens_in} embedded to {act}, "
-            f"pass through the block{'s' if layers != 1 else ''} (LayerNorm, attention, residual add, LayerNorm, "
-            f"feed-forward {d} to {d_ff} to {d}, residual add), a final LayerNorm and the output layer "
+    if llama:
+        shared = (f"{counted(kv, 'key/value head')} shared by {counted(heads, 'query head')}" if kv < heads
+                  else "a key/value head per query head")
+        block = (f"RMSNorm, queries, keys and values with the queries and keys turned by their position (rotary), "
+                 f"attention with {shared}, residual add, RMSNorm, SwiGLU feed-forward {d} to {d_ff} to {d}, "
+                 f"residual add")
+    else:
+        block = f"LayerNorm, attention, residual add, LayerNorm, feed-forward {d} to {d_ff} to {d}, residual add"
+    desc = (f"The model as configured: {sizes}. {tokens_in} embedded to {act}"
+            + (" (no position table)" if llama else "")
+            + f", pass through the block{'s' if layers != 1 else ''} ({block}), a final {norm} and the output layer "
             + ("tied to the token embedding" if tied else f"lm_head, a {dims(vocab_n, d)} matrix of its own (untied)")
             + f" ({dims(*lead, tokens, vocab_n)} logits), then the loss, {fixed(loss, 4)}.")
     return chart("architecture", y, "Architecture of the model", desc, diagram.render(), role)
@@ -279,7 +324,8 @@ def _architecture_small(diagram: _Diagram, cfg, opt_key: str, layers: int, heads
         names = {k: v for k, v in forward} | {k: v for _, _, k, v in backward} | {opt_key: f"{opt['name']} {update}"}
         if diagram.current in names:
             where = f" This page: {names[diagram.current]}."
-    desc = (f"The steps of one training step ({sizes}): forward through embeddings, LayerNorm, Q K V, attention, "
+    norm = "RMSNorm" if llama else "LayerNorm"
+    desc = (f"The steps of one training step ({sizes}): forward through embeddings, {norm}, Q K V, attention, "
             f"merging heads, feed-forward, output logits and loss; backward from the loss gradient through the "
             f"output, feed-forward and attention to the embedding gradients; then the {opt['name']} update."
             + where)

@@ -22,7 +22,7 @@ from site_build.errors import BuildError
 from site_build.format import html_text
 from site_build.stamp import SHIPPED_VERIFICATION, VERIFICATION_FILE
 
-__all__ = ["SHIPPED_VERIFICATION", "VERIFICATION_FILE", "Checks", "compute_checks", "start_checks",
+__all__ = ["SHIPPED_VERIFICATION", "VERIFICATION_FILE", "Checks", "compute_checks", "oracle_model", "start_checks",
            "verification_files"]
 TORCH_TOL = 1e-9  # the test suite's loosest tolerance (Adam's first step on the key bias' noise gradient)
 
@@ -39,6 +39,9 @@ class Checks:
     torch: dict[str, float] | None = None  # record -> max |engine - PyTorch|, None when not verified
     oracle: str = ""
     source: str = ""  # the file the PyTorch figures came from, from the project root
+    # what `make verify` would compare with, in HTML: set from the config on every use of a run (Session.run), not
+    # kept with it, so that a run cached before the words changed says them too
+    model: str = "GPT-2"
     pending: threading.Thread | None = field(default=None, repr=False, compare=False)  # the finite differences
     error: BaseException | None = field(default=None, repr=False, compare=False)
 
@@ -89,8 +92,9 @@ class Checks:
                     "the build shows them because the file's trace digest is this trace's.")
         return ("This trace was not compared with PyTorch: the build runs without torch, and no comparison written "
                 f"by <code>make verify</code> belongs to this trace. What was checked: {self._fd_summary()}. To "
-                f"compare every tensor with Hugging Face GPT-2 and torch.optim, run <code>{HOW_TO_VERIFY}</code> "
-                "with this site's config (it needs torch, a test dependency), then build again.")
+                f"compare every tensor with Hugging Face {self.model} and torch.optim, run "
+                f"<code>{HOW_TO_VERIFY}</code> with this site's config (it needs torch, a test dependency), then build "
+                "again.")
 
     def _fd_summary(self) -> str:
         grads = [r for name, r in self.fd.items() if name.startswith("grad.")]
@@ -118,6 +122,11 @@ class Checks:
         elif self.torch is None and (fd or name.startswith("updated.") or name in ("logits", "loss")):
             parts.append(f"PyTorch: not compared in this build ({HOW_TO_VERIFY})")
         return " · ".join(parts)
+
+
+def oracle_model(config: dict) -> str:
+    """The Hugging Face model `make verify` compares a run of `config` (`Config.to_dict()`) with, in HTML."""
+    return "Llama (<code>LlamaForCausalLM</code>)" if config["model"].get("arch", "gpt2") == "llama" else "GPT-2"
 
 
 def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress: Any = None,

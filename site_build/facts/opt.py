@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from site_build.facts import Split, abs_stats, nonzero
+from site_build.facts.run import llama
 from site_build.format import fixed, general, tex_number
 from site_build.macros.optimizer import TensorUpdate, parameters, update_of
 
@@ -256,6 +257,7 @@ def off_split(trace: Any) -> Split:
     has, it, does = _them(n_zero)
     moved_by_decay = name(trace) == "adamw" and wd(trace) > 0 and any(u.zero and u.decays for u in updates(trace))
     kept = sum(u.zero for u in updates(trace) if not u.decays)
+    example = "" if llama(trace) else " (such as the key bias)"  # a Llama block has no biases
     if not moved_by_decay:
         then = f"{it} {does} not move at all"
     elif kept:
@@ -267,7 +269,7 @@ def off_split(trace: Any) -> Split:
                  f"{then}"),
         (tiny(trace), f"{tiny(trace)} {_them(tiny(trace))[0]} a gradient that is not zero but smaller than "
                       f"$100\\,\\epsilon$ ({tiny_list(trace)}), often rounding noise of a gradient that is "
-                      "mathematically zero (such as the key bias), and there $\\epsilon$ wins and the step is tiny"),
+                      f"mathematically zero{example}, and there $\\epsilon$ wins and the step is tiny"),
         (cancel(trace), f"{cancel(trace)} {_them(cancel(trace))[0]} a loss gradient of a fair size that the L2 term "
                         "$\\lambda\\theta$ nearly cancels, leaving $g = \\nabla\\theta + \\lambda\\theta$ "
                         "below $100\\,\\epsilon$, so that $\\epsilon$ takes a share of the step"),

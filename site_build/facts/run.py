@@ -104,6 +104,21 @@ def checkpoint(trace: Any) -> str:
     return _model(trace).get("from") or ""
 
 
+def llama(trace: Any) -> bool:
+    """Whether the model is Llama-style (`model.arch: llama`) rather than GPT-2."""
+    return _model(trace).get("arch", "gpt2") == "llama"
+
+
+def norm(trace: Any) -> str:
+    """The name of the model's normalisation: LayerNorm (GPT-2) or RMSNorm (Llama)."""
+    return "RMSNorm" if llama(trace) else "LayerNorm"
+
+
+def hf_model(trace: Any) -> str:
+    """The Hugging Face class of the model: GPT2LMHeadModel or LlamaForCausalLM."""
+    return "LlamaForCausalLM" if llama(trace) else "GPT2LMHeadModel"
+
+
 def tied(trace: Any) -> bool:
     """Whether the output layer is the token table (GPT-2's tied weights)."""
     return bool(_model(trace).get("tie_embeddings", True))

@@ -499,6 +499,94 @@ def test_a_llama_site_builds_shows_every_record_and_breaks_no_rule(builder, name
     for page in site.pages.values():  # a llama block has no position table, no LayerNorm, no GELU, no biases
         for gpt2 in ("wpe", "c_attn", "c_fc", "ln_1.bias", "LayerNorm ln_", "GELU("):
             assert gpt2 not in page.prose, (page.name, gpt2)
+    spoken = [f"{page.name}: {said!r}" for page in site.pages.values() for said in gpt2_words(page.name, page.html)]
+    assert not spoken, "GPT-2's words on a Llama site:\n" + "\n".join(spoken)
+
+
+# -- a Llama site speaks Llama -----------------------------------------------------------------------------------------
+# A word of GPT-2's block, and what makes a sentence that names it a comparison rather than a claim about this model:
+# the sentence also names Llama, or Llama's counterpart of the word, or says the model has none. "GPT-2" itself needs
+# "Llama" in the same sentence. Only the comparison page may speak of GPT-2 freely.
+GPT2_WORDS: dict[str, str] = {
+    r"\bGPT-?2\b": r"Llama",
+    r"LayerNorm": r"RMSNorm|Llama",
+    r"\bGELU": r"SwiGLU|SiLU|Llama",
+    r"position (?:table|embedding)|\bwpe\b|learned positions?": r"Llama|rotary|\bno position table",
+    r"\bc_(?:attn|fc|proj)\b|Conv1D|GPT2LMHeadModel": r"Llama",
+    # a layer's bias; Adam's bias correction and its moments' "two biases" are not a layer's
+    r"(?<!two )\bbias(?:es)?\b(?![- ]correct)": r"Llama|\bno bias(?:es)?\b|without a bias",
+}
+COMPARISON_PAGES = ("gpt2-vs-llama.html",)
+
+
+class _Blocks(HTMLParser):
+    """The text of a page's blocks (paragraphs, list items, cells, headings, the words of its pictures, alt texts),
+    inline code and all, math and navigation left out: what `gpt2_words` splits into sentences."""
+
+    BLOCK = {"p", "li", "td", "th", "h1", "h2", "h3", "h4", "div", "tr", "summary", "figcaption", "caption", "dt",
+             "dd", "text", "title", "desc", "pre", "table", "blockquote"}
+    SKIP = {"script", "style", "nav", "header", "footer"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = [""]
+        self.stack: list[tuple[str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "img", "input", "meta", "link", "hr", "wbr"):
+            self.blocks.extend(v for k, v in attrs if k in ("alt", "aria-label") and v)
+            return
+        cls = set((dict(attrs).get("class") or "").split())
+        hidden = bool(self.stack and self.stack[-1][1]) or tag in self.SKIP or bool({"katex", "sidebar", "toc"} & cls)
+        self.stack.append((tag, hidden))
+        if not hidden:
+            self.blocks.extend(v for k, v in attrs if k in ("alt", "aria-label") and v)
+        if tag in self.BLOCK:
+            self.blocks.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                if tag in self.BLOCK:
+                    self.blocks.append("")
+                return
+
+    def handle_data(self, data: str) -> None:
+        if not (self.stack and self.stack[-1][1]):
+            self.blocks[-1] += data
+
+
+def gpt2_words(name: str, html: str) -> list[str]:
+    """The sentences of a page of a Llama site that name a part of GPT-2's block as if the model had it."""
+    if name in COMPARISON_PAGES:
+        return []
+    reader = _Blocks()
+    reader.feed(html[html.find("<main"):] if "<main" in html else html)
+    out = []
+    for block in reader.blocks:
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z“‘(`\d])", " ".join(block.split())):
+            if any(re.search(word, sentence) and not re.search(contrast, sentence, re.I)
+                   for word, contrast in GPT2_WORDS.items()):
+                out.append(sentence)
+    return out
+
+
+def test_gpt2_words_are_caught_and_comparisons_are_not():
+    bad = ["<p>The model is GPT-2 itself, only smaller.</p>", "<p>Each block starts with a LayerNorm.</p>",
+           "<ol><li>LayerNorm → attention</li></ol>", "<p>The feed-forward layer is <code>c_fc</code>, GELU.</p>",
+           "<p>each position a row of the position table</p>", "<p>The key bias gets zero gradient.</p>",
+           '<svg><text>wpe 8×16</text></svg>', '<img alt="a final LayerNorm" src="x.png">',
+           "<p>Compared with Hugging Face GPT-2. Llama is next.</p>"]  # another sentence's Llama does not count
+    good = ["<p>Like GPT-2, Llama normalises before each sub-layer.</p>", "<p>RMSNorm drops LayerNorm's mean.</p>",
+            "<p>There is no position table.</p>", "<p>There is no bias, as nowhere in this model.</p>",
+            "<p>Without bias correction the first step would be too small; the two biases do not cancel.</p>",
+            '<p>GPT-2 everywhere <span class="katex">\\mathrm{GELU}</span>, says Llama.</p>']
+    for html in bad:
+        assert gpt2_words("page.html", f"<main>{html}</main>"), html
+    for html in good:
+        assert gpt2_words("page.html", f"<main>{html}</main>") == [], html
+    assert gpt2_words("gpt2-vs-llama.html", f"<main>{bad[0]}</main>") == []
 
 
 @pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])

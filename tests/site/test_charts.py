@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import engine
 from engine.config import config_from_dict
@@ -19,6 +20,7 @@ from site_build.steps import STEP_KEYS
 SVG = "{http://www.w3.org/2000/svg}"
 CSS = Path(__file__).resolve().parents[2] / "templates" / "assets" / "charts.css"
 STYLE = CSS.with_name("style.css")
+LLAMA = Path(__file__).resolve().parents[2] / "configs" / "llama.yaml"
 
 CONFIGS = {
     "three-heads": {"model": {"n_heads": 3, "d_model": 12}},
@@ -268,6 +270,27 @@ def test_architecture_draws_the_tie_only_when_the_output_layer_is_the_token_tabl
     assert "untied: 16 \u2192 10 words" in words and "logits = x \u00b7 lm_head\u1d40" in words
     assert "tied to wte" not in untied and "lm_head, a 10\u00d716 matrix of its own (untied)" in untied
     assert untied.count('<path class="fr"') == tied.count('<path class="fr"') - 1  # no line from wte to the logits
+
+
+@pytest.mark.parametrize("kv, tie", [(2, False), (4, True)], ids=["grouped, untied", "one per head, tied"])
+def test_architecture_follows_a_llama_block(kv, tie):
+    """RMSNorm, no position table, q/k/v_proj with a rotary box, a frame per group of query heads sharing a key/value
+    head, SwiGLU, o_proj; no GPT-2 box or word in the picture or its description."""
+    trace = _run(yaml.safe_load(LLAMA.read_text(encoding="utf-8")) | {"train_steps": 0} | {"model": {
+        **yaml.safe_load(LLAMA.read_text(encoding="utf-8"))["model"], "n_kv_heads": kv, "tie_embeddings": tie}})
+    svg = charts.architecture(trace)
+    root = parse(svg)
+    words = texts(root)
+    assert {"RMSNorm ln_1", "RMSNorm ln_2", "RMSNorm ln_f", "wte 10×16", "merge 4 heads, o_proj"} <= set(words)
+    assert "rotary: turn Q, K by position" in words and "SwiGLU: SiLU(gate) \u2299 up" in words
+    assert f"16 \u2192 16, {4 * kv}, {4 * kv}" in words and f"Q: 4 heads, K and V: {kv} heads" in words
+    group_frames = [r for r in root.iter(SVG + "rect") if "fr" in classes(r) and r.get("rx") == "3"]
+    assert len(group_frames) == (kv if kv < 4 else 0)
+    for gpt2 in ("wpe", "position embedding", "LayerNorm", "GELU", "c_attn", "c_fc", "c_proj"):
+        assert gpt2 not in svg, gpt2
+    assert ("tied to wte" in svg) == tie and ("key/value heads shared by 4 query heads" in svg) == (kv < 4)
+    small = charts.architecture(trace, small=True)
+    assert "RMSNorm" in small and "LayerNorm" not in small
 
 
 def test_architecture_sizes_carry_the_batch(batch_trace):

@@ -53,6 +53,14 @@ def text_of(html: str) -> str:
 NOT_COMPARED = "PyTorch: not compared in this build (make verify CONFIG=…)"
 
 
+def test_the_note_on_how_to_compare_names_the_run_s_architecture():
+    """A llama run is compared with Hugging Face's LlamaForCausalLM, a GPT-2 run with GPT-2."""
+    llama = checks_mod.Checks(model=checks_mod.oracle_model({"model": {"arch": "llama"}})).summary()
+    gpt2 = checks_mod.Checks(model=checks_mod.oracle_model({"model": {}})).summary()
+    assert "Hugging Face Llama (<code>LlamaForCausalLM</code>) and torch.optim" in llama and "GPT-2" not in llama
+    assert "Hugging Face GPT-2 and torch.optim" in gpt2 and "Llama" not in gpt2
+
+
 def test_unverified_build_says_what_was_checked_and_how_to_compare(tmp_path):
     paths = site_with(tmp_path, BODY)
     build(SMALL, tmp_path / "out", paths=paths)
