@@ -64,6 +64,8 @@ def test_a_warm_up_works_made_up_numbers_only():
         blocks = warmups(text)
         for block in blocks:
             assert not any(re.search(r"{{|{%|{##", line) for line in block), f"{page.name}: Jinja in a warm-up"
+            long = [m.group() for line in block for m in re.finditer(r"\d\.\d{3,}", line)]
+            assert not long, f"{page.name}: a warm-up's made-up numbers keep two decimals at most, not {long}"
         if page.parent.name in STORY_SECTIONS:
             assert len(blocks) == 1, f"{page.name}: {len(blocks)} warm-ups"
             body = text.split("\n---\n", 1)[1]
