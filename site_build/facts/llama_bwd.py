@@ -160,71 +160,22 @@ def rms_mean_term(trace: Any) -> float:
 
 
 # -- the updates page -------------------------------------------------------------------------------------------------
-MATRIX = "L0.mlp.gate_proj.weight"  # the weight matrix worked in full: block 0's gate projection
 GAIN = "L0.ln_2.weight"  # the 1-D tensor worked in full: the gain of block 0's second RMSNorm
-
-
-def _largest(trace: Any, name: str) -> tuple[int, ...]:
-    values = np.abs(_a(trace, name))
-    return tuple(int(i) for i in np.unravel_index(int(values.argmax()), values.shape))
-
-
-def _move(trace: Any, name: str, at: Any) -> float:
-    return float(trace["updated." + name][at] - trace[name][at])
-
-
-def _decays(trace: Any, name: str) -> bool:
-    return bool(trace.record(name).meta["decays"])
-
-
-def matrix_at(trace: Any) -> tuple[int, ...]:
-    """The element of the gate projection with the largest gradient (row: a hidden unit, column: an input)."""
-    return _largest(trace, "grad." + MATRIX)
-
-
-def matrix_decays(trace: Any) -> bool:
-    """The gate projection decays."""
-    return _decays(trace, MATRIX)
-
-
-def matrix_move(trace: Any) -> float:
-    """How far that element moved, θ' − θ."""
-    return _move(trace, MATRIX, matrix_at(trace))
-
-
-def matrix_move_lr(trace: Any) -> float:
-    """The same, in units of η."""
-    return matrix_move(trace) / opt.lr(trace)
-
-
-def matrix_size(trace: Any) -> float:
-    """The size |θ| of that element before the step."""
-    return float(abs(trace[MATRIX][matrix_at(trace)]))
-
-
-def matrix_decay_term(trace: Any) -> float:
-    """What AdamW's decay adds to its move: −ηλθ."""
-    return float(-opt.lr(trace) * opt.wd(trace) * trace[MATRIX][matrix_at(trace)])
-
-
-def matrix_off(trace: Any) -> float:
-    """How far its |Δθ/η| is from 1."""
-    return abs(abs(matrix_move_lr(trace)) - 1)
 
 
 def gain_at(trace: Any) -> tuple[int, ...]:
     """The entry of the second RMSNorm's gain with the largest gradient."""
-    return _largest(trace, "grad." + GAIN)
+    return upd.largest_at(trace, "grad." + GAIN)
 
 
 def gain_decays(trace: Any) -> bool:
     """The gain decays (only under `decay: all`)."""
-    return _decays(trace, GAIN)
+    return upd.decays(trace, GAIN)
 
 
 def gain_move(trace: Any) -> float:
     """How far that entry moved, θ' − θ."""
-    return _move(trace, GAIN, gain_at(trace))
+    return upd.moved(trace, GAIN, gain_at(trace))
 
 
 def gain_move_lr(trace: Any) -> float:
@@ -255,12 +206,12 @@ def unused_count(trace: Any) -> int:
 
 def wte_decays(trace: Any) -> bool:
     """The token table decays."""
-    return _decays(trace, "wte")
+    return upd.decays(trace, "wte")
 
 
 def unused_move(trace: Any) -> float:
     """How far the element in column 0 of that row moved, θ' − θ."""
-    return _move(trace, "wte", (unused_word(trace), 0))
+    return upd.moved(trace, "wte", (unused_word(trace), 0))
 
 
 def unused_move_lr(trace: Any) -> float:

@@ -12,38 +12,47 @@ from site_build.facts import opt
 from site_build.format import counted, fixed, sci
 from site_build.macros.optimizer import parameters
 
-MATRIX = "L0.mlp.c_fc.weight"  # the weight matrix worked in full: the feed-forward expansion of block 0
+# the weight matrix worked in full: block 0's feed-forward expansion (GPT-2) or gate projection (Llama)
+MATRICES = {"gpt2": "L0.mlp.c_fc.weight", "llama": "L0.mlp.gate_proj.weight"}
 BIAS = "L0.mlp.c_fc.bias"  # the bias worked in full: the expansion's
 KEY_BIAS = "L0.attn.c_attn.bias"  # the packed query | key | value bias, whose key block gets no gradient
 
 
-def _largest(trace: Any, name: str) -> tuple[int, ...]:
+def largest_at(trace: Any, name: str) -> tuple[int, ...]:
+    """The index of the largest |value| of record `name`."""
     values = np.abs(np.asarray(trace[name]))
     return tuple(int(i) for i in np.unravel_index(int(values.argmax()), values.shape))
 
 
-def _move(trace: Any, name: str, at: Any) -> float:
+def moved(trace: Any, name: str, at: Any) -> float:
+    """How far element `at` of parameter `name` moved, θ' − θ."""
     return float(trace["updated." + name][at] - trace[name][at])
 
 
-def _decays(trace: Any, name: str) -> bool:
+def decays(trace: Any, name: str) -> bool:
+    """Whether parameter `name` decays."""
     return bool(trace.record(name).meta["decays"])
 
 
 # -- a weight matrix --------------------------------------------------------------------------------------------------
+def matrix(trace: Any) -> str:
+    """The weight matrix the page works in full."""
+    return MATRICES[trace.config["model"].get("arch", "gpt2")]
+
+
 def matrix_at(trace: Any) -> tuple[int, ...]:
-    """The element of the feed-forward expansion's weight with the largest gradient (row, column)."""
-    return _largest(trace, "grad." + MATRIX)
+    """The element of that weight matrix with the largest gradient (row, column)."""
+    return largest_at(trace, "grad." + matrix(trace))
 
 
 def matrix_decays(trace: Any) -> bool:
     """That weight matrix decays."""
-    return _decays(trace, MATRIX)
+    return decays(trace, matrix(trace))
 
 
 def matrix_move(trace: Any) -> float:
     """How far that element moved, θ' − θ."""
-    return _move(trace, MATRIX, matrix_at(trace))
+    return moved(trace, matrix(trace), matrix_at(trace))
 
 
 def matrix_move_lr(trace: Any) -> float:
@@ -53,12 +62,12 @@ def matrix_move_lr(trace: Any) -> float:
 
 def matrix_size(trace: Any) -> float:
     """The size |θ| of that element before the step."""
-    return float(abs(trace[MATRIX][matrix_at(trace)]))
+    return float(abs(trace[matrix(trace)][matrix_at(trace)]))
 
 
 def matrix_decay_term(trace: Any) -> float:
     """What AdamW's decay adds to its move: −ηλθ."""
-    return float(-opt.lr(trace) * opt.wd(trace) * trace[MATRIX][matrix_at(trace)])
+    return float(-opt.lr(trace) * opt.wd(trace) * trace[matrix(trace)][matrix_at(trace)])
 
 
 def matrix_off(trace: Any) -> float:
@@ -69,17 +78,17 @@ def matrix_off(trace: Any) -> float:
 # -- a bias -----------------------------------------------------------------------------------------------------------
 def bias_at(trace: Any) -> tuple[int, ...]:
     """The entry of the expansion's bias with the largest gradient."""
-    return _largest(trace, "grad." + BIAS)
+    return largest_at(trace, "grad." + BIAS)
 
 
 def bias_decays(trace: Any) -> bool:
     """That bias decays (only under `decay: all`)."""
-    return _decays(trace, BIAS)
+    return decays(trace, BIAS)
 
 
 def bias_move(trace: Any) -> float:
     """How far that entry moved, θ' − θ."""
-    return _move(trace, BIAS, bias_at(trace))
+    return moved(trace, BIAS, bias_at(trace))
 
 
 def bias_move_lr(trace: Any) -> float:
@@ -138,12 +147,12 @@ def key_sgd(trace: Any) -> str:
 
 def key_decays(trace: Any) -> bool:
     """The packed bias decays (only under `decay: all`)."""
-    return _decays(trace, KEY_BIAS)
+    return decays(trace, KEY_BIAS)
 
 
 def key_move(trace: Any) -> float:
     """How far that entry moved, θ' − θ."""
-    return _move(trace, KEY_BIAS, key_at(trace))
+    return moved(trace, KEY_BIAS, key_at(trace))
 
 
 def key_terms(trace: Any) -> int:
@@ -166,12 +175,12 @@ def unused_row(trace: Any) -> int | None:
 
 def wpe_decays(trace: Any) -> bool:
     """The position table decays."""
-    return _decays(trace, "wpe")
+    return decays(trace, "wpe")
 
 
 def unused_move(trace: Any) -> float:
     """How far the element in column 0 of that row moved, θ' − θ."""
-    return _move(trace, "wpe", (unused_row(trace), 0))
+    return moved(trace, "wpe", (unused_row(trace), 0))
 
 
 def unused_move_lr(trace: Any) -> float:

@@ -472,13 +472,18 @@ def build_site(builder: Builder, config: dict[str, Any]) -> tuple[Any, Site]:
     return report, Site(pages, trace, config)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
-    report, site = build_site(builder, CONFIGS[name])
+def assert_whole_and_unbroken(report: Any, site: Site) -> None:
+    """The site shows every record of its trace and breaks no rule."""
     assert report.missing == [], f"records no page shows: {report.missing}"
     assert report.shown == report.records
     broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
     assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
+    report, site = build_site(builder, CONFIGS[name])
+    assert_whole_and_unbroken(report, site)
     assert_tying_follows(site, CONFIGS[name].get("model", {}).get("tie_embeddings", True))
     optimizer = CONFIGS[name].get("optimizer", {}).get("name", "adamw")
     page = site.pages[f"13-{optimizer}.html"]  # named after the optimizer; the other names are not written
@@ -489,10 +494,7 @@ def test_the_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
 @pytest.mark.parametrize("name", list(LLAMA_CONFIGS))
 def test_a_llama_site_builds_shows_every_record_and_breaks_no_rule(builder, name):
     report, site = build_site(builder, LLAMA_CONFIGS[name])
-    assert report.missing == [], f"records no page shows: {report.missing}"
-    assert report.shown == report.records
-    broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
-    assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    assert_whole_and_unbroken(report, site)
     tie = LLAMA_CONFIGS[name]["model"]["tie_embeddings"]
     shown = unescape(" ".join(p.html for p in site.pages.values()))
     assert ("grad.lm_head.weight" in shown) == (not tie) and ("grad.wte.from_logits" in shown) == tie
@@ -599,9 +601,7 @@ def test_a_site_from_a_hugging_face_checkpoint_shows_every_record_and_its_words_
     folder = make_checkpoint(tmp_path, tie=tie)
     report, site = build_site(builder, {"model": {"from": str(folder)}, "train_steps": 3,
                                         "data": {"texts": ["the cat sat on the mat", "a dog ran"]}})
-    assert report.missing == [], f"records no page shows: {report.missing}"
-    broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
-    assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    assert_whole_and_unbroken(report, site)
     for page in site.pages.values():
         if page.name == "config.html":  # it documents every key, the word-level vocabulary's too
             continue
@@ -625,9 +625,7 @@ def test_a_site_from_a_llama_checkpoint_folder_shows_every_record(builder, tmp_p
     report, site = build_site(builder, {"model": {"from": str(folder)}, "train_steps": 2,
                                         "data": {"texts": ["the cat sat on the mat", "a dog ran"]}})
     assert site.trace.config["model"]["arch"] == "llama"
-    assert report.missing == [] and report.shown == report.records, f"records no page shows: {report.missing}"
-    broken = {rule_name: found for rule_name, check in RULES.items() if (found := check(site))}
-    assert not broken, "\n".join(f"[{r}] {x}" for r, xs in broken.items() for x in xs[:5])
+    assert_whole_and_unbroken(report, site)
     shown = unescape(" ".join(p.html for p in site.pages.values()))
     assert ("grad.lm_head.weight" in shown) == (not tie)
     assert not [p.name for p in site.pages.values() if "&lt;bos&gt;" in p.html and p.name != "config.html"]

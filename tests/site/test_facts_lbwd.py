@@ -15,6 +15,7 @@ import yaml
 import engine
 from engine.config import config_from_dict
 from site_build.facts import llama_bwd as F
+from site_build.facts import upd
 
 LLAMA = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "llama.yaml").read_text(encoding="utf-8"))
 
@@ -130,13 +131,13 @@ def test_the_output_projection_and_its_forgotten_transpose(trace):
 
 def test_the_updates_page_works_the_right_elements(trace):
     lr = trace.config["optimizer"]["lr"]
-    for at, move, name in ((F.matrix_at, F.matrix_move, "L0.mlp.gate_proj.weight"),
+    for at, move, name in ((upd.matrix_at, upd.matrix_move, "L0.mlp.gate_proj.weight"),
                            (F.gain_at, F.gain_move, "L0.ln_2.weight")):
         grad = np.abs(a(trace, "grad." + name))
         assert grad[at(trace)] == grad.max()
         assert move(trace) == pytest.approx(a(trace, "updated." + name)[at(trace)] - a(trace, name)[at(trace)])
-    assert F.matrix_move_lr(trace) == pytest.approx(F.matrix_move(trace) / lr)
-    assert F.matrix_decays(trace) and not F.gain_decays(trace)  # decay: matrices
+    assert upd.matrix_move_lr(trace) == pytest.approx(upd.matrix_move(trace) / lr)
+    assert upd.matrix_decays(trace) and not F.gain_decays(trace)  # decay: matrices
     read = set(np.asarray(trace["input_ids"]).ravel().tolist())
     vocab = len(trace.labels["vocab"])
     tied = trace.config["model"]["tie_embeddings"]
