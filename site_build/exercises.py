@@ -69,6 +69,7 @@ MAX_CANDIDATES = 4096  # elements looked at when picking one (a big record is sa
 MAX_CHOICES = 16  # an argmax question lists every entry of the row, so rows longer than this are not asked
 TRIES = 24  # elements of one record vetted before it is given up (none can be answered from the pages) ...
 UNSHOWN_TRIES = 4  # ... or this many of them needing a number no table shows (a window's hidden rows)
+REREADS = 4  # the times an op's working may read the same input numbers (inputs: a bound, not a choice)
 LIST_MAX = 12  # an element with at most this many inputs has them in its question ...
 LISTED_DIGITS = 6  # ... to this many significant digits; more are read from the pages' tables (DECIMALS)
 SAFETY = 2  # a tolerance is this many times the change rounding the shown inputs can make: the reader's own
@@ -152,13 +153,17 @@ class Seen:
 
     def __init__(self, places: list[tuple[Place, Cells]]) -> None:
         self.by_record: dict[str, list[tuple[Place, list[Cells]]]] = {}
+        sizes: dict[tuple[str, Place], int] = {}
         for place, cells in places:
+            count = len(cells.rows or (0,)) * len(cells.cols or (0,))
+            sizes[cells.record, place] = sizes.get((cells.record, place), 0) + count
             found = self.by_record.setdefault(cells.record, [])
             group = next((g for p, g in found if p == place), None)
             if group is None:
                 found.append((place, [cells]))
             else:
                 group.append(cells)
+        self.most = max(sizes.values(), default=0)  # the most elements of one record one place shows
 
     def place(self, record: str, elements: list[tuple[int, ...]]) -> Place | None:
         """The first place whose tables show every one of `elements` of `record`."""
@@ -437,7 +442,13 @@ def inputs(ctx: PageContext, seen: Seen, name: str, elements_: list[tuple[int, .
     question lists, the tables it points at for the rest, {input: half a unit of its last shown digit}); None if
     some input is on no table of this page or the ones before it. Word ids and targets are words on the page."""
     trace = ctx.trace
-    ops_ = list(dict.fromkeys(op for e in elements_ for op in _operands(ctx, name, e)))
+    # an element needing more numbers than the tables could show is given up before they are read (a working may
+    # read one row more than once: a mean, then a variance)
+    limit = REREADS * max(LIST_MAX if listable else 0, seen.most * len(trace.record(name).inputs))
+    found = [_operands(ctx, name, e, limit) for e in elements_]
+    if any(f is None for f in found):
+        return None
+    ops_ = list(dict.fromkeys(op for f in found for op in f))
     real = {n: np.asarray(trace[n]).dtype.kind == "f" for n in dict.fromkeys(n for n, _ in ops_)}
     floats = [op for op in ops_ if real[op[0]]]
     if listable and len(floats) <= LIST_MAX:
@@ -454,11 +465,14 @@ def inputs(ctx: PageContext, seen: Seen, name: str, elements_: list[tuple[int, .
     return (), tuple(places), {op: 0.5 * 10.0 ** -DECIMALS for op in floats}
 
 
-def _operands(ctx: PageContext, name: str, index: tuple[int, ...]) -> list[Op]:
+def _operands(ctx: PageContext, name: str, index: tuple[int, ...], limit: int) -> list[Op] | None:
+    """The element's operands (engine.explain.operands), or None when it reads more than `limit` numbers; kept
+    for the pages after, whose tables may show more (a larger limit)."""
     key = ("operands", name, index)
-    if key not in ctx.memo:
-        ctx.memo[key] = operands(ctx.trace, name, index)
-    return ctx.memo[key]
+    found = ctx.memo.get(key)
+    if found is None or (found[1] is None and found[0] < limit):
+        found = ctx.memo[key] = (limit, operands(ctx.trace, name, index, limit))
+    return found[1]
 
 
 def _half_digit(x: float) -> float:

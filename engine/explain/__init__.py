@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from ..trace import Trace
-from .interpret import Element, ExplainError, exact, num, par, split_line
+from .interpret import Element, ExplainError, TooMany, exact, num, par, split_line
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "interpret.js"  # the browser's interpreter of the same descriptions
@@ -67,20 +67,25 @@ def evaluate(trace: Trace, name: str, index: Any, expressions: tuple[str, ...] =
     return [element.value_of("result"), *(element.value_of(e) for e in expressions)]
 
 
-def operands(trace: Trace, name: str, index: Any) -> list[tuple[str, tuple[int, ...]]]:
+def operands(trace: Trace, name: str, index: Any,
+             limit: int | None = None) -> list[tuple[str, tuple[int, ...]]] | None:
     """The input elements the value of element `index` of `name` is computed from (`explain`'s operands, without
-    writing its lines)."""
-    element = _element(trace, name, index, None)
-    element.value_of("result")
-    if element.desc.get("reads"):
-        element.value_of(element.desc["reads"])
+    writing its lines); None when it reads more than `limit` input numbers (elements of float records), found out
+    before they are read (a logit's gradient reads a 49,152-word row)."""
+    element = _element(trace, name, index, None, limit)
+    try:
+        element.value_of("result")
+        if element.desc.get("reads"):
+            element.value_of(element.desc["reads"])
+    except TooMany:
+        return None
     return element.operands
 
 
-def _element(trace: Trace, name: str, index: Any, patch: dict | None) -> Element:
+def _element(trace: Trace, name: str, index: Any, patch: dict | None, limit: int | None = None) -> Element:
     rec = trace.record(name)
     index = tuple(int(i) for i in (index if isinstance(index, (tuple, list)) else (index,)))
-    return Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"], patch)
+    return Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"], patch, limit)
 
 
 def jacobian(trace: Trace, name: str, row: Any) -> tuple[np.ndarray, str]:

@@ -39,6 +39,10 @@ class Ref:
     value: float
 
 
+class TooMany(Exception):
+    """An element reads more input numbers than its caller said it could use (Element's `limit`)."""
+
+
 class ExplainError(Exception):
     """A description that cannot be evaluated for this element (a bug in ops.yaml or a damaged record)."""
 
@@ -514,8 +518,11 @@ class Element:
     """The evaluation of one element of one record against its op's description."""
 
     def __init__(self, ops: dict, record: Any, inputs: list, index: tuple[int, ...], vocab: list[str],
-                 patch: dict[tuple[str, tuple[int, ...]], float] | None = None) -> None:
+                 patch: dict[tuple[str, tuple[int, ...]], float] | None = None, limit: int | None = None) -> None:
         self.ops = ops
+        # the most input numbers (elements of float records) to read: more raise TooMany before they are read
+        self.limit = limit
+        self.numbers = 0
         self.patch = patch or {}  # {(input record, index): value}: read instead of the record's value
         self.desc = ops["ops"][record.op]
         self.out = record
@@ -680,10 +687,19 @@ class Element:
             idx = idx[len(idx) - len(shape):]
         if len(idx) != len(shape) or any(not 0 <= k < n for k, n in zip(idx, shape)):
             raise ExplainError(f"{self.out.op}: index {idx} outside {record.name} of shape {list(shape)}")
+        if record is not self.out:
+            self._reads(record, 1)
         ref = Ref(record, tuple(idx), self._read(record, tuple(idx)))
         if record is not self.out:
             self.operands.append((record.name, ref.index))
         return ref
+
+    def _reads(self, record: Any, n: int) -> None:
+        """Count n more numbers read of an input record against the limit."""
+        if self.limit is not None and record.value.dtype.kind == "f":
+            self.numbers += n
+            if self.numbers > self.limit:
+                raise TooMany(f"{self.out.name} reads more than {self.limit} input numbers")
 
     def _value(self, record: Any, index: Any) -> float:
         return self._read(record, tuple(int(val(k)) for k in index))
@@ -715,6 +731,7 @@ class Element:
         first = self.element(record, [*prefix, 0.0])  # checks the index, as element() does for each k
         if record is not self.out:
             self.operands.pop()
+            self._reads(record, n - 1)
         at = first.index[:-1]
         values = np.asarray(record.value[at], dtype=float).tolist()
         values = self._patched(record, [(*at, k) for k in range(n)], values)
@@ -757,6 +774,8 @@ class Element:
             letters[ch] = 0
         for s, r in zip(specs, records):
             self.element(r, [float(letters[ch]) for ch in s])
+            if r is not self.out:
+                self._reads(r, total - 1)
         del self.operands[len(self.operands) - sum(r is not self.out for r in records):]
         grid = dict(zip(free, (a.reshape(-1) for a in np.indices([sizes[ch] for ch in free])))) if free else {}
         factors = []  # per record: the refs of every term, in the order of the terms (the last free letter fastest)

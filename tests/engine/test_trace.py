@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import explain, load_trace, run
+from engine.explain import operands
 from engine.config import config_from_dict
 from engine.diff import diff_traces
 from engine.docs import render
@@ -157,6 +158,19 @@ def test_explain_shows_the_real_arithmetic(trace):
     masked = explain(trace, "L0.attn.masked", (0, 0, 1, 4))
     assert masked.result == -np.inf and "hidden" in masked.latex[0]
     assert float(np.dot(x, w)) == pytest.approx(trace["L0.attn.qkv"][0, 2, 5])
+
+
+def test_operands_stop_at_a_limit_of_input_numbers(trace):
+    """operands(limit=n) gives the same operands when the element reads at most n input numbers, and None (before
+    reading them) when it reads more: a qkv entry reads 16 of the LayerNorm's output and 16 weights (and a bias),
+    a cross-entropy entry a whole row of logits, words only counted as numbers when they are floats."""
+    full = operands(trace, "L0.attn.qkv", (0, 2, 5))
+    assert operands(trace, "L0.attn.qkv", (0, 2, 5), limit=33) == full and len(full) == 33
+    assert operands(trace, "L0.attn.qkv", (0, 2, 5), limit=32) is None
+    row = operands(trace, "loss.per_token", (0, 1))
+    floats = sum(trace[n].dtype.kind == "f" for n, _ in row)
+    assert operands(trace, "loss.per_token", (0, 1), limit=floats) == row
+    assert operands(trace, "loss.per_token", (0, 1), limit=floats - 1) is None
 
 
 def test_jacobians_agree_with_the_efficient_backward(trace):
