@@ -19,7 +19,7 @@ from engine.explain import jacobian as engine_jacobian
 from engine.explain import split_line
 from site_build import tables
 from site_build.data.compare import compare_block
-from site_build.data.downloads import heat_file, npy_file, tile_heads
+from site_build.data.downloads import csv_path, has_csv, heat_file, npy_file, tile_heads
 from site_build.format import (
     describe_shape,
     fixed,
@@ -339,6 +339,7 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
         raise MacroError(f"bad argument title={title!r} for other_blocks(): give text")
     wanted = range(1, n_layers) if layers is None else layers
     picked = pick_indices(wanted, n_layers, "layers", "other_blocks", "layers", allow_empty=True)
+    compact = len(picked) * len(names) > OTHER_TABLES
     out = []
     ctx.other_block = True  # their windows are small: the walkthrough is the first block's
     try:
@@ -346,6 +347,11 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
             summary = f"Block {layer}{': ' if title else ''}{title}"
             parts = [ctx.place(Wrapper(summary), f'<details class="other-block"><summary>Block {layer}'
                                f'{": " if title else ""}{html_text(title)}</summary>')]
+            if compact:
+                parts.append(_block_statistics(ctx, [p.replace("{l}", str(layer)) for p in names], layer))
+                parts.append(ctx.place(Wrapper(), "</details>"))
+                out.append("".join(parts))
+                continue
             for pattern in names:
                 name = pattern.replace("{l}", str(layer))
                 rec = ctx.record(name)
@@ -363,6 +369,36 @@ def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = No
     finally:
         ctx.other_block = False
     return Markup("".join(out))
+
+
+OTHER_TABLES = 160  # other_blocks draws up to this many tables (GPT-2 small: 11 blocks of up to 12 records) ...
+STAT_NAMES = ("mean", "std", "min", "max", "norm")
+
+
+def _block_statistics(ctx: PageContext, names: list[str], layer: int) -> str:
+    """... beyond that (SmolLM's 29 other blocks), each block is one table: a row of statistics per record, with its
+    .npy file or CSV."""
+    rows, files = [], []
+    for name in names:
+        rec = ctx.record(name)
+        ctx.mark(name)
+        stats = scale.stats_of(rec.value)
+        link = ""
+        if scale.has_npy(rec.value):
+            files.append(npy_file(name))
+            link = f' <a class="csv" href="{escape(files[-1].path)}" download>.npy</a>'
+        elif has_csv(rec.value):
+            link = f' <a class="csv" href="{escape(csv_path(name))}" download>CSV</a>'
+        shape = " × ".join(map(str, np.shape(rec.value))) or "scalar"
+        rows.append(f'<tr><th scope="row"><code>{html_text(name)}</code>{link}</th><td>{shape}</td>'
+                    + "".join(f"<td>{scale.sig(stats[k], 4)}</td>" for k in STAT_NAMES) + "</tr>")
+    head = "".join(f'<th scope="col">{k}</th>' for k in ("record", "shape", *STAT_NAMES))
+    html = (f'<figure class="big block-stats"><figcaption>Block {layer}: each record in statistics (a model this '
+            "deep would make the page too long to load with every table); the walkthrough above shows the same "
+            "records of its block number by number, and the downloads have every value.</figcaption>"
+            f'<div class="matrix-wrap"><table class="matrix stats-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div></figure>')
+    return ctx.place(Table(tuple(names), tuple(files)), html)
 
 
 @macro

@@ -279,3 +279,39 @@ def test_a_big_update_picture_is_an_image_of_every_change(mid):
     assert levels.shape == grid.shape
     up, down = (levels >= 1) & (levels <= HEAT_LEVELS), levels > HEAT_LEVELS
     assert (grid[up] > 0).all() and (grid[down] < 0).all() and up.any() and down.any()
+
+
+def test_a_deep_model_shows_each_other_block_as_one_table_of_statistics():
+    """Past OTHER_TABLES tables, other_blocks shows each block as one table (a row of statistics per record, its
+    numbers those of the record) instead of a table per record, so a page of a deep model stays loadable; every
+    record is still counted as shown, and each row links its values."""
+    from site_build.macros import numbers
+
+    deep = engine.run(config_from_dict({"model": {"n_layers": 4}, "train_steps": 1}))
+    names = ["L{l}.ln_1.mean", "L{l}.mlp.fc", "L{l}.attn.weights"]
+    for limit, compact in ((len(names) * 3 - 1, True), (len(names) * 3, False)):  # 3 other blocks of 3 records
+        ctx = PageContext(deep, MathSlots())
+        numbers.OTHER_TABLES, saved = limit, numbers.OTHER_TABLES
+        try:
+            out = str(page_globals(ctx)["other_blocks"](names))
+        finally:
+            numbers.OTHER_TABLES = saved
+        assert (out.count('<figure class="big block-stats">') == 3) == compact
+        assert {n.replace("{l}", str(k)) for n in names for k in (1, 2, 3)} <= set(ctx.shown)
+        if not compact:
+            continue
+        assert "data-record=" not in out  # no per-record tables
+        for k in (1, 2, 3):
+            for n in names:
+                name = n.replace("{l}", str(k))
+                row = re.search(rf"<tr><th scope=\"row\"><code>{re.escape(html.escape(name))}</code>(.*?)</tr>",
+                                out.replace("&#95;", "_"), re.S)
+                assert row is not None, name
+                assert f'href="assets/csv/{name}.csv"' in row.group(1)
+                cells = re.findall(r"<td>(.*?)</td>", row.group(1))
+                v = np.asarray(deep[name], dtype=float)
+                assert cells[0] == " × ".join(map(str, v.shape))
+                finite = v[np.isfinite(v)]
+                mean, std, lo, hi, norm = (numbers_in(html.unescape(c))[0] for c in cells[1:])
+                assert close(mean, finite.mean()) and close(std, finite.std()) and close(lo, finite.min())
+                assert close(hi, finite.max()) and close(norm, np.linalg.norm(finite))
