@@ -274,6 +274,7 @@ def grad_norms(trace) -> list[tuple[str, float, float]]:
         if isinstance(entry, Mapping):
             g = np.asarray(trace[entry["grad"]], dtype=float)
             items.append((entry["initial"], float(np.linalg.norm(g)), float(np.abs(g).max())))
+            trace.release([entry["grad"]])
     return items
 
 
@@ -283,6 +284,7 @@ def update_sizes(trace) -> list[tuple[str, float, float]]:
     for entry in trace.index.values():
         if isinstance(entry, Mapping):
             u = np.asarray(trace[entry["updated"]], dtype=float) - np.asarray(trace[entry["initial"]], dtype=float)
+            trace.release([entry["updated"], entry["initial"]])
             items.append((entry["initial"], float(np.linalg.norm(u)), float(np.abs(u).max())))
     return items
 
@@ -301,6 +303,7 @@ def update_parts(trace, per_lr: bool = False) -> Callable[[], Iterator[np.ndarra
         for entry in trace.index.values():
             if isinstance(entry, Mapping):
                 u = np.asarray(trace[entry["updated"]], dtype=float) - np.asarray(trace[entry["initial"]], dtype=float)
+                trace.release([entry["updated"], entry["initial"]])  # a big run's pages, read once
                 if per_lr:  # |u| / lr, in place (the same numbers as np.abs(u) / lr, without two more copies)
                     np.abs(u, out=u)
                     np.divide(u, lr, out=u)
@@ -389,21 +392,41 @@ def count(values, bins: int) -> Counted:
     """`values` in `bins` equal bins over a rounded range, with their mean and exact median.
 
     `values` is an array, or a function giving the values as several arrays (every parameter's update, a tensor
-    at a time: it is called once, and its arrays are counted where they are, then gathered for the median)."""
-    parts = list(values()) if callable(values) else [np.asarray(values, dtype=float).ravel()]
+    at a time). Up to WHOLE_MAX values, the arrays are gathered; past it, the function is called twice: once for
+    the count, the range and the sum, then to fill one array of them all, which is counted and partitioned in place
+    for the median (GPT-2's 124M updates are held once, a tensor at a time beside them)."""
+    parts = values if callable(values) else (lambda: iter([np.asarray(values, dtype=float).ravel()]))
     lo_v, hi_v, n, sums = math.inf, -math.inf, 0, []
-    for part in parts:
+    kept: list[np.ndarray] = []
+    for part in parts():
         if part.size:
             lo_v, hi_v, n = min(lo_v, float(part.min())), max(hi_v, float(part.max())), n + part.size
             sums.append(float(part.sum()))
+            if n <= WHOLE_MAX:
+                kept.append(part)
+            else:
+                kept.clear()
     if n == 0:
         raise ValueError("histogram: no values")
     lo_r, hi_r = (lo_v, hi_v) if hi_v > lo_v else (lo_v - 0.5, hi_v + 0.5)
     lo, hi, xticks, xdec = ticks(lo_r, hi_r, 4)
-    counts, edges = np.histogram(np.zeros(0), bins=bins, range=(lo, hi))  # the edges depend on the range only
-    for part in parts:
-        counts += np.histogram(part, bins=bins, range=(lo, hi))[0]
-    mean, median = _mean_median(parts, n, math.fsum(sums) / n)
+    mean = math.fsum(sums) / n
+    if n <= WHOLE_MAX:
+        data = np.concatenate(kept)
+        mean = float(data.mean())
+    else:
+        data, at = np.empty(n), 0
+        for part in parts():
+            data[at:at + part.size] = part
+            at += part.size
+    counts = np.histogram(data, bins=bins, range=(lo, hi))[0]
+    edges = np.histogram(np.zeros(0), bins=bins, range=(lo, hi))[1]  # the edges depend on the range only
+    if n <= WHOLE_MAX:
+        median = float(np.median(data))
+    else:
+        ranks = sorted({(n - 1) // 2, n // 2})
+        data.partition(ranks)
+        median = sum(float(data[r]) for r in ranks) / len(ranks)
     return Counted(counts, edges, lo, hi, xticks, xdec, n, lo_v, hi_v, mean, median)
 
 
@@ -447,28 +470,7 @@ def histogram(values, bins: int, title: str, unit: str, counted: Counted | None 
     return chart("histogram", height, title, desc, "".join(out))
 
 
-WHOLE_MAX = 1 << 22  # values whose mean is taken over all at once; past it, the parts' sums over n
-
-
-def _mean_median(parts: list[np.ndarray], n: int, mean: float) -> tuple[float, float]:
-    """The mean and the exact median of the n values of `parts`. Up to WHOLE_MAX values, numpy's mean and median
-    of them all; past it, `mean` (the parts' sums over n) and the middle value(s) of one array the parts are moved
-    into (the list is emptied as they are, so GPT-2's 124M updates are held once, not twice) and partitioned in
-    place."""
-    if n <= WHOLE_MAX:
-        data = np.concatenate([np.asarray(p, dtype=float).ravel() for p in parts])
-        return float(data.mean()), float(np.median(data))
-    data = np.empty(n)
-    at = 0
-    while parts:
-        part = parts.pop(0)
-        data[at:at + part.size] = part
-        at += part.size
-        del part
-    ranks = sorted({(n - 1) // 2, n // 2})
-    data.partition(ranks)
-    middle = [float(data[r]) for r in ranks]
-    return mean, sum(middle) / len(middle)
+WHOLE_MAX = 1 << 22  # values whose mean and median are taken over all at once; past it, see `count`
 
 
 # --------------------------------------------------------------------------- line

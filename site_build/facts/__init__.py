@@ -133,6 +133,7 @@ def abs_stats(trace: Any, name: str) -> AbsStats:
                 largest, at = float(part[i]), k + i
             total += float(part.sum())
             squares += float((part * part).sum())
+        trace.release([name])  # a big run's pages, read once
         return AbsStats(max(largest, 0.0), at, total / flat.size if flat.size else float("nan"), squares)
 
     return per_run(trace, ("abs stats", name), make)

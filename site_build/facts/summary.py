@@ -9,7 +9,7 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from site_build import format as fmt
-from site_build.facts import CHUNK, Split, abs_stats, joined, nonzero, opt, way
+from site_build.facts import CHUNK, Split, abs_stats, joined, nonzero, opt, per_run, way
 from site_build.macros.optimizer import parameters
 
 
@@ -133,31 +133,39 @@ def worst(trace: Any) -> Gain:
 # -- the first-order prediction ---------------------------------------------------------------------------------------
 def predicted(trace: Any) -> float:
     """The change of the loss the gradient predicts for this step: Σ g·Δθ over every weight."""
-    total = 0
-    for name in parameters(trace):
-        total = total + (trace["grad." + name] * (trace["updated." + name] - trace[name])).sum()
-    return float(total)
+    return _first_order_terms(trace)[0]
 
 
-def _terms(trace: Any, up: bool) -> float:
-    """The terms g·Δθ of one sign, added up, a slice at a time (a GPT-2 table is 38 million of them)."""
-    total = 0.0
-    for name in parameters(trace):
-        g, new, old = (np.asarray(trace[p + name]).reshape(-1) for p in ("grad.", "updated.", ""))
-        for k in range(0, g.size, CHUNK):
-            terms = g[k:k + CHUNK] * (new[k:k + CHUNK] - old[k:k + CHUNK])
-            total += float(terms[terms > 0].sum() if up else terms[terms < 0].sum())
-    return total
+def _first_order_terms(trace: Any) -> tuple[float, float, float]:
+    """Σ g·Δθ, and its positive and its negative terms added up apart, a slice at a time (a GPT-2 table is 38
+    million of them), once per run."""
+
+    def make() -> tuple[float, float, float]:
+        total, up, down = 0.0, 0.0, 0.0
+        for name in parameters(trace):
+            names = ("grad." + name, "updated." + name, name)
+            g, new, old = (np.asarray(trace[n]).reshape(-1) for n in names)
+            tensor = 0.0
+            for k in range(0, g.size, CHUNK):
+                terms = g[k:k + CHUNK] * (new[k:k + CHUNK] - old[k:k + CHUNK])
+                tensor += terms.sum()
+                up += float(terms[terms > 0].sum())
+                down += float(terms[terms < 0].sum())
+            total += tensor
+            trace.release(names)  # a big run's pages, read once
+        return float(total), up, down
+
+    return per_run(trace, ("first order",), make)
 
 
 def uphill(trace: Any) -> float:
     """The part of that prediction from the weights that moved with their gradient: the terms g·Δθ > 0."""
-    return _terms(trace, up=True)
+    return _first_order_terms(trace)[1]
 
 
 def downhill(trace: Any) -> float:
     """The part from the weights that moved against it: the terms g·Δθ < 0."""
-    return _terms(trace, up=False)
+    return _first_order_terms(trace)[2]
 
 
 def _amount(x: float) -> str:

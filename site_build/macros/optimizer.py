@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup, escape
 
-from site_build.facts import per_run
+from site_build.facts import abs_stats, per_run
 from site_build.format import MINUS, format_number, full_repr
 from site_build.macros.blocks import Table
 from site_build.macros.registry import MacroError, PageContext, ahead, macro
@@ -159,6 +159,7 @@ def tensor_update(trace: Any, name: str) -> TensorUpdate:
                         int((way < 0).sum()), int((way > 0).sum()), int((g == 0).sum()),
                         int(((g != 0) & (delta == 0)).sum()), int((delta == 0).sum()), int(outweighed.sum()),
                         int((outweighed & (initial * g < 0)).sum())))
+    trace.release(["updated." + name, name, "grad." + name, "opt.g." + name])  # a big run's pages, read once
     cols = list(zip(*figures))
     return TensorUpdate(
         name=name,
@@ -195,7 +196,7 @@ def optimizer_stats(ctx: PageContext, match: str = "*") -> OptimizerStats:
         return [_update(ctx, n) for n in names]
 
     def largest_weight(decaying: list[str]) -> float:
-        return max([ctx.figures(("largest", n), lambda n=n: float(np.abs(ctx.trace[n]).max())) for n in decaying],
+        return max([ctx.figures(("largest", n), lambda n=n: abs_stats(ctx.trace, n).largest) for n in decaying],
                    default=0.0)
 
     sizes = [int(np.prod(ctx.trace.record(n).value.shape)) for n in names]
@@ -217,7 +218,7 @@ def _start_updates(ctx: PageContext) -> None:
     for name in parameters(ctx.trace):
         ctx.start(("update", name), lambda name=name: update_of(ctx.trace, name), lane="ahead")
         if ctx.trace.record(name).meta["decays"]:
-            ctx.start(("largest", name), lambda name=name: float(np.abs(ctx.trace[name]).max()), lane="ahead")
+            ctx.start(("largest", name), lambda name=name: abs_stats(ctx.trace, name).largest, lane="ahead")
 
 
 @macro
