@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+from markupsafe import Markup
 
+from site_build import format as fmt
 from site_build.charts.teaching import generation_reference
 from site_build.facts import opt
-from site_build.format import fixed
+from site_build.facts.run import llama
+from site_build.format import fixed, general
 from site_build.macros.optimizer import TORCH_NAMES
-from site_build.macros.text import text_name
+from site_build.macros.text import and_list, counted, text_name
 
 LOSS_STEPS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the loss table's rows, up to the last
 
@@ -314,3 +317,179 @@ def repeat(trace: Any) -> Repeat | None:
             if len(where) > 1 and len({w.lower() for w in nexts}) > 1:  # case ignored, as Jinja's `unique` did
                 return Repeat(b, ins[b][t], where, nexts)
     return None
+
+
+# -- what the page says about the run, as this run makes it -----------------------------------------------------------
+def _steps(trace: Any) -> str:
+    return fmt.counted(steps(trace), "step")
+
+
+def _texts_word(trace: Any) -> str:
+    return "text" if texts(trace) == 1 else "texts"
+
+
+def repeated(trace: Any) -> Markup:
+    """What the build does with the step: repeats it `train_steps` times, or (0) only shows the starting point."""
+    n = steps(trace)
+    if n > 0:
+        return Markup(
+            f"This build repeats it {fmt.counted(n, 'time')} (`train_steps: {n}`). The run starts from the same initial\n"
+            "weights as the recorded step, so its step 1 is exactly the step of the previous pages. It records the loss "
+            "before\nevery step and after the last, and, at the end, what the trained model predicts, where it looks, "
+            "and what it writes.")
+    return Markup(
+        "This build runs no training at all (`train_steps: 0`): what follows is only the starting point, the loss and "
+        "the\npredictions of the initial weights, so every \"after\" on this page equals its \"before\". Set "
+        "`train_steps` to see\ntraining go.")
+
+
+def loss_steps(trace: Any) -> Markup:
+    """Which step each loss of the table is after: the initial weights, the step the site follows, the last."""
+    n = steps(trace)
+    if n == 0:
+        return Markup("With no steps, $\\mathcal L^{\\text{run}}_0$, the loss of the initial weights, is all there is.")
+    last_one = (f", and\n$\\mathcal L^{{\\text{{run}}}}_{{{n}}}$ the loss after the last of the {_steps(trace)}"
+                if n > 1 else "")
+    return Markup("$\\mathcal L^{\\text{run}}_0$ is the loss of the initial weights (the forward pages),\n"
+                  "$\\mathcal L^{\\text{run}}_1$ the loss after the step the site follows (the summary page)"
+                  f"{last_one}.")
+
+
+def course(trace: Any) -> Markup:
+    """How the loss fell over the run: by which step it halved and fell to a tenth, and on how many steps it rose."""
+    halved = ""
+    if half_step(trace):
+        tenth_by = f" and fell to a tenth by step {tenth_step(trace)}" if tenth_step(trace) else ""
+        halved = f"It halved by step {half_step(trace)}{tenth_by}."
+    if rises(trace):
+        ups = (f"On {rises(trace)} of the {_steps(trace)} the loss went *up* rather than down: a step of fixed size "
+               "can\novershoot a valley.")
+    elif steps(trace) > 1:
+        ups = "It fell at every single step."
+    else:
+        ups = ""
+    return Markup(f"{halved} \n{ups}")
+
+
+def why_flat(trace: Any) -> Markup:
+    """Why the late steps lowered the loss less than the early ones (by optimizer), or that they did not."""
+    if not flattens(trace):
+        return Markup(
+            "Here the curve did not flatten at the end: the late steps lowered the loss as much as the early ones. The "
+            "learning\nrate, or the number of steps, is small for this model: it has not yet reached the part of "
+            "training where the\ngradients shrink.")
+    texts_word = "text" if texts(trace) == 1 else "texts"
+    lead = ("The early steps do most of the work. At the start every weight is far from where the data wants it, the "
+            "gradients\nare large and point the same way from one step to the next, so each step pays off. As the "
+            f"model fits the\n{texts_word}, the gradients shrink.\n")
+    if opt.adam_like(trace):
+        return Markup(
+            lead + f"For {TORCH_NAMES.get(opt.name(trace), opt.name(trace))} that shrinks the steps for a reason that has nothing to do with "
+            "noise: the step is\n$\\eta\\,\\hat m/\\sqrt{\\hat v}$, $\\hat m$ follows the gradient within about "
+            f"$1/(1-\\beta_1) =\n{general(opt.memory1(trace), 6)}$ steps, but $\\sqrt{{\\hat v}}$ averages the squared "
+            f"gradients\nover about $1/(1-\\beta_2) = {general(opt.memory2(trace), 6)}$ steps, so it still remembers\n"
+            "the large gradients of the beginning. The ratio falls below 1 and the steps fall below $\\eta$, which is "
+            "what\nflattens the curve; gradients that flip sign from step to step shrink $\\hat m$ further. (This is "
+            "the other half of\n[the optimizer page](13-optimizer.md)'s story: only the first step moves almost every "
+            "weight by about $\\eta$.)")
+    running = " (or its running sum)" if opt.momentum(trace) else ""
+    return Markup(lead + f"For SGD the step is $\\eta$ times the gradient{running}, so a smaller gradient is\n"
+                  "directly a smaller step, and the curve flattens.")
+
+
+def capacity(trace: Any) -> Markup:
+    """Whether the model has far more weights than targets (it can learn its texts by heart) or is small for them."""
+    n = fmt.counted(targets(trace), "target")
+    if can_memorise(trace):
+        return Markup(
+            f"With {n} to fit and {opt.weights(trace)} weights, the model has far more weights than\ntargets, so it can "
+            f"memorise the {_texts_word(trace)}: the loss can approach its lowest possible\nvalue.")
+    return Markup(f"With {opt.weights(trace)} weights for {n}, this model is small for its data, and the loss may\n"
+                  "level off above its lowest possible value.")
+
+
+def written(trace: Any) -> Markup:
+    """How many words greedy decoding writes, and why fewer than the positions when the model is big."""
+    n = fmt.counted(generated(trace), "word")
+    if generated(trace) < positions(trace):
+        return Markup(f"{n} here (not {positions(trace)}: each word reads every one of the model's\n"
+                      f"{opt.weights(trace)} weights once, so a model this big writes a shorter text)")
+    return Markup(f"{n} here")
+
+
+def what_it_wrote(trace: Any) -> Markup:
+    """How the trained model's greedy text compares with the reference text: the same by chance (no training), the
+    text word for word, or how many words agree, and why."""
+    hb, ha, n = hits_before(trace), hits_after(trace), fmt.counted(compared(trace), "word")
+    ref, start = text_name(reference(trace)), fmt.html_code(start_word(trace))
+    if steps(trace) == 0:
+        return Markup(f"Without training the two rows are the same: {hb} of the {n} agree with\n{ref}, by chance.")
+    if learned_text(trace):
+        more = " (and then goes on: the text is shorter than the longest)" if compared(trace) < generated(trace) else ""
+        out = (f"With the initial weights the model writes what its random weights happen to favour ({hb} of\n{n} as "
+               f"in {ref}); after {_steps(trace)} it writes\n{ref} word for word{more}.\nNobody told it to: it only "
+               "ever learned to give the right next word a high probability at each position, and\ngreedy decoding "
+               "turns that into the text.")
+        if texts(trace) > 1:
+            out += (f"\nStarting from {start} alone it can only write one of the {counted(texts(trace), 'text')}; the "
+                    "page compares it with the one\nit comes closest to.")
+        return Markup(out)
+    out = f"With the initial weights, {hb} of the {n} agree with {ref}; after\n{_steps(trace)}, {ha}."
+    if texts(trace) > 1:
+        out += (f"\nStarting from {start} alone the model can write only one text, and this batch has "
+                f"{counted(texts(trace), 'text')}: where\nthey disagree about the next word, greedy decoding follows the "
+                "one the model finds likeliest.")
+    elif ha < compared(trace):
+        out += ("\nGreedy decoding takes the single likeliest word at each step; once it picks a wrong word, everything "
+                "after it is\nconditioned on that mistake.")
+    return Markup(out)
+
+
+def end_weights(trace: Any) -> Markup:
+    """Which weights give $p^{\\text{end}}$: those after the run's steps, or (no run) the initial ones again."""
+    if steps(trace) > 0:
+        return Markup(f"after {_steps(trace)}\n($p^{{\\text{{end}}}}$)")
+    return Markup("at the end of the run ($p^{\\text{end}}$), which with `train_steps: 0` are the same\nnumbers again")
+
+
+def learnable(trace: Any) -> Markup:
+    """Whether every right next word can be learned for sure: the places whose prefix goes on with different words,
+    or that none does (and a repeated word the model tells apart by the words before it and its position)."""
+    amb = ambiguous(trace)
+    if amb:
+        places_ = "".join(
+            f"after “{fmt.html_word_list(a.prefix)}” the next word is “{fmt.html_words(a.target)}” in {a.hit} of\n"
+            f"the {a.same} places where that exact prefix occurs{',' if i < len(amb) - 1 else '.'}\n"
+            for i, a in enumerate(amb))
+        return Markup(
+            "Some positions cannot be learned for sure, by any model:\n" + places_ + "A model that sees only the words "
+            "so far cannot tell these places apart, so the best it can do is to split the\nprobability between the "
+            "continuations; its loss cannot reach zero. That is what the \"best possible\" column\nsays.")
+    out = ("Every position can be learned for sure: no prefix occurs twice with different continuations, so the best\n"
+           "possible probability is 1 everywhere.")
+    r = repeat(trace)
+    if r:
+        of = " of " + text_name(r.b) if texts(trace) > 1 else ""
+        position = ("(through the rotary angles of the queries and keys, which see how far back each earlier word\nis)"
+                    if llama(trace) else "(through the position embedding)")
+        out += (f"\nThat includes the word “{fmt.html_words(r.word)}”, which appears at positions "
+                f"{and_list(r.where)}{of}\nand is followed by {and_list(r.nexts, quote=True)} in\nthat order. A model "
+                "that looked only at the current word could not choose between\n"
+                f"{'them' if len(r.where) > 2 else 'the two'}; this one sees every earlier word (through attention) and "
+                f"its position\n{position}, so the {counted(len(r.where), 'place')} look different to it.")
+    return Markup(out)
+
+
+def repeat_trained(trace: Any) -> bool:
+    """The page gives the trained probabilities at a repeated word's places: no place is ambiguous, a word repeats
+    with different next words, and the run trained."""
+    return bool(steps(trace) > 0 and repeat(trace) and not ambiguous(trace))
+
+
+def short_of_best(trace: Any) -> Markup:
+    """Where the trained model is still far from the best possible probability, and that its steps were too few."""
+    far = far_from_best(trace)
+    n = fmt.counted(steps(trace), "step").capitalize()
+    return Markup(f"The model is still far from the best possible at {'position' if len(far) == 1 else 'positions'}\n"
+                  f"{and_list(far)}: it gives the right word\nless than half of the probability it could. {n} "
+                  f"{'was' if steps(trace) == 1 else 'were'} not\nenough there.")

@@ -67,3 +67,57 @@ def test_the_greedy_text_is_compared_word_for_word(repeated):
     assert len(compared) == train.compared(repeated)
     assert train.hits_after(repeated) == sum(after == ref for _, after, ref in compared)
     assert train.hits_before(repeated) == sum(before == ref for before, _, ref in compared)
+
+
+# -- the sentences the page takes whole, as this run makes them -------------------------------------------------------
+@pytest.fixture(scope="module")
+def untrained():
+    return _run({"train_steps": 0})
+
+
+def test_the_run_says_how_often_it_repeats_the_step(repeated, batch, untrained):
+    assert "repeats it 20 times (`train_steps: 20`)" in train.repeated(repeated)
+    assert "repeats it 7 times" in train.repeated(batch)
+    assert train.repeated(untrained).startswith("This build runs no training at all")
+    assert "_{20}$ the loss after the last of the 20 steps." in train.loss_steps(repeated)
+    assert train.loss_steps(untrained).startswith("With no steps")
+
+
+def test_the_course_of_the_loss_follows_the_curve(repeated, batch):
+    for trace in (repeated, batch):
+        course = str(train.course(trace))
+        half = train.half_step(trace)
+        assert (f"It halved by step {half}" in course) == bool(half)
+        if train.rises(trace):
+            assert f"On {train.rises(trace)} of the" in course
+        else:
+            assert "It fell at every single step." in course
+
+
+def test_every_ambiguous_place_is_named_once(batch, repeated):
+    said = str(train.learnable(batch))
+    assert said.count(" places where that exact prefix occurs") == len(train.ambiguous(batch)) == 2
+    assert "Every position can be learned" not in said
+    said = str(train.learnable(repeated))
+    assert said.startswith("Every position can be learned for sure")
+    assert "appears at positions 1, 5 and 7" in said and "“dog”, “mat” and “cat”" in said
+    assert "the three places look different" in said
+    assert train.repeat_trained(repeated) and not train.repeat_trained(batch)
+
+
+def test_the_greedy_text_is_compared_with_its_reference(repeated, batch, untrained):
+    for trace in (repeated, batch):
+        said = str(train.what_it_wrote(trace))
+        if train.learned_text(trace):
+            assert "word for word" in said
+        else:
+            assert f"; after\n{train.steps(trace)} steps, {train.hits_after(trace)}." in said
+        assert ("this batch has two texts" in said or "one of the two texts" in said) == (train.texts(trace) > 1)
+    assert str(train.what_it_wrote(untrained)).startswith("Without training the two rows are the same: "
+                                                         f"{train.hits_before(untrained)} of the")
+
+
+def test_the_model_is_big_or_small_for_its_targets(repeated):
+    said = str(train.capacity(repeated))
+    assert f"With {train.targets(repeated)} targets to fit" in said
+    assert train.can_memorise(repeated)
