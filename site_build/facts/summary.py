@@ -201,6 +201,34 @@ def first_order(trace: Any) -> str:
             f"{_amount(downhill(trace))} from every other weight.")
 
 
+def verdict(trace: Any) -> Markup:
+    """What the step did to the loss: lowered it (by how much, and in percent), raised it (an overshoot), or
+    nothing."""
+    if after(trace) < before(trace):
+        return Markup(f"The step lowered it by {fmt.fixed(fall(trace))}, that is by "
+                      f"{fmt.fixed(fall_percent(trace), 1)}%.")
+    if after(trace) > before(trace):
+        return Markup(f"The step *raised* it by {fmt.fixed(change(trace))}: the learning rate is too large for this "
+                      "model, and the\nstep overshot.")
+    return Markup("The step did not change it.")
+
+
+def against_prediction(trace: Any) -> Markup:
+    """The real change of the loss against the first-order prediction, and what the gap says of the loss's curve
+    along the step ("" when either is 0)."""
+    if change(trace) == 0 or predicted(trace) == 0:
+        return Markup("")
+    if ratio(trace) < 0:
+        curve = "the loss moved the other way, so this step went past the region where the straight line is any guide"
+    elif ratio(trace) < 1:
+        curve = ("along this step the loss curves upwards (its second derivative is positive), so the straight line "
+                 "is too optimistic")
+    else:
+        curve = "along this step the loss curves downwards, so it changed even more than the straight line predicts"
+    return Markup(f"The real change is\n{fmt.fixed(change_percent(trace), 0)}% of the straight-line prediction: "
+                  f"{curve}.")
+
+
 def ratio(trace: Any) -> float:
     """The real change of the loss over the predicted one."""
     return change(trace) / predicted(trace)
@@ -253,3 +281,24 @@ def top_where(trace: Any) -> Markup:
     """Where that entry sits, as the sentence says it: `vocab 3 (the word "cat"), d_model 5`."""
     t = top(trace)
     return _where(trace, t.name, t.at, "the word ")
+
+
+def ordering(trace: Any) -> Markup:
+    """What the ordering by largest gradient says: why the token table can lead it (tied to the output layer), and
+    whether it is also the ordering of how far the tensors moved (SGD) or not (Adam's first step)."""
+    out = ""
+    if top(trace).name == "wte" and tied(trace):
+        out = ("The token table gets gradient from two places, the output layer (every word, at every position) and "
+               "the input\nlookup (the words of the text), which is why its entries can grow largest; the\n"
+               "[embedding-gradient page](12-embedding-gradients.md) adds the two up.\n")
+    if opt.adam_like(trace):
+        out += ("None of this decided how far a weight moved at step 1, though: Adam's first step is about $\\eta$ "
+                "for almost every weight\nwhatever its gradient, as [the optimizer page](13-optimizer.md) showed. The "
+                "gradient's size starts to matter from\nstep 2 on, through the running averages.")
+    elif opt.wd(trace) == 0:
+        out += ("With SGD the step is proportional to the gradient, so this ordering is also the ordering of how far "
+                "each tensor moved.")
+    else:
+        out += ("With SGD the step is proportional to the gradient plus the decay term $\\lambda\\theta$, so, "
+                "where the decay is small,\nthis ordering is also the ordering of how far each tensor moved.")
+    return Markup(out)

@@ -333,10 +333,10 @@ def repeated(trace: Any) -> Markup:
     n = steps(trace)
     if n > 0:
         return Markup(
-            f"This build repeats it {fmt.counted(n, 'time')} (`train_steps: {n}`). The run starts from the same initial\n"
-            "weights as the recorded step, so its step 1 is exactly the step of the previous pages. It records the loss "
-            "before\nevery step and after the last, and, at the end, what the trained model predicts, where it looks, "
-            "and what it writes.")
+            f"This build repeats it {fmt.counted(n, 'time')} (`train_steps: {n}`). The run starts from the same "
+            "initial\nweights as the recorded step, so its step 1 is exactly the step of the previous pages. It "
+            "records the loss before\nevery step and after the last, and, at the end, what the trained model "
+            "predicts, where it looks, and what it writes.")
     return Markup(
         "This build runs no training at all (`train_steps: 0`): what follows is only the starting point, the loss and "
         "the\npredictions of the initial weights, so every \"after\" on this page equals its \"before\". Set "
@@ -384,8 +384,9 @@ def why_flat(trace: Any) -> Markup:
             f"model fits the\n{texts_word}, the gradients shrink.\n")
     if opt.adam_like(trace):
         return Markup(
-            lead + f"For {TORCH_NAMES.get(opt.name(trace), opt.name(trace))} that shrinks the steps for a reason that has nothing to do with "
-            "noise: the step is\n$\\eta\\,\\hat m/\\sqrt{\\hat v}$, $\\hat m$ follows the gradient within about "
+            lead + f"For {TORCH_NAMES.get(opt.name(trace), opt.name(trace))} that shrinks the steps for a reason that "
+            "has nothing to do with noise: the step is\n$\\eta\\,\\hat m/\\sqrt{\\hat v}$, $\\hat m$ follows the "
+            "gradient within about "
             f"$1/(1-\\beta_1) =\n{general(opt.memory1(trace), 6)}$ steps, but $\\sqrt{{\\hat v}}$ averages the squared "
             f"gradients\nover about $1/(1-\\beta_2) = {general(opt.memory2(trace), 6)}$ steps, so it still remembers\n"
             "the large gradients of the beginning. The ratio falls below 1 and the steps fall below $\\eta$, which is "
@@ -402,8 +403,8 @@ def capacity(trace: Any) -> Markup:
     n = fmt.counted(targets(trace), "target")
     if can_memorise(trace):
         return Markup(
-            f"With {n} to fit and {opt.weights(trace)} weights, the model has far more weights than\ntargets, so it can "
-            f"memorise the {_texts_word(trace)}: the loss can approach its lowest possible\nvalue.")
+            f"With {n} to fit and {opt.weights(trace)} weights, the model has far more weights than\ntargets, so "
+            f"it can memorise the {_texts_word(trace)}: the loss can approach its lowest possible\nvalue.")
     return Markup(f"With {opt.weights(trace)} weights for {n}, this model is small for its data, and the loss may\n"
                   "level off above its lowest possible value.")
 
@@ -437,11 +438,11 @@ def what_it_wrote(trace: Any) -> Markup:
     out = f"With the initial weights, {hb} of the {n} agree with {ref}; after\n{_steps(trace)}, {ha}."
     if texts(trace) > 1:
         out += (f"\nStarting from {start} alone the model can write only one text, and this batch has "
-                f"{counted(texts(trace), 'text')}: where\nthey disagree about the next word, greedy decoding follows the "
-                "one the model finds likeliest.")
+                f"{counted(texts(trace), 'text')}: where\nthey disagree about the next word, greedy decoding "
+                "follows the one the model finds likeliest.")
     elif ha < compared(trace):
-        out += ("\nGreedy decoding takes the single likeliest word at each step; once it picks a wrong word, everything "
-                "after it is\nconditioned on that mistake.")
+        out += ("\nGreedy decoding takes the single likeliest word at each step; once it picks a wrong word, "
+                "everything after it is\nconditioned on that mistake.")
     return Markup(out)
 
 
@@ -475,8 +476,8 @@ def learnable(trace: Any) -> Markup:
         out += (f"\nThat includes the word “{fmt.html_words(r.word)}”, which appears at positions "
                 f"{and_list(r.where)}{of}\nand is followed by {and_list(r.nexts, quote=True)} in\nthat order. A model "
                 "that looked only at the current word could not choose between\n"
-                f"{'them' if len(r.where) > 2 else 'the two'}; this one sees every earlier word (through attention) and "
-                f"its position\n{position}, so the {counted(len(r.where), 'place')} look different to it.")
+                f"{'them' if len(r.where) > 2 else 'the two'}; this one sees every earlier word (through attention) "
+                f"and its position\n{position}, so the {counted(len(r.where), 'place')} look different to it.")
     return Markup(out)
 
 

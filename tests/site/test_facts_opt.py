@@ -7,7 +7,7 @@ import pytest
 
 import engine
 from engine.config import config_from_dict
-from site_build.facts import opt, summary, upd, way
+from site_build.facts import opt, rule, summary, upd, way
 
 CONFIGS = {
     "adamw": {},
@@ -173,3 +173,40 @@ def test_the_summary_counts_every_position_once_and_splits_the_prediction(trace)
     assert summary.uphill(trace) + summary.downhill(trace) == pytest.approx(summary.predicted(trace))
     assert summary.uphill(trace) >= 0 >= summary.downhill(trace)
     assert (summary.uphill(trace) > 0) == (way.along(trace) > 0)
+
+
+# -- the sentences that differ by optimizer, as this run makes them ---------------------------------------------------
+def test_the_rule_in_words_is_the_configured_optimizers(trace):
+    name = trace.config["optimizer"]["name"]
+    assert ("For Adam, $g_k$ is not quite the raw gradient" in rule.averaged(trace)) == (name == "adam")
+    assert rule.reading(trace).startswith("Read it from left to right") == (name == "adamw")
+    decay_all = trace.config["optimizer"]["decay"] == "all"
+    assert rule.decays_when(trace).startswith("every\ntensor decays") == decay_all
+    assert ("plain `torch.optim.Adam(model.parameters())`" in rule.decays_when(trace)) == (decay_all and name == "adam")
+    assert bool(rule.decay_moot(trace)) == (opt.wd(trace) == 0)
+    sizes = rule.sgd_sizes(trace)
+    assert f"its own {'buffer' if opt.has_buffer(trace) else 'gradient'}." in sizes
+    assert f"{opt.weights(trace)}\nweights moved by an amount within 1% of $\\eta$." in sizes
+
+
+def test_the_spread_of_the_gradients_names_the_steepest_and_flattest_tensors(trace):
+    said = str(rule.spread(trace))
+    assert f"`{opt.steepest(trace).name}`" in said and f"`{opt.flattest(trace).name}`" in said
+    assert ("times smaller" in said) == (opt.flattest(trace).mean_grad > 0)
+
+
+def test_the_zero_rows_are_the_unreached_positions_and_the_unread_words(trace):
+    said = rule.zero_rows(trace)
+    assert ("`wpe`" in said) == opt.zero_in_wpe(trace)
+    n_positions = np.asarray(trace["input_ids"]).shape[1]
+    if opt.zero_in_wpe(trace):
+        assert f"{trace.config['model']['n_positions']} rows but only {n_positions} positions in use" in said
+
+
+def test_the_summary_says_what_the_step_did_to_the_loss(trace):
+    said = str(summary.verdict(trace))
+    change = float(trace["after.loss"]) - float(trace["loss"])
+    assert said.startswith("The step lowered it" if change < 0 else "The step *raised* it" if change > 0 else
+                           "The step did not change it")
+    assert ("curves upwards" in summary.against_prediction(trace)) == (0 < summary.ratio(trace) < 1)
+    assert ("Adam's first step is about" in summary.ordering(trace)) == opt.adam_like(trace)
