@@ -123,3 +123,25 @@ def test_the_inputs_are_counted_per_text(trace) -> None:
     else:
         assert " and ".join(map(str, real)) in phrase and f"padded to {run.T(trace)} positions" in phrase
         assert "each of" not in phrase
+
+
+def test_the_embedding_page_says_how_the_texts_became_rows(trace) -> None:
+    said = str(embed.tokenised(trace))
+    texts = trace.config["data"]["texts"]
+    assert all(f'"{t}"' in said for t in texts)
+    assert ("shorter texts are\npadded with `<pad>`" in said) == run.padded(trace)
+    assert bool(embed.padding_note(trace)) == run.padded(trace)
+    copies = str(embed.copies(trace))
+    assert copies.count("The token “") == len(embed.repeats(trace))
+    for r in embed.repeats(trace):
+        assert f"“{r.word}” appears at positions {', '.join(map(str, r.positions[:-1]))}" in copies
+    unused = embed.unused_rows(trace)
+    assert (f"Rows ${run.T(trace)}$ to ${run.P(trace) - 1}$ of $W_{{pe}}$" in unused) == (embed.unused(trace) > 1)
+    assert f"all\n{run.n0(trace)} guesses" in embed.every_position(trace)
+
+
+def test_a_single_word_makes_one_guess() -> None:
+    trace = engine.run(config_from_dict({"data": {"texts": ["cat", "the dog"]}, "train_steps": 0}))
+    said = str(embed.every_position(trace))
+    assert said.startswith("Text 1 has a single word, so there is one guess to make")
+    assert embed.rows_used(trace) == "The inputs are 2 tokens long, so this step uses rows $0$ to $1$:"
