@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from site_build.facts import opt
-from site_build.format import counted, fixed, sci
+from site_build.format import counted, fixed, sci, tex_number
 from site_build.macros.optimizer import parameters
 
 # the weight matrix worked in full: block 0's feed-forward expansion (GPT-2) or gate projection (Llama)
@@ -237,3 +238,79 @@ def groups(trace: Any) -> list[tuple[str, list[opt.Tensor]]]:
             out.append((heading, []))
         out[-1][1].append(opt.tensor(trace, name))
     return out
+
+
+# -- what the page says about the worked elements, as this optimizer makes it -----------------------------------------
+def stages(trace: Any) -> str:
+    """The stages of an update in the order the optimizer computes them, for a sentence: the gradient, the L2 term
+    (Adam, SGD), the moments (Adam-like) or the momentum buffer, and the new weight."""
+    out = "the gradient, "
+    if opt.name(trace) != "adamw":
+        out += "the gradient with the L2 term\n$g = \\nabla\\theta + \\lambda\\theta$, "
+    if opt.adam_like(trace):
+        out += "the moments $m$ and $v$, their bias-corrected\n$\\hat m$ and $\\hat v$, "
+    elif opt.momentum(trace):
+        out += "the momentum buffer, "
+    return out + "and the new weight"
+
+
+def matrix_decay(trace: Any) -> str:
+    """What AdamW's decoupled decay added to the worked matrix element's move ("" where nothing decays it)."""
+    if not (opt.name(trace) == "adamw" and opt.wd(trace) > 0 and matrix_decays(trace)):
+        return ""
+    return (f"Of that, the decay contributed $-\\eta\\lambda\\theta$ = {sci(matrix_decay_term(trace))}: a weight\n"
+            f"of size {fixed(matrix_size(trace), 3)} loses the fraction $\\eta\\lambda = "
+            f"{tex_number(opt.decay_rate(trace))}$ of itself, which\nis why $|\\Delta\\theta/\\eta|$ differs from 1 "
+            f"by {fixed(matrix_off(trace), 4)}.")
+
+
+def key_step(trace: Any) -> Markup:
+    """What the optimizer does with the key bias's gradient (zero, or rounding noise): no step, a step of about
+    η|g|/ε (Adam-like: ε sets the smallest gradient it takes seriously), or SGD's."""
+    if not opt.adam_like(trace):
+        return Markup(key_sgd(trace))
+    adam = opt.name(trace) == "adam"
+    if key_seen(trace) == 0:
+        moves = ("only the decay moves it" if opt.name(trace) == "adamw" and key_decays(trace) and opt.wd(trace) > 0
+                 else "it does not move at all")
+        return Markup(f"Its gradient{' (with the L2 term)' if adam else ''} is exactly zero, so $\\hat m = 0$ and the "
+                      f"step is zero;\n{moves}.")
+    out = ("Here Adam's \"every weight moves by about $\\eta$\" breaks down, and it should: $\\hat m/(\\sqrt{\\hat v}"
+           "+\\epsilon) =\ng/(|g|+\\epsilon)$, and with $|g|$ = " + sci(key_seen(trace)) + ", far below $\\epsilon = "
+           + tex_number(opt.eps(trace)) + "$ the step is about\n$\\eta\\,|g|/\\epsilon$ instead of $\\eta$. So "
+           "$\\epsilon$ is not only a guard against dividing by zero: it sets the\nsmallest gradient that Adam takes "
+           "seriously.")
+    if adam and opt.wd(trace) > 0 and key_decays(trace):
+        out += ("\n(Under `decay: all` the L2 term $\\lambda\\theta$ is part of $g$; while the key bias is still "
+                "exactly zero, as it is at\ninitialisation, the term is zero too.)")
+    return Markup(out)
+
+
+def unused_step(trace: Any) -> Markup:
+    """What moves the unused row of the position table, whose loss gradient is 0: nothing, AdamW's decay (a small
+    shrink), Adam's L2 term (a full step of η towards zero) or SGD's (a shrink)."""
+    if not wpe_decays(trace) or opt.wd(trace) == 0:
+        return Markup(f"Without weight decay on it, nothing moves it: the change is {sci(unused_move(trace))}.")
+    if opt.name(trace) == "adamw":
+        return Markup(f"Only the decoupled decay moves it: $\\Delta\\theta = -\\eta\\lambda\\theta$ = "
+                      f"{sci(unused_move(trace))}, a shrink by the fraction\n$\\eta\\lambda = "
+                      f"{tex_number(opt.decay_rate(trace))}$ towards zero, {sci(unused_share(trace))} of $\\eta$.")
+    if opt.name(trace) == "adam":
+        return Markup(
+            "Its whole $g$ is the L2 term $\\lambda\\theta$, and Adam treats that like any other gradient: divided by "
+            "its own size\nit becomes about $\\operatorname{sign}(\\theta)$, so the weight moves by almost a full "
+            f"$\\eta$ towards zero\n($\\Delta\\theta/\\eta = {fixed(unused_move_lr(trace), 4, True)}$). This is "
+            "the oddity of L2 decay inside Adam that AdamW's\ndecoupled decay removes: an unused weight is pulled to "
+            "zero as fast as a used one is trained.")
+    return Markup("Its whole $g$ is the L2 term $\\lambda\\theta$, so SGD shrinks it by the fraction "
+                  f"$\\eta\\lambda$:\n$\\Delta\\theta$ = {sci(unused_move(trace))}.")
+
+
+def tiny_moments(trace: Any) -> str:
+    """How small the second moments are at step 1 (an Adam-like optimizer; "" for SGD): v of a gradient of the
+    average size."""
+    if not opt.adam_like(trace):
+        return ""
+    return (" The second moments\nare the most affected: $v = (1 - \\beta_2)\\,g^2$ with $1 - \\beta_2 = "
+            f"{tex_number(opt.second_correction(trace))}$, so a gradient\nof the average size in this step, "
+            f"{fixed(mean_grad(trace))}, has $v$ = {sci(mean_v(trace))}.")

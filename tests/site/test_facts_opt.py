@@ -210,3 +210,23 @@ def test_the_summary_says_what_the_step_did_to_the_loss(trace):
                            "The step did not change it")
     assert ("curves upwards" in summary.against_prediction(trace)) == (0 < summary.ratio(trace) < 1)
     assert ("Adam's first step is about" in summary.ordering(trace)) == opt.adam_like(trace)
+
+
+def test_the_updates_page_follows_the_optimizers_stages(trace):
+    name = opt.name(trace)
+    stages = upd.stages(trace)
+    assert ("the gradient with the L2 term" in stages) == (name in L2)
+    assert ("the moments $m$ and $v$" in stages) == opt.adam_like(trace)
+    assert ("the momentum buffer" in stages) == (name == "sgd" and opt.momentum(trace) > 0)
+    assert bool(upd.matrix_decay(trace)) == (name == "adamw" and opt.wd(trace) > 0 and upd.matrix_decays(trace))
+    assert bool(upd.tiny_moments(trace)) == opt.adam_like(trace)
+    key = str(upd.key_step(trace))
+    if not opt.adam_like(trace):
+        assert key == upd.key_sgd(trace)
+    else:
+        assert ("is exactly zero, so $\\hat m = 0$" in key) == (upd.key_seen(trace) == 0)
+    if upd.unused_row(trace) is not None:
+        moved = str(upd.unused_step(trace))
+        assert moved.startswith("Without weight decay on it") == (not upd.wpe_decays(trace) or opt.wd(trace) == 0)
+        assert ("almost a full $\\eta$ towards zero" in moved) == (name == "adam" and upd.wpe_decays(trace)
+                                                                  and opt.wd(trace) > 0)
