@@ -79,6 +79,7 @@ LLAMA_CONFIGS: dict[str, dict[str, Any]] = {
     "llama, two layers": _llama({"n_layers": 2}),
     "llama, two texts of different lengths": _llama(data={"texts": ["the cat", "the dog ran on the mat"]}),
     "llama, sgd": _llama(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9}),
+    "llama, adam with L2": _llama(optimizer={"name": "adam", "weight_decay": 0.05, "decay": "all"}),
 }
 
 
@@ -448,6 +449,18 @@ def update_formula(site: Site) -> list[str]:
     return out
 
 
+@rule("with L2 decay inside Adam, no claim that every weight steps against its loss gradient")
+def l2_steps(site: Site) -> list[str]:
+    """Adam with weight decay adds λθ to the gradient before the moments: where λθ outweighs ∇θ the weight moves
+    with its loss gradient, so an unqualified 'against the gradient' claim is false (issue 25, section 1)."""
+    opt = {"name": "adamw", "weight_decay": 0.01, **site.config.get("optimizer", {})}
+    if opt["name"] != "adam" or not opt["weight_decay"]:
+        return []
+    patterns = [r"opposite to the gradient's\)", r"every weight (?:with a nonzero gradient )?contributes a decrease",
+                r"each weight moves a small step against its gradient"]
+    return [b for p in patterns for b in _found(site, p)]
+
+
 # -- building the matrix --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def builder(tmp_path_factory: pytest.TempPathFactory):
@@ -708,6 +721,9 @@ BAD: dict[str, Site] = {
     "the update formula follows the optimizer": _site('<span class="katex"><annotation encoding="application/x-tex">'
                                                       "\\theta_k = \\theta_{k-1} - \\eta\\,g_k</annotation></span>",
                                                       config={"optimizer": {"name": "sgd", "momentum": 0.9}}),
+    "with L2 decay inside Adam, no claim that every weight steps against its loss gradient": _site(
+        "<p>most values are close to +1 or −1 (the sign opposite to the gradient's), and the exceptions</p>",
+        config={"optimizer": {"name": "adam", "weight_decay": 0.05}}),
     "perplexity against the vocabulary": _site("<p>That is fewer than the 10 words there are.</p>",
                                                "07-output-loss.html",
                                                trace=_Trace([], [["a"]], ["w"] * 10, 2.6622)),

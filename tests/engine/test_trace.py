@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import explain, load_trace, run
-from engine.explain import operands
 from engine.config import config_from_dict
 from engine.diff import diff_traces
 from engine.docs import render
+from engine.explain import operands
 from engine.trace import Trace, TraceError
 
 ROOT = Path(__file__).resolve().parents[2]
