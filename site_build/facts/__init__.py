@@ -18,6 +18,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+import threading
 from functools import cache, partial
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -99,11 +100,37 @@ class Topic:
 
 def per_run(trace: Any, key: Any, make: Any) -> Any:
     """`make()`, worked out once per run: for figures several facts share (they read every weight). Kept with the
-    run's trace, so it goes with it; nothing is kept at module level."""
+    run's trace, so it goes with it; nothing is kept at module level. A big run works some of them out in a
+    background lane while the pages render (macros.registry.ahead): a page that asks for one being worked out waits
+    for it instead of working it out a second time."""
     memo = trace.__dict__.setdefault("_facts_once", {})
-    if key not in memo:
-        memo[key] = make()
-    return memo[key]
+    once = memo.get(key)
+    if once is None:
+        once = memo.setdefault(key, _Once())  # atomic: two threads get the same one
+    return once.get(make)
+
+
+class _Once:
+    """One figure of per_run: the first caller works it out (holding the lock), the others wait and read it; a
+    failure is raised to its caller and the next one tries again."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.value: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:  # a trace that is kept goes with its figures, not with a lock
+        return {"done": self.done, "value": self.value}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+        self.done, self.value = state["done"], state["value"]
+
+    def get(self, make: Any) -> Any:
+        with self.lock:
+            if not self.done:
+                self.value, self.done = make(), True
+            return self.value
 
 
 class AbsStats(NamedTuple):

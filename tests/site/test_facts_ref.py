@@ -35,3 +35,41 @@ def test_phases_in_order_and_each_record_once(trace):
     twins = {row.name: row.twin for row in rows}
     assert twins["L1.attn.scores"] == "L0.attn.scores"
     assert twins["L0.attn.scores"] == "" and twins["loss"] == ""
+
+
+def test_a_figure_of_the_run_is_worked_out_once_even_from_two_threads():
+    """per_run: a page asking for a figure a background lane is working out waits for it (the make runs once, every
+    caller gets its value), a failure reaches its caller and the next caller tries again, and a kept figure
+    pickles without its lock."""
+    import pickle
+    import threading
+    import time
+
+    from site_build.facts import per_run
+
+    class Run:
+        pass
+
+    run, calls = Run(), []
+
+    def make():
+        calls.append(1)
+        time.sleep(0.05)
+        return len(calls)
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(per_run(run, "k", make))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and got == [1, 1, 1, 1]
+
+    def fail():
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        per_run(run, "bad", fail)
+    assert per_run(run, "bad", lambda: 7) == 7
+    kept = pickle.loads(pickle.dumps(run.__dict__["_facts_once"]))
+    assert kept["k"].get(fail) == 1 and kept["bad"].get(fail) == 7
