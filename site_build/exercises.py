@@ -57,9 +57,9 @@ from site_build.format import describe_shape, full_repr, general, html_text, htm
 from site_build.macros import PageContext
 from site_build.macros.blocks import Cells
 from site_build.macros.numbers import calc_html, risky_words
-from site_build.macros.reference import first_block_twin
+from site_build.macros.reference import block_twin
 from site_build.macros.registry import RunContext
-from site_build.pages import Page
+from site_build.pages import Page, block_number
 from site_build.render.markdown import Heading, Rendered
 from site_build.render.mathslots import SLOT_RE, MathSlots
 from site_build.tables import DECIMALS
@@ -268,11 +268,14 @@ def page_exercises(ctx: PageContext, page: Page, own: list[str], seen: Seen | No
     trace = ctx.trace
     seen = seen if seen is not None else Seen([])
 
+    walked = block_number(page.block, int(trace.config["model"]["n_layers"])) or 0  # the page's block
+
     def first_block(names: list[str]) -> list[str]:
-        """The askable records, those of later blocks left out where block 0 has the same (same arithmetic: twelve
-        blocks of GPT-2 would only make the choice twelve times slower)."""
+        """The askable records, those of other blocks left out where the page's block (block 0 unless its front
+        matter says `block: last`) has the same (same arithmetic: twelve blocks of GPT-2 would only make the choice
+        twelve times slower)."""
         ok = [n for n in names if _askable(trace.record(n))]
-        return [n for n in ok if first_block_twin(n) not in trace] or ok
+        return [n for n in ok if block_twin(n, walked) in ("", n) or block_twin(n, walked) not in trace] or ok
 
     askable = first_block(own)
     if not askable:  # the page shows only records an earlier page owns: ask about those

@@ -8,6 +8,12 @@ A slug may name a setting of the run in braces, `slug: 13-{optimizer}`: the page
 the config gives it (13-adamw.html, 13-adam.html, 13-sgd.html), and links, the sidebar and search follow, since
 they all read the page's url.
 
+A page that works through one transformer block says which in its front matter, `block: last` (or `first`), and
+writes that block's records with `L{block}` where the number goes: `matrix("grad.L{block}.mlp.fc")` is block
+n_layers − 1's on every config (the backward pages: the backward pass meets the last block first). A record name
+such a page types with a block number, or an `L{block}` on a page without `block:`, is an error naming the page,
+the line and the name.
+
 A page written for one architecture (`model.arch`) is named for it: `NAME.llama.md` is built only for llama, and
 where `NAME.md` exists it takes that page's place in a llama site (the same name, place and links: a page linking
 to `NAME.md` reaches whichever the site has); `NAME.gpt2.md` likewise. A page named for no architecture is in
@@ -36,7 +42,11 @@ LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML 
 
 SECTIONS = ("Introduction", *PHASES, "Reference")  # the sidebar's sections: the steps' phases in between
 REQUIRED = {"title": str, "description": str, "section": str, "order": int}
-OPTIONAL = {"slug": str, "step": str}  # step: which box of the architecture map this page explains
+OPTIONAL = {"slug": str, "step": str, "block": str}  # step: which box of the architecture map this page explains
+BLOCKS = ("first", "last")  # what `block:` may say: the block whose records `L{block}` names
+BLOCK = "L{block}"  # where a block page's record names put the block's number
+# a record name typed in a macro call with a block number (`"grad.L0.mlp.fc"`), and `L{block}` anywhere
+_NUMBERED_RE = re.compile(r"""["']((?:[\w]+\.)*?L(\d+)\.[\w.]+)["']""")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # What a slug may name in braces, and its value when no config is given (the default config's).
 SLUG_FIELDS = {"optimizer": "adamw"}
@@ -64,6 +74,7 @@ class Page:
     body_line: int  # line number in the file of the body's first line
     order_line: int = 0  # line of `order:`, for duplicate-order errors
     step: str = ""  # the step this page explains (site_build.steps), highlighted in its map
+    block: str = ""  # the block the page works through ("first" or "last"), whose number `L{block}` stands for
     rel: str = ""  # path inside the content folder, e.g. "forward/attention.md" (what `.md` links name)
 
     @property
@@ -155,7 +166,33 @@ def read_page(path: Path, shown: str, fields: Mapping[str, str] | None = None, d
     text = decode_utf8(_read(path, shown), shown)
     meta, meta_lines, body, body_line = split_front_matter(text, shown)
     values = validate_front_matter(meta, meta_lines, shown, default_slug=default_slug or path.stem, fields=fields)
+    if problems := block_names(body, body_line, shown, values["block"]):
+        raise BuildError.collect(problems)
     return Page(source=shown, body=body, body_line=body_line, **values)
+
+
+def block_number(block: str, n_layers: int) -> int | None:
+    """The number `L{block}` stands for on a page whose front matter says `block: first` (0) or `block: last`
+    (n_layers − 1); None for a page that works through no one block."""
+    return {"first": 0, "last": n_layers - 1}.get(block)
+
+
+def block_names(body: str, body_line: int, shown: str, block: str) -> list[tuple[str, int, str]]:
+    """The wrong uses of a block in a page body: on a page with `block:`, a record name typed with a block number
+    (it would stay that block on every config); on one without, `L{block}` (it has no number to stand for)."""
+    problems = []
+    for k, line in enumerate(body.split("\n")):
+        if block:
+            for m in _NUMBERED_RE.finditer(line):
+                name, number = m.group(1), m.group(2)
+                fixed = name[:m.start(2) - m.start(1) - 1] + BLOCK + name[m.end(2) - m.start(1):]
+                problems.append((shown, body_line + k, f"record name '{name}' names block {number}, but this page "
+                                 f"works through the {block} block (front matter 'block: {block}'): write "
+                                 f"'{fixed}'"))
+        elif BLOCK in line:
+            problems.append((shown, body_line + k, f"'{BLOCK}' on a page without 'block:' in its front matter: add "
+                             f"'block: last' (or 'first') to say which block it stands for"))
+    return problems
 
 
 def decode_utf8(data: bytes, shown: str) -> str:
@@ -262,10 +299,15 @@ def validate_front_matter(
     if isinstance(step, str) and step and step not in STEP_KEYS:
         problems.append((shown, key_lines.get("step", 1),
                          f"unknown step {echo(step)} (one of: {', '.join(STEP_KEYS)})"))
+    block = meta.get("block", "")
+    if isinstance(block, str) and block and block not in BLOCKS:
+        problems.append((shown, key_lines.get("block", 1),
+                         f"unknown block {echo(block)} (one of: {', '.join(BLOCKS)})"))
     if problems:
         raise BuildError.collect(problems)
     return {
         "step": step,
+        "block": block,
         "title": meta["title"].strip(),
         "description": meta["description"].strip(),
         "section": section,

@@ -1,5 +1,5 @@
-"""The attention backward pass of block 0: the entries the two attention pages work through, the transpose a
-common mistake forgets, the rows that add up to zero, and the key bias's gradient."""
+"""The attention backward pass of the walked block (grads.walked, the last): the entries the two attention pages work
+through, the transpose a common mistake forgets, the rows that add up to zero, and the key bias's gradient."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import numpy as np
 from site_build.facts import grads
 
 
+def _w(trace: Any, name: str) -> np.ndarray:
+    """Record `name` of the walked block (`L{block}` in the name)."""
+    return np.asarray(trace[grads.walked_name(trace, name)])
+
+
 def key(trace: Any) -> int:
     """The key position the worked score gradients use: the second, or the first if the query is position 0."""
     return min(1, grads.query(trace))
@@ -18,8 +23,8 @@ def key(trace: Any) -> int:
 def transpose_error(trace: Any) -> float | None:
     """How far off ∇Z_cat would be with W_O in place of W_Oᵀ, in percent of its size (relative Frobenius norm, first
     text); None when the gradient is zero, so that there is nothing to be off."""
-    g = trace["grad.L0.resid_1"][0]
-    w = trace["L0.attn.c_proj.weight"]
+    g = _w(trace, "grad.L{block}.resid_1")[0]
+    w = _w(trace, "L{block}.attn.c_proj.weight")
     right, wrong = g.dot(w.T), g.dot(w)
     rr = (right * right).sum()
     if not rr > 0:
@@ -29,8 +34,7 @@ def transpose_error(trace: Any) -> float | None:
 
 def above(trace: Any) -> int:
     """How many entries of ∇A (first text, every head) are not zero where the mask made the weight zero."""
-    return int(((np.asarray(trace["grad.L0.attn.weights"][0]) != 0)
-                * (np.asarray(trace["L0.attn.weights"][0]) == 0)).sum())
+    return int(((_w(trace, "grad.L{block}.attn.weights")[0] != 0) * (_w(trace, "L{block}.attn.weights")[0] == 0)).sum())
 
 
 def masked(trace: Any) -> int:
@@ -45,7 +49,7 @@ def first_masked(trace: Any) -> int:
 
 def masked_row_sum(trace: Any) -> float:
     """The largest row sum in size of ∇M over every text and head: zero up to rounding."""
-    gm = np.asarray(trace["grad.L0.attn.masked"])
+    gm = _w(trace, "grad.L{block}.attn.masked")
     largest = 0
     for b in range(gm.shape[0]):
         for h in range(gm.shape[1]):
@@ -56,13 +60,13 @@ def masked_row_sum(trace: Any) -> float:
 
 def mask_changes_nothing(trace: Any) -> bool:
     """Whether the gradient through the mask equals the one before it: the softmax had already zeroed those places."""
-    return bool((np.asarray(trace["grad.L0.attn.scaled"]) == np.asarray(trace["grad.L0.attn.masked"])).all())
+    return bool((_w(trace, "grad.L{block}.attn.scaled") == _w(trace, "grad.L{block}.attn.masked")).all())
 
 
 # -- the packed projection's bias (the queries-and-keys page) --------------------------------------------------------
 def _bias_block(trace: Any, block: int) -> np.ndarray:
     c = grads.d_model(trace)
-    return np.asarray(trace["grad.L0.attn.c_attn.bias"])[block * c:(block + 1) * c]
+    return _w(trace, "grad.L{block}.attn.c_attn.bias")[block * c:(block + 1) * c]
 
 
 def _entries(trace: Any, block: int) -> str:

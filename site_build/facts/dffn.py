@@ -1,5 +1,5 @@
-"""The feed-forward backward pass of block 0: the hidden unit the pages work through, and where GELU's slope flips
-the gradient's sign."""
+"""The feed-forward backward pass of the walked block (grads.walked, the last): the hidden unit the pages work
+through, and where GELU's slope flips the gradient's sign."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import numpy as np
 from site_build.facts import grads
 
 
+def _w(trace: Any, name: str) -> np.ndarray:
+    """The first text of record `name` of the walked block (`L{block}` in the name)."""
+    return np.asarray(trace[grads.walked_name(trace, name)][0])
+
+
 def unit(trace: Any) -> int:
     """The hidden unit of largest |∇G| at the worked position (first text): the entry the pages follow."""
-    return int(np.abs(np.asarray(trace["grad.L0.mlp.gelu"][0][grads.row(trace)])).argmax())
+    return int(np.abs(_w(trace, "grad.L{block}.mlp.gelu")[grads.row(trace)]).argmax())
 
 
 def _flips(trace: Any) -> np.ndarray:
     """Where, in the first text, ∇U and ∇G have opposite signs: the GELU's slope was negative there."""
-    return (np.asarray(trace["grad.L0.mlp.fc"][0]) * np.asarray(trace["grad.L0.mlp.gelu"][0])) < 0
+    return (_w(trace, "grad.L{block}.mlp.fc") * _w(trace, "grad.L{block}.mlp.gelu")) < 0
 
 
 def flips(trace: Any) -> int:
@@ -40,4 +45,3 @@ def flip_unit(trace: Any) -> int:
     """The hidden unit of the first such entry (0 if there is none)."""
     found = np.argwhere(_flips(trace))
     return int(found[0][1]) if len(found) else 0
-

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from site_build.macros.text import counted
+from site_build.pages import BLOCK
 
 
 def texts(trace: Any) -> int:
@@ -54,15 +55,6 @@ def last(trace: Any) -> int:
     return layers(trace) - 1
 
 
-def upper_blocks(trace: Any) -> str:
-    """The blocks above block 0, in the order the backward pass takes them: 'block 1', 'blocks 2 and 1',
-    'blocks 5 down to 1'."""
-    n = layers(trace)
-    if n <= 2:
-        return "block 1"
-    return f"blocks {n - 1} and 1" if n == 3 else f"blocks {n - 1} down to 1"
-
-
 def backward_order(trace: Any) -> str:
     """The order the backward pass takes the blocks in: 'block 1 first, then block 0', 'block 2, then block 1,
     then block 0', 'block 5 first, then each block below it down to block 0'."""
@@ -74,16 +66,55 @@ def backward_order(trace: Any) -> str:
     return f"block {n - 1} first, then each block below it down to block 0"
 
 
-def upper_layers(trace: Any) -> list[int]:
-    """The blocks above block 0 as the backward pass takes them, the last first: [2, 1] for three blocks."""
-    return list(range(layers(trace) - 1, 0, -1))
+# -- the walked block: the one block the backward pages work through ------------------------------------------------
+def walked(trace: Any) -> int:
+    """The block the backward pages work through: the last, the first the backward pass meets (its output gradient
+    comes straight from the final norm). The backward pages say so in their front matter, `block: last`, which puts
+    this number in their record names' `L{block}`; the facts of those pages read it here."""
+    return last(trace)
 
 
-def upper_blocks_first(trace: Any) -> str:
-    """What the blocks above block 0 do, as a clause after "this page works through block 0;": 'block 1 goes
-    through exactly the same steps, with its own numbers, before block 0 does'."""
-    verb, own = ("goes", "its") if layers(trace) == 2 else ("go", "their")
-    return f"{upper_blocks(trace)} {verb} through exactly the same steps, with {own} own numbers, before block 0 does"
+def walked_name(trace: Any, name: str) -> str:
+    """A record of the walked block: `L{block}` of `name` (as a page writes it) replaced by its number."""
+    return name.replace(BLOCK, f"L{walked(trace)}")
+
+
+def lower_layers(trace: Any) -> list[int]:
+    """The other blocks, in the order the backward pass takes them after the walked one: [1, 0] for three blocks."""
+    return list(range(walked(trace) - 1, -1, -1))
+
+
+def lower_blocks(trace: Any) -> str:
+    """Those blocks in words: 'block 0', 'blocks 1 and 0', 'blocks 4 down to 0'."""
+    n = walked(trace)
+    if n <= 1:
+        return "block 0"
+    return "blocks 1 and 0" if n == 2 else f"blocks {n - 1} down to 0"
+
+
+def lower_blocks_after(trace: Any) -> str:
+    """What the other blocks do, as a clause after "this page works through block 2, the last;": 'blocks 1 and 0 go
+    through exactly the same steps after it, with their own numbers'."""
+    verb, own = ("goes", "its") if walked(trace) == 1 else ("go", "their")
+    return f"{lower_blocks(trace)} {verb} through exactly the same steps after it, with {own} own numbers"
+
+
+def below(trace: Any) -> int:
+    """The block under the walked one, whose output is the walked block's input X (−1 when it is block 0 and X is
+    the embeddings)."""
+    return walked(trace) - 1
+
+
+def input_via_ln(trace: Any) -> str:
+    """The record of the gradient that reaches the walked block's input X through its first norm, ln_1: that of the
+    embeddings' output under block 0, else that of the output of the block below."""
+    return "grad.embed.out.via_ln" if walked(trace) == 0 else f"grad.L{below(trace)}.resid_2.via_ln"
+
+
+def input_grad(trace: Any) -> str:
+    """The record of the gradient of the walked block's input X, the sum of its two paths: the embeddings' output's
+    under block 0, else the output's of the block below."""
+    return "grad.embed.out" if walked(trace) == 0 else f"grad.L{below(trace)}.resid_2"
 
 
 def d_model(trace: Any) -> int:

@@ -1,7 +1,7 @@
 """The Llama backward pass and update (`model.arch: llama`): the entries the attention backward pages work through
-(grouped-query attention's sum over a group, the rotary backward), the three paths into the first RMSNorm, and the
-elements the updates page works in full (a weight matrix, an RMSNorm gain, a row of the token table that no text
-reads)."""
+(grouped-query attention's sum over a group, the rotary backward), the three paths into the first RMSNorm (all of
+the walked block, grads.walked: the last), and the elements the updates page works in full (a weight matrix, an
+RMSNorm gain, a row of the token table that no text reads)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from site_build.macros.optimizer import parameters
 
 
 def _a(trace: Any, name: str) -> np.ndarray:
-    return np.asarray(trace[name])
+    """Record `name`; `L{block}` in it is the walked block."""
+    return np.asarray(trace[grads.walked_name(trace, name)])
 
 
 # -- grouped-query attention ------------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def group_sum_error(trace: Any) -> float:
     the trace's sums are the group sums)."""
     worst = 0.0
     for part in ("k", "v"):
-        rep, kv = _a(trace, f"grad.L0.attn.{part}_rep"), _a(trace, f"grad.L0.attn.{part}")
+        rep, kv = _a(trace, f"grad.L{{block}}.attn.{part}_rep"), _a(trace, f"grad.L{{block}}.attn.{part}")
         b, _, t, d = rep.shape
         summed = rep.reshape(b, kv_heads(trace), group(trace), t, d).sum(axis=2)
         worst = max(worst, float(np.abs(summed - kv).max()))
@@ -75,7 +76,7 @@ def opposed(trace: Any, part: str) -> int:
     """How many entries of ∇K (part 'k') or ∇V ('v'), first text, are sums of group members of opposite signs (the
     query heads pull the shared key or value in different directions), over every key/value head, key and
     dimension."""
-    rep = _a(trace, f"grad.L0.attn.{part}_rep")[0]
+    rep = _a(trace, f"grad.L{{block}}.attn.{part}_rep")[0]
     h, t, d = rep.shape
     parts = rep.reshape(kv_heads(trace), group(trace), t, d)
     return int(((parts > 0).any(axis=1) & (parts < 0).any(axis=1)).sum())
@@ -83,7 +84,7 @@ def opposed(trace: Any, part: str) -> int:
 
 def kv_entries(trace: Any) -> int:
     """How many entries ∇K has for the first text: H_kv · T · D."""
-    return int(_a(trace, "grad.L0.attn.k")[0].size)
+    return int(_a(trace, "grad.L{block}.attn.k")[0].size)
 
 
 # -- the rotary backward ----------------------------------------------------------------------------------------------
@@ -102,7 +103,8 @@ def rope_norm_error(trace: Any) -> float:
     pair, and the same for keys): rounding, since a rotation keeps lengths."""
     worst = 0.0
     j = half(trace)
-    for after, before in (("grad.L0.attn.q", "grad.L0.attn.q_heads"), ("grad.L0.attn.k", "grad.L0.attn.k_heads")):
+    for after, before in (("grad.L{block}.attn.q", "grad.L{block}.attn.q_heads"),
+                          ("grad.L{block}.attn.k", "grad.L{block}.attn.k_heads")):
         a, b = _a(trace, after), _a(trace, before)
         la = np.hypot(a[..., :j], a[..., j:])
         lb = np.hypot(b[..., :j], b[..., j:])
@@ -114,24 +116,24 @@ def rope_norm_error(trace: Any) -> float:
 def unrotate_error(trace: Any) -> float:
     """The largest |∇Q° − R(−Θ)∇Q| over the first text, worked out here pair by pair (zero up to rounding: the
     backward is the rotation by minus the angle)."""
-    g = _a(trace, "grad.L0.attn.q")[0]
+    g = _a(trace, "grad.L{block}.attn.q")[0]
     cos, sin = _a(trace, "rope.cos"), _a(trace, "rope.sin")
     j = half(trace)
     a, b = g[..., :j], g[..., j:]
     c, s = cos[:, :j], sin[:, :j]
     back = np.concatenate([a * c + b * s, b * c - a * s], axis=-1)
-    return float(np.abs(back - _a(trace, "grad.L0.attn.q_heads")[0]).max())
+    return float(np.abs(back - _a(trace, "grad.L{block}.attn.q_heads")[0]).max())
 
 
 def position_zero_same(trace: Any) -> bool:
     """Whether position 0's rotary backward changes nothing (its angle is 0): ∇Q°_0 equals ∇Q_0 in every head."""
-    return bool((_a(trace, "grad.L0.attn.q_heads")[:, :, 0] == _a(trace, "grad.L0.attn.q")[:, :, 0]).all())
+    return bool((_a(trace, "grad.L{block}.attn.q_heads")[:, :, 0] == _a(trace, "grad.L{block}.attn.q")[:, :, 0]).all())
 
 
 # -- the three paths into RMS_1 ---------------------------------------------------------------------------------------
 def path_norms(trace: Any) -> dict[str, float]:
     """The size (Frobenius norm, every text) of each path's share of ∇RMS₁: through the queries, keys, values."""
-    return {p: float(np.linalg.norm(_a(trace, f"grad.L0.ln_1.out.from_{p}"))) for p in ("q", "k", "v")}
+    return {p: float(np.linalg.norm(_a(trace, f"grad.L{{block}}.ln_1.out.from_{p}"))) for p in ("q", "k", "v")}
 
 
 def largest_path(trace: Any) -> str:
@@ -142,16 +144,16 @@ def largest_path(trace: Any) -> str:
 
 def paths_add_error(trace: Any) -> float:
     """The largest |∇RMS₁ − (from_q + from_k + from_v)| (zero up to rounding)."""
-    total = sum(_a(trace, f"grad.L0.ln_1.out.from_{p}") for p in ("q", "k", "v"))
-    return float(np.abs(total - _a(trace, "grad.L0.ln_1.out")).max())
+    total = sum(_a(trace, f"grad.L{{block}}.ln_1.out.from_{p}") for p in ("q", "k", "v"))
+    return float(np.abs(total - _a(trace, "grad.L{block}.ln_1.out")).max())
 
 
 def rms_mean_term(trace: Any) -> float:
     """How far GPT-2's LayerNorm backward would be off on RMSNorm ln_1's rows (the extra −mean(g) term, relative
     Frobenius size, percent): what dropping the mean subtraction changes in the backward."""
-    g = _a(trace, "grad.L0.ln_1.xhat")
-    xhat = _a(trace, "L0.ln_1.xhat")
-    ms = _a(trace, "L0.ln_1.ms")[..., None]
+    g = _a(trace, "grad.L{block}.ln_1.xhat")
+    xhat = _a(trace, "L{block}.ln_1.xhat")
+    ms = _a(trace, "L{block}.ln_1.ms")[..., None]
     eps = float(trace.config["model"].get("norm_eps", 1e-6))
     right = (g - xhat * (g * xhat).mean(axis=-1, keepdims=True)) / np.sqrt(ms + eps)
     wrong = right - g.mean(axis=-1, keepdims=True) / np.sqrt(ms + eps)
@@ -280,8 +282,8 @@ def zero_in_wte(trace: Any) -> bool:
 def transpose_error(trace: Any) -> float | None:
     """How far ∇Z_cat would be off with W_Oᵀ in place of W_O (O = Z_cat W_Oᵀ, W_O stored (out, in)), in percent of
     its size (relative Frobenius norm, first text); None when the gradient is zero."""
-    g = _a(trace, "grad.L0.resid_1")[0]
-    w = _a(trace, "L0.attn.o_proj.weight")
+    g = _a(trace, "grad.L{block}.resid_1")[0]
+    w = _a(trace, "L{block}.attn.o_proj.weight")
     right, wrong = g.dot(w), g.dot(w.T)
     rr = (right * right).sum()
     if not rr > 0:

@@ -203,16 +203,21 @@ def off_diagonal(trace: Any) -> int:
     return C(trace) * (C(trace) - 1)
 
 
-# -- the backward pages: SwiGLU --------------------------------------------------------------------------------
+# -- the backward pages: SwiGLU, in the walked block (grads.walked: the last) ------------------------------------
+def _walked(trace: Any, name: str) -> np.ndarray:
+    """The first text of record `name` of the walked block (`L{block}` in the name)."""
+    return np.asarray(trace[grads.walked_name(trace, name)][0])
+
+
 def back_unit(trace: Any) -> int:
     """The hidden unit the backward pages follow: of the worked row, the one of largest |∇(G ⊙ U_up)|."""
-    return int(np.abs(np.asarray(trace["grad.L0.mlp.hidden"][0][grads.row(trace)])).argmax())
+    return int(np.abs(_walked(trace, "grad.L{block}.mlp.hidden")[grads.row(trace)]).argmax())
 
 
 def _flips(trace: Any) -> np.ndarray:
     """Where, in the first text, ∇U_gate and ∇G have opposite signs: SiLU's slope was negative there."""
     n = grads.real(trace)
-    return (np.asarray(trace["grad.L0.mlp.gate"][0][:n]) * np.asarray(trace["grad.L0.mlp.act"][0][:n])) < 0
+    return (_walked(trace, "grad.L{block}.mlp.gate")[:n] * _walked(trace, "grad.L{block}.mlp.act")[:n]) < 0
 
 
 def flips(trace: Any) -> int:
@@ -238,8 +243,8 @@ def flip_unit(trace: Any) -> int:
 
 
 def _path_norms(trace: Any) -> tuple[float, float]:
-    gate = float(np.linalg.norm(np.asarray(trace["grad.L0.ln_2.out.from_gate"])))
-    up = float(np.linalg.norm(np.asarray(trace["grad.L0.ln_2.out.from_up"])))
+    gate = float(np.linalg.norm(np.asarray(trace[grads.walked_name(trace, "grad.L{block}.ln_2.out.from_gate")])))
+    up = float(np.linalg.norm(np.asarray(trace[grads.walked_name(trace, "grad.L{block}.ln_2.out.from_up")])))
     return gate, up
 
 

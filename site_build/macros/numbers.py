@@ -431,8 +431,8 @@ def heads_summary(ctx: PageContext, name: str, batch: int = 0) -> Markup:
         f"<code>{html_text(name)}</code> batch {batch}: {heads} heads × {rows} × {cols} "
         f"({html_text(' × '.join(rec.axes[1:]))}) {files}</figcaption>"
         f'<p class="shown">Shown: each head\'s statistics and a heatmap of every value of every head (heads left '
-        f"to right, then down){note}. The numbers themselves: block 0's walkthrough above shows them for the "
-        f"first block; {'the .npy file has all of them' if files else 'the trace has all of them'}.</p>"
+        f"to right, then down){note}. The numbers themselves: the walkthrough above shows them for block "
+        f"{ctx.block or 0}; {'the .npy file has all of them' if files else 'the trace has all of them'}.</p>"
         f'<div class="hm"><img src="{escape(heat.path)}" width="{width}" '
         f'height="{height}" alt="Heatmap of the {heads} heads of {escape(name)}" loading="lazy" decoding="async">'
         "</div>"

@@ -76,10 +76,17 @@ _BLOCK = re.compile(r"(?:^|\.)L(\d+)\.")
 def first_block_twin(name: str) -> str:
     """The block-0 record a record of a later block repeats (`grad.L3.mlp.fc` → `grad.L0.mlp.fc`), or "" for a
     record of block 0 or outside the blocks: the records page writes the formula of a block once."""
+    twin = block_twin(name, 0)
+    return "" if twin == name else twin
+
+
+def block_twin(name: str, block: int) -> str:
+    """The record of block `block` that a record of any block repeats (`grad.L3.mlp.fc`, 0 → `grad.L0.mlp.fc`;
+    itself for a record of that block), or "" for a record outside the blocks."""
     match = _BLOCK.search(str(name))
-    if not match or match.group(1) == "0":
+    if not match:
         return ""
-    return str(name)[:match.start(1)] + "0" + str(name)[match.end(1):]
+    return str(name)[:match.start(1)] + str(block) + str(name)[match.end(1):]
 
 
 # -- two architectures side by side (the GPT-2 vs Llama page) --------------------------------------------------------

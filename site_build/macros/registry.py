@@ -31,6 +31,7 @@ from markupsafe import Markup
 from engine.explain import explain
 from site_build.facts import facts_for
 from site_build.macros.blocks import PageBlocks
+from site_build.pages import BLOCK, block_number
 from site_build.render.mathslots import MathSlots
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,15 +101,21 @@ def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
 
 
 def page_globals(ctx: Any) -> dict[str, Any]:
-    """What a page sees: every registered macro (bound to `ctx` where it takes one), the facts of every topic
-    (site_build.facts), `trace` and `config`."""
-    out: dict[str, Any] = {name: partial(f, ctx) if bound else f for name, (f, bound) in MACROS.items()}
+    """What a page sees: every registered macro (bound to `ctx` where it takes one, its record names with the page's
+    block in place of `L{block}`: PageContext.named), the facts of every topic (site_build.facts), `trace` and
+    `config`."""
+    out: dict[str, Any] = {name: partial(_named, ctx, f) if bound else f for name, (f, bound) in MACROS.items()}
     facts = facts_for(ctx.trace)
     if clash := sorted(facts.keys() & out.keys()):
         raise ValueError(f"facts topic and macro share a name: {', '.join(clash)}")
     out.update(facts)
     out.update(trace=ctx.trace, config=ctx.trace.config)
     return out
+
+
+def _named(ctx: Any, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A macro called from a page: its arguments' `L{block}` filled in with the page's block (PageContext.named)."""
+    return f(ctx, *(ctx.named(a) for a in args), **{k: ctx.named(v) for k, v in kwargs.items()})
 
 
 def template_line() -> int:
@@ -153,9 +160,11 @@ class RunContext:
         self.memo: dict[Any, Any] = {}
         self._lanes: dict[str, ThreadPoolExecutor] = {}  # a background thread per lane of figures (`start`)
 
-    def page(self, source: str = "", body_line: int = 1, math: MathSlots | None = None) -> PageContext:
-        """A context for rendering one page: its macros make blocks (macros.blocks)."""
-        ctx = PageContext(self, math or MathSlots(), source=source, body_line=body_line)
+    def page(self, source: str = "", body_line: int = 1, math: MathSlots | None = None, block: str = ""
+             ) -> PageContext:
+        """A context for rendering one page: its macros make blocks (macros.blocks); `block` is its front matter's
+        (pages.Page.block), the block whose number its record names' `L{block}` stands for."""
+        ctx = PageContext(self, math or MathSlots(), source=source, body_line=body_line, block=block)
         ctx.blocks = PageBlocks()
         return ctx
 
@@ -219,10 +228,12 @@ class PageContext:
     collects as it renders: its formulas (`math`), the records whose numbers it shows (`shown`), what it puts on
     generated pages (`made`: a wide matrix's table), its blocks (`blocks`: None outside a page, where a macro
     returns its HTML at once), and the page and line being rendered. A page's context starts empty and is read once
-    the page is done (render.jinja.render_page): nothing is shared between pages but the RunContext."""
+    the page is done (render.jinja.render_page): nothing is shared between pages but the RunContext. A page that
+    works through one block (`block: last` in its front matter) has that block's number in `block` (else None)."""
 
     def __init__(self, run: Any, math: MathSlots | None = None, checks: Any = None,
-                 step_links: dict[str, str] | None = None, source: str = "", body_line: int = 1) -> None:
+                 step_links: dict[str, str] | None = None, source: str = "", body_line: int = 1,
+                 block: str = "") -> None:
         self.run: RunContext = run if isinstance(run, RunContext) else RunContext(run, checks, step_links)
         self.math = math if math is not None else MathSlots()
         self.source = source  # page being rendered (for math error locations)
@@ -231,6 +242,8 @@ class PageContext:
         self.made: dict[str, Any] = {}  # {url: what the page put on a generated page} (macros.scale)
         self.blocks: PageBlocks | None = None
         self.other_block = False  # inside other_blocks(): its matrices show small windows (macros.scale)
+        self.block_name = block
+        self.block = block_number(block, int(self.trace.config["model"]["n_layers"])) if block else None
 
     # what the whole build shares
     trace = property(lambda self: self.run.trace)
@@ -243,6 +256,20 @@ class PageContext:
 
     def record(self, name: str) -> Any:
         return self.run.record(name)
+
+    def named(self, value: Any) -> Any:
+        """A macro argument with the page's block in place of `L{block}` (`"grad.L{block}.mlp.fc"` is
+        `"grad.L2.mlp.fc"` on a `block: last` page of a three-block model), in a list or tuple too; anything else as
+        it is. `L{block}` on a page without a block is a MacroError."""
+        if isinstance(value, str):
+            if BLOCK not in value:
+                return value
+            if self.block is None:
+                raise MacroError(f"'{value}' names '{BLOCK}', but this page has no 'block:' in its front matter")
+            return value.replace(BLOCK, f"L{self.block}")
+        if type(value) in (list, tuple) and any(isinstance(v, (str, list, tuple)) for v in value):
+            return type(value)(self.named(v) for v in value)
+        return value
 
     def figures(self, key: Any, make: Callable[[], Any]) -> Any:
         return self.run.figures(key, make)

@@ -72,7 +72,7 @@ def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.
     Jinja code when workers compiled it ahead."""
     env = env or content_environment()
     md = md or make_parser()
-    ctx = run.page(page.source, page.body_line, MathSlots(on_new=on_formula))
+    ctx = run.page(page.source, page.body_line, MathSlots(on_new=on_formula), page.block)
     blocks = ctx.blocks
     assert blocks is not None
     text = ctx.end_page(render_jinja(env, page, ctx, compiled))  # page hooks: macros.scale
@@ -92,7 +92,7 @@ def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.
 def page_key(page: Page, key: Any, links: dict[str, str]) -> Any:
     """What a rendered page depends on besides handstep's source (cache.page_key adds it): its text and place, `key`
     (the run and whatever else every page reads) and the links."""
-    return (page.source, page.body, page.body_line, page.step, key, tuple(sorted(links.items())))
+    return (page.source, page.body, page.body_line, page.step, page.block, key, tuple(sorted(links.items())))
 
 
 def render_pages(pages: list[Page], run: RunContext, links: dict[str, str], cache: Any = None,

@@ -1,10 +1,16 @@
 """The real pages: no typed numbers, 100% coverage on the default config, and clean builds of varied configs."""
 
+import inspect
 import re
 
 import pytest
+import yaml
 
+import engine
+from engine.config import config_from_dict
 from site_build.build import ROOT, Paths, build
+from site_build.facts import facts_of, topics
+from site_build.pages import collect_pages
 
 CONTENT = ROOT / "content"
 DECIMAL = re.compile(r"(?<![\w.%{:])[-−]?\d+\.\d+")
@@ -351,3 +357,67 @@ def test_a_rebuild_after_one_edit_renders_only_that_page_and_matches_a_fresh_bui
     assert sorted(served) == sorted(fresh)
     assert [name for name in served if served[name] != fresh[name]] == []
     assert "One more sentence of prose." in served["02-layernorm.html"].decode("utf-8")
+
+
+class _Reads:
+    """A trace that notes the records a fact reads (everything else is the trace's own)."""
+
+    def __init__(self, trace) -> None:
+        self._trace, self.read = trace, set()
+
+    def __getitem__(self, name):
+        self.read.add(name)
+        return self._trace[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._trace
+
+    def record(self, name):
+        self.read.add(name)
+        return self._trace.record(name)
+
+    def __getattr__(self, name):
+        return getattr(self._trace, name)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_pages_that_work_through_the_last_block_state_facts_of_that_block(arch):
+    """A page that says `block: last` shows the last block's records (its `L{block}`); every fact it states reads no
+    other block's records, and every fact that reads the last block's (the backward facts: grads.walked) is stated
+    only on such a page. With three blocks a fact left on block 0 would show here."""
+    base = yaml.safe_load((ROOT / "configs" / "llama.yaml").read_text(encoding="utf-8")) if arch == "llama" else {}
+    trace = engine.run(config_from_dict({**base, "model": {**base.get("model", {}), "n_layers": 3},
+                                         "train_steps": 0}))
+    block = re.compile(r"(?:^|\.)L(\d+)\.")
+    reads: dict[str, set[int]] = {}  # fact -> the blocks whose records it reads
+    inside: set[str] = set()  # the facts that read inside the last block (not only the gradient ln_f hands it)
+    for topic, module in topics().items():
+        for name, fn in facts_of(module).items():
+            if len(inspect.signature(fn).parameters) > 1:
+                continue
+            probe = _Reads(trace)
+            try:
+                fn(probe)
+            except Exception:  # noqa: BLE001 - a fact for the other architecture
+                continue
+            reads[f"{topic}.{name}"] = {int(m.group(1)) for r in probe.read if (m := block.search(r))}
+            if probe.read - {"grad.L2.resid_2"} & {r for r in probe.read if ".L2." in f".{r}"}:
+                inside.add(f"{topic}.{name}")
+    walked = {fact for fact in inside if reads[fact] == {2}}  # the backward facts: grads.walked
+    assert {"dffn.unit", "dattn.above"} <= walked or {"llama_ffn.back_unit", "llama_bwd.path_norms"} <= walked
+    pages, problems = collect_pages(CONTENT, {"arch": arch})
+    assert not problems
+    wrong = []
+    for page in pages:
+        used = {f"{t}.{n}" for t, n in re.findall(r"\b([a-z_]+)\.([a-z_]+)\b", page.body) if f"{t}.{n}" in reads}
+        if page.block:
+            wrong += [f"{page.source}: {fact} reads block {sorted(reads[fact] - {2})}" for fact in sorted(used)
+                      if reads[fact] - {2}]
+        else:
+            wrong += [f"{page.source}: {fact} reads the last block, but the page has no 'block: last'"
+                      for fact in sorted(used & walked)]
+    assert not wrong, "\n".join(wrong)
+    assert {p.source.rsplit("/", 1)[-1] for p in pages if p.block == "last"} >= {
+        f"{name}{'.llama' if arch == 'llama' else ''}.md" for name in (
+            "10-feedforward-backward", "10b-feedforward-backward-input", "11-attention-backward",
+            "11b-attention-backward-qkv", "13-backward-recap", "14-backward-rules")}

@@ -245,7 +245,8 @@ ERROR_CASES = {
     ),
     "unknown key": (
         "---\ntitle: t\ndescription: d\nsection: Reference\norder: 1\ntilte: x\n---\n",
-        "content/extra.md:6: unknown front matter key 'tilte' (known: title, description, section, order, slug, step)",
+        "content/extra.md:6: unknown front matter key 'tilte' (known: title, description, section, order, slug, step, "
+        "block)",
     ),
     "duplicate order": (
         page("body", section="Forward pass", order=4),
@@ -274,6 +275,20 @@ ERROR_CASES = {
     "slug naming a setting it cannot": (
         page("body").replace("order: 1\n", "order: 1\nslug: x-{seed}\n"),
         "content/extra.md:6: slug 'x-{seed}' names 'seed' in braces; a slug may name only {optimizer}",
+    ),
+    "a block no page can work through": (
+        page("body").replace("order: 1\n", "order: 1\nblock: middle\n"),
+        "content/extra.md:6: unknown block 'middle' (one of: first, last)",
+    ),
+    "a block page naming a block by its number": (
+        page('Text\n\n{{ matrix("grad.L0.mlp.fc") }}\n').replace("order: 1\n", "order: 1\nblock: last\n"),
+        "content/extra.md:10: record name 'grad.L0.mlp.fc' names block 0, but this page works through the last block "
+        "(front matter 'block: last'): write 'grad.L{block}.mlp.fc'",
+    ),
+    "the page's block on a page without one": (
+        page('Text\n\n{{ matrix("grad.L{block}.mlp.fc") }}\n'),
+        "content/extra.md:9: 'L{block}' on a page without 'block:' in its front matter: add 'block: last' (or "
+        "'first') to say which block it stands for",
     ),
     "slug of the comparison page": (
         page("body").replace("order: 1\n", "order: 1\nslug: compare\n"),

@@ -221,3 +221,28 @@ def test_config_words_in_code_spans_show_as_themselves(builder):
 
 def test_named_edges_cover_every_root():
     assert ROOT / "content" == Paths().content  # the builds above are of the real pages
+
+
+# The backward pages that work through one block (front matter `block: last`), with their fold-outs of the others.
+WALKTHROUGH = ("10-feedforward-backward", "10b-feedforward-backward-input", "11-attention-backward",
+               "11b-attention-backward-qkv")
+LLAMA = yaml.safe_load((ROOT / "configs" / "llama.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_backward_pages_work_through_the_last_block_and_fold_the_others_in_backward_order(builder, arch):
+    """With three blocks the backward pass meets block 2 first: each walkthrough page's tables are block 2's (but
+    for the gradient its ln_1 hands down to block 1's output), and its fold-outs list block 1, then block 0."""
+    base = {**LLAMA, "model": {**LLAMA["model"], "n_layers": 3}} if arch == "llama" else {"model": {"n_layers": 3}}
+    report, out = build_site(builder, {**base, "train_steps": 1})
+    assert_complete(report, out)
+    for page in WALKTHROUGH:
+        html = (out / f"{page}.html").read_text(encoding="utf-8")
+        worked, _, rest = html.partition('<details class="other-block">')
+        tables = re.findall(r'<table class="matrix[^"]*" data-record="([^"]+)"', worked) + \
+            re.findall(r'href="assets/csv/([^"~]+)(?:~[^"]*)?\.csv"', worked)  # a wide matrix: its heatmap and file
+        blocks = {int(m.group(1)) for name in tables if not re.fullmatch(r"grad\.L1\.resid_2(\.via_ln)?", name)
+                  for m in [re.search(r"(?:^|\.)L(\d+)\.", name)] if m}
+        assert tables and blocks == {2}, f"{page}: the worked tables are of blocks {sorted(blocks)}"
+        folds = re.findall(r'<details class="other-block"><summary>Block (\d+)', html)
+        assert folds and folds == ["1", "0"] * (len(folds) // 2), f"{page}: fold-outs of blocks {folds}"

@@ -1,6 +1,7 @@
 """The backward pages' facts (site_build/facts/grads.py, dlogits.py, dffn.py, dattn.py, dembed.py), checked against
-what the maths says or against a second, independent computation, on a run with two texts of different lengths
-(so with padding, repeated words and words never read)."""
+what the maths says or against a second, independent computation, on runs with two texts of different lengths
+(so with padding, repeated words and words never read), with one block and with three: the backward pages work
+through the last block, the first the backward pass meets."""
 
 from __future__ import annotations
 
@@ -13,12 +14,22 @@ from site_build import format as fmt
 from site_build.facts import dattn, dembed, dffn, dlogits, grads
 
 
-@pytest.fixture(scope="module")
-def trace():
-    cfg = config_from_dict({"seed": 5, "model": {"d_model": 8, "n_heads": 2, "d_ff": 16, "n_layers": 1,
+@pytest.fixture(scope="module", params=[1, 3], ids=["one block", "three blocks"])
+def trace(request: pytest.FixtureRequest):
+    cfg = config_from_dict({"seed": 5, "model": {"d_model": 8, "n_heads": 2, "d_ff": 16, "n_layers": request.param,
                                                  "n_positions": 12},
                             "data": {"texts": ["the cat", "the dog ran on the mat"]}, "train_steps": 0})
     return engine.run(cfg)
+
+
+def last(trace) -> int:
+    """The block the backward pages work through: the last, worked out here from the config."""
+    return trace.config["model"]["n_layers"] - 1
+
+
+def at_last(trace, name: str) -> np.ndarray:
+    """Record `name` of the last block, `L#` in the name standing for its number."""
+    return np.asarray(trace[name.replace("L#", f"L{last(trace)}")], dtype=float)
 
 
 def test_the_weakest_position_is_a_real_one_whose_target_got_the_least_probability(trace):
@@ -47,9 +58,10 @@ def test_the_negative_entries_of_the_layernorm_jacobian_are_counted_from_the_mat
 
 
 def test_the_gradient_flips_sign_through_the_gelu_exactly_left_of_its_minimum(trace):
-    u = np.asarray(trace["L0.mlp.fc"][0])
-    flips = (np.asarray(trace["grad.L0.mlp.fc"][0]) * np.asarray(trace["grad.L0.mlp.gelu"][0])) < 0
+    u = at_last(trace, "L#.mlp.fc")[0]
+    flips = (at_last(trace, "grad.L#.mlp.fc")[0] * at_last(trace, "grad.L#.mlp.gelu")[0]) < 0
     assert dffn.flips(trace) == int(flips.sum())
+    assert dffn.entries(trace) == grads.real(trace) * u.shape[-1]
     assert np.all(u[flips] < -0.75)  # GELU's minimum is at u ≈ -0.7518
     if dffn.flips(trace):
         assert flips[dffn.flip_position(trace), dffn.flip_unit(trace)]
@@ -86,16 +98,58 @@ def test_a_list_of_words_is_quoted_escaped_and_cut_after_twelve():
     assert str(dembed._quoted(Words, list(range(13)))).endswith(", and 1 more word")
 
 
-@pytest.mark.parametrize(("layers", "upper", "order"), [
-    (2, "block 1 goes", "block 1 first, then block 0"),
-    (3, "blocks 2 and 1 go", "block 2, then block 1, then block 0"),
-    (5, "blocks 4 down to 1 go", "block 4 first, then each block below it down to block 0"),
+def test_the_worked_hidden_unit_is_the_largest_gradient_entry_of_the_last_block(trace):
+    g = at_last(trace, "grad.L#.mlp.gelu")[0][grads.row(trace)]
+    assert abs(g[dffn.unit(trace)]) == np.abs(g).max() > 0
+
+
+def test_the_attention_facts_are_those_of_the_last_block(trace):
+    """dattn's figures, worked out again with NumPy from the last block's records."""
+    g, w = at_last(trace, "grad.L#.resid_1")[0], at_last(trace, "L#.attn.c_proj.weight")
+    right = at_last(trace, "grad.L#.attn.merged")[0]
+    assert np.allclose(g @ w.T, right, atol=1e-15)
+    wrong = g @ w
+    assert dattn.transpose_error(trace) == pytest.approx(np.linalg.norm(wrong - right) / np.linalg.norm(right) * 100)
+    weights, grad_weights = at_last(trace, "L#.attn.weights")[0], at_last(trace, "grad.L#.attn.weights")[0]
+    assert dattn.above(trace) == int(((grad_weights != 0) & (weights == 0)).sum()) > 0
+    masked = at_last(trace, "grad.L#.attn.masked")
+    assert dattn.masked_row_sum(trace) == pytest.approx(np.abs(masked.sum(axis=-1)).max(), abs=1e-18)
+    assert dattn.mask_changes_nothing(trace) == bool((at_last(trace, "grad.L#.attn.scaled") == masked).all())
+    bias, c = at_last(trace, "grad.L#.attn.c_attn.bias"), grads.d_model(trace)
+    q, k, v = bias[:c], bias[c:2 * c], bias[2 * c:]
+    assert dattn.key_bias_max(trace) == np.abs(k).max()
+    assert (dattn.query_bias_index(trace), dattn.key_bias_index(trace), dattn.value_bias_index(trace)) == \
+        (int(np.abs(q).argmax()), c + int(np.abs(k).argmax()), 2 * c + int(np.abs(v).argmax()))
+    assert (dattn.query_entries(trace), dattn.value_entries(trace)) == (f"0 to {c - 1}", f"{2 * c} to {3 * c - 1}")
+
+
+def test_the_walked_block_is_the_last_and_its_input_is_the_block_below(trace):
+    """The backward pages' block is the last; the gradient of its input X is the embeddings' under one block, else
+    the output's of the block below, the sum of the residual's share and the one through ln_1."""
+    assert grads.walked(trace) == last(trace) == grads.last(trace)
+    assert grads.walked_name(trace, "grad.L{block}.mlp.fc") == f"grad.L{last(trace)}.mlp.fc"
+    assert grads.lower_layers(trace) == list(range(last(trace) - 1, -1, -1))
+    below = "embed.out" if last(trace) == 0 else f"L{last(trace) - 1}.resid_2"
+    assert (grads.input_grad(trace), grads.input_via_ln(trace)) == (f"grad.{below}", f"grad.{below}.via_ln")
+    via = trace.record(grads.input_via_ln(trace))
+    assert via.inputs[0] == f"grad.L{last(trace)}.ln_1.xhat"  # through the walked block's ln_1
+    total = np.asarray(trace[grads.input_via_ln(trace)]) + at_last(trace, "grad.L#.resid_1")
+    assert np.allclose(np.asarray(trace[grads.input_grad(trace)]), total, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize(("layers", "lower", "order"), [
+    (2, "block 0 goes", "block 1 first, then block 0"),
+    (3, "blocks 1 and 0 go", "block 2, then block 1, then block 0"),
+    (5, "blocks 3 down to 0 go", "block 4 first, then each block below it down to block 0"),
 ])
-def test_the_blocks_above_block_0_are_named_in_backward_order(layers, upper, order):
-    """The backward pages name the blocks in the order the backward pass takes them, last block first."""
+def test_the_blocks_below_the_last_are_named_in_backward_order(layers, lower, order):
+    """The backward pages work through the last block and name the others in the order the backward pass takes
+    them, down to block 0."""
     from types import SimpleNamespace
 
     trace = SimpleNamespace(config={"model": {"n_layers": layers}})
-    assert grads.upper_blocks_first(trace).startswith(upper + " through exactly the same steps")
-    assert grads.upper_blocks_first(trace).endswith("before block 0 does")
+    assert grads.walked(trace) == layers - 1
+    assert grads.lower_blocks_after(trace) == \
+        f"{lower} through exactly the same steps after it, with {'its' if layers == 2 else 'their'} own numbers"
+    assert grads.lower_layers(trace) == list(range(layers - 2, -1, -1))
     assert grads.backward_order(trace) == order

@@ -41,6 +41,16 @@ def a(trace, name: str) -> np.ndarray:
     return np.asarray(trace[name], dtype=float)
 
 
+def last(trace) -> int:
+    """The block the backward pages work through, the last: worked out here from the config."""
+    return trace.config["model"]["n_layers"] - 1
+
+
+def at_last(trace, name: str) -> np.ndarray:
+    """Record `name` of the last block, `L#` in the name standing for its number."""
+    return a(trace, name.replace("L#", f"L{last(trace)}"))
+
+
 def test_the_groups_are_the_ones_the_forward_pass_copied(trace):
     k, k_rep = a(trace, "L0.attn.k"), a(trace, "L0.attn.k_rep")
     H, H_kv = k_rep.shape[1], k.shape[1]
@@ -56,7 +66,7 @@ def test_the_groups_are_the_ones_the_forward_pass_copied(trace):
 def test_the_key_and_value_gradients_are_their_groups_sums(trace):
     assert F.group_sum_error(trace) < 1e-15
     for part in ("k", "v"):
-        rep, kv = a(trace, f"grad.L0.attn.{part}_rep"), a(trace, f"grad.L0.attn.{part}")
+        rep, kv = at_last(trace, f"grad.L#.attn.{part}_rep"), at_last(trace, f"grad.L#.attn.{part}")
         for g, heads in F.head_groups(trace):
             assert np.allclose(kv[:, g], sum(rep[:, h] for h in heads), rtol=0, atol=1e-15)
         first = rep[0]
@@ -67,7 +77,7 @@ def test_the_key_and_value_gradients_are_their_groups_sums(trace):
                     signs = [np.sign(first[h, s, d]) for h in heads]
                     opposed += 1 in signs and -1 in signs
         assert F.opposed(trace, part) == opposed
-    assert F.kv_entries(trace) == a(trace, "grad.L0.attn.k")[0].size
+    assert F.kv_entries(trace) == at_last(trace, "grad.L#.attn.k")[0].size
     if not F.grouped(trace):
         assert F.opposed(trace, "k") == 0
 
@@ -80,7 +90,7 @@ def test_the_rotary_backward_is_the_rotation_by_minus_the_angle(trace):
             want = t * theta ** (-2 * (d % (D // 2)) / D)
             assert abs(np.cos(F.angle(trace, t, d)) - np.cos(want)) < 1e-12
             assert abs(np.sin(F.angle(trace, t, d)) - np.sin(want)) < 1e-12
-    g, back = a(trace, "grad.L0.attn.q"), a(trace, "grad.L0.attn.q_heads")
+    g, back = at_last(trace, "grad.L#.attn.q"), at_last(trace, "grad.L#.attn.q_heads")
     j = F.half(trace)
     for t in range(T):
         for i in range(j):
@@ -95,14 +105,14 @@ def test_the_rotary_backward_is_the_rotation_by_minus_the_angle(trace):
 
 
 def test_the_three_paths_add_up_and_the_largest_is_named(trace):
-    x = a(trace, "L0.ln_1.out")
+    x = at_last(trace, "L#.ln_1.out")
     shares = {}
     for p, w in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj")):
-        grad_out = a(trace, f"grad.L0.attn.x{p}")
-        share = grad_out @ a(trace, f"L0.attn.{w}.weight")  # (out, in): the input gets g W
-        assert np.allclose(share, a(trace, f"grad.L0.ln_1.out.from_{p}"), atol=1e-15)
+        grad_out = at_last(trace, f"grad.L#.attn.x{p}")
+        share = grad_out @ at_last(trace, f"L#.attn.{w}.weight")  # (out, in): the input gets g W
+        assert np.allclose(share, at_last(trace, f"grad.L#.ln_1.out.from_{p}"), atol=1e-15)
         dw = np.einsum("bto,bti->oi", grad_out, x)
-        assert np.allclose(dw, a(trace, f"grad.L0.attn.{w}.weight"), atol=1e-14)
+        assert np.allclose(dw, at_last(trace, f"grad.L#.attn.{w}.weight"), atol=1e-14)
         shares[p] = float(np.linalg.norm(share))
     assert F.path_norms(trace) == pytest.approx(shares)
     assert F.largest_path(trace) == {"q": "queries", "k": "keys", "v": "values"}[max(shares, key=shares.get)]
@@ -110,20 +120,20 @@ def test_the_three_paths_add_up_and_the_largest_is_named(trace):
 
 
 def test_the_rmsnorm_backward_and_what_layernorm_would_add(trace):
-    g, xhat, ms = a(trace, "grad.L0.ln_1.xhat"), a(trace, "L0.ln_1.xhat"), a(trace, "L0.ln_1.ms")
-    x = a(trace, "embed.out")
+    g, xhat, ms = at_last(trace, "grad.L#.ln_1.xhat"), at_last(trace, "L#.ln_1.xhat"), at_last(trace, "L#.ln_1.ms")
+    x = a(trace, "embed.out" if last(trace) == 0 else f"L{last(trace) - 1}.resid_2")
     eps = trace.config["model"]["norm_eps"]
     rho = np.sqrt((x * x).mean(-1) + eps)[..., None]
     assert np.allclose(ms, (x * x).mean(-1), atol=1e-15)
-    right = a(trace, "grad.embed.out.via_ln")
+    right = a(trace, "grad.embed.out.via_ln" if last(trace) == 0 else f"grad.L{last(trace) - 1}.resid_2.via_ln")
     assert np.allclose(right, (g - xhat * (g * xhat).mean(-1, keepdims=True)) / rho, atol=1e-13)
     wrong = right - g.mean(-1, keepdims=True) / rho
     assert F.rms_mean_term(trace) == pytest.approx(np.linalg.norm(wrong - right) / np.linalg.norm(right) * 100)
 
 
 def test_the_output_projection_and_its_forgotten_transpose(trace):
-    g, w = a(trace, "grad.L0.resid_1")[0], a(trace, "L0.attn.o_proj.weight")
-    right = a(trace, "grad.L0.attn.merged")[0]
+    g, w = at_last(trace, "grad.L#.resid_1")[0], at_last(trace, "L#.attn.o_proj.weight")
+    right = at_last(trace, "grad.L#.attn.merged")[0]
     assert np.allclose(g @ w, right, atol=1e-15)
     wrong = g @ w.T
     assert F.transpose_error(trace) == pytest.approx(np.linalg.norm(wrong - right) / np.linalg.norm(right) * 100)

@@ -41,6 +41,11 @@ def sigmoid(u):
     return 1 / (1 + np.exp(-u))
 
 
+def last(trace) -> int:
+    """The block the backward pages work through: the last, worked out here from the config."""
+    return trace.config["model"]["n_layers"] - 1
+
+
 def real(trace, name):
     n = int((np.asarray(trace["targets"][0]) >= 0).sum())
     return np.asarray(trace[name][0][:n], dtype=float)
@@ -82,7 +87,7 @@ def test_worked_units(trace) -> None:
     assert (closed is None) == (gate.min() >= 0)
     if closed is not None:
         assert gate[closed] == gate.min() < 0
-    back = np.asarray(trace["grad.L0.mlp.hidden"][0][grads.row(trace)])
+    back = np.asarray(trace[f"grad.L{last(trace)}.mlp.hidden"][0][grads.row(trace)])  # the backward pages' block
     assert abs(back[f.back_unit(trace)]) == np.abs(back).max()
 
 
@@ -98,8 +103,9 @@ def test_parameter_counts(trace) -> None:
 
 def test_flips_are_where_silu_slopes_down(trace) -> None:
     n = int((np.asarray(trace["targets"][0]) >= 0).sum())
-    gate = np.asarray(trace["L0.mlp.gate"][0][:n])
-    dact, dgate = np.asarray(trace["grad.L0.mlp.act"][0][:n]), np.asarray(trace["grad.L0.mlp.gate"][0][:n])
+    b = last(trace)  # the block the backward pages work through
+    gate = np.asarray(trace[f"L{b}.mlp.gate"][0][:n])
+    dact, dgate = np.asarray(trace[f"grad.L{b}.mlp.act"][0][:n]), np.asarray(trace[f"grad.L{b}.mlp.gate"][0][:n])
     flipped = (dact * dgate) < 0
     assert f.flips(trace) == int(flipped.sum())
     assert (gate[flipped] < f.silu_min_u(trace)).all()  # only left of the minimum does the slope turn negative
@@ -144,10 +150,11 @@ def test_final_rmsnorm_figures(trace) -> None:
 
 
 def test_the_larger_path(trace) -> None:
-    gate = np.linalg.norm(trace["grad.L0.ln_2.out.from_gate"])
-    up = np.linalg.norm(trace["grad.L0.ln_2.out.from_up"])
-    both = trace["grad.L0.ln_2.out.from_gate"] + trace["grad.L0.ln_2.out.from_up"]
-    assert np.allclose(trace["grad.L0.ln_2.out"], both)
+    b = last(trace)
+    gate = np.linalg.norm(trace[f"grad.L{b}.ln_2.out.from_gate"])
+    up = np.linalg.norm(trace[f"grad.L{b}.ln_2.out.from_up"])
+    both = trace[f"grad.L{b}.ln_2.out.from_gate"] + trace[f"grad.L{b}.ln_2.out.from_up"]
+    assert np.allclose(trace[f"grad.L{b}.ln_2.out"], both)
     assert (f.larger_path(trace), f.smaller_path(trace)) == (("gate", "up") if gate >= up else ("up", "gate"))
 
 

@@ -249,6 +249,24 @@ def test_other_blocks_shows_every_record_of_each_other_block():
     assert {"L1.ln_1.mean", "L2.ln_1.mean", "L1.attn.weights", "L2.attn.weights"} <= set(m.ctx.shown)
 
 
+def test_a_block_page_names_its_block_in_every_macro_call():
+    """On a `block: last` page, `L{block}` in a record name is the last block, in any macro and any argument (a list
+    too); elsewhere it is an error naming the name."""
+    trace = engine.run(config_from_dict({"model": {"n_layers": 3, "d_model": 4, "d_ff": 4}, "train_steps": 0}))
+    ctx = PageContext(trace, MathSlots(), block="last")
+    m = SimpleNamespace(ctx=ctx, **page_globals(ctx))
+    assert ctx.block == 2 and ctx.named(["grad.L{block}.mlp.fc", ("L{block}.attn.q", 3)]) == \
+        ["grad.L2.mlp.fc", ("L2.attn.q", 3)]
+    assert 'data-record="grad.L2.mlp.fc"' in str(m.matrix("grad.L{block}.mlp.fc"))
+    assert m.value("L{block}.ln_1.mean", (0, 1)) == m.value("L2.ln_1.mean", (0, 1))
+    html = str(m.other_blocks(["grad.L{l}.mlp.fc"], layers=[1, 0]))
+    assert re.findall(r"<summary>Block (\d)", html) == ["1", "0"]
+    assert PageContext(trace, MathSlots(), block="first").block == 0 and PageContext(trace, MathSlots()).block is None
+    with pytest.raises(MacroError, match=r"'grad.L\{block\}.mlp.fc' names 'L\{block\}', but this page has no "
+                                         r"'block:' in its front matter"):
+        macros_for(trace).matrix("grad.L{block}.mlp.fc")
+
+
 def test_other_blocks_is_empty_for_one_block(small_trace):
     m = macros_for(small_trace)
     assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and not m.ctx.shown
