@@ -9,7 +9,9 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
-from site_build.facts import abs_stats, grads, per_run
+from site_build.facts import abs_stats, grads, opt, per_run
+from site_build.macros.optimizer import TORCH_NAMES
+from site_build.macros.text import counted
 
 MOST = 12  # a list of words names at most this many, then says how many more
 
@@ -213,3 +215,45 @@ def steepest(trace: Any) -> str:
         if n > largest:
             best, largest = name, n
     return best
+
+
+# -- sentences whose words follow the config ----------------------------------------------------------------------
+def batch_note(trace: Any) -> str:
+    """With several texts, which one the activation tables show and that the table gradients add up all of them
+    (nothing with one text); a paragraph of its own."""
+    n = grads.texts(trace)
+    if n == 1:
+        return ""
+    return (f"\nThe batch has {counted(n, 'text')}; activation tables show text 1. The table gradients sum over\n"
+            "all texts, and everything said below about how often a word appears counts every text.")
+
+
+def wpe_row_sum(trace: Any) -> str:
+    """What the worked entry of the position table's gradient adds up: one term per text at that position."""
+    r, n = grads.row(trace), grads.texts(trace)
+    if n > 1:
+        return f"Row {r}, column 0: the sum over the {n} texts at position {r}."
+    return f"With one text the sum has one term: row {r} of $\\nabla W_{{pe}}$ is row {r} of $\\nabla X$."
+
+
+def unused_rows_fate(trace: Any) -> str:
+    """Where the unused rows of the position table have a gradient of exactly zero: what the step does to them
+    (weight decay, or nothing)."""
+    if not (unused(trace) and unused_zero(trace)):
+        return ""
+    n = unused(trace)
+    them, rows, those = ("it", "this row", "that row") if n == 1 else ("them", "these rows", f"those {n} rows")
+    fate = (f"whatever the optimizer does to {them} comes from weight\ndecay alone" if grads.weight_decay(trace) else
+            f"with weight decay off, the optimizer leaves {them} exactly as {'it is' if n == 1 else 'they are'}")
+    return (f"(Every entry of {those} is zero in the table above, not just this one.) The\nloss asks nothing of "
+            f"{rows}; {fate}.")
+
+
+def steepest_step(trace: Any) -> str:
+    """What the largest gradient means for the step: little with an adaptive optimizer, the largest move with SGD."""
+    if grads.adaptive(trace):
+        return (f"With {TORCH_NAMES.get(opt.name(trace), opt.name(trace))} the size matters less than one would "
+                "think: the update\ndivides each entry by its own running size, which is the subject of the next "
+                "section.")
+    return ("With plain SGD the step is the learning rate times the gradient, so this is also the tensor that the\n"
+            "step will move the most.")

@@ -191,3 +191,22 @@ def weight_decay(trace: Any) -> bool:
 def vocab_size(trace: Any) -> int:
     """How many words the vocabulary has."""
     return len(trace.labels["vocab"])
+
+
+def batch_tables(trace: Any) -> str:
+    """With several texts, which one the tables show and that parameter gradients add up all of them (nothing with
+    one text); a paragraph of its own."""
+    n = texts(trace)
+    if n == 1:
+        return ""
+    return (f"\nThe batch has {counted(n, 'text')}; the tables show text 1. Parameter gradients are summed over\n"
+            "all texts.")
+
+
+def batch_heads(trace: Any) -> str:
+    """The same, as a sentence that goes on the paragraph about the heads (on a line of its own)."""
+    n = texts(trace)
+    if n == 1:
+        return ""
+    return (f"\nThe batch has {counted(n, 'text')}; the tables show text 1, and parameter gradients are summed\n"
+            "over all of them.")

@@ -153,3 +153,31 @@ def test_the_blocks_below_the_last_are_named_in_backward_order(layers, lower, or
         f"{lower} through exactly the same steps after it, with {'its' if layers == 2 else 'their'} own numbers"
     assert grads.lower_layers(trace) == list(range(layers - 2, -1, -1))
     assert grads.backward_order(trace) == order
+
+
+@pytest.mark.parametrize("raw", [
+    {"train_steps": 1},
+    {"data": {"texts": ["the cat", "the dog ran on the mat"]}, "model": {"n_positions": 9},
+     "optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0}, "train_steps": 1},
+    {"model": {"n_positions": 7}, "optimizer": {"name": "adam", "weight_decay": 0.05}, "train_steps": 1},
+], ids=["default", "two texts, sgd without decay", "adam, a full table"])
+def test_the_sentences_follow_the_batch_the_table_and_the_optimizer(raw):
+    """The embedding and backward pages' config sentences (facts instead of if/else in the page) say what the
+    config and the trace say: the texts summed, the rows no text reaches and what the step does to them, and
+    whether the largest gradient means the largest step."""
+    t = engine.run(config_from_dict(raw))
+    n = len(t.labels["inputs"])
+    for sentence in (dembed.batch_note(t), grads.batch_tables(t), grads.batch_heads(t)):
+        assert (sentence == "") == (n == 1)
+        assert n == 1 or f"The batch has {'two' if n == 2 else n} texts" in sentence
+    assert (f"sum over the {n} texts" in dembed.wpe_row_sum(t)) == (n > 1)
+    unused = t.config["model"]["n_positions"] - np.shape(t["input_ids"])[1]
+    zero = unused > 0 and not np.asarray(t["grad.wpe"])[-unused:].any()
+    fate = dembed.unused_rows_fate(t)
+    assert (fate != "") == zero
+    decays = t.config["optimizer"]["weight_decay"] > 0
+    assert not zero or ((f"those {unused} rows" if unused > 1 else "that row") in fate
+                        and ("decay alone" in fate) == decays)
+    assert ("plain SGD" in dembed.steepest_step(t)) == (t.config["optimizer"]["name"] == "sgd")
+    assert t.config["optimizer"]["name"] == "sgd" or {"adam": "Adam", "adamw": "AdamW"}[t.config["optimizer"]["name"]] \
+        in dembed.steepest_step(t)
