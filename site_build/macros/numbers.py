@@ -320,6 +320,18 @@ def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
     return ctx.place(Table((name,)), tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
 
 @macro
+def every_head(ctx: PageContext, name: str) -> Markup:
+    """`matrix(name, head=h)` for every head of a record with a heads axis (its query or its key/value heads), one
+    after another, each a block of its own: `{{ every_head("L0.attn.weights") }}` where a page would loop."""
+    rec = ctx.record(name)
+    axis = next((a for a in rec.axes if a in HEAD_AXES), None)
+    if axis is None:
+        raise MacroError(f"every_head('{name}'): the record has no heads axis; show it with matrix('{name}')")
+    heads = np.shape(rec.value)[list(rec.axes).index(axis)]
+    return Markup("\n\n".join(str(matrix(ctx, name, head=h)) for h in range(heads)))
+
+
+@macro
 def other_blocks(ctx: PageContext, names: Any, title: str = "", layers: Any = None) -> Markup:
     """The same records for the other transformer blocks, one closed `<details>` per block.
 

@@ -12,7 +12,7 @@ import pytest
 CONTENT = Path(__file__).resolve().parents[2] / "content"
 PAGES = sorted(CONTENT.rglob("*.md"))
 JINJA = re.compile(r"\{\{|\{%|\{##")
-SHARE_CAP = 0.32  # lines carrying Jinja / all body lines, over every page: lowered as pages turn to prose (goal 0.15)
+SHARE_CAP = 0.315  # lines carrying Jinja / all body lines, over every page: lowered as pages turn to prose (goal 0.15)
 
 
 def body_lines(path: Path) -> list[str]:

@@ -267,6 +267,19 @@ def test_a_block_page_names_its_block_in_every_macro_call():
         macros_for(trace).matrix("grad.L{block}.mlp.fc")
 
 
+def test_every_head_is_the_matrix_of_each_head_one_after_another():
+    """every_head(name) places matrix(name, head=h) for each head of the record's own heads axis (query heads, or a
+    Llama record's key/value heads), separated as a page's loop would; a record without heads is an error."""
+    trace = engine.run(config_from_dict({"model": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}, "train_steps": 0}))
+    for name, heads in (("L0.attn.weights", 4), ("L0.attn.k", 2)):
+        m, one = macros_for(trace), macros_for(trace)
+        html = str(m.every_head(name))
+        assert html == "\n\n".join(str(one.matrix(name, head=h)) for h in range(heads))
+        assert html.count(f'data-record="{name}"') == heads and name in m.ctx.shown
+    with pytest.raises(MacroError, match=r"every_head\('L0.ln_1.ms'\): the record has no heads axis"):
+        macros_for(trace).every_head("L0.ln_1.ms")
+
+
 def test_other_blocks_is_empty_for_one_block(small_trace):
     m = macros_for(small_trace)
     assert str(m.other_blocks(["L{l}.ln_1.mean"])) == "" and not m.ctx.shown
