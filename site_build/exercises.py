@@ -275,7 +275,7 @@ def page_exercises(ctx: PageContext, page: Page, own: list[str], seen: Seen | No
         matter says `block: last`) has the same (same arithmetic: twelve blocks of GPT-2 would only make the choice
         twelve times slower)."""
         ok = [n for n in names if _askable(trace.record(n))]
-        return [n for n in ok if block_twin(n, walked) in ("", n) or block_twin(n, walked) not in trace] or ok
+        return [n for n in ok if (twin := block_twin(n, walked)) in ("", n) or twin not in trace] or ok
 
     askable = first_block(own)
     if not askable:  # the page shows only records an earlier page owns: ask about those

@@ -419,8 +419,7 @@ def count(values, bins: int) -> Counted:
         for part in parts():
             data[at:at + part.size] = part
             at += part.size
-    counts = np.histogram(data, bins=bins, range=(lo, hi))[0]
-    edges = np.histogram(np.zeros(0), bins=bins, range=(lo, hi))[1]  # the edges depend on the range only
+    counts, edges = np.histogram(data, bins=bins, range=(lo, hi))
     if n <= WHOLE_MAX:
         median = float(np.median(data))
     else:
