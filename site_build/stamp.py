@@ -236,9 +236,6 @@ def _valid(entry: Any) -> bool:
             and isinstance(entry[5], str) and len(entry[5]) == 64)
 
 
-_SEEN: dict[str, list[Any]] = {}  # the hashes this process worked out (used before the cache folder exists)
-
-
 class _Hashes:
     """The sha256 of files by (absolute path, size, mtime_ns, ctime_ns, inode, device), remembered in the cache
     folder:
@@ -278,11 +275,9 @@ class _Hashes:
                 return "folder" if stat.S_ISDIR(st.st_mode) else "not a file"
             real = os.path.abspath(path)  # not resolved (a stat a path component): the inode and device identify it
             key = self._key(st)
-            for known in (self.files.get(real), _SEEN.get(real)):
-                if known is not None and known[:5] == key:
-                    if self.files.get(real) != known:
-                        self._remember(real, known)
-                    return known[5]
+            known = self.files.get(real)
+            if known is not None and known[:5] == key:
+                return known[5]
             with open(path, "rb") as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
                 during = self._key(os.fstat(f.fileno()))
@@ -296,7 +291,7 @@ class _Hashes:
 
     def _remember(self, real: str, entry: list[Any]) -> None:
         self.files.pop(real, None)  # the newest last: the oldest go first
-        self.files[real] = _SEEN[real] = entry
+        self.files[real] = entry
         self.changed = True
 
     def save(self) -> None:

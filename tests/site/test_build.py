@@ -794,3 +794,35 @@ def test_a_page_named_for_an_architecture_is_in_that_site_only_and_takes_its_nam
         norm = mine["RMSNorm" if arch == "llama" else "LayerNorm"]
         assert (norm.rel, norm.url) == ("norm.md", "norm.html")  # the page a link to norm.md reaches
     assert {p.url for p in collect_pages(paths.content, {"arch": "llama"})[0]} >= {"rope.html"}
+
+
+# -- no module-level mutable state ----------------------------------------------------------------------------------
+def _module_state() -> dict[str, tuple]:
+    """Every dict, list, set or bytearray held by a module of site_build, by its contents' shape (its length and,
+    for a dict or set, its keys)."""
+    import importlib
+    import pkgutil
+
+    import site_build
+
+    for info in pkgutil.walk_packages(site_build.__path__, "site_build."):
+        importlib.import_module(info.name)  # what a build would import fills the registries now, not during it
+    state = {}
+    for name, module in sorted(sys.modules.items()):
+        if name == "site_build" or name.startswith("site_build."):
+            for attr, value in sorted(vars(module).items()):
+                if isinstance(value, dict | set | list | bytearray):
+                    keys = tuple(sorted(map(repr, value))) if isinstance(value, dict | set) else ()
+                    state[f"{name}.{attr}"] = (id(value), len(value), keys)
+    return state
+
+
+def test_a_build_changes_no_module_level_state_of_the_builder(tmp_path):
+    """A page renders to a value: a whole build through the command (every real page, the exercises, notebook and
+    downloads) leaves every container of every site_build module as it found it, so nothing is carried from one
+    build to the next but the caches on disk."""
+    before = _module_state()
+    assert any(name.endswith(".MACROS") for name in before)  # the measure sees the registries
+    assert main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site"), "--cache", str(tmp_path / "c")]) == 0
+    after = _module_state()
+    assert {k: v for k, v in after.items() if before.get(k) != v} == {}
