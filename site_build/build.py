@@ -86,6 +86,43 @@ class Report:
         )
 
 
+@dataclass
+class Job:
+    """One build as it goes through the stages: what `gather` found, and the workers that speed up rendering (the
+    compile forks, the page files' thread), which `close` stops."""
+
+    config_path: Path
+    cfg: Any
+    run_key: str
+    pages: list[Page]
+    problems: list[tuple[str, int, str]]
+    links: dict[str, str]
+    steps: dict[str, str]
+    key: Any  # the page cache's key of this run (the run's key, the run compared with, the steps' pages)
+    other: tuple[Any, str] | None  # the run of --compare, and where it came from
+    compiled: Compiled
+    keys: dict[str, Any] | None = None  # each page's page-cache key; None for a run that has no key
+    prefetch: Prefetch | None = None
+    extra_pages: dict[str, ExtraPage] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.prefetch is not None:
+            self.prefetch.close()
+        self.compiled.close()
+
+
+@dataclass
+class Made:
+    """What the later stages derive from the pages' results."""
+
+    math: MathSlots
+    extra_pages: dict[str, ExtraPage]
+    shown: dict[str, set[str]] = field(default_factory=dict)  # record name -> the pages that show it
+    bodies: dict[str, Rendered] = field(default_factory=dict)
+    layouts: dict[str, str] = field(default_factory=dict)
+    typeset: Any = None
+
+
 class Builder:
     """Builds the site; reusable, so `serve` keeps the trace and KaTeX warm (see Session)."""
 
@@ -103,86 +140,140 @@ class Builder:
 
         gather → run or reuse → render pages → derive → check → write, index, swap. out_dir must be new, empty
         or a site handstep built (or anything but a protected place with `force`); see write.check_site_dir."""
-        config_path, out_dir, session = Path(config_path), Path(out_dir), self.session
-        session.finish_search()
+        config_path, out_dir = Path(config_path), Path(out_dir)
+        self.session.finish_search()
         self.replaced = False
         clock = Clock(self.progress)
         self.check_outputs(config_path, out_dir, force, compare)
-        # 1. gather: the run's key and the pages (named after the run's settings where a slug says so, and those of
-        # its architecture); the pages the cache lacks start compiling (forks: before threads)
+        job = self.gather(config_path, seed, compare)  # 1. gather
+        try:
+            run = self.run_or_reuse(job)  # 2. run or reuse
+            clock.lap("trace")
+            site = RunContext(run.trace, run.checks, job.steps)
+            try:
+                results = self.render_pages(job, site)  # 3. render pages
+                made = self.derive(job, site, results)  # 4. derive
+                clock.lap("pages")
+                self.lay_out(job, run, made, base_url)  # every page in the site's layout
+                clock.lap("layout")
+                report = self.check(job, run, site, made, out_dir, require_coverage, clock)  # 5. check
+                files = self.site_files(job, run, site, results, made)  # 6. the site, in memory
+                clock.lap("data")
+            finally:
+                site.close()
+        finally:
+            job.close()  # a failed build too: its workers stop
+        self.check_outputs(config_path, out_dir, force, compare)  # nothing changed under us while building
+        self.write(out_dir, run, made, files, clock)  # 7. write, index, swap
+        report.seconds = clock.total()
+        return report
+
+    def gather(self, config_path: Path, seed: int | None, compare: Compare | None) -> Job:
+        """The run's key and the pages (named after the run's settings where a slug says so, and those of its
+        architecture). The pages the page cache lacks start compiling in two forks now (before any thread), while
+        the engine runs."""
+        session = self.session
         cfg, run_key = session.run_key(config_path, seed)
         pages, problems = collect_pages(self.paths.content, slug_fields(cfg))
         other = session.other(Path(compare.config or config_path), compare.seed) if compare is not None else None
         links, steps = link_map(pages), {p.step: p.url for p in pages if p.step}
         key = (run_key, session.other_key if compare is not None else "", sorted(steps.items()))
         compiled = Compiled.start([p for p in pages if not (run_key and session.pages.has(page_key(p, key, links)))])
-        try:
-            # 2. run or reuse: the trace and its checks
-            session.katex.warm_up()  # with no formula cached yet, node loads KaTeX while the engine runs
-            run = session.run(config_path, cfg, run_key)
-            clock.lap("trace")
-            site = RunContext(run.trace, run.checks, steps)
-            prefetch = Prefetch(run.trace)  # the files each page needs are made while the next ones render
-            try:
-                extra_pages = self.compare_with(site, config_path, other) if other is not None else {}
-                # 3. render pages: each through Jinja and Markdown, or from the page cache
-                results = self.render_pages(pages, site, links, problems, key if run.key else None, compiled,
-                                            prefetch)
-                # 4. derive, from the pages: exercises, coverage, the tables of wide matrices, the layout
-                math = MathSlots()
-                shown: dict[str, set[str]] = {}
-                for result in results.values():
-                    math.add(result.math)
-                    for name in result.shown:
-                        shown.setdefault(name, set()).add(result.source)
-                bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
-                keys = {p.source: page_key(p, key, links) for p in pages} if run.key else None
-                add_exercises(site, pages, results, bodies, shown, math, lambda source, inputs, make: self.per_page(
-                    "exercises", keys, source, inputs, PageExercises.valid, make))
-                extra_pages.update(table_pages([(p, results[p.source].made) for p in pages if p.source in results]))
-                clock.lap("pages")
-                ships = ships_trace(run.trace)  # a big run's trace (and so its notebook) stays local
-                layouts = render_layouts(self.paths.templates, pages, bodies, base_url, pages_with_data(shown, pages),
-                                         extra_pages, notebook=ships)
-                clock.lap("layout")
-                # 5. check: the gradients (a big run's finite differences ran while the pages rendered), every
-                # formula typesets, every record is shown (if required)
-                session.finish_run(run)
-                clock.lap("checks")
-                typeset = session.katex.render_all(set(math.formulas.values()))
-                math.check(typeset.errors)
-                clock.lap("katex")
-                report = Report(out_dir, pages=len(pages), formulas=len(math.formulas), rendered=typeset.rendered,
-                                cached=typeset.cached, timings=clock.timings)
-                report.missing = [n for n in site.names if n not in shown]
-                report.shown, report.records = len(site.names) - len(report.missing), len(site.names)
-                if require_coverage and report.missing:
-                    raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
-                                     + ", ".join(report.missing))
-                # 6. everything the site holds, in memory: pages with their math, click data, downloads
-                layouts = {rel: run.checks.fill(html) for rel, html in layouts.items()}
-                files: dict[str, Any] = {rel: search_ignores(math.fill(html, typeset.html))
-                                         for rel, html in layouts.items()}
-                files.update(data_files(run.trace, shown, pages, site.other))
-                for page in pages:  # each page's records as CSV, kept with the page
-                    names = sorted(n for n, where in shown.items() if page.source in where)
-                    files.update(self.per_page("csv", keys, page.source, tuple(names), _text_files,
-                                               lambda names=names: csv_files(site, names)))
-                files.update(page_files(run.trace, results.values(), prefetch))  # the blocks' CSVs, .npy, heatmaps
-                files.update(static_files(self.paths.root, self.paths.templates))
-                if ships:  # it reads trace.json
-                    files.update(notebook_files(site, pages, results, lambda source, make: self.per_page(
-                        "notebook", keys, source, (), lambda text: isinstance(text, str), make)))
-                run.trace.release()
-                clock.lap("data")
-            finally:
-                prefetch.close()  # a failed build too: its workers stop
-                site.close()
-        finally:
-            compiled.close()
-        # 7. write into a temporary folder, index it for search, swap it in
-        self.check_outputs(config_path, out_dir, force, compare)  # nothing changed under us while building
-        search = {rel: search_ignores(math.strip(html)) for rel, html in layouts.items() if rel.endswith(".html")}
+        return Job(config_path, cfg, run_key, pages, problems, links, steps, key, other, compiled)
+
+    def run_or_reuse(self, job: Job) -> Any:
+        """The trace and its checks (session.Run); with no formula cached yet, node loads KaTeX meanwhile. A run
+        with no key (a checkpoint changed while it was read) keeps nothing in the page cache."""
+        self.session.katex.warm_up()
+        run = self.session.run(job.config_path, job.cfg, job.run_key)
+        if run.key:
+            job.keys = {p.source: page_key(p, job.key, job.links) for p in job.pages}
+        return run
+
+    def render_pages(self, job: Job, site: RunContext) -> dict[str, PageResult]:
+        """Every page rendered, or from the page cache (under the job's key; none for a run that has no key). As each
+        page is done, KaTeX gets its formulas and the job's `prefetch` its files to make; a big run's whole-model
+        figures are worked out beside the pages."""
+        katex = self.session.katex
+        job.prefetch = prefetch = Prefetch(site.trace)  # the files each page needs are made while the next render
+        job.extra_pages = self.compare_with(site, job.config_path, job.other) if job.other is not None else {}
+
+        def page_done(result: PageResult) -> None:
+            katex.flush()
+            prefetch.page(result)
+
+        if not ships_trace(site.trace):
+            site.start_ahead()
+        keyed = job.keys is not None
+        return render_pages(job.pages, site, job.links, self.session.pages if keyed else None, job.problems,
+                            job.key if keyed else None, job.compiled, on_formula=katex.prefetch, on_page=page_done)
+
+    def derive(self, job: Job, site: RunContext, results: dict[str, PageResult]) -> Made:
+        """From the pages' results: their math and the records they show, the exercises, the tables of wide
+        matrices (the layout follows)."""
+        made = Made(math=MathSlots(), extra_pages=job.extra_pages)
+        for result in results.values():
+            made.math.add(result.math)
+            for name in result.shown:
+                made.shown.setdefault(name, set()).add(result.source)
+        made.bodies = {source: Rendered(r.html, list(r.headings), [], r.anchors) for source, r in results.items()}
+        add_exercises(site, job.pages, results, made.bodies, made.shown, made.math,
+                      lambda source, inputs, make: self.per_page("exercises", job, source, inputs,
+                                                                 PageExercises.valid, make))
+        made.extra_pages.update(table_pages([(p, results[p.source].made) for p in job.pages
+                                             if p.source in results]))
+        return made
+
+    def lay_out(self, job: Job, run: Any, made: Made, base_url: str) -> None:
+        """Each page's body, and each generated page, in the site's layout (templates/)."""
+        made.layouts = render_layouts(self.paths.templates, job.pages, made.bodies, base_url,
+                                      pages_with_data(made.shown, job.pages), made.extra_pages,
+                                      notebook=ships_trace(run.trace))
+
+    def check(self, job: Job, run: Any, site: RunContext, made: Made, out_dir: Path, require_coverage: bool,
+              clock: Clock) -> Report:
+        """The gradients (a big run's finite differences ran while the pages rendered), every formula typesets,
+        every record is shown (if required)."""
+        session = self.session
+        session.finish_run(run)
+        clock.lap("checks")
+        made.typeset = typeset = session.katex.render_all(set(made.math.formulas.values()))
+        made.math.check(typeset.errors)
+        clock.lap("katex")
+        report = Report(out_dir, pages=len(job.pages), formulas=len(made.math.formulas), rendered=typeset.rendered,
+                        cached=typeset.cached, timings=clock.timings)
+        report.missing = [n for n in site.names if n not in made.shown]
+        report.shown, report.records = len(site.names) - len(report.missing), len(site.names)
+        if require_coverage and report.missing:
+            raise BuildError("content", 0, f"records shown: {report.shown}/{report.records}; no page shows: "
+                             + ", ".join(report.missing))
+        return report
+
+    def site_files(self, job: Job, run: Any, site: RunContext, results: dict[str, PageResult],
+                   made: Made) -> dict[str, Any]:
+        """Everything the site holds, in memory: pages with their math, click data, downloads, the notebook."""
+        math, typeset = made.math, made.typeset
+        made.layouts = {rel: run.checks.fill(html) for rel, html in made.layouts.items()}
+        files: dict[str, Any] = {rel: search_ignores(math.fill(html, typeset.html))
+                                 for rel, html in made.layouts.items()}
+        files.update(data_files(run.trace, made.shown, job.pages, site.other))
+        for page in job.pages:  # each page's records as CSV, kept with the page
+            names = sorted(n for n, where in made.shown.items() if page.source in where)
+            files.update(self.per_page("csv", job, page.source, tuple(names), _text_files,
+                                       lambda names=names: csv_files(site, names)))
+        files.update(page_files(run.trace, results.values(), job.prefetch))  # the blocks' CSVs, .npy, heatmaps
+        files.update(static_files(self.paths.root, self.paths.templates))
+        if ships_trace(run.trace):  # it reads trace.json
+            files.update(notebook_files(site, job.pages, results, lambda source, make: self.per_page(
+                "notebook", job, source, (), lambda text: isinstance(text, str), make)))
+        run.trace.release()
+        return files
+
+    def write(self, out_dir: Path, run: Any, made: Made, files: dict[str, Any], clock: Clock) -> None:
+        """Into a temporary folder, indexed for search, swapped in whole."""
+        session = self.session
+        search = {rel: search_ignores(made.math.strip(html)) for rel, html in made.layouts.items()
+                  if rel.endswith(".html")}
         with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
             files.update(session.trace_files(run.trace))  # trace.json as the engine saves it (through a file)
             indexed = write.write_site(out_dir, files, search, clock.lap, reuse_search=self.background_search,
@@ -191,31 +282,11 @@ class Builder:
         if indexed:
             session.index_in_background(out_dir)
         session.katex.save_cache()
-        report.seconds = clock.total()
-        return report
 
-    def render_pages(self, pages: list[Page], site: RunContext, links: dict[str, str],
-                     problems: list[tuple[str, int, str]], key: Any, compiled: Compiled,
-                     prefetch: Prefetch) -> dict[str, PageResult]:
-        """Every page rendered, or from the page cache (under `key`; none for a run that has no key). As each page
-        is done, KaTeX gets its formulas and `prefetch` its files to make; a big run's whole-model figures are worked
-        out beside the pages."""
-        katex = self.session.katex
-
-        def page_done(result: PageResult) -> None:
-            katex.flush()
-            prefetch.page(result)
-
-        if not ships_trace(site.trace):
-            site.start_ahead()
-        return render_pages(pages, site, links, self.session.pages if key is not None else None, problems, key,
-                            compiled, on_formula=katex.prefetch, on_page=page_done)
-
-    def per_page(self, kind: str, keys: dict[str, Any] | None, source: str, inputs: Any, valid: Any,
-                 make: Any) -> Any:
+    def per_page(self, kind: str, job: Job, source: str, inputs: Any, valid: Any, make: Any) -> Any:
         """What is made of one page alone (its exercises, CSV, notebook text): kept in the page cache under the page's
         content key and `inputs`, or `make()` (always, for a run without a key)."""
-        parts = (kind, keys[source], inputs) if keys is not None and source in keys else None
+        parts = (kind, job.keys[source], inputs) if job.keys is not None and source in job.keys else None
         value = self.session.pages.get(parts, valid) if parts is not None else None
         if value is None:
             value = make()
