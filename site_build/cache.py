@@ -116,19 +116,6 @@ class DiskCache:
             raise
         self.written += 1
 
-    def get_or_make(self, key: str, make: Callable[[], Any], kind: type, keep: int = 20,
-                    valid: Callable[[Any], bool] | None = None) -> Any:
-        """The `kind` value stored under `key` (that passes `valid`), else `make()`, stored there (keeping the newest
-        `keep`); with no key (a run that cannot be cached), `make()` alone."""
-        stored = self.get(key) if key else None
-        if isinstance(stored, kind) and (valid is None or valid(stored)):
-            return stored
-        value = make()
-        if key:
-            self.put(key, value)
-            self.prune(keep=keep)
-        return value
-
     def prune(self, keep: int = KEEP) -> None:
         """Keep the newest `keep` entries."""
         if not self.written or _linked(self.folder):
