@@ -34,8 +34,10 @@ def topics() -> dict[str, ModuleType]:
             if not info.name.startswith("_")}
 
 
+@cache
 def facts_of(module: ModuleType) -> dict[str, Any]:
-    """The facts of one topic: its public functions defined in it whose first parameter is `trace`."""
+    """The facts of one topic: its public functions defined in it whose first parameter is `trace` (read once: each
+    page's Topic asks again)."""
     out = {}
     for name, fn in vars(module).items():
         if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != module.__name__:
@@ -44,6 +46,12 @@ def facts_of(module: ModuleType) -> dict[str, Any]:
         if params and params[0] == "trace":
             out[name] = fn
     return out
+
+
+@cache
+def _takes_arguments(fn: Any) -> bool:
+    """Does a fact take parameters beyond `trace` (it is then a function of them on a page)?"""
+    return len(inspect.signature(fn).parameters) > 1
 
 
 class Split(NamedTuple):
@@ -88,7 +96,7 @@ class Topic:
             close = difflib.get_close_matches(name, list(self._facts), n=1, cutoff=0.6)
             hint = f" (did you mean '{self._name}.{close[0]}'?)" if close else ""
             raise FactError(f"no fact '{self._name}.{name}'{hint}")
-        if len(inspect.signature(fn).parameters) > 1:
+        if _takes_arguments(fn):
             return partial(fn, self._trace)
         if name not in self._values:
             self._values[name] = fn(self._trace)
