@@ -4,8 +4,11 @@ Hugging Face GPT-2 + torch.optim, which `make verify` writes and the build only 
 The figures come from one of two places (`verification_files`): the comparisons shipped with handstep, one file per
 shipped config in configs/verification/ (`make verify` writes default.json), found by the config's digest, so that a
 site of the default config shows them from its first build; or build/verification.json, git-ignored, which
-`make verify CONFIG=...` writes for any other config. Either is used only when its trace digest is the digest of the
-trace being built: figures of another trace (another config, seed, checkpoint, or a changed engine) are never shown.
+`make verify CONFIG=...` writes for any other config. A shipped file holds PyTorch's own numbers (`reference`), and
+the build works out each figure, max |engine - PyTorch|, from them and the trace it builds: true of that trace on
+any machine (NumPy's last bits differ between CPUs). build/verification.json holds the figures alone and is used
+only when its trace digest is the digest of the trace being built. Figures of another config are never shown, and a
+trace that moved (a changed engine) shows how far it is from PyTorch, ✗ past TORCH_TOL.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.verify import config_dict_digest, config_digest, digest, finite_differences
 from site_build.errors import BuildError
@@ -39,6 +44,7 @@ class Checks:
     torch: dict[str, float] | None = None  # record -> max |engine - PyTorch|, None when not verified
     oracle: str = ""
     source: str = ""  # the file the PyTorch figures came from, from the project root
+    worked_out: bool = False  # the figures were worked out from PyTorch's numbers in that file (not written there)
     # what `make verify` would compare with, in HTML: set from the config on every use of a run (Session.run), not
     # kept with it, so that a run cached before the words changed says them too
     model: str = "GPT-2"
@@ -47,8 +53,8 @@ class Checks:
 
     def __getstate__(self) -> dict[str, Any]:
         self.finish()
-        return {"fd": self.fd, "torch": self.torch, "oracle": self.oracle, "source": self.source, "pending": None,
-                "error": None}
+        return {"fd": self.fd, "torch": self.torch, "oracle": self.oracle, "source": self.source,
+                "worked_out": self.worked_out, "pending": None, "error": None}
 
     def finish(self) -> None:
         """Wait for finite differences running in the background; raise what they raised."""
@@ -84,12 +90,15 @@ class Checks:
         self.finish()
         if self.torch is not None:
             n, worst = len(self.torch), max(self.torch.values(), default=0.0)
-            where = ", which ships with handstep" if self.source.startswith(SHIPPED_VERIFICATION + "/") else ""
+            source = f"<code>{html_text(self.source)}</code>"
+            ships = ", which ships with handstep," if self.source.startswith(SHIPPED_VERIFICATION + "/") else ""
+            how = (f"<code>make verify</code> wrote PyTorch's numbers for them to {source}{ships} and this build "
+                   "worked out each figure from those numbers and its own trace." if self.worked_out else
+                   f"<code>make verify</code> wrote these figures to {source}; the build shows them because the "
+                   "file's trace digest is this trace's.")
             return (f"{n} tensor{'s' * (n != 1)} of this trace (activations, gradients, updated weights, the loss) "
                     f"{'was' if n == 1 else 'were'} compared with {html_text(self.oracle)}: the largest difference "
-                    f"is {worst:.1e}, and the pages show each one's figure under its values. "
-                    f"<code>make verify</code> wrote these figures to <code>{html_text(self.source)}</code>{where}; "
-                    "the build shows them because the file's trace digest is this trace's.")
+                    f"is {worst:.1e}, and the pages show each one's figure under its values. {how}")
         return ("This trace was not compared with PyTorch: the build runs without torch, and no comparison written "
                 f"by <code>make verify</code> belongs to this trace. What was checked: {self._fd_summary()}. To "
                 f"compare every tensor with Hugging Face {self.model} and torch.optim, run "
@@ -165,6 +174,22 @@ def _finite_differences(cfg: Any, trace: Any, config_label: str, progress: Any) 
     return fd
 
 
+def _against(trace: Any, reference: Any) -> dict[str, float] | None:
+    """max |trace - PyTorch| for each tensor of `reference` ({name: {"shape": [...], "values": [...]}}); None when it
+    is not that (a damaged file, or a tensor the trace lacks or holds in another shape)."""
+    figures = {}
+    try:
+        for name, ref in reference.items():
+            want = np.asarray(ref["values"], dtype=np.float64).reshape(ref["shape"])
+            have = np.asarray(trace[name], dtype=np.float64)
+            if have.shape != want.shape:
+                return None
+            figures[name] = float(np.max(np.abs(have - want))) if want.size else 0.0
+    except Exception:  # noqa: BLE001 - anything else a damaged file holds: it verifies nothing
+        return None
+    return figures
+
+
 def verification_files(root: Path, config: dict) -> list[Path]:
     """The files a build of `config` (`Config.to_dict()`) may take PyTorch figures from, in the order tried: each
     shipped comparison whose config digest is this config's, then build/verification.json. Known before the run,
@@ -183,20 +208,23 @@ def _read(path: Path) -> dict | None:
 
 
 def _torch_figures(checks: Checks, trace: Any, root: Path) -> None:
-    """The figures of the first file of `verification_files` made from exactly this trace, if any."""
+    """The figures of the first file of `verification_files` for this trace, if any: worked out from PyTorch's
+    numbers (a shipped file's `reference`), or written for exactly this trace (its digest)."""
     traced = ""  # the trace's digest, worked out once and only when a file of its config asks (8 GB for GPT-2)
     for path in verification_files(root, trace.config):
         data = _read(path)
         if data is None or data.get("config_sha256", config_digest(trace)) != config_digest(trace):
             continue  # figures for another config: the values need not be read to know
-        traced = traced or digest(trace)
-        if data.get("trace_sha256") != traced:
-            continue
-        figures = data.get("max_abs_diff", {})
+        if "reference" in data:
+            figures = _against(trace, data["reference"])
+        else:
+            traced = traced or digest(trace)
+            figures = data.get("max_abs_diff") if data.get("trace_sha256") == traced else None
         try:
-            checks.torch = {str(k): float(v) for k, v in figures.items()}
+            checks.torch = {str(k): float(v) for k, v in figures.items()}  # type: ignore[union-attr]
         except (AttributeError, TypeError, ValueError):
             continue  # not the figures `make verify` writes: this file verifies nothing
         checks.oracle = str(data.get("oracle", "PyTorch"))
+        checks.worked_out = "reference" in data
         checks.source = path.relative_to(root).as_posix()
         return

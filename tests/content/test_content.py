@@ -107,8 +107,9 @@ def test_default_site_shows_every_record(out, default_site):
 
 
 def test_the_default_site_shows_the_shipped_pytorch_figures(out, default_site):
-    """From its first build, without torch: configs/verification/default.json is this trace's comparison (a test in
-    tests/engine/test_shipped_verification.py fails when it is not), so every checked tensor carries its figure."""
+    """From its first build, without torch: configs/verification/default.json holds PyTorch's numbers for this trace
+    (a test in tests/engine/test_shipped_verification.py fails when they are not), so every checked tensor carries its
+    figure."""
     import json
 
     shipped = json.loads((ROOT / "configs" / "verification" / "default.json").read_text(encoding="utf-8"))
@@ -117,9 +118,9 @@ def test_the_default_site_shows_the_shipped_pytorch_figures(out, default_site):
     assert len(figures) >= 20 and max(float(f) for f in figures) <= 1e-9
     assert not [name for name, html in pages.items() if "not compared" in html or "✗ PyTorch" in html]
     summary = re.sub(r"<[^>]+>", "", pages["index.html"])
-    assert (f"{len(shipped['max_abs_diff'])} tensors of this trace" in summary
-            and "make verify wrote these figures to configs/verification/default.json, which ships with handstep"
-            in summary), summary
+    assert (f"{len(shipped['reference'])} tensors of this trace" in summary
+            and "make verify wrote PyTorch's numbers for them to configs/verification/default.json, which ships with "
+            "handstep, and this build worked out each figure from those numbers and its own trace" in summary), summary
 
 
 def test_a_page_shows_its_first_table_and_folds_the_rest(out, default_site):

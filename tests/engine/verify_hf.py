@@ -1,11 +1,13 @@
 """`make verify`: compare a config's trace with Hugging Face (GPT2LMHeadModel, or LlamaForCausalLM for
 `model.arch: llama`) + torch.optim and write the figures.
 
-For the default config (configs/default.yaml) the figures go into the repository, configs/verification/default.json:
-every site of the default config shows them from its first build, and a test fails when the file no longer belongs
-to the default trace (tests/engine/test_shipped_verification.py). For any other config they go to
-build/verification.json (git-ignored). The site build reads either (site_build.data.checks) and shows the figures
-under each tensor only when the file's `trace_sha256` is the digest of the trace it builds; it never needs torch.
+For the default config (configs/default.yaml) PyTorch's own numbers go into the repository,
+configs/verification/default.json (`reference`: every compared tensor, float64): every site of the default config
+works out its figures from them, from its first build and on any machine (NumPy's last bits differ between CPUs,
+PyTorch's numbers do not move), and a test fails when the default trace no longer agrees with them
+(tests/engine/test_shipped_verification.py). For any other config the figures go to build/verification.json
+(git-ignored), shown only when its `trace_sha256` is the digest of the trace being built. The site build reads either
+(site_build.data.checks); it never needs torch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from oracle import is_llama, max_abs, oracle_activations, oracle_name, oracle_step  # noqa: E402
@@ -31,22 +34,27 @@ from engine.verify import config_digest, digest  # noqa: E402
 FLOAT64_NOTE = " (its RMSNorm, rotary tables and attention softmax made float64 too)"
 
 
-def verification(trace) -> dict:
+def verification(trace, reference: bool = False) -> dict:
+    """The figures (max |engine - PyTorch| per tensor) for this trace; with `reference`, PyTorch's numbers too."""
     o = oracle_step(trace)
-    tensors = {"logits": max_abs(o["logits"], trace["logits"]), "loss": abs(o["loss"] - trace["loss"]),
-               "after.loss": abs(o["after_loss"] - trace["after.loss"])}
-    for name, value in oracle_activations(trace).items():
-        tensors[name] = max_abs(value, trace[name])
+    torch_values = {"logits": o["logits"], "loss": o["loss"], "after.loss": o["after_loss"],
+                    **oracle_activations(trace)}
     for key in o["keys"]:
         names = trace.index[key]
-        tensors[names["grad"]] = max_abs(o["grads"][key], trace[names["grad"]])
-        tensors[names["updated"]] = max_abs(o["updated"][key], trace[names["updated"]])
+        torch_values[names["grad"]] = o["grads"][key]
+        torch_values[names["updated"]] = o["updated"][key]
     optimizer = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}[trace.config["optimizer"]["name"]]
     note = FLOAT64_NOTE if is_llama(trace.config) else ""
-    return {"format": "handstep-verification", "trace_sha256": digest(trace), "config_sha256": config_digest(trace),
+    data = {"format": "handstep-verification", "trace_sha256": digest(trace), "config_sha256": config_digest(trace),
             "oracle": f"transformers {transformers.__version__} {oracle_name(trace.config)} + torch "
                       f"{torch.__version__} torch.optim.{optimizer}, float64{note}",
-            "max_abs_diff": tensors}
+            "max_abs_diff": {name: max_abs(value, trace[name]) for name, value in torch_values.items()}}
+    if reference:  # the figures are worked out by each build, from these and its own trace
+        del data["trace_sha256"]
+        data["reference"] = {name: {"shape": list(np.shape(value)),
+                                    "values": np.asarray(value, dtype=np.float64).ravel().tolist()}
+                             for name, value in torch_values.items()}
+    return data
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,13 +79,14 @@ def main() -> int:
         # a run the size of GPT-2 writes its values to a file as the site build does, not all into memory
         values = Path(folder) / "values.bin" if estimate(cfg).spills else None
         trace = run(cfg, values_path=values)
-        data = verification(trace)
+        out = Path(args.out) if args.out else default_out(args.config)
+        data = verification(trace, reference=out.resolve() == SHIPPED)
         trace.release()
-    worst = max(data["max_abs_diff"].items(), key=lambda kv: kv[1])
-    out = Path(args.out) if args.out else default_out(args.config)
+    figures = data.pop("max_abs_diff") if "reference" in data else data["max_abs_diff"]
+    worst = max(figures.items(), key=lambda kv: kv[1])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {os.path.relpath(out)}: {len(data['max_abs_diff'])} tensors checked against PyTorch, largest "
+    print(f"wrote {os.path.relpath(out)}: {len(figures)} tensors checked against PyTorch, largest "
           f"difference {worst[1]:.1e} ({worst[0]})")
     return 0
 

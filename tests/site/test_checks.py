@@ -6,6 +6,7 @@ import shutil
 from html import unescape
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SMALL, make_site, page
 
@@ -115,7 +116,7 @@ def test_the_shipped_comparison_of_a_config_is_found_by_its_digest(tmp_path):
     build(SMALL, tmp_path / "out", paths=paths)
     text = text_of((tmp_path / "out" / "extra.html").read_text())
     assert "✓ PyTorch: max |Δ| 4.0e-16" in text and "5.0e-16" not in text and "6.0e-16" not in text
-    assert "wrote these figures to configs/verification/small.json, which ships with handstep;" in text
+    assert "wrote these figures to configs/verification/small.json; the build shows them because" in text
     # the same file made from another trace (the engine changed since `make verify`): the next file is read
     stale = {"a.json": other, "small.json": dict(mine, trace_sha256="0" * 64)}
     build(SMALL, tmp_path / "out2", paths=site_with(tmp_path / "stale", BODY, local, stale))
@@ -123,6 +124,17 @@ def test_the_shipped_comparison_of_a_config_is_found_by_its_digest(tmp_path):
     assert "✓ PyTorch: max |Δ| 6.0e-16" in text and "to build/verification.json;" in text
     build(SMALL, tmp_path / "out3", paths=site_with(tmp_path / "none", BODY, None, stale))
     assert NOT_COMPARED in text_of((tmp_path / "out3" / "extra.html").read_text())
+    # PyTorch's own numbers (what `make verify` ships): the figure is worked out from them and this trace
+    name = "grad.L0.attn.c_proj.weight"
+    value = np.asarray(trace[name], dtype=np.float64)
+    moved = value.copy()
+    moved.flat[0] += 2e-3
+    numbers = {"config_sha256": config_digest(trace), "oracle": "the oracle",
+               "reference": {name: {"shape": list(value.shape), "values": moved.ravel().tolist()}}}
+    build(SMALL, tmp_path / "out4", paths=site_with(tmp_path / "numbers", BODY, local, {"small.json": numbers}))
+    text = text_of((tmp_path / "out4" / "extra.html").read_text())
+    assert "✗ PyTorch: max |Δ| 2.0e-03" in text and "6.0e-16" not in text
+    assert "this build worked out each figure from those numbers and its own trace" in text
 
 
 def test_a_wrong_gradient_fails_the_build_and_keeps_the_old_site(tmp_path, monkeypatch):
