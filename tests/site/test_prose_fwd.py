@@ -18,7 +18,7 @@ from site_build.render.mathslots import MathSlots
 
 WORDS = [f"w{i}" for i in range(70)]
 CONFIGS = {
-    "gpt-2, one short text": {"model": {"d_model": 8, "n_heads": 2, "d_ff": 16, "n_positions": 12},
+    "gpt-2, one short text": {"model": {"d_model": 8, "n_heads": 2, "d_ff": 32, "n_positions": 12},
                               "data": {"texts": ["the cat sat on the mat"]}, "train_steps": 0},
     "gpt-2, a padded batch, wide rows, a long text, a big vocabulary": {
         "model": {"d_model": 24, "n_heads": 3, "d_ff": 8, "n_positions": 24,
@@ -193,3 +193,47 @@ def test_kv_groups_give_each_key_value_head_its_query_heads(trace) -> None:
     for g, heads in rows:
         read = [h for h in range(m["n_heads"]) if h // r == int(g)]  # Hugging Face's repeat_kv
         assert [int(h) for h in re.split(r", | and ", heads)] == read
+
+
+# -- the facts that state a config's variant of a sentence ------------------------------------------------------------
+def test_targets_note_counts_the_real_targets(trace) -> None:
+    from site_build.facts import logits
+
+    targets = np.asarray(trace["targets"])
+    n = int((targets >= 0).sum())
+    note = str(logits.targets_note(trace))
+    assert f"$N = {n}$" in note
+    assert ("padded positions" in note) == (targets.shape[0] > 1 or n < targets.shape[1])
+
+
+def test_out_entries_says_where_the_output_layer_starts(trace) -> None:
+    from site_build.facts import logits
+
+    assert str(logits.out_entries(trace)).startswith("Its entries are random at the start")  # no checkpoint here
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_other_blocks_lead_names_the_other_blocks(layers: int) -> None:
+    from site_build.facts import ln
+
+    for model, own in (({}, "$\\gamma$ and $\\delta$"), ({"arch": "llama"}, "$\\gamma$;")):
+        trace = engine.run(config_from_dict({"model": {**model, "d_model": 8, "n_heads": 2, "n_layers": layers},
+                                             "data": {"texts": ["the cat"]}, "train_steps": 0}))
+        lead = ln.other_blocks_lead(trace)
+        assert lead.startswith("Block 1 normalises" if layers == 2 else f"Blocks 1 to {layers - 1} normalise")
+        assert own in lead
+
+
+def test_share_compares_the_feed_forward_weights_with_attentions(trace) -> None:
+    from site_build.facts import ffn
+
+    if trace.config["model"].get("arch") == "llama":
+        pytest.skip("the GPT-2 page's sentence")
+    size = {r.name: int(np.asarray(trace[r.name]).size) for r in trace.records if r.op == "param"}
+    mlp = sum(v for k, v in size.items() if k.startswith("L0.mlp."))
+    att = sum(v for k, v in size.items() if k.startswith("L0.attn."))
+    share = str(ffn.share(trace))
+    if mlp > att:
+        assert share.startswith("it holds more") and f"({mlp} here, against {att} for attention)" in share
+    else:
+        assert share.startswith("in GPT-2") and f"it has {mlp}," in share and share.endswith(f"attention's {att}.")
