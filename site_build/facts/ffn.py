@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from markupsafe import Markup
+
 from site_build.charts.teaching import gelu_stats
 from site_build.facts.run import C, F, n0
 
@@ -92,3 +94,14 @@ def than_attention(trace: Any) -> str:
     """How the feed-forward network's parameters compare with attention's: more than, as many as, fewer than."""
     mlp, attn = params(trace), attn_params(trace)
     return "more than" if mlp > attn else "as many as" if mlp == attn else "fewer than"
+
+
+def share(trace: Any) -> Markup:
+    """The feed-forward network's share of the block's parameters against attention's, as the clause that ends "The
+    feed-forward network is where each position transforms what it has gathered, and" says it."""
+    if params(trace) > attn_params(trace):
+        return Markup(f"it holds more of the block's parameters than attention does ({params(trace)} here, against "
+                      f"{attn_params(trace)} for attention).")
+    return Markup("in GPT-2 it holds about two thirds of the block's parameters (with $d_{ff} = 4C$: $8C^2 + 5C$ "
+                  f"against $4C^2 + 4C$\nfor attention); with $d_{{ff}} = {F(trace)}$ here it has {params(trace)}, "
+                  f"{than_attention(trace)}\nattention's {attn_params(trace)}.")

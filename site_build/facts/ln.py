@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_build.facts.run import C
+from site_build.facts.run import C, L, llama
 from site_build.macros.numbers import Listing, listed
 
 
@@ -79,3 +79,24 @@ def var_ratio(trace: Any) -> float:
 def fresh(trace: Any) -> bool:
     """Whether ln_1's gain is all ones and its shift all zeros (the initial values)."""
     return bool((trace["L0.ln_1.weight"] == 1).all() and (trace["L0.ln_1.bias"] == 0).all())
+
+
+# The sentence before the other blocks' norms, for two blocks and for more, LayerNorm's and a Llama run's RMSNorm's
+# (their lines broken where the pages break them), indexed by whether the run is a Llama one
+LEADS = (
+    ("Block 1 normalises the stream in exactly the same way, with its own $\\gamma$ and $\\delta$; its input "
+     "is\nthe output of block 0. All its numbers:",
+     "Blocks 1 to {last} normalise the stream in exactly the same way, each with its own $\\gamma$ and "
+     "$\\delta$;\nthe input of each is the output of the block before. All their numbers:"),
+    ("Block 1 normalises the stream in exactly the same way, with its own $\\gamma$; its input is the output "
+     "of block 0.\nAll its numbers:",
+     "Blocks 1 to {last} normalise the stream in exactly the same way, each with its own $\\gamma$; the input "
+     "of\neach is the output of the block before. All their numbers:"),
+)
+
+
+def other_blocks_lead(trace: Any) -> str:
+    """The sentence that leads to the other blocks' norms (a model of two blocks or more): LayerNorm's $\\gamma$ and
+    $\\delta$, or a Llama run's RMSNorm's $\\gamma$ alone."""
+    two, more = LEADS[llama(trace)]
+    return two if L(trace) == 2 else more.format(last=L(trace) - 1)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_build.facts.run import C, N, V, init_std, n0
+from markupsafe import Markup
+
+from site_build.facts.run import B, C, N, T, V, checkpoint, init_std, n0
 from site_build.macros.text import exp_of, log_of
 
 
@@ -120,3 +122,20 @@ def expected_close(trace: Any) -> bool:
 def init_logit_spread(trace: Any) -> float:
     """init_std · √C: the spread of a logit at initialisation."""
     return init_std(trace) * C(trace) ** (1 / 2)
+
+
+def out_entries(trace: Any) -> Markup:
+    """Where an untied output layer's entries come from, as the sentence before its table says it."""
+    if checkpoint(trace):
+        return Markup("Its entries at the start are the checkpoint's:")
+    return Markup("Its entries are random at the start, drawn like those of $W_{te}$ (after every other weight, so "
+                  "the others are\nthose of the tied model with the same seed):")
+
+
+def targets_note(trace: Any) -> Markup:
+    """What N, the number the loss divides by, counts: the batch's real targets (padding left out), or, for one
+    unpadded text, every position."""
+    if B(trace) > 1 or N(trace) < T(trace):
+        return Markup(f"$N = {N(trace)}$ is the number of real targets in the batch; padded positions (target −100) "
+                      "count\nneither in the sum nor in $N$.")
+    return Markup(f"Here $N = {N(trace)}$, the number of target positions.")
