@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from site_build.facts import grads
+from site_build.macros.text import agree, counted, plural_noun, span_words
 
 
 def _w(trace: Any, name: str) -> np.ndarray:
@@ -45,6 +46,27 @@ def masked(trace: Any) -> int:
 def first_masked(trace: Any) -> int:
     """The first key the worked query cannot see."""
     return grads.query(trace) + 1
+
+
+def masked_keys(trace: Any) -> str:
+    """What the Jacobian of the worked query's softmax row has at the keys it cannot see (`masked`): zero rows and
+    columns, since their weights are zero; nothing when it sees every key. It ends its line: the paragraph goes on
+    after it on the same one."""
+    n = masked(trace)
+    if not n:
+        return ""
+    keys = span_words(first_masked(trace), grads.last_position(trace))
+    return (f"Rows and columns of masked {plural_noun(n, 'key')} {keys} are all\nzero,\n"
+            f"because {agree(n, 'its', 'their')} weight is zero.\n")
+
+
+def block_note(trace: Any) -> str:
+    """With several blocks, which one the attention pages work through (the last) and what the others do; a sentence
+    of the paragraph about the heads (nothing with one block)."""
+    if grads.layers(trace) == 1:
+        return ""
+    return (f"With {counted(grads.layers(trace), 'block')}, this is block {grads.walked(trace)}, the last; "
+            f"{grads.lower_blocks_after(trace)}.")
 
 
 def masked_row_sum(trace: Any) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from site_build import format as fmt
 from site_build.facts import abs_stats, grads, opt, per_run
@@ -133,6 +133,16 @@ def silent_words(trace: Any) -> list[str]:
     return [grads.word(trace, v) for v in _repeated(trace) if not rows[v]]
 
 
+def silent_rows(trace: Any) -> Markup:
+    """For each repeated word whose row is zero nonetheless (`silent_words`), a paragraph saying why (its positions
+    are all padding); paragraphs apart by a blank line, nothing when there is no such word."""
+    return Markup("\n\n").join(
+        Markup('Word "') + fmt.html_words(w) + Markup(
+            '" also appears more than once, but its row is zero: all its positions are padding, whose\n'
+            "gradient is zero (their targets are ignored, and no real position can attend to them, because they\n"
+            "come after it).") for w in silent_words(trace))
+
+
 def absent(trace: Any) -> int:
     """How many words of the vocabulary are never an input."""
     return len(_absent(trace))
@@ -186,6 +196,17 @@ def example_word(trace: Any) -> str:
     return grads.word(trace, example(trace))
 
 
+def example_intro(trace: Any) -> Markup:
+    """What introduces the worked row of the absent word (`example_word`): why it is pushed away, when it is never a
+    target either (`plain`), else only its name."""
+    word = Markup('"') + fmt.html_words(example_word(trace)) + Markup('"')
+    if plain(trace):
+        return (Markup("So the row of ") + word + Markup(
+            ", never an input and never a target, is pushed away from the final\n"
+            "vectors, a little at every position, in proportion to the probability it got there:"))
+    return Markup("For example, the row of ") + word + Markup(":")
+
+
 def once(trace: Any) -> int:
     """The first word that is an input exactly once (-1 if there is none)."""
     found = np.flatnonzero(_counts(trace) == 1)
@@ -195,6 +216,18 @@ def once(trace: Any) -> int:
 def once_word(trace: Any) -> str:
     """That word."""
     return grads.word(trace, once(trace))
+
+
+def input_rows_check(trace: Any) -> Markup:
+    """The check of the input side's rows the reader can do: a word that is an input exactly once (`once_word`) has
+    one row of ∇X as its row; with none, every used row is a sum of rows of ∇X. It ends its line: the page goes on
+    after it on the same one."""
+    symbol = escape(input_symbol(trace))
+    if once(trace) >= 0:
+        return (Markup('Pick a word that is an input exactly once, such as "') + fmt.html_words(once_word(trace))
+                + Markup(f'": its row of ${symbol}$ is one\nrow of $\\nabla X$, the row of its position.\n'))
+    return Markup(f"Every input word here appears more than once, so every used row of ${symbol}$ is a sum of rows "
+                  "of\n$\\nabla X$: add up the rows of the positions where the word is the input.\n")
 
 
 # -- every parameter's gradient --------------------------------------------------------------------------------------

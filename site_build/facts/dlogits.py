@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from site_build.facts import grads
+from site_build.macros.text import counted
 
 
 def padding(trace: Any) -> str:
@@ -17,6 +18,16 @@ def padding(trace: Any) -> str:
         return ""
     in_all = f", {grads.slots(trace)} in all" if grads.texts(trace) > 1 else ""
     return f"{in_all}, of which {n} {'is' if n == 1 else 'are'} padding whose target is ignored"
+
+
+def batch_note(trace: Any) -> str:
+    """With several texts, which one the tables show and that parameter gradients include all of them (nothing with
+    one text); a paragraph of its own."""
+    n = grads.texts(trace)
+    if n == 1:
+        return ""
+    return (f"\nThere are {counted(n, 'text')} in this batch; the tables show text 1. Gradients of parameters\n"
+            "are sums over all texts and so include every one of them.")
 
 
 def target(trace: Any) -> int:

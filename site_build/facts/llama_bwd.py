@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from site_build.facts import grads, opt, upd
+from site_build.facts import grads, joined, opt, upd
 from site_build.macros.optimizer import parameters
 
 
@@ -48,6 +48,13 @@ def members(trace: Any, g: int) -> list[int]:
 def head_groups(trace: Any) -> list[tuple[int, list[int]]]:
     """Every key/value head with the query heads it serves."""
     return [(g, members(trace, g)) for g in range(kv_heads(trace))]
+
+
+def kv_groups(trace: Any) -> str:
+    """Every key/value head with the query heads it serves, for a sentence: "key/value head 0 to query heads 0 and
+    1; key/value head 1 to query heads 2 and 3" (a line break after each "query", where the page's lines break)."""
+    return "; ".join(f"key/value head {g} to query\nheads {joined([str(h) for h in hs])}"
+                     for g, hs in head_groups(trace))
 
 
 def kv_of(trace: Any, h: int) -> int:
