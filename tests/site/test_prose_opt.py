@@ -204,3 +204,21 @@ def test_record_tables_list_every_record_once_by_phase(trace):
     assert sections == [(p.capitalize(), str(sum(r.phase == p for r in trace.records))) for p in phases]
     names = re.findall(r"^\| `([^`]+)` \|", text, re.M)
     assert names == [r.name for r in trace.records]
+
+
+def test_the_reference_sentences_follow_the_config():
+    """ref.momentum_unused speaks only for a momentum that Adam or AdamW ignores; ref.blocks_repeat only for a model of
+    several blocks, naming how many, and the residual record it names is in the trace."""
+    from site_build.facts import ref
+
+    cases = [({"optimizer": {"name": "adam", "momentum": 0.9}}, True, 1),
+             ({"optimizer": {"name": "sgd", "momentum": 0.9}, "model": {"n_layers": 3}}, False, 3),
+             ({"model": {"n_layers": 2}}, False, 2)]
+    for config, unused, blocks in cases:
+        trace = engine.run(config_from_dict({"train_steps": 0, **config}, "test"))
+        assert bool(ref.momentum_unused(trace)) is unused
+        sentence = str(ref.blocks_repeat(trace))
+        assert (sentence != "") == (blocks > 1)
+        if blocks > 1:
+            assert sentence.startswith(f"With {['', 'one', 'two', 'three'][blocks]} blocks,")
+            assert f"L{blocks - 1}.resid_2" in trace and "L0.resid_2" in trace
