@@ -469,3 +469,14 @@ def trained_attention(ctx: PageContext) -> Markup:
         out.append(f'<details class="more"><summary>Block {layer}: the trained attention weights{which}</summary>\n\n'
                    f"{tables}</details>")
     return Markup("\n\n".join(out))
+
+
+@macro
+def value_list(ctx: PageContext, name: str, indices: Any) -> Markup:
+    """Several elements of one record inline, as a sentence lists them: `a, b and c` (each a value())."""
+    from site_build.macros.numbers import value
+
+    if not isinstance(indices, (list, tuple)) or not indices:
+        raise MacroError(f"bad argument indices={indices!r} for value_list('{name}'): give a list of indices")
+    shown = [str(value(ctx, name, i)) for i in indices]
+    return Markup(shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1])

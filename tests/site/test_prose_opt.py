@@ -222,3 +222,27 @@ def test_the_reference_sentences_follow_the_config():
         if blocks > 1:
             assert sentence.startswith(f"With {['', 'one', 'two', 'three'][blocks]} blocks,")
             assert f"L{blocks - 1}.resid_2" in trace and "L0.resid_2" in trace
+
+
+def test_value_list_lists_the_elements_as_a_sentence(trace):
+    loss = np.asarray(trace["train.loss"])
+    for k in (1, 2, 3):
+        m = macros_for(trace)
+        text = str(m.value_list("train.loss", [(i,) for i in range(k)]))
+        shown = [_fixed(x) for x in loss[:k]]
+        assert _plain(text) == (shown[0] if k == 1 else ", ".join(shown[:-1]) + " and " + shown[-1])
+        assert "train.loss" in m.ctx.shown
+    with pytest.raises(MacroError, match="give a list of indices"):
+        macros_for(trace).value_list("train.loss", [])
+
+
+def test_repeat_at_is_where_a_word_repeats_with_other_next_words():
+    from site_build.facts import train
+
+    trace = engine.run(config_from_dict({"train_steps": 1, "data": {"texts": ["the cat sat on the mat"]}}, "test"))
+    ins, tgs = trace.labels["inputs"][0], trace.labels["targets"][0]
+    at = train.repeat_at(trace)
+    assert [t for _, t in at] == [t for t, w in enumerate(ins) if w == "the"] and {b for b, _ in at} == {0}
+    assert len({tgs[t] for _, t in at}) > 1  # "the cat", "the mat"
+    plain = engine.run(config_from_dict({"train_steps": 1, "data": {"texts": ["the cat sat"]}}, "test"))
+    assert train.repeat_at(plain) == []
