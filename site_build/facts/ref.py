@@ -8,6 +8,7 @@ from markupsafe import Markup, escape
 
 from site_build import format as fmt
 from site_build.macros.reference import first_block_twin
+from site_build.macros.text import counted
 
 # What each phase of the trace holds: the sentence that opens its section on the records page.
 PHASES = {
@@ -132,3 +133,21 @@ def index_example(trace: Any) -> Entry:
     """The first key of the index, with its records: the example the trace-format page gives."""
     key, names = next(iter(trace.index.items()))
     return Entry(key, names["initial"], names["grad"], names["updated"])
+
+
+def momentum_unused(trace: Any) -> str:
+    """The config page's sentence for a momentum set where it does nothing (only SGD uses it); "" otherwise."""
+    o = trace.config["optimizer"]
+    if o["name"] == "sgd" or not o["momentum"]:
+        return ""
+    return "In this build `optimizer.momentum` is set but has no effect: only SGD uses it."
+
+
+def blocks_repeat(trace: Any) -> Markup:
+    """The records page's sentence for a model of several blocks: block 0's records repeat for each block, and what
+    links one block to the next; "" for one block (the line break is the page's own)."""
+    n = int(trace.config["model"]["n_layers"])
+    if n == 1:
+        return Markup("")
+    return Markup(f"With {counted(n, 'block')}, the records of block 0 (`L0.`) repeat for each block (`L1.` and\n"
+                  "on), and the residual input of block $l > 0$ is the output `L{l-1}.resid_2` of the block before.")

@@ -487,6 +487,12 @@ def repeat_trained(trace: Any) -> bool:
     return bool(steps(trace) > 0 and repeat(trace) and not ambiguous(trace))
 
 
+def repeat_at(trace: Any) -> list[tuple[int, int]]:
+    """The places (text, position) of the repeated word (train.repeat), in order; [] when no word repeats."""
+    r = repeat(trace)
+    return [(r.b, t) for t in r.where] if r else []
+
+
 def short_of_best(trace: Any) -> Markup:
     """Where the trained model is still far from the best possible probability, and that its steps were too few."""
     far = far_from_best(trace)

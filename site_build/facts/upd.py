@@ -222,6 +222,16 @@ def tensor_summary(trace: Any, name: str) -> str:
     return text
 
 
+def tensor_brief(trace: Any, name: str) -> str:
+    """How one tensor moved, as a llama run's update page says it under the tensor's shape: whether it decays, how
+    many of its weights moved by about η, its largest and mean change in units of η (the line breaks are the page's
+    own)."""
+    t = opt.tensor(trace, name)
+    return (f"{'decays' if t.decays else 'no decay'}. {t.near} of its {t.size} weights moved by an\n"
+            f"amount within 1% of $\\eta$; the largest change is {fixed(t.max_change_lr, 3)} $\\eta$ and the mean\n"
+            f"{fixed(t.mean_change_lr, 3)} $\\eta$.")
+
+
 def groups(trace: Any) -> list[tuple[str, list[opt.Tensor]]]:
     """The tensors under the picture headings: the embeddings, each block, the final LayerNorm, the output layer."""
     out: list[tuple[str, list[opt.Tensor]]] = []
