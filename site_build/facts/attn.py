@@ -108,6 +108,19 @@ def listing(trace: Any) -> Listing:
     return listed(T(trace), keep=[key(trace), row(trace)])
 
 
+def listing_extra(trace: Any) -> str:
+    """The entries a cut listing of the worked row keeps besides its ends, as the sentence names them: ", entry k"
+    with what it is (the key worked above, or the last position the row can see)."""
+    notes = {row(trace): f" (the last position {row(trace)} can see)", key(trace): " (worked above)"}
+    return "".join(f", entry {k}{notes.get(k, '')}" for k in listing(trace).extra)
+
+
+def other_heads_tex(trace: Any) -> str:
+    """The heads after head 0 in the concatenation [Z_0 | Z_1 | ...], in LaTeX, each with its shape T × D."""
+    t, d = T(trace), D(trace)
+    return "".join(f"\\,|\\,\\underbrace{{Z_{{ {h} }}}}_{{ {t}\\times{d} }}" for h in range(1, H(trace)))
+
+
 class Entry(NamedTuple):
     """One entry of the worked softmax row: its key, masked score, exponential after subtracting m, and weight."""
 

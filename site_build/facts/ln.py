@@ -44,6 +44,12 @@ def listing(trace: Any) -> Listing:
     return listed(C(trace), keep=[col(trace)])
 
 
+def listing_extra(trace: Any) -> str:
+    """What a cut listing of the worked row keeps besides its ends, as the sentence names it: " and element k,
+    worked through above" (nothing when it keeps only its ends)."""
+    return "".join(f" and element {k}, worked through above" for k in listing(trace).extra)
+
+
 def x(trace: Any, j: int) -> float:
     """Element j of the worked row as it comes in."""
     return float(trace["embed.out"][0, row(trace), j])

@@ -37,8 +37,10 @@ def code(value: object) -> Markup:
 
 
 @macro(context=False)
-def word_list(words: object, sep: str = " ") -> Markup:
-    """Several config words, each isolated on its own, joined by `sep`."""
+def word_list(words: object, sep: str = " ", quoted: bool = False) -> Markup:
+    """Several config words, each isolated on its own, joined by `sep`; `quoted`: each in “curly quotes”."""
+    if quoted and not isinstance(words, (str, bytes)):
+        return Markup(fmt.html_text(sep).join(Markup(f"“{fmt.html_words(w)}”") for w in words))  # type: ignore
     return fmt.html_word_list(words, sep)
 
 

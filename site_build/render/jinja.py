@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 
+import site_build.sections  # noqa: F401 - registers the blocks that read the facts
 from site_build.data.downloads import FileNeed
 from site_build.errors import BuildError
 from site_build.facts import FactError

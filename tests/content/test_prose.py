@@ -12,7 +12,7 @@ import pytest
 CONTENT = Path(__file__).resolve().parents[2] / "content"
 PAGES = sorted(CONTENT.rglob("*.md"))
 JINJA = re.compile(r"\{\{|\{%|\{##")
-SHARE_CAP = 0.315  # lines carrying Jinja / all body lines, over every page: lowered as pages turn to prose (goal 0.15)
+SHARE_CAP = 0.302  # lines carrying Jinja / all body lines, over every page: lowered as pages turn to prose (goal 0.15)
 
 
 def body_lines(path: Path) -> list[str]:
@@ -29,10 +29,14 @@ def jinja_share(pages: list[Path]) -> float:
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(CONTENT)) for p in PAGES])
 def test_a_page_computes_nothing(page):
-    """A page states facts; it does not work them out: no assignments, no namespaces (facts live in Python)."""
+    """A page states facts and places blocks; it does not work them out: no assignments, no namespaces, no loops
+    (facts and the blocks that list them live in Python)."""
     text = "\n".join(body_lines(page))
     assert not re.search(r"\{%-?\s*set\b", text), f"{page.name}: a {{% set %}} belongs in site_build/facts/"
     assert "namespace(" not in text, f"{page.name}: a namespace loop computes a statistic: make it a fact"
+    loop = re.search(r"\{%-?\s*for\b", text)
+    assert not loop, (f"{page.name}: a loop builds a table or a listing in the page: make it a block of "
+                      "site_build/sections/ (or a fact, for a clause of a sentence)")
 
 
 def test_the_pages_are_mostly_prose():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import engine
+import site_build.sections  # noqa: F401 - registers the blocks that read the facts
 from engine.config import config_from_dict
 from engine.notation import latex_escape
 from site_build.format import html_text

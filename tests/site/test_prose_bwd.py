@@ -1,5 +1,5 @@
 """What the backward pages place in one line where they used to loop or branch (issue 24: pages read as prose): the
-gradient table (site_build/macros/backward.py) and the sentences of site_build/facts/dembed.py and llama_bwd.py,
+gradient table (site_build/sections/backward.py) and the sentences of site_build/facts/dembed.py and llama_bwd.py,
 each checked against the trace with NumPy, on runs that take each branch."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import engine
+import site_build.sections  # noqa: F401 - registers the blocks that read the facts
 from engine.config import config_from_dict
 from site_build.facts import dattn, dembed, dlogits, grads, llama_bwd
 from site_build.macros import PageContext, page_globals

@@ -1,4 +1,4 @@
-"""The forward pages' block macros (site_build/macros/forward.py), which place what a page used to build with a loop:
+"""The forward pages' block macros (site_build/sections/forward.py), which place what a page used to build with a loop:
 the tables and listings they write hold the trace's numbers, worked out here with NumPy from the records (the
 embeddings, the masked scores, the attention weights, the config's heads), not read from the facts the macros use."""
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import engine
+import site_build.sections  # noqa: F401 - registers the blocks that read the facts
 from engine.config import config_from_dict
 from site_build.format import html_words
 from site_build.macros import MacroError, PageContext, page_globals
@@ -237,3 +238,39 @@ def test_share_compares_the_feed_forward_weights_with_attentions(trace) -> None:
         assert share.startswith("it holds more") and f"({mlp} here, against {att} for attention)" in share
     else:
         assert share.startswith("in GPT-2") and f"it has {mlp}," in share and share.endswith(f"attention's {att}.")
+
+
+# -- the clauses that replaced the loops inside sentences -------------------------------------------------------------
+def test_a_cut_listing_names_what_it_keeps_besides_its_ends(trace):
+    """ln.listing_extra and attn.listing_extra name exactly the elements a cut listing keeps between its ends (the
+    worked element; for attention the worked key and the last visible position), and nothing for a whole one."""
+    from site_build.facts import attn, ln
+
+    C, T = trace.config["model"]["d_model"], int(np.shape(trace["input_ids"])[1])
+    kept = [k for k in ln.listing(trace) if k is not None and 3 <= k < C - 3] if C > 16 else []
+    assert ln.listing_extra(trace) == "".join(f" and element {k}, worked through above" for k in kept)
+    clause = r", entry (\d+)( \(worked above\)| \(the last position \d+ can see\))?"
+    said = re.findall(clause, attn.listing_extra(trace))
+    middle = [k for k in attn.listing(trace) if k is not None and 3 <= k < T - 3] if T > 16 else []
+    assert [int(k) for k, _ in said] == middle
+    for k, note in said:
+        want = " (worked above)" if int(k) == attn.key(trace) else f" (the last position {attn.row(trace)} can see)"
+        assert note == (want if int(k) in (attn.key(trace), attn.row(trace)) else "")
+
+
+def test_the_concatenation_names_every_head_after_the_first_with_its_shape(trace):
+    from site_build.facts import attn
+
+    m = trace.config["model"]
+    T, D = int(np.shape(trace["input_ids"])[1]), m["d_model"] // m["n_heads"]
+    heads = re.findall(r"\\,\|\\,\\underbrace\{Z_\{ (\d+) \}\}_\{ (\d+)\\times(\d+) \}", attn.other_heads_tex(trace))
+    assert [(int(h), int(t), int(d)) for h, t, d in heads] == [(h, T, D) for h in range(1, m["n_heads"])]
+
+
+def test_a_quoted_word_list_quotes_and_isolates_each_text():
+    from site_build.macros.text import word_list
+
+    texts = ["the <b>cat</b>", "a\u202eb", "x"]
+    assert str(word_list(texts, ", ", quoted=True)) == ", ".join(f"“{html_words(t)}”" for t in texts)
+    listed = str(word_list(texts, ", ", quoted=True))
+    assert "<bdi>" in listed and "<b>" not in listed
