@@ -78,9 +78,19 @@ def test_the_step_equals_hugging_faces(trace, folder):
     assert abs(float(trace["loss"]) - ref["loss"]) < 1e-12
     for key in ref["keys"]:
         names = trace.index[key]
-        assert max_abs(trace[names["grad"]], ref["grads"][key]) < 1e-12, key
-        tol = 1e-9 * trace.config["optimizer"]["lr"] if key.endswith("c_attn.bias") else 1e-12
-        assert max_abs(trace[names["updated"]], ref["updated"][key]) < max(tol, 1e-12), key
+        dg = max_abs(trace[names["grad"]], ref["grads"][key])
+        assert dg < 1e-12, key
+        assert max_abs(trace[names["updated"]], ref["updated"][key]) < update_tolerance(trace, dg), key
+
+
+def update_tolerance(trace, grad_diff: float) -> float:
+    """How far an update may differ from PyTorch's, given how far its gradient does: Adam's first step is
+    lr * g / (|g| + eps), which moves by at most lr * Δg / eps, so a gradient that is rounding noise (the key bias':
+    exactly zero in exact arithmetic, 1e-17 in floats) moves its update by up to lr * 1e-9, more on a CPU whose
+    BLAS rounds differently. Twice that, and 1e-12 for everything else."""
+    opt = trace.config["optimizer"]
+    adam = opt["name"] in ("adam", "adamw")
+    return 1e-12 + (2 * opt["lr"] * grad_diff / opt["eps"] if adam else 0.0)
 
 
 def test_a_vocab_and_merges_tokenizer_reads_as_its_tokenizer_json(trace, folder, tmp_path):
@@ -148,9 +158,11 @@ def test_make_verify_checks_a_checkpoints_trace(trace):
 
     data = verification(trace)
     assert data["format"] == "handstep-verification" and len(data["max_abs_diff"]) > 50
-    loose = {name for name in data["max_abs_diff"] if name.startswith("updated.") and name.endswith("c_attn.bias")}
-    assert max(v for k, v in data["max_abs_diff"].items() if k not in loose) < 1e-12
-    assert max(data["max_abs_diff"][k] for k in loose) < 1e-9 * trace.config["optimizer"]["lr"] + 1e-12
+    figures = data["max_abs_diff"]
+    for name, diff in figures.items():
+        grad = "grad." + name.removeprefix("updated.")
+        tol = update_tolerance(trace, figures[grad]) if name.startswith("updated.") else 1e-12
+        assert diff < tol, name
 
 
 # -- an untied output layer (tie_word_embeddings: false) ----------------------------------------------------------
