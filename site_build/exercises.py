@@ -490,12 +490,13 @@ def rounding_change(trace: Any, name: str, index: tuple[int, ...], halves: dict[
     """How far the element can move when each input is moved by half a unit of its last shown digit, one at a
     time, the moves added up: the error of the answer worked out from the rounded numbers, to first order (the
     sum so far once it reaches `limit`: too much already)."""
-    base = evaluate(trace, name, index)[0]
+    terms: dict = {}  # the element's einsum terms, gathered once for all the patches
+    base = evaluate(trace, name, index, terms=terms)[0]
     total = 0.0
     for op, h in halves.items():
         x = float(np.asarray(trace[op[0]])[op[1]])
         if h > 0 and math.isfinite(x):
-            total += abs(evaluate(trace, name, index, patch={op: x + h})[0] - base)
+            total += abs(evaluate(trace, name, index, patch={op: x + h}, terms=terms)[0] - base)
             if total >= limit:
                 break
     return total

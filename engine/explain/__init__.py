@@ -59,11 +59,13 @@ def explain(trace: Trace, name: str, index: Any) -> Explanation:
 
 
 def evaluate(trace: Trace, name: str, index: Any, expressions: tuple[str, ...] = (),
-             patch: dict[tuple[str, tuple[int, ...]], float] | None = None) -> list[Any]:
+             patch: dict[tuple[str, tuple[int, ...]], float] | None = None, terms: dict | None = None) -> list[Any]:
     """Element `index` of record `name` recomputed from its inputs, then `expressions` of the description's language
     evaluated over the same bindings (the exercises' typical wrong answers, the parts of a sum): `[result, *values]`.
-    `patch` ({(input record, index): value}) replaces some inputs, e.g. by the rounded numbers a page shows."""
-    element = _element(trace, name, index, patch)
+    `patch` ({(input record, index): value}) replaces some inputs, e.g. by the rounded numbers a page shows. `terms`:
+    a dict the caller keeps while it evaluates one element under several patches, where the element's einsum terms
+    are gathered once."""
+    element = _element(trace, name, index, patch, terms=terms)
     return [element.value_of("result"), *(element.value_of(e) for e in expressions)]
 
 
@@ -82,10 +84,12 @@ def operands(trace: Trace, name: str, index: Any,
     return element.operands
 
 
-def _element(trace: Trace, name: str, index: Any, patch: dict | None, limit: int | None = None) -> Element:
+def _element(trace: Trace, name: str, index: Any, patch: dict | None, limit: int | None = None,
+             terms: dict | None = None) -> Element:
     rec = trace.record(name)
     index = tuple(int(i) for i in (index if isinstance(index, (tuple, list)) else (index,)))
-    return Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"], patch, limit)
+    return Element(ops(), rec, [trace.record(n) for n in rec.inputs], index, trace.labels["vocab"], patch, limit,
+                   terms)
 
 
 def jacobian(trace: Trace, name: str, row: Any) -> tuple[np.ndarray, str]:

@@ -518,8 +518,13 @@ class Element:
     """The evaluation of one element of one record against its op's description."""
 
     def __init__(self, ops: dict, record: Any, inputs: list, index: tuple[int, ...], vocab: list[str],
-                 patch: dict[tuple[str, tuple[int, ...]], float] | None = None, limit: int | None = None) -> None:
+                 patch: dict[tuple[str, tuple[int, ...]], float] | None = None, limit: int | None = None,
+                 terms: dict | None = None) -> None:
         self.ops = ops
+        # the terms of each einsum of this element, unpatched, shared by evaluations of the same element that only
+        # patch other inputs (`engine.explain.evaluate(terms=)`): they read the same elements, so the gathering
+        # is done once
+        self.terms = terms
         # the most input numbers (elements of float records) to read: more raise TooMany before they are read
         self.limit = limit
         self.numbers = 0
@@ -766,6 +771,9 @@ class Element:
         for ch in joined:
             if ch not in out and ch not in free:
                 free.append(ch)
+        key = (spec, tuple(r.name for r in records), tuple(letters.items()))
+        if self.terms is not None and key in self.terms and self.limit is None:
+            return self._repatched(*self.terms[key])
         sizes = {ch: n for s, r in zip(specs, records) for ch, n in zip(s, r.value.shape)}
         total = math.prod(sizes[ch] for ch in free)
         if total == 0:
@@ -784,13 +792,32 @@ class Element:
             values = np.asarray(r.value[tuple(axes)], dtype=float).reshape(-1).tolist() if axes else \
                 [float(r.value)] * total
             indices = list(zip(*(a.tolist() for a in axes))) if axes else [()] * total
-            values = self._patched(r, indices, values)
             factors.append([Ref(r, k, v) for k, v in zip(indices, values)])
         terms = [list(t) for t in zip(*factors)]
         named = [r.name if r is not self.out else None for r in records]
         for t in terms:
             self.operands.extend((name, f.index) for name, f in zip(named, t) if name is not None)
-        return terms
+        if self.terms is None and not self.patch:
+            return terms
+        where: dict[tuple, list[tuple[int, int]]] = {}  # input element -> (term, factor) it stands at
+        for k, t in enumerate(terms):
+            for j, (name, f) in enumerate(zip(named, t)):
+                if name is not None:
+                    where.setdefault((name, f.index), []).append((k, j))
+        if self.terms is not None:
+            self.terms[key] = (terms, where)
+        return self._repatched(terms, where)
+
+    def _repatched(self, terms: list, where: dict) -> list:
+        """The einsum's terms with this element's patched inputs in place (copies where a factor changed)."""
+        out = terms
+        for element, value in self.patch.items():
+            for k, j in where.get(element, ()):
+                if out is terms:
+                    out = list(terms)
+                out[k] = list(out[k])
+                out[k][j] = Ref(out[k][j].record, out[k][j].index, float(value))
+        return out
 
     def _word(self, v: Any) -> str:
         k = int(val(v))

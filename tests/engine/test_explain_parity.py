@@ -177,3 +177,39 @@ def test_the_panel_cuts_lines_as_the_pages_do():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == [list(cut) for _, cut in CUTS]
+
+
+@pytest.mark.parametrize("name", ["adamw", "llama-gqa-padded"])
+def test_an_element_evaluated_under_many_patches_gathers_its_terms_once_and_alike(name):
+    """engine.explain.evaluate(terms=): the exercises evaluate one element once per rounded input; the einsum terms
+    kept from the first evaluation, with each patch put in place, give exactly the value of a fresh evaluation, for
+    every op kind, as the input changed in the trace itself does (a patch that missed its term would give the
+    unpatched value)."""
+    from engine.explain import evaluate, operands
+
+    trace = run(config_from_dict(CONFIGS[name], "test"))
+    rng = random.Random(7)
+    seen = 0
+    for rec in trace:
+        if rec.op not in ops()["ops"] or not rec.inputs:
+            continue
+        index = tuple(rng.randrange(n) for n in rec.value.shape)
+        found = operands(trace, rec.name, index, limit=400) or []
+        floats = [op for op in found if trace[op[0]].dtype.kind == "f"][:12]
+        terms: dict = {}
+        base = evaluate(trace, rec.name, index, terms=terms)[0]
+        assert base == evaluate(trace, rec.name, index)[0]
+        for op in floats:
+            value = trace.record(op[0]).value
+            if not value.flags.writeable:
+                continue
+            patch = {op: float(value[op[1]]) + 0.125}
+            patched = evaluate(trace, rec.name, index, patch=patch, terms=terms)
+            value[op[1]] += 0.125  # the same input changed in the trace itself: what the patch stands for
+            try:
+                fresh = evaluate(trace, rec.name, index)[0]  # to the last bits: records may share memory
+                assert math.isclose(patched[0], fresh, rel_tol=1e-12, abs_tol=1e-14), (rec.name, op)
+            finally:
+                value[op[1]] -= 0.125
+        seen += bool(terms)
+    assert seen > 5  # elements with einsum terms were among them
