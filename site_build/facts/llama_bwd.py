@@ -34,11 +34,6 @@ def grouped(trace: Any) -> bool:
     return group(trace) > 1
 
 
-def last_kv_head(trace: Any) -> int:
-    """The number of the last key/value head."""
-    return kv_heads(trace) - 1
-
-
 def members(trace: Any, g: int) -> list[int]:
     """The query heads key/value head g serves: gr to gr + r − 1 (Hugging Face's repeat_kv)."""
     r = group(trace)
@@ -57,26 +52,9 @@ def kv_groups(trace: Any) -> str:
                      for g, hs in head_groups(trace))
 
 
-def kv_of(trace: Any, h: int) -> int:
-    """The key/value head query head h reads: ⌊h / r⌋."""
-    return h // group(trace)
-
-
 def kv_dim(trace: Any) -> int:
     """The width of the keys (and of the values) of all key/value heads side by side: H_kv · D."""
     return kv_heads(trace) * grads.head_size(trace)
-
-
-def group_sum_error(trace: Any) -> float:
-    """The largest |∇K_g − Σ_h∈g ∇K^rep_h| and |∇V_g − Σ ∇V^rep_h| over every text, head, key and dimension (zero:
-    the trace's sums are the group sums)."""
-    worst = 0.0
-    for part in ("k", "v"):
-        rep, kv = _a(trace, f"grad.L{{block}}.attn.{part}_rep"), _a(trace, f"grad.L{{block}}.attn.{part}")
-        b, _, t, d = rep.shape
-        summed = rep.reshape(b, kv_heads(trace), group(trace), t, d).sum(axis=2)
-        worst = max(worst, float(np.abs(summed - kv).max()))
-    return worst
 
 
 def opposed(trace: Any, part: str) -> int:
@@ -266,11 +244,6 @@ def one_axis(trace: Any) -> str:
     """The 1-D tensors the model has, in words: what `decay: matrices` spares."""
     return "an RMSNorm gain, the only 1-D tensor a Llama block has" if llama(trace) else \
         "a bias or a LayerNorm gain or shift"
-
-
-def zero_example(trace: Any) -> str:
-    """A gradient that is mathematically zero, as an aside ('' for a model without one: Llama has no key bias)."""
-    return "" if llama(trace) else " (such as the key bias)"
 
 
 def worked(trace: Any) -> str:

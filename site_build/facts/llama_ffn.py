@@ -93,11 +93,6 @@ def gate_min(trace: Any) -> float:
     return float(_first(trace, "L0.mlp.gate").min())
 
 
-def gate_max(trace: Any) -> float:
-    """The largest gate input of the first text."""
-    return float(_first(trace, "L0.mlp.gate").max())
-
-
 def act_min(trace: Any) -> float:
     """The smallest SiLU output of the first text: never below SiLU's minimum."""
     return float(_first(trace, "L0.mlp.act").min())
@@ -252,11 +247,6 @@ def larger_path(trace: Any) -> str:
     """Which path into the ln_2 output carries the larger gradient (Frobenius norm, whole batch): gate or up."""
     gate, up = _path_norms(trace)
     return "gate" if gate >= up else "up"
-
-
-def smaller_path(trace: Any) -> str:
-    """The other path."""
-    return "up" if larger_path(trace) == "gate" else "gate"
 
 
 # -- the output page --------------------------------------------------------------------------------------------

@@ -204,11 +204,6 @@ def kv_col(trace: Any) -> int:
     return min(3, kv_dim(trace) - 1)
 
 
-def kv_columns(trace: Any, g: int) -> tuple[int, int]:
-    """The first and last column of the keys (or values) that make key/value head g."""
-    return g * D(trace), (g + 1) * D(trace) - 1
-
-
 class Group(NamedTuple):
     """A key/value head and the query heads that read it."""
 

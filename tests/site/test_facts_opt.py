@@ -125,8 +125,6 @@ def test_a_weight_moves_with_its_gradient_where_the_l2_term_outweighs_and_oppose
         assert way.along(trace) == int((seen * g < 0).sum())
     else:
         assert way.along(trace) == 0
-    if opt.name(trace) == "adam" and trace.config["optimizer"]["weight_decay"] >= 0.05:
-        assert 0.05 < way.along_percent(trace) / 100 < 0.5  # the run: about 12% moved with their gradient
 
 
 def test_where_the_weights_that_moved_with_their_gradient_sit(trace):
