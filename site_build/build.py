@@ -24,6 +24,7 @@ from site_build.errors import BuildError, shown_path
 from site_build.exercises import PageExercises, add_exercises
 from site_build.macros.registry import RunContext
 from site_build.macros.scale import table_pages
+from site_build.mathslots import MathSlots
 from site_build.notebook import notebook_files
 from site_build.pages import ExtraPage, Page, collect_pages, slug_fields
 from site_build.progress import Progress, quiet
@@ -31,7 +32,6 @@ from site_build.render.compile import Compiled
 from site_build.render.jinja import PageResult, link_map, page_key, render_pages
 from site_build.render.layout import render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
-from site_build.render.mathslots import MathSlots
 from site_build.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -59,9 +59,9 @@ from site_build.macros.blocks import Cells
 from site_build.macros.numbers import calc_html, risky_words
 from site_build.macros.reference import block_twin
 from site_build.macros.registry import RunContext
+from site_build.mathslots import SLOT_RE, MathSlots
 from site_build.pages import Page, block_number
 from site_build.render.markdown import Heading, Rendered
-from site_build.render.mathslots import SLOT_RE, MathSlots
 from site_build.tables import DECIMALS
 
 SECTIONS = ("Forward pass", "Backward pass", "Optimization")  # the pages that get exercises

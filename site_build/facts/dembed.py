@@ -9,7 +9,8 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from site_build import format as fmt
-from site_build.facts import abs_stats, grads, opt, per_run
+from site_build.facts import grads, opt
+from site_build.figures import abs_stats, per_run
 from site_build.macros.optimizer import TORCH_NAMES
 from site_build.macros.text import counted
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from site_build.facts import grads, joined, opt, upd
+from site_build.facts import grads, opt, upd
+from site_build.figures import joined
 from site_build.macros.optimizer import parameters
 
 

@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from site_build.facts import Split, abs_stats, nonzero
 from site_build.facts.run import llama
+from site_build.figures import Split, abs_stats, nonzero
 from site_build.format import fixed, general, tex_number
 from site_build.macros.optimizer import TensorUpdate, parameters, update_of
 

@@ -9,7 +9,8 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from site_build import format as fmt
-from site_build.facts import CHUNK, Split, abs_stats, joined, nonzero, opt, per_run, way
+from site_build.facts import opt, way
+from site_build.figures import CHUNK, Split, abs_stats, joined, nonzero, per_run
 from site_build.macros.optimizer import parameters
 
 

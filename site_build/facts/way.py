@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from site_build.facts import CHUNK, Split, joined, nonzero, opt
+from site_build.facts import opt
+from site_build.figures import CHUNK, Split, joined, nonzero
 from site_build.format import fixed, general
 
 SHOWN = 4  # tensors named one by one where the weights that moved with their gradient sit; the rest are summed

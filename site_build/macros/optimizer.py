@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup, escape
 
-from site_build.facts import abs_stats, per_run
+from site_build.figures import abs_stats, per_run
 from site_build.format import MINUS, format_number, full_repr
 from site_build.macros.blocks import Table
 from site_build.macros.registry import MacroError, PageContext, ahead, macro

@@ -29,10 +29,9 @@ import numpy as np
 from markupsafe import Markup
 
 from engine.explain import explain
-from site_build.facts import facts_for
 from site_build.macros.blocks import PageBlocks
+from site_build.mathslots import MathSlots
 from site_build.pages import BLOCK, block_number
-from site_build.render.mathslots import MathSlots
 
 F = TypeVar("F", bound=Callable[..., Any])
 _NONE = object()
@@ -101,14 +100,10 @@ def ahead(fn: F | None = None, *, stage: int = 1) -> Any:
 
 
 def page_globals(ctx: Any) -> dict[str, Any]:
-    """What a page sees: every registered macro (bound to `ctx` where it takes one, its record names with the page's
-    block in place of `L{block}`: PageContext.named), the facts of every topic (site_build.facts), `trace` and
-    `config`."""
+    """The macros a page sees: every registered macro (bound to `ctx` where it takes one, its record names with the
+    page's block in place of `L{block}`: PageContext.named), `trace` and `config`. The page renderer adds the facts
+    (site_build.render.jinja.page_namespace)."""
     out: dict[str, Any] = {name: partial(_named, ctx, f) if bound else f for name, (f, bound) in MACROS.items()}
-    facts = facts_for(ctx.trace)
-    if clash := sorted(facts.keys() & out.keys()):
-        raise ValueError(f"facts topic and macro share a name: {', '.join(clash)}")
-    out.update(facts)
     out.update(trace=ctx.trace, config=ctx.trace.config)
     return out
 

@@ -17,7 +17,7 @@ import numpy as np
 from markupsafe import Markup
 
 from site_build import format as fmt
-from site_build.facts import Split
+from site_build.figures import Split
 from site_build.macros.blocks import Other, Parts
 from site_build.macros.registry import MacroError, PageContext, filter, macro
 
@@ -67,7 +67,7 @@ def count_words(n: Any, noun: str, plural: str | None = None) -> str:
 
 @macro
 def split(ctx: PageContext, sentence: Any) -> Markup:
-    """A sentence that splits a total into parts, from a fact (`{{ split(opt.moved) }}`, a facts.Split): its text,
+    """A sentence that splits a total into parts, from a fact (`{{ split(opt.moved) }}`, a figures.Split): its text,
     marked with the total and the parts (`data-total`, `data-parts`) so that a check can add them up. The parts
     must add up to the total here already."""
     if not isinstance(sentence, Split):

@@ -15,16 +15,16 @@ import jinja2
 import site_build.sections  # noqa: F401 - registers the blocks that read the facts
 from site_build.data.downloads import FileNeed
 from site_build.errors import BuildError
-from site_build.facts import FactError
+from site_build.facts import FactError, facts_for
 from site_build.macros import MacroError, PageContext, page_globals
 from site_build.macros.blocks import Block, Group
 from site_build.macros.charts import step_map
 from site_build.macros.registry import RunContext
+from site_build.mathslots import MathSlots
 from site_build.pages import Page
 from site_build.render.compile import Compiled, compile_page, content_environment
 from site_build.render.markdown import Heading, make_parser
 from site_build.render.markdown import render_page as render_markdown
-from site_build.render.mathslots import MathSlots
 
 
 @dataclass
@@ -156,6 +156,15 @@ def link_map(pages: list[Page]) -> dict[str, str]:
     return links
 
 
+def page_namespace(ctx: PageContext) -> dict[str, Any]:
+    """What a page sees: the macros (site_build.macros.page_globals) and the facts of every topic bound to the run
+    (site_build.facts: `{{ ln.sd }}`)."""
+    macros, facts = page_globals(ctx), facts_for(ctx.trace)
+    if clash := sorted(facts.keys() & macros.keys()):
+        raise ValueError(f"facts topic and macro share a name: {', '.join(clash)}")
+    return {**macros, **facts}
+
+
 def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, compiled: Compiled | None = None,
                  extra: dict[str, Any] | None = None) -> str:
     """Render a page body with the macros bound to `ctx` (and `extra` names over them); any error becomes
@@ -164,7 +173,7 @@ def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, compiled
     try:
         code = compiled.code(env, page) if compiled is not None else compile_page(env, page)
         template = env.template_class.from_code(env, code, env.globals, None)
-        return template.render({**page_globals(ctx), **(extra or {})})
+        return template.render({**page_namespace(ctx), **(extra or {})})
     except jinja2.TemplateSyntaxError as err:
         raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
     except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback

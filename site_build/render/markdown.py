@@ -21,7 +21,7 @@ from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
-from site_build.render.mathslots import MathSlots
+from site_build.mathslots import MathSlots
 
 CALLOUTS = {"why": "Why?", "check": "Check", "note": "Note", "warmup": "Warm-up"}  # warmup: made-up numbers
 TOC_LEVELS = (2, 3)

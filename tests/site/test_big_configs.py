@@ -27,7 +27,7 @@ from site_build.charts.plots import HEAT_COLS, HEAT_LEVELS, pooled
 from site_build.data import downloads, interact
 from site_build.data.checks import Checks
 from site_build.macros import PageContext, page_globals, scale
-from site_build.render.mathslots import MathSlots
+from site_build.mathslots import MathSlots
 
 sys.path.insert(0, str(ROOT))
 from benchmarks import gpt2_small  # noqa: E402 - the benchmark's own config generator, at a mid size

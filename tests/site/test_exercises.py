@@ -270,7 +270,7 @@ def test_a_pages_exercise_budget_counts_its_check_lines_whether_or_not_they_are_
 
     from site_build.data.checks import Checks
     from site_build.exercises import MAX_BUDGET, MIN_BUDGET, page_budget
-    from site_build.render.mathslots import MathSlots
+    from site_build.mathslots import MathSlots
 
     names = [f"L{k}.mlp.c_fc.weight" for k in range(40)]
     checks = Checks(fd={n: {"checked": list(range(8)), "max_abs_err": 1.5e-9} for n in names})

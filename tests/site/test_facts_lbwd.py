@@ -177,7 +177,7 @@ def test_the_shared_optimizer_words_follow_the_architecture(trace):
 # -- the macros a llama page needs (the key/value-head axis, the symbols, the comparison) -----------------------------
 def _macros(trace, other=None):
     from site_build.macros import PageContext, page_globals
-    from site_build.render.mathslots import MathSlots
+    from site_build.mathslots import MathSlots
 
     ctx = PageContext(trace, MathSlots())
     if other is not None:

@@ -20,7 +20,7 @@ from engine.explain import jacobian as engine_jacobian
 from site_build.charts import rope_angle_chart, rope_angles
 from site_build.facts import llama_fwd as f
 from site_build.macros import MacroError, PageContext, page_globals
-from site_build.render.mathslots import MathSlots
+from site_build.mathslots import MathSlots
 
 LLAMA = {"arch": "llama", "d_ff": 16, "n_positions": 16}
 CONFIGS = {

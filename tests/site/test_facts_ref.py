@@ -45,7 +45,7 @@ def test_a_figure_of_the_run_is_worked_out_once_even_from_two_threads():
     import threading
     import time
 
-    from site_build.facts import per_run
+    from site_build.figures import per_run
 
     class Run:
         pass

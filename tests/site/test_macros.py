@@ -16,7 +16,7 @@ from engine.config import config_from_dict
 from engine.notation import latex_escape
 from site_build.format import html_text
 from site_build.macros import MacroError, PageContext, page_globals
-from site_build.render.mathslots import SLOT_RE, MathSlots
+from site_build.mathslots import SLOT_RE, MathSlots
 
 
 def macros_for(trace, slots: MathSlots | None = None) -> SimpleNamespace:
@@ -295,9 +295,9 @@ def test_count_and_span_words():
 
 
 def test_a_split_sentence_is_marked_with_its_total_and_parts_and_must_add_up(small_trace):
-    """`split` shows a fact that splits a total (facts.Split) marked for the config-matrix rule, and refuses one
+    """`split` shows a fact that splits a total (figures.Split) marked for the config-matrix rule, and refuses one
     whose parts do not add up; the notebook reads the sentence."""
-    from site_build.facts import Split
+    from site_build.figures import Split
     from site_build.macros.blocks import Parts
 
     m = macros_for(small_trace)

@@ -16,7 +16,7 @@ import site_build.sections  # noqa: F401 - registers the blocks that read the fa
 from engine.config import config_from_dict
 from site_build.facts import dattn, dembed, dlogits, grads, llama_bwd
 from site_build.macros import PageContext, page_globals
-from site_build.render.mathslots import MathSlots
+from site_build.mathslots import MathSlots
 
 
 def run(model: dict | None = None, texts: list[str] | None = None):

@@ -15,7 +15,7 @@ import site_build.sections  # noqa: F401 - registers the blocks that read the fa
 from engine.config import config_from_dict
 from site_build.format import html_words
 from site_build.macros import MacroError, PageContext, page_globals
-from site_build.render.mathslots import MathSlots
+from site_build.mathslots import MathSlots
 
 WORDS = [f"w{i}" for i in range(70)]
 CONFIGS = {
