@@ -320,15 +320,29 @@ def jacobian(ctx: PageContext, name: str, index: Any = None) -> Markup:
     return ctx.place(Table((name,)), tables.table(J, rows, cols, caption, "", (), "out ╲ in"))
 
 @macro
-def every_head(ctx: PageContext, name: str) -> Markup:
+def every_head(ctx: PageContext, names: Any, titled: bool = False) -> Markup:
     """`matrix(name, head=h)` for every head of a record with a heads axis (its query or its key/value heads), one
-    after another, each a block of its own: `{{ every_head("L0.attn.weights") }}` where a page would loop."""
-    rec = ctx.record(name)
-    axis = next((a for a in rec.axes if a in HEAD_AXES), None)
-    if axis is None:
-        raise MacroError(f"every_head('{name}'): the record has no heads axis; show it with matrix('{name}')")
-    heads = np.shape(rec.value)[list(rec.axes).index(axis)]
-    return Markup("\n\n".join(str(matrix(ctx, name, head=h)) for h in range(heads)))
+    after another, each a block of its own: `{{ every_head("L0.attn.weights") }}` where a page would loop. Several
+    records (with as many heads) go head by head, each record's matrix of that head in turn:
+    `{{ every_head(["L0.attn.q", "L0.attn.k", "L0.attn.v"], titled=true) }}`, each head under `### Head h`."""
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise MacroError(f"bad argument names={names!r} for every_head(): give a record name or a list of them")
+    counts = {}
+    for name in names:
+        rec = ctx.record(name)
+        axis = next((a for a in rec.axes if a in HEAD_AXES), None)
+        if axis is None:
+            raise MacroError(f"every_head('{name}'): the record has no heads axis; show it with matrix('{name}')")
+        counts[name] = int(np.shape(rec.value)[list(rec.axes).index(axis)])
+    if len(set(counts.values())) > 1:
+        raise MacroError(f"every_head: the records have different numbers of heads ({counts})")
+    parts = []
+    for h in range(counts[names[0]]):
+        parts += [f"### Head {h}"] if titled else []
+        parts += [str(matrix(ctx, name, head=h)) for name in names]
+    return Markup("\n\n".join(parts))
 
 
 @macro

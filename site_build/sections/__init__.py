@@ -1,6 +1,6 @@
 """Blocks a page places with one line where it would otherwise loop: tables, listings and rows built from the facts.
 
-    forward.py       each_head, vocab_table, position_tables, norm_rows, softmax_rows, strongest_keys, kv_groups
+    forward.py       vocab_table, position_tables, norm_rows, softmax_rows, strongest_keys, kv_groups
     backward.py      gradient_table
     optimization.py  tensor_table, tensor_pictures, per_text, gain_table, place_table, steepest_table, loss_table,
                      generation_table, trained_attention, value_list

@@ -1,6 +1,5 @@
 """Macros for the forward pages: the tables and worked listings a page would otherwise build with a loop.
 
-    {{ each_head(["L0.attn.k_heads", "L0.attn.v"]) }}   head by head, each record's matrix of that head
     {{ vocab_table() }}                                  the vocabulary, id and token (embed.vocab_rows)
     {{ position_tables() }}                              each text's inputs and targets, position by position
     {{ norm_rows() }}                                    the worked LayerNorm (RMSNorm) row, element by element
@@ -14,16 +13,14 @@ table shows inline come through `value`, which marks their record as shown.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from markupsafe import Markup, escape
 
 from site_build.facts import attn, embed, llama_fwd, ln
 from site_build.facts.run import H
 from site_build.format import html_words
-from site_build.macros.numbers import HEAD_AXES, matrix, num, token, value
-from site_build.macros.registry import MacroError, PageContext, macro
+from site_build.macros.numbers import num, token, value
+from site_build.macros.registry import PageContext, macro
 from site_build.macros.text import and_list, text_name
 
 VDOTS = r"&\;\;\vdots"  # the row of an aligned listing where a run of elements is left out
@@ -34,30 +31,6 @@ def _aligned(rows: list[str | None]) -> Markup:
     last = len(rows) - 1
     lines = "".join(f"{VDOTS if r is None else r} {'' if k == last else chr(92) * 2}\n" for k, r in enumerate(rows))
     return Markup(f"$$\n\\begin{{aligned}}\n{lines}\\end{{aligned}}\n$$")
-
-
-def _heads(ctx: PageContext, name: str) -> int:
-    rec = ctx.record(name)
-    axis = next((a for a in rec.axes if a in HEAD_AXES), None)
-    if axis is None:
-        raise MacroError(f"each_head: '{name}' has no heads axis; show it with matrix('{name}')")
-    return int(np.shape(rec.value)[list(rec.axes).index(axis)])
-
-
-@macro
-def each_head(ctx: PageContext, names: Any, titled: bool = False) -> Markup:
-    """Head by head, `matrix(name, head=h)` of each record in `names` (which share their number of heads); with
-    `titled`, each head under a `### Head h` heading: `{{ each_head(["L0.attn.q", "L0.attn.k", "L0.attn.v"]) }}`."""
-    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
-        raise MacroError(f"bad argument names={names!r} for each_head(): give a list of record names")
-    counts = {name: _heads(ctx, name) for name in names}
-    if len(set(counts.values())) > 1:
-        raise MacroError(f"each_head: the records have different numbers of heads ({counts})")
-    parts = []
-    for h in range(counts[names[0]]):
-        parts += [f"### Head {h}"] if titled else []
-        parts += [str(matrix(ctx, name, head=h)) for name in names]
-    return Markup("\n\n".join(parts))
 
 
 @macro

@@ -76,25 +76,25 @@ def listed_indices(n: int, keep: list[int]) -> list[int | None]:
     return out
 
 
-def test_each_head_places_every_records_head_in_turn(trace) -> None:
+def test_every_head_places_every_records_head_in_turn(trace) -> None:
     m = trace.config["model"]
     names = ["L0.attn.k_heads", "L0.attn.v"] if m.get("arch") == "llama" else ["L0.attn.q", "L0.attn.k", "L0.attn.v"]
     heads = m["n_kv_heads"] if m.get("arch") == "llama" else m["n_heads"]
     page = macros_for(trace)
-    html = str(page.each_head(names, titled=True))
+    html = str(page.every_head(names, titled=True))
     # outside a page each matrix is its HTML: its record and head, in the order a loop over the heads would place them
     placed = re.findall(r'<table class="matrix" data-record="([^"]+)" data-at="0,(\d+)"', html)
     assert placed == [(name, str(h)) for h in range(heads) for name in names]
     assert re.findall(r"^### Head (\d+)$", html, re.M) == [str(h) for h in range(heads)]
-    assert "### Head" not in str(macros_for(trace).each_head(names))
+    assert "### Head" not in str(macros_for(trace).every_head(names))
     assert set(names) <= page.ctx.shown
     with pytest.raises(MacroError, match="has no heads axis"):
-        macros_for(trace).each_head(["L0.attn.k", "embed.out"])
-    with pytest.raises(MacroError, match="give a list"):
-        macros_for(trace).each_head("L0.attn.k")
+        macros_for(trace).every_head(["L0.attn.k", "embed.out"])
+    with pytest.raises(MacroError, match="give a record name or a list"):
+        macros_for(trace).every_head([])
     if m.get("arch") == "llama" and m["n_kv_heads"] != m["n_heads"]:
         with pytest.raises(MacroError, match="different numbers of heads"):
-            macros_for(trace).each_head(["L0.attn.q", "L0.attn.k"])
+            macros_for(trace).every_head(["L0.attn.q", "L0.attn.k"])
 
 
 def test_vocab_table_lists_the_vocabulary_by_id(trace) -> None:
