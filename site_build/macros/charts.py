@@ -211,12 +211,6 @@ def generation_picture(ctx: PageContext) -> Markup:
 
 
 @macro
-def generation_text(ctx: PageContext) -> int:
-    """The training text (batch index) the trained model's greedy text is closest to: the one it is compared with."""
-    return charts.generation_reference(ctx.trace)
-
-
-@macro
 def update_picture(ctx: PageContext, name: str) -> Markup:
     """Δθ/η of one parameter tensor as a heatmap: `{{ update_picture("wte") }}`."""
     rec = ctx.record(name)

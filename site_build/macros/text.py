@@ -6,7 +6,7 @@ LaTeX text mode (`latex_escape`, `| tex`, `latex_text`), with engine.notation's 
 A sentence whose words depend on the config gets them from here: `count(3, "head")` (3 heads),
 `counted(2, "head")` (two heads), `plural`, `agree` (is/are), `ordinal` (first, 13th), `all_of` (both heads),
 `each_of`, `and_list` (1, 5 and 7), `text_name(0)` (text 1: readers count texts from 1), `claim` (stop the
-build when a sentence is false for the config), `positions_of` (every position of a word), `symbols_table`.
+build when a sentence is false for the config), `symbols_table`.
 """
 
 from __future__ import annotations
@@ -190,17 +190,6 @@ def claim(holds: Any, sentence: str) -> str:
     return ""
 
 
-@macro
-def positions_of(ctx: PageContext, word: str, batch: int = 0) -> list[int]:
-    """Every position of text `batch` (0-based, as the trace) whose input token is `word`, padding left out:
-    `{% set where = positions_of("the") %}` then `{{ and_list(where) }}`."""
-    inputs, targets = ctx.trace.labels["inputs"], np.asarray(ctx.trace["targets"])
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 0 <= batch < len(inputs):
-        raise MacroError(f"bad argument batch={batch!r} for positions_of(): give 0..{len(inputs) - 1}")
-    n = int((targets[batch] >= 0).sum())
-    return [t for t, w in enumerate(inputs[batch][:n]) if w == word]
-
-
 def _size_value(trace: Any, key: str) -> Any:
     """The value of one of notation.SIZES in this build (None for an index or a symbol without a value)."""
     from engine.layers import GELU_C
@@ -352,27 +341,3 @@ def state_dict_table(ctx: PageContext) -> Markup:
     return ctx.place(Other(), f'<div class="table-wrap"><table class="state-dict"><thead>{head}</thead><tbody>'
                      f'{"".join(rows)}{foot}</tbody></table></div>')
 
-
-@macro
-def vocab_use(ctx: PageContext) -> dict[str, Any]:
-    """How the batch uses the vocabulary (the embedding-gradient page), counted with NumPy once, not word by word in
-    page code (50,257 words for GPT-2): `counts[v]`, the times word v is an input over every text; `repeated`,
-    the words input more than once; `absent`, never an input; `once`, the first word input exactly once (-1 if
-    none); `absent_nonzero`, how many absent words have a non-zero row of `grad.wte`; `targeted` and `plain`, the
-    absent words that are, or are never, a target."""
-    trace = ctx.trace
-    size = len(trace.labels["vocab"])
-    counts = np.bincount(np.asarray(trace["input_ids"]).ravel(), minlength=size)
-    absent = np.flatnonzero(counts == 0)
-    grad = np.asarray(trace["grad.wte"])
-    rows = np.zeros(size, dtype=bool)
-    for start in range(0, size, 4096):  # row by row in blocks: the table can be memory-mapped and large
-        rows[start:start + 4096] = np.abs(grad[start:start + 4096]).max(axis=1) > 0
-    targets = np.asarray(trace["targets"]).ravel()
-    is_target = np.zeros(size, dtype=bool)
-    is_target[targets[targets >= 0]] = True
-    once = np.flatnonzero(counts == 1)
-    ctx.mark("grad.wte")
-    return {"counts": counts.tolist(), "repeated": np.flatnonzero(counts > 1).tolist(), "absent": absent.tolist(),
-            "once": int(once[0]) if once.size else -1, "absent_nonzero": int(rows[absent].sum()),
-            "targeted": absent[is_target[absent]].tolist(), "plain": absent[~is_target[absent]].tolist()}
