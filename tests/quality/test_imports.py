@@ -91,3 +91,39 @@ def test_the_cycle_finder_finds_a_cycle_through_an_import_inside_a_function(tmp_
     known = {"pkg": package / "__init__.py", "pkg.a": package / "a.py", "pkg.b": package / "b.py"}
     graph = {name: imports(name, path, known) for name, path in known.items()}
     assert cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+# The page layers of site_build, from the bottom: what the facts and macros share, the macros, the facts, the blocks
+# built from facts, the page renderer. A module imports only from its own layer or those below (docs/architecture.md).
+LAYERS = ["site_build.figures", "site_build.mathslots", "site_build.macros", "site_build.facts",
+          "site_build.sections", "site_build.render"]
+
+
+def layer_of(name: str) -> int | None:
+    for rank, prefix in enumerate(LAYERS):
+        if name == prefix or name.startswith(prefix + "."):
+            return rank
+    return None
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """The imports from a page layer to a higher one."""
+    out = []
+    for name, targets in graph.items():
+        here = layer_of(name)
+        for target in targets:
+            there = layer_of(target)
+            if here is not None and there is not None and there > here:
+                out.append(f"{name} -> {target}")
+    return sorted(out)
+
+
+def test_the_page_layers_import_only_downwards():
+    """A macro that read a fact, or a fact that read a block of sections/, would be an import up a layer: the facts
+    use the macros' formatting, so a block built from facts belongs in sections/ (above both)."""
+    known = modules()
+    graph = {name: imports(name, path, known) for name, path in known.items()}
+    assert {layer_of(n) for n in graph} >= set(range(len(LAYERS))), "a layer has no module: update LAYERS"
+    assert not (found := upward(graph)), "imports up a layer: " + "; ".join(found)
+    graph["site_build.macros.text"] = graph["site_build.macros.text"] | {"site_build.facts.attn"}
+    assert upward(graph) == ["site_build.macros.text -> site_build.facts.attn"]  # the check can fail
