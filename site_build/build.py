@@ -102,6 +102,7 @@ class Job:
     other: tuple[Any, str] | None  # the run of --compare, and where it came from
     compiled: Compiled
     keys: dict[str, Any] | None = None  # each page's page-cache key; None for a run that has no key
+    ships: bool = True  # the site carries the trace (downloads.ships_trace): not a big run's
     prefetch: Prefetch | None = None
     extra_pages: dict[str, ExtraPage] = field(default_factory=dict)
 
@@ -186,6 +187,7 @@ class Builder:
         with no key (a checkpoint changed while it was read) keeps nothing in the page cache."""
         self.session.katex.warm_up()
         run = self.session.run(job.config_path, job.cfg, job.run_key)
+        job.ships = ships_trace(run.trace)
         if run.key:
             job.keys = {p.source: page_key(p, job.key, job.links) for p in job.pages}
         return run
@@ -202,7 +204,7 @@ class Builder:
             katex.flush()
             prefetch.page(result)
 
-        if not ships_trace(site.trace):
+        if not job.ships:
             site.start_ahead()
         keyed = job.keys is not None
         return render_pages(job.pages, site, job.links, self.session.pages if keyed else None, job.problems,
@@ -228,7 +230,7 @@ class Builder:
         """Each page's body, and each generated page, in the site's layout (templates/)."""
         made.layouts = render_layouts(self.paths.templates, job.pages, made.bodies, base_url,
                                       pages_with_data(made.shown, job.pages), made.extra_pages,
-                                      notebook=ships_trace(run.trace))
+                                      notebook=job.ships)
 
     def check(self, job: Job, run: Any, site: RunContext, made: Made, out_dir: Path, require_coverage: bool,
               clock: Clock) -> Report:
@@ -263,7 +265,7 @@ class Builder:
                                        lambda names=names: csv_files(site, names)))
         files.update(page_files(run.trace, results.values(), job.prefetch))  # the blocks' CSVs, .npy, heatmaps
         files.update(static_files(self.paths.root, self.paths.templates))
-        if ships_trace(run.trace):  # it reads trace.json
+        if job.ships:  # it reads trace.json
             files.update(notebook_files(site, job.pages, results, lambda source, make: self.per_page(
                 "notebook", job, source, (), lambda text: isinstance(text, str), make)))
         run.trace.release()

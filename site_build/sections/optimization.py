@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from markupsafe import Markup, escape
 
 from site_build.facts import llama_bwd, opt, run, summary, train, upd
@@ -19,10 +18,6 @@ from site_build.macros.text import count_words, text_name, word_list
 def _md(x: Any) -> str:
     """`x` as a page's `{{ x }}` writes it: escaped unless it is Markup already (the page environment autoescapes)."""
     return str(escape(x))
-
-
-def _texts(ctx: PageContext) -> int:
-    return int(np.shape(ctx.trace["input_ids"])[0])
 
 
 @macro
@@ -71,7 +66,7 @@ def per_text(ctx: PageContext, names: Any, label: str = "") -> Markup:
         raise MacroError(f"bad argument names={names!r} for per_text(): give a record name or a list of them")
     if label not in LABELS:
         raise MacroError(f"bad argument label={label!r} for per_text(): give one of {', '.join(map(repr, LABELS))}")
-    texts = _texts(ctx)
+    texts = run.B(ctx.trace)
     out = []
     for b in range(texts):
         blocks = "\n\n".join(str((vector if len(ctx.record(n).axes) == 2 else matrix)(ctx, n, batch=b)) for n in names)
@@ -86,7 +81,7 @@ def _by_place(ctx: PageContext, head: str, probs: tuple[str, str], rows: list[tu
     position, the cells `rows` give, the probability of its target in the records `probs` (before, after), and a last
     cell; `rows` are (text, position, the first cells, the last cell)."""
 
-    several = _texts(ctx) > 1
+    several = run.B(ctx.trace) > 1
     lines = [f"| {'text | ' if several else ''}position | {head} |",
              f"|{'---|' if several else ''}---|" + "---|" * (head.count("|") + 1)]
     lines += [f"| {f'{b + 1} | ' if several else ''}{t} | {first} | {value(ctx, probs[0], (b, t))} | "
