@@ -276,11 +276,15 @@ class _Worker:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        self.proc.stdout.readline()  # {"version": ...}: KaTeX has loaded
-        for line in self.proc.stdout:
-            with self.cond:
-                self.replies[self.pending.popleft()] = json.loads(line)
-                self.cond.notify_all()
+        try:
+            self.proc.stdout.readline()  # {"version": ...}: KaTeX has loaded
+            for line in self.proc.stdout:
+                reply = json.loads(line)
+                with self.cond:
+                    self.replies[self.pending.popleft()] = reply
+                    self.cond.notify_all()
+        except (OSError, ValueError, IndexError):
+            pass  # node stopped mid-reply (a SIGTERM to the whole group), or its pipe closed: it is dead, as below
         with self.cond:
             self.dead = True
             self.cond.notify_all()

@@ -826,3 +826,24 @@ def test_a_build_changes_no_module_level_state_of_the_builder(tmp_path):
     assert main(["build", "--config", str(SMALL), "--out", str(tmp_path / "site"), "--cache", str(tmp_path / "c")]) == 0
     after = _module_state()
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
+
+
+def test_a_katex_reply_cut_short_ends_the_reader_without_a_traceback(capfd):
+    """node killed mid-reply (a SIGTERM to the whole process group, as `serve` gets one): the reader thread finds a
+    line that is not JSON, or a reply nothing waits for, and marks the worker dead; it prints no traceback."""
+    import io
+    import threading
+    from collections import deque
+    from types import SimpleNamespace
+
+    from site_build.render import katex
+
+    for out in ('{"version": 1}\n{"html": "<span', '{"version": 1}\n{"html": "x"}\n'):
+        worker = katex._Worker.__new__(katex._Worker)
+        worker.proc = SimpleNamespace(stdout=io.StringIO(out))
+        worker.pending, worker.replies, worker.cond, worker.dead = deque(), {}, threading.Condition(), False
+        reader = threading.Thread(target=worker._read)
+        reader.start()
+        reader.join(timeout=10)
+        assert worker.dead and not reader.is_alive()
+    assert "Traceback" not in capfd.readouterr().err
