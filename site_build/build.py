@@ -186,7 +186,7 @@ class Builder:
         """The trace and its checks (session.Run); with no formula cached yet, node loads KaTeX meanwhile. A run
         with no key (a checkpoint changed while it was read) keeps nothing in the page cache."""
         self.session.katex.warm_up()
-        run = self.session.run(job.config_path, job.cfg, job.run_key)
+        run = self.session.run(job.cfg, job.run_key)
         job.ships = ships_trace(run.trace)
         if run.key:
             job.keys = {p.source: page_key(p, job.key, job.links) for p in job.pages}

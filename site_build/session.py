@@ -64,7 +64,7 @@ class Session:
         """cache.run_key of a config's run, with the verification files a build of it may read."""
         return cache.run_key(cfg, verification_files(self.root, cfg.to_dict()), self.runs.folder.parent)
 
-    def run(self, config_path: Path, cfg: Any, run_key: str) -> Run:
+    def run(self, cfg: Any, run_key: str) -> Run:
         """The trace with its checks: kept from the last build, from the run cache, or the engine run and the
         gradients checked now."""
         if self._run is None or self._run[0] != run_key:
@@ -78,13 +78,13 @@ class Session:
                 started: list[Checks] = []
 
                 def check(partial: Any) -> None:  # a big run's gradients, checked while its optimizer step goes on
-                    started.append(start_checks(cfg, partial, str(config_path)))
+                    started.append(start_checks(cfg, partial))
 
                 try:
                     trace = engine.run(cfg, progress=self.progress, values_path=values,
                                        on_gradients=check if values is not None else None)
                     # a big run's finite differences go on while the pages render (Builder calls finish_run)
-                    checks = compute_checks(cfg, trace, self.root, str(config_path), self.progress,
+                    checks = compute_checks(cfg, trace, self.root, self.progress,
                                             started=started[0] if started else None)
                 except BaseException:
                     if values is not None:

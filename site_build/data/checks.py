@@ -138,7 +138,7 @@ def oracle_model(config: dict) -> str:
     return "Llama (<code>LlamaForCausalLM</code>)" if config["model"].get("arch", "gpt2") == "llama" else "GPT-2"
 
 
-def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress: Any = None,
+def compute_checks(cfg: Any, trace: Any, root: Path, progress: Any = None,
                    started: Checks | None = None) -> Checks:
     """PyTorch figures if `make verify` matched, and finite differences (fail the build if one is off): now, or,
     when `start_checks` began them (`started`), going on in their thread while the pages render; then each page
@@ -146,18 +146,18 @@ def compute_checks(cfg: Any, trace: Any, root: Path, config_label: str, progress
     checks = started if started is not None else Checks()
     _torch_figures(checks, trace, root)
     if started is None:
-        checks.fd = _finite_differences(cfg, trace, config_label, progress)
+        checks.fd = _finite_differences(cfg, trace, progress)
     return checks
 
 
-def start_checks(cfg: Any, trace: Any, config_label: str) -> Checks:
+def start_checks(cfg: Any, trace: Any) -> Checks:
     """Finite differences in a thread (a GPT-2-sized check takes seconds of NumPy), on a trace that needs to hold
     only the weights, the forward pass and the gradients; `compute_checks(..., started=)` adds the rest."""
     checks = Checks()
 
     def work() -> None:
         try:
-            checks.fd = _finite_differences(cfg, trace, config_label, None)
+            checks.fd = _finite_differences(cfg, trace, None)
         except BaseException as exc:  # noqa: BLE001 - raised again by finish(), in the build's thread
             checks.error = exc
 
@@ -166,11 +166,12 @@ def start_checks(cfg: Any, trace: Any, config_label: str) -> Checks:
     return checks
 
 
-def _finite_differences(cfg: Any, trace: Any, config_label: str, progress: Any) -> dict[str, dict]:
+def _finite_differences(cfg: Any, trace: Any, progress: Any) -> dict[str, dict]:
+    """The gradients against finite differences; a BuildError naming the config (`cfg.source`) if one is off."""
     fd = finite_differences(cfg, trace, progress=progress)
     bad = [f"{name} (error {r['max_abs_err']:.1e} > {r['tol']:.0e})" for name, r in fd.items() if not r["ok"]]
     if bad:
-        raise BuildError(config_label, 0, "finite-difference check failed for " + ", ".join(bad))
+        raise BuildError(cfg.source, 0, "finite-difference check failed for " + ", ".join(bad))
     return fd
 
 

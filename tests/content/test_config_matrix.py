@@ -480,7 +480,7 @@ def build_site(builder: Builder, config: dict[str, Any]) -> tuple[Any, Site]:
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     out = builder.scratch / f"site-{n % 2}"  # type: ignore[attr-defined]
     report = builder.build(path, out)
-    trace = builder.session.run(path, *builder.session.run_key(path, None)).trace
+    trace = builder.session.run(*builder.session.run_key(path, None)).trace
     pages = {p.name: read(p.name, p.read_text(encoding="utf-8")) for p in sorted(Path(out).glob("*.html"))}
     return report, Site(pages, trace, config)
 

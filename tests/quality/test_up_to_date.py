@@ -600,7 +600,7 @@ def test_a_run_whose_checkpoint_changed_while_it_ran_is_kept_under_no_key(tmp_pa
     session = session_module.Session(ROOT, cache, Progress())
 
     def run():  # as a build does: the run's key first (the gather step), then the run
-        return session.run(config, *session.run_key(config, None))
+        return session.run(*session.run_key(config, None))
 
     try:
         first = run()

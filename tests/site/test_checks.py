@@ -150,8 +150,9 @@ def test_a_wrong_gradient_fails_the_build_and_keeps_the_old_site(tmp_path, monke
 
     monkeypatch.setattr(checks_mod, "finite_differences", corrupted)
     shutil.rmtree(paths.cache / "runs")  # the first build's checks are cached by config and engine source
-    with pytest.raises(BuildError, match=r"finite-difference check failed for grad.wte \(error 5.0e-01"):
+    with pytest.raises(BuildError, match=r"finite-difference check failed for grad.wte \(error 5.0e-01") as failed:
         build(SMALL, tmp_path / "out", paths=paths)
+    assert str(failed.value).startswith(f"{SMALL}:")  # the line names the config it checked
     after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert after == before
 
