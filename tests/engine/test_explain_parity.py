@@ -16,6 +16,7 @@ import pytest
 from engine import run
 from engine.config import config_from_dict
 from engine.explain import SCRIPT, Element, exact, num, ops, split_line
+from engine.ops import OPS
 
 CONFIGS = {
     "adamw": {},
@@ -31,6 +32,15 @@ CONFIGS = {
     "llama-tied-theta": {"model": {"arch": "llama", "tie_embeddings": True, "rope_theta": 100.0, "norm_eps": 1e-3},
                          "optimizer": {"name": "sgd", "momentum": 0.9}},
 }
+
+
+def test_the_configs_make_every_op_kind():
+    """Every kind of the registry is explained in both languages below: a new kind needs a config here that makes it."""
+    made = set().union(*({r.op for r in run(config_from_dict({**c, "train_steps": 2}, "test")).records}
+                         for c in CONFIGS.values()))
+    assert set(OPS) - made == set(), "add a config that makes these kinds to CONFIGS"
+
+
 PER_RECORD = 4  # elements per record (every record of every config, so every op kind and branch)
 
 NODE = r"""

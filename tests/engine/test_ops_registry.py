@@ -134,10 +134,10 @@ def test_the_llama_kinds_are_made_by_llama_runs_alone():
     assert LLAMA_KINDS <= llama and not LLAMA_KINDS & gpt2
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.startswith("llama")])
-def test_the_numpy_lines_recompute_a_llama_trace_to_the_bit(config):
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_numpy_lines_recompute_every_trace_to_the_bit(config):
     """Every computed record's NumPy line(s) (the notebook's code), run in trace order from the weights and the batch,
-    give the trace's own value, bit for bit."""
+    give the trace's own value, bit for bit: with test_no_entry_is_dead, every kind's `numpy` part is checked."""
     import numpy as np
 
     from engine.numpy_steps import computed, forward_function, loaded, numpy_lines, updated_weights_function
@@ -154,7 +154,7 @@ def test_the_numpy_lines_recompute_a_llama_trace_to_the_bit(config):
         exec("\n".join(numpy_lines(t, rec.name)), scope)
         assert np.array_equal(v[rec.name], rec.value, equal_nan=True), rec.name
         checked += 1
-    assert checked > 150
+    assert checked > 100
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if c.startswith("llama")])
