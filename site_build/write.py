@@ -74,6 +74,9 @@ def _contains(outer: Path, inner: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
+HOLDS_OUTPUTS = {"code"}  # the inputs whose folder may hold an output: handstep's own holds site/ and .cache/
+
+
 def _refuse_always(flag: str, path: Path, real: Path, protected: dict[str, Path]) -> None:
     """The places no command writes, even with --force."""
     own = f"give a folder of its own, e.g. {flag} {'.cache' if flag == '--cache' else 'site'}"
@@ -91,8 +94,12 @@ def _refuse_always(flag: str, path: Path, real: Path, protected: dict[str, Path]
     if (real / ".git").exists():
         raise UnsafePath(flag, path, f"is a git checkout; {own}")
     for what, inner in protected.items():
-        if _contains(real, _real(inner)):
+        folder = _real(inner)
+        if _contains(real, folder):
             raise UnsafePath(flag, path, f"holds the build's {what} ({shown(inner)}); give a folder of its own")
+        if what not in HOLDS_OUTPUTS and folder.is_dir() and _contains(folder, real):
+            # a site inside its templates would be copied into the next site, and --force would replace their files
+            raise UnsafePath(flag, path, f"lies inside the build's {what} ({shown(inner)}); give a folder outside it")
 
 
 def _check_parent(flag: str, path: Path, real: Path) -> None:

@@ -655,6 +655,18 @@ def test_build_refuses_an_out_folder_holding_the_verification_file(tmp_path: Pat
     assert (inputs / file).read_text() == "{}"
 
 
+@pytest.mark.parametrize(("out", "what"), [("templates/assets/out", "templates"), ("content/site", "pages")])
+@pytest.mark.parametrize("flag", ["--out", "--cache"])
+def test_an_output_inside_an_input_folder_is_refused(world: Path, out: str, what: str, flag: str):
+    """A site inside templates/assets would be copied into the next site (one more copy each build), and --force
+    would replace the templates' own files: refused in one line, even with --force, and nothing is written."""
+    before = hash_tree(world)
+    argv = ["build", "--config", GOOD_CONFIG, "--content", "content", "--templates", "templates", "--force",
+            *(["--out", out, "--cache", "cache"] if flag == "--out" else ["--cache", out, "--out", "site"])]
+    one_line(handstep(world, *argv), f"{flag} {out}: ", f"lies inside the build's {what}", "give a folder outside it")
+    unchanged_but_cache(before, hash_tree(world))
+
+
 def test_a_link_loop_on_the_way_is_one_line(world: Path):
     """A symbolic link that leads back to itself, above --out or --cache: one line, not a traceback."""
     (world / "loop").symlink_to("loop")
