@@ -14,6 +14,7 @@ A worker that dies or hangs only costs time: whatever it did not write, the buil
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 import shutil
@@ -132,7 +133,9 @@ def compile_page(env: jinja2.Environment, page: Page) -> Any:
 
 
 def code_path(folder: Path, page: Page) -> Path:
-    return folder / (page.source.replace("/", "~") + ".code")
+    """Named by a hash of the page's source path: any file name maps to one of its own (`a/b.md` and `a~b.md` were
+    one, and the second page rendered the first one's code)."""
+    return folder / (hashlib.sha256(page.source.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".code")
 
 
 def _fork_worker(folder: Path, pages: list[Page]) -> int:

@@ -498,6 +498,19 @@ def test_the_compile_workers_give_the_code_jinja_would_generate(tmp_path):
     assert not folder.exists()  # nothing is kept between builds
 
 
+def test_pages_whose_paths_differ_only_by_a_slash_get_their_own_code(tmp_path):
+    """`a/b.md` and `a~b.md`: each page's compiled code is its own (the worker's file was once named by the path with
+    `/` made `~`, and the second page was built with the first one's body)."""
+    pages_ = {f"p{i}.md": page(f"Page {i}\n", order=i + 1) for i in range(4)}
+    pages_["a/b.md"] = page("SLASH-BODY\n", order=10).replace("order:", "slug: slash\norder:")
+    pages_["a~b.md"] = page("TILDE-BODY\n", order=11).replace("order:", "slug: tilde\norder:")
+    paths = make_site(tmp_path, pages_)
+    build(SMALL, tmp_path / "site", paths=paths)
+    slash, tilde = ((tmp_path / "site" / f"{slug}.html").read_text() for slug in ("slash", "tilde"))
+    assert "SLASH-BODY" in slash and "TILDE-BODY" not in slash
+    assert "TILDE-BODY" in tilde and "SLASH-BODY" not in tilde
+
+
 def test_a_page_is_rendered_once_its_worker_wrote_it_or_ended_without_it(tmp_path):
     """A page waits until its code is written; a page its worker cannot compile (a syntax error) does not hold the
     build for ever: once that worker has ended, the build compiles the page itself and reports it."""
