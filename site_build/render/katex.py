@@ -56,7 +56,7 @@ class KatexRenderer:
         self.root = Path(root)
         self._early = early  # a worker started before the build loaded (start_early), taken over by `start`
         self.cache_file = cache_file
-        self.version = installed_katex_version(self.root)
+        self.renderer = renderer_digest(self.root)  # the cache holds formulas of this renderer alone
         self.n_workers = workers or 1
         self._workers: list[_Worker] = []
         self._requested: set[tuple[str, bool]] = set()
@@ -82,7 +82,7 @@ class KatexRenderer:
             data = json.loads(body)
         except Exception:  # noqa: BLE001 - whatever a damaged file raises (deep nesting: RecursionError), a miss
             return
-        if not isinstance(data, dict) or data.get("katex") != self.version or data.get("output") != OUTPUT_MODE:
+        if not isinstance(data, dict) or data.get("katex") != self.renderer or data.get("output") != OUTPUT_MODE:
             return
         formulas = data.get("formulas")
         if not isinstance(formulas, dict):
@@ -95,7 +95,7 @@ class KatexRenderer:
         if not self.cache_file or not self._dirty:
             return
         tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
-        payload = {"katex": self.version, "output": OUTPUT_MODE, "formulas": self._cache}
+        payload = {"katex": self.renderer, "output": OUTPUT_MODE, "formulas": self._cache}
         head = CACHE_HEAD + b"0" * 64 + b"\n"
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +331,21 @@ def katex_dist(root: Path) -> Path:
             "package.json", 0, "KaTeX is not installed: run `npm ci` (or `make site`)"
         )
     return dist
+
+
+def renderer_digest(root: Path) -> str:
+    """What the formula cache is keyed by: KaTeX's version, and the sha256 of the code that typesets (the KaTeX file
+    node loads, package.json's `main`, and handstep's katex_server.js), so that an edit of either is a miss."""
+    package = katex_dist(root).parent
+    main = json.loads((package / "package.json").read_text(encoding="utf-8")).get("main", "dist/katex.js")
+    h = hashlib.sha256()
+    for path in (package / str(main), SERVER_JS):
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"unreadable")  # node says why, when it starts
+        h.update(b"\0")
+    return f"{installed_katex_version(root)} {h.hexdigest()}"
 
 
 def installed_katex_version(root: Path) -> str:

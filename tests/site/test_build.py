@@ -759,6 +759,27 @@ def test_formulas_reach_node_in_batches_without_waiting_for_the_end(tmp_path):
         assert result.rendered == 2 and not result.errors
 
 
+def test_the_formula_cache_is_a_miss_once_the_code_that_typesets_changed(tmp_path, monkeypatch):
+    """katex.json is keyed by the code that typesets, not KaTeX's version alone: an edit of handstep's
+    katex_server.js (or of the KaTeX file node loads) types every formula again."""
+    from site_build.render import katex as katex_module
+
+    cache = tmp_path / "katex.json"
+
+    def typeset() -> int:
+        with katex_module.KatexRenderer(ROOT, cache) as katex:
+            result = katex.render_all({("a^2", False)})
+            katex.save_cache()
+        assert not result.errors
+        return result.rendered
+
+    assert typeset() == 1 and typeset() == 0  # kept, then read back
+    edited = tmp_path / "katex_server.js"
+    edited.write_text(katex_module.SERVER_JS.read_text() + "// an edit\n")
+    monkeypatch.setattr(katex_module, "SERVER_JS", edited)
+    assert typeset() == 1
+
+
 def test_a_katex_worker_that_died_between_builds_is_replaced(tmp_path):
     """The dev server keeps its node worker between builds; if node has died meanwhile, the next formula starts
     another rather than being lost."""
