@@ -331,9 +331,12 @@ def inputs_digest(config: Path | None, flags: dict[str, Any], content: Path, tem
 
 
 def _files(out: Path) -> dict[str, list[int]]:
-    """Every file under `out` with its stat numbers (symlinks and folders as they are named)."""
+    """Every file under `out` with its stat numbers (symlinks and folders as they are named), and every folder by
+    its name (`name/`: an empty folder added by hand is a change too)."""
     found: dict[str, list[int]] = {}
     for folder, dirs, names in os.walk(out):
+        if folder != str(out):
+            found[os.path.relpath(folder, out) + "/"] = []
         for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
             path = os.path.join(folder, name)
             st = os.lstat(path)

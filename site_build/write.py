@@ -477,7 +477,7 @@ def write_site(out_dir: Path, pages: dict[str, Any], search_pages: dict[str, str
     the index leaves out and which is most of a page's bytes), written first, so that it indexes them while the
     rest of `pages` (page data, CSV, assets) is written.
     With `reuse_search` (the dev server) the previous index is linked instead of rebuilt; the return value says
-    whether it was, so a fresh one can follow in the background (`index_in_background`). On any failure or
+    whether it was, so a fresh one follows in the background (`index_in_background`). On any failure or
     Ctrl-C before the swap the temporary folder goes and `out_dir` stays as it was; `replaced()` is called the
     moment `out_dir` holds the new site (swap_in), so whoever reports an interrupt knows which it was.
     """
@@ -485,12 +485,10 @@ def write_site(out_dir: Path, pages: dict[str, Any], search_pages: dict[str, str
     try:
         previous = out_dir if out_dir.is_dir() else None  # unchanged files are linked, not rewritten
         html = {rel: data for rel, data in pages.items() if rel.endswith(".html")}
-        changed = write_files(tmp, {MARKER: MARKER_TEXT, **html}, previous)
-        has_index = (out_dir / "pagefind" / "pagefind.js").is_file()
-        same_pages = previous is not None and not any(rel.endswith(".html") for rel in changed)
-        # The same pages give the same search index: link the old one. The dev server also links it when pages
-        # changed, then indexes again in the background.
-        reuse = has_index and (same_pages or reuse_search)
+        write_files(tmp, {MARKER: MARKER_TEXT, **html}, previous)
+        # The dev server links the previous index, then indexes again in the background. A build indexes anew: the
+        # old index is not known to be what Pagefind wrote (a site whose index was edited is rebuilt, not kept).
+        reuse = reuse_search and (out_dir / "pagefind" / "pagefind.js").is_file()
         indexer = None
         if not reuse:  # Pagefind runs while the rest is written
             write_files(tmp / SEARCH_INPUT, search_pages)
@@ -509,7 +507,7 @@ def write_site(out_dir: Path, pages: dict[str, Any], search_pages: dict[str, str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return reuse and not same_pages
+    return reuse
 
 
 def temp_dir_for(out_dir: Path) -> Path:

@@ -80,6 +80,22 @@ def test_a_touched_site_file_is_built_again(built: Path):
     assert again(built).startswith("built ") and hash_tree(built / "site") == before
 
 
+def test_an_edited_search_index_or_an_added_folder_is_built_again(built: Path):
+    """The search index is the site's too: an edit of it is not linked into the next site as it is (a build whose
+    pages had not changed used to keep the old index). An empty folder added by hand is a change."""
+    again(built)
+    before = hash_tree(built / "site")
+    ui = built / "site" / "pagefind" / "pagefind-ui.css"
+    ui.write_text(ui.read_text() + "/* mine */")
+    (built / "site" / "pagefind" / "extra.txt").write_text("added by hand")
+    assert again(built).startswith("built ")
+    assert hash_tree(built / "site") == before and UP_TO_DATE in again(built)
+    for folder in ("mine", "assets/mine"):
+        (built / "site" / folder).mkdir()
+        assert again(built).startswith("built ")
+        assert not (built / "site" / folder).exists() and UP_TO_DATE in again(built)
+
+
 @pytest.mark.parametrize("change", ["seed", "flag", "template", "config"])
 def test_other_inputs_count(built: Path, change: str):
     assert UP_TO_DATE in again(built)
