@@ -2,6 +2,7 @@
 recomputed by the next `handstep build`:
 
     runs/<key>.pickle    a trace with its check figures; the key: the config (as the engine reads it), the
+                         environment variables that choose NumPy's arithmetic (stamp.ARITHMETIC_ENV), the
                          engine's source, the content of the checkpoint files a config names (their hashes are
                          remembered in hashes.json: site_build.stamp.checkpoint_digest) and the verification files
     pages/<key>.pickle   a rendered page (render.jinja.PageResult); the key: the page's text, the run, the
@@ -49,6 +50,7 @@ def run_key(cfg: Any, verification: Sequence[Path], cache: Path | None = None) -
     names and content: site_build.data.checks.verification_files)."""
     h = hashlib.sha256(source_digest("engine").encode())
     h.update(json.dumps(cfg.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+    h.update(json.dumps(stamp.arithmetic_env(), sort_keys=True).encode())  # how NumPy's sums round
     folder = cfg.model.checkpoint_dir
     if folder:
         h.update(b"checkpoint\0" + stamp.checkpoint_digest(Path(folder), cache).encode())

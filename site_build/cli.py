@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 # site that is up to date (site_build.stamp) answers in a few milliseconds.
 
 # One BLAS thread, set before NumPy loads OpenBLAS (a value the user set too: the same inputs must give the same
-# bytes whatever the environment, and the caches do not key runs by it). With one thread per core,
+# bytes whatever the environment; the variables that pick another kernel, such as OPENBLAS_CORETYPE, are part of a
+# run's key instead: site_build.stamp.ARITHMETIC_ENV). With one thread per core,
 # OpenBLAS may split a sum of products between threads, so the last bit of a GPT-2-sized gradient depended on the
 # machine's number of cores; with one, the same inputs give the same trace everywhere. It is also faster here: the
 # products of 64 tokens are small, and idle BLAS threads spin on the cores the build's own threads need (a

@@ -305,12 +305,24 @@ class _Hashes:
             pass  # only a slower next build: the files are read again
 
 
+# The environment variables that choose how NumPy and OpenBLAS do arithmetic (the thread counts are pinned by the
+# command): another kernel rounds the last bits of a sum its own way, so the same config gives other numbers.
+ARITHMETIC_ENV = ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES", "MKL_CBWR",
+                  "MKL_ENABLE_INSTRUCTIONS")
+
+
+def arithmetic_env() -> dict[str, str]:
+    """Those of ARITHMETIC_ENV that are set: part of the up-to-date digest and of a run's key."""
+    return {name: os.environ[name] for name in ARITHMETIC_ENV if name in os.environ}
+
+
 def inputs_digest(config: Path | None, flags: dict[str, Any], content: Path, templates: Path,
                   root: Path = ROOT, cache: Path | None = None) -> str:
     """The digest of everything a build reads (see the module docstring); `cache` remembers the hashes of a
     checkpoint's files."""
     h = hashlib.sha256(VERSION)
-    h.update(json.dumps({"python": sys.version, "flags": flags}, sort_keys=True, default=str).encode())
+    h.update(json.dumps({"python": sys.version, "flags": flags, "arithmetic": arithmetic_env()}, sort_keys=True,
+                        default=str).encode())
     text = b""
     if config is not None:
         try:

@@ -96,6 +96,32 @@ def test_an_edited_search_index_or_an_added_folder_is_built_again(built: Path):
         assert not (built / "site" / folder).exists() and UP_TO_DATE in again(built)
 
 
+def test_the_variables_that_choose_numpys_arithmetic_count(built: Path):
+    """OPENBLAS_CORETYPE picks another kernel, which rounds the last bits of a sum its own way: the same config gives
+    other numbers. Such a build is not up to date, and does not reuse a run made under the other setting."""
+    import engine
+    from site_build import cache, stamp
+
+    cfg = engine.load_config(str(built / GOOD_CONFIG))
+    assert "OPENBLAS_CORETYPE" in stamp.ARITHMETIC_ENV
+    again(built)
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Prescott"}
+    argv = build_command(built, GOOD_CONFIG, built / "site", built / "cache")
+    runs = set((built / "cache" / "runs").iterdir())
+    result = subprocess.run(argv, cwd=built, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.startswith("built "), result.stderr
+    assert len(set((built / "cache" / "runs").iterdir()) - runs) == 1  # a run of its own
+    result = subprocess.run(argv, cwd=built, capture_output=True, text=True, env=env, timeout=300)
+    assert UP_TO_DATE in result.stdout
+    assert again(built).startswith("built ")  # and back
+    key = cache.run_key(cfg, ())
+    os.environ["OPENBLAS_CORETYPE"] = "Prescott"
+    try:
+        assert cache.run_key(cfg, ()) != key
+    finally:
+        del os.environ["OPENBLAS_CORETYPE"]
+
+
 @pytest.mark.parametrize("change", ["seed", "flag", "template", "config"])
 def test_other_inputs_count(built: Path, change: str):
     assert UP_TO_DATE in again(built)
