@@ -36,6 +36,7 @@ from engine.config import ARCHS
 from engine.errors import cut, echo
 from site_build.data.compare import COMPARE_PAGE
 from site_build.errors import BuildError, shown_path
+from site_build.stamp import tree_files
 from site_build.steps import PHASES, STEP_KEYS
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML has it: faster
@@ -122,7 +123,9 @@ def collect_pages(content_dir: Path, fields: Mapping[str, str] | None = None
     content_dir = Path(content_dir)
     pages: list[Page] = []
     problems: list[tuple[str, int, str]] = []
-    files = [p for p in sorted(content_dir.rglob("*.md")) if not p.is_dir()]  # a folder `x.md` holds pages
+    # every page file, through links to folders too: the files the up-to-date digest hashes (a folder `x.md` holds
+    # pages, and is not one)
+    files = sorted(content_dir / name for name, _ in tree_files(content_dir) if name.endswith(".md"))
     arch = (fields or {}).get("arch", "gpt2")
     variants = {path.with_name(arch_of(path)[0]) for path in files if arch_of(path)[1] == arch}
     for path in files:

@@ -16,6 +16,7 @@ from site_build.errors import BuildError, shown_path
 from site_build.pages import ExtraPage, Page, group_by_section
 from site_build.render.katex import katex_dist
 from site_build.render.markdown import Rendered
+from site_build.stamp import tree_files
 
 SITE_TITLE = "handstep"
 
@@ -106,9 +107,9 @@ def static_files(root: Path, templates: Path) -> dict[str, Any]:
     files: dict[str, Any] = {}
     assets = templates / "assets"
     if assets.is_dir():
-        for path in sorted(assets.rglob("*")):
-            if path.is_file():
-                files["assets/" + path.relative_to(assets).as_posix()] = path
+        for name, path in tree_files(assets):  # through links to folders too, as the up-to-date digest reads them
+            if path:
+                files["assets/" + name] = Path(path)
     files.update(script_files())
     dist = katex_dist(root)
     files["katex/katex.min.css"] = woff2_only((dist / "katex.min.css").read_text(encoding="utf-8"))

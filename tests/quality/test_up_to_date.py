@@ -168,7 +168,16 @@ def test_inputs_behind_symbolic_links_count(tmp_path):
     page = sorted((inputs / "content").glob("*.md"))[0]
     shutil.move(page, elsewhere / page.name)
     page.symlink_to(elsewhere / page.name)
+    (elsewhere / "more").mkdir()  # a folder of pages, and one of assets, behind links: read as the digest reads them
+    (elsewhere / "more" / "linked.md").write_text("---\ntitle: Linked\ndescription: A page in a linked folder.\n"
+                                                  "section: Reference\norder: 90\n---\nLINKED-PAGE\n")
+    (inputs / "content" / "more").symlink_to(elsewhere / "more")
+    (elsewhere / "img").mkdir()
+    (elsewhere / "img" / "logo.svg").write_text("<svg/>")
+    (elsewhere / "assets" / "img").symlink_to(elsewhere / "img")
     assert again(inputs).startswith("built ")
+    assert "LINKED-PAGE" in (inputs / "site" / "linked.html").read_text()
+    assert (inputs / "site" / "assets" / "img" / "logo.svg").read_text() == "<svg/>"
     assert UP_TO_DATE in again(inputs)
     css = sorted((elsewhere / "assets").glob("*.css"))[0]
     css.write_text(css.read_text() + "\n/* edited behind a link */\n")
