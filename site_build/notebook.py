@@ -153,8 +153,12 @@ def group_note(notes: list[Note]) -> str:
     """The one note for the blocks Markdown reads as one HTML block (a Group: a matrix and the one right after it, a
     calculation and a line of text under it): a formula's when the group starts with one; none when it holds a
     NumPy line (the code cell follows); else the first calculation's; else the tables of every record it shows; else
-    the first chart's; else the first summary of a <details>; else a table or a chart."""
-    if notes and notes[0].kind == "math":
+    the first chart's; else the first summary of a <details>; else what a table or code the notebook does not
+    reproduce is; nothing for a closing tag alone."""
+    notes = [n for n in notes if n.kind != "end"]
+    if not notes:
+        return ""
+    if notes[0].kind == "math":
         return f"\n{notes[0].text}\n"
     if any(n.kind == "code" for n in notes):
         return ""
@@ -171,8 +175,8 @@ def group_note(notes: list[Note]) -> str:
         listed = ", ".join(f"`{n}`" for n in names)
         values = ", ".join(f'`v["{n}"]`' for n in names)
         return f"*(On the site: the tables of {listed}; here they are {values}.)*"
-    for kind, words in (("chart", "the chart “{}”"), ("more", "{}")):
-        note = next((n for n in notes if n.kind == kind), None)
+    for kind, words in (("chart", "the chart “{}”"), ("more", "{}"), ("other", "{}")):
+        note = next((n for n in notes if n.kind == kind and (n.text or kind != "other")), None)
         if note is not None:
             return f"*(On the site: {words.format(note.text)}.)*"
     return "*(On the site: a table or a chart.)*"
@@ -193,8 +197,8 @@ def _inline(note: Note) -> str:
 def _page_note(text: str) -> Note:
     """The page's own HTML in an HTML block (its text, not a macro's block: `<details class="more">` around tables):
     a <details> says what its summary says."""
-    if "<details" not in text:
-        return Note("other")
+    if "<details" not in text:  # a closing tag alone (the end of a fold-out a block of sections/ opened) says nothing
+        return Note("other") if re.sub(r"</?[a-zA-Z][^>]*>", "", text).strip() else Note("end")
     summary = re.search(r"<summary>(.*?)</summary>", text, re.S)
     return Note("more", html.unescape(re.sub(r"<[^>]+>", "", summary.group(1))).strip() if summary else "more tables")
 

@@ -40,7 +40,8 @@ class Note:
     kind: "math" (a formula: `text`, in $...$ or $$...$$), "number" (an inline value: `text`), "code" (a NumPy
     line: nothing, the notebook's code cell follows), "calc" (the arithmetic of `records[0]` at `text`), "tables"
     (the tables of `records`), "chart" (the chart titled `text`), "more" (a <details> summed up by `text`),
-    "other" (a table or code the notebook does not describe)."""
+    "other" (a table or code the notebook does not reproduce, said in a few words: `text`), "end" (a closing tag:
+    nothing to say)."""
 
     kind: str
     text: str = ""
@@ -192,15 +193,18 @@ class Wrapper(Block):
     summary: str = ""
 
     def note(self) -> Note:
-        return Note("more", self.summary) if self.summary else Note("other")
+        return Note("more", self.summary) if self.summary else Note("end")
 
 
 @dataclass(frozen=True)
 class Other(Block):
-    """A table or code the notebook does not describe: the symbols, the config, the trace format, PyTorch code."""
+    """A table or code the notebook does not reproduce (the symbols, the config, the trace format, PyTorch code),
+    and what it is in a few words (`what`), which the notebook says in its place."""
+
+    what: str = ""
 
     def note(self) -> Note:
-        return Note("other")
+        return Note("other", self.what)
 
 
 @dataclass(frozen=True)

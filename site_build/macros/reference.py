@@ -56,7 +56,8 @@ def default_config(ctx: PageContext) -> Markup:
     """The built-in defaults (equal to configs/default.yaml) as a YAML block, generated, never typed."""
     text = yaml.safe_dump(Config().to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True,
                           width=120)
-    return ctx.place(Other(), f'<pre class="code"><code class="language-yaml">{escape(text)}</code></pre>')
+    return ctx.place(Other("the default config, as YAML"),
+                     f'<pre class="code"><code class="language-yaml">{escape(text)}</code></pre>')
 
 
 @macro
@@ -66,7 +67,9 @@ def pytorch_snippet(ctx: PageContext, trace_file: str = "trace.json") -> Markup:
         raise MacroError(f"bad argument trace_file={trace_file!r} for pytorch_snippet(): give a file name such as "
                          "'trace.json'")
     code = engine_snippet(ctx.trace.config, trace_file, bos=int(ctx.trace["input_ids"][0, 0]))
-    return ctx.place(Other(), f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
+    what = "a PyTorch script that repeats this step from `trace.json` and prints how far each tensor is from these"
+    return ctx.place(Other(what),
+                     f'<pre class="code"><code class="language-python">{escape(code)}</code></pre>')
 
 
 _BLOCK = re.compile(r"(?:^|\.)L(\d+)\.")
@@ -174,5 +177,6 @@ def arch_comparison(ctx: PageContext) -> Markup:
     elif figs[0]["texts"] != figs[1]["texts"]:
         note = ('<p class="compare-note">The two runs read different texts, so their losses are not comparable; '
                 "give both configs the same <code>data.texts</code>.</p>")
-    return ctx.place(Other(), f'<div class="table-wrap"><table class="arch-comparison"><thead><tr>'
+    return ctx.place(Other("a table of GPT-2 and Llama side by side"),
+                     f'<div class="table-wrap"><table class="arch-comparison"><thead><tr>'
                      f'<th scope="col"></th>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}')

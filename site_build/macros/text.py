@@ -231,7 +231,8 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
             shown = ctx.slot(value, False) if value is not None else ""
             rows.append(f"<tr><td>{ctx.slot(tex, False)}</td><td>{_prose(ctx, words)}</td><td>{shown}</td></tr>")
         head = "<tr><th scope='col'>symbol</th><th scope='col'>meaning</th><th scope='col'>in this build</th></tr>"
-        return ctx.place(Other(), f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>'
+        return ctx.place(Other("the table of sizes and their symbols"),
+                         f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>'
                          f'{"".join(rows)}</tbody></table></div>')
     if part != "records":
         raise MacroError(f"bad argument part={part!r} for symbols_table(): give 'sizes' or 'records'")
@@ -265,7 +266,8 @@ def symbols_table(ctx: PageContext, part: str = "records") -> Markup:
                     f"<td>{name_html}</td></tr>")
     head = ("<tr><th scope='col'>symbol</th><th scope='col'>meaning</th><th scope='col'>shape</th>"
             "<th scope='col'>record</th></tr>")
-    return ctx.place(Other(), f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>'
+    return ctx.place(Other("the table of records and their symbols"),
+                     f'<div class="table-wrap"><table class="symbols"><thead>{head}</thead><tbody>'
                      f'{"".join(rows)}</tbody></table></div>')
 
 
@@ -319,7 +321,8 @@ def trace_json_example(ctx: PageContext) -> Markup:
         " ...\n"
         " ]}"
     )
-    return ctx.place(Other(), f'<pre class="code"><code class="language-json">{fmt.html_text(text)}</code></pre>')
+    return ctx.place(Other("an example of trace.json"),
+                     f'<pre class="code"><code class="language-json">{fmt.html_text(text)}</code></pre>')
 
 
 @macro
@@ -338,6 +341,7 @@ def state_dict_table(ctx: PageContext) -> Markup:
     head = ("<tr><th scope='col'>Hugging Face key</th><th scope='col'>record</th><th scope='col'>shape</th>"
             "<th scope='col'>weights</th></tr>")
     foot = f"<tr><th scope='row' colspan='3'>total</th><td class='n'><strong>{total}</strong></td></tr>"
-    return ctx.place(Other(), f'<div class="table-wrap"><table class="state-dict"><thead>{head}</thead><tbody>'
+    return ctx.place(Other("the table of the checkpoint's tensors"),
+                     f'<div class="table-wrap"><table class="state-dict"><thead>{head}</thead><tbody>'
                      f'{"".join(rows)}{foot}</tbody></table></div>')
 

@@ -248,6 +248,18 @@ def test_every_kind_of_block_has_a_note():
         assert kind.note is not Block.note, f"{kind.__name__} has no note for the notebook"
 
 
+@pytest.mark.parametrize("config", ["default.yaml", "llama.yaml"])
+def test_the_notebook_of_the_real_pages_says_what_every_block_is(tmp_path, config):
+    """No block of the site's pages falls back to the note that says nothing ("a table or a chart"): a chart macro
+    that returns its SVG without placing its block, or a block whose note the notebook cannot word, fails here (the
+    PyTorch script and the closing tag of a <details> once did)."""
+    out = tmp_path / "step.ipynb"
+    assert main(["notebook", "--config", str(ROOT / "configs" / config), "--out", str(out)]) == 0
+    text = "".join("".join(cell["source"]) for cell in json.loads(out.read_text(encoding="utf-8"))["cells"])
+    assert "(On the site: a table or a chart.)" not in text and "(On the site: .)" not in text
+    assert "a PyTorch script that repeats this step" in text
+
+
 NOTED_PAGE = """{{ formula("L0.attn.scores") }}
 
 The loss is {{ value("loss") }}, and $x$ = {{ formula("loss", inline=true) }}.
@@ -294,7 +306,7 @@ def test_each_block_is_its_note_in_the_notebook():
         "*(On the site: the chart “GELU and its slope, with this step’s inputs”.)*",
         f"$${trace.record('L0.attn.weights').formula}$$",
         '*(On the site: the table of `L1.ln_1.mean`; here it is `v["L1.ln_1.mean"]`.)*',
-        "*(On the site: a table or a chart.)*",
+        "*(On the site: the table of records and their symbols.)*",
     ])
     # the NumPy line the build puts under a displayed formula is its block's, after Markdown: not under the one
     # the page gave its own
