@@ -604,8 +604,14 @@ def start_pagefind(site: Path, output: Path) -> subprocess.Popen[str]:
 
 
 def wait_pagefind(proc: subprocess.Popen[str], output: Path) -> None:
-    """Wait for Pagefind; a failure is a build error."""
-    log, _ = proc.communicate()
+    """Wait for Pagefind; a failure is a build error. Interrupted while waiting (SIGTERM reaches this process
+    alone), it stops Pagefind first: left running, it would write into the folder the build is about to remove."""
+    try:
+        log, _ = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     if proc.returncode != 0 or not (output / "pagefind.js").is_file():
         detail = (log or "").strip().splitlines()
         raise BuildError("pagefind", 0, "search index failed: " + (detail[-1] if detail else "no output"))

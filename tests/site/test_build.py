@@ -759,6 +759,33 @@ def test_formulas_reach_node_in_batches_without_waiting_for_the_end(tmp_path):
         assert result.rendered == 2 and not result.errors
 
 
+def test_an_interrupt_while_pagefind_runs_leaves_no_folder_behind(tmp_path, monkeypatch):
+    """SIGTERM (sent to the build alone, so Pagefind goes on) while the build waits for the search index: the
+    temporary folder goes, and Pagefind does not write it back afterwards (it is stopped first)."""
+    import signal
+
+    from site_build import write
+
+    slow = ("import os, sys, time; time.sleep(1.0); os.makedirs(sys.argv[1], exist_ok=True); "
+            "open(os.path.join(sys.argv[1], 'pagefind.js'), 'w').close()")
+    monkeypatch.setattr(write, "pagefind_command", lambda site, output: [sys.executable, "-c", slow, str(output)])
+    out = tmp_path / "site"
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)  # while the build waits for the indexer
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write.write_site(out, {"index.html": "<p>x</p>"}, {"index.html": "<p>x</p>"}, lambda name: None)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    time.sleep(1.5)  # past the moment the indexer would have written
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_the_formula_cache_is_a_miss_once_the_code_that_typesets_changed(tmp_path, monkeypatch):
     """katex.json is keyed by the code that typesets, not KaTeX's version alone: an edit of handstep's
     katex_server.js (or of the KaTeX file node loads) types every formula again."""
