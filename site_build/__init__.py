@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BuildError", "Builder", "Paths", "Report", "build"]
+__all__ = ["BuildError", "Builder", "Paths", "Report", "build", "main"]
+
+
+def main() -> int:
+    """The `handstep` command (site_build.cli.main), loaded from here so that Ctrl-C while it loads ends it with one
+    line, not a traceback (the command's own handler is not in place before site_build.cli has loaded)."""
+    import sys
+
+    try:
+        from site_build import cli
+    except KeyboardInterrupt:
+        print("handstep: interrupted; nothing was done", file=sys.stderr)
+        return 130
+    return cli.main()
 
 
 def __getattr__(name: str) -> Any:

@@ -739,3 +739,26 @@ def test_a_config_whose_name_is_not_utf8_builds(world: Path):
     assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr
     again = handstep(world, *argv)
     assert again.returncode == 0 and "is up to date" in again.stdout, again.stdout + again.stderr
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
+    """The console script enters through site_build.main, which loads the command: an interrupt before the command's
+    own handler is in place (its modules still loading) ends it with one line and status 130, not a traceback."""
+    import builtins
+
+    import site_build
+
+    real = builtins.__import__
+
+    def interrupted(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "site_build" and fromlist and "cli" in fromlist:
+            raise KeyboardInterrupt
+        return real(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert site_build.main() == 130
+    assert capsys.readouterr().err == "handstep: interrupted; nothing was done\n"
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["handstep"] == "site_build:main"
