@@ -132,15 +132,18 @@ def derive(config: Path, seed: int | None, settings: Settings, folder: Path) -> 
 def landing(site: Path, page: str) -> str:
     """Where the reader goes back to after a rebuild: the page the form was sent from, when the site being served
     still has it (a page's file may be named after the optimizer), else the home page. Only a path on this server."""
-    if not page.startswith("/") or page.startswith("//") or "\\" in page or "\0" in page:
-        return "/"
+    if not page.startswith("/") or page.startswith("//") or "\\" in page or not page.isprintable():
+        return "/"  # a control character (CR, LF) would end the Location header and start another
     parts = [p for p in page.split("?", 1)[0].split("#", 1)[0].split("/") if p]
     if any(p in (".", "..") for p in parts):
         return "/"
     target = site.joinpath(*parts)
-    if target.is_dir():
-        target = target / "index.html"
-    return page if target.is_file() else "/"
+    try:
+        if target.is_dir():
+            target = target / "index.html"
+        return page if target.is_file() else "/"
+    except OSError:  # a name too long for the file system: no such page
+        return "/"
 
 
 def panel_html(settings: Settings, page: str, message: str | None = None, error: bool = False,

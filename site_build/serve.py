@@ -181,11 +181,15 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
                 since = parse_qs(url.query).get("since", [""])[0]
                 return self._send(HTTPStatus.OK, "application/json", json.dumps(state.wait(since)).encode())
             target = Path(self.translate_path(url.path))
-            if target.is_dir():
-                target = target / "index.html"
-            if target.suffix == ".html" and target.is_file():
+            try:
+                if target.is_dir():
+                    target = target / "index.html"
+                page, missing = target.suffix == ".html" and target.is_file(), not target.exists()
+            except OSError:  # a name too long for the file system: no such file
+                page, missing = False, True
+            if page:
                 return self._send_html(HTTPStatus.OK, target, url.path)
-            if not target.exists():
+            if missing:
                 return self._send_html(HTTPStatus.NOT_FOUND, Path(self.directory) / "404.html", url.path)
             return super().do_GET()
 
@@ -210,10 +214,13 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
                 return self._send(HTTPStatus.OK, "application/json", panel.reply(error, url))
             if error is not None:
                 state.refused = (settings, error)  # shown in the panel of the page the redirect leads to
-            self.send_response(HTTPStatus.SEE_OTHER)
-            self.send_header("Location", url)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            try:
+                self.send_response(HTTPStatus.SEE_OTHER)
+                self.send_header("Location", url)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the form's page went away while the site was rebuilt
 
         def _send_html(self, status: HTTPStatus, path: Path, page_path: str) -> None:
             try:

@@ -109,8 +109,9 @@ def test_back_to_the_page_when_the_new_site_has_it_else_home(tmp_path):
         (tmp_path / name).write_text("<p>page</p>", encoding="utf-8")
     for page, want in [("/a.html", "/a.html"), ("/guide/", "/guide/"), ("/13-adamw.html", "/"), ("/", "/"),
                        ("//elsewhere.example/a.html", "/"), ("/../a.html", "/"), ("https://x.example/", "/"),
-                       ("", "/")]:
-        assert panel.landing(tmp_path, page) == want, page
+                       ("", "/"), ("/?\r\nSet-Cookie: x=1", "/"), ("/a.html\nRefresh: 0", "/"),
+                       ("/" + "a" * 300, "/"), ("/guide/" + "a" * 300 + ".html", "/")]:
+        assert panel.landing(tmp_path, page) == want, page  # no header of its own, no traceback
 
 
 def test_a_restarted_server_gets_the_panels_settings(monkeypatch):
@@ -193,6 +194,10 @@ def test_serve_builds_the_panels_settings_into_its_own_folder(tmp_path):
         assert 'id="try-form"' in page and "the cat sat on the mat</textarea>" in page and old_loss in page
         assert not any("try-form" in p.read_text(encoding="utf-8") for p in out.rglob("*.html"))
         user_site = digest_tree(out)  # what `build` wrote, without the panel
+
+        with pytest.raises(urllib.error.HTTPError) as missing:  # a name too long for the file system: no such page
+            server.get("/" + "a" * 300)
+        assert missing.value.code == 404
 
         with pytest.raises(urllib.error.HTTPError) as refused:  # a form sent from another site's page
             _post(server, fields, origin="http://elsewhere.example")
