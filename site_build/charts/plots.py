@@ -548,12 +548,16 @@ def line(xs, ys, title: str, xlabel: str, ylabel: str, log: bool = False) -> Svg
 
 
 def loss_curves(trace) -> Svg:
-    """The training-run loss, linear, with the log-scale version in a <details> (works without JavaScript)."""
+    """The training-run loss, linear, with the log-scale version in a <details> (works without JavaScript); the
+    linear one alone when the loss reaches exactly 0 (a large learning rate on a short text can), which no log
+    scale shows."""
     losses = np.asarray(trace["train.loss"], dtype=float)
     steps = np.arange(losses.size)
     title = f"Loss over {counted(losses.size - 1, 'training step')}"
     args = (steps, losses, title, "training step", "loss (nats)")
     linear = line(*args)
+    if not (losses > 0).all():
+        return linear
     return Svg(linear + '<details class="chart-log"><summary>Log scale</summary>' + line(*args, log=True)
                + "</details>", linear.title)
 

@@ -80,9 +80,12 @@ def loss_rows(trace: Any) -> list[tuple[int, float | None]]:
 
 
 def loss_change(trace: Any) -> str:
-    """The last loss against the first: `, 12 times lower`, `, 35.2% lower`, `: it went *up*, 3.1% higher` or ""."""
+    """The last loss against the first: `, 12 times lower`, `, 35.2% lower`, `: it went *up*, 3.1% higher`,
+    `: all the way to zero` or ""."""
     L = _loss(trace)
     first, end = float(L[0]), float(L[steps(trace)])
+    if end == 0 < first:  # a large learning rate on a short text: every right word has probability 1 in float64
+        return ": all the way to zero, every right word predicted with probability 1 to the last bit"
     if end < first / 10:
         return f", {fixed(first / end, 0)} times lower"
     if end < first:

@@ -41,6 +41,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
                                          "train_steps": 3},
     "three layers": {"model": {"n_layers": 3}, "train_steps": 2},
     "one word": {"data": {"texts": ["cat"]}, "train_steps": 2},
+    # a learning rate of 10 on two words: the training run's loss reaches exactly 0 (no log scale of it)
+    "a loss that reaches 0": {"seed": 1, "optimizer": {"lr": 10}, "data": {"texts": ["the cat"]}, "train_steps": 20},
     "two texts of different lengths": {"data": {"texts": ["the cat", "the dog ran on the mat"]}, "train_steps": 3},
     "sgd with momentum": {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "train_steps": 3},
     "sgd without momentum or decay": {"optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0}, "train_steps": 3},

@@ -390,6 +390,19 @@ def test_histogram_counts_every_value(default_trace):
 # --------------------------------------------------------------------------- line, before/after
 
 
+def test_a_loss_that_reaches_zero_has_no_log_scale():
+    """A learning rate of 10 on two words drives the loss to exactly 0 (which once failed the build: a log scale
+    needs positive values): the linear chart alone, and the sentence says how far it fell."""
+    from site_build.facts import train
+
+    trace = engine.run(config_from_dict({"seed": 1, "optimizer": {"lr": 10}, "data": {"texts": ["the cat"]},
+                                         "train_steps": 20}, "test"))
+    assert float(np.asarray(trace["train.loss"])[-1]) == 0.0
+    html = charts.loss_curves(trace)
+    assert html.count("<svg") == 1 and "<details" not in html
+    assert train.loss_change(trace).startswith(": all the way to zero")
+
+
 def test_loss_curve_linear_and_log_have_numbered_ticks(default_trace):
     html = charts.loss_curves(default_trace)
     assert html.count("<svg") == 2 and "<details" in html and "<summary>Log scale</summary>" in html
