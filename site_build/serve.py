@@ -25,6 +25,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -113,6 +114,8 @@ def checkpoint_folders(config: Path) -> list[Path]:
     """Where the checkpoint folder a config names (`model: {from: PATH}`) may be: PATH from the current folder, and
     beside the config (engine.config looks in both); none for any other config, or one that does not read."""
     try:
+        if not stat.S_ISREG(os.stat(config).st_mode):  # a FIFO would block the watcher for good: the build says why
+            return []
         folder = stamp.named_checkpoint(Path(config).read_bytes())  # as the up-to-date check reads it: cheaply
     except Exception:  # noqa: BLE001 - a broken config is the build's to report; its file is watched anyway
         return []
@@ -291,7 +294,7 @@ def target(state: State, config: Path, out: Path, seed: int | None) -> tuple[Pat
     settings make of it (made again each time: the user's config may have changed) into the server's own folder."""
     if state.settings is None:
         return config, out, seed
-    if state.workdir is None:
+    if state.workdir is None or not state.workdir.is_dir():  # made again if a cleaner of /tmp took it
         state.workdir = Path(tempfile.mkdtemp(prefix="handstep-serve-"))
     return panel.derive(config, seed, state.settings, state.workdir), state.workdir / "site", None
 
@@ -314,6 +317,8 @@ def _build(builder: Builder, config: Path, out: Path, seed: int | None, state: S
         return f"the settings of the Try panel: {err}" if prefix else str(err)
     except engine.ConfigError as err:
         return str(err)
+    except OSError as err:  # the server's own folder could not be written
+        return f"the Try panel's folder {state.workdir}: {err.strerror or err}"
     with BuildLocks(dest, builder.paths.cache) as locks:
         locks.acquire()
         try:
@@ -363,7 +368,10 @@ def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: St
                 continue
             if code:
                 restart(builder, sock, state)
-        rebuild(builder, config, out, seed, state, force)
+        try:
+            rebuild(builder, config, out, seed, state, force)
+        except Exception as err:  # noqa: BLE001 - a bug must not stop the watching: said, and the next edit rebuilds
+            _fail(state, f"{type(err).__name__}: {err}")
 
 
 def is_code(path: Path, root: Path) -> bool:

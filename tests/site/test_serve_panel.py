@@ -232,3 +232,37 @@ def test_serve_builds_the_panels_settings_into_its_own_folder(tmp_path):
     assert not workdir.exists()
     assert not any("Traceback" in line for line in server.lines), server.lines
 
+
+
+def test_the_panels_folder_is_made_again_when_a_cleaner_took_it(tmp_path):
+    """The server's own folder for the panel's config and site (in /tmp) may be removed while it runs (a cleaner of
+    /tmp): the next build of the panel's settings makes it again (it was a traceback and no reply, for good)."""
+    from site_build import serve
+
+    state = serve.State()
+    state.settings = panel.settings_of(engine.Config())
+    config, out = ROOT / "configs" / "default.yaml", tmp_path / "site"
+    try:
+        first = serve.target(state, config, out, None)
+        shutil.rmtree(state.workdir)
+        again = serve.target(state, config, out, None)
+        assert again[0].is_file() and again[1].parent == state.workdir != first[1].parent
+    finally:
+        shutil.rmtree(state.workdir, ignore_errors=True)
+
+
+def test_a_config_that_is_a_fifo_does_not_block_the_watcher(tmp_path):
+    """The watcher reads the config for the checkpoint folder it names; a FIFO put in its place would block it for
+    good (no edit rebuilt after): it is not read, and the build says what it is."""
+    import os
+    import threading
+
+    from site_build import serve
+
+    fifo = tmp_path / "run.yaml"
+    os.mkfifo(fifo)
+    found: list = []
+    reader = threading.Thread(target=lambda: found.append(serve.checkpoint_folders(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert found == [[]]
