@@ -181,20 +181,28 @@ def _visible_mean(delta: np.ndarray) -> float:
     return float(delta[np.tril_indices(delta.shape[0], 0, delta.shape[1])].mean())
 
 
+def _parameters(t: Any) -> dict[str, str]:
+    """{a parameter's record: its updated record}, in the trace's order."""
+    return {n["initial"]: n["updated"] for n in t.index.values()
+            if isinstance(n, dict) and "updated" in n and n["initial"] in t and n["updated"] in t}
+
+
+def _step(t: Any, p: str, u: str | None) -> np.ndarray | None:
+    return np.asarray(t[u]) - np.asarray(t[p]) if u is not None else None
+
+
 def _update_section(a: Any, b: Any) -> list[str]:
+    """Matched by record name (`wte`, `L0.ln_1.weight`): the same tensor in both runs, whichever library's name its
+    architecture gives it (GPT-2's `transformer.wte.weight` is Llama's `model.embed_tokens.weight`); then the
+    parameters only run B has."""
     rows = []
-    for key, names in a.index.items():
-        if not isinstance(names, dict) or "updated" not in names:
-            continue
-        p, u = names["initial"], names["updated"]
-        in_b = isinstance(b.index.get(key), dict) and all(n in b for n in (p, u))
-        da = np.asarray(a[u]) - np.asarray(a[p])
-        db = np.asarray(b[u]) - np.asarray(b[p]) if in_b else None
-        cells = [short(float(np.linalg.norm(da))), short(float(np.linalg.norm(db))) if db is not None else "–",
-                 short(float(np.abs(da).max())) if da.size else "–",
-                 short(float(np.abs(db).max())) if db is not None and db.size else "–"]
-        if db is None:
-            last = "not in B"
+    in_a, in_b = _parameters(a), _parameters(b)
+    for p in [*in_a, *(p for p in in_b if p not in in_a)]:
+        da, db = _step(a, p, in_a.get(p)), _step(b, p, in_b.get(p))
+        cells = [short(float(np.linalg.norm(d))) if d is not None else "–" for d in (da, db)]
+        cells += [short(float(np.abs(d).max())) if d is not None and d.size else "–" for d in (da, db)]
+        if da is None or db is None:
+            last = "not in A" if da is None else "not in B"
         elif db.shape != da.shape:
             last = f"shapes {_shape(da.shape)} and {_shape(db.shape)}"
         else:

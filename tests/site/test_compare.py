@@ -129,5 +129,19 @@ def test_comparing_with_a_larger_model_counts_every_difference_and_fills_the_upd
     assert reshaped > 0
     assert f"{len(d.records)} records differ" in html and f"{reshaped} reshaped" in html
     update = html.split('<h2 id="update">')[1].split("</table>")[0]
-    assert update.count("<tr><td><code>") == sum(isinstance(v, dict) for v in small_trace.index.values())
-    assert "shapes " in update
+    params = {v["initial"] for t in (small_trace, wider) for v in t.index.values() if isinstance(v, dict)}
+    assert update.count("<tr><td><code>") == len(params)  # B's second block too
+    assert "shapes " in update and "<td>not in A</td>" in update
+
+
+def test_the_update_table_matches_parameters_across_architectures():
+    """GPT-2 and Llama name the token table differently in Hugging Face's files (transformer.wte.weight,
+    model.embed_tokens.weight); the table matches records, so `wte` is compared, and each run's own parameters are
+    listed (every row said "not in B" before)."""
+    gpt2 = engine.run(engine.config.config_from_dict({"train_steps": 0}, "gpt2"))
+    llama = engine.run(engine.config.config_from_dict({"train_steps": 0, "model": {"arch": "llama"}}, "llama"))
+    html = summary_html(gpt2, llama, diff_traces(gpt2, llama), "A", "B")
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td><code>([^<]+)</code></td>(.*?)</tr>",
+                                                        html.split('<h2 id="update">')[1])}
+    assert "not in" not in rows["wte"] and rows["wte"].count("<td>–</td>") == 0
+    assert rows["wpe"].endswith("<td>not in B</td>") and rows["L0.attn.q_proj.weight"].endswith("<td>not in A</td>")
