@@ -320,6 +320,10 @@ def _build(builder: Builder, config: Path, out: Path, seed: int | None, state: S
     except OSError as err:  # the server's own folder could not be written
         return f"the Try panel's folder {state.workdir}: {err.strerror or err}"
     with BuildLocks(dest, builder.paths.cache) as locks:
+        try:  # the folders first, as `handstep build` checks them: a lock file goes only where a build may write
+            builder.check_outputs(config_used, dest, force)
+        except EXPECTED_ERRORS as err:
+            return None if state.stopping.is_set() else str(err)
         locks.acquire()
         try:
             report = builder.build(config_used, dest, seed_used, force=force)

@@ -265,3 +265,20 @@ def test_serve_stopped_during_a_rebuild_says_so_and_leaves_the_site_whole(tmp_pa
         assert not any("Error" in line or "Traceback" in line for line in server.lines), server.lines
     finally:
         server.stop()
+
+
+def test_a_rebuild_refused_for_a_users_cache_folder_leaves_no_lock_file_in_it(tmp_path):
+    """A --cache replaced while serving by a folder of the user's own: the rebuild is refused in one line (as
+    `handstep build` refuses it) and writes nothing there, not even its lock file (it did)."""
+    from site_build import serve
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious\n")
+    builder = Builder(Paths(content=QUALITY / "content", cache=mine))
+    try:
+        error = serve._build(builder, QUALITY / "configs" / "good.yaml", tmp_path / "site", None, State(), False)
+    finally:
+        builder.close()
+    assert error is not None and "not a handstep cache" in error
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and not (tmp_path / "site").exists()
