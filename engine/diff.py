@@ -61,7 +61,7 @@ def diff_traces(a: Trace, b: Trace) -> TraceDiff:
         where = tuple(int(i) for i in np.unravel_index(int(np.argmax(delta)), delta.shape)) if delta.ndim else ()
         scale = np.maximum(np.abs(va), np.abs(vb))
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(delta > 0, delta / scale, 0.0)
+            rel = np.where(np.isinf(delta), np.inf, np.where(delta > 0, delta / scale, 0.0))  # a NaN against a number
         out.records.append(RecordDiff(rec.name, "changed", float(delta.max()), float(np.nanmax(rel)), where,
                                       float(va[where]), float(vb[where]), rec.shape, other.shape))
     out.records += [RecordDiff(r.name, "only_b", shape_b=r.shape) for r in b.records if r.name not in a]

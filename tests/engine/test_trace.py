@@ -104,6 +104,17 @@ def test_diff_identical_and_seed_change(trace):
     assert by["loss"].max_abs == pytest.approx(abs(trace["loss"] - other["loss"]))
 
 
+def test_a_nan_against_a_number_is_an_infinite_difference_both_ways(trace):
+    """`max |A-B|` and the relative difference of a NaN against a number are both infinite (the relative one was
+    reported as 0: inf over a NaN scale, dropped by nanmax)."""
+    import copy
+
+    other = copy.deepcopy(trace)
+    other.record("loss").value[...] = np.nan
+    (changed,) = [r for r in diff_traces(trace, other).records if r.name == "loss"]
+    assert changed.max_abs == np.inf and changed.max_rel == np.inf
+
+
 def test_diff_reports_missing_and_reshaped():
     a = run(config_from_dict({"train_steps": 3}, "test"))
     b = run(config_from_dict({"train_steps": 3, "model": {"n_layers": 2}, "data": {"texts": ["the cat sat"]}}, "test"))
