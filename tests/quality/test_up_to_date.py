@@ -14,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -465,11 +466,14 @@ def test_serve_rebuilds_under_the_same_locks(tmp_path):
             assert proc.poll() is None and not site.exists()
         finally:
             lock.close()
+        said: list[str] = []  # the rest of stderr, read as it comes (a full pipe would stop the server)
+        reader = threading.Thread(target=lambda: said.extend(proc.stderr or ()), daemon=True)
+        reader.start()
         while True:
             ready, _, _ = select.select([proc.stdout], [], [], 120)
-            assert ready and proc.stdout is not None, "serve printed nothing"
+            assert ready and proc.stdout is not None, f"serve printed nothing; its stderr: {''.join(said)!r}"
             line = proc.stdout.readline()
-            assert line, proc.stderr.read() if proc.stderr else ""
+            assert line, "".join(said)
             if line.startswith("serving "):
                 break
         assert site_seed(site) == 5
