@@ -63,7 +63,9 @@ def parse_form(body: bytes) -> tuple[Settings | None, str]:
 
     if one("action") == "reset":
         return None, one("page")
-    texts = tuple(line.strip() for line in one("texts").splitlines() if line.strip())
+    # one text a line of the box (a browser sends CR LF): not str.splitlines, which also splits at U+2028 or U+001C and
+    # would make three texts of one without a word; such a character stays in its text, for the engine to refuse
+    texts = tuple(line.strip() for line in one("texts").replace("\r\n", "\n").split("\n") if line.strip())
     return Settings(texts, _integer(one("seed")), _integer(one("n_heads")), _integer(one("n_layers")),
                     one("optimizer").strip(), _number(one("lr"))), one("page")
 

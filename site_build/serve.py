@@ -178,11 +178,22 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
             self.directory = str(state.served or site)  # the folder served may change between two requests
             return super().translate_path(path)
 
+        head = False  # answering HEAD: GET's headers, no body
+
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            """The headers GET sends (a page's length with the scripts the server adds), without the body."""
+            self.head = True
+            try:
+                self.do_GET()
+            finally:
+                self.head = False
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             url = urlsplit(self.path)
             if url.path == "/__reload":
                 since = parse_qs(url.query).get("since", [""])[0]
-                return self._send(HTTPStatus.OK, "application/json", json.dumps(state.wait(since)).encode())
+                reply = {"id": state.id, "error": state.error} if self.head else state.wait(since)  # HEAD: no wait
+                return self._send(HTTPStatus.OK, "application/json", json.dumps(reply).encode())
             target = Path(self.translate_path(url.path))
             try:
                 if target.is_dir():
@@ -194,7 +205,7 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
                 return self._send_html(HTTPStatus.OK, target, url.path)
             if missing:
                 return self._send_html(HTTPStatus.NOT_FOUND, Path(self.directory) / "404.html", url.path)
-            return super().do_GET()
+            return super().do_HEAD() if self.head else super().do_GET()
 
         def do_POST(self) -> None:  # noqa: N802
             """The panel's form: build from its settings (or the user's config again), then back to the page."""
@@ -251,7 +262,8 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head:
+                    self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the page went away (reloaded, closed) while its long poll waited: no one to answer
 

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from conftest import SMALL
 from serve_support import Server
@@ -41,6 +42,19 @@ def test_server_injects_reload_script_and_serves_404(site, tmp_path):
             assert err.code == 404 and "Page not found" in err.read().decode()
         reply = json.loads(urllib.request.urlopen(base + "/__reload?since=old").read())
         assert reply == {"id": state.id, "error": "content/x.md:3: broken"}
+        def head(path: str) -> tuple[int, Any, bytes]:  # HEAD: GET's headers, no body
+            try:
+                reply = urllib.request.urlopen(urllib.request.Request(base + path, method="HEAD"), timeout=10)
+            except urllib.error.HTTPError as err:
+                reply = err
+            with reply:
+                return reply.status, reply.headers, reply.read()
+
+        status, headers, body = head("/")
+        assert status == 200 and body == b"" and headers["Cache-Control"] == "no-store"
+        assert int(headers["Content-Length"]) == len(urllib.request.urlopen(base + "/").read())  # with the script
+        assert head("/missing.html")[0] == 404
+        assert head("/__reload?since=" + state.id)[0] == 200  # the long poll does not wait for a HEAD
     finally:
         server.shutdown()
         server.server_close()

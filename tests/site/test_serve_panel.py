@@ -101,6 +101,8 @@ def test_the_form_reads_numbers_and_keeps_what_is_not_one():
     assert panel.parse_form(body) == (panel.Settings(("the cat sat", "the dog ran"), 12, "x", 2, "adam", 0.001),
                                       "/a.html")
     assert panel.parse_form(b"action=reset&page=%2F&seed=3") == (None, "/")
+    odd = urllib.parse.urlencode({"texts": "the cat\u2028sat on\x1cthe mat", "action": "build"}).encode()
+    assert panel.parse_form(odd)[0].texts == ("the cat\u2028sat on\x1cthe mat",)  # one text: the engine refuses it
 
 
 def test_back_to_the_page_when_the_new_site_has_it_else_home(tmp_path):
