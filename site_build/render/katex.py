@@ -337,18 +337,12 @@ def renderer_digest(root: Path) -> str:
     """What the formula cache is keyed by: KaTeX's version, and the sha256 of the code that typesets (the KaTeX file
     node loads, package.json's `main`, and handstep's katex_server.js), so that an edit of either is a miss."""
     package = katex_dist(root).parent
-    main = json.loads((package / "package.json").read_text(encoding="utf-8")).get("main", "dist/katex.js")
+    meta = json.loads((package / "package.json").read_text(encoding="utf-8"))
     h = hashlib.sha256()
-    for path in (package / str(main), SERVER_JS):
+    for path in (package / str(meta.get("main", "dist/katex.js")), SERVER_JS):
         try:
             h.update(path.read_bytes())
         except OSError:
             h.update(b"unreadable")  # node says why, when it starts
         h.update(b"\0")
-    return f"{installed_katex_version(root)} {h.hexdigest()}"
-
-
-def installed_katex_version(root: Path) -> str:
-    """Version of the installed KaTeX package; part of the cache key."""
-    pkg = katex_dist(root).parent / "package.json"
-    return str(json.loads(pkg.read_text(encoding="utf-8"))["version"])
+    return f"{meta['version']} {h.hexdigest()}"
