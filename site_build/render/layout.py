@@ -13,7 +13,7 @@ from markupsafe import Markup
 from site_build.data.compare import COMPARE_PAGE
 from site_build.data.interact import script_files
 from site_build.errors import BuildError, shown_path
-from site_build.pages import ExtraPage, Page, group_by_section
+from site_build.pages import ExtraPage, Page, decode_utf8, group_by_section
 from site_build.render.katex import katex_dist
 from site_build.render.markdown import Rendered
 from site_build.stamp import tree_files
@@ -21,10 +21,22 @@ from site_build.stamp import tree_files
 SITE_TITLE = "handstep"
 
 
+class _Loader(jinja2.FileSystemLoader):
+    """The templates' folder; a template that is not UTF-8 is a BuildError naming it and its line."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> Any:
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError as err:
+            path = Path(self.searchpath[0], *jinja2.loaders.split_template_path(template))
+            decode_utf8(err.object, shown_path(path))
+            raise
+
+
 def layout_environment(templates: Path) -> jinja2.Environment:
     """Jinja for the page layout (templates/)."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
+        loader=_Loader(str(templates)),
         undefined=jinja2.StrictUndefined,
         autoescape=True,
         trim_blocks=True,
@@ -89,6 +101,15 @@ def render_layouts(
                     where, line = frame.f_code.co_filename, lineno
         message = f"undefined name: {err.message}" if isinstance(err, jinja2.UndefinedError) else str(err)
         raise BuildError(shown_path(where or templates), line, message) from None
+    except BuildError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a Python error inside a template ('a' + 1, 1/0): its line, no traceback
+        where, line = templates, 0
+        for frame, lineno in traceback.walk_tb(err.__traceback__):
+            if frame.f_code.co_filename.startswith(str(templates)):
+                where, line = frame.f_code.co_filename, lineno
+        message = str(err) if isinstance(err, TypeError) else f"{type(err).__name__}: {err}"
+        raise BuildError(shown_path(where), line, message) from None
     return out
 
 

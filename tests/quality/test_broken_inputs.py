@@ -108,6 +108,14 @@ def edit(rel: str, old: str, new: str) -> Callable[[Path], None]:
     return apply
 
 
+def append_bytes(rel: str, data: bytes) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        path = root / rel
+        path.write_bytes(path.read_bytes() + data)
+
+    return apply
+
+
 def odd_page(make: Callable[[Path], None]) -> Callable[[Path], None]:
     """content/odd.md made by `make` (a FIFO, a link to nothing): never waited on, never a traceback."""
 
@@ -431,6 +439,13 @@ CASES: dict[str, Case] = {
                                   "templates/page.html", ("endblok",)),
     "template undefined variable": Case(edit("templates/page.html", "{{ page.title }}", "{{ page.no_such_field }}"),
                                         "templates/page.html", ("no_such_field",)),
+    "template python error": Case(edit("templates/page.html", "<h1>{{ page.title }}</h1>",
+                                       "<h1>{{ page.title + 1 }}</h1>"),
+                                  "templates/page.html:7:", ("can only concatenate str",)),
+    "template division by zero": Case(edit("templates/base.html", "</body>", "{{ 1 / 0 }}</body>"),
+                                      "templates/base.html:", ("ZeroDivisionError",)),
+    "template not utf-8": Case(append_bytes("templates/base.html", b"caf\xe9\n"), "templates/base.html:",
+                               ("not valid UTF-8", "0xe9")),
 }
 
 
