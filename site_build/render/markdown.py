@@ -92,8 +92,14 @@ def _check_stray_markup(state: Any) -> None:
                                         "(write \\$ for a dollar sign)"))
                 return
         if token.content.startswith(":::"):
+            first = token.content.split("\n", 1)[0]
+            if _FENCE_RE.match(first):  # a closing `:::` with no callout open
+                line = _nth_line(env, state.src.split("\n"), token.map[0] if token.map else 0, _FENCE_RE.match)
+                env["problems"].append((env["source"], line, "':::' closes no callout (callouts do not nest): "
+                                        "remove it, or open a callout above it"))
+                continue
             kind = (token.content[3:].split() or ["(none)"])[0]
-            line = _source_line(env, token.content.split("\n", 1)[0], token.map[0] if token.map else 0)
+            line = _source_line(env, first, token.map[0] if token.map else 0)
             message = (f"unknown callout '{kind}' (one of: {', '.join(CALLOUTS)})" if kind not in CALLOUTS
                        else f"unclosed callout '{kind}': add a line ':::' after it")
             env["problems"].append((env["source"], line, message))
@@ -104,19 +110,33 @@ _OPEN_RE = re.compile(r"^\s*:{3,}\s*(\S+)")  # an opening `::: kind [title]` lin
 
 
 def _check_unclosed_callouts(state: Any) -> None:
-    """The container plugin closes a callout that has no closing `:::` at the end of the document,
-    silently putting the rest of the page inside it: report it at the opening line instead."""
+    """The container plugin closes a callout that has no closing `:::` at the end of the document, or at the
+    closing `:::` of the next callout (which it then holds), silently putting the rest of the page, or the next
+    callout, inside it: report it at the opening line instead."""
     env = state.env
     lines = state.src.split("\n")
+    open_: list[Token] = []  # the callouts open around the current token
     for token in state.tokens:
+        if token.type.startswith("container_") and token.type.endswith("_close"):
+            open_.pop()
+            continue
         if not (token.type.startswith("container_") and token.type.endswith("_open") and token.map):
             continue
         start, end = token.map
+        if open_ and open_[-1].map and open_[-1].map[1] == end:  # the one around it ends at its `:::`
+            _unclosed(env, lines, open_[-1])
+        open_.append(token)
         if end < len(lines) and _FENCE_RE.match(lines[end]):
             continue
-        kind = token.type[len("container_") : -len("_open")]
-        line = _opening_line(env, lines, start, kind)
-        env["problems"].append((env["source"], line, f"unclosed callout '{kind}': add a line ':::' after it"))
+        _unclosed(env, lines, token)
+
+
+def _unclosed(env: dict[str, Any], lines: list[str], token: Token) -> None:
+    kind = token.type[len("container_") : -len("_open")]
+    line = _opening_line(env, lines, token.map[0] if token.map else 0, kind)
+    problem = (env["source"], line, f"unclosed callout '{kind}': add a line ':::' after it")
+    if problem not in env["problems"]:
+        env["problems"].append(problem)
 
 
 def _opening_line(env: dict[str, Any], rendered: list[str], at: int, kind: str) -> int:
@@ -127,11 +147,16 @@ def _opening_line(env: dict[str, Any], rendered: list[str], at: int, kind: str) 
         match = _OPEN_RE.match(line)
         return bool(match and match.group(1) == kind)
 
-    nth = sum(1 for line in rendered[:at] if is_open(line))
-    raw = [i for i, line in enumerate(env["raw_lines"]) if is_open(line)]
+    return _nth_line(env, rendered, at, is_open)
+
+
+def _nth_line(env: dict[str, Any], rendered: list[str], at: int, matches: Any) -> int:
+    """File line of the line `matches` picks on rendered line `at`: the same occurrence in the raw page."""
+    nth = sum(1 for line in rendered[:at] if matches(line))
+    raw = [i for i, line in enumerate(env["raw_lines"]) if matches(line)]
     if nth < len(raw):
         return env["offset"] + raw[nth] + 1
-    return _source_line(env, rendered[at], at)
+    return _source_line(env, rendered[at] if at < len(rendered) else "", at)
 
 
 def container_plugin_named(md: MarkdownIt, name: str) -> None:

@@ -268,6 +268,14 @@ ERROR_CASES = {
         page("::: note\nClosed.\n:::\n\nText {{ value('loss') }}.\n\n::: note A title\nOpen to the end.\n"),
         "content/extra.md:13: unclosed callout 'note': add a line ':::' after it",
     ),
+    "unclosed callout before another callout": (  # the next callout's ':::' closed it, holding that callout too
+        page("::: warmup A warm-up\nMade up.\n\n## Run\n\n::: why Why?\nReason.\n:::\n\nAfter.\n"),
+        "content/extra.md:7: unclosed callout 'warmup': add a line ':::' after it",
+    ),
+    "a ':::' that closes nothing": (  # it was 'unknown callout (none)', at the first ':::' of the page
+        page("::: note\nClosed.\n:::\n\nText.\n\n:::\n"),
+        "content/extra.md:13: ':::' closes no callout (callouts do not nest): remove it, or open a callout above it",
+    ),
     "slug of the 404 page": (
         page("body").replace("order: 1\n", "order: 1\nslug: 404\n"),
         "content/extra.md:6: slug '404' is reserved for the generated 404 page; choose another",
