@@ -245,7 +245,11 @@ def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str
     if isinstance(node, yaml.MappingNode):
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):  # the str() of a collection's nodes could be gigabytes
-                key_lines[key_node.value] = key_node.start_mark.line + 2
+                line = key_node.start_mark.line + 2
+                if key_node.value in key_lines:  # YAML would keep the last value without a word
+                    raise BuildError(shown, line, f"duplicate front matter key {echo(key_node.value)} (first given "
+                                     f"at line {key_lines[key_node.value]}); keep one")
+                key_lines[key_node.value] = line
     body = "\n".join(lines[end + 1 :])
     return meta, key_lines, body, end + 2
 

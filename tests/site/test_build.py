@@ -234,6 +234,10 @@ ERROR_CASES = {
         "---\ndescription: d\nsection: Reference\norder: 1\n---\n",
         "content/extra.md:2: front matter is missing 'title'",
     ),
+    "duplicate key": (  # YAML keeps the last one without a word
+        "---\ntitle: t\ndescription: d\nsection: Reference\norder: 1\ntitle: u\n---\n",
+        "content/extra.md:6: duplicate front matter key 'title' (first given at line 2); keep one",
+    ),
     "wrong type": (
         "---\ntitle: t\ndescription: d\nsection: Reference\norder: first\n---\n",
         "content/extra.md:5: front matter 'order' must be a whole number, not 'first'",
