@@ -26,7 +26,7 @@ from site_build.macros.registry import RunContext
 from site_build.macros.scale import table_pages
 from site_build.mathslots import MathSlots
 from site_build.notebook import notebook_files
-from site_build.pages import ExtraPage, Page, collect_pages, slug_fields
+from site_build.pages import ExtraPage, Page, broken_names, collect_pages, slug_fields
 from site_build.progress import Progress, quiet
 from site_build.render.compile import Compiled
 from site_build.render.jinja import PageResult, link_map, page_key, render_pages
@@ -177,7 +177,8 @@ class Builder:
         cfg, run_key = session.run_key(config_path, seed)
         pages, problems = collect_pages(self.paths.content, slug_fields(cfg))
         other = session.other(Path(compare.config or config_path), compare.seed) if compare is not None else None
-        links, steps = link_map(pages), {p.step: p.url for p in pages if p.step}
+        links = link_map(pages, broken_names(self.paths.content, pages, problems))
+        steps = {p.step: p.url for p in pages if p.step}
         key = (run_key, session.other_key if compare is not None else "", sorted(steps.items()))
         compiled = Compiled.start([p for p in pages if not (run_key and session.pages.has(page_key(p, key, links)))])
         return Job(config_path, cfg, run_key, pages, problems, links, steps, key, other, compiled)

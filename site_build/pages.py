@@ -144,6 +144,19 @@ def collect_pages(content_dir: Path, fields: Mapping[str, str] | None = None
     return sort_pages(pages), problems
 
 
+def broken_names(content_dir: Path, pages: list[Page], problems: list[tuple[str, int, str]]) -> list[str]:
+    """The names a link gives (`forward/attention.md`) of the page files `collect_pages` refused: a link to one is
+    not a second problem (its own problem says what to fix)."""
+    valid = {page.source for page in pages}
+    top = os.path.abspath(content_dir)
+    out = []
+    for file in sorted({file for file, _, _ in problems} - valid):
+        path = os.path.abspath(file)
+        if file.endswith(".md") and path.startswith(os.path.join(top, "")):
+            out.append(Path(path).with_name(arch_of(Path(path))[0]).relative_to(top).as_posix())
+    return out
+
+
 def _read(path: Path, shown: str) -> bytes:
     """The bytes of a page file; a link to nothing, a FIFO (never waited on), a device or a file that cannot be
     read is a BuildError naming it."""

@@ -147,12 +147,16 @@ def missing_anchors(pages: list[Page], bodies: dict[str, Any]) -> list[tuple[str
     return problems
 
 
-def link_map(pages: list[Page]) -> dict[str, str]:
-    """`attention.md` and `forward/attention.md` both link to `attention.html`."""
+def link_map(pages: list[Page], broken: list[str] = ()) -> dict[str, str]:
+    """`attention.md` and `forward/attention.md` both link to `attention.html`; the name of a `broken` page file
+    (one the build refused, with its own problem) to "": a link to it is not reported again."""
     links = {}
     for page in pages:
         links[page.rel] = page.url
         links.setdefault(page.rel.rsplit("/", 1)[-1], page.url)
+    for rel in broken:
+        links.setdefault(rel, "")
+        links.setdefault(rel.rsplit("/", 1)[-1], "")
     return links
 
 

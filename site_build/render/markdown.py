@@ -279,11 +279,13 @@ def _render_link_open(self: Any, tokens: list[Token], idx: int, options: Any, en
         path, _, frag = href.partition("#")
         if path.endswith(".md"):
             key = posixpath.normpath(path).lstrip("./")
-            target = env["links"].get(key) or env["links"].get(posixpath.basename(key))
+            target = env["links"].get(key)
+            if target is None:
+                target = env["links"].get(posixpath.basename(key))
             line = _source_line(env, f"({href}", _token_line(token))
             if target is None:
                 env["problems"].append((env["source"], line, f"link to unknown page '{path}'"))
-            else:
+            elif target:  # "" is a page the build refused: its own problem is reported
                 token.attrSet("href", target + (f"#{frag}" if frag else ""))
                 if frag:
                     env.setdefault("anchors", []).append((line, target, frag))

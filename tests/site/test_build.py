@@ -368,6 +368,20 @@ def test_all_problems_are_reported_together(tmp_path):
     ]
 
 
+def test_a_link_to_a_page_the_build_refused_is_not_a_second_problem(tmp_path):
+    """The refused page's own line says what to fix; "link to unknown page" beside it, from every page that links
+    to it, sent the writer after links that are fine."""
+    paths = make_site(tmp_path, {
+        "a.md": page("See [b](sub/b.md), [again](b.md#top) and [c](c.md).", order=1),
+        "sub/b.md": page("body", order=2).replace("order: 2\n", "order: 2\ntilte: x\n"),
+    })
+    assert build_error(paths, tmp_path / "site") == [
+        "content/a.md:7: link to unknown page 'c.md'",
+        "content/sub/b.md:6: unknown front matter key 'tilte' (known: title, description, section, order, slug, "
+        "step, block)",
+    ]
+
+
 def test_coverage_can_be_required(site, tmp_path):
     with pytest.raises(BuildError) as err:
         build(SMALL, tmp_path / "site", paths=site, require_coverage=True)
