@@ -16,6 +16,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.anchors.index import slugify
 from mdit_py_plugins.attrs import attrs_block_plugin, attrs_plugin
 from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.dollarmath import dollarmath_plugin
@@ -59,6 +60,7 @@ def make_parser() -> MarkdownIt:
     for name in CALLOUTS:
         container_plugin_named(md, name)
     md.use(anchors_plugin, min_level=2, max_level=4, permalink=False)
+    md.core.ruler.before("anchor", "heading_ids", _check_heading_ids)
     for rule in ("math_inline", "math_inline_double", "math_block", "math_block_label"):
         md.add_render_rule(rule, _render_math)
     md.add_render_rule("heading_open", _render_heading_open)
@@ -103,6 +105,45 @@ def _check_stray_markup(state: Any) -> None:
             message = (f"unknown callout '{kind}' (one of: {', '.join(CALLOUTS)})" if kind not in CALLOUTS
                        else f"unclosed callout '{kind}': add a line ':::' after it")
             env["problems"].append((env["source"], line, message))
+
+
+def _check_heading_ids(state: Any) -> None:
+    """An id given twice (`{#x}` on two headings), or one a heading's words already give it (`{#the-mask}` over
+    another heading than "The mask": the anchors plugin renames the first to `the-mask-1`, and every link to
+    `#the-mask` then reaches the other one), or a heading with no words (an empty id): at the line that sets it."""
+    env = state.env
+    if "problems" not in env:
+        return
+    lines = state.src.split("\n")
+    given: dict[str, int] = {}  # id -> file line of the heading that gives it
+    derived: dict[str, int] = {}  # id -> file line of the first heading whose words make it
+    for i, token in enumerate(state.tokens):
+        if token.type != "heading_open" or not token.map:
+            continue
+        at = token.map[0]
+        heading_id = token.attrGet("id")
+        if heading_id:
+            needle = "{#" + str(heading_id)
+            line = _nth_line(env, lines[: at + 1], at, lambda text, n=needle: n in text, last=True)
+            if heading_id in given:
+                env["problems"].append((env["source"], line, f"heading id '{heading_id}' is given twice (first at "
+                                        f"line {given[heading_id]}); give this heading another id"))
+            given.setdefault(str(heading_id), line)
+            continue
+        if int(token.tag[1]) < 2:
+            continue
+        children = state.tokens[i + 1].children or []
+        title = "".join(child.content for child in children if child.type in ("text", "code_inline"))
+        heading = lines[at].strip()
+        line = _nth_line(env, lines, at, lambda text, h=heading: text.strip() == h)
+        if not title.strip() and not any(child.type.startswith("math") for child in children):
+            env["problems"].append((env["source"], line, "empty heading: give it words or remove it"))
+        derived.setdefault(slugify(title), line)
+    for heading_id, line in given.items():
+        if heading_id in derived:
+            env["problems"].append((env["source"], line, f"heading id '{heading_id}' is the id the heading at line "
+                                    f"{derived[heading_id]} takes from its words: links to #{heading_id} would "
+                                    "reach this heading instead; choose another id"))
 
 
 _FENCE_RE = re.compile(r"^\s*:{3,}\s*$")  # a closing `:::` line
@@ -150,9 +191,10 @@ def _opening_line(env: dict[str, Any], rendered: list[str], at: int, kind: str) 
     return _nth_line(env, rendered, at, is_open)
 
 
-def _nth_line(env: dict[str, Any], rendered: list[str], at: int, matches: Any) -> int:
-    """File line of the line `matches` picks on rendered line `at`: the same occurrence in the raw page."""
-    nth = sum(1 for line in rendered[:at] if matches(line))
+def _nth_line(env: dict[str, Any], rendered: list[str], at: int, matches: Any, last: bool = False) -> int:
+    """File line of the line `matches` picks on rendered line `at` (or, `last`, the last it picks in `rendered`): the
+    same occurrence in the raw page."""
+    nth = sum(1 for line in rendered[:at] if matches(line)) - (1 if last else 0)
     raw = [i for i, line in enumerate(env["raw_lines"]) if matches(line)]
     if nth < len(raw):
         return env["offset"] + raw[nth] + 1

@@ -280,6 +280,19 @@ ERROR_CASES = {
         page("::: note\nClosed.\n:::\n\nText.\n\n:::\n"),
         "content/extra.md:13: ':::' closes no callout (callouts do not nest): remove it, or open a callout above it",
     ),
+    "heading id given twice": (  # two elements with one id: a link reaches the first only
+        page("{#same}\n## One\n\nText.\n\n{#same}\n## Two\n\nMore.\n"),
+        "content/extra.md:12: heading id 'same' is given twice (first at line 7); give this heading another id",
+    ),
+    "heading id another heading's words give": (  # it took the id, and that heading became 'the-mask-1'
+        page("## The mask\n\nText.\n\n{#the-mask}\n## Later\n\nMore.\n"),
+        "content/extra.md:11: heading id 'the-mask' is the id the heading at line 7 takes from its words: links to "
+        "#the-mask would reach this heading instead; choose another id",
+    ),
+    "empty heading": (  # an empty id
+        page("## One\n\nText.\n\n##\n\nMore.\n"),
+        "content/extra.md:11: empty heading: give it words or remove it",
+    ),
     "slug of the 404 page": (
         page("body").replace("order: 1\n", "order: 1\nslug: 404\n"),
         "content/extra.md:6: slug '404' is reserved for the generated 404 page; choose another",
