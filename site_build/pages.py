@@ -125,7 +125,10 @@ def collect_pages(content_dir: Path, fields: Mapping[str, str] | None = None
     problems: list[tuple[str, int, str]] = []
     # every page file, through links to folders too: the files the up-to-date digest hashes (a folder `x.md` holds
     # pages, and is not one)
-    files = sorted(content_dir / name for name, _ in tree_files(content_dir) if name.endswith(".md"))
+    # (a hidden name is no page: an editor's lock or backup, `.#x.md` (Emacs: a link to nothing while you edit), a
+    # copy's `._x.md` (macOS metadata, not text))
+    files = sorted(content_dir / name for name, _ in tree_files(content_dir)
+                   if name.endswith(".md") and not any(part.startswith(".") for part in name.split("/")))
     arch = (fields or {}).get("arch", "gpt2")
     variants = {path.with_name(arch_of(path)[0]) for path in files if arch_of(path)[1] == arch}
     for path in files:

@@ -395,6 +395,17 @@ def test_a_link_to_a_page_the_build_refused_is_not_a_second_problem(tmp_path):
     ]
 
 
+def test_hidden_files_are_not_pages(tmp_path):
+    """An editor's lock file (Emacs: `.#x.md`, a link to nothing while the page has unsaved changes), macOS's `._x.md`
+    beside a copied page, a hidden folder: none is a page, and none stops the build."""
+    paths = make_site(tmp_path, {"._extra.md": b"\x00\x05\x16\x07\x00\x02Mac OS X\xff",
+                                 ".old/extra.md": page("old", order=2)})
+    (paths.content / ".#extra.md").symlink_to("someone@host.1234:1700000000")
+    out = tmp_path / "site"
+    build_ok(paths, out)
+    assert sorted(p.name for p in out.glob("*.html")) == ["404.html", "attention.html", "index.html"]
+
+
 def test_coverage_can_be_required(site, tmp_path):
     with pytest.raises(BuildError) as err:
         build(SMALL, tmp_path / "site", paths=site, require_coverage=True)
