@@ -198,4 +198,7 @@ def _template_line(err: BaseException, source: str) -> int:
 def _describe(err: BaseException) -> str:
     if isinstance(err, jinja2.UndefinedError):
         return f"undefined name: {err.message}"
+    if isinstance(err, TypeError) and str(err) == "no loader for this environment specified":  # a page has none
+        return ("a page cannot include, import or extend a template: write the text on the page, or make it a "
+                "fact (site_build/facts/) or a macro")
     return f"{err}" if isinstance(err, TypeError) else f"{type(err).__name__}: {err}"

@@ -293,6 +293,11 @@ ERROR_CASES = {
         page("## One\n\nText.\n\n##\n\nMore.\n"),
         "content/extra.md:11: empty heading: give it words or remove it",
     ),
+    "include": (  # it was "no loader for this environment specified"
+        page("Text.\n{% include 'base.html' %}\n"),
+        "content/extra.md:8: a page cannot include, import or extend a template: write the text on the page, or make "
+        "it a fact (site_build/facts/) or a macro",
+    ),
     "slug of the 404 page": (
         page("body").replace("order: 1\n", "order: 1\nslug: 404\n"),
         "content/extra.md:6: slug '404' is reserved for the generated 404 page; choose another",
