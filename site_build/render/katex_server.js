@@ -35,7 +35,11 @@ rl.on("line", (line) => {
         throwOnError: true,
         output: output,
         strict: "ignore",
-        trust: false,
+        // an untrusted \href, \url, \includegraphics or \htmlClass would not fail: KaTeX shows the command in red
+        trust: (context) => {
+          throw new Error(`${context.command} is not allowed in a formula (no links, images or HTML in math); ` +
+                          "write it outside the formula");
+        },
       }),
     };
   } catch (err) {

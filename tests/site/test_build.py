@@ -293,6 +293,11 @@ ERROR_CASES = {
         page("## One\n\nText.\n\n##\n\nMore.\n"),
         "content/extra.md:11: empty heading: give it words or remove it",
     ),
+    "katex link": (  # KaTeX, trusting nothing, showed '\href' in red and the build passed
+        page("See $\\href{https://katex.org}{x}$.\n"),
+        "content/extra.md:7: KaTeX error: \\href is not allowed in a formula (no links, images or HTML in math); "
+        "write it outside the formula",
+    ),
     "include": (  # it was "no loader for this environment specified"
         page("Text.\n{% include 'base.html' %}\n"),
         "content/extra.md:8: a page cannot include, import or extend a template: write the text on the page, or make "
