@@ -29,7 +29,7 @@ from site_build.notebook import notebook_files
 from site_build.pages import ExtraPage, Page, broken_names, collect_pages, slug_fields
 from site_build.progress import Progress, quiet
 from site_build.render.compile import Compiled
-from site_build.render.jinja import PageResult, link_map, page_key, render_pages
+from site_build.render.jinja import PageResult, link_map, missing_anchors, missing_files, page_key, render_pages
 from site_build.render.layout import render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
 from site_build.session import Session
@@ -165,7 +165,7 @@ class Builder:
         finally:
             job.close()  # a failed build too: its workers stop
         self.check_outputs(config_path, out_dir, force, compare)  # nothing changed under us while building
-        self.write(out_dir, run, made, files, clock)  # 7. write, index, swap
+        self.write(job, out_dir, run, made, files, clock)  # 7. write, index, swap
         report.seconds = clock.total()
         return report
 
@@ -272,13 +272,18 @@ class Builder:
         run.trace.release()
         return files
 
-    def write(self, out_dir: Path, run: Any, made: Made, files: dict[str, Any], clock: Clock) -> None:
-        """Into a temporary folder, indexed for search, swapped in whole."""
+    def write(self, job: Job, out_dir: Path, run: Any, made: Made, files: dict[str, Any], clock: Clock) -> None:
+        """Every link of the pages checked against the site's files and their anchors; then into a temporary
+        folder, indexed for search, swapped in whole."""
         session = self.session
         search = {rel: search_ignores(made.math.strip(html)) for rel, html in made.layouts.items()
                   if rel.endswith(".html")}
         with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
             files.update(session.trace_files(run.trace))  # trace.json as the engine saves it (through a file)
+        problems = missing_anchors(job.pages, made.bodies) + missing_files(made.bodies, files)
+        if problems:
+            raise BuildError.collect(problems)
+        with write.writing("--out", out_dir):
             indexed = write.write_site(out_dir, files, search, clock.lap, reuse_search=self.background_search,
                                        replaced=self._replaced)
         session.pages.end_build()

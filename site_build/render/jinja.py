@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ class PageResult:
     source: str
     html: str
     headings: list[Heading]
-    anchors: list[tuple[int, str, str]]  # (line, target url or "", fragment)
+    anchors: list[tuple[int, str, str]]  # its links within the site (render.markdown.Rendered.anchors)
     math: MathSlots  # its formulas, each with the line that first used it
     shown: frozenset[str]
     made: dict[str, Any]
@@ -122,7 +123,6 @@ def render_pages(pages: list[Page], run: RunContext, links: dict[str, str], cach
         out[page.source] = result
         if on_page is not None:
             on_page(result)
-    problems.extend(missing_anchors(pages, out))
     if problems:
         raise BuildError.collect(problems)
     return out
@@ -132,7 +132,7 @@ _ID_RE = re.compile(r'\sid="([^"]+)"')
 
 
 def missing_anchors(pages: list[Page], bodies: dict[str, Any]) -> list[tuple[str, int, str]]:
-    """Every `#fragment` a page links to must be an id on the target page."""
+    """Every `#fragment` a page links to must be an id on the target page (its body, its exercises included)."""
     ids: dict[str, set[str]] = {}
     for p in pages:  # the first page of a URL wins, as links do (a duplicate is reported on its own)
         if p.source in bodies:
@@ -141,10 +141,19 @@ def missing_anchors(pages: list[Page], bodies: dict[str, Any]) -> list[tuple[str
     for page in pages:
         for line, target, frag in bodies[page.source].anchors if page.source in bodies else ():
             url = target or page.url
-            if url in ids and frag not in ids[url]:
+            if frag and url in ids and frag not in ids[url]:
                 where = f"on {url.removesuffix('.html')}" if target else "on this page"
                 problems.append((page.source, line, f"link to unknown anchor '#{frag}' {where}"))
     return problems
+
+
+def missing_files(bodies: dict[str, Any], files: Collection[str]) -> list[tuple[str, int, str]]:
+    """Every file a page links to or shows (`[x](assets/x.png)`, `![](x.svg)`, `[y](page.html)`) must be one the
+    site holds (`files`: its paths; the search index is written after them)."""
+    return [(source, line, f"link to '{target}': the site has no such file (a picture goes in templates/assets/; "
+                           "a page is linked by its .md file)")
+            for source, body in bodies.items() for line, target, _ in body.anchors
+            if target and target not in files and not target.startswith("pagefind/")]
 
 
 def link_map(pages: list[Page], broken: list[str] = ()) -> dict[str, str]:

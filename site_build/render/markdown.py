@@ -12,6 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -45,7 +46,8 @@ class Rendered:
     html: str
     headings: list[Heading] = field(default_factory=list)
     problems: list[tuple[str, int, str]] = field(default_factory=list)
-    anchors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, target url or "", fragment)
+    # its links within the site: (line, target page or file, or "" for this page; fragment, or "" for none)
+    anchors: list[tuple[int, str, str]] = field(default_factory=list)
     blocks: list[tuple[int, int, str]] | None = None  # its HTML blocks (html_blocks), for the notebook; not cached
 
 
@@ -66,6 +68,7 @@ def make_parser() -> MarkdownIt:
     md.add_render_rule("heading_open", _render_heading_open)
     md.add_render_rule("heading_close", _render_heading_close)
     md.add_render_rule("link_open", _render_link_open)
+    md.add_render_rule("image", _render_image)
     md.core.ruler.before("text_join", "stray_markup", _check_stray_markup)
     return md
 
@@ -319,19 +322,47 @@ def _render_link_open(self: Any, tokens: list[Token], idx: int, options: Any, en
         env.setdefault("anchors", []).append((_source_line(env, f"({href}", _token_line(token)), "", href[1:]))
     elif href and not _SCHEME_RE.match(href):
         path, _, frag = href.partition("#")
+        line = _source_line(env, f"({href}", _token_line(token))
         if path.endswith(".md"):
             key = posixpath.normpath(path).lstrip("./")
             target = env["links"].get(key)
             if target is None:
                 target = env["links"].get(posixpath.basename(key))
-            line = _source_line(env, f"({href}", _token_line(token))
             if target is None:
                 env["problems"].append((env["source"], line, f"link to unknown page '{path}'"))
             elif target:  # "" is a page the build refused: its own problem is reported
                 token.attrSet("href", target + (f"#{frag}" if frag else ""))
                 if frag:
                     env.setdefault("anchors", []).append((line, target, frag))
+        else:
+            _link_to_file(env, line, path, frag)
     return self.renderToken(tokens, idx, options, env)
+
+
+def _render_image(self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    if src and not _SCHEME_RE.match(src):
+        _link_to_file(env, _source_line(env, f"({src}", _token_line(token)), src.partition("#")[0], "")
+    return str(self.image(tokens, idx, options, env))
+
+
+def _link_to_file(env: dict[str, Any], line: int, path: str, frag: str) -> None:
+    """A link or image to a file of the site (`assets/x.png`, a page's `.html`): noted with its line, for the build
+    to check once it knows every file of the site (`anchors`: (line, its path in the site, fragment)). Pages lie at
+    the site's top, so a relative path is read from there."""
+    path = unquote(path.partition("?")[0])
+    if not path:  # `?x` alone: this page
+        return
+    if path.startswith("/"):
+        env["problems"].append((env["source"], line, f"link to '{path}' from the server's root: write it relative "
+                                "to the page (without the leading '/'), so the site works in any folder"))
+        return
+    target = posixpath.normpath(path) + ("/index.html" if path.endswith("/") else "")
+    if target == ".." or target.startswith("../"):
+        env["problems"].append((env["source"], line, f"link to '{path}', outside the site"))
+        return
+    env.setdefault("anchors", []).append((line, target.removeprefix("./"), frag))
 
 
 def _outline(md: MarkdownIt, tokens: list[Token], env: dict[str, Any]) -> list[Heading]:

@@ -298,6 +298,29 @@ ERROR_CASES = {
         "content/extra.md:7: KaTeX error: \\href is not allowed in a formula (no links, images or HTML in math); "
         "write it outside the formula",
     ),
+    "a picture the site does not hold": (  # the page showed a broken image, and the build passed
+        page("Text.\n\n![a plot](assets/plot.png)\n"),
+        "content/extra.md:9: link to 'assets/plot.png': the site has no such file (a picture goes in "
+        "templates/assets/; a page is linked by its .md file)",
+    ),
+    "a link to a file the site does not hold": (
+        page("See [the notes](notes.html).\n"),
+        "content/extra.md:7: link to 'notes.html': the site has no such file (a picture goes in templates/assets/; a "
+        "page is linked by its .md file)",
+    ),
+    "an unknown anchor of a page linked by its file": (
+        page("See [it](attention.html#nope).\n"),
+        "content/extra.md:7: link to unknown anchor '#nope' on attention",
+    ),
+    "a link outside the site": (
+        page("See [up](../notes.html).\n"),
+        "content/extra.md:7: link to '../notes.html', outside the site",
+    ),
+    "a link from the server's root": (  # a site served from a folder (GitHub Pages) would lose it
+        page("See [it](/attention.html).\n"),
+        "content/extra.md:7: link to '/attention.html' from the server's root: write it relative to the page "
+        "(without the leading '/'), so the site works in any folder",
+    ),
     "include": (  # it was "no loader for this environment specified"
         page("Text.\n{% include 'base.html' %}\n"),
         "content/extra.md:8: a page cannot include, import or extend a template: write the text on the page, or make "
@@ -375,6 +398,20 @@ def test_errors_name_file_and_line(tmp_path, case):
     paths = make_site(tmp_path, {"extra.md": text})
     assert build_error(paths, tmp_path / "site") == [expected]
     assert not (tmp_path / "site").exists()
+
+
+def test_links_to_the_sites_own_files_and_to_its_exercises_build(tmp_path):
+    """A page may link to the site's assets, a page's .html, the trace, and to the Exercises section the build adds
+    to its page (the anchors are checked once it is there)."""
+    paths = make_site(tmp_path, {"extra.md": page(
+        "{{ matrix('L0.attn.scores', head=0) }}\n\nSee [the script](assets/site.js), "
+        "[attention](attention.html#scores), "
+        "[the trace](trace.json?v=1), ![the style](./assets/style.css) and [the exercises](#exercises).\n",
+        section="Forward pass", order=9)})
+    out = tmp_path / "site"
+    build_ok(paths, out)
+    html = (out / "extra.html").read_text()
+    assert 'id="exercises"' in html and 'href="#exercises"' in html and 'href="attention.html#scores"' in html
 
 
 def test_all_problems_are_reported_together(tmp_path):
