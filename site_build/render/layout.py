@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import traceback
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,23 @@ def relocate(html: str, up: str) -> str:
     """A body written for the site root (`href="assets/csv/x.csv"`), for a page `up` folders below it
     (`href="../assets/csv/x.csv"`); absolute links, other schemes and #fragments stay as they are."""
     return _SITE_LINK.sub(lambda m: m.group(1) + up, html) if up else html
+
+
+_LINK_RE = re.compile(r'\s(?:href|src)="([^"#?]*)')
+_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
+
+
+def missing_layout_files(templates: Path, html_404: str, base_url: str, files: Collection[str]
+                         ) -> list[tuple[str, int, str]]:
+    """The files the layout links or loads (as its 404 page shows them: the layout around one line) that the site
+    does not have: a stylesheet or script removed from templates/assets/ left every page bare without a word."""
+    problems = []
+    for link in dict.fromkeys(_LINK_RE.findall(html_404)):
+        path = link.removeprefix(base_url) if base_url else link
+        if path and not _SCHEME_RE.match(path) and html.unescape(path) not in files:
+            problems.append((shown_path(templates), 0, f"the layout links '{html.unescape(path)}', which the site "
+                             "does not have: put the file back in templates/assets/, or remove the link"))
+    return problems
 
 
 def static_files(root: Path, templates: Path) -> dict[str, Any]:

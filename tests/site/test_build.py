@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from conftest import HOSTILE, SMALL, digest_tree, make_site, page
 
 from site_build.build import ROOT, Builder, build
 from site_build.cli import main
-from site_build.errors import BuildError
+from site_build.errors import BuildError, shown_path
 
 pytestmark = pytest.mark.usefixtures("in_tmp")  # fixture pages show as content/x.md
 
@@ -412,6 +414,18 @@ def test_links_to_the_sites_own_files_and_to_its_exercises_build(tmp_path):
     build_ok(paths, out)
     html = (out / "extra.html").read_text()
     assert 'id="exercises"' in html and 'href="#exercises"' in html and 'href="attention.html#scores"' in html
+
+
+def test_a_stylesheet_the_layout_links_and_the_site_lacks_fails_the_build(tmp_path):
+    """templates/assets/style.css removed: every page was written bare, and the build said nothing."""
+    paths = make_site(tmp_path)
+    templates = tmp_path / "templates"
+    shutil.copytree(paths.templates, templates)
+    (templates / "assets" / "style.css").unlink()
+    lines = build_error(dataclasses.replace(paths, templates=templates), tmp_path / "site")
+    assert lines == [f"{shown_path(templates)}: the layout links 'assets/style.css', which the site does not have: "
+                     "put the file back in templates/assets/, or remove the link"]
+    assert not (tmp_path / "site").exists()
 
 
 def test_all_problems_are_reported_together(tmp_path):
