@@ -74,6 +74,7 @@ class Page:
     body: str  # Markdown + Jinja, front matter removed
     body_line: int  # line number in the file of the body's first line
     order_line: int = 0  # line of `order:`, for duplicate-order errors
+    slug_line: int = 0  # line of `slug:` (0: the name is the file's), for duplicate-name errors
     step: str = ""  # the step this page explains (site_build.steps), highlighted in its map
     block: str = ""  # the block the page works through ("first" or "last"), whose number `L{block}` stands for
     rel: str = ""  # path inside the content folder, e.g. "forward/attention.md" (what `.md` links name)
@@ -223,7 +224,7 @@ def decode_utf8(data: bytes, shown: str) -> str:
         raise BuildError(
             shown, line, f"not valid UTF-8 (byte 0x{data[err.start]:02x}); save the file as UTF-8"
         ) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")  # Windows' and old Macs' ends
 
 
 def split_front_matter(text: str, shown: str) -> tuple[dict, dict[str, int], str, int]:
@@ -337,6 +338,7 @@ def validate_front_matter(
         "order": meta["order"],
         "slug": slug,
         "order_line": key_lines.get("order", first_line),
+        "slug_line": key_lines.get("slug", 0),
     }
 
 
@@ -357,8 +359,10 @@ def _check_unique(pages: list[Page]) -> list[tuple[str, int, str]]:
             )
         other = seen_slug.setdefault(page.slug, page)
         if other is not page:
+            if other.slug_line and not page.slug_line:  # the page whose front matter chose the name is the one to fix
+                page, other = other, page
             problems.append(
-                (page.source, 0, f"page name '{page.slug}' is already used by {other.source}")
+                (page.source, page.slug_line, f"page name '{page.slug}' is already used by {other.source}")
             )
     return problems
 

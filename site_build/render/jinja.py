@@ -210,4 +210,6 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, TypeError) and str(err) == "no loader for this environment specified":  # a page has none
         return ("a page cannot include, import or extend a template: write the text on the page, or make it a "
                 "fact (site_build/facts/) or a macro")
+    if isinstance(err, MemoryError):  # it says nothing of itself
+        return "out of memory: the page asks for more than the machine has"
     return f"{err}" if isinstance(err, TypeError) else f"{type(err).__name__}: {err}"

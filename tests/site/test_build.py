@@ -323,6 +323,10 @@ ERROR_CASES = {
         "content/extra.md:7: link to '/attention.html' from the server's root: write it relative to the page "
         "(without the leading '/'), so the site works in any folder",
     ),
+    "out of memory": (  # it was 'MemoryError: ', and nothing after the colon
+        page("Text.\n{{ range(10**15) | list }}\n"),
+        "content/extra.md:8: out of memory: the page asks for more than the machine has",
+    ),
     "include": (  # it was "no loader for this environment specified"
         page("Text.\n{% include 'base.html' %}\n"),
         "content/extra.md:8: a page cannot include, import or extend a template: write the text on the page, or make "
@@ -414,6 +418,26 @@ def test_links_to_the_sites_own_files_and_to_its_exercises_build(tmp_path):
     build_ok(paths, out)
     html = (out / "extra.html").read_text()
     assert 'id="exercises"' in html and 'href="#exercises"' in html and 'href="attention.html#scores"' in html
+
+
+@pytest.mark.parametrize("end", ["\r\n", "\r"])
+def test_a_page_whose_lines_end_in_cr_builds_as_one_ending_in_lf(tmp_path, end):
+    """Windows' CR LF and old Macs' CR alone (which said "missing front matter": the file was one line)."""
+    text = page("Text $x$ and {{ value('loss') }}.\n\n## A heading\n\nMore.\n")
+    built = []
+    for name, data in (("lf", text), ("cr", text.replace("\n", end))):
+        paths = make_site(tmp_path / name, {"extra.md": data.encode()})
+        build_ok(paths, tmp_path / name / "site")
+        built.append((tmp_path / name / "site" / "extra.html").read_text())
+    assert built[0] == built[1] and 'id="a-heading"' in built[0]
+
+
+def test_a_name_chosen_twice_is_blamed_on_the_page_that_chose_it(tmp_path):
+    """`slug: index` on another page: the line to fix is that `slug:`, not index.md, whose name is its file's (it was
+    blamed, without a line, for the page listed second)."""
+    paths = make_site(tmp_path, {"a/early.md": page("body", order=2).replace("order: 2\n", "order: 2\nslug: index\n")})
+    assert build_error(paths, tmp_path / "site") == [
+        "content/a/early.md:6: page name 'index' is already used by content/index.md"]
 
 
 def test_a_stylesheet_the_layout_links_and_the_site_lacks_fails_the_build(tmp_path):
