@@ -28,10 +28,20 @@ from site_build.errors import shown_path
 ENDPOINT = "/__try"
 CONFIG_NAME = "config.yaml"  # the derived config, in the server's own folder
 MAX_FORM_BYTES = 64 * 1024  # texts of a few hundred words, with room to spare
+FIELDS = ("texts", "seed", "n_heads", "n_layers", "optimizer", "lr")  # what the panel's form sends to build
 
 
 class SettingsError(ConfigError):
     """Settings of the panel that the engine refuses: its one line, without a file name (the file is unchanged)."""
+
+
+class FormError(SettingsError):
+    """A form the panel cannot read at all (fields missing, a number of more digits than Python reads): one line, and
+    the page the form was sent from, to go back to."""
+
+    def __init__(self, message: str, page: str) -> None:
+        super().__init__(message)
+        self.page = page
 
 
 @dataclass(frozen=True)
@@ -55,30 +65,54 @@ def settings_of(cfg: Config) -> Settings:
 
 def parse_form(body: bytes) -> tuple[Settings | None, str]:
     """The panel's POST body: its settings (None for "Reset to my config": the user's config again) and the path of
-    the page it was sent from."""
+    the page it was sent from. A form without the panel's fields (an empty body: not sent by the panel) raises
+    FormError naming them, rather than the engine's complaint about the first one (`seed: must be an integer`)."""
     fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
     def one(name: str) -> str:
         return fields.get(name, [""])[0]
 
+    page = one("page")
     if one("action") == "reset":
-        return None, one("page")
+        return None, page
+    missing = [name for name in FIELDS if name not in fields]  # a field the reader emptied is sent, blank
+    if len(missing) == len(FIELDS):
+        raise FormError(f"the form was empty: none of its fields ({', '.join(FIELDS)}) came; send it from the "
+                        "panel", page)
+    if missing:
+        raise FormError(f"the form is incomplete: {', '.join(missing)} did not come; send it from the panel", page)
+
+    def integer(name: str, key: str) -> Any:
+        try:
+            return _integer(one(name))
+        except ValueError:  # more digits than Python converts (4300): as the engine says of such a YAML integer
+            raise FormError(f"{key}: this integer has too many digits", page) from None
+
     # one text a line of the box (a browser sends CR LF): not str.splitlines, which also splits at U+2028 or U+001C and
     # would make three texts of one without a word; such a character stays in its text, for the engine to refuse
     texts = tuple(line.strip() for line in one("texts").replace("\r\n", "\n").split("\n") if line.strip())
-    return Settings(texts, _integer(one("seed")), _integer(one("n_heads")), _integer(one("n_layers")),
-                    one("optimizer").strip(), _number(one("lr"))), one("page")
+    return Settings(texts, integer("seed", "seed"), integer("n_heads", "model.n_heads"),
+                    integer("n_layers", "model.n_layers"), one("optimizer").strip(), _number(one("lr"))), page
 
 
 def _integer(text: str) -> Any:
+    """An integer of any length, as YAML reads one (a long one is the engine's to call too large, not a string); a
+    ValueError beyond Python's limit of digits."""
     text = text.strip()
-    return int(text) if re.fullmatch(r"[+-]?[0-9]{1,30}", text) else text
+    return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else text
 
 
 def _number(text: str) -> Any:
+    """A number as YAML reads one. float() also reads `1_0` as 10 and other scripts' digits (`１`), which are typing
+    slips here: they stay text, for the engine to refuse. An integer of more than 30 digits is read as a float: the
+    engine's check of a number overflows on an int past 10**308 (a float is inf there, which it refuses)."""
     text = text.strip()
+    if re.fullmatch(r"[+-]?[0-9]{1,30}", text):
+        return int(text)
+    if not text.isascii() or "_" in text:
+        return text
     try:
-        return int(text) if re.fullmatch(r"[+-]?[0-9]{1,30}", text) else float(text)
+        return float(text)
     except ValueError:
         return text
 

@@ -221,8 +221,12 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
             if not 0 <= length <= panel.MAX_FORM_BYTES:
                 return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "text/plain; charset=utf-8",
                                   b"The form is too long: give shorter texts\n")
-            settings, page = panel.parse_form(self.rfile.read(length))
-            error = apply(settings)
+            try:
+                settings, page = panel.parse_form(self.rfile.read(length))
+            except panel.FormError as err:  # nothing to build: its line is the answer
+                settings, page, error = None, err.page, str(err)
+            else:
+                error = apply(settings)
             url = panel.landing(Path(state.served or site), page)
             if "application/json" in self.headers.get("Accept", ""):  # the panel's script
                 return self._send(HTTPStatus.OK, "application/json", panel.reply(error, url))

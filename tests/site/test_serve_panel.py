@@ -94,6 +94,10 @@ def test_a_checkpoint_config_keeps_its_folder_and_refuses_new_sizes(tmp_path, mo
         panel.derive(config, None, _settings(config, n_heads=1), tmp_path)
 
 
+FORM = {"texts": "the cat sat", "seed": "5", "n_heads": "2", "n_layers": "1", "optimizer": "adamw", "lr": "0.01",
+        "page": "/a.html", "action": "build"}
+
+
 def test_the_form_reads_numbers_and_keeps_what_is_not_one():
     body = urllib.parse.urlencode({"texts": " the cat sat \r\n\r\nthe dog ran\n", "seed": "12", "n_heads": "x",
                                    "n_layers": " 2 ", "optimizer": "adam", "lr": "1e-3", "page": "/a.html",
@@ -101,8 +105,43 @@ def test_the_form_reads_numbers_and_keeps_what_is_not_one():
     assert panel.parse_form(body) == (panel.Settings(("the cat sat", "the dog ran"), 12, "x", 2, "adam", 0.001),
                                       "/a.html")
     assert panel.parse_form(b"action=reset&page=%2F&seed=3") == (None, "/")
-    odd = urllib.parse.urlencode({"texts": "the cat\u2028sat on\x1cthe mat", "action": "build"}).encode()
+    odd = urllib.parse.urlencode({**FORM, "texts": "the cat\u2028sat on\x1cthe mat"}).encode()
     assert panel.parse_form(odd)[0].texts == ("the cat\u2028sat on\x1cthe mat",)  # one text: the engine refuses it
+
+
+def test_the_form_reads_no_typing_slip_as_a_number_and_a_long_integer_as_one(tmp_path):
+    """float() reads `1_0` as 10 and other scripts' digits as numbers: slips, refused as any other text is. An integer
+    of 31 digits is a number, too large for the engine's budget as it is in a YAML config (it was a string); one of
+    more digits than Python reads is refused in one line, as the engine refuses it in YAML."""
+    def parsed(**change: str) -> panel.Settings:
+        return panel.parse_form(urllib.parse.urlencode({**FORM, **change}).encode())[0]
+
+    config = tmp_path / "run.yaml"
+    shutil.copy(GOOD, config)
+    for typed in ("1_0", "1_0e-3", "\uff11"):  # the last a fullwidth 1
+        with pytest.raises(panel.SettingsError) as err:
+            panel.derive(config, None, parsed(lr=typed), tmp_path)
+        assert str(err.value) == f"optimizer.lr: must be a number, got a string {typed!r}"
+    long = parsed(n_layers="1" * 31)
+    assert long.n_layers == int("1" * 31)
+    with pytest.raises(engine.BudgetError) as err:
+        engine.check_budget(engine.load_config(panel.derive(config, None, long, tmp_path)))
+    assert ": model.n_layers: 1.1e+30 needs about " in str(err.value)
+    with pytest.raises(panel.FormError) as err:
+        parsed(seed="-" + "9" * 5000)
+    assert str(err.value) == "seed: this integer has too many digits" and err.value.page == "/a.html"
+
+
+def test_a_form_without_the_panels_fields_says_which_did_not_come():
+    """Not the engine's complaint about the first field (`seed: must be an integer, got a string ''`)."""
+    with pytest.raises(panel.FormError) as err:
+        panel.parse_form(b"")
+    assert str(err.value) == ("the form was empty: none of its fields (texts, seed, n_heads, n_layers, optimizer, lr) "
+                              "came; send it from the panel")
+    with pytest.raises(panel.FormError) as err:
+        panel.parse_form(b"texts=the+cat&seed=1&n_heads=&page=%2Fa.html")
+    assert str(err.value) == "the form is incomplete: n_layers, optimizer, lr did not come; send it from the panel"
+    assert err.value.page == "/a.html"  # a field the reader emptied came: the engine names what is wrong with it
 
 
 def test_back_to_the_page_when_the_new_site_has_it_else_home(tmp_path):
@@ -214,6 +253,10 @@ def test_serve_builds_the_panels_settings_into_its_own_folder(tmp_path):
         reply = json.loads(_post(server, {**fields, "n_heads": "3"}, json_reply=True)[1])
         assert reply["error"] == "model.n_heads: 3 does not divide d_model 8"
         assert new_loss in server.get("/")  # the previous site is still served
+        reply = json.loads(_post(server, {}, json_reply=True)[1])  # an empty form: no complaint about its seed
+        assert reply["error"].startswith("the form was empty: none of its fields") and reply["url"] == "/"
+        _, page = _post(server, {"page": "/attention.html", "seed": "5"})
+        assert "try-error\">the form is incomplete: texts, n_heads, n_layers, optimizer, lr did not come" in page
         _, page = _post(server, {**fields, "lr": "-1", "page": "/"})
         assert '<p id="try-status" role="status" class="try-status try-error">optimizer.lr: must be &gt; 0, got ' \
                "-1.0</p>" in page and 'id="try-panel" open' in page and new_loss in page
