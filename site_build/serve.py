@@ -53,6 +53,7 @@ SETTINGS_ENV = "HANDSTEP_SERVE_SETTINGS"  # the panel's settings in use, handed 
 POLL_SECONDS = 0.15
 QUIET_SECONDS = 0.12  # a burst of saves ends after this long without changes
 LONG_POLL_SECONDS = 25
+PANEL_SETTINGS = "the settings of the Try panel"  # how messages name the config the panel's settings make
 
 RELOAD_SCRIPT = """<script>(function(){var id=%s;function show(e){var d=document.getElementById("build-error");
 if(!e){if(d)d.remove();return}if(!d){d=document.createElement("pre");d.id="build-error";d.className="build-error";
@@ -330,7 +331,7 @@ def _build(builder: Builder, config: Path, out: Path, seed: int | None, state: S
     try:
         config_used, dest, seed_used = target(state, config, out, seed)
     except panel.SettingsError as err:
-        return f"the settings of the Try panel: {err}" if prefix else str(err)
+        return f"{PANEL_SETTINGS}: {err}" if prefix else str(err)
     except engine.ConfigError as err:
         return str(err)
     except OSError as err:  # the server's own folder could not be written
@@ -339,21 +340,35 @@ def _build(builder: Builder, config: Path, out: Path, seed: int | None, state: S
         try:  # the folders first, as `handstep build` checks them: a lock file goes only where a build may write
             builder.check_outputs(config_used, dest, force)
         except EXPECTED_ERRORS as err:
-            return None if state.stopping.is_set() else str(err)
+            return None if state.stopping.is_set() else _named(str(err), config_used, config, prefix)
         locks.acquire()
         try:
             report = builder.build(config_used, dest, seed_used, force=force)
         except EXPECTED_ERRORS as err:
-            error = None if state.stopping.is_set() else str(err)
+            error = None if state.stopping.is_set() else _named(str(err), config_used, config, prefix)
         except Exception as err:  # noqa: BLE001 - a bug must not stop the server either
             # (when stopping, the server closed what the build was using)
-            error = None if state.stopping.is_set() else f"{type(err).__name__}: {err}"
+            error = None if state.stopping.is_set() else _named(f"{type(err).__name__}: {err}", config_used, config,
+                                                                prefix)
         else:
             error = None
             state.served = dest if dest != out else None
             print(report.summary(), flush=True)
             state.publish(None)
         builder.finish_search()  # the index of the new pages is written into `dest` after the swap
+    return error
+
+
+def _named(error: str, used: Path, config: Path, prefix: bool) -> str:
+    """An error of the build of `used`: when that is the config the panel's settings make (not the user's `config`),
+    the engine named it by its path in the server's own folder, which the user never saw. It is named as the panel's
+    settings instead (a line in the panel itself, as a setting the engine refuses, names nothing: `prefix`)."""
+    if used == config:
+        return error
+    for path in dict.fromkeys((str(used), shown_path(used))):
+        if not prefix:
+            error = "\n".join(line.removeprefix(f"{path}: ") for line in error.split("\n"))
+        error = error.replace(path, PANEL_SETTINGS)
     return error
 
 

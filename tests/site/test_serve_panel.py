@@ -253,6 +253,12 @@ def test_serve_builds_the_panels_settings_into_its_own_folder(tmp_path):
         reply = json.loads(_post(server, {**fields, "n_heads": "3"}, json_reply=True)[1])
         assert reply["error"] == "model.n_heads: 3 does not divide d_model 8"
         assert new_loss in server.get("/")  # the previous site is still served
+        # errors of the build name no file in the server's own folder, which the user never saw
+        reply = json.loads(_post(server, {**fields, "n_layers": "1" * 22}, json_reply=True)[1])
+        assert reply["error"].startswith("model.n_layers: 1.1e+21 needs about "), reply
+        _, page = _post(server, {**fields, "lr": "1e300", "page": "/"})
+        assert "try-error\">optimizer.lr: a NaN or Inf appeared in record " in page
+        assert "handstep-serve-" not in page and new_loss in page
         reply = json.loads(_post(server, {}, json_reply=True)[1])  # an empty form: no complaint about its seed
         assert reply["error"].startswith("the form was empty: none of its fields") and reply["url"] == "/"
         _, page = _post(server, {"page": "/attention.html", "seed": "5"})
@@ -277,6 +283,27 @@ def test_serve_builds_the_panels_settings_into_its_own_folder(tmp_path):
     assert not workdir.exists()
     assert not any("Traceback" in line for line in server.lines), server.lines
 
+
+
+def test_an_error_of_the_panels_build_names_its_settings_not_the_servers_folder(tmp_path):
+    """The config the panel's settings make lies in the server's own folder, which the user never saw: an error of
+    its build (the budget, a NaN) names the settings of the panel instead, or nothing in the panel itself, as a
+    refused setting does. It named the folder's config.yaml."""
+    from site_build import serve
+    from site_build.build import Builder, Paths
+
+    state = serve.State()
+    builder = Builder(Paths(content=QUALITY / "content", cache=tmp_path / "cache"))
+    try:
+        for change, line in [({"n_layers": 10**22}, "model.n_layers: 1e+22 needs about "),
+                             ({"lr": 1e300}, "optimizer.lr: a NaN or Inf appeared in record ")]:
+            state.settings = _settings(GOOD, **change)
+            for prefix, said in ((True, f"the settings of the Try panel: {line}"), (False, line)):
+                error = serve._build(builder, GOOD, tmp_path / "site", None, state, False, prefix=prefix)
+                assert error is not None and error.startswith(said) and "handstep-serve-" not in error, error
+    finally:
+        builder.close()
+        serve.remove_workdir(state)
 
 
 def test_the_panels_folder_is_made_again_when_a_cleaner_took_it(tmp_path):
