@@ -5,7 +5,9 @@ a burst of saves gives one rebuild, a threaded http.server on 127.0.0.1, and a
 long-poll endpoint `/__reload` that the pages' injected script waits on. The script
 is added to HTML responses by the server, never written into site/. A failed rebuild
 prints the error and shows it over the page; the server keeps serving the last good
-site.
+site. Every build runs in the main thread, one at a time (the watcher and the requests
+hand theirs over): Ctrl-C or SIGTERM stops it there at once, and it cleans up after
+itself, as `handstep build` does.
 
 What is watched is every input a build reads, wherever it lies: the config file and the checkpoint folder it
 names (`model.from`), the pages (--content) and templates (--templates) folders, the verification figures
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import shutil
 import socket
@@ -36,6 +39,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import engine
@@ -53,6 +57,7 @@ SETTINGS_ENV = "HANDSTEP_SERVE_SETTINGS"  # the panel's settings in use, handed 
 POLL_SECONDS = 0.15
 QUIET_SECONDS = 0.12  # a burst of saves ends after this long without changes
 LONG_POLL_SECONDS = 25
+T = TypeVar("T")
 PANEL_SETTINGS = "the settings of the Try panel"  # how messages name the config the panel's settings make
 
 RELOAD_SCRIPT = """<script>(function(){var id=%s;function show(e){var d=document.getElementById("build-error");
@@ -74,7 +79,9 @@ class State:
         self.id = f"{self.token}-0"
         self.error: str | None = None
         self._n = 0
-        self.busy = threading.Lock()  # held by the rebuild under way
+        # Every build runs in the main thread (`in_main`), one at a time: these wait for it there.
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.building = False  # the main thread is running one of `jobs`
         self.stopping = threading.Event()  # the server is stopping: a rebuild that fails now says nothing
         # The panel (site_build.panel): its settings, when the site shown is built from them (None: from the user's
         # config), the folder the server owns for their config and site (made when first needed), the site served
@@ -278,12 +285,43 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
     return partial(Handler, directory=str(site))  # type: ignore[return-value]
 
 
+def in_main(state: State, job: Callable[[], T], stopped: T) -> T:
+    """Run `job` (a build) in the main thread, where serve() takes them one at a time, and return what it returns;
+    `stopped` when the server stopped before it ended. Ctrl-C and SIGTERM (site_build.cli) raise KeyboardInterrupt
+    in the main thread alone: a build there stops at once and cleans up after itself (its temporary folders, its
+    compile workers), exactly as `handstep build` does; one in another thread went on, for up to a minute, and was
+    cut off with the process, leaving its folders."""
+    if threading.current_thread() is threading.main_thread():
+        return job()
+    done = threading.Event()
+    outcome: list[tuple[T | None, Exception | None]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((job(), None))
+        except Exception as err:  # noqa: BLE001 - raised again in the thread that asked
+            outcome.append((None, err))
+        finally:
+            done.set()
+
+    state.jobs.put(run)
+    done.wait()
+    if not outcome:
+        return stopped
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
+
+
 def rebuild(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False) -> None:
     """One build of what the server shows (`target`); print its summary or its errors, and tell the open pages."""
-    with state.busy:
+    def build() -> None:
         error = _build(builder, config, out, seed, state, force)
         if error is not None:
             _fail(state, error)
+
+    in_main(state, build, None)
 
 
 def _fail(state: State, message: str) -> None:
@@ -296,7 +334,7 @@ def try_settings(builder: Builder, config: Path, out: Path, seed: int | None, st
     """The panel's POST: show the site `settings` make of the user's config (None, or the config's own settings:
     the user's site again). Settings the engine refuses, or a build that fails, give one line, and the site served
     stays the one before."""
-    with state.busy:
+    def build() -> str | None:
         previous = state.settings
         state.settings = None if settings == state.defaults else settings
         error = _build(builder, config, out, seed, state, force, prefix=False)
@@ -304,6 +342,8 @@ def try_settings(builder: Builder, config: Path, out: Path, seed: int | None, st
             state.settings = previous
             return error.splitlines()[0]
         return None
+
+    return in_main(state, build, "the server stopped before this build ended")
 
 
 def target(state: State, config: Path, out: Path, seed: int | None) -> tuple[Path, Path, int | None]:
@@ -318,7 +358,7 @@ def target(state: State, config: Path, out: Path, seed: int | None) -> tuple[Pat
 
 def _build(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool,
            prefix: bool = True) -> str | None:
-    """Build what the server shows (the caller holds `state.busy`): on success serve it, print its summary and tell
+    """Build what the server shows (in the main thread: `in_main`): on success serve it, print its summary and tell
     the open pages; else return the error (None when the server is stopping). It holds the locks of the output and
     cache folders, as `handstep build` does (site_build.lock), until its search index is in place. `prefix`: a
     refused panel setting says where it comes from."""
@@ -519,6 +559,7 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     server.socket.close()
     server.socket = sock  # taken by the caller before the first build, so a busy port fails at once
     server.daemon_threads = True
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
     try:
         builder.check_outputs(Path(config), Path(out), force)
         first = snapshot(watched(builder.paths, Path(config)))  # before the first build: an edit during it shows
@@ -526,28 +567,29 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
         threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force, sock, first),
                          daemon=True).start()
         print(f"serving {out.name}/ at http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
-        server.serve_forever()
+        serving.start()
+        while True:  # every later build, in this thread (in_main), where Ctrl-C and SIGTERM stop it at once
+            job = state.jobs.get()
+            state.building = True
+            job()
+            state.building = False
     except KeyboardInterrupt:
         pass
     finally:
         state.stopping.set()
+        if serving.is_alive():
+            server.shutdown()
         server.server_close()
-        held = state.busy.acquire(blocking=False)
-        ours = state.settings is not None  # a rebuild under way writes the panel's site, not --out
-        builder.close()  # a rebuild under way fails at its next formula, and cleans up after itself
-        if not held:  # it ends at its next formula, or goes on to the end if it has none left
+        ours = state.settings is not None  # a rebuild cut short wrote the panel's site, not --out
+        builder.close()  # once a site just swapped in has its search index
+        if state.building and not ours:  # the build stopped where it was, and cleaned up, as `handstep build` does
             site = f"{shown_path(out)}/"
-            held = state.busy.acquire(timeout=60)
-            if not held:
-                said = f"stopped during a rebuild that did not end in time; {site} is the old site or the new, whole"
-            elif builder.replaced:
+            if builder.replaced:
                 said = f"stopped during a rebuild, after it had replaced {site}: it holds the new site, whole"
             else:
                 said = f"stopped during a rebuild, which was abandoned; {site} is as it was"
-            if not ours:
-                print(f"handstep: {said}", file=sys.stderr, flush=True)
-        if held:  # no build writes in the panel's folder any more
-            remove_workdir(state)
+            print(f"handstep: {said}", file=sys.stderr, flush=True)
+        remove_workdir(state)  # no build writes in the panel's folder any more
     return 0
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -338,3 +342,59 @@ def test_a_config_that_is_a_fifo_does_not_block_the_watcher(tmp_path):
     reader.start()
     reader.join(timeout=5)
     assert found == [[]]
+
+
+def _post_in_background(server: Server, fields: dict[str, str]) -> list:
+    """POST the panel's form (for the JSON) in a thread of its own: [the reply] once it came, [the error] if none."""
+    got: list = []
+
+    def post() -> None:
+        try:
+            got.append(json.loads(_post(server, fields, json_reply=True)[1]))
+        except OSError as err:
+            got.append(err)
+
+    threading.Thread(target=post, daemon=True).start()
+    return got
+
+
+def _long_panel_build(tmp_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple:
+    """A server of the real pages (enough for the build's compile workers and their folder) with its temporary
+    folders in a folder of the test's own, and a panel build of 40 layers under way (half a minute and more)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    shutil.copytree(ROOT / "content", tmp_path / "pages")
+    config = tmp_path / "run.yaml"
+    shutil.copy(ROOT / "configs" / "default.yaml", config)
+    server = Server(["--config", str(config), "--content", str(tmp_path / "pages"), "--cache", str(tmp_path / "cache"),
+                     "--out", str(tmp_path / "site")], cwd=cwd or tmp_path,
+                    env={**(env or os.environ), "TMPDIR": str(temp)})
+    fields = {"texts": "the cat sat on the mat", "seed": "42", "n_heads": "2", "n_layers": "40", "optimizer": "adamw",
+              "lr": "0.01", "page": "/", "action": "build"}
+    reply = _post_in_background(server, fields)
+    deadline = time.monotonic() + 60
+    while not list(temp.glob("handstep-jinja-*")):  # the build's compile workers are at work
+        assert time.monotonic() < deadline and server.proc.poll() is None, "\n".join(server.lines)
+        time.sleep(0.02)
+    return server, temp, reply
+
+
+def test_serve_stopped_during_a_panel_build_stops_at_once_and_leaves_no_folder(tmp_path):
+    """SIGTERM (a `kill`, to the server alone) while a panel build is under way: the build stops where it is, as
+    `handstep build` stops, and cleans up after itself; the server leaves no temporary folder. It waited up to a
+    minute for the build (in another thread, which no signal stops), then left the panel's folder and the
+    build's compile folder behind."""
+    server, temp, reply = _long_panel_build(tmp_path)
+    try:
+        time.sleep(0.5)
+        start = time.monotonic()
+        os.kill(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(timeout=15)
+        assert time.monotonic() - start < 5
+        time.sleep(0.2)
+        assert sorted(p.name for p in temp.iterdir()) == []
+        assert not any("Traceback" in line or "Error" in line for line in server.lines), server.lines
+        assert reply in ([], [{"error": "the server stopped before this build ended", "url": "/"}]) or \
+            isinstance(reply[0], OSError), reply
+    finally:
+        server.stop()
