@@ -39,7 +39,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import engine
@@ -57,6 +57,7 @@ SETTINGS_ENV = "HANDSTEP_SERVE_SETTINGS"  # the panel's settings in use, handed 
 POLL_SECONDS = 0.15
 QUIET_SECONDS = 0.12  # a burst of saves ends after this long without changes
 LONG_POLL_SECONDS = 25
+ANSWER_SECONDS = 5  # a restart waits this long for a request that is not waiting for a build (a client gone quiet)
 T = TypeVar("T")
 PANEL_SETTINGS = "the settings of the Try panel"  # how messages name the config the panel's settings make
 
@@ -83,6 +84,8 @@ class State:
         self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self.building = False  # the main thread is running one of `jobs`
         self.stopping = threading.Event()  # the server is stopping: a rebuild that fails now says nothing
+        self.taken = 0  # requests the HTTP server has taken and not yet answered (Server), under `cond`
+        self.restarting = False  # a restart waits for them: a long poll answers at once
         # The panel (site_build.panel): its settings, when the site shown is built from them (None: from the user's
         # config), the folder the server owns for their config and site (made when first needed), the site served
         # when it is not --out, what the user's config sets (the panel's first values), and a refused setting to show
@@ -102,10 +105,42 @@ class State:
             self.cond.notify_all()
 
     def wait(self, since: str) -> dict[str, str | None]:
-        """Block until a build newer than `since` (or the long-poll timeout)."""
+        """Block until a build newer than `since` (or the long-poll timeout, or a restart)."""
         with self.cond:
-            self.cond.wait_for(lambda: self.id != since, timeout=LONG_POLL_SECONDS)
+            self.cond.wait_for(lambda: self.id != since or self.restarting, timeout=LONG_POLL_SECONDS)
             return {"id": self.id, "error": self.error}
+
+    def count(self, change: int) -> None:
+        with self.cond:
+            self.taken += change
+            self.cond.notify_all()
+
+
+class Server(ThreadingHTTPServer):
+    """The threaded HTTP server, counting the requests it has taken from the socket and not yet answered (from the
+    moment it takes one: none slips past a restart that has stopped it), for a restart to answer them first."""
+
+    daemon_threads = True
+
+    def __init__(self, state: State, handler: type[SimpleHTTPRequestHandler], sock: socket.socket) -> None:
+        super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.state = state
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.state.count(1)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread to answer it
+            self.state.count(-1)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.state.count(-1)
 
 
 def watched(paths: Paths, config: Path) -> list[Path]:
@@ -413,7 +448,8 @@ def _named(error: str, used: Path, config: Path, prefix: bool) -> str:
 
 
 def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: State, force: bool = False,
-          sock: socket.socket | None = None, seen: dict[str, tuple[int, ...]] | None = None) -> None:
+          sock: socket.socket | None = None, seen: dict[str, tuple[int, ...]] | None = None,
+          server: Server | None = None) -> None:
     """Poll the inputs forever (from the snapshot `seen`, else from now); rebuild once per burst; restart on a change
     to handstep's source."""
     tops = watched(builder.paths, config)
@@ -442,7 +478,7 @@ def watch(builder: Builder, config: Path, out: Path, seed: int | None, state: St
                 _fail(state, "\n".join(broken.values()) + "\n(the server restarts once handstep's code compiles)")
                 continue
             if code:
-                restart(builder, sock, state)
+                restart(builder, sock, state, server)
         try:
             rebuild(builder, config, out, seed, state, force)
         except Exception as err:  # noqa: BLE001 - a bug must not stop the watching: said, and the next edit rebuilds
@@ -475,12 +511,16 @@ def compile_error(path: str) -> str | None:
     return None
 
 
-def restart(builder: Builder, sock: socket.socket | None = None, state: State | None = None) -> None:
+def restart(builder: Builder, sock: socket.socket | None = None, state: State | None = None,
+            server: Server | None = None) -> None:
     """Re-run this command in a fresh interpreter, so edited code is used, in this same process (exec) and on the
     same listening socket: the address stays, and requests wait in its queue until the new server answers them.
-    The panel's settings go along (its folder is removed: the new server builds them into one of its own).
-    Should exec fail, the server goes on with the code it has."""
+    The requests `server` has taken are answered first (`answer_taken`). The panel's settings go along (its folder
+    is removed: the new server builds them into one of its own). Should exec fail, the server goes on with the
+    code it has."""
     print("handstep's code changed: restarting the server", flush=True)
+    if state is not None and server is not None:
+        answer_taken(state, server)
     builder.close()
     env = dict(os.environ)
     if sock is not None:
@@ -497,6 +537,28 @@ def restart(builder: Builder, sock: socket.socket | None = None, state: State | 
             sock.set_inheritable(False)
         print(f"could not restart ({err.strerror or err}); rebuilding with the code already loaded", file=sys.stderr,
               flush=True)
+        if state is not None and server is not None:
+            state.restarting = False
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def answer_taken(state: State, server: Server) -> None:
+    """Before a restart: take no more requests (they wait in the socket's queue for the new server) and answer the
+    ones taken. A panel build under way (in the main thread) ends, and its form gets its answer; a page's long poll
+    answers at once. Exec cut them off: the form had no answer ("No answer from the server") and the build left its
+    compile folder. A request that waits for no build (a client that sends nothing) is waited for ANSWER_SECONDS."""
+    with state.cond:
+        state.restarting = True
+        state.cond.notify_all()
+    server.shutdown()
+    quiet = time.monotonic() + ANSWER_SECONDS
+    with state.cond:
+        while state.taken:
+            if state.building:
+                quiet = time.monotonic() + ANSWER_SECONDS
+            elif time.monotonic() > quiet:
+                break
+            state.cond.wait(0.1)
 
 
 def remove_workdir(state: State) -> None:
@@ -554,17 +616,14 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     def apply(settings: panel.Settings | None) -> str | None:
         return try_settings(builder, Path(config), out, seed, state, settings, force)
 
-    server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(out, state, apply, shown_path(config)),
-                                 bind_and_activate=False)
-    server.socket.close()
-    server.socket = sock  # taken by the caller before the first build, so a busy port fails at once
-    server.daemon_threads = True
+    # the socket is taken by the caller before the first build, so a busy port fails at once
+    server = Server(state, make_handler(out, state, apply, shown_path(config)), sock)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     try:
         builder.check_outputs(Path(config), Path(out), force)
         first = snapshot(watched(builder.paths, Path(config)))  # before the first build: an edit during it shows
         rebuild(builder, Path(config), out, seed, state, force)
-        threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force, sock, first),
+        threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force, sock, first, server),
                          daemon=True).start()
         print(f"serving {out.name}/ at http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
         serving.start()
@@ -577,7 +636,7 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
         pass
     finally:
         state.stopping.set()
-        if serving.is_alive():
+        if serving.ident is not None:  # started (serve_forever may run in another thread since: restart)
             server.shutdown()
         server.server_close()
         ours = state.settings is not None  # a rebuild cut short wrote the panel's site, not --out

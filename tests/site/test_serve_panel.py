@@ -358,9 +358,11 @@ def _post_in_background(server: Server, fields: dict[str, str]) -> list:
     return got
 
 
-def _long_panel_build(tmp_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple:
+def _long_panel_build(tmp_path: Path, layers: int = 40, env: dict[str, str] | None = None,
+                      cwd: Path | None = None) -> tuple:
     """A server of the real pages (enough for the build's compile workers and their folder) with its temporary
-    folders in a folder of the test's own, and a panel build of 40 layers under way (half a minute and more)."""
+    folders in a folder of the test's own, and a panel build of `layers` layers under way (40: half a minute and
+    more)."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     shutil.copytree(ROOT / "content", tmp_path / "pages")
@@ -369,8 +371,8 @@ def _long_panel_build(tmp_path: Path, env: dict[str, str] | None = None, cwd: Pa
     server = Server(["--config", str(config), "--content", str(tmp_path / "pages"), "--cache", str(tmp_path / "cache"),
                      "--out", str(tmp_path / "site")], cwd=cwd or tmp_path,
                     env={**(env or os.environ), "TMPDIR": str(temp)})
-    fields = {"texts": "the cat sat on the mat", "seed": "42", "n_heads": "2", "n_layers": "40", "optimizer": "adamw",
-              "lr": "0.01", "page": "/", "action": "build"}
+    fields = {"texts": "the cat sat on the mat", "seed": "42", "n_heads": "2", "n_layers": str(layers),
+              "optimizer": "adamw", "lr": "0.01", "page": "/", "action": "build"}
     reply = _post_in_background(server, fields)
     deadline = time.monotonic() + 60
     while not list(temp.glob("handstep-jinja-*")):  # the build's compile workers are at work
@@ -396,5 +398,35 @@ def test_serve_stopped_during_a_panel_build_stops_at_once_and_leaves_no_folder(t
         assert not any("Traceback" in line or "Error" in line for line in server.lines), server.lines
         assert reply in ([], [{"error": "the server stopped before this build ended", "url": "/"}]) or \
             isinstance(reply[0], OSError), reply
+    finally:
+        server.stop()
+
+
+def test_a_code_edit_during_a_panel_build_restarts_once_its_form_is_answered(tmp_path):
+    """An edit of handstep's code while a panel build is under way: the server restarts once the build has ended
+    and its form has its answer, and no compile folder is left. The restart cut the build off: the form had no
+    answer ("No answer from the server") and the compile folder stayed in /tmp."""
+    project = tmp_path / "project"  # a copy: the real checkout is never edited
+    for name in ("engine", "site_build", "templates", "configs"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "node_modules").symlink_to(ROOT / "node_modules")
+    server, temp, reply = _long_panel_build(tmp_path, 10, env={**os.environ, "PYTHONPATH": str(project)}, cwd=project)
+    try:
+        seen = len(server.lines)
+        _edit(project / "site_build" / "panel.py", '"""The "Try your own sentence"', '"""The "Try your sentence"')
+        server.wait_for("restarting the server", after=seen)
+        deadline = time.monotonic() + 120
+        while not reply:
+            assert time.monotonic() < deadline, "\n".join(server.lines)
+            time.sleep(0.05)
+        assert reply == [{"error": None, "url": "/"}], (reply, server.lines)
+        built = next(i for i, line in enumerate(server.lines) if i >= seen and line.startswith("built "))
+        assert "handstep-serve-" in server.lines[built]  # the panel's build ended, then the server restarted
+        server.wait_for(r"serving \S+ at http://127\.0\.0\.1:(\d+)/", after=built)  # built the settings again
+        page = server.get("/")
+        assert 'name="n_layers" inputmode="numeric" autocomplete="off" spellcheck="false" value="10">' in page
+        assert "This site is built from these settings" in page
+        assert [p.name.startswith("handstep-serve-") for p in temp.iterdir()] == [True]  # the new server's own
+        assert not any("Traceback" in line for line in server.lines), server.lines
     finally:
         server.stop()
