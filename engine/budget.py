@@ -240,7 +240,7 @@ FD_MAX_ELEMENTS = 200
 
 
 def _fd_allowed(s: _Sizes) -> int:
-    return max(4, min(FD_MAX_ELEMENTS, int(FD_SECONDS / max(float(_forward(s).seconds()), 1e-9) / 2)))
+    return max(4, min(FD_MAX_ELEMENTS, int(FD_SECONDS / max(_float(_forward(s).seconds()), 1e-9) / 2)))
 
 
 def _fd_forwards(s: _Sizes) -> int:

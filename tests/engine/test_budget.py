@@ -123,6 +123,14 @@ def test_absurd_sizes_are_refused_fast_without_allocating(key, value):
     assert f"lower model.{key} (the largest term)" in msg and "of memory is free" in msg
 
 
+def test_an_estimate_of_absurd_sizes_is_infinite_not_an_overflow():
+    """The site build asks for the estimate before the run (does it spill?): a config of a 400-digit n_layers (from
+    YAML or the panel of `handstep serve`) raised OverflowError there, a traceback, where the run refuses it in one
+    line."""
+    est = estimate(cfg_of({"model": {"n_layers": 10**400}}))
+    assert est.spills and est.step_seconds == est.check_seconds == float("inf")
+
+
 def test_too_many_training_steps_are_refused_with_how_many_fit():
     cfg = cfg_of({"train_steps": 100_000_000})
     start = time.perf_counter()

@@ -300,6 +300,7 @@ def test_an_error_of_the_panels_build_names_its_settings_not_the_servers_folder(
     builder = Builder(Paths(content=QUALITY / "content", cache=tmp_path / "cache"))
     try:
         for change, line in [({"n_layers": 10**22}, "model.n_layers: 1e+22 needs about "),
+                             ({"n_layers": 10**400}, "model.n_layers: about 2^1328 needs about "),  # not OverflowError
                              ({"lr": 1e300}, "optimizer.lr: a NaN or Inf appeared in record ")]:
             state.settings = _settings(GOOD, **change)
             for prefix, said in ((True, f"the settings of the Try panel: {line}"), (False, line)):
