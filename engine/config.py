@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -458,6 +459,12 @@ def _integer(value: Any, key: str, err, minimum: int = 1) -> int:
 def _number(value: Any, key: str, err) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         err(key, f"must be a number, got {_kind(value)} {echo(value)}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:  # float() of it overflows
+        try:
+            digits = f"{len(str(abs(value)))}"
+        except ValueError:  # more than Python writes out (4300 digits)
+            digits = "thousands of"
+        err(key, f"must be finite, got an integer of {digits} digits, beyond the largest float (1.8e308)")
     if not math.isfinite(value):
         err(key, f"must be finite, got {value}")
     return float(value)

@@ -68,6 +68,8 @@ BAD = [
     ("data:\n  texts: ['the cat']\n  texts: ['the dog']\n", "c.yaml:3: duplicate key 'texts' (first given at line 2)"),
     ("optimizer:\n  lr: -2e-1\n", "c.yaml: optimizer.lr: must be > 0, got -0.2"),
     ("optimizer:\n  lr: 1e\n", "c.yaml: optimizer.lr: must be a number, got a string '1e'"),
+    ("optimizer:\n  lr: " + "9" * 400 + "\n",  # float() of it overflowed: a traceback
+     "c.yaml: optimizer.lr: must be finite, got an integer of 400 digits, beyond the largest float (1.8e308)"),
     ("seed: 2024-13-45\n", "c.yaml:1: YAML syntax error: cannot read this value (month must be in 1..12)"),
     ("seed: " + "9" * 5000 + "\n", "c.yaml:1: YAML syntax error: this integer has too many digits"),
     ("seed: " + "[" * 3000 + "\n", "c.yaml: YAML nested too deeply"),
@@ -214,6 +216,8 @@ def test_llama_defaults_and_its_keys_in_the_traces_config():
      "n_heads = 3, an odd size; rotary position embeddings turn pairs of dimensions"),
     ("model:\n  arch: llama\n  rope_theta: 0\n", "c.yaml: model.rope_theta: must be > 0"),
     ("model:\n  arch: llama\n  rope_theta: .inf\n", "c.yaml: model.rope_theta: must be finite"),
+    ("model:\n  arch: llama\n  rope_theta: 1" + "0" * 400 + "\n",  # float() of it overflowed: a traceback
+     "c.yaml: model.rope_theta: must be finite, got an integer of 401 digits, beyond the largest float"),
     ("model:\n  arch: llama\n  norm_eps: -1e-6\n", "c.yaml: model.norm_eps: must be > 0"),
     ("model:\n  arch: llama\n  norm_eps: tiny\n", "c.yaml: model.norm_eps: must be a number, got a string 'tiny'"),
 ])
