@@ -675,15 +675,25 @@ def swap_in(tmp: Path, out_dir: Path, replaced: Callable[[], None] | None = None
 
 
 def _hold_signals() -> Callable[[], None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP (in this thread) until the returned function is called; where the platform
-    cannot, nothing is held."""
-    try:
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-    except (AttributeError, OSError, ValueError):
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the returned function is called, which then delivers the first that
+    came. Python runs its signal handlers in the main thread, whichever thread the kernel gave the signal to, so they
+    are held there, by handlers that only take note: a signal mask of this thread alone held nothing once another
+    thread ran (KaTeX's reader, the server's), as the kernel then gave the signal to that thread. Outside the main
+    thread nothing is held, and an ignored signal stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    came: list[int] = []
+    before: dict[int, Any] = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            before[sig] = signal.signal(sig, lambda signum, _frame: came.append(signum))
 
     def release() -> None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])
 
     return release
 

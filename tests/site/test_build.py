@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -892,6 +893,35 @@ def test_formulas_reach_node_in_batches_without_waiting_for_the_end(tmp_path):
         assert len(worker.replies) == FLUSH_EVERY
         result = katex.render_all({("y^2", True), ("x^{0}", False)})  # ... until render_all hands it over
         assert result.rendered == 2 and not result.errors
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_swap_holds_an_interrupt_while_another_thread_runs(sig):
+    """The site is swapped in under a hold of Ctrl-C and SIGTERM, which come once it is done. A signal mask of the
+    main thread held nothing once another thread ran (KaTeX's reader, the server's): the kernel gave the signal to
+    that thread, and Python raised it in the main thread all the same, in the middle of the swap."""
+    from site_build import write
+    from site_build.cli import _terminate
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    previous = signal.signal(signal.SIGTERM, _terminate)  # as the command sets it
+    try:
+        release = write._hold_signals()
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.3)  # Python would have run the handler by now
+        except KeyboardInterrupt:
+            release()
+            pytest.fail("the signal came through the hold")
+        with pytest.raises(KeyboardInterrupt):
+            release()
+            time.sleep(0.3)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop.set()
+        other.join()
 
 
 def test_an_interrupt_while_pagefind_runs_leaves_no_folder_behind(tmp_path, monkeypatch):
