@@ -82,7 +82,7 @@ class State:
         self._n = 0
         # Every build runs in the main thread (`in_main`), one at a time: these wait for it there.
         self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self.building = False  # the main thread is running one of `jobs`
+        self.building = ""  # what the main thread is building ("the first build", "a rebuild"; "": nothing)
         self.stopping = threading.Event()  # the server is stopping: a rebuild that fails now says nothing
         self.taken = 0  # requests the HTTP server has taken and not yet answered (Server), under `cond`
         self.restarting = False  # a restart waits for them: a long poll answers at once
@@ -622,16 +622,18 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
     try:
         builder.check_outputs(Path(config), Path(out), force)
         first = snapshot(watched(builder.paths, Path(config)))  # before the first build: an edit during it shows
+        state.building = "the first build"
         rebuild(builder, Path(config), out, seed, state, force)
+        state.building = ""
         threading.Thread(target=watch, args=(builder, Path(config), out, seed, state, force, sock, first, server),
                          daemon=True).start()
         print(f"serving {out.name}/ at http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
         serving.start()
         while True:  # every later build, in this thread (in_main), where Ctrl-C and SIGTERM stop it at once
             job = state.jobs.get()
-            state.building = True
+            state.building = "a rebuild"
             job()
-            state.building = False
+            state.building = ""
     except KeyboardInterrupt:
         pass
     finally:
@@ -644,9 +646,9 @@ def serve(config: Path, out: Path, sock: socket.socket | int, seed: int | None =
         if state.building and not ours:  # the build stopped where it was, and cleaned up, as `handstep build` does
             site = f"{shown_path(out)}/"
             if builder.replaced:
-                said = f"stopped during a rebuild, after it had replaced {site}: it holds the new site, whole"
+                said = f"stopped during {state.building}, after it had replaced {site}: it holds the new site, whole"
             else:
-                said = f"stopped during a rebuild, which was abandoned; {site} is as it was"
+                said = f"stopped during {state.building}, which was abandoned; {site} is as it was"
             print(f"handstep: {said}", file=sys.stderr, flush=True)
         remove_workdir(state)  # no build writes in the panel's folder any more
     return 0

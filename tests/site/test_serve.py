@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -279,6 +281,30 @@ def test_serve_stopped_during_a_rebuild_says_so_and_leaves_the_site_whole(tmp_pa
         assert not any("Error" in line or "Traceback" in line for line in server.lines), server.lines
     finally:
         server.stop()
+
+
+def test_serve_stopped_during_its_first_build_says_so(tmp_path):
+    """SIGTERM during the first build (a cold cache: seconds): the server says in one line that it was abandoned,
+    as it does for a rebuild (it ended without a word), and leaves no site, temporary folder or lock."""
+    site = tmp_path / "out" / "site"
+    proc = subprocess.Popen([sys.executable, "-m", "site_build.cli", "serve", "--port", "0", "--config",
+                             str(ROOT / "configs" / "default.yaml"), "--cache", str(tmp_path / "cache"), "--out",
+                             str(site)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out" / ".site.handstep-lock").exists():  # the first build holds it
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out.splitlines() == ["handstep: stopped during the first build, which was abandoned; out/site/ is as it "
+                                "was"], out
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # made for the lock, if left
 
 
 def test_a_rebuild_refused_for_a_users_cache_folder_leaves_no_lock_file_in_it(tmp_path):
