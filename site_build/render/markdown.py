@@ -113,40 +113,48 @@ def _check_stray_markup(state: Any) -> None:
 def _check_heading_ids(state: Any) -> None:
     """An id given twice (`{#x}` on two headings), or one a heading's words already give it (`{#the-mask}` over
     another heading than "The mask": the anchors plugin renames the first to `the-mask-1`, and every link to
-    `#the-mask` then reaches the other one), or a heading with no words (an empty id): at the line that sets it."""
+    `#the-mask` then reaches the other one), or a heading with no words (an empty id): at the line that sets it.
+    A line is looked for only once there is a problem to name (each search reads the whole page)."""
     env = state.env
     if "problems" not in env:
         return
     lines = state.src.split("\n")
-    given: dict[str, int] = {}  # id -> file line of the heading that gives it
-    derived: dict[str, int] = {}  # id -> file line of the first heading whose words make it
+
+    def id_line(heading_id: str, at: int) -> int:
+        needle = "{#" + heading_id
+        return _nth_line(env, lines[: at + 1], at, lambda text: needle in text, last=True)
+
+    def heading_line(at: int) -> int:
+        heading = lines[at].strip()
+        return _nth_line(env, lines, at, lambda text: text.strip() == heading)
+
+    given: dict[str, int] = {}  # id -> the rendered line of the heading that gives it
+    derived: dict[str, int] = {}  # id -> the rendered line of the first heading whose words make it
     for i, token in enumerate(state.tokens):
         if token.type != "heading_open" or not token.map:
             continue
         at = token.map[0]
         heading_id = token.attrGet("id")
         if heading_id:
-            needle = "{#" + str(heading_id)
-            line = _nth_line(env, lines[: at + 1], at, lambda text, n=needle: n in text, last=True)
+            heading_id = str(heading_id)
             if heading_id in given:
-                env["problems"].append((env["source"], line, f"heading id '{heading_id}' is given twice (first at "
-                                        f"line {given[heading_id]}); give this heading another id"))
-            given.setdefault(str(heading_id), line)
+                env["problems"].append((env["source"], id_line(heading_id, at), f"heading id '{heading_id}' is given "
+                                        f"twice (first at line {id_line(heading_id, given[heading_id])}); give this "
+                                        "heading another id"))
+            given.setdefault(heading_id, at)
             continue
         if int(token.tag[1]) < 2:
             continue
         children = state.tokens[i + 1].children or []
         title = "".join(child.content for child in children if child.type in ("text", "code_inline"))
-        heading = lines[at].strip()
-        line = _nth_line(env, lines, at, lambda text, h=heading: text.strip() == h)
         if not title.strip() and not any(child.type.startswith("math") for child in children):
-            env["problems"].append((env["source"], line, "empty heading: give it words or remove it"))
-        derived.setdefault(slugify(title), line)
-    for heading_id, line in given.items():
+            env["problems"].append((env["source"], heading_line(at), "empty heading: give it words or remove it"))
+        derived.setdefault(slugify(title), at)
+    for heading_id, at in given.items():
         if heading_id in derived:
-            env["problems"].append((env["source"], line, f"heading id '{heading_id}' is the id the heading at line "
-                                    f"{derived[heading_id]} takes from its words: links to #{heading_id} would "
-                                    "reach this heading instead; choose another id"))
+            env["problems"].append((env["source"], id_line(heading_id, at), f"heading id '{heading_id}' is the id the "
+                                    f"heading at line {heading_line(derived[heading_id])} takes from its words: links "
+                                    f"to #{heading_id} would reach this heading instead; choose another id"))
 
 
 _FENCE_RE = re.compile(r"^\s*:{3,}\s*$")  # a closing `:::` line
