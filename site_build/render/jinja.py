@@ -178,6 +178,10 @@ def page_namespace(ctx: PageContext) -> dict[str, Any]:
     return {**macros, **facts}
 
 
+MAX_PAGE_TEXT = 32 * 2**20  # characters of a page's text after Jinja (its blocks are placeholders): hundreds of times
+# the longest page's
+
+
 def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, compiled: Compiled | None = None,
                  extra: dict[str, Any] | None = None) -> str:
     """Render a page body with the macros bound to `ctx` (and `extra` names over them); any error becomes
@@ -186,13 +190,17 @@ def render_jinja(env: jinja2.Environment, page: Page, ctx: PageContext, compiled
     try:
         code = compiled.code(env, page) if compiled is not None else compile_page(env, page)
         template = env.template_class.from_code(env, code, env.globals, None)
-        return template.render({**page_namespace(ctx), **(extra or {})})
+        text = template.render({**page_namespace(ctx), **(extra or {})})
     except jinja2.TemplateSyntaxError as err:
         raise BuildError(page.source, offset + (err.lineno or 1), f"template error: {err.message}") from None
     except Exception as err:  # noqa: BLE001 - every page error is reported, never a traceback
         line = _template_line(err, page.source)
         message = str(err) if isinstance(err, (MacroError, FactError)) else _describe(err)
         raise BuildError(page.source, offset + line if line else 0, message) from None
+    if len(text) > MAX_PAGE_TEXT:  # Markdown would take many times its size in memory (1 GB: killed, no word)
+        raise BuildError(page.source, 0, f"the page comes to {len(text):,} characters, more than the "
+                         f"{MAX_PAGE_TEXT:,} a page may have; show less of it (a table is linked, not written out)")
+    return text
 
 
 def _template_line(err: BaseException, source: str) -> int:

@@ -328,6 +328,11 @@ ERROR_CASES = {
         page("Text.\n{{ range(10**15) | list }}\n"),
         "content/extra.md:8: out of memory: the page asks for more than the machine has",
     ),
+    "a page too long to read": (  # a page of a billion characters was killed by the kernel, without a word
+        page("Text.\n{{ 'x' * 40_000_000 }}\n"),
+        "content/extra.md: the page comes to 40,000,007 characters, more than the 33,554,432 a page may have; show "
+        "less of it (a table is linked, not written out)",
+    ),
     "include": (  # it was "no loader for this environment specified"
         page("Text.\n{% include 'base.html' %}\n"),
         "content/extra.md:8: a page cannot include, import or extend a template: write the text on the page, or make "
