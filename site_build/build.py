@@ -121,7 +121,6 @@ class Made:
     shown: dict[str, set[str]] = field(default_factory=dict)  # record name -> the pages that show it
     bodies: dict[str, Rendered] = field(default_factory=dict)
     layouts: dict[str, str] = field(default_factory=dict)
-    base_url: str = ""  # what the layout's links start with (--base-url)
     typeset: Any = None
 
 
@@ -230,7 +229,6 @@ class Builder:
 
     def lay_out(self, job: Job, run: Any, made: Made, base_url: str) -> None:
         """Each page's body, and each generated page, in the site's layout (templates/)."""
-        made.base_url = base_url
         made.layouts = render_layouts(self.paths.templates, job.pages, made.bodies, base_url,
                                       pages_with_data(made.shown, job.pages), made.extra_pages,
                                       notebook=job.ships)
@@ -283,7 +281,7 @@ class Builder:
         with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
             files.update(session.trace_files(run.trace))  # trace.json as the engine saves it (through a file)
         problems = (missing_anchors(job.pages, made.bodies) + missing_files(made.bodies, files)
-                    + missing_layout_files(self.paths.templates, made.layouts["404.html"], made.base_url, files))
+                    + missing_layout_files(self.paths.templates, made.layouts["404.html"], files))
         if problems:
             raise BuildError.collect(problems)
         with write.writing("--out", out_dir):

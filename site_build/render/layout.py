@@ -94,24 +94,21 @@ def render_layouts(
         out["404.html"] = env.get_template("404.html").render(**common, page=None, current="")
     except jinja2.TemplateNotFound as err:
         raise BuildError(shown_path(templates / str(err.name)), 0, "template not found") from None
-    except jinja2.TemplateError as err:
-        where = getattr(err, "filename", None) or getattr(err, "name", None)
-        line = getattr(err, "lineno", 0) or 0
-        if not where:  # a runtime error (undefined name): the innermost template frame says where
+    except BuildError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a template's error, or a Python error inside one ('a' + 1, 1/0)
+        where, line = None, 0
+        if isinstance(err, jinja2.TemplateError):  # (an OSError's filename or an ImportError's name is no template)
+            where, line = getattr(err, "filename", None) or getattr(err, "name", None), getattr(err, "lineno", 0) or 0
+        if not where:  # a runtime error (undefined name, 1/0): the innermost template frame says where
             for frame, lineno in traceback.walk_tb(err.__traceback__):
                 if frame.f_code.co_filename.startswith(str(templates)):
                     where, line = frame.f_code.co_filename, lineno
-        message = f"undefined name: {err.message}" if isinstance(err, jinja2.UndefinedError) else str(err)
+        if isinstance(err, jinja2.UndefinedError):
+            message = f"undefined name: {err.message}"
+        else:
+            message = str(err) if isinstance(err, (jinja2.TemplateError, TypeError)) else f"{type(err).__name__}: {err}"
         raise BuildError(shown_path(where or templates), line, message) from None
-    except BuildError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a Python error inside a template ('a' + 1, 1/0): its line, no traceback
-        where, line = templates, 0
-        for frame, lineno in traceback.walk_tb(err.__traceback__):
-            if frame.f_code.co_filename.startswith(str(templates)):
-                where, line = frame.f_code.co_filename, lineno
-        message = str(err) if isinstance(err, TypeError) else f"{type(err).__name__}: {err}"
-        raise BuildError(shown_path(where), line, message) from None
     return out
 
 
@@ -124,20 +121,17 @@ def relocate(html: str, up: str) -> str:
     return _SITE_LINK.sub(lambda m: m.group(1) + up, html) if up else html
 
 
-_LINK_RE = re.compile(r'\s(?:href|src)="([^"#?]*)')
-_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
+_SITE_FILE = re.compile(_SITE_LINK.pattern + '([^"#?]+)')  # a link to a file of the site, and its path
 
 
-def missing_layout_files(templates: Path, html_404: str, base_url: str, files: Collection[str]
-                         ) -> list[tuple[str, int, str]]:
+def missing_layout_files(templates: Path, html_404: str, files: Collection[str]) -> list[tuple[str, int, str]]:
     """The files the layout links or loads (as its 404 page shows them: the layout around one line) that the site
     does not have: a stylesheet or script removed from templates/assets/ left every page bare without a word."""
     problems = []
-    for link in dict.fromkeys(_LINK_RE.findall(html_404)):
-        path = link.removeprefix(base_url) if base_url else link
-        if path and not _SCHEME_RE.match(path) and html.unescape(path) not in files:
-            problems.append((shown_path(templates), 0, f"the layout links '{html.unescape(path)}', which the site "
-                             "does not have: put the file back in templates/assets/, or remove the link"))
+    for path in dict.fromkeys(html.unescape(m.group(2)) for m in _SITE_FILE.finditer(html_404)):
+        if path not in files:
+            problems.append((shown_path(templates), 0, f"the layout links '{path}', which the site does not have: put "
+                             "the file back in templates/assets/, or remove the link"))
     return problems
 
 
