@@ -79,7 +79,8 @@ def render_page(page: Page, run: RunContext, links: dict[str, str], env: jinja2.
     assert blocks is not None
     text = ctx.end_page(render_jinja(env, page, ctx, compiled))  # page hooks: macros.scale
     filled, segments, used = blocks.fill(text)  # the blocks' HTML in place: what Markdown reads
-    rendered = render_markdown(md, filled, ctx.math, page.source, page.body_line - 1, page.body, links)
+    macro = [(start, end) for start, end, item in segments if isinstance(item, int)]  # its blocks' HTML
+    rendered = render_markdown(md, filled, ctx.math, page.source, page.body_line - 1, page.body, links, macro)
     ctx.math.on_new = None  # the result is a value: it holds its formulas, not who was told of them
     if rendered.problems:
         raise BuildError.collect(rendered.problems)

@@ -11,6 +11,7 @@ import html
 import posixpath
 import re
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote
 
@@ -233,11 +234,13 @@ def render_page(
     line_offset: int,
     raw_body: str,
     links: dict[str, str],
+    macro: list[tuple[int, int]] | None = None,
 ) -> Rendered:
     """Render one page body (already through Jinja) to HTML with math placeholders.
 
     `raw_body` is the page text before Jinja, used to find the source line of a
-    formula; `links` maps linkable `.md` paths to output URLs.
+    formula; `links` maps linkable `.md` paths to output URLs; `macro` says where in `text` the HTML of the page's
+    macros is ((start, end) of each block's HTML: it is theirs, and its links are not checked as the page's).
     """
     env: dict[str, Any] = {
         "slots": slots,
@@ -248,6 +251,7 @@ def render_page(
         "problems": [],
     }
     tokens = md.parse(text, env)
+    _check_raw_html(tokens, env, text, raw_body, macro or [])
     _attach_lines(tokens)
     body = md.renderer.render(tokens, md.options, env)
     return Rendered(body, _outline(md, tokens, env), env["problems"], env.get("anchors", []), html_blocks(tokens))
@@ -371,6 +375,110 @@ def _link_to_file(env: dict[str, Any], line: int, path: str, frag: str) -> None:
         env["problems"].append((env["source"], line, f"link to '{path}', outside the site"))
         return
     env.setdefault("anchors", []).append((line, target.removeprefix("./"), frag))
+
+
+_LINK_HINT = re.compile(r"\b(?:href|src|poster)\s*=", re.IGNORECASE)  # raw HTML that may link
+_RAW_LINKS = {"a": ("href",), "area": ("href",), "link": ("href",), "img": ("src",), "source": ("src",),
+              "track": ("src",), "script": ("src",), "iframe": ("src",), "embed": ("src",), "video": ("src", "poster"),
+              "audio": ("src",)}  # the attributes of raw HTML that link to a page, a file or an anchor
+
+
+class _RawLinks(HTMLParser):
+    """The links of a piece of raw HTML (`_RAW_LINKS`), each as (its line in the piece, from 1; the tag as written;
+    the attribute; its value, unescaped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[int, str, str, str]] = []
+
+    def links(self, piece: str) -> list[tuple[int, str, str, str]]:
+        self.reset()
+        self.found = []
+        self.feed(piece)
+        self.close()
+        return self.found
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = _RAW_LINKS.get(tag, ())
+        for name, value in attrs:
+            if name in names and value and value.strip():
+                self.found.append((self.getpos()[0], self.get_starttag_text() or "", name, value.strip()))
+
+
+def _check_raw_html(tokens: list[Token], env: dict[str, Any], text: str, raw: str,
+                    macro: list[tuple[int, int]]) -> None:
+    """The links of the raw HTML the page writes (`<a href>`, `<img src>`, ...: its HTML blocks and inline tags),
+    checked as Markdown links are (`_raw_link`). Only what the page wrote: Markdown reads `text` with the HTML of the
+    page's macros in place (`macro`: where it is), which is theirs. A page whose file (`raw`) has no `href`, `src`
+    or `poster` (every page of the site, so far) costs one look at it."""
+    raw = raw.lower()
+    if "href" not in raw and "src" not in raw and "poster" not in raw:
+        return
+    gaps, at = [], 0  # the page's own parts of `text`
+    for start, end in macro:
+        if start > at:
+            gaps.append((at, start))
+        at = max(at, end)
+    if at < len(text):
+        gaps.append((at, len(text)))
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def own(first: int, stop: int) -> str | None:
+        """The page's own text on lines first..stop-1, or None when no macro wrote any of it."""
+        lo, hi = starts[first], starts[stop] if stop < len(starts) else len(text)
+        if not any(a < hi and b > lo for a, b in macro):
+            return None
+        return "".join(text[max(a, lo) : min(b, hi)] for a, b in gaps if a < hi and b > lo)
+
+    parser = _RawLinks()
+    found: list[tuple[int, str, str, str]] = []  # (line in `text`, tag, attribute, value)
+    for token in tokens:
+        if not token.map:
+            continue
+        first, end = token.map
+        if token.type == "html_block":
+            piece = own(first, end)
+            piece = token.content if piece is None else piece  # a block a macro drew: what the page wrote around it
+            if _LINK_HINT.search(piece):
+                found += [(first + n - 1, *link) for n, *link in parser.links(piece)]
+        elif token.type == "inline" and token.children and "<" in token.content:
+            mine: Any = False  # the page's own text of the paragraph (own), once a tag needs it
+            pos = 0
+            for child in token.children:
+                if child.type != "html_inline" or not _LINK_HINT.search(child.content):
+                    continue
+                pos = max(pos, token.content.find(child.content, pos))
+                mine = own(first, end) if mine is False else mine
+                if mine is None or child.content in mine:
+                    line = first + token.content.count("\n", 0, pos)
+                    found += [(line + n - 1, *link) for n, *link in parser.links(child.content)]
+    lines = text.split("\n") if found else []
+    for at, tag, name, value in found:
+        tag_lines = tag.split("\n")
+        k = next((k for k, line in enumerate(tag_lines) if value in html.unescape(line)), 0)
+        needle = tag_lines[k].strip()  # the tag's line that holds the link, as the page writes it
+        _raw_link(env, _nth_line(env, lines, at + k, lambda line, needle=needle: needle in line), name, value)
+
+
+def _raw_link(env: dict[str, Any], line: int, name: str, value: str) -> None:
+    """One link of raw HTML (`name`: href, src or poster), checked as a Markdown link or image is. A link to a page's
+    `.md` file is refused: the build rewrites Markdown links only, so the site would link a file it does not have."""
+    if _SCHEME_RE.match(value):
+        return
+    if value.startswith("#"):
+        if name == "href" and len(value) > 1:
+            env.setdefault("anchors", []).append((line, "", value[1:]))
+        return
+    path, _, frag = value.partition("#")
+    if name == "href" and unquote(path.partition("?")[0]).endswith(".md"):
+        key = posixpath.normpath(unquote(path.partition("?")[0])).lstrip("./")
+        target = env["links"].get(key) or env["links"].get(posixpath.basename(key))
+        html_name = f" ('{target}#{frag}')" if target and frag else f" ('{target}')" if target else ""
+        env["problems"].append((env["source"], line, f"link to '{value}' in raw HTML: the build rewrites Markdown "
+                                "links only, so the site would link a file it does not have; write it as a Markdown "
+                                f"link, [text]({value}), or link the page's .html{html_name}"))
+        return
+    _link_to_file(env, line, path, frag if name == "href" else "")
 
 
 def _outline(md: MarkdownIt, tokens: list[Token], env: dict[str, Any]) -> list[Heading]:

@@ -21,6 +21,9 @@ from conftest import HOSTILE, SMALL, digest_tree, make_site, page
 from site_build.build import ROOT, Builder, build
 from site_build.cli import main
 from site_build.errors import BuildError, shown_path
+from site_build.mathslots import MathSlots
+from site_build.render.markdown import make_parser
+from site_build.render.markdown import render_page as render_markdown
 
 pytestmark = pytest.mark.usefixtures("in_tmp")  # fixture pages show as content/x.md
 
@@ -324,6 +327,31 @@ ERROR_CASES = {
         "content/extra.md:7: link to '/attention.html' from the server's root: write it relative to the page "
         "(without the leading '/'), so the site works in any folder",
     ),
+    "a raw HTML link to a file the site does not hold": (  # raw HTML was written as it was, unchecked
+        page('Text.\n\nSee <a href="missing.html">the notes</a>.\n'),
+        "content/extra.md:9: link to 'missing.html': the site has no such file (a picture goes in templates/assets/; a "
+        "page is linked by its .md file)",
+    ),
+    "a raw HTML picture the site does not hold": (
+        page('Text.\n\n<figure>\n<img src="assets/nope.png" alt="a plot">\n</figure>\n'),
+        "content/extra.md:10: link to 'assets/nope.png': the site has no such file (a picture goes in "
+        "templates/assets/; a page is linked by its .md file)",
+    ),
+    "a raw HTML link to an anchor the page lacks": (
+        page('Text.\n\n<p class="more">See\n<a href="#nowhere">below</a>.</p>\n'),
+        "content/extra.md:10: link to unknown anchor '#nowhere' on this page",
+    ),
+    "a raw HTML link to a page's .md file": (  # the build rewrites Markdown links only: the site would lack the file
+        page('Text.\n\nSee <a href="attention.md#scores">the scores</a>.\n'),
+        "content/extra.md:9: link to 'attention.md#scores' in raw HTML: the build rewrites Markdown links only, so the "
+        "site would link a file it does not have; write it as a Markdown link, [text](attention.md#scores), or link "
+        "the page's .html ('attention.html#scores')",
+    ),
+    "a raw HTML link beside a macro's table": (  # named at its own line, though the table came before it
+        page('<div class="pair">\n{{ matrix("L0.attn.scores", head=0) }}\n<a href="nope.html">more</a>\n</div>\n'),
+        "content/extra.md:9: link to 'nope.html': the site has no such file (a picture goes in templates/assets/; a "
+        "page is linked by its .md file)",
+    ),
     "out of memory": (  # it was 'MemoryError: ', and nothing after the colon
         page("Text.\n{{ range(10**15) | list }}\n"),
         "content/extra.md:8: out of memory: the page asks for more than the machine has",
@@ -424,6 +452,35 @@ def test_links_to_the_sites_own_files_and_to_its_exercises_build(tmp_path):
     build_ok(paths, out)
     html = (out / "extra.html").read_text()
     assert 'id="exercises"' in html and 'href="#exercises"' in html and 'href="attention.html#scores"' in html
+
+
+def test_raw_html_links_are_checked_as_markdown_links_are(tmp_path):
+    """Raw HTML's links to the site's files, a page's .html and its anchors, and to other sites, build (and are
+    written as they are); a macro's own links and raw HTML shown as code are not the page's; one broken link among
+    them is the one problem."""
+    body = ('Text {{ value("loss") }}, <a href="https://example.com">a site</a>, <a href="mailto:a@example.com">mail'
+            '</a>, <a href="attention.html#scores">the scores</a> and <a href="#mine">mine</a>.\n\n{#mine}\n## Mine\n\n'
+            '<div>\n<img src="assets/style.css" alt="">\n{{ matrix("L0.attn.scores", head=0) }}\n'
+            '<img src="data:image/png;base64,AAAA" alt="">\n</div>\n\nCode: `<a href="nope.html">`.\n')
+    paths = make_site(tmp_path, {"extra.md": page(body)})
+    build_ok(paths, tmp_path / "site")
+    html = (tmp_path / "site" / "extra.html").read_text()
+    assert '<a href="attention.html#scores">the scores</a>' in html and '<img src="assets/style.css" alt="">' in html
+    (paths.content / "extra.md").write_text(page(body + '\n<a href="#nowhere">x</a>\n'), encoding="utf-8")
+    assert build_error(paths, tmp_path / "broken") == [
+        "content/extra.md:20: link to unknown anchor '#nowhere' on this page"]
+
+
+def test_the_html_a_macro_drew_on_the_page_is_not_checked_as_the_pages_own():
+    """Markdown reads a page with its macros' HTML in place: only what the page wrote around it is the page's raw
+    HTML (a macro's links are its own, and parsing the tables of every page cost 76 ms a build)."""
+    text = ('<div class="drawn">\n<a href="drawn.html">x</a>\n<img src="drawn.png">\n</div>\n\n'
+            'See <a href="mine.html">y</a>.\n')
+    drawn = [(0, text.index("\n\n"))]
+    anchors = render_markdown(make_parser(), text, MathSlots(), "p.md", 0, text, {}, drawn).anchors
+    assert [(line, target) for line, target, _ in anchors] == [(6, "mine.html")]
+    anchors = render_markdown(make_parser(), text, MathSlots(), "p.md", 0, text, {}).anchors
+    assert sorted(target for _, target, _ in anchors) == ["drawn.html", "drawn.png", "mine.html"]
 
 
 @pytest.mark.parametrize("end", ["\r\n", "\r"])
