@@ -29,7 +29,15 @@ from site_build.notebook import notebook_files
 from site_build.pages import ExtraPage, Page, broken_names, collect_pages, slug_fields
 from site_build.progress import Progress, quiet
 from site_build.render.compile import Compiled
-from site_build.render.jinja import PageResult, link_map, missing_anchors, missing_files, page_key, render_pages
+from site_build.render.jinja import (
+    PageResult,
+    duplicate_ids,
+    link_map,
+    missing_anchors,
+    missing_files,
+    page_key,
+    render_pages,
+)
 from site_build.render.layout import missing_layout_files, render_layouts, search_ignores, static_files
 from site_build.render.markdown import Rendered
 from site_build.session import Session
@@ -273,15 +281,16 @@ class Builder:
         return files
 
     def write(self, job: Job, out_dir: Path, run: Any, made: Made, files: dict[str, Any], clock: Clock) -> None:
-        """Every link of the pages checked against the site's files and their anchors; then into a temporary
-        folder, indexed for search, swapped in whole."""
+        """Every link of the pages checked against the site's files and their anchors, and every id of a finished
+        page for a second one; then into a temporary folder, indexed for search, swapped in whole."""
         session = self.session
         search = {rel: search_ignores(made.math.strip(html)) for rel, html in made.layouts.items()
                   if rel.endswith(".html")}
         with write.writing("--out", out_dir):  # a disk that fills up: one line, and the old site stays
             files.update(session.trace_files(run.trace))  # trace.json as the engine saves it (through a file)
         problems = (missing_anchors(job.pages, made.bodies) + missing_files(made.bodies, files)
-                    + missing_layout_files(self.paths.templates, made.layouts["404.html"], files))
+                    + missing_layout_files(self.paths.templates, made.layouts["404.html"], files)
+                    + duplicate_ids(job.pages, made.bodies, made.layouts))
         if problems:
             raise BuildError.collect(problems)
         with write.writing("--out", out_dir):

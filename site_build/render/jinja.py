@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from mdit_py_plugins.anchors.index import slugify
 
 import site_build.sections  # noqa: F401 - registers the blocks that read the facts
 from site_build.data.downloads import FileNeed
@@ -155,6 +157,57 @@ def missing_files(bodies: dict[str, Any], files: Collection[str]) -> list[tuple[
                            "a page is linked by its .md file)")
             for source, body in bodies.items() for line, target, _ in body.anchors
             if target and target not in files and not target.startswith("pagefind/")]
+
+
+_ID_AT = re.compile(r'id="([^"]+)"')  # an id where the character before is white space (_ID_RE; searched faster)
+
+
+def duplicate_ids(pages: list[Page], bodies: dict[str, Any], layouts: dict[str, str]) -> list[tuple[str, int, str]]:
+    """Every id of a finished page (`layouts`: each page in the site's layout, {url: html}) is one element's: a
+    heading whose id the layout uses too (`content`, `toc-title`, `search-input`, ... in templates/), or another
+    element of the page has, was built, and every link to it reached the first one only. Named at the page's line
+    that sets the id (`_id_line`); a page the build generates, by its path."""
+    at_url = {page.url: page for page in pages}
+    problems = []
+    for url, html in layouts.items():
+        ids = [m.group(1) for m in _ID_AT.finditer(html) if html[m.start() - 1].isspace()]
+        if len(ids) == len(set(ids)):
+            continue
+        page = at_url.get(url)
+        body = bodies[page.source].html if page is not None and page.source in bodies else ""
+        for dup, n in Counter(ids).items():
+            if n < 2:
+                continue
+            if page is None:
+                problems.append((url, 0, f"id '{dup}' is used {n} times on this generated page: links to #{dup} reach "
+                                         "the first only"))
+                continue
+            heading = re.search(rf'<h[1-6]\b[^>]*\sid="{re.escape(dup)}"', body)
+            if heading is None:
+                problems.append((page.source, _id_line(page, dup), f"id '{dup}' is used {n} times on the finished "
+                                 f"page: links to #{dup} reach the first only; give each element its own id"))
+                continue
+            layout = n - _ID_RE.findall(body).count(dup)
+            where = ("an id of the page's layout (templates/) too" if layout else
+                     f"the id of {n - 1} other element{'s' if n > 2 else ''} of the page too")
+            problems.append((page.source, _id_line(page, dup), f"heading id '{dup}' is {where}: links to #{dup} reach "
+                             "the first only; rename the heading or give it another id with {#...}"))
+    return problems
+
+
+def _id_line(page: Page, id_: str) -> int:
+    """The line of the page that gives an element the id `id_`: a `{#id_}` (a heading's, or an element's), else a
+    heading whose words make it, else an `id="id_"` of raw HTML; 0 when the page's text has none (a macro's)."""
+    lines = page.body.split("\n")
+    given = re.compile(r"\{#" + re.escape(id_) + r"[\s}]")
+    heading = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
+    for found in (lambda line: given.search(line),
+                  lambda line: (m := heading.match(line)) is not None and slugify(m.group(1)) == id_,
+                  lambda line: f' id="{id_}"' in line):
+        for k, line in enumerate(lines):
+            if found(line):
+                return page.body_line + k
+    return 0
 
 
 def link_map(pages: list[Page], broken: list[str] = ()) -> dict[str, str]:

@@ -299,6 +299,21 @@ ERROR_CASES = {
         page("## One\n\nText.\n\n##\n\nMore.\n"),
         "content/extra.md:11: empty heading: give it words or remove it",
     ),
+    "a heading id the layout uses": (  # the page built, and its "On this page" title's id was the heading's too
+        page("Text.\n\n{#toc-title}\n## Contents\n\nMore.\n"),
+        "content/extra.md:9: heading id 'toc-title' is an id of the page's layout (templates/) too: links to "
+        "#toc-title reach the first only; rename the heading or give it another id with {#...}",
+    ),
+    "a heading whose words make an id the layout uses": (  # <main id="content">, the skip link's target
+        page("Text.\n\n## Content\n\nMore.\n"),
+        "content/extra.md:9: heading id 'content' is an id of the page's layout (templates/) too: links to "
+        "#content reach the first only; rename the heading or give it another id with {#...}",
+    ),
+    "an id two elements of the page have": (
+        page('Text.\n\n<div id="twice">One.</div>\n\n<div id="twice">Two.</div>\n'),
+        "content/extra.md:9: id 'twice' is used 2 times on the finished page: links to #twice reach the first only; "
+        "give each element its own id",
+    ),
     "katex link": (  # KaTeX, trusting nothing, showed '\href' in red and the build passed
         page("See $\\href{https://katex.org}{x}$.\n"),
         "content/extra.md:7: KaTeX error: \\href is not allowed in a formula (no links, images or HTML in math); "
