@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import math
 import random
 import zlib
@@ -209,8 +210,8 @@ def add_exercises(run: RunContext, pages: list[Page], results: dict[str, Any], b
         math.add(made.math)
         if made.items:
             body = bodies[page.source]
-            ids = {heading.id for heading in body.headings}
-            anchor = "exercises" if "exercises" not in ids else "exercises-section"
+            names = itertools.chain(("exercises", "exercises-section"), (f"exercises-{k}" for k in itertools.count(2)))
+            anchor = next(a for a in names if f' id="{a}"' not in body.html)  # one the page has not (an h4 may)
             body.html += section_html(anchor, list(made.items))
             body.headings.append(Heading(2, anchor, "Exercises"))
 

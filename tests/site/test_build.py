@@ -469,6 +469,18 @@ def test_links_to_the_sites_own_files_and_to_its_exercises_build(tmp_path):
     assert 'id="exercises"' in html and 'href="#exercises"' in html and 'href="attention.html#scores"' in html
 
 
+def test_a_page_whose_own_heading_is_exercises_keeps_it_and_gets_its_exercises_under_another_id(tmp_path):
+    """A page's `#### Exercises` (an h4: not in the page's outline) has the id `exercises`; the section the build adds
+    takes another, so the page builds and a link to #exercises reaches the page's own heading."""
+    paths = make_site(tmp_path, {"extra.md": page(
+        "{{ matrix('L0.attn.scores', head=0) }}\n\n#### Exercises\n\nTry [them](#exercises).\n",
+        section="Forward pass", order=9)})
+    out = tmp_path / "site"
+    build_ok(paths, out)
+    html = (out / "extra.html").read_text()
+    assert html.count(' id="exercises"') == 1 and ' id="exercises-section"' in html
+
+
 def test_raw_html_links_are_checked_as_markdown_links_are(tmp_path):
     """Raw HTML's links to the site's files, a page's .html and its anchors, and to other sites, build (and are
     written as they are); a macro's own links and raw HTML shown as code are not the page's; one broken link among
