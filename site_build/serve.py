@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import shutil
 import socket
@@ -247,7 +248,8 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
             if page:
                 return self._send_html(HTTPStatus.OK, target, url.path)
             if missing:
-                return self._send_html(HTTPStatus.NOT_FOUND, Path(self.directory) / "404.html", url.path)
+                return self._send_html(HTTPStatus.NOT_FOUND, Path(self.directory) / "404.html", url.path,
+                                       rooted=True)
             return super().do_HEAD() if self.head else super().do_GET()
 
         def do_POST(self) -> None:  # noqa: N802
@@ -283,11 +285,13 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the form's page went away while the site was rebuilt
 
-        def _send_html(self, status: HTTPStatus, path: Path, page_path: str) -> None:
+        def _send_html(self, status: HTTPStatus, path: Path, page_path: str, rooted: bool = False) -> None:
             try:
                 page = path.read_text(encoding="utf-8")
             except OSError:
                 page = "<!doctype html><title>Not built</title><body><p>The site is not built yet.</p></body>"
+            if rooted:
+                page = rooted_404(page, page_path)
             script = RELOAD_SCRIPT % (json.dumps(state.id), json.dumps(state.error))
             if apply is not None:
                 script = self._panel(page_path) + script
@@ -318,6 +322,19 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
             pass  # keep the terminal for build results
 
     return partial(Handler, directory=str(site))  # type: ignore[return-value]
+
+
+_RELATIVE_URL = re.compile(r'(\s(?:href|src)=")(?![#/?]|[A-Za-z][A-Za-z0-9+.-]*:)')
+
+
+def rooted_404(page: str, path: str) -> str:
+    """The site's 404 page as the answer for `path`: its links and loads are relative to the site's root folder
+    (where 404.html is), so for an address in a folder (/numbers/x.html, /assets/csv/y.csv) they start with / (the
+    server's root is the site's) and the page keeps its styles, scripts, menu and search."""
+    if "/" not in path.lstrip("/"):
+        return page
+    page = _RELATIVE_URL.sub(r"\1/", page)
+    return page.replace(' data-root=""', ' data-root="/"', 1)
 
 
 def in_main(state: State, job: Callable[[], T], stopped: T) -> T:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +58,40 @@ def test_server_injects_reload_script_and_serves_404(site, tmp_path):
         assert int(headers["Content-Length"]) == len(urllib.request.urlopen(base + "/").read())  # with the script
         assert head("/missing.html")[0] == 404
         assert head("/__reload?since=" + state.id)[0] == 200  # the long poll does not wait for a HEAD
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_404_page_in_a_folder_keeps_its_styles_scripts_and_links(site, tmp_path):
+    """404.html's links are relative to the site's root; answered for /numbers/x.html or /assets/csv/y.csv they went
+    to /numbers/assets/style.css and so on (each a 404 again): the page lost its styles, scripts and menu."""
+    out = tmp_path / "site"
+    build(SMALL, out, paths=site)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(out, State()))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return reply.status, reply.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode("utf-8", "replace")
+
+    try:
+        for path in ["/missing.html", "/numbers/missing.html", "/assets/csv/none.csv", "/a/b/"]:
+            status, page = get(base + path)
+            assert status == 404 and "Page not found" in page
+            urls = re.findall(r'\s(?:href|src)="([^"#][^"]*)"', page)
+            urls = [u for u in urls if not u.startswith("data:")]
+            assert any(u.endswith("style.css") for u in urls) and any(u.endswith("index.html") for u in urls)
+            for url in urls:
+                assert get(urllib.parse.urljoin(base + path, url))[0] == 200, (path, url)
+            root = re.search(r'<html[^>]* data-root="([^"]*)"', page).group(1)
+            assert urllib.parse.urljoin(base + path, root or "./") == base + "/", (path, root)
+            assert 'href="#content"' in page  # the skip link stays on the page
+        assert get(base + "/missing.html")[1].startswith((out / "404.html").read_text()[:2000])  # unchanged
     finally:
         server.shutdown()
         server.server_close()
