@@ -140,13 +140,26 @@ def notebook_markdown(result: PageResult) -> str:
             continue
         if line.startswith("#"):
             line = "#" + line  # the page's ## sections sit under its own ## title
-        line = LINK_RE.sub(r"\1", line)  # a link to another page (or this one): its text
         out.append(("> " + line if line else ">") if quote else line)
     body = "\n".join(out)
-    return re.sub(r"\n{3,}", "\n\n", body).strip()
+    return re.sub(r"\n{3,}", "\n\n", _unlinked(body)).strip()
 
 
-LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
+# A link to another page (or to this one), its text on one line or more (not across a blank line or a bracket)
+LINK_RE = re.compile(r"\[((?:[^\[\]\n]|\n(?![ \t>]*\n))+)\]\((?:[^)\s]*\.md)?(?:#[^)\s]*)?\)")
+FENCE_RE = re.compile(r"^[ \t>]*(```|~~~).*?^[ \t>]*\1[^\n]*$", re.M | re.S)
+
+
+def _unlinked(body: str) -> str:
+    """The text with each link to a page (its .md file, or #an-id) its text alone, outside fenced code: a link
+    whose text runs over two lines too (a per-line pass left it as `[text](page.md)`, a dead link in Jupyter)."""
+    out, start = [], 0
+    for fence in FENCE_RE.finditer(body):
+        out.append(LINK_RE.sub(r"\1", body[start:fence.start()]))
+        out.append(fence.group(0))
+        start = fence.end()
+    out.append(LINK_RE.sub(r"\1", body[start:]))
+    return "".join(out)
 
 
 def group_note(notes: list[Note]) -> str:

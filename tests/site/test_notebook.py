@@ -314,3 +314,26 @@ def test_each_block_is_its_note_in_the_notebook():
     assert result.html.count('<div class="numpy-line" data-record="L0.attn.weights"') == 1
     names = [name for block in result.blocks.values() for name in block.records]
     assert {"L0.attn.scores", "loss", "L0.attn.q", "L0.mlp.fc", "L1.ln_1.mean"} <= set(names)
+
+
+def _notebook_text(body: str, config: dict) -> str:
+    from site_build.macros.registry import RunContext
+    from site_build.notebook import notebook_markdown
+    from site_build.pages import Page
+    from site_build.render.jinja import render_page
+
+    trace = engine.run(config_from_dict(config))
+    page = Page(source="p.md", title="P", description="", section="Forward pass", order=1, slug="p", body=body,
+                body_line=1)
+    return notebook_markdown(render_page(page, RunContext(trace), {"b.md": "b.html"}))
+
+
+def test_a_link_whose_text_runs_over_two_lines_keeps_only_its_text():
+    """The notebook has no pages to link to: a link to one keeps its text. The pass went line by line, and a link
+    whose text runs over a line break stayed `[text](page.md)`, a dead link in Jupyter (the real pages have four)."""
+    body = ("See [the second half of the\nfeed-forward pass](b.md), [the down\nprojection](b.md#down-projection) "
+            "and [one line](b.md).\n\n> **Note** a [quoted\n> link](b.md#x) too.\n\n"
+            "```python\nv = [a](b.md)\n```\n")
+    assert _notebook_text(body, {"train_steps": 0}) == (
+        "See the second half of the\nfeed-forward pass, the down\nprojection and one line.\n\n"
+        "> **Note** a quoted\n> link too.\n\n```python\nv = [a](b.md)\n```")
