@@ -191,7 +191,7 @@ def group_note(notes: list[Note]) -> str:
     for kind, words in (("chart", "the chart “{}”"), ("more", "{}"), ("other", "{}")):
         note = next((n for n in notes if n.kind == kind and (n.text or kind != "other")), None)
         if note is not None:
-            return f"*(On the site: {words.format(note.text)}.)*"
+            return f"*(On the site: {words.format(html.escape(note.text, quote=False))}.)*"  # plain text: <bos>
     return "*(On the site: a table or a chart.)*"
 
 

@@ -337,3 +337,10 @@ def test_a_link_whose_text_runs_over_two_lines_keeps_only_its_text():
     assert _notebook_text(body, {"train_steps": 0}) == (
         "See the second half of the\nfeed-forward pass, the down\nprojection and one line.\n\n"
         "> **Note** a quoted\n> link too.\n\n```python\nv = [a](b.md)\n```")
+
+
+def test_a_chart_title_with_a_token_reads_as_text_in_the_notebook():
+    """The note of a chart is its title, plain text: "Greedy text from <bos>, ..." went into the Markdown as it is,
+    and Jupyter reads <bos> as an HTML tag and drops it."""
+    text = _notebook_text("{{ generation_picture() }}\n", {"train_steps": 2})
+    assert text == "*(On the site: the chart “Greedy text from &lt;bos&gt;, before and after training”.)*"
