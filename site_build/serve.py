@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import secrets
 import shutil
 import socket
@@ -50,6 +49,7 @@ from site_build.data.checks import SHIPPED_VERIFICATION, VERIFICATION_FILE
 from site_build.errors import shown_path, terminal_line
 from site_build.lock import BuildLocks
 from site_build.progress import Progress
+from site_build.render.layout import relocate
 
 CODE_DIRS = ("engine", "site_build")
 CODE_SUFFIXES = (".py", ".yaml", ".js")  # handstep's source (as site_build.stamp counts it): a change restarts
@@ -324,17 +324,13 @@ def make_handler(site: Path, state: State, apply: Callable[[panel.Settings | Non
     return partial(Handler, directory=str(site))  # type: ignore[return-value]
 
 
-_RELATIVE_URL = re.compile(r'(\s(?:href|src)=")(?![#/?]|[A-Za-z][A-Za-z0-9+.-]*:)')
-
-
 def rooted_404(page: str, path: str) -> str:
     """The site's 404 page as the answer for `path`: its links and loads are relative to the site's root folder
     (where 404.html is), so for an address in a folder (/numbers/x.html, /assets/csv/y.csv) they start with / (the
     server's root is the site's) and the page keeps its styles, scripts, menu and search."""
     if "/" not in path.lstrip("/"):
         return page
-    page = _RELATIVE_URL.sub(r"\1/", page)
-    return page.replace(' data-root=""', ' data-root="/"', 1)
+    return relocate(page, "/").replace(' data-root=""', ' data-root="/"', 1)
 
 
 def in_main(state: State, job: Callable[[], T], stopped: T) -> T:

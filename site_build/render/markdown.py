@@ -336,10 +336,7 @@ def _render_link_open(self: Any, tokens: list[Token], idx: int, options: Any, en
         path, _, frag = href.partition("#")
         line = _source_line(env, f"({href}", _token_line(token))
         if path.endswith(".md"):
-            key = posixpath.normpath(path).lstrip("./")
-            target = env["links"].get(key)
-            if target is None:
-                target = env["links"].get(posixpath.basename(key))
+            target = _page_url(env, path)
             if target is None:
                 env["problems"].append((env["source"], line, f"link to unknown page '{path}'"))
             elif target:  # "" is a page the build refused: its own problem is reported
@@ -349,6 +346,14 @@ def _render_link_open(self: Any, tokens: list[Token], idx: int, options: Any, en
         else:
             _link_to_file(env, line, path, frag)
     return self.renderToken(tokens, idx, options, env)
+
+
+def _page_url(env: dict[str, Any], path: str) -> str | None:
+    """The site's name of the page a link's `.md` path names (`forward/attention.md`, or `attention.md` alone): its
+    `.html`, "" for a page the build refused (its own problem is reported), None for no page."""
+    key = posixpath.normpath(path).lstrip("./")
+    target = env["links"].get(key)
+    return env["links"].get(posixpath.basename(key)) if target is None else target
 
 
 def _render_image(self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
@@ -470,9 +475,8 @@ def _raw_link(env: dict[str, Any], line: int, name: str, value: str) -> None:
             env.setdefault("anchors", []).append((line, "", value[1:]))
         return
     path, _, frag = value.partition("#")
-    if name == "href" and unquote(path.partition("?")[0]).endswith(".md"):
-        key = posixpath.normpath(unquote(path.partition("?")[0])).lstrip("./")
-        target = env["links"].get(key) or env["links"].get(posixpath.basename(key))
+    if name == "href" and (page := unquote(path.partition("?")[0])).endswith(".md"):
+        target = _page_url(env, page)
         html_name = f" ('{target}#{frag}')" if target and frag else f" ('{target}')" if target else ""
         env["problems"].append((env["source"], line, f"link to '{value}' in raw HTML: the build rewrites Markdown "
                                 "links only, so the site would link a file it does not have; write it as a Markdown "
