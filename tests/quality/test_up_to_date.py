@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import py_compile
+import queue
 import re
 import select
 import shutil
@@ -469,10 +470,15 @@ def test_serve_rebuilds_under_the_same_locks(tmp_path):
         said: list[str] = []  # the rest of stderr, read as it comes (a full pipe would stop the server)
         reader = threading.Thread(target=lambda: said.extend(proc.stderr or ()), daemon=True)
         reader.start()
+        # stdout's lines as they come, read by a thread: a select() on the pipe after a readline() waits for bytes
+        # the readline has already buffered (the build's summary and "serving" come in one read), and timed out
+        printed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(target=lambda: [*map(printed.put, proc.stdout or ()), printed.put("")], daemon=True).start()
         while True:
-            ready, _, _ = select.select([proc.stdout], [], [], 120)
-            assert ready and proc.stdout is not None, f"serve printed nothing; its stderr: {''.join(said)!r}"
-            line = proc.stdout.readline()
+            try:
+                line = printed.get(timeout=120)
+            except queue.Empty:
+                raise AssertionError(f"serve printed nothing; its stderr: {''.join(said)!r}") from None
             assert line, "".join(said)
             if line.startswith("serving "):
                 break
